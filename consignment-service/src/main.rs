@@ -1,0 +1,8 @@
+//! `consignment-service`: not built yet; see the project's open issues.
+
+fn main() -> std::process::ExitCode {
+    eprintln!(
+        "consignment-service is not built yet: see docs/architecture.md for what exists today"
+    );
+    std::process::ExitCode::from(2)
+}

@@ -1,0 +1,57 @@
+//! The gRPC contracts of shippy-rs, generated from `proto/` at build time.
+//!
+//! One module per proto package (`shippy.vessel.v1` is [`vessel::v1`], and so
+//! on), each with its messages, a `*_client` module and a `*_server` module.
+//! [`FILE_DESCRIPTOR_SET`] is what every server hands to gRPC reflection.
+//! Hand-written conversions and helpers for the generated types live beside
+//! them here, so services never run code generation themselves.
+
+/// Consignments: `shippy.consignment.v1`.
+pub mod consignment {
+    /// Version 1 of the consignment contract.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("shippy.consignment.v1");
+    }
+}
+
+/// The vessel fleet: `shippy.vessel.v1`.
+pub mod vessel {
+    /// Version 1 of the vessel contract.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("shippy.vessel.v1");
+    }
+}
+
+/// Users, tokens and token keys: `shippy.user.v1`.
+pub mod user {
+    /// Version 1 of the user contract.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("shippy.user.v1");
+    }
+}
+
+/// Events carried on NATS JetStream: `shippy.events.v1`.
+pub mod events {
+    /// Version 1 of the event messages.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("shippy.events.v1");
+    }
+
+    /// The NATS subject `user.created` events are published on.
+    pub const USER_CREATED_SUBJECT: &str = "user.created";
+}
+
+/// The encoded `FileDescriptorSet` of every shippy proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("shippy_descriptor");
+
+/// Converts a `chrono` time into a protobuf `Timestamp`.
+pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos().try_into().unwrap_or(i32::MAX),
+    }
+}

@@ -1,0 +1,25 @@
+//! Plumbing every shippy-rs service shares, so each service's own code is
+//! only its domain.
+//!
+//! - [`settings`]: command-line flags that also read the environment
+//!   (`RUST_LOG`, `LOG_FORMAT`, …), and [`settings::SecretUrl`] for URLs that
+//!   carry credentials.
+//! - [`telemetry`]: the `tracing` subscriber (human-readable or JSON logs).
+//! - [`shutdown`]: one cancellation signal, fired by SIGINT/SIGTERM, that every
+//!   task of a service watches.
+//! - [`server`]: a gRPC server that always serves `grpc.health.v1.Health` and
+//!   server reflection next to the service's own RPCs.
+//! - [`discovery`]: how a service finds the others (static addresses today).
+//! - [`error`]: the one error type handlers return, mapped to `tonic::Status`.
+//! - [`retry`]: waiting for a dependency with backoff.
+
+pub mod discovery;
+pub mod error;
+pub mod retry;
+pub mod server;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::ApiError;
+pub use shutdown::Shutdown;

@@ -1,0 +1,114 @@
+//! The gRPC server every shippy service runs.
+//!
+//! [`GrpcServer`] always serves `grpc.health.v1.Health` and server reflection
+//! (v1 and v1alpha) beside the service's own RPCs, so grpcurl,
+//! grpc_health_probe and Consul's gRPC check work against any of them. It
+//! serves on a listener the caller bound and stops on a [`Shutdown`], so
+//! tests bind port 0 and production binds the configured address.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::Routes, transport::Server};
+use tonic_health::{
+    ServingStatus,
+    server::{HealthReporter, HealthService},
+};
+
+use crate::Shutdown;
+
+/// The server could not be put together or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A descriptor set handed to reflection did not decode.
+    #[error("reflection cannot read the service descriptors")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed while serving.
+    #[error("gRPC server failed")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A gRPC server with health and reflection already in place.
+#[derive(Debug)]
+pub struct GrpcServer {
+    routes: Routes,
+    health: Health,
+}
+
+impl GrpcServer {
+    /// A server whose reflection describes the services in `descriptor_set`
+    /// (an encoded `FileDescriptorSet`, such as `shippy_proto::FILE_DESCRIPTOR_SET`),
+    /// plus health and reflection themselves.
+    pub fn new(descriptor_set: &'static [u8]) -> Result<Self, ServerError> {
+        let reporter = HealthReporter::new();
+        let health_server = tonic_health::pb::health_server::HealthServer::new(
+            HealthService::from_health_reporter(reporter.clone()),
+        );
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(descriptor_set)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(descriptor_set)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let routes = Routes::new(health_server)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        Ok(Self {
+            routes,
+            health: Health { reporter },
+        })
+    }
+
+    /// The handle that sets what `grpc.health.v1.Health` answers.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Adds the service's own RPCs: `add(routes)` returns the routes with
+    /// them added, e.g. `|routes| routes.add_service(FooServer::new(api))`.
+    pub fn with_routes(mut self, add: impl FnOnce(Routes) -> Routes) -> Self {
+        self.routes = add(self.routes);
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` fires, then lets requests in
+    /// flight finish and returns.
+    pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), ServerError> {
+        let address = listener.local_addr().ok();
+        tracing::info!(?address, "gRPC server listening");
+        Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_routes(self.routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait_owned())
+            .await?;
+        tracing::info!(?address, "gRPC server stopped");
+        Ok(())
+    }
+}
+
+/// Sets what `grpc.health.v1.Health` answers, for the whole server (the
+/// empty service name) and for each named service together.
+#[derive(Debug, Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+}
+
+impl Health {
+    /// Answers `SERVING` (`ready`) or `NOT_SERVING` for the whole server
+    /// and for each of `services` (full names such as
+    /// `shippy.vessel.v1.VesselService`).
+    pub async fn set(&self, services: &[&str], ready: bool) {
+        let status = if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status("", status).await;
+        for service in services {
+            self.reporter.set_service_status(service, status).await;
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Settings shared by every binary: each a command-line flag that also reads
+//! the environment variable of the same meaning, all listed by `--help`.
+//!
+//! Each service flattens these into its own `clap` arguments, next to the
+//! settings only it has (its listen address, its database, …).
+
+use std::{fmt, str::FromStr};
+
+use url::Url;
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryArgs {
+    /// Which log lines to keep, in `tracing` filter syntax (e.g. `info,sqlx=warn`).
+    #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// How log lines look.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+/// A URL that may carry credentials (`postgres://user:password@host/db`).
+///
+/// `Debug` and `Display` hide the password, so the URL can be logged;
+/// [`SecretUrl::expose`] gives the whole URL to the one place that needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(Url);
+
+impl SecretUrl {
+    /// The whole URL, password included. Do not log it.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The URL's scheme, e.g. `postgres` or `mongodb`.
+    pub fn scheme(&self) -> &str {
+        self.0.scheme()
+    }
+
+    /// The same URL with its path replaced, e.g. to name another database.
+    pub fn with_path(&self, path: &str) -> Self {
+        let mut url = self.0.clone();
+        url.set_path(path);
+        Self(url)
+    }
+}
+
+impl FromStr for SecretUrl {
+    type Err = url::ParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Url::parse(text).map(Self)
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            // Only fails for URLs that cannot have a password at all.
+            let _ = shown.set_password(Some("REDACTED"));
+        }
+        f.write_str(shown.as_str())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_debug_hide_the_password() {
+        let url: SecretUrl = "postgres://app:s3cret@db:5432/vessels"
+            .parse()
+            .expect("valid url");
+        assert_eq!(url.to_string(), "postgres://app:REDACTED@db:5432/vessels");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.expose(), "postgres://app:s3cret@db:5432/vessels");
+        assert_eq!(url.scheme(), "postgres");
+    }
+
+    #[test]
+    fn with_path_names_another_database() {
+        let url: SecretUrl = "postgres://app@db/postgres".parse().expect("valid url");
+        assert_eq!(url.with_path("/other").expose(), "postgres://app@db/other");
+    }
+}

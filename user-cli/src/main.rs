@@ -1,0 +1,6 @@
+//! `user-cli`: not built yet; see the project's open issues.
+
+fn main() -> std::process::ExitCode {
+    eprintln!("user-cli is not built yet: see docs/architecture.md for what exists today");
+    std::process::ExitCode::from(2)
+}

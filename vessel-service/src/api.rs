@@ -1,0 +1,106 @@
+//! The `VesselService` gRPC handlers: parse the request, ask the store,
+//! answer. Errors become `tonic::Status` through [`ApiError`] only.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use shippy_proto::vessel::v1::{self as proto, vessel_service_server::VesselService};
+use shippy_service::ApiError;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{InvalidInput, NewVessel, Specification},
+    store::{Store, StoreError, VesselStore},
+};
+
+/// The handlers, over a store that may not be ready yet.
+#[derive(Debug, Clone)]
+pub struct VesselApi {
+    store: Store,
+    ready: Arc<AtomicBool>,
+}
+
+impl VesselApi {
+    /// Handlers over `store`; they answer `UNAVAILABLE` until `ready` is set.
+    pub fn new(store: Store, ready: Arc<AtomicBool>) -> Self {
+        Self { store, ready }
+    }
+
+    fn store(&self) -> Result<&Store, ApiError> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(&self.store)
+        } else {
+            Err(ApiError::Unavailable {
+                message: "the vessel store is not ready yet; retry shortly".into(),
+                source: None,
+            })
+        }
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(error: InvalidInput) -> Self {
+        ApiError::InvalidArgument(error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::AlreadyExists(_) => ApiError::AlreadyExists(error.to_string()),
+            StoreError::Unavailable(_) => {
+                ApiError::unavailable("the vessel database is unreachable; retry shortly", error)
+            }
+            StoreError::Corrupt(_) | StoreError::Database(_) => ApiError::internal(error),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl VesselService for VesselApi {
+    #[tracing::instrument(
+        skip_all,
+        fields(spec.capacity = request.get_ref().capacity, spec.max_weight = request.get_ref().max_weight),
+        err(Display)
+    )]
+    async fn find_available(
+        &self,
+        request: Request<proto::Specification>,
+    ) -> Result<Response<proto::Response>, Status> {
+        let spec = Specification::try_from(request.into_inner()).map_err(ApiError::from)?;
+        let vessel = self
+            .store()?
+            .find_available(spec)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no available vessel has {spec}")))?;
+        tracing::info!(vessel.id = %vessel.id, "vessel found");
+        Ok(Response::new(proto::Response {
+            vessel: Some(vessel.into()),
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(vessel.id), err(Display))]
+    async fn create(
+        &self,
+        request: Request<proto::Vessel>,
+    ) -> Result<Response<proto::Response>, Status> {
+        let vessel = NewVessel::try_from(request.into_inner())
+            .map_err(ApiError::from)?
+            .into_vessel();
+        tracing::Span::current().record("vessel.id", vessel.id.as_str());
+        self.store()?
+            .insert(&vessel)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!("vessel created");
+        Ok(Response::new(proto::Response {
+            vessel: Some(vessel.into()),
+            created: true,
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,149 @@
+//! Putting vessel-service together: bind, open the store, serve, and keep
+//! health true to whether the store answers.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServiceServer};
+use shippy_service::{
+    Shutdown,
+    error::chain,
+    retry::{self, Backoff},
+    server::{GrpcServer, Health, ServerError},
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    api::VesselApi,
+    fleet,
+    settings::Settings,
+    store::{OpenError, Store, VesselStore},
+};
+
+/// How long a store operation waits for a database connection.
+const STORE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a ready store is checked, to keep health true.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// vessel-service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `DATABASE_URL` does not name a usable store.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// The gRPC server could not be built.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// vessel-service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    server: GrpcServer,
+    health: Health,
+    store: Store,
+    ready: Arc<AtomicBool>,
+}
+
+impl Application {
+    /// Binds the listen address and opens the store, without waiting for the
+    /// database: health answers `NOT_SERVING` until the store is ready.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: settings.listen_addr,
+                source,
+            })?;
+        let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
+        tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let api = VesselApi::new(store.clone(), ready.clone());
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)?
+            .with_routes(|routes| routes.add_service(VesselServiceServer::new(api)));
+        let health = server.health();
+        health.set(&[SERVICE_NAME], false).await;
+        Ok(Self {
+            listener,
+            server,
+            health,
+            store,
+            ready,
+        })
+    }
+
+    /// The address the server listens on (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires, preparing the store in the background.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let readiness = tokio::spawn(keep_ready(
+            self.store,
+            self.ready,
+            self.health,
+            shutdown.clone(),
+        ));
+        let served = self.server.serve(self.listener, shutdown.clone()).await;
+        shutdown.trigger();
+        if let Err(error) = readiness.await {
+            tracing::error!(%error, "store readiness task failed");
+        }
+        served
+    }
+}
+
+/// Waits for the store (migrations, seed fleet), then marks the service
+/// ready, then keeps health in step with whether the store answers.
+async fn keep_ready(store: Store, ready: Arc<AtomicBool>, health: Health, shutdown: Shutdown) {
+    let prepared = retry::until_ready("vessel store", Backoff::default(), &shutdown, || async {
+        store.prepare().await?;
+        fleet::seed(&store).await
+    })
+    .await;
+    let Some(added) = prepared else {
+        return;
+    };
+    tracing::info!(seed_vessels_added = added, "vessel store ready; serving");
+    ready.store(true, Ordering::Release);
+    health.set(&[SERVICE_NAME], true).await;
+
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => break,
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+        match (store.ping().await, serving) {
+            (Ok(()), false) => {
+                tracing::info!("vessel store answers again; serving");
+                serving = true;
+                health.set(&[SERVICE_NAME], true).await;
+            }
+            (Err(error), true) => {
+                tracing::warn!(error = %chain(&error), "vessel store unreachable; not serving");
+                serving = false;
+                health.set(&[SERVICE_NAME], false).await;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Vessels and what a consignment asks of one, as validated domain types.
+//!
+//! Proto messages become these through `TryFrom` at the handler edge; a
+//! failure is a message a person can act on, and the store and the rules
+//! never see an unchecked value.
+
+use std::fmt;
+
+use shippy_proto::vessel::v1 as proto;
+
+/// Why a request's vessel or specification is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(String);
+
+/// The longest id or name accepted, in bytes.
+const MAX_TEXT_LEN: usize = 200;
+
+/// A vessel's unique id, e.g. `vessel001`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VesselId(String);
+
+impl VesselId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Checks an id given by a caller or read from the store.
+    pub fn parse(id: &str) -> Result<Self, InvalidInput> {
+        let id = id.trim();
+        if id.is_empty() {
+            return Err(InvalidInput("vessel id must not be empty".into()));
+        }
+        if id.len() > MAX_TEXT_LEN || id.chars().any(char::is_control) {
+            return Err(InvalidInput(format!(
+                "vessel id must be at most {MAX_TEXT_LEN} bytes of printable text"
+            )));
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VesselId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A vessel's display name: non-empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VesselName(String);
+
+impl VesselName {
+    /// Checks a name.
+    pub fn parse(name: &str) -> Result<Self, InvalidInput> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(InvalidInput("vessel name must not be empty".into()));
+        }
+        if name.len() > MAX_TEXT_LEN {
+            return Err(InvalidInput(format!(
+                "vessel name must be at most {MAX_TEXT_LEN} bytes"
+            )));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A number of containers: greater than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Capacity(i32);
+
+impl Capacity {
+    /// Checks a capacity; `what` names the field in the error message.
+    pub fn parse(value: i32, what: &str) -> Result<Self, InvalidInput> {
+        positive(value, what).map(Self)
+    }
+
+    /// The number of containers.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+/// A weight in kilograms: greater than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Weight(i32);
+
+impl Weight {
+    /// Checks a weight; `what` names the field in the error message.
+    pub fn parse(value: i32, what: &str) -> Result<Self, InvalidInput> {
+        positive(value, what).map(Self)
+    }
+
+    /// The weight in kilograms.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+fn positive(value: i32, what: &str) -> Result<i32, InvalidInput> {
+    if value > 0 {
+        Ok(value)
+    } else {
+        Err(InvalidInput(format!(
+            "{what} must be greater than 0, got {value}"
+        )))
+    }
+}
+
+/// A vessel of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vessel {
+    /// Unique in the fleet.
+    pub id: VesselId,
+    /// Display name.
+    pub name: VesselName,
+    /// How many containers it carries.
+    pub capacity: Capacity,
+    /// The heaviest load it carries.
+    pub max_weight: Weight,
+    /// Whether it can take consignments now.
+    pub available: bool,
+    /// Who owns it; may be empty.
+    pub owner_id: String,
+}
+
+impl Vessel {
+    /// Whether this vessel can carry `spec`.
+    pub fn fits(&self, spec: Specification) -> bool {
+        self.available && self.capacity >= spec.capacity && self.max_weight >= spec.max_weight
+    }
+}
+
+/// What a consignment needs of a vessel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Specification {
+    /// At least this many containers.
+    pub capacity: Capacity,
+    /// At least this weight.
+    pub max_weight: Weight,
+}
+
+impl fmt::Display for Specification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "capacity >= {} containers and max_weight >= {} kg",
+            self.capacity.get(),
+            self.max_weight.get()
+        )
+    }
+}
+
+impl TryFrom<proto::Specification> for Specification {
+    type Error = InvalidInput;
+
+    fn try_from(spec: proto::Specification) -> Result<Self, Self::Error> {
+        Ok(Self {
+            capacity: Capacity::parse(spec.capacity, "capacity")?,
+            max_weight: Weight::parse(spec.max_weight, "max_weight")?,
+        })
+    }
+}
+
+/// A vessel as a caller asks to create it: the id may be left to us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVessel {
+    /// `None`: generate one.
+    pub id: Option<VesselId>,
+    /// Display name.
+    pub name: VesselName,
+    /// How many containers it carries.
+    pub capacity: Capacity,
+    /// The heaviest load it carries.
+    pub max_weight: Weight,
+    /// Whether it can take consignments now (absent on the wire: yes).
+    pub available: bool,
+    /// Who owns it; may be empty.
+    pub owner_id: String,
+}
+
+impl NewVessel {
+    /// The vessel to store, with an id generated if none was given.
+    pub fn into_vessel(self) -> Vessel {
+        Vessel {
+            id: self.id.unwrap_or_else(VesselId::generate),
+            name: self.name,
+            capacity: self.capacity,
+            max_weight: self.max_weight,
+            available: self.available,
+            owner_id: self.owner_id,
+        }
+    }
+}
+
+impl TryFrom<proto::Vessel> for NewVessel {
+    type Error = InvalidInput;
+
+    fn try_from(vessel: proto::Vessel) -> Result<Self, Self::Error> {
+        let id = if vessel.id.trim().is_empty() {
+            None
+        } else {
+            Some(VesselId::parse(&vessel.id)?)
+        };
+        Ok(Self {
+            id,
+            name: VesselName::parse(&vessel.name)?,
+            capacity: Capacity::parse(vessel.capacity, "capacity")?,
+            max_weight: Weight::parse(vessel.max_weight, "max_weight")?,
+            available: vessel.available.unwrap_or(true),
+            owner_id: vessel.owner_id.trim().to_owned(),
+        })
+    }
+}
+
+impl From<Vessel> for proto::Vessel {
+    fn from(vessel: Vessel) -> Self {
+        Self {
+            id: vessel.id.0,
+            capacity: vessel.capacity.get(),
+            max_weight: vessel.max_weight.get(),
+            name: vessel.name.0,
+            available: Some(vessel.available),
+            owner_id: vessel.owner_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto_vessel() -> proto::Vessel {
+        proto::Vessel {
+            id: String::new(),
+            capacity: 10,
+            max_weight: 1000,
+            name: "Test".into(),
+            available: None,
+            owner_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn specification_needs_positive_numbers() {
+        for (capacity, max_weight, field) in [(0, 1, "capacity"), (1, -5, "max_weight")] {
+            let error = Specification::try_from(proto::Specification {
+                capacity,
+                max_weight,
+            })
+            .expect_err("not positive");
+            assert!(error.to_string().starts_with(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn new_vessel_defaults_to_available_and_generated_id() {
+        let vessel = NewVessel::try_from(proto_vessel()).expect("valid");
+        assert!(vessel.available);
+        assert_eq!(vessel.id, None);
+        let stored = vessel.into_vessel();
+        assert!(!stored.id.as_str().is_empty());
+        assert_ne!(stored.id, VesselId::generate());
+    }
+
+    #[test]
+    fn new_vessel_rejects_blank_name_and_bad_numbers() {
+        let cases = [
+            (
+                proto::Vessel {
+                    name: "  ".into(),
+                    ..proto_vessel()
+                },
+                "name",
+            ),
+            (
+                proto::Vessel {
+                    capacity: 0,
+                    ..proto_vessel()
+                },
+                "capacity",
+            ),
+            (
+                proto::Vessel {
+                    max_weight: -1,
+                    ..proto_vessel()
+                },
+                "max_weight",
+            ),
+            (
+                proto::Vessel {
+                    id: "a\u{0}b".into(),
+                    ..proto_vessel()
+                },
+                "id",
+            ),
+        ];
+        for (vessel, field) in cases {
+            let error = NewVessel::try_from(vessel).expect_err("invalid");
+            assert!(error.to_string().contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn fits_needs_room_weight_and_availability() {
+        let vessel = NewVessel::try_from(proto_vessel())
+            .expect("valid")
+            .into_vessel();
+        let spec = |capacity, max_weight| Specification {
+            capacity: Capacity(capacity),
+            max_weight: Weight(max_weight),
+        };
+        assert!(vessel.fits(spec(10, 1000)));
+        assert!(!vessel.fits(spec(11, 1000)));
+        assert!(!vessel.fits(spec(10, 1001)));
+        let unavailable = Vessel {
+            available: false,
+            ..vessel
+        };
+        assert!(!unavailable.fits(spec(1, 1)));
+    }
+}

@@ -1,0 +1,18 @@
+//! vessel-service's settings: flags that also read the environment.
+
+use std::net::SocketAddr;
+
+use shippy_service::settings::SecretUrl;
+
+/// What vessel-service needs to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Where the gRPC server listens.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50052")]
+    pub listen_addr: SocketAddr,
+
+    /// The vessel store: `postgres://user:password@host:5432/db` or
+    /// `mongodb://host:27017/db`, chosen by the scheme.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretUrl,
+}

@@ -1,0 +1,185 @@
+//! The MongoDB vessel store (the official driver), one document per vessel.
+
+use std::time::Duration;
+
+use mongodb::{
+    Client, Collection, IndexModel,
+    bson::doc,
+    error::{ErrorKind, WriteFailure},
+    options::ClientOptions,
+};
+use serde::{Deserialize, Serialize};
+use shippy_service::settings::SecretUrl;
+
+use super::{OpenError, StoreError, VesselStore};
+use crate::domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight};
+
+/// The database used when the URL names none.
+const DEFAULT_DATABASE: &str = "shippy";
+/// MongoDB's code for a duplicate key.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// Vessels in a MongoDB collection named `vessels`.
+#[derive(Debug, Clone)]
+pub struct MongoStore {
+    client: Client,
+    vessels: Collection<VesselDocument>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct VesselDocument {
+    #[serde(rename = "_id")]
+    id: String,
+    name: String,
+    capacity: i32,
+    max_weight: i32,
+    available: bool,
+    #[serde(default)]
+    owner_id: String,
+}
+
+impl From<&Vessel> for VesselDocument {
+    fn from(vessel: &Vessel) -> Self {
+        Self {
+            id: vessel.id.as_str().to_owned(),
+            name: vessel.name.as_str().to_owned(),
+            capacity: vessel.capacity.get(),
+            max_weight: vessel.max_weight.get(),
+            available: vessel.available,
+            owner_id: vessel.owner_id.clone(),
+        }
+    }
+}
+
+impl TryFrom<VesselDocument> for Vessel {
+    type Error = StoreError;
+
+    fn try_from(document: VesselDocument) -> Result<Self, Self::Error> {
+        let corrupt = |error: crate::domain::InvalidInput| {
+            StoreError::Corrupt(format!("vessel `{}`: {error}", document.id))
+        };
+        Ok(Vessel {
+            id: VesselId::parse(&document.id).map_err(corrupt)?,
+            name: VesselName::parse(&document.name).map_err(corrupt)?,
+            capacity: Capacity::parse(document.capacity, "capacity").map_err(corrupt)?,
+            max_weight: Weight::parse(document.max_weight, "max_weight").map_err(corrupt)?,
+            available: document.available,
+            owner_id: document.owner_id,
+        })
+    }
+}
+
+fn store_error(error: mongodb::error::Error) -> StoreError {
+    match *error.kind {
+        ErrorKind::Io(_)
+        | ErrorKind::ServerSelection { .. }
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::DnsResolve { .. }
+        | ErrorKind::Shutdown => StoreError::Unavailable(error.into()),
+        _ => StoreError::Database(error.into()),
+    }
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    matches!(
+        *error.kind,
+        ErrorKind::Write(WriteFailure::WriteError(ref write)) if write.code == DUPLICATE_KEY
+    )
+}
+
+impl MongoStore {
+    /// A client that connects on first use; server selection waits at most `timeout`.
+    pub async fn open(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
+        let invalid = |source: mongodb::error::Error| OpenError::InvalidUrl {
+            database: "MongoDB",
+            source: source.into(),
+        };
+        let mut options = ClientOptions::parse(url.expose()).await.map_err(invalid)?;
+        options.server_selection_timeout = Some(timeout);
+        options.connect_timeout = Some(timeout);
+        options
+            .app_name
+            .get_or_insert_with(|| "vessel-service".to_owned());
+        let database = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        let client = Client::with_options(options).map_err(invalid)?;
+        let vessels = client.database(&database).collection("vessels");
+        Ok(Self { client, vessels })
+    }
+}
+
+impl VesselStore for MongoStore {
+    #[tracing::instrument(name = "mongodb.ping", skip_all, err)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .database("admin")
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "mongodb.prepare", skip_all, err)]
+    async fn prepare(&self) -> Result<(), StoreError> {
+        let by_size = IndexModel::builder()
+            .keys(doc! { "available": 1, "capacity": 1, "max_weight": 1, "_id": 1 })
+            .build();
+        self.vessels
+            .create_index(by_size)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "mongodb.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err)]
+    async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
+        match self.vessels.insert_one(VesselDocument::from(vessel)).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_duplicate_key(&error) => {
+                Err(StoreError::AlreadyExists(vessel.id.clone()))
+            }
+            Err(error) => Err(store_error(error)),
+        }
+    }
+
+    #[tracing::instrument(name = "mongodb.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err)]
+    async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
+        match self.insert(vessel).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::AlreadyExists(_)) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    #[tracing::instrument(name = "mongodb.get_vessel", skip_all, fields(vessel.id = %id), err)]
+    async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
+        self.vessels
+            .find_one(doc! { "_id": id.as_str() })
+            .await
+            .map_err(store_error)?
+            .map(Vessel::try_from)
+            .transpose()
+    }
+
+    #[tracing::instrument(
+        name = "mongodb.find_available_vessel",
+        skip_all,
+        fields(spec.capacity = spec.capacity.get(), spec.max_weight = spec.max_weight.get()),
+        err
+    )]
+    async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
+        self.vessels
+            .find_one(doc! {
+                "available": true,
+                "capacity": { "$gte": spec.capacity.get() },
+                "max_weight": { "$gte": spec.max_weight.get() },
+            })
+            .sort(doc! { "capacity": 1, "max_weight": 1, "_id": 1 })
+            .await
+            .map_err(store_error)?
+            .map(Vessel::try_from)
+            .transpose()
+    }
+}
