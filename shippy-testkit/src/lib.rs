@@ -73,3 +73,77 @@ pub fn mongodb_url_or_say_skipped(test: &str) -> Option<String> {
         }
     }
 }
+
+/// A TCP proxy on loopback that forwards to `upstream` once started: stands
+/// in for a dependency that comes up late or goes away, while the real
+/// server behind it does the work.
+#[derive(Debug)]
+pub struct LateProxy {
+    address: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LateProxy {
+    /// Reserves a loopback port to forward to `upstream`, without listening yet.
+    pub fn reserve(upstream: std::net::SocketAddr) -> Self {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let address = probe.local_addr().expect("local address");
+        drop(probe);
+        Self {
+            address,
+            upstream,
+            task: None,
+        }
+    }
+
+    /// Where clients connect.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Starts listening and forwarding.
+    pub async fn start(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.address)
+            .await
+            .expect("bind the reserved proxy port");
+        let upstream = self.upstream;
+        self.task = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for LateProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The loopback address and port a URL such as
+/// `postgres://user@127.0.0.1:5432/db` points at.
+pub fn socket_addr_of(url: &SecretUrl) -> std::net::SocketAddr {
+    let url = url::Url::parse(url.expose()).expect("valid URL");
+    let host = url.host_str().expect("URL has a host");
+    let port = url.port().expect("URL has a port");
+    format!("{host}:{port}")
+        .parse()
+        .expect("host is an IP address")
+}
+
+/// The same URL pointing at `address` instead.
+pub fn with_socket_addr(url: &SecretUrl, address: std::net::SocketAddr) -> SecretUrl {
+    let mut url = url::Url::parse(url.expose()).expect("valid URL");
+    url.set_ip_host(address.ip()).expect("URL can have a host");
+    url.set_port(Some(address.port()))
+        .expect("URL can have a port");
+    url.as_str().parse().expect("still a valid URL")
+}

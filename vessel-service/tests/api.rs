@@ -1,0 +1,400 @@
+//! vessel-service over gRPC, as a client sees it: the real server on a
+//! random port, against a real PostgreSQL database of its own.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use shippy_proto::vessel::v1::{Specification, Vessel, vessel_service_client::VesselServiceClient};
+use shippy_service::{
+    Shutdown,
+    discovery::{CallTimeouts, static_channel},
+    settings::SecretUrl,
+};
+use shippy_testkit::{
+    LateProxy, fresh_postgres_database, init_test_logging, socket_addr_of, with_socket_addr,
+};
+use tokio::task::JoinHandle;
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use vessel_service::{app::Application, settings::Settings};
+
+struct TestApp {
+    address: SocketAddr,
+    channel: Channel,
+    shutdown: Shutdown,
+    server: JoinHandle<Result<(), shippy_service::server::ServerError>>,
+}
+
+impl TestApp {
+    async fn spawn(database_url: SecretUrl) -> Self {
+        init_test_logging();
+        let settings = Settings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url,
+        };
+        let app = Application::build(&settings).await.expect("build");
+        let address = app.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(app.run(shutdown.clone()));
+        let channel =
+            static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
+        Self {
+            address,
+            channel,
+            shutdown,
+            server,
+        }
+    }
+
+    /// A server on a fresh database, once it reports `SERVING`.
+    async fn ready() -> Self {
+        let app = Self::spawn(fresh_postgres_database("vessel_api").await).await;
+        app.wait_for(ServingStatus::Serving).await;
+        app
+    }
+
+    fn vessels(&self) -> VesselServiceClient<Channel> {
+        VesselServiceClient::new(self.channel.clone())
+    }
+
+    async fn health(&self, service: &str) -> ServingStatus {
+        let response = HealthClient::new(self.channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner();
+        ServingStatus::try_from(response.status).expect("known status")
+    }
+
+    async fn wait_for(&self, wanted: ServingStatus) {
+        for _ in 0..300 {
+            if self.health("").await == wanted {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("health never became {wanted:?}");
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        self.server
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+    }
+}
+
+fn spec(capacity: i32, max_weight: i32) -> Specification {
+    Specification {
+        capacity,
+        max_weight,
+    }
+}
+
+fn new_vessel(id: &str, name: &str, capacity: i32, max_weight: i32) -> Vessel {
+    Vessel {
+        id: id.into(),
+        capacity,
+        max_weight,
+        name: name.into(),
+        available: None,
+        owner_id: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn health_and_reflection_describe_the_service() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let app = TestApp::ready().await;
+    assert_eq!(app.health("").await, ServingStatus::Serving);
+    assert_eq!(
+        app.health("shippy.vessel.v1.VesselService").await,
+        ServingStatus::Serving
+    );
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(app.channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for wanted in [
+        "shippy.vessel.v1.VesselService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(
+            names.iter().any(|name| name == wanted),
+            "{wanted} missing from {names:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn find_available_answers_the_smallest_seed_vessel_that_fits() {
+    let app = TestApp::ready().await;
+    // The original's sample consignment: 3 containers, 55 000 kg.
+    let response = app
+        .vessels()
+        .find_available(spec(3, 55_000))
+        .await
+        .expect("found");
+    let vessel = response.into_inner().vessel.expect("a vessel");
+    assert_eq!(vessel.id, "vessel002");
+    assert!(vessel.capacity >= 3 && vessel.max_weight >= 55_000);
+
+    let vessel = app
+        .vessels()
+        .find_available(spec(300, 150_000))
+        .await
+        .expect("found")
+        .into_inner()
+        .vessel
+        .unwrap();
+    assert_eq!(
+        (vessel.id.as_str(), vessel.name.as_str()),
+        ("vessel001", "Kane's Salty Secret")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_fits_is_not_found_naming_the_spec() {
+    let app = TestApp::ready().await;
+    let status = app
+        .vessels()
+        .find_available(spec(5000, 10))
+        .await
+        .expect_err("no vessel carries 5000 containers");
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        status.message().contains("capacity >= 5000"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("max_weight >= 10"),
+        "{}",
+        status.message()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_specifications_are_invalid_argument_and_the_service_keeps_serving() {
+    let app = TestApp::ready().await;
+    for (bad, field) in [
+        (spec(0, 100), "capacity"),
+        (spec(-3, 100), "capacity"),
+        (spec(1, 0), "max_weight"),
+        (spec(1, i32::MIN), "max_weight"),
+    ] {
+        let status = app
+            .vessels()
+            .find_available(bad)
+            .await
+            .expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    app.vessels()
+        .find_available(spec(1, 1))
+        .await
+        .expect("still serving");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_stores_the_vessel_and_find_available_can_pick_it() {
+    let app = TestApp::ready().await;
+    let created = app
+        .vessels()
+        .create(new_vessel("dinghy", "Little Dinghy", 2, 50))
+        .await
+        .expect("created")
+        .into_inner();
+    assert!(created.created);
+    let vessel = created.vessel.expect("the stored vessel");
+    assert_eq!(
+        (
+            vessel.id.as_str(),
+            vessel.name.as_str(),
+            vessel.capacity,
+            vessel.max_weight
+        ),
+        ("dinghy", "Little Dinghy", 2, 50)
+    );
+    assert_eq!(
+        vessel.available,
+        Some(true),
+        "available unless said otherwise"
+    );
+
+    let found = app
+        .vessels()
+        .find_available(spec(1, 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        found.vessel.unwrap().id,
+        "dinghy",
+        "the new vessel is the smallest fit"
+    );
+
+    // An unavailable vessel is stored but never picked.
+    let busy = Vessel {
+        available: Some(false),
+        ..new_vessel("canoe", "Canoe", 1, 1)
+    };
+    app.vessels().create(busy).await.expect("created");
+    let found = app
+        .vessels()
+        .find_available(spec(1, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.vessel.unwrap().id, "dinghy");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_generates_an_id_when_none_is_given() {
+    let app = TestApp::ready().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let vessel = app
+            .vessels()
+            .create(new_vessel("", "Anonymous", 10, 10))
+            .await
+            .expect("created")
+            .into_inner()
+            .vessel
+            .unwrap();
+        assert!(!vessel.id.is_empty());
+        ids.push(vessel.id);
+    }
+    assert_ne!(ids[0], ids[1]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_id_is_already_exists_and_nothing_is_overwritten() {
+    let app = TestApp::ready().await;
+    let status = app
+        .vessels()
+        .create(new_vessel("vessel001", "Impostor", 1, 1))
+        .await
+        .expect_err("vessel001 is seeded");
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert!(
+        status.message().contains("vessel001"),
+        "{}",
+        status.message()
+    );
+    let found = app
+        .vessels()
+        .find_available(spec(300, 150_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.into_inner().vessel.unwrap().name,
+        "Kane's Salty Secret"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_vessels_are_invalid_argument() {
+    let app = TestApp::ready().await;
+    for (bad, field) in [
+        (new_vessel("", "", 1, 1), "name"),
+        (new_vessel("", "   ", 1, 1), "name"),
+        (new_vessel("", "Ship", 0, 1), "capacity"),
+        (new_vessel("", "Ship", 1, -1), "max_weight"),
+        (new_vessel(&"x".repeat(500), "Ship", 1, 1), "id"),
+    ] {
+        let status = app.vessels().create(bad).await.expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    app.vessels()
+        .find_available(spec(1, 1))
+        .await
+        .expect("still serving");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn restarts_seed_nothing_new() {
+    let database = fresh_postgres_database("vessel_restart").await;
+    for _ in 0..3 {
+        let app = TestApp::spawn(database.clone()).await;
+        app.wait_for(ServingStatus::Serving).await;
+        app.stop().await;
+    }
+    let pool = sqlx::PgPool::connect(database.expose()).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM vessels")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 3);
+}
+
+#[tokio::test]
+async fn starts_before_its_database_and_serves_once_it_answers() {
+    let database = fresh_postgres_database("vessel_late").await;
+    let mut proxy = LateProxy::reserve(socket_addr_of(&database));
+    let app = TestApp::spawn(with_socket_addr(&database, proxy.address())).await;
+
+    // The database is not reachable yet: the service is up but not serving.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.health("").await, ServingStatus::NotServing);
+    assert_eq!(
+        app.health("shippy.vessel.v1.VesselService").await,
+        ServingStatus::NotServing
+    );
+    let status = app
+        .vessels()
+        .find_available(spec(1, 1))
+        .await
+        .expect_err("not ready");
+    assert_eq!(status.code(), Code::Unavailable);
+
+    proxy.start().await;
+    app.wait_for(ServingStatus::Serving).await;
+    app.vessels()
+        .find_available(spec(1, 1))
+        .await
+        .expect("serving now");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_server() {
+    let app = TestApp::ready().await;
+    let address = app.address;
+    app.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "nothing listens after shutdown"
+    );
+}

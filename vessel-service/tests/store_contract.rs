@@ -1,0 +1,218 @@
+//! The contract every vessel store must keep, run against each store:
+//! PostgreSQL always (a fresh database per test), MongoDB when `MONGODB_URL`
+//! is set (a fresh database per test). Without it the MongoDB cases show as
+//! ignored; `make test` runs them with `--include-ignored` when it is set.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use shippy_testkit::{fresh_postgres_database, init_test_logging, mongodb_url_or_say_skipped};
+use vessel_service::{
+    domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight},
+    fleet,
+    store::{StoreError, VesselStore, mongo::MongoStore, postgres::PostgresStore},
+};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn vessel(id: &str, capacity: i32, max_weight: i32) -> Vessel {
+    Vessel {
+        id: VesselId::parse(id).unwrap(),
+        name: VesselName::parse(&format!("Ship {id}")).unwrap(),
+        capacity: Capacity::parse(capacity, "capacity").unwrap(),
+        max_weight: Weight::parse(max_weight, "max_weight").unwrap(),
+        available: true,
+        owner_id: "owner-1".into(),
+    }
+}
+
+fn spec(capacity: i32, max_weight: i32) -> Specification {
+    Specification {
+        capacity: Capacity::parse(capacity, "capacity").unwrap(),
+        max_weight: Weight::parse(max_weight, "max_weight").unwrap(),
+    }
+}
+
+async fn found_id(store: &impl VesselStore, capacity: i32, max_weight: i32) -> Option<String> {
+    store
+        .find_available(spec(capacity, max_weight))
+        .await
+        .expect("find_available")
+        .map(|vessel| vessel.id.as_str().to_owned())
+}
+
+// ---- the contract ----------------------------------------------------------
+
+async fn inserted_vessel_reads_back_whole(store: impl VesselStore) {
+    let ship = Vessel {
+        available: false,
+        ..vessel("v-1", 7, 700)
+    };
+    store.insert(&ship).await.expect("insert");
+    assert_eq!(store.get(&ship.id).await.expect("get"), Some(ship));
+    let missing = VesselId::parse("nope").unwrap();
+    assert_eq!(store.get(&missing).await.expect("get"), None);
+}
+
+async fn a_taken_id_is_already_exists(store: impl VesselStore) {
+    store
+        .insert(&vessel("dup", 5, 500))
+        .await
+        .expect("first insert");
+    let error = store
+        .insert(&vessel("dup", 9, 900))
+        .await
+        .expect_err("second insert");
+    assert!(
+        matches!(error, StoreError::AlreadyExists(ref id) if id.as_str() == "dup"),
+        "{error:?}"
+    );
+    let kept = store
+        .get(&VesselId::parse("dup").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.capacity.get(), 5, "the first vessel is kept");
+}
+
+async fn insert_if_absent_adds_once_and_never_overwrites(store: impl VesselStore) {
+    assert!(store.insert_if_absent(&vessel("s", 5, 500)).await.unwrap());
+    assert!(!store.insert_if_absent(&vessel("s", 9, 900)).await.unwrap());
+    let kept = store
+        .get(&VesselId::parse("s").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.capacity.get(), 5);
+}
+
+async fn find_available_picks_the_smallest_that_fits(store: impl VesselStore) {
+    for ship in [
+        vessel("big", 1000, 500_000),
+        vessel("mid-heavy", 200, 300_000),
+        vessel("mid-light-b", 200, 100_000),
+        vessel("mid-light-a", 200, 100_000),
+        vessel("small", 10, 1_000),
+        Vessel {
+            available: false,
+            ..vessel("tiny-but-busy", 150, 900_000)
+        },
+    ] {
+        store.insert(&ship).await.expect("insert");
+    }
+    // Least capacity first, then least max_weight, then id.
+    assert_eq!(
+        found_id(&store, 150, 50_000).await.as_deref(),
+        Some("mid-light-a")
+    );
+    assert_eq!(
+        found_id(&store, 150, 200_000).await.as_deref(),
+        Some("mid-heavy")
+    );
+    assert_eq!(
+        found_id(&store, 10, 1_000).await.as_deref(),
+        Some("small"),
+        "bounds are inclusive"
+    );
+    assert_eq!(
+        found_id(&store, 11, 10).await.as_deref(),
+        Some("mid-light-a")
+    );
+    assert_eq!(found_id(&store, 201, 10).await.as_deref(), Some("big"));
+    // The unavailable vessel would be the only fit by weight.
+    assert_eq!(found_id(&store, 100, 600_000).await, None);
+    assert_eq!(found_id(&store, 1001, 1).await, None, "capacity is checked");
+    assert_eq!(
+        found_id(&store, 1, 500_001).await,
+        None,
+        "weight is checked"
+    );
+}
+
+async fn an_empty_fleet_fits_nothing(store: impl VesselStore) {
+    assert_eq!(found_id(&store, 1, 1).await, None);
+}
+
+async fn preparing_and_seeding_twice_adds_the_fleet_once(store: impl VesselStore) {
+    store.prepare().await.expect("prepare again");
+    assert_eq!(fleet::seed(&store).await.expect("seed"), 3);
+    assert_eq!(fleet::seed(&store).await.expect("seed again"), 0);
+    for seeded in fleet::seed_fleet().unwrap() {
+        assert_eq!(store.get(&seeded.id).await.unwrap(), Some(seeded));
+    }
+    // The consignment in consignment.json (3 containers, 55000 kg) goes on
+    // the smallest seed vessel that fits.
+    assert_eq!(
+        found_id(&store, 3, 55_000).await.as_deref(),
+        Some("vessel002")
+    );
+    assert_eq!(
+        found_id(&store, 500, 150_000).await.as_deref(),
+        Some("vessel001")
+    );
+    assert_eq!(found_id(&store, 501, 1).await.as_deref(), Some("vessel003"));
+}
+
+async fn ping_answers(store: impl VesselStore) {
+    store.ping().await.expect("ping");
+}
+
+// ---- each store --------------------------------------------------------------
+
+async fn postgres_store() -> PostgresStore {
+    init_test_logging();
+    let url = fresh_postgres_database("vessel_contract").await;
+    let store = PostgresStore::connect_lazy(&url, TIMEOUT).expect("valid URL");
+    store.prepare().await.expect("migrate");
+    store
+}
+
+async fn mongo_store(test: &str) -> Option<MongoStore> {
+    init_test_logging();
+    let url: shippy_service::settings::SecretUrl = mongodb_url_or_say_skipped(test)?
+        .parse()
+        .expect("MONGODB_URL is a valid URL");
+    let url = url.with_path(&format!(
+        "/vessel_contract_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let store = MongoStore::open(&url, TIMEOUT)
+        .await
+        .expect("valid MongoDB URL");
+    store.prepare().await.expect("create indexes");
+    Some(store)
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::postgres_store().await).await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test]
+                #[ignore = "MongoDB store: runs when MONGODB_URL is set (make test passes --include-ignored then)"]
+                async fn $case() {
+                    if let Some(store) = super::mongo_store(stringify!($case)).await {
+                        super::$case(store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    inserted_vessel_reads_back_whole,
+    a_taken_id_is_already_exists,
+    insert_if_absent_adds_once_and_never_overwrites,
+    find_available_picks_the_smallest_that_fits,
+    an_empty_fleet_fits_nothing,
+    preparing_and_seeding_twice_adds_the_fleet_once,
+    ping_answers,
+);
