@@ -1,0 +1,27 @@
+# shippy-rs: `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+.PHONY: help build test lint fmt check infra-up infra-down
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
+
+build: ## build every binary
+	cargo build --workspace --locked
+
+test: lint ## format check, clippy, then every test against throwaway PostgreSQL, NATS and Consul
+	scripts/test.sh
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+infra-up: ## start PostgreSQL, NATS and Consul on loopback; prints the URLs (eval-able)
+	@scripts/infra.sh up
+
+infra-down: ## stop what infra-up started
+	@scripts/infra.sh down

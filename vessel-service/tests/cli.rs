@@ -1,0 +1,68 @@
+//! The vessel-service binary as an operator meets it: `--help`, and what it
+//! says when its configuration is wrong.
+
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_vessel-service");
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let output = Command::new(BINARY)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for wanted in [
+        "--listen-addr",
+        "LISTEN_ADDR",
+        "0.0.0.0:50052",
+        "--database-url",
+        "DATABASE_URL",
+        "--log-filter",
+        "RUST_LOG",
+        "--log-format",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(wanted), "--help lacks {wanted}:\n{help}");
+    }
+}
+
+#[test]
+fn help_never_shows_the_database_password() {
+    let output = Command::new(BINARY)
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://app:hunter2@db/vessels")
+        .output()
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+#[test]
+fn an_unsupported_database_scheme_is_refused_with_a_clear_message() {
+    let output = Command::new(BINARY)
+        .env("DATABASE_URL", "mysql://app:hunter2@127.0.0.1/vessels")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("scheme `mysql` is not supported"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn a_missing_database_url_is_refused() {
+    let output = Command::new(BINARY)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--database-url"), "{stderr}");
+}
