@@ -24,6 +24,11 @@ mkdir -p "$SHIPPY_INFRA_DIR"
 status=0
 cargo test --workspace --locked "${extra[@]}" 2>&1 | tee "$log" || status=$?
 
+# The binary as a new user runs it, probed by an independent gRPC client.
+echo
+echo "smoke: vessel-service with an independent client (Python grpcio + reflection)"
+scripts/smoke/vessel.sh 2>&1 | tee -a "$log.smoke" || status=1
+
 if [ -z "${MONGODB_URL:-}" ]; then
     echo
     echo "NOTE: MONGODB_URL is not set, so the MongoDB store's contract tests were SKIPPED (shown as ignored above)."
@@ -32,5 +37,6 @@ fi
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+     /^ok - / { p++ } /^not ok - / { f++ }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log" "$log.smoke"
 exit "$status"

@@ -62,23 +62,27 @@ impl ApiError {
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
-        match error {
+        let status = match error {
             ApiError::InvalidArgument(message) => Status::invalid_argument(message),
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::AlreadyExists(message) => Status::already_exists(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::Unavailable { message, source } => {
-                if let Some(source) = &source {
-                    tracing::warn!(error = %chain(source.as_ref()), "{message}");
+                match &source {
+                    Some(source) => tracing::warn!(error = %chain(source.as_ref()), "{message}"),
+                    None => tracing::warn!("{message}"),
                 }
-                Status::unavailable(message)
+                return Status::unavailable(message);
             }
             ApiError::Internal(source) => {
                 tracing::error!(error = %chain(source.as_ref()), "request failed");
-                Status::internal("internal error; the service logged the details")
+                return Status::internal("internal error; the service logged the details");
             }
-        }
+        };
+        // The caller's mistake, not ours: worth a line, not an alarm.
+        tracing::info!(code = ?status.code(), message = status.message(), "request refused");
+        status
     }
 }
 

@@ -6,15 +6,17 @@
 //! serves on a listener the caller bound and stops on a [`Shutdown`], so
 //! tests bind port 0 and production binds the configured address.
 
-use std::time::Duration;
+use std::{convert::Infallible, time::Duration};
 
+use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{service::Routes, transport::Server};
+use tonic::{body::Body, server::NamedService, service::Routes, transport::Server};
 use tonic_health::{
     ServingStatus,
     server::{HealthReporter, HealthService},
 };
+use tower_service::Service;
 
 use crate::Shutdown;
 
@@ -34,32 +36,32 @@ pub enum ServerError {
 pub struct GrpcServer {
     routes: Routes,
     health: Health,
+    descriptor_set: &'static [u8],
+    services: Vec<&'static str>,
 }
 
+/// The services every server has, whatever it adds.
+const STANDARD_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 impl GrpcServer {
-    /// A server whose reflection describes the services in `descriptor_set`
-    /// (an encoded `FileDescriptorSet`, such as `shippy_proto::FILE_DESCRIPTOR_SET`),
-    /// plus health and reflection themselves.
-    pub fn new(descriptor_set: &'static [u8]) -> Result<Self, ServerError> {
+    /// A server whose reflection describes the services it serves, taken
+    /// from `descriptor_set` (an encoded `FileDescriptorSet`, such as
+    /// `shippy_proto::FILE_DESCRIPTOR_SET`), plus health and reflection.
+    pub fn new(descriptor_set: &'static [u8]) -> Self {
         let reporter = HealthReporter::new();
         let health_server = tonic_health::pb::health_server::HealthServer::new(
             HealthService::from_health_reporter(reporter.clone()),
         );
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(descriptor_set)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(descriptor_set)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
-        let routes = Routes::new(health_server)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
-        Ok(Self {
-            routes,
+        Self {
+            routes: Routes::new(health_server),
             health: Health { reporter },
-        })
+            descriptor_set,
+            services: STANDARD_SERVICES.to_vec(),
+        }
     }
 
     /// The handle that sets what `grpc.health.v1.Health` answers.
@@ -67,26 +69,52 @@ impl GrpcServer {
         self.health.clone()
     }
 
-    /// Adds the service's own RPCs: `add(routes)` returns the routes with
-    /// them added, e.g. `|routes| routes.add_service(FooServer::new(api))`.
-    pub fn with_routes(mut self, add: impl FnOnce(Routes) -> Routes) -> Self {
-        self.routes = add(self.routes);
+    /// Adds one of the service's own gRPC services (a generated `*Server`);
+    /// reflection lists it.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.services.push(S::NAME);
+        self.routes = self.routes.add_service(service);
         self
     }
 
     /// Serves on `listener` until `shutdown` fires, then lets requests in
     /// flight finish and returns.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), ServerError> {
+        let routes = self
+            .routes
+            .add_service(reflection(self.descriptor_set, &self.services).build_v1()?)
+            .add_service(reflection(self.descriptor_set, &self.services).build_v1alpha()?);
         let address = listener.local_addr().ok();
-        tracing::info!(?address, "gRPC server listening");
+        tracing::info!(?address, services = ?self.services, "gRPC server listening");
         Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .add_routes(self.routes)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait_owned())
             .await?;
         tracing::info!(?address, "gRPC server stopped");
         Ok(())
     }
+}
+
+fn reflection(
+    descriptor_set: &'static [u8],
+    services: &[&'static str],
+) -> tonic_reflection::server::Builder<'static> {
+    services.iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(descriptor_set)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        |builder, service| builder.with_service_name(*service),
+    )
 }
 
 /// Sets what `grpc.health.v1.Health` answers, for the whole server (the

@@ -62,8 +62,7 @@ impl From<StoreError> for ApiError {
 impl VesselService for VesselApi {
     #[tracing::instrument(
         skip_all,
-        fields(spec.capacity = request.get_ref().capacity, spec.max_weight = request.get_ref().max_weight),
-        err(Display)
+        fields(spec.capacity = request.get_ref().capacity, spec.max_weight = request.get_ref().max_weight)
     )]
     async fn find_available(
         &self,
@@ -83,7 +82,7 @@ impl VesselService for VesselApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(vessel.id), err(Display))]
+    #[tracing::instrument(skip_all, fields(vessel.id))]
     async fn create(
         &self,
         request: Request<proto::Vessel>,

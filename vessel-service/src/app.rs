@@ -46,9 +46,6 @@ pub enum StartError {
     /// `DATABASE_URL` does not name a usable store.
     #[error(transparent)]
     Store(#[from] OpenError),
-    /// The gRPC server could not be built.
-    #[error(transparent)]
-    Server(#[from] ServerError),
 }
 
 /// vessel-service, bound and ready to run.
@@ -76,8 +73,8 @@ impl Application {
 
         let ready = Arc::new(AtomicBool::new(false));
         let api = VesselApi::new(store.clone(), ready.clone());
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)?
-            .with_routes(|routes| routes.add_service(VesselServiceServer::new(api)));
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)
+            .add_service(VesselServiceServer::new(api));
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {

@@ -145,6 +145,10 @@ async fn health_and_reflection_describe_the_service() {
             "{wanted} missing from {names:?}"
         );
     }
+    assert!(
+        !names.iter().any(|name| name.contains("UserService")),
+        "reflection lists only what this server serves: {names:?}"
+    );
     app.stop().await;
 }
 

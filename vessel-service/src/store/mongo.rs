@@ -111,7 +111,7 @@ impl MongoStore {
 }
 
 impl VesselStore for MongoStore {
-    #[tracing::instrument(name = "mongodb.ping", skip_all, err)]
+    #[tracing::instrument(name = "mongodb.ping", skip_all, err(Display, level = "debug"))]
     async fn ping(&self) -> Result<(), StoreError> {
         self.client
             .database("admin")
@@ -121,7 +121,7 @@ impl VesselStore for MongoStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "mongodb.prepare", skip_all, err)]
+    #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
         let by_size = IndexModel::builder()
             .keys(doc! { "available": 1, "capacity": 1, "max_weight": 1, "_id": 1 })
@@ -133,7 +133,7 @@ impl VesselStore for MongoStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "mongodb.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err)]
+    #[tracing::instrument(name = "mongodb.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
         match self.vessels.insert_one(VesselDocument::from(vessel)).await {
             Ok(_) => Ok(()),
@@ -144,7 +144,7 @@ impl VesselStore for MongoStore {
         }
     }
 
-    #[tracing::instrument(name = "mongodb.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err)]
+    #[tracing::instrument(name = "mongodb.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
         match self.insert(vessel).await {
             Ok(()) => Ok(true),
@@ -153,7 +153,7 @@ impl VesselStore for MongoStore {
         }
     }
 
-    #[tracing::instrument(name = "mongodb.get_vessel", skip_all, fields(vessel.id = %id), err)]
+    #[tracing::instrument(name = "mongodb.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
         self.vessels
             .find_one(doc! { "_id": id.as_str() })
@@ -167,7 +167,7 @@ impl VesselStore for MongoStore {
         name = "mongodb.find_available_vessel",
         skip_all,
         fields(spec.capacity = spec.capacity.get(), spec.max_weight = spec.max_weight.get()),
-        err
+        err(Display, level = "debug")
     )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
         self.vessels

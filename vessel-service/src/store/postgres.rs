@@ -81,7 +81,7 @@ fn store_error(error: sqlx::Error) -> StoreError {
 }
 
 impl VesselStore for PostgresStore {
-    #[tracing::instrument(name = "postgres.ping", skip_all, err)]
+    #[tracing::instrument(name = "postgres.ping", skip_all, err(Display, level = "debug"))]
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -90,7 +90,7 @@ impl VesselStore for PostgresStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "postgres.prepare", skip_all, err)]
+    #[tracing::instrument(name = "postgres.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(inner) => store_error(inner),
@@ -98,7 +98,7 @@ impl VesselStore for PostgresStore {
         })
     }
 
-    #[tracing::instrument(name = "postgres.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err)]
+    #[tracing::instrument(name = "postgres.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
         if self.insert_if_absent(vessel).await? {
             Ok(())
@@ -107,7 +107,7 @@ impl VesselStore for PostgresStore {
         }
     }
 
-    #[tracing::instrument(name = "postgres.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err)]
+    #[tracing::instrument(name = "postgres.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO vessels (id, name, capacity, max_weight, available, owner_id) \
@@ -125,7 +125,7 @@ impl VesselStore for PostgresStore {
         Ok(inserted.rows_affected() == 1)
     }
 
-    #[tracing::instrument(name = "postgres.get_vessel", skip_all, fields(vessel.id = %id), err)]
+    #[tracing::instrument(name = "postgres.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
         let row: Option<VesselRow> = sqlx::query_as(
             "SELECT id, name, capacity, max_weight, available, owner_id FROM vessels WHERE id = $1",
@@ -141,7 +141,7 @@ impl VesselStore for PostgresStore {
         name = "postgres.find_available_vessel",
         skip_all,
         fields(spec.capacity = spec.capacity.get(), spec.max_weight = spec.max_weight.get()),
-        err
+        err(Display, level = "debug")
     )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
         let row: Option<VesselRow> = sqlx::query_as(
