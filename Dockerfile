@@ -1,0 +1,48 @@
+# One image for every shippy-rs binary; the compose file picks the binary
+# with `command`. Build: docker build -t shippy-rs .
+#
+# Stage 1 builds the dependencies from the manifests alone, so editing the
+# sources does not rebuild them; stage 2 builds the workspace; stage 3 is a
+# small runtime image that runs as a non-root user.
+FROM rust:1.95-slim-bookworm AS deps
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY shippy-proto/Cargo.toml shippy-proto/
+COPY shippy-service/Cargo.toml shippy-service/
+COPY shippy-testkit/Cargo.toml shippy-testkit/
+COPY vessel-service/Cargo.toml vessel-service/
+COPY consignment-service/Cargo.toml consignment-service/
+COPY user-service/Cargo.toml user-service/
+COPY email-service/Cargo.toml email-service/
+COPY consignment-cli/Cargo.toml consignment-cli/
+COPY user-cli/Cargo.toml user-cli/
+# Stub sources so `cargo build` compiles only the dependencies.
+RUN for crate in shippy-proto shippy-service shippy-testkit; do \
+        mkdir -p $crate/src && echo > $crate/src/lib.rs; \
+    done \
+ && for crate in vessel-service consignment-service user-service email-service consignment-cli user-cli; do \
+        mkdir -p $crate/src && echo 'fn main() {}' > $crate/src/main.rs && echo > $crate/src/lib.rs; \
+    done \
+ && cargo build --release --locked --workspace --bins
+
+FROM deps AS build
+COPY . .
+# Make cargo see the real sources as newer than the stubs.
+RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
+ && cargo build --release --locked --workspace --bins
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin shippy
+COPY --from=build /src/target/release/vessel-service \
+                  /src/target/release/consignment-service \
+                  /src/target/release/user-service \
+                  /src/target/release/email-service \
+                  /src/target/release/consignment-cli \
+                  /src/target/release/user-cli \
+                  /usr/local/bin/
+USER shippy
+ENV LOG_FORMAT=json
+CMD ["vessel-service", "--help"]
