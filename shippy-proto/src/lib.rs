@@ -48,6 +48,9 @@ pub mod events {
 /// The encoded `FileDescriptorSet` of every shippy proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("shippy_descriptor");
 
+/// Protobuf's `google.protobuf.Timestamp`, as the generated code uses it.
+pub use prost_types::Timestamp;
+
 /// Converts a `chrono` time into a protobuf `Timestamp`.
 pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

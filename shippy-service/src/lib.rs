@@ -12,9 +12,12 @@
 //! - [`discovery`]: how a service finds the others (static addresses today).
 //! - [`error`]: the one error type handlers return, mapped to `tonic::Status`.
 //! - [`retry`]: waiting for a dependency with backoff.
+//! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
+//!   then keeping health in step with it.
 
 pub mod discovery;
 pub mod error;
+pub mod readiness;
 pub mod retry;
 pub mod server;
 pub mod settings;

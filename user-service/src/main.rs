@@ -1,6 +1,31 @@
-//! `user-service`: not built yet; see the project's open issues.
+//! user-service: `user-service --help` lists every setting.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("user-service is not built yet: see docs/architecture.md for what exists today");
-    std::process::ExitCode::from(2)
+use anyhow::Context;
+use clap::Parser;
+use shippy_service::{Shutdown, settings::TelemetryArgs, telemetry};
+use user_service::{app::Application, settings::Settings};
+
+/// shippy accounts and session tokens over gRPC (`shippy.user.v1.UserService`).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init(&args.telemetry).context("cannot start logging")?;
+    let app = Application::build(&args.settings)
+        .await
+        .context("user-service cannot start")?;
+    tracing::info!(address = %app.local_addr()?, "user-service started");
+    app.run(Shutdown::on_ctrl_c_or_sigterm())
+        .await
+        .context("user-service stopped with an error")?;
+    tracing::info!("user-service stopped");
+    Ok(())
 }

@@ -1,13 +1,8 @@
 //! The `VesselService` gRPC handlers: parse the request, ask the store,
 //! answer. Errors become `tonic::Status` through [`ApiError`] only.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
-
 use shippy_proto::vessel::v1::{self as proto, vessel_service_server::VesselService};
-use shippy_service::ApiError;
+use shippy_service::{ApiError, readiness::Ready};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -19,17 +14,17 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct VesselApi {
     store: Store,
-    ready: Arc<AtomicBool>,
+    ready: Ready,
 }
 
 impl VesselApi {
     /// Handlers over `store`; they answer `UNAVAILABLE` until `ready` is set.
-    pub fn new(store: Store, ready: Arc<AtomicBool>) -> Self {
+    pub fn new(store: Store, ready: Ready) -> Self {
         Self { store, ready }
     }
 
     fn store(&self) -> Result<&Store, ApiError> {
-        if self.ready.load(Ordering::Acquire) {
+        if self.ready.is_ready() {
             Ok(&self.store)
         } else {
             Err(ApiError::Unavailable {

@@ -1,20 +1,12 @@
 //! Putting vessel-service together: bind, open the store, serve, and keep
 //! health true to whether the store answers.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServiceServer};
 use shippy_service::{
     Shutdown,
-    error::chain,
-    retry::{self, Backoff},
+    readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
 use tokio::net::TcpListener;
@@ -55,7 +47,7 @@ pub struct Application {
     server: GrpcServer,
     health: Health,
     store: Store,
-    ready: Arc<AtomicBool>,
+    ready: Ready,
 }
 
 impl Application {
@@ -71,7 +63,7 @@ impl Application {
         let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
 
-        let ready = Arc::new(AtomicBool::new(false));
+        let ready = Ready::new();
         let api = VesselApi::new(store.clone(), ready.clone());
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)
             .add_service(VesselServiceServer::new(api));
@@ -93,11 +85,30 @@ impl Application {
 
     /// Serves until `shutdown` fires, preparing the store in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
-        let readiness = tokio::spawn(keep_ready(
-            self.store,
-            self.ready,
+        let store = self.store;
+        let readiness = tokio::spawn(readiness::watch(
+            Watched {
+                what: "vessel store",
+                services: vec![SERVICE_NAME],
+                probe_interval: PROBE_INTERVAL,
+            },
             self.health,
+            self.ready,
             shutdown.clone(),
+            {
+                let store = store.clone();
+                move || {
+                    let store = store.clone();
+                    async move {
+                        store.prepare().await?;
+                        fleet::seed(&store).await
+                    }
+                }
+            },
+            move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            },
         ));
         let served = self.server.serve(self.listener, shutdown.clone()).await;
         shutdown.trigger();
@@ -105,42 +116,5 @@ impl Application {
             tracing::error!(%error, "store readiness task failed");
         }
         served
-    }
-}
-
-/// Waits for the store (migrations, seed fleet), then marks the service
-/// ready, then keeps health in step with whether the store answers.
-async fn keep_ready(store: Store, ready: Arc<AtomicBool>, health: Health, shutdown: Shutdown) {
-    let prepared = retry::until_ready("vessel store", Backoff::default(), &shutdown, || async {
-        store.prepare().await?;
-        fleet::seed(&store).await
-    })
-    .await;
-    let Some(added) = prepared else {
-        return;
-    };
-    tracing::info!(seed_vessels_added = added, "vessel store ready; serving");
-    ready.store(true, Ordering::Release);
-    health.set(&[SERVICE_NAME], true).await;
-
-    let mut serving = true;
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => break,
-            () = tokio::time::sleep(PROBE_INTERVAL) => {}
-        }
-        match (store.ping().await, serving) {
-            (Ok(()), false) => {
-                tracing::info!("vessel store answers again; serving");
-                serving = true;
-                health.set(&[SERVICE_NAME], true).await;
-            }
-            (Err(error), true) => {
-                tracing::warn!(error = %chain(&error), "vessel store unreachable; not serving");
-                serving = false;
-                health.set(&[SERVICE_NAME], false).await;
-            }
-            _ => {}
-        }
     }
 }

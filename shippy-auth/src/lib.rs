@@ -1,0 +1,285 @@
+//! Session tokens of shippy-rs, as every service sees them.
+//!
+//! user-service alone signs tokens (EdDSA JWTs, see its `tokens` module).
+//! Everyone else verifies them locally with this crate: [`KeySet`] holds the
+//! public keys user-service hands out (`GetPublicKeys`), [`KeySet::verify`]
+//! checks a token's signature, algorithm, issuer, audience and expiry, and
+//! [`token_from_metadata`] reads the token a client sent, as
+//! `authorization: Bearer <jwt>` or the original shippy's `token` key.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use shippy_proto::user::v1 as proto;
+use tonic::metadata::MetadataMap;
+
+/// Who issues tokens (`iss`).
+pub const ISSUER: &str = "shippy-user-service";
+/// Who tokens are for (`aud`).
+pub const AUDIENCE: &str = "shippy";
+/// The JWT algorithm of every token.
+pub const ALGORITHM_NAME: &str = "EdDSA";
+/// Clock skew tolerated between services, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+/// What a token says. Nothing secret: no password, no hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's id.
+    pub sub: String,
+    /// [`ISSUER`].
+    pub iss: String,
+    /// [`AUDIENCE`].
+    pub aud: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+/// Why a token was refused. Every variant means `UNAUTHENTICATED`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The request carried no token.
+    #[error("missing token: send `authorization: Bearer <token>` (get one with `user-cli login`)")]
+    Missing,
+    /// The token has expired.
+    #[error("token expired: log in again")]
+    Expired,
+    /// The token names a key nobody knows.
+    #[error("token signed with an unknown key")]
+    UnknownKey(String),
+    /// Anything else: malformed, forged, wrong algorithm, issuer or audience.
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+}
+
+/// A public key that verifies tokens, as user-service publishes it.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    /// The `kid` of tokens it verifies.
+    pub kid: String,
+    /// SubjectPublicKeyInfo PEM.
+    pub pem: String,
+    /// Tokens it signed expire no later than this, seconds since the epoch.
+    pub valid_until: i64,
+}
+
+/// A public key that is not an Ed25519 SPKI PEM.
+#[derive(Debug, thiserror::Error)]
+#[error("public key `{kid}` is not a usable {ALGORITHM_NAME} key")]
+pub struct InvalidKey {
+    kid: String,
+    #[source]
+    source: jsonwebtoken::errors::Error,
+}
+
+/// The public keys that verify tokens, by `kid`.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+    validation: Option<Validation>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// The keys in `keys`; fails on the first unusable one.
+    pub fn new<'a>(keys: impl IntoIterator<Item = &'a PublicKey>) -> Result<Self, InvalidKey> {
+        let keys = keys
+            .into_iter()
+            .map(|key| {
+                DecodingKey::from_ed_pem(key.pem.as_bytes())
+                    .map(|decoding| (key.kid.clone(), decoding))
+                    .map_err(|source| InvalidKey {
+                        kid: key.kid.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+        validation.leeway = LEEWAY_SECS;
+        Ok(Self {
+            keys,
+            validation: Some(validation),
+        })
+    }
+
+    /// The keys of a `GetPublicKeys` answer.
+    pub fn from_proto(keys: &proto::PublicKeys) -> Result<Self, InvalidKey> {
+        let keys: Vec<PublicKey> = keys.keys.iter().map(PublicKey::from).collect();
+        Self::new(&keys)
+    }
+
+    /// Whether a key with this `kid` is known.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The claims of `token` if one of these keys signed it with EdDSA, for
+    /// [`AUDIENCE`], by [`ISSUER`], and it has not expired.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let kid = token_kid(token)?;
+        let (Some(key), Some(validation)) = (self.keys.get(&kid), &self.validation) else {
+            return Err(TokenError::UnknownKey(kid));
+        };
+        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map_err(|error| token_error(error.kind()))?
+            .claims;
+        if claims.sub.is_empty() {
+            return Err(TokenError::Invalid("no subject"));
+        }
+        Ok(claims)
+    }
+}
+
+/// The `kid` a token's header names (read before any verification).
+pub fn token_kid(token: &str) -> Result<String, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|error| token_error(error.kind()))?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(TokenError::Invalid("wrong algorithm"));
+    }
+    header.kid.ok_or(TokenError::Invalid("no key id"))
+}
+
+fn token_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::InvalidSignature => TokenError::Invalid("bad signature"),
+        ErrorKind::InvalidAudience => TokenError::Invalid("wrong audience"),
+        ErrorKind::InvalidIssuer => TokenError::Invalid("wrong issuer"),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            TokenError::Invalid("wrong algorithm")
+        }
+        ErrorKind::MissingRequiredClaim(_) => TokenError::Invalid("missing claim"),
+        ErrorKind::ImmatureSignature => TokenError::Invalid("not valid yet"),
+        _ => TokenError::Invalid("malformed"),
+    }
+}
+
+/// The token a request carries: `authorization: Bearer <jwt>`, or the
+/// original shippy's `token: <jwt>` (gRPC metadata keys are lower-case, so
+/// go-micro's `Token` arrives as `token` too).
+pub fn token_from_metadata(metadata: &MetadataMap) -> Result<String, TokenError> {
+    if let Some(value) = metadata.get("authorization") {
+        let value = value
+            .to_str()
+            .map_err(|_| TokenError::Invalid("authorization is not text"))?;
+        let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Invalid(
+            "authorization must be `Bearer <token>`",
+        ))?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(TokenError::Invalid(
+                "authorization must be `Bearer <token>`",
+            ));
+        }
+        return Ok(token.trim().to_owned());
+    }
+    if let Some(value) = metadata.get("token") {
+        let token = value
+            .to_str()
+            .map_err(|_| TokenError::Invalid("token is not text"))?
+            .trim();
+        if !token.is_empty() {
+            return Ok(token.to_owned());
+        }
+    }
+    Err(TokenError::Missing)
+}
+
+impl From<&proto::PublicKey> for PublicKey {
+    fn from(key: &proto::PublicKey) -> Self {
+        Self {
+            kid: key.kid.clone(),
+            pem: key.public_key_pem.clone(),
+            valid_until: key.valid_until.map_or(0, |time| time.seconds),
+        }
+    }
+}
+
+impl From<&PublicKey> for proto::PublicKey {
+    fn from(key: &PublicKey) -> Self {
+        Self {
+            kid: key.kid.clone(),
+            algorithm: ALGORITHM_NAME.to_owned(),
+            public_key_pem: key.pem.clone(),
+            valid_until: Some(shippy_proto::Timestamp {
+                seconds: key.valid_until,
+                nanos: 0,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::metadata::MetadataValue;
+
+    use super::*;
+
+    fn metadata(key: &'static str, value: &str) -> MetadataMap {
+        let mut map = MetadataMap::new();
+        map.insert(key, MetadataValue::try_from(value).unwrap());
+        map
+    }
+
+    #[test]
+    fn reads_bearer_and_legacy_token_keys() {
+        assert_eq!(
+            token_from_metadata(&metadata("authorization", "Bearer abc.def.ghi")).unwrap(),
+            "abc.def.ghi"
+        );
+        assert_eq!(
+            token_from_metadata(&metadata("authorization", "bearer  xyz ")).unwrap(),
+            "xyz"
+        );
+        assert_eq!(
+            token_from_metadata(&metadata("token", "abc")).unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            token_from_metadata(&MetadataMap::new()),
+            Err(TokenError::Missing)
+        );
+        assert!(matches!(
+            token_from_metadata(&metadata("authorization", "Basic dXNlcg==")),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_and_alg_none_are_refused_without_a_panic() {
+        let keys = KeySet::default();
+        for token in [
+            "",
+            "garbage",
+            "a.b.c",
+            // {"alg":"none","typ":"JWT"} . {"sub":"x"} .
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.",
+            // {"alg":"HS256","kid":"k"} . {} . sig
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsifQ.e30.c2ln",
+        ] {
+            assert!(keys.verify(token).is_err(), "{token:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Serving before a dependency is up: a service starts listening at once,
+//! answers health `NOT_SERVING` (and its handlers `UNAVAILABLE`) while it
+//! waits for its database with backoff, then `SERVING`; afterwards health
+//! follows whether the database answers.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::{
+    Shutdown,
+    error::chain,
+    retry::{self, Backoff},
+    server::Health,
+};
+
+/// Whether a service's dependency has been prepared; cheap to clone and check.
+#[derive(Debug, Clone, Default)]
+pub struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    /// Not ready yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether preparation has finished.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// What [`watch`] watches.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The dependency's name, for logs (e.g. "vessel store").
+    pub what: &'static str,
+    /// The gRPC services whose health follows it.
+    pub services: Vec<&'static str>,
+    /// How often a prepared dependency is pinged.
+    pub probe_interval: Duration,
+}
+
+/// Retries `prepare` (migrations, seeding) with backoff until it succeeds,
+/// then sets `ready` and health `SERVING`; then pings every
+/// `probe_interval` and flips health to `NOT_SERVING` and back as `ping`
+/// fails and recovers. Returns when `shutdown` fires.
+pub async fn watch<P, PF, PT, PE, K, KF, KE>(
+    watched: Watched,
+    health: Health,
+    ready: Ready,
+    shutdown: Shutdown,
+    prepare: P,
+    ping: K,
+) where
+    P: FnMut() -> PF,
+    PF: Future<Output = Result<PT, PE>>,
+    PE: std::error::Error + 'static,
+    K: Fn() -> KF,
+    KF: Future<Output = Result<(), KE>>,
+    KE: std::error::Error + 'static,
+{
+    let Watched {
+        what,
+        services,
+        probe_interval,
+    } = watched;
+    if retry::until_ready(what, Backoff::default(), &shutdown, prepare)
+        .await
+        .is_none()
+    {
+        return;
+    }
+    tracing::info!("{what} ready; serving");
+    ready.set();
+    health.set(&services, true).await;
+
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => break,
+            () = tokio::time::sleep(probe_interval) => {}
+        }
+        match (ping().await, serving) {
+            (Ok(()), false) => {
+                tracing::info!("{what} answers again; serving");
+                serving = true;
+                health.set(&services, true).await;
+            }
+            (Err(error), true) => {
+                tracing::warn!(error = %chain(&error), "{what} unreachable; not serving");
+                serving = false;
+                health.set(&services, false).await;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Putting user-service together: bind, open the database and NATS, serve,
+//! relay the outbox, keep health true to the database.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use shippy_proto::user::v1::user_service_server::{SERVICE_NAME, UserServiceServer};
+use shippy_service::{
+    Shutdown,
+    readiness::{self, Ready, Watched},
+    server::{GrpcServer, Health, ServerError},
+};
+use sqlx::postgres::PgPoolOptions;
+use tokio::{net::TcpListener, sync::Notify};
+
+use crate::{
+    api::UserApi,
+    password::{HashError, PasswordHasher},
+    relay::{EventPublisher, Relay},
+    settings::Settings,
+    store::UserStore,
+    tokens::{KeyError, TokenSigner},
+};
+
+/// How long a database operation waits for a connection.
+const STORE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a ready store is checked, to keep health true.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// user-service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `DATABASE_URL` is not a usable PostgreSQL URL.
+    #[error(
+        "DATABASE_URL is not a valid PostgreSQL URL (expected postgres://user:password@host:5432/users)"
+    )]
+    DatabaseUrl(#[source] sqlx::Error),
+    /// `NATS_URL` is not usable.
+    #[error("NATS_URL `{url}` is not a valid NATS address (expected nats://host:4222)")]
+    NatsUrl {
+        /// The URL given.
+        url: String,
+        /// What the client said.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// The signing keys cannot be loaded.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// bcrypt cannot hash at the configured cost.
+    #[error("bcrypt cannot hash at the configured cost")]
+    Hasher(#[from] HashError),
+}
+
+/// user-service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    server: GrpcServer,
+    health: Health,
+    store: UserStore,
+    ready: Ready,
+    relay: Relay,
+}
+
+impl Application {
+    /// Binds the listen address, loads the keys and opens the database and
+    /// NATS without waiting for either: health answers `NOT_SERVING` until
+    /// the database is migrated; events wait in the outbox until NATS answers.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: settings.listen_addr,
+                source,
+            })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(STORE_TIMEOUT)
+            .connect_lazy(settings.database_url.expose())
+            .map_err(StartError::DatabaseUrl)?;
+        let store = UserStore::new(pool);
+        tracing::info!(url = %settings.database_url, "user store configured");
+
+        let publisher = EventPublisher::connect(&settings.nats_url, &settings.events_stream)
+            .await
+            .map_err(|source| StartError::NatsUrl {
+                url: settings.nats_url.clone(),
+                source,
+            })?;
+        let signer = Arc::new(TokenSigner::load(
+            settings.jwt_signing_key_file.as_deref(),
+            settings.jwt_ttl.into(),
+        )?);
+        let hasher = PasswordHasher::new(settings.bcrypt_cost).await?;
+
+        let ready = Ready::new();
+        let wake_relay = Arc::new(Notify::new());
+        let api = UserApi::new(
+            store.clone(),
+            hasher,
+            signer,
+            ready.clone(),
+            wake_relay.clone(),
+            settings.user_created_subject.clone(),
+        );
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)
+            .add_service(UserServiceServer::new(api));
+        let health = server.health();
+        health.set(&[SERVICE_NAME], false).await;
+        let relay = Relay::new(
+            store.clone(),
+            publisher,
+            settings.user_created_subject.clone(),
+            wake_relay,
+        );
+        Ok(Self {
+            listener,
+            server,
+            health,
+            store,
+            ready,
+            relay,
+        })
+    }
+
+    /// The address the server listens on (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires; migrates the database and relays the
+    /// outbox in the background.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let store = self.store;
+        let readiness = tokio::spawn(readiness::watch(
+            Watched {
+                what: "user database",
+                services: vec![SERVICE_NAME],
+                probe_interval: PROBE_INTERVAL,
+            },
+            self.health,
+            self.ready.clone(),
+            shutdown.clone(),
+            {
+                let store = store.clone();
+                move || {
+                    let store = store.clone();
+                    async move { store.migrate().await }
+                }
+            },
+            move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            },
+        ));
+        let relay = tokio::spawn(self.relay.run(self.ready, shutdown.clone()));
+        let served = self.server.serve(self.listener, shutdown.clone()).await;
+        shutdown.trigger();
+        for (name, task) in [("store readiness", readiness), ("outbox relay", relay)] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "{name} task failed");
+            }
+        }
+        served
+    }
+}

@@ -1,0 +1,284 @@
+//! Users as validated domain types: what a request must be before it reaches
+//! the store, and what the service says about a user (never a password or
+//! its hash).
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Why a request's user fields are not acceptable; the message says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+const MAX_TEXT_LEN: usize = 200;
+/// RFC 5321's limit for a whole address.
+const MAX_EMAIL_LEN: usize = 254;
+/// The shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// bcrypt reads at most 72 bytes; longer passwords are refused, not truncated.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// A user's id: a UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub Uuid);
+
+impl UserId {
+    /// A fresh random (v4) id.
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Checks an id given by a caller.
+    pub fn parse(id: &str) -> Result<Self, InvalidInput> {
+        Uuid::from_str(id.trim())
+            .map(Self)
+            .map_err(|_| InvalidInput(format!("user id `{id}` is not a UUID")))
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A user's display name: non-empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    /// Checks a name.
+    pub fn parse(name: &str) -> Result<Self, InvalidInput> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(InvalidInput("name must not be empty".into()));
+        }
+        if name.len() > MAX_TEXT_LEN {
+            return Err(InvalidInput(format!(
+                "name must be at most {MAX_TEXT_LEN} bytes"
+            )));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A user's company; may be empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Company(String);
+
+impl Company {
+    /// Checks a company name.
+    pub fn parse(company: &str) -> Result<Self, InvalidInput> {
+        let company = company.trim();
+        if company.len() > MAX_TEXT_LEN {
+            return Err(InvalidInput(format!(
+                "company must be at most {MAX_TEXT_LEN} bytes"
+            )));
+        }
+        Ok(Self(company.to_owned()))
+    }
+
+    /// The company as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address: syntactically valid, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Checks an address and lower-cases it.
+    pub fn parse(email: &str) -> Result<Self, InvalidInput> {
+        let email = email.trim();
+        if email.is_empty() {
+            return Err(InvalidInput("email must not be empty".into()));
+        }
+        let valid = email.len() <= MAX_EMAIL_LEN
+            && email_address::EmailAddress::from_str(email)
+                .is_ok_and(|address| !address.domain().starts_with('['));
+        if !valid {
+            return Err(InvalidInput(format!(
+                "`{email}` is not a valid email address (expected e.g. name@example.com)"
+            )));
+        }
+        Ok(Self(email.to_lowercase()))
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A password as a caller sent it. Its `Debug` shows nothing of it and it has
+/// no `Display`, so it cannot end up in a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Checks a new password: at least [`MIN_PASSWORD_CHARS`] characters, at
+    /// most [`MAX_PASSWORD_BYTES`] bytes (bcrypt's limit).
+    pub fn parse_new(password: &str) -> Result<Self, InvalidInput> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(InvalidInput(format!(
+                "password must be at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        Self::parse_given(password)
+    }
+
+    /// Checks a password offered at login: any non-empty password bcrypt can
+    /// take (rules for new passwords may have changed since it was set).
+    pub fn parse_given(password: &str) -> Result<Self, InvalidInput> {
+        if password.is_empty() {
+            return Err(InvalidInput("password must not be empty".into()));
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(InvalidInput(format!(
+                "password must be at most {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        Ok(Self(password.to_owned()))
+    }
+
+    /// The password itself, for hashing. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(REDACTED)")
+    }
+}
+
+/// A bcrypt hash. Its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(REDACTED)")
+    }
+}
+
+/// What a caller sends to create an account.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Display name.
+    pub name: UserName,
+    /// Company; may be empty.
+    pub company: Company,
+    /// Login, unique.
+    pub email: Email,
+    /// To be hashed.
+    pub password: Password,
+}
+
+impl TryFrom<shippy_proto::user::v1::User> for NewUser {
+    type Error = InvalidInput;
+
+    fn try_from(user: shippy_proto::user::v1::User) -> Result<Self, Self::Error> {
+        Ok(Self {
+            name: UserName::parse(&user.name)?,
+            company: Company::parse(&user.company)?,
+            email: Email::parse(&user.email)?,
+            password: Password::parse_new(&user.password)?,
+        })
+    }
+}
+
+/// A user as the service describes it: no password, no hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Unique id.
+    pub id: UserId,
+    /// Display name.
+    pub name: UserName,
+    /// Company; may be empty.
+    pub company: Company,
+    /// Login.
+    pub email: Email,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for shippy_proto::user::v1::UserProfile {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            name: user.name.0,
+            company: user.company.0,
+            email: user.email.0,
+            created_at: Some(shippy_proto::timestamp(user.created_at)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_and_lower_cased() {
+        assert_eq!(
+            Email::parse("  Ewan@Example.COM ").unwrap().as_str(),
+            "ewan@example.com"
+        );
+        for bad in [
+            "",
+            "ewan",
+            "ewan@",
+            "@example.com",
+            "a b@example.com",
+            "ewan@[127.0.0.1]",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn passwords_need_eight_characters_and_fit_bcrypt() {
+        assert!(Password::parse_new("short").is_err());
+        assert!(Password::parse_new("12345678").is_ok());
+        assert!(Password::parse_new("ééééééé").is_err(), "7 characters");
+        assert!(Password::parse_new(&"x".repeat(73)).is_err());
+        assert!(
+            Password::parse_given("short").is_ok(),
+            "login takes what was set"
+        );
+        assert!(Password::parse_given("").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let password = Password::parse_new("hunter2hunter2").unwrap();
+        assert!(!format!("{password:?}").contains("hunter2"));
+        let hash = PasswordHash("$2b$12$abcdef".into());
+        assert!(!format!("{hash:?}").contains("$2b$"));
+    }
+
+    #[test]
+    fn names_must_not_be_blank_and_ids_must_be_uuids() {
+        assert!(UserName::parse("  ").is_err());
+        assert!(UserId::parse("not-a-uuid").is_err());
+        let id = UserId::generate();
+        assert_eq!(UserId::parse(&id.to_string()).unwrap(), id);
+    }
+}

@@ -1,0 +1,20 @@
+//! user-service: accounts, logins and session tokens.
+//!
+//! - [`domain`]: users, emails and passwords as validated types.
+//! - [`password`]: bcrypt on the blocking pool, with equal time for unknown emails.
+//! - [`tokens`]: EdDSA JWT signing keys (`JWT_SIGNING_KEY_FILE`), rotation, `kid`s.
+//! - [`store`]: users and the outbox in PostgreSQL (sqlx, compile-time checked).
+//! - [`relay`]: the outbox relay to NATS JetStream.
+//! - [`pagination`]: `GetAll` page tokens.
+//! - [`api`]: the `shippy.user.v1.UserService` handlers.
+//! - [`app`]: [`app::Application`]; `main` only loads settings and runs it.
+
+pub mod api;
+pub mod app;
+pub mod domain;
+pub mod pagination;
+pub mod password;
+pub mod relay;
+pub mod settings;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,195 @@
+//! The outbox relay: publishes committed events to NATS JetStream.
+//!
+//! `Create` writes the user and its `user.created` event in one transaction;
+//! this task reads pending events, publishes each with its event id as
+//! `Nats-Msg-Id` (so the broker drops a copy sent twice), and marks it
+//! published once JetStream acknowledged it. While NATS is unreachable,
+//! events wait in the outbox and go out once it is back: none is lost.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::{
+    Client, ClientError, ConnectOptions, Event, HeaderMap,
+    header::NATS_MESSAGE_ID,
+    jetstream::{self, Context, stream},
+};
+use shippy_service::{Shutdown, error::chain, readiness::Ready};
+use tokio::sync::Notify;
+
+use crate::store::{OutboxEvent, RelayError, UserStore};
+
+/// How many events one round publishes at most.
+const BATCH: i64 = 100;
+/// How often the outbox is checked without being woken.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a publish waits for JetStream's acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest pause after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A connection to NATS JetStream, made without waiting for the server.
+#[derive(Debug, Clone)]
+pub struct EventPublisher {
+    client: Client,
+    jetstream: Context,
+    stream: String,
+}
+
+/// Publishing an event failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishError(String);
+
+impl EventPublisher {
+    /// A client for `url` that connects (and reconnects) in the background.
+    pub async fn connect(url: &str, stream: &str) -> Result<Self, async_nats::ConnectError> {
+        let client = ConnectOptions::new()
+            .name("user-service")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .event_callback(|event| async move {
+                match event {
+                    Event::Connected => tracing::info!("NATS connected"),
+                    Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; events wait in the outbox")
+                    }
+                    // One per failed (re)connect attempt.
+                    Event::ClientError(ClientError::Other(error)) => {
+                        tracing::debug!(%error, "NATS")
+                    }
+                    other => tracing::warn!(event = %other, "NATS"),
+                }
+            })
+            .connect(url)
+            .await?;
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(ACK_TIMEOUT);
+        Ok(Self {
+            client,
+            jetstream,
+            stream: stream.to_owned(),
+        })
+    }
+
+    /// Creates the stream that keeps `subject` if it is missing.
+    pub async fn ensure_stream(&self, subject: &str) -> Result<(), PublishError> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: self.stream.clone(),
+                subjects: vec![subject.to_owned()],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| {
+                PublishError(format!("cannot create stream {}: {error}", self.stream))
+            })?;
+        Ok(())
+    }
+
+    /// Publishes one event and waits for JetStream to store it.
+    pub async fn publish(&self, event: OutboxEvent) -> Result<(), PublishError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, event.id.to_string().as_str());
+        let ack = self
+            .jetstream
+            .publish_with_headers(event.subject, headers, event.payload.into())
+            .await
+            .map_err(|error| PublishError(format!("publish failed: {error}")))?
+            .await
+            .map_err(|error| PublishError(format!("JetStream did not acknowledge: {error}")))?;
+        tracing::debug!(event.id = %event.id, sequence = ack.sequence, duplicate = ack.duplicate, "event published");
+        Ok(())
+    }
+
+    /// Whether the client is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+/// The relay task's state.
+#[derive(Debug)]
+pub struct Relay {
+    store: UserStore,
+    publisher: EventPublisher,
+    subject: String,
+    wake: Arc<Notify>,
+}
+
+impl Relay {
+    /// A relay from `store`'s outbox to `publisher`, woken early by `wake`.
+    pub fn new(
+        store: UserStore,
+        publisher: EventPublisher,
+        subject: String,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            publisher,
+            subject,
+            wake,
+        }
+    }
+
+    /// Relays until `shutdown` fires; starts once the database is `ready`.
+    /// An event being published when shutdown fires is finished first.
+    pub async fn run(self, ready: Ready, shutdown: Shutdown) {
+        let mut stream_ready = false;
+        let mut failures: u32 = 0;
+        loop {
+            let pause = if failures == 0 {
+                POLL
+            } else {
+                (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(6))).min(MAX_BACKOFF)
+            };
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = self.wake.notified(), if failures == 0 => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+            if !ready.is_ready() {
+                continue;
+            }
+            if !stream_ready {
+                match self.publisher.ensure_stream(&self.subject).await {
+                    Ok(()) => stream_ready = true,
+                    Err(error) => {
+                        failures += 1;
+                        tracing::warn!(%error, "event stream not ready; events wait in the outbox");
+                        continue;
+                    }
+                }
+            }
+            match self.relay_all(&shutdown).await {
+                Ok(0) => failures = 0,
+                Ok(published) => {
+                    failures = 0;
+                    tracing::info!(published, "outbox relayed");
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(error = %chain(&error), failures, "outbox relay failed; will retry");
+                }
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes batches until the outbox is empty or shutdown fires.
+    async fn relay_all(&self, shutdown: &Shutdown) -> Result<usize, RelayError<PublishError>> {
+        let mut total = 0;
+        loop {
+            let published = self
+                .store
+                .relay_pending(BATCH, |event| self.publisher.publish(event))
+                .await?;
+            total += published;
+            if published < BATCH as usize || shutdown.is_triggered() {
+                return Ok(total);
+            }
+        }
+    }
+}

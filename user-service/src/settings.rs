@@ -1,0 +1,43 @@
+//! user-service's settings: flags that also read the environment.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use shippy_service::settings::SecretUrl;
+
+/// What user-service needs to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Where the gRPC server listens.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50053")]
+    pub listen_addr: SocketAddr,
+
+    /// The user database: `postgres://user:password@host:5432/users`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretUrl,
+
+    /// The NATS server `user.created` events go to.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// PEM file of Ed25519 PKCS#8 private keys: the first signs tokens, the
+    /// others (older keys) still verify. Unset: a fresh key per start.
+    #[arg(long, env = "JWT_SIGNING_KEY_FILE")]
+    pub jwt_signing_key_file: Option<PathBuf>,
+
+    /// How long a token is valid, e.g. `24h`, `30m`.
+    #[arg(long, env = "JWT_TTL", default_value = "24h")]
+    pub jwt_ttl: humantime::Duration,
+
+    /// bcrypt cost (4–31); each step doubles the time a hash takes.
+    #[arg(long, env = "BCRYPT_COST", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+
+    /// The JetStream stream that keeps user events.
+    #[arg(long, env = "USER_EVENTS_STREAM", default_value = "USERS")]
+    pub events_stream: String,
+
+    /// The subject `user.created` events are published on.
+    #[arg(long, env = "USER_CREATED_SUBJECT", default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
+    pub user_created_subject: String,
+}

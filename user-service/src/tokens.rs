@@ -1,0 +1,310 @@
+//! Signing session tokens: EdDSA (Ed25519) JWTs, keys from a PEM file or
+//! generated at start.
+//!
+//! `JWT_SIGNING_KEY_FILE` holds one or more PKCS#8 `PRIVATE KEY` blocks: the
+//! first signs new tokens; the others are older keys whose tokens are still
+//! honoured, so keys rotate without restarting other services (they fetch
+//! the public keys with `GetPublicKeys` and refetch on an unknown `kid`).
+//! A key's `kid` is its RFC 7638 JWK thumbprint.
+
+use std::{path::Path, time::Duration};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::Utc;
+use ed25519_dalek::{
+    SigningKey,
+    pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding},
+};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use sha2::{Digest, Sha256};
+use shippy_auth::{AUDIENCE, Claims, ISSUER, KeySet, PublicKey};
+
+use crate::domain::UserId;
+
+/// The signing keys could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file cannot be read.
+    #[error("cannot read JWT_SIGNING_KEY_FILE {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file holds no usable Ed25519 private key.
+    #[error(
+        "JWT_SIGNING_KEY_FILE {path} holds no Ed25519 PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`); \
+         make one with `openssl genpkey -algorithm ed25519`"
+    )]
+    NoKey {
+        /// The file.
+        path: String,
+    },
+    /// A block is not an Ed25519 PKCS#8 key.
+    #[error("JWT_SIGNING_KEY_FILE {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Encoding a key or a token failed.
+    #[error("cannot encode a key or token: {0}")]
+    Encode(String),
+}
+
+struct Key {
+    kid: String,
+    encoding: EncodingKey,
+    public_pem: String,
+}
+
+/// The keys that sign tokens, and how long tokens live.
+pub struct TokenSigner {
+    /// `keys[0]` signs; the rest only verify.
+    keys: Vec<Key>,
+    ttl: Duration,
+    verifier: KeySet,
+    public_keys: Vec<PublicKey>,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field(
+                "kids",
+                &self.keys.iter().map(|key| &key.kid).collect::<Vec<_>>(),
+            )
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// A freshly signed token.
+#[derive(Debug, Clone)]
+pub struct SignedToken {
+    /// The JWT.
+    pub token: String,
+    /// Its `exp`, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl TokenSigner {
+    /// Keys from a PEM file (the first block signs), or one fresh key.
+    pub fn load(path: Option<&Path>, ttl: Duration) -> Result<Self, KeyError> {
+        let keys = match path {
+            Some(path) => read_keys(path)?,
+            None => {
+                tracing::warn!(
+                    "JWT_SIGNING_KEY_FILE is not set: signing with a key generated for this run; \
+                     tokens stop working when the service restarts (fine for a demo, not for production)"
+                );
+                vec![generate_key()?]
+            }
+        };
+        Self::new(keys, ttl)
+    }
+
+    fn new(keys: Vec<SigningKey>, ttl: Duration) -> Result<Self, KeyError> {
+        let keys = keys
+            .iter()
+            .map(|key| {
+                let verifying = key.verifying_key();
+                let public_pem = verifying
+                    .to_public_key_pem(LineEnding::LF)
+                    .map_err(|error| KeyError::Encode(error.to_string()))?;
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|error| KeyError::Encode(error.to_string()))?;
+                Ok(Key {
+                    kid: thumbprint(verifying.as_bytes()),
+                    encoding: EncodingKey::from_ed_der(der.as_bytes()),
+                    public_pem,
+                })
+            })
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        // A token signed now by the current key, or before now by an older
+        // one, expires within one TTL from now.
+        let valid_until = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let public_keys: Vec<PublicKey> = keys
+            .iter()
+            .map(|key| PublicKey {
+                kid: key.kid.clone(),
+                pem: key.public_pem.clone(),
+                valid_until,
+            })
+            .collect();
+        let verifier =
+            KeySet::new(&public_keys).map_err(|error| KeyError::Encode(error.to_string()))?;
+        tracing::info!(
+            kids = ?keys.iter().map(|key| &key.kid).collect::<Vec<_>>(),
+            "token signing keys loaded"
+        );
+        Ok(Self {
+            keys,
+            ttl,
+            verifier,
+            public_keys,
+        })
+    }
+
+    /// A token for `user`, valid for the TTL from now.
+    pub fn sign(&self, user: UserId) -> Result<SignedToken, KeyError> {
+        let key = self
+            .keys
+            .first()
+            .ok_or_else(|| KeyError::Encode("no signing key".into()))?;
+        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+        let claims = Claims {
+            sub: user.to_string(),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|error| KeyError::Encode(error.to_string()))?;
+        Ok(SignedToken {
+            token,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// The public keys of every key, for `GetPublicKeys`.
+    pub fn public_keys(&self) -> &[PublicKey] {
+        &self.public_keys
+    }
+
+    /// Verifies tokens signed by any of these keys.
+    pub fn verifier(&self) -> &KeySet {
+        &self.verifier
+    }
+}
+
+fn generate_key() -> Result<SigningKey, KeyError> {
+    // rand's thread RNG is a CSPRNG seeded from the operating system.
+    Ok(SigningKey::from_bytes(&rand::random::<[u8; 32]>()))
+}
+
+fn read_keys(path: &Path) -> Result<Vec<SigningKey>, KeyError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let blocks = pem::parse_many(&text).map_err(|error| KeyError::Invalid {
+        path: shown.clone(),
+        reason: error.to_string(),
+    })?;
+    let keys = blocks
+        .iter()
+        .filter(|block| block.tag() == "PRIVATE KEY")
+        .map(|block| {
+            SigningKey::from_pkcs8_der(block.contents()).map_err(|error| KeyError::Invalid {
+                path: shown.clone(),
+                reason: format!("not an Ed25519 private key ({error})"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(KeyError::NoKey { path: shown });
+    }
+    Ok(keys)
+}
+
+/// Writes `count` fresh keys as PKCS#8 PEM, for tests and key rotation.
+pub fn generate_pem(count: usize) -> Result<String, KeyError> {
+    let mut text = String::new();
+    for _ in 0..count {
+        let pem = generate_key()?
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|error| KeyError::Encode(error.to_string()))?;
+        text.push_str(&pem);
+    }
+    Ok(text)
+}
+
+/// RFC 7638 JWK thumbprint of an Ed25519 public key.
+fn thumbprint(public_key: &[u8; 32]) -> String {
+    let x = URL_SAFE_NO_PAD.encode(public_key);
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use shippy_auth::TokenError;
+
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn signed_tokens_verify_and_carry_no_secret() {
+        let signer = TokenSigner::load(None, DAY).unwrap();
+        let user = UserId::generate();
+        let signed = signer.sign(user).unwrap();
+        let claims = signer.verifier().verify(&signed.token).unwrap();
+        assert_eq!(claims.sub, user.to_string());
+        assert_eq!(
+            (claims.iss.as_str(), claims.aud.as_str()),
+            (ISSUER, AUDIENCE)
+        );
+        assert_eq!(claims.exp, claims.iat + DAY.as_secs());
+        assert!(
+            claims.exp > claims.iat,
+            "not expired at creation (original defect 1)"
+        );
+    }
+
+    #[test]
+    fn another_key_is_a_forgery() {
+        let ours = TokenSigner::load(None, DAY).unwrap();
+        let theirs = TokenSigner::load(None, DAY).unwrap();
+        let forged = theirs.sign(UserId::generate()).unwrap().token;
+        assert!(matches!(
+            ours.verifier().verify(&forged),
+            Err(TokenError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn older_keys_in_the_file_still_verify_but_do_not_sign() {
+        let dir = std::env::temp_dir().join(format!("shippy-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old_pem = generate_pem(1).unwrap();
+        let old_file = dir.join("old.pem");
+        std::fs::write(&old_file, &old_pem).unwrap();
+        let old = TokenSigner::load(Some(&old_file), DAY).unwrap();
+        let old_token = old.sign(UserId::generate()).unwrap().token;
+
+        let rotated_file = dir.join("rotated.pem");
+        std::fs::write(&rotated_file, generate_pem(1).unwrap() + &old_pem).unwrap();
+        let rotated = TokenSigner::load(Some(&rotated_file), DAY).unwrap();
+        assert_eq!(rotated.public_keys().len(), 2);
+        rotated
+            .verifier()
+            .verify(&old_token)
+            .expect("old tokens still verify");
+        let new_token = rotated.sign(UserId::generate()).unwrap().token;
+        assert_ne!(
+            shippy_auth::token_kid(&new_token).unwrap(),
+            shippy_auth::token_kid(&old_token).unwrap(),
+            "the first key signs"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_without_a_private_key_is_refused() {
+        let file = std::env::temp_dir().join(format!("shippy-nokey-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&file, "not a key").unwrap();
+        let error = TokenSigner::load(Some(&file), DAY).unwrap_err();
+        assert!(error.to_string().contains("no Ed25519"), "{error}");
+        std::fs::remove_file(file).unwrap();
+    }
+}
