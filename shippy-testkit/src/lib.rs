@@ -147,3 +147,111 @@ pub fn with_socket_addr(url: &SecretUrl, address: std::net::SocketAddr) -> Secre
         .expect("URL can have a port");
     url.as_str().parse().expect("still a valid URL")
 }
+
+/// What `grpc.health.v1.Health/Check` answers for `service` ("" = the whole server).
+pub async fn health_status(
+    channel: tonic::transport::Channel,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    ServingStatus::try_from(response.status).expect("a known serving status")
+}
+
+/// Waits (up to 30 s) until the server's overall health is `wanted`.
+pub async fn wait_for_health(
+    channel: &tonic::transport::Channel,
+    wanted: tonic_health::pb::health_check_response::ServingStatus,
+) {
+    for _ in 0..300 {
+        if health_status(channel.clone(), "").await == wanted {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("health never became {wanted:?}");
+}
+
+/// A nats-server of a test's own (JetStream on, loopback, spare port),
+/// for tests that stop and restart the broker. Killed when dropped.
+#[derive(Debug)]
+pub struct NatsServer {
+    port: u16,
+    store: std::path::PathBuf,
+    process: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts one and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = probe.local_addr().expect("local address").port();
+        drop(probe);
+        let store = std::env::temp_dir().join(format!("shippy-nats-{}", uuid::Uuid::new_v4()));
+        let mut server = Self {
+            port,
+            store,
+            process: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its JetStream data stays for a restart).
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let process = std::process::Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server (scripts/infra.sh installs it)");
+        self.process = Some(process);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}

@@ -11,13 +11,12 @@ use shippy_service::{
     settings::SecretUrl,
 };
 use shippy_testkit::{
-    LateProxy, fresh_postgres_database, init_test_logging, socket_addr_of, with_socket_addr,
+    LateProxy, fresh_postgres_database, health_status, init_test_logging, socket_addr_of,
+    wait_for_health, with_socket_addr,
 };
 use tokio::task::JoinHandle;
 use tonic::{Code, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 use vessel_service::{app::Application, settings::Settings};
 
 struct TestApp {
@@ -60,24 +59,11 @@ impl TestApp {
     }
 
     async fn health(&self, service: &str) -> ServingStatus {
-        let response = HealthClient::new(self.channel.clone())
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .expect("health check")
-            .into_inner();
-        ServingStatus::try_from(response.status).expect("known status")
+        health_status(self.channel.clone(), service).await
     }
 
     async fn wait_for(&self, wanted: ServingStatus) {
-        for _ in 0..300 {
-            if self.health("").await == wanted {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("health never became {wanted:?}");
+        wait_for_health(&self.channel, wanted).await;
     }
 
     async fn stop(self) {

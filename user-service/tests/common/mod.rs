@@ -1,0 +1,169 @@
+//! The harness of user-service's tests: the real server on a random port,
+//! its own fresh database, its own JetStream stream and subject, its own
+//! signing key (so a test can forge and expire tokens with it).
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use async_nats::jetstream;
+use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
+use shippy_service::{
+    Shutdown,
+    discovery::{CallTimeouts, static_channel},
+};
+use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
+use tokio::task::JoinHandle;
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::health_check_response::ServingStatus;
+use user_service::{app::Application, settings::Settings, tokens};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub channel: Channel,
+    pub settings: Settings,
+    /// The PEM of the signing key, to forge tokens in tests.
+    pub key_pem: String,
+    shutdown: Shutdown,
+    server: JoinHandle<Result<(), shippy_service::server::ServerError>>,
+}
+
+impl TestApp {
+    /// A server on the shared test NATS.
+    pub async fn spawn() -> Self {
+        Self::spawn_with_nats(infra_var("TEST_NATS_URL")).await
+    }
+
+    /// A server publishing to `nats_url`, once it reports `SERVING`.
+    pub async fn spawn_with_nats(nats_url: String) -> Self {
+        Self::spawn_custom(nats_url, |_| {}).await
+    }
+
+    /// A server with settings `adjust` changed from the tests' defaults.
+    pub async fn spawn_custom(nats_url: String, adjust: impl FnOnce(&mut Settings)) -> Self {
+        init_test_logging();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let key_pem = tokens::generate_pem(1).unwrap();
+        let key_file = std::env::temp_dir().join(format!("shippy-user-key-{unique}.pem"));
+        std::fs::write(&key_file, &key_pem).unwrap();
+        let mut settings = Settings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("users").await,
+            nats_url,
+            jwt_signing_key_file: Some(key_file),
+            jwt_ttl: Duration::from_secs(3600).into(),
+            bcrypt_cost: 4,
+            events_stream: format!("USERS_{unique}"),
+            user_created_subject: format!("test.{unique}.user.created"),
+        };
+        adjust(&mut settings);
+        Self::spawn_with(settings, key_pem).await
+    }
+
+    pub async fn spawn_with(settings: Settings, key_pem: String) -> Self {
+        let app = Application::build(&settings).await.expect("build");
+        let address = app.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(app.run(shutdown.clone()));
+        let channel =
+            static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
+        wait_for_health(&channel, ServingStatus::Serving).await;
+        Self {
+            address,
+            channel,
+            settings,
+            key_pem,
+            shutdown,
+            server,
+        }
+    }
+
+    pub fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(self.channel.clone())
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.settings.jwt_signing_key_file.clone().unwrap()
+    }
+
+    /// Creates a user and returns its id.
+    pub async fn create_user(&self, name: &str, email: &str) -> String {
+        self.users()
+            .create(User {
+                name: name.into(),
+                email: email.into(),
+                company: "Shippy Ltd".into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create user")
+            .into_inner()
+            .user
+            .expect("a user")
+            .id
+    }
+
+    /// Logs in and returns the token.
+    pub async fn login(&self, email: &str) -> String {
+        self.users()
+            .auth(User {
+                email: email.into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("log in")
+            .into_inner()
+            .token
+    }
+
+    /// The JetStream stream this app publishes to, once it exists.
+    pub async fn stream(&self) -> jetstream::stream::Stream {
+        let client = async_nats::connect(&self.settings.nats_url).await.unwrap();
+        let jetstream = jetstream::new(client);
+        for _ in 0..100 {
+            if let Ok(stream) = jetstream.get_stream(&self.settings.events_stream).await {
+                return stream;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("stream {} never appeared", self.settings.events_stream);
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.server.await.expect("server task").expect("clean stop");
+    }
+}
+
+/// `request` with `authorization: Bearer <token>`.
+pub fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    request
+}
+
+/// Messages on `stream`, waiting up to `wait` for at least `count`.
+pub async fn stream_messages(
+    stream: &mut jetstream::stream::Stream,
+    count: u64,
+    wait: Duration,
+) -> Vec<jetstream::message::StreamMessage> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let have = stream.info().await.unwrap().state.messages;
+        if have >= count || tokio::time::Instant::now() > deadline {
+            let mut messages = Vec::new();
+            for sequence in 1..=have {
+                messages.push(stream.get_raw_message(sequence).await.unwrap());
+            }
+            return messages;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
