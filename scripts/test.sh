@@ -13,6 +13,9 @@ cleanup() { scripts/infra.sh down >/dev/null 2>&1 || true; rm -rf "$SHIPPY_INFRA
 trap cleanup EXIT
 eval "$(scripts/infra.sh up)"
 
+# The committed sqlx offline query data must match the queries and schema.
+scripts/sqlx-prepare.sh --check
+
 extra=()
 if [ -n "${MONGODB_URL:-}" ]; then
     echo "MongoDB: MONGODB_URL is set, so the MongoDB store's tests run too"

@@ -6,6 +6,9 @@
 //! checks a token's signature, algorithm, issuer, audience and expiry, and
 //! [`token_from_metadata`] reads the token a client sent, as
 //! `authorization: Bearer <jwt>` or the original shippy's `token` key.
+//! [`saved`] is where the command-line programs keep the token of a login.
+
+pub mod saved;
 
 use std::collections::HashMap;
 

@@ -1,6 +1,345 @@
-//! `user-cli`: not built yet; see the project's open issues.
+//! user-cli: create shippy users, log in, list and look up users.
+//!
+//! Every failure prints one line on stderr and exits non-zero.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("user-cli is not built yet: see docs/architecture.md for what exists today");
-    std::process::ExitCode::from(2)
+use std::{
+    io::{BufRead, IsTerminal},
+    process::ExitCode,
+    time::Duration,
+};
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use shippy_auth::saved;
+use shippy_proto::user::v1::{
+    Request as ListRequest, User, UserProfile, user_service_client::UserServiceClient,
+};
+use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Endpoint};
+
+/// Create shippy users, log in, list and look up users.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Where user-service listens.
+    #[arg(
+        long,
+        global = true,
+        env = "USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    addr: String,
+
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// The token to send (default: the one `login` saved).
+    #[arg(long, global = true, env = "SHIPPY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an account.
+    Create {
+        /// Your name.
+        #[arg(long)]
+        name: String,
+        /// Your email address; you log in with it.
+        #[arg(long)]
+        email: String,
+        /// Your company.
+        #[arg(long, default_value = "")]
+        company: String,
+        /// At least 8 characters; asked for (without echo) when omitted.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Log in: prints the token and saves it for the other commands and consignment-cli.
+    Login {
+        /// Your email address.
+        #[arg(long)]
+        email: String,
+        /// Asked for (without echo) when omitted.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List users (needs a login).
+    List {
+        /// Users per page.
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+    },
+    /// Show one user by id (needs a login).
+    Get {
+        /// The user's id.
+        id: String,
+    },
+}
+
+/// What went wrong, as one line for the user.
+struct Failure(String);
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Failure(match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded => format!(
+                "cannot reach user-service: {} (is it running? check --addr / USER_SERVICE_URL)",
+                status.message()
+            ),
+            Code::Unauthenticated => format!("{} (log in with `user-cli login`)", status.message()),
+            _ => status.message().to_owned(),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Profile {
+    id: String,
+    name: String,
+    company: String,
+    email: String,
+    created_at: Option<String>,
+}
+
+impl From<UserProfile> for Profile {
+    fn from(user: UserProfile) -> Self {
+        Self {
+            id: user.id,
+            name: user.name,
+            company: user.company,
+            email: user.email,
+            created_at: user.created_at.and_then(|time| {
+                chrono::DateTime::from_timestamp(time.seconds, 0).map(|time| time.to_rfc3339())
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LoginOutput {
+    token: String,
+    user_id: String,
+    expires_at: Option<String>,
+    saved_to: String,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let endpoint = Endpoint::from_shared(cli.addr.clone())
+        .map_err(|_| {
+            Failure(format!(
+                "`{}` is not a valid address (e.g. http://127.0.0.1:50053)",
+                cli.addr
+            ))
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let mut client = UserServiceClient::new(endpoint.connect_lazy());
+    match cli.command {
+        Command::Create {
+            name,
+            email,
+            company,
+            password,
+        } => {
+            let password = match password {
+                Some(password) => password,
+                None => read_password("Password (at least 8 characters): ")?,
+            };
+            let user = client
+                .create(User {
+                    name,
+                    email,
+                    company,
+                    password,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .user
+                .ok_or_else(|| Failure("user-service answered without the user".into()))?;
+            let profile = Profile::from(user);
+            if cli.json {
+                print_json(&profile)?;
+            } else {
+                println!(
+                    "created user {} <{}> with id {}",
+                    profile.name, profile.email, profile.id
+                );
+            }
+        }
+        Command::Login { email, password } => {
+            let password = match password {
+                Some(password) => password,
+                None => read_password("Password: ")?,
+            };
+            let answer = client
+                .auth(User {
+                    email,
+                    password,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let path = saved::token_path().map_err(|error| Failure(error.to_string()))?;
+            saved::save_token(&path, &answer.token).map_err(|error| {
+                Failure(format!(
+                    "cannot save the token to {}: {error}",
+                    path.display()
+                ))
+            })?;
+            let output = LoginOutput {
+                token: answer.token,
+                user_id: answer.user_id,
+                expires_at: answer.expires_at.and_then(|time| {
+                    chrono::DateTime::from_timestamp(time.seconds, 0).map(|time| time.to_rfc3339())
+                }),
+                saved_to: path.display().to_string(),
+            };
+            if cli.json {
+                print_json(&output)?;
+            } else {
+                println!("{}", output.token);
+                eprintln!("logged in; token saved to {}", output.saved_to);
+            }
+        }
+        Command::List { page_size } => {
+            let token = token(cli.token)?;
+            let mut users = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .get_all(authorized(
+                        ListRequest {
+                            page_size,
+                            page_token,
+                        },
+                        &token,
+                    )?)
+                    .await?
+                    .into_inner();
+                users.extend(page.users.into_iter().map(Profile::from));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if cli.json {
+                print_json(&users)?;
+            } else {
+                print_table(&users);
+            }
+        }
+        Command::Get { id } => {
+            let token = token(cli.token)?;
+            let user = client
+                .get(authorized(
+                    User {
+                        id,
+                        ..Default::default()
+                    },
+                    &token,
+                )?)
+                .await?
+                .into_inner()
+                .user
+                .ok_or_else(|| Failure("user-service answered without the user".into()))?;
+            let profile = Profile::from(user);
+            if cli.json {
+                print_json(&profile)?;
+            } else {
+                print_table(&[profile]);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token(given: Option<String>) -> Result<String, Failure> {
+    if let Some(token) = given {
+        return Ok(token);
+    }
+    let path = saved::token_path().map_err(|error| Failure(error.to_string()))?;
+    saved::load_token(&path)
+        .map_err(|error| Failure(format!("cannot read {}: {error}", path.display())))?
+        .ok_or_else(|| Failure("not logged in: run `user-cli login --email …` first".into()))
+}
+
+fn authorized<T>(message: T, token: &str) -> Result<Request<T>, Failure> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| Failure("the saved token is not valid text; log in again".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// Asks on the terminal without echo; reads one line from stdin when it is not a terminal.
+fn read_password(prompt: &str) -> Result<String, Failure> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)
+            .map_err(|error| Failure(format!("cannot read the password: {error}")))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|error| Failure(format!("cannot read the password: {error}")))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        return Err(Failure("no password given".into()));
+    }
+    Ok(password)
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| Failure(format!("cannot format JSON: {error}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn print_table(users: &[Profile]) {
+    if users.is_empty() {
+        println!("no users");
+        return;
+    }
+    let width = |pick: fn(&Profile) -> &str, title: &str| {
+        users
+            .iter()
+            .map(|user| pick(user).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
+    };
+    let (id, name, email) = (
+        width(|user| &user.id, "ID"),
+        width(|user| &user.name, "NAME"),
+        width(|user| &user.email, "EMAIL"),
+    );
+    println!(
+        "{:id$}  {:name$}  {:email$}  COMPANY",
+        "ID", "NAME", "EMAIL"
+    );
+    for user in users {
+        println!(
+            "{:id$}  {:name$}  {:email$}  {}",
+            user.id, user.name, user.email, user.company
+        );
+    }
 }

@@ -1,0 +1,260 @@
+//! user-cli as a user runs it, against a real user-service (in-process, on a
+//! random port, with its own database) and its own configuration directory.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use shippy_service::{
+    Shutdown,
+    discovery::{CallTimeouts, static_channel},
+};
+use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
+use tonic_health::pb::health_check_response::ServingStatus;
+use user_service::{app::Application, settings::Settings};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_user-cli");
+
+struct World {
+    addr: String,
+    config: PathBuf,
+    shutdown: Shutdown,
+}
+
+impl World {
+    async fn new() -> Self {
+        init_test_logging();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let settings = Settings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("user_cli").await,
+            nats_url: infra_var("TEST_NATS_URL"),
+            jwt_signing_key_file: None,
+            jwt_ttl: Duration::from_secs(3600).into(),
+            bcrypt_cost: 4,
+            events_stream: format!("USERS_{unique}"),
+            user_created_subject: format!("test.{unique}.user.created"),
+        };
+        let app = Application::build(&settings).await.unwrap();
+        let addr = format!("http://{}", app.local_addr().unwrap());
+        let shutdown = Shutdown::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        let channel = static_channel(&addr, CallTimeouts::default()).unwrap();
+        wait_for_health(&channel, ServingStatus::Serving).await;
+        let config = std::env::temp_dir().join(format!("user-cli-{unique}"));
+        Self {
+            addr,
+            config,
+            shutdown,
+        }
+    }
+
+    /// Runs user-cli with `args`, feeding `stdin`.
+    async fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(BINARY)
+            .args(args)
+            .env("USER_SERVICE_URL", &self.addr)
+            .env("SHIPPY_CONFIG_DIR", &self.config)
+            .env_remove("SHIPPY_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        let _ = std::fs::remove_dir_all(&self.config);
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn create_login_list_and_get_work_as_a_user_expects() {
+    let world = World::new().await;
+    let created = world
+        .run(
+            &[
+                "create",
+                "--name",
+                "Ewan",
+                "--email",
+                "ewan@example.com",
+                "--company",
+                "Shippy",
+                "--password",
+                "s3cret-pass",
+            ],
+            "",
+        )
+        .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stdout(&created).contains("created user Ewan <ewan@example.com>"),
+        "{}",
+        stdout(&created)
+    );
+
+    // The password is read from stdin when not given and not on a terminal.
+    let created = world
+        .run(
+            &[
+                "--json",
+                "create",
+                "--name",
+                "Ada",
+                "--email",
+                "ada@example.com",
+            ],
+            "another-pass\n",
+        )
+        .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let ada: serde_json::Value = serde_json::from_str(&stdout(&created)).unwrap();
+    assert_eq!(ada["email"], "ada@example.com");
+    assert!(ada.get("password").is_none());
+
+    let login = world
+        .run(
+            &[
+                "login",
+                "--email",
+                "ewan@example.com",
+                "--password",
+                "s3cret-pass",
+            ],
+            "",
+        )
+        .await;
+    assert!(login.status.success(), "{}", stderr(&login));
+    let token = stdout(&login).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let saved = world.config.join("token");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the saved token is private");
+    }
+
+    let list = world.run(&["list"], "").await;
+    assert!(list.status.success(), "{}", stderr(&list));
+    let table = stdout(&list);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("ewan@example.com") && table.contains("ada@example.com"),
+        "{table}"
+    );
+
+    let list = world.run(&["list", "--json", "--page-size", "1"], "").await;
+    let users: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(users.len(), 2, "every page is fetched");
+
+    let id = ada["id"].as_str().unwrap();
+    let get = world.run(&["get", id, "--json"], "").await;
+    assert!(get.status.success(), "{}", stderr(&get));
+    let got: serde_json::Value = serde_json::from_str(&stdout(&get)).unwrap();
+    assert_eq!(got["name"], "Ada");
+}
+
+#[tokio::test]
+async fn failures_print_one_clear_line_and_exit_non_zero() {
+    let world = World::new().await;
+    let args = [
+        "create",
+        "--name",
+        "Bob",
+        "--email",
+        "bob@example.com",
+        "--password",
+        "bob-password",
+    ];
+    assert!(world.run(&args, "").await.status.success());
+
+    for (args, stdin, expected) in [
+        (&args[..], "", "error: email already registered"),
+        (
+            &[
+                "create",
+                "--name",
+                "Bo",
+                "--email",
+                "nope",
+                "--password",
+                "bob-password",
+            ][..],
+            "",
+            "is not a valid email address",
+        ),
+        (
+            &[
+                "create",
+                "--name",
+                "Bo",
+                "--email",
+                "b@example.com",
+                "--password",
+                "short",
+            ][..],
+            "",
+            "at least 8 characters",
+        ),
+        (
+            &[
+                "login",
+                "--email",
+                "bob@example.com",
+                "--password",
+                "wrong-password",
+            ][..],
+            "",
+            "email or password is incorrect",
+        ),
+        (&["list"][..], "", "not logged in"),
+        (&["--token", "garbage", "list"][..], "", "invalid token"),
+        (
+            &["--addr", "http://127.0.0.1:9", "list", "--token", "x"][..],
+            "",
+            "cannot reach user-service",
+        ),
+        (
+            &["--addr", "not a url", "list"][..],
+            "",
+            "is not a valid address",
+        ),
+    ] {
+        let output = world.run(args, stdin).await;
+        let message = stderr(&output);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(message.contains(expected), "{args:?}: {message}");
+        assert_eq!(
+            message.trim().lines().count(),
+            1,
+            "{args:?}: one line, got {message}"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The user-service binary as an operator meets it.
+
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_user-service");
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let output = Command::new(BINARY)
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://app:hunter2@db/users")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for wanted in [
+        "LISTEN_ADDR",
+        "0.0.0.0:50053",
+        "DATABASE_URL",
+        "NATS_URL",
+        "JWT_SIGNING_KEY_FILE",
+        "JWT_TTL",
+        "BCRYPT_COST",
+        "USER_EVENTS_STREAM",
+        "USER_CREATED_SUBJECT",
+        "RUST_LOG",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(wanted), "--help lacks {wanted}:\n{help}");
+    }
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+#[test]
+fn a_bad_signing_key_file_stops_the_start_with_a_clear_message() {
+    let output = Command::new(BINARY)
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/users")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("JWT_SIGNING_KEY_FILE", "/nonexistent/key.pem")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read JWT_SIGNING_KEY_FILE /nonexistent/key.pem"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bcrypt_cost_out_of_range_is_refused() {
+    let output = Command::new(BINARY)
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/users")
+        .env("BCRYPT_COST", "3")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--bcrypt-cost"), "{stderr}");
+}
