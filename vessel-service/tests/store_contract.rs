@@ -10,7 +10,7 @@ use shippy_testkit::{fresh_postgres_database, init_test_logging, mongodb_url_or_
 use vessel_service::{
     domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight},
     fleet,
-    store::{StoreError, VesselStore, mongo::MongoStore, postgres::PostgresStore},
+    store::{Store, StoreError, VesselStore},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -159,15 +159,16 @@ async fn ping_answers(store: impl VesselStore) {
 
 // ---- each store --------------------------------------------------------------
 
-async fn postgres_store() -> PostgresStore {
+async fn postgres_store() -> Store {
     init_test_logging();
     let url = fresh_postgres_database("vessel_contract").await;
-    let store = PostgresStore::connect_lazy(&url, TIMEOUT).expect("valid URL");
+    let store = Store::open(&url, TIMEOUT).await.expect("valid URL");
+    assert!(matches!(store, Store::Postgres(_)));
     store.prepare().await.expect("migrate");
     store
 }
 
-async fn mongo_store(test: &str) -> Option<MongoStore> {
+async fn mongo_store(test: &str) -> Option<Store> {
     init_test_logging();
     let url: shippy_service::settings::SecretUrl = mongodb_url_or_say_skipped(test)?
         .parse()
@@ -176,9 +177,8 @@ async fn mongo_store(test: &str) -> Option<MongoStore> {
         "/vessel_contract_{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let store = MongoStore::open(&url, TIMEOUT)
-        .await
-        .expect("valid MongoDB URL");
+    let store = Store::open(&url, TIMEOUT).await.expect("valid MongoDB URL");
+    assert!(matches!(store, Store::Mongo(_)));
     store.prepare().await.expect("create indexes");
     Some(store)
 }

@@ -11,6 +11,7 @@ pub mod postgres;
 use std::time::Duration;
 
 use shippy_service::settings::SecretUrl;
+use shippy_store::Backend;
 
 use crate::domain::{Specification, Vessel, VesselId};
 
@@ -31,22 +32,7 @@ pub enum StoreError {
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// `DATABASE_URL` does not name a store this service has.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The scheme is neither PostgreSQL's nor MongoDB's.
-    #[error("DATABASE_URL scheme `{0}` is not supported: use postgres://… or mongodb://…")]
-    UnsupportedScheme(String),
-    /// The URL is malformed for its database.
-    #[error("DATABASE_URL is not a valid {database} URL")]
-    InvalidUrl {
-        /// Which database the scheme named.
-        database: &'static str,
-        /// What its driver said.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
+pub use shippy_store::OpenError;
 
 /// The contract every vessel store fulfils.
 pub trait VesselStore: Send + Sync {
@@ -91,15 +77,12 @@ impl Store {
     /// Opens the store `url` names without waiting for the database: the
     /// first operation connects, so a service can start before its database.
     pub async fn open(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
-        match url.scheme() {
-            "postgres" | "postgresql" => {
-                postgres::PostgresStore::connect_lazy(url, timeout).map(Self::Postgres)
-            }
-            "mongodb" | "mongodb+srv" => {
-                mongo::MongoStore::open(url, timeout).await.map(Self::Mongo)
-            }
-            other => Err(OpenError::UnsupportedScheme(other.to_owned())),
-        }
+        Ok(
+            match shippy_store::open(url, timeout, "vessel-service").await? {
+                Backend::Postgres(pool) => Self::Postgres(postgres::PostgresStore::new(pool)),
+                Backend::Mongo(database) => Self::Mongo(mongo::MongoStore::new(&database)),
+            },
+        )
     }
 
     /// Which database this is, for logs.

@@ -1,28 +1,15 @@
 //! The MongoDB vessel store (the official driver), one document per vessel.
 
-use std::time::Duration;
-
-use mongodb::{
-    Client, Collection, IndexModel,
-    bson::doc,
-    error::{ErrorKind, WriteFailure},
-    options::ClientOptions,
-};
+use mongodb::{Collection, Database, IndexModel, bson::doc};
 use serde::{Deserialize, Serialize};
-use shippy_service::settings::SecretUrl;
 
-use super::{OpenError, StoreError, VesselStore};
+use super::{StoreError, VesselStore};
 use crate::domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight};
-
-/// The database used when the URL names none.
-const DEFAULT_DATABASE: &str = "shippy";
-/// MongoDB's code for a duplicate key.
-const DUPLICATE_KEY: i32 = 11000;
 
 /// Vessels in a MongoDB collection named `vessels`.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
-    client: Client,
+    database: Database,
     vessels: Collection<VesselDocument>,
 }
 
@@ -70,51 +57,27 @@ impl TryFrom<VesselDocument> for Vessel {
 }
 
 fn store_error(error: mongodb::error::Error) -> StoreError {
-    match *error.kind {
-        ErrorKind::Io(_)
-        | ErrorKind::ServerSelection { .. }
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::DnsResolve { .. }
-        | ErrorKind::Shutdown => StoreError::Unavailable(error.into()),
-        _ => StoreError::Database(error.into()),
+    if shippy_store::mongo_unavailable(&error) {
+        StoreError::Unavailable(error.into())
+    } else {
+        StoreError::Database(error.into())
     }
 }
 
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(
-        *error.kind,
-        ErrorKind::Write(WriteFailure::WriteError(ref write)) if write.code == DUPLICATE_KEY
-    )
-}
-
 impl MongoStore {
-    /// A client that connects on first use; server selection waits at most `timeout`.
-    pub async fn open(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
-        let invalid = |source: mongodb::error::Error| OpenError::InvalidUrl {
-            database: "MongoDB",
-            source: source.into(),
-        };
-        let mut options = ClientOptions::parse(url.expose()).await.map_err(invalid)?;
-        options.server_selection_timeout = Some(timeout);
-        options.connect_timeout = Some(timeout);
-        options
-            .app_name
-            .get_or_insert_with(|| "vessel-service".to_owned());
-        let database = options
-            .default_database
-            .clone()
-            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-        let client = Client::with_options(options).map_err(invalid)?;
-        let vessels = client.database(&database).collection("vessels");
-        Ok(Self { client, vessels })
+    /// A store in `database` (whose client may not have connected yet).
+    pub fn new(database: &Database) -> Self {
+        Self {
+            database: database.clone(),
+            vessels: database.collection("vessels"),
+        }
     }
 }
 
 impl VesselStore for MongoStore {
     #[tracing::instrument(name = "mongodb.ping", skip_all, err(Display, level = "debug"))]
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client
-            .database("admin")
+        self.database
             .run_command(doc! { "ping": 1 })
             .await
             .map_err(store_error)?;
@@ -137,7 +100,7 @@ impl VesselStore for MongoStore {
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
         match self.vessels.insert_one(VesselDocument::from(vessel)).await {
             Ok(_) => Ok(()),
-            Err(error) if is_duplicate_key(&error) => {
+            Err(error) if shippy_store::mongo_duplicate_key(&error) => {
                 Err(StoreError::AlreadyExists(vessel.id.clone()))
             }
             Err(error) => Err(store_error(error)),

@@ -1,11 +1,8 @@
 //! The PostgreSQL vessel store (sqlx), with its schema from `migrations/`.
 
-use std::time::Duration;
+use sqlx::PgPool;
 
-use shippy_service::settings::SecretUrl;
-use sqlx::{PgPool, postgres::PgPoolOptions};
-
-use super::{OpenError, StoreError, VesselStore};
+use super::{StoreError, VesselStore};
 use crate::domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight};
 
 /// The schema, embedded in the binary and applied by [`VesselStore::prepare`].
@@ -46,37 +43,17 @@ impl TryFrom<VesselRow> for Vessel {
 }
 
 impl PostgresStore {
-    /// A pool that connects on first use; each acquisition waits at most `timeout`.
-    pub fn connect_lazy(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(timeout)
-            .connect_lazy(url.expose())
-            .map_err(|source| OpenError::InvalidUrl {
-                database: "PostgreSQL",
-                source: source.into(),
-            })?;
-        Ok(Self { pool })
-    }
-
-    /// A store on an existing pool.
-    pub fn from_pool(pool: PgPool) -> Self {
+    /// A store on `pool` (which may not have connected yet).
+    pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
 }
 
 fn store_error(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.into()),
-        sqlx::Error::Database(ref database) if database.code().as_deref() == Some("57P03") => {
-            // cannot_connect_now: the server is starting up or shutting down.
-            StoreError::Unavailable(error.into())
-        }
-        other => StoreError::Database(other.into()),
+    if shippy_store::postgres_unavailable(&error) {
+        StoreError::Unavailable(error.into())
+    } else {
+        StoreError::Database(error.into())
     }
 }
 

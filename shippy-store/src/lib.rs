@@ -1,0 +1,118 @@
+//! Opening the database `DATABASE_URL` names, for services that keep their
+//! data in PostgreSQL or MongoDB behind one repository trait
+//! (vessel-service, consignment-service), and telling apart the errors a
+//! caller should retry (`UNAVAILABLE`) from the rest.
+
+use std::time::Duration;
+
+use mongodb::{
+    Client, Database,
+    error::{ErrorKind, WriteFailure},
+    options::ClientOptions,
+};
+use shippy_service::settings::SecretUrl;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+/// The MongoDB database used when the URL names none.
+pub const DEFAULT_MONGO_DATABASE: &str = "shippy";
+/// MongoDB's code for a duplicate key.
+const DUPLICATE_KEY: i32 = 11000;
+/// PostgreSQL's `cannot_connect_now` (starting up or shutting down).
+const CANNOT_CONNECT_NOW: &str = "57P03";
+
+/// A database handle, opened without contacting the server.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `postgres://` or `postgresql://`.
+    Postgres(PgPool),
+    /// `mongodb://` or `mongodb+srv://`.
+    Mongo(Database),
+}
+
+/// `DATABASE_URL` does not name a usable database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The scheme is neither PostgreSQL's nor MongoDB's.
+    #[error("DATABASE_URL scheme `{0}` is not supported: use postgres://… or mongodb://…")]
+    UnsupportedScheme(String),
+    /// The URL is malformed for its database.
+    #[error("DATABASE_URL is not a valid {database} URL")]
+    InvalidUrl {
+        /// Which database the scheme named.
+        database: &'static str,
+        /// What its driver said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Opens what `url` names. Nothing connects yet: the first operation does,
+/// waiting at most `timeout` for a connection, so a service can start before
+/// its database. `app_name` labels MongoDB connections.
+pub async fn open(
+    url: &SecretUrl,
+    timeout: Duration,
+    app_name: &str,
+) -> Result<Backend, OpenError> {
+    match url.scheme() {
+        "postgres" | "postgresql" => PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(timeout)
+            .connect_lazy(url.expose())
+            .map(Backend::Postgres)
+            .map_err(|source| OpenError::InvalidUrl {
+                database: "PostgreSQL",
+                source: source.into(),
+            }),
+        "mongodb" | "mongodb+srv" => {
+            let invalid = |source: mongodb::error::Error| OpenError::InvalidUrl {
+                database: "MongoDB",
+                source: source.into(),
+            };
+            let mut options = ClientOptions::parse(url.expose()).await.map_err(invalid)?;
+            options.server_selection_timeout = Some(timeout);
+            options.connect_timeout = Some(timeout);
+            options.app_name.get_or_insert_with(|| app_name.to_owned());
+            let database = options
+                .default_database
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MONGO_DATABASE.to_owned());
+            let client = Client::with_options(options).map_err(invalid)?;
+            Ok(Backend::Mongo(client.database(&database)))
+        }
+        other => Err(OpenError::UnsupportedScheme(other.to_owned())),
+    }
+}
+
+/// Whether a PostgreSQL error means the database cannot be reached now.
+pub fn postgres_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => database.code().as_deref() == Some(CANNOT_CONNECT_NOW),
+        _ => false,
+    }
+}
+
+/// Whether a MongoDB error means the database cannot be reached now.
+pub fn mongo_unavailable(error: &mongodb::error::Error) -> bool {
+    matches!(
+        *error.kind,
+        ErrorKind::Io(_)
+            | ErrorKind::ServerSelection { .. }
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::DnsResolve { .. }
+            | ErrorKind::Shutdown
+    )
+}
+
+/// Whether a MongoDB write failed on a duplicate key.
+pub fn mongo_duplicate_key(error: &mongodb::error::Error) -> bool {
+    matches!(
+        *error.kind,
+        ErrorKind::Write(WriteFailure::WriteError(ref write)) if write.code == DUPLICATE_KEY
+    )
+}
