@@ -1,8 +1,31 @@
-//! `consignment-service`: not built yet; see the project's open issues.
+//! consignment-service: `consignment-service --help` lists every setting.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "consignment-service is not built yet: see docs/architecture.md for what exists today"
-    );
-    std::process::ExitCode::from(2)
+use anyhow::Context;
+use clap::Parser;
+use consignment_service::{app::Application, settings::Settings};
+use shippy_service::{Shutdown, settings::TelemetryArgs, telemetry};
+
+/// shippy consignments over gRPC (`shippy.consignment.v1.ShippingService`).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init(&args.telemetry).context("cannot start logging")?;
+    let app = Application::build(&args.settings)
+        .await
+        .context("consignment-service cannot start")?;
+    tracing::info!(address = %app.local_addr()?, "consignment-service started");
+    app.run(Shutdown::on_ctrl_c_or_sigterm())
+        .await
+        .context("consignment-service stopped with an error")?;
+    tracing::info!("consignment-service stopped");
+    Ok(())
 }

@@ -11,12 +11,14 @@
 //!   server reflection next to the service's own RPCs.
 //! - [`discovery`]: how a service finds the others (static addresses today).
 //! - [`error`]: the one error type handlers return, mapped to `tonic::Status`.
+//! - [`pagination`]: opaque page tokens over a (creation time, id) order.
 //! - [`retry`]: waiting for a dependency with backoff.
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
 //!   then keeping health in step with it.
 
 pub mod discovery;
 pub mod error;
+pub mod pagination;
 pub mod readiness;
 pub mod retry;
 pub mod server;

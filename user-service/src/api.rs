@@ -10,17 +10,21 @@ use shippy_proto::{
     events::v1::UserCreated,
     user::v1::{self as proto, user_service_server::UserService},
 };
-use shippy_service::{ApiError, readiness::Ready};
+use shippy_service::{ApiError, pagination, readiness::Ready};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{Email, InvalidInput, NewUser, Password, User, UserId},
-    pagination,
     password::{HashError, PasswordHasher},
-    store::{OutboxEvent, StoreError, UserStore},
+    store::{Cursor, OutboxEvent, StoreError, UserStore},
     tokens::{KeyError, TokenSigner},
 };
+
+/// Users per page when the caller does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The most users per page; larger requests get this many.
+pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// The one message for every failed login, whatever failed.
 const BAD_CREDENTIALS: &str = "email or password is incorrect";
@@ -201,15 +205,28 @@ impl UserService for UserApi {
         let claims = self.authenticate(&request)?;
         tracing::Span::current().record("caller", &claims.sub);
         let wanted = request.into_inner();
-        let after = pagination::decode(&wanted.page_token).map_err(ApiError::from)?;
+        let after = match pagination::decode(&wanted.page_token)? {
+            Some(cursor) => Some(Cursor {
+                created_at: cursor.created_at,
+                id: UserId::parse(&cursor.id).map_err(ApiError::from)?.0,
+            }),
+            None => None,
+        };
+        let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let page = self
             .store()?
-            .list(after, pagination::page_size(wanted.page_size))
+            .list(after, size)
             .await
             .map_err(ApiError::from)?;
+        let next = page.next.map(|cursor| {
+            pagination::encode(&pagination::Cursor {
+                created_at: cursor.created_at,
+                id: cursor.id.to_string(),
+            })
+        });
         Ok(Response::new(proto::Response {
             users: page.users.into_iter().map(Into::into).collect(),
-            next_page_token: page.next.map(pagination::encode).unwrap_or_default(),
+            next_page_token: next.unwrap_or_default(),
             ..Default::default()
         }))
     }

@@ -5,14 +5,12 @@
 //! - [`tokens`]: EdDSA JWT signing keys (`JWT_SIGNING_KEY_FILE`), rotation, `kid`s.
 //! - [`store`]: users and the outbox in PostgreSQL (sqlx, compile-time checked).
 //! - [`relay`]: the outbox relay to NATS JetStream.
-//! - [`pagination`]: `GetAll` page tokens.
 //! - [`api`]: the `shippy.user.v1.UserService` handlers.
 //! - [`app`]: [`app::Application`]; `main` only loads settings and runs it.
 
 pub mod api;
 pub mod app;
 pub mod domain;
-pub mod pagination;
 pub mod password;
 pub mod relay;
 pub mod settings;

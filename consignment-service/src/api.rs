@@ -1,0 +1,145 @@
+//! The `ShippingService` gRPC handlers. Every call needs a valid token;
+//! errors become `tonic::Status` through [`ApiError`] only.
+
+use chrono::{SubsecRound, Utc};
+use shippy_proto::consignment::v1::{self as proto, shipping_service_server::ShippingService};
+use shippy_service::{ApiError, pagination, readiness::Ready};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    auth::Authenticator,
+    domain::{Consignment, InvalidInput, NewConsignment},
+    store::{After, ConsignmentStore, Store, StoreError},
+    vessels::Vessels,
+};
+
+/// Consignments per page when the caller does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The most consignments per page; larger requests get this many.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// The handlers and what they share.
+#[derive(Debug, Clone)]
+pub struct ShippingApi {
+    store: Store,
+    ready: Ready,
+    auth: Authenticator,
+    vessels: Vessels,
+}
+
+impl ShippingApi {
+    /// Handlers that answer `UNAVAILABLE` until `ready` is set.
+    pub fn new(store: Store, ready: Ready, auth: Authenticator, vessels: Vessels) -> Self {
+        Self {
+            store,
+            ready,
+            auth,
+            vessels,
+        }
+    }
+
+    fn store(&self) -> Result<&Store, ApiError> {
+        if self.ready.is_ready() {
+            Ok(&self.store)
+        } else {
+            Err(ApiError::Unavailable {
+                message: "the consignment store is not ready yet; retry shortly".into(),
+                source: None,
+            })
+        }
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(error: InvalidInput) -> Self {
+        ApiError::InvalidArgument(error.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => ApiError::unavailable(
+                "the consignment database is unreachable; retry shortly",
+                error,
+            ),
+            StoreError::AlreadyExists(_) | StoreError::Corrupt(_) | StoreError::Database(_) => {
+                ApiError::internal(error)
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ShippingService for ShippingApi {
+    #[tracing::instrument(skip_all, fields(caller, consignment.id, vessel.id))]
+    async fn create_consignment(
+        &self,
+        request: Request<proto::Consignment>,
+    ) -> Result<Response<proto::Response>, Status> {
+        let claims = self.auth.authenticate(&request).await?;
+        let span = tracing::Span::current();
+        span.record("caller", &claims.sub);
+        let new =
+            NewConsignment::parse(request.into_inner(), &claims.sub).map_err(ApiError::from)?;
+        let store = self.store()?;
+        let vessel_id = self
+            .vessels
+            .find_available(new.capacity_needed(), new.weight)
+            .await?;
+        span.record("vessel.id", &vessel_id);
+        let consignment = Consignment {
+            id: uuid::Uuid::new_v4().to_string(),
+            owner_id: claims.sub,
+            description: new.description,
+            weight: new.weight,
+            containers: new.containers,
+            vessel_id,
+            // Both stores keep microseconds; so does the answer.
+            created_at: Utc::now().trunc_subsecs(6),
+        };
+        span.record("consignment.id", &consignment.id);
+        store.insert(&consignment).await.map_err(ApiError::from)?;
+        tracing::info!("consignment created");
+        Ok(Response::new(proto::Response {
+            created: true,
+            consignment: Some(consignment.into()),
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(caller))]
+    async fn get_consignments(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::Response>, Status> {
+        let claims = self.auth.authenticate(&request).await?;
+        tracing::Span::current().record("caller", &claims.sub);
+        let wanted = request.into_inner();
+        let after = pagination::decode(&wanted.page_token)?.map(|cursor| After {
+            created_at: cursor.created_at,
+            id: cursor.id,
+        });
+        let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+        // One more than asked tells whether another page follows.
+        let mut consignments = self
+            .store()?
+            .list_by_owner(&claims.sub, after.as_ref(), size + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = consignments.len() > size as usize;
+        consignments.truncate(size as usize);
+        let next_page_token = match consignments.last() {
+            Some(last) if more => pagination::encode(&pagination::Cursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            }),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::Response {
+            consignments: consignments.into_iter().map(Into::into).collect(),
+            next_page_token,
+            ..Default::default()
+        }))
+    }
+}

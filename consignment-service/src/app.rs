@@ -1,0 +1,144 @@
+//! Putting consignment-service together: bind, open the store, reach
+//! vessel-service and user-service, serve.
+
+use std::{net::SocketAddr, time::Duration};
+
+use shippy_proto::consignment::v1::shipping_service_server::{SERVICE_NAME, ShippingServiceServer};
+use shippy_service::{
+    Shutdown,
+    discovery::{CallTimeouts, InvalidAddress, static_channel},
+    readiness::{self, Ready, Watched},
+    server::{GrpcServer, Health, ServerError},
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    api::ShippingApi,
+    auth::Authenticator,
+    settings::Settings,
+    store::{ConsignmentStore, OpenError, Store},
+    vessels::Vessels,
+};
+
+/// How long a store operation waits for a database connection.
+const STORE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a ready store is checked, to keep health true.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Calls to other services: connecting, and each call.
+const CALLS: CallTimeouts = CallTimeouts {
+    connect: Duration::from_secs(1),
+    request: Duration::from_secs(3),
+};
+/// The deadline of a `FindAvailable` call.
+const VESSEL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// consignment-service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `DATABASE_URL` does not name a usable store.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// A service address is not usable.
+    #[error(transparent)]
+    Address(#[from] InvalidAddress),
+}
+
+/// consignment-service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    server: GrpcServer,
+    health: Health,
+    store: Store,
+    ready: Ready,
+    auth: Authenticator,
+}
+
+impl Application {
+    /// Binds the listen address and opens the store and the channels to
+    /// vessel-service and user-service, waiting for none of them.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: settings.listen_addr,
+                source,
+            })?;
+        let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
+        tracing::info!(store = store.kind(), url = %settings.database_url, "consignment store configured");
+        let vessels = Vessels::new(
+            static_channel(&settings.vessel_service_url, CALLS)?,
+            VESSEL_DEADLINE,
+        );
+        let auth = Authenticator::new(static_channel(&settings.user_service_url, CALLS)?);
+
+        let ready = Ready::new();
+        let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), vessels);
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)
+            .add_service(ShippingServiceServer::new(api));
+        let health = server.health();
+        health.set(&[SERVICE_NAME], false).await;
+        Ok(Self {
+            listener,
+            server,
+            health,
+            store,
+            ready,
+            auth,
+        })
+    }
+
+    /// The address the server listens on (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires; prepares the store and fetches the
+    /// token keys in the background.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let store = self.store;
+        let readiness = tokio::spawn(readiness::watch(
+            Watched {
+                what: "consignment store",
+                services: vec![SERVICE_NAME],
+                probe_interval: PROBE_INTERVAL,
+            },
+            self.health,
+            self.ready,
+            shutdown.clone(),
+            {
+                let store = store.clone();
+                move || {
+                    let store = store.clone();
+                    async move { store.prepare().await }
+                }
+            },
+            move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            },
+        ));
+        let keys = {
+            let auth = self.auth;
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { auth.fetch_until_ready(&shutdown).await })
+        };
+        let served = self.server.serve(self.listener, shutdown.clone()).await;
+        shutdown.trigger();
+        for (name, task) in [("store readiness", readiness), ("token keys", keys)] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "{name} task failed");
+            }
+        }
+        served
+    }
+}

@@ -1,0 +1,134 @@
+//! Verifying callers' tokens locally, with the public keys user-service
+//! hands out (`GetPublicKeys`).
+//!
+//! The keys are fetched at start (retried until user-service answers) and
+//! again when a token names an unknown `kid` (user-service rotated its key),
+//! at most once per [`REFRESH_INTERVAL`], so a flood of forged `kid`s cannot
+//! turn into a flood of calls. No request waits on user-service otherwise.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use shippy_auth::{Claims, KeySet, TokenError, token_from_metadata, token_kid};
+use shippy_proto::user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient};
+use shippy_service::{
+    ApiError, Shutdown,
+    retry::{self, Backoff},
+};
+use tokio::sync::{Mutex, RwLock};
+use tonic::{Request, transport::Channel};
+
+/// The shortest time between two fetches of the keys.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The keys could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// user-service did not answer.
+    #[error("user-service did not hand out its keys: {0}")]
+    Call(#[from] tonic::Status),
+    /// It answered keys this service cannot use.
+    #[error(transparent)]
+    Keys(#[from] shippy_auth::InvalidKey),
+}
+
+/// Verifies tokens with user-service's public keys, kept up to date.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: UserServiceClient<Channel>,
+    keys: RwLock<KeySet>,
+    /// When the keys were last fetched (or tried); also serialises fetches.
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl Authenticator {
+    /// An authenticator that fetches keys through `channel` (to user-service).
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client: UserServiceClient::new(channel),
+                keys: RwLock::new(KeySet::default()),
+                last_fetch: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Fetches the keys, retrying with backoff until user-service answers or
+    /// `shutdown` fires.
+    pub async fn fetch_until_ready(&self, shutdown: &Shutdown) {
+        let fetched = retry::until_ready(
+            "user-service's token keys",
+            Backoff::default(),
+            shutdown,
+            || self.fetch(),
+        )
+        .await;
+        if let Some(count) = fetched {
+            tracing::info!(keys = count, "token keys fetched from user-service");
+        }
+    }
+
+    async fn fetch(&self) -> Result<usize, FetchError> {
+        let mut last = self.inner.last_fetch.lock().await;
+        *last = Some(Instant::now());
+        let answer = self
+            .inner
+            .client
+            .clone()
+            .get_public_keys(GetPublicKeysRequest {})
+            .await?
+            .into_inner();
+        let keys = KeySet::from_proto(&answer)?;
+        let count = keys.len();
+        *self.inner.keys.write().await = keys;
+        Ok(count)
+    }
+
+    /// Refetches unless that happened less than [`REFRESH_INTERVAL`] ago.
+    async fn refresh(&self) {
+        {
+            let last = self.inner.last_fetch.lock().await;
+            if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+                return;
+            }
+        }
+        match self.fetch().await {
+            Ok(count) => tracing::info!(keys = count, "token keys refetched for an unknown kid"),
+            Err(error) => tracing::warn!(%error, "cannot refetch token keys"),
+        }
+    }
+
+    /// The verified claims of the token `request` carries.
+    pub async fn authenticate<T>(&self, request: &Request<T>) -> Result<Claims, ApiError> {
+        let token = token_from_metadata(request.metadata()).map_err(unauthenticated)?;
+        self.verify(&token).await
+    }
+
+    /// The verified claims of `token`.
+    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let kid = token_kid(token).map_err(unauthenticated)?;
+        if !self.inner.keys.read().await.contains(&kid) {
+            self.refresh().await;
+        }
+        let keys = self.inner.keys.read().await;
+        if keys.is_empty() {
+            return Err(ApiError::Unavailable {
+                message: "cannot verify tokens yet: user-service has not handed out its keys; retry shortly"
+                    .into(),
+                source: None,
+            });
+        }
+        keys.verify(token).map_err(unauthenticated)
+    }
+}
+
+fn unauthenticated(error: TokenError) -> ApiError {
+    ApiError::Unauthenticated(error.to_string())
+}

@@ -1,0 +1,228 @@
+//! Consignments as validated domain types. Proto messages become these
+//! through `TryFrom`-style parsing at the handler edge; a failure is a
+//! message a person can act on.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shippy_proto::consignment::v1 as proto;
+
+/// Why a request's consignment is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+const MAX_TEXT_LEN: usize = 500;
+/// The most containers one consignment may have.
+pub const MAX_CONTAINERS: usize = 10_000;
+
+/// One container of a consignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// Unique within its consignment.
+    pub id: String,
+    /// The customer it belongs to.
+    pub customer_id: String,
+    /// Where it comes from.
+    pub origin: String,
+    /// The user responsible for it (the creator unless said otherwise).
+    pub user_id: String,
+}
+
+/// A consignment as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consignment {
+    /// Unique id (a UUID).
+    pub id: String,
+    /// The user who created it.
+    pub owner_id: String,
+    /// What it is.
+    pub description: String,
+    /// Total weight in kilograms, > 0.
+    pub weight: i32,
+    /// At least one, ids unique.
+    pub containers: Vec<Container>,
+    /// The vessel that carries it.
+    pub vessel_id: String,
+    /// When it was created (microsecond precision).
+    pub created_at: DateTime<Utc>,
+}
+
+/// A consignment as a caller asks to create it, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConsignment {
+    /// What it is; non-empty.
+    pub description: String,
+    /// Total weight, > 0.
+    pub weight: i32,
+    /// At least one, ids unique (empty ids get generated ones).
+    pub containers: Vec<Container>,
+}
+
+fn text(value: &str, what: &str) -> Result<String, InvalidInput> {
+    let value = value.trim();
+    if value.len() > MAX_TEXT_LEN {
+        return Err(InvalidInput(format!(
+            "{what} must be at most {MAX_TEXT_LEN} bytes"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+impl NewConsignment {
+    /// Checks `consignment` as sent by `caller` (the token's subject): a
+    /// container's `user_id` defaults to the caller.
+    pub fn parse(consignment: proto::Consignment, caller: &str) -> Result<Self, InvalidInput> {
+        let description = text(&consignment.description, "description")?;
+        if description.is_empty() {
+            return Err(InvalidInput("description must not be empty".into()));
+        }
+        if consignment.weight <= 0 {
+            return Err(InvalidInput(format!(
+                "weight must be greater than 0, got {}",
+                consignment.weight
+            )));
+        }
+        if consignment.containers.is_empty() {
+            return Err(InvalidInput(
+                "a consignment needs at least one container".into(),
+            ));
+        }
+        if consignment.containers.len() > MAX_CONTAINERS {
+            return Err(InvalidInput(format!(
+                "a consignment holds at most {MAX_CONTAINERS} containers"
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut containers = Vec::with_capacity(consignment.containers.len());
+        for (index, container) in consignment.containers.into_iter().enumerate() {
+            let mut id = text(&container.id, "container id")?;
+            if id.is_empty() {
+                id = uuid::Uuid::new_v4().to_string();
+            }
+            if !seen.insert(id.clone()) {
+                return Err(InvalidInput(format!(
+                    "container id `{id}` appears more than once (container {})",
+                    index + 1
+                )));
+            }
+            let user_id = text(&container.user_id, "container user_id")?;
+            containers.push(Container {
+                id,
+                customer_id: text(&container.customer_id, "container customer_id")?,
+                origin: text(&container.origin, "container origin")?,
+                user_id: if user_id.is_empty() {
+                    caller.to_owned()
+                } else {
+                    user_id
+                },
+            });
+        }
+        Ok(Self {
+            description,
+            weight: consignment.weight,
+            containers,
+        })
+    }
+
+    /// How many containers a vessel must carry.
+    pub fn capacity_needed(&self) -> i32 {
+        i32::try_from(self.containers.len()).unwrap_or(i32::MAX)
+    }
+}
+
+impl From<Container> for proto::Container {
+    fn from(container: Container) -> Self {
+        Self {
+            id: container.id,
+            customer_id: container.customer_id,
+            origin: container.origin,
+            user_id: container.user_id,
+        }
+    }
+}
+
+impl From<Consignment> for proto::Consignment {
+    fn from(consignment: Consignment) -> Self {
+        Self {
+            id: consignment.id,
+            description: consignment.description,
+            weight: consignment.weight,
+            containers: consignment.containers.into_iter().map(Into::into).collect(),
+            vessel_id: consignment.vessel_id,
+            owner_id: consignment.owner_id,
+            created_at: Some(shippy_proto::timestamp(consignment.created_at)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> proto::Consignment {
+        proto::Consignment {
+            description: "Test".into(),
+            weight: 100,
+            containers: vec![
+                proto::Container {
+                    id: "c1".into(),
+                    customer_id: "cust001".into(),
+                    origin: "Manchester".into(),
+                    user_id: String::new(),
+                },
+                proto::Container {
+                    id: String::new(),
+                    customer_id: "cust002".into(),
+                    origin: "Derby".into(),
+                    user_id: "someone".into(),
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn containers_default_to_the_caller_and_get_ids() {
+        let parsed = NewConsignment::parse(sample(), "caller-1").unwrap();
+        assert_eq!(parsed.containers[0].user_id, "caller-1");
+        assert_eq!(parsed.containers[1].user_id, "someone");
+        assert!(!parsed.containers[1].id.is_empty());
+        assert_eq!(parsed.capacity_needed(), 2);
+    }
+
+    #[test]
+    fn bad_consignments_say_what_is_wrong() {
+        let mut duplicate = sample();
+        duplicate.containers[1].id = "c1".into();
+        let cases = [
+            (
+                proto::Consignment {
+                    description: " ".into(),
+                    ..sample()
+                },
+                "description",
+            ),
+            (
+                proto::Consignment {
+                    weight: 0,
+                    ..sample()
+                },
+                "weight",
+            ),
+            (
+                proto::Consignment {
+                    containers: vec![],
+                    ..sample()
+                },
+                "at least one container",
+            ),
+            (duplicate, "`c1` appears more than once"),
+        ];
+        for (bad, wanted) in cases {
+            let error = NewConsignment::parse(bad, "caller").unwrap_err();
+            assert!(error.0.contains(wanted), "{error}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! consignment-service's settings: flags that also read the environment.
+
+use std::net::SocketAddr;
+
+use shippy_service::settings::SecretUrl;
+
+/// What consignment-service needs to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Where the gRPC server listens.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// The consignment store: `postgres://user:password@host:5432/db` or
+    /// `mongodb://host:27017/db`, chosen by the scheme.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretUrl,
+
+    /// vessel-service's address.
+    #[arg(
+        long,
+        env = "VESSEL_SERVICE_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub vessel_service_url: String,
+
+    /// user-service's address (for the public keys that verify tokens).
+    #[arg(
+        long,
+        env = "USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub user_service_url: String,
+}

@@ -1,0 +1,127 @@
+//! Where consignments are kept: one trait, one implementation per database,
+//! one contract test suite (`tests/store_contract.rs`) both must pass.
+
+pub mod mongo;
+pub mod postgres;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use shippy_service::settings::SecretUrl;
+use shippy_store::Backend;
+pub use shippy_store::OpenError;
+
+use crate::domain::Consignment;
+
+/// A store operation that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A consignment with this id exists already.
+    #[error("a consignment with id `{0}` exists already")]
+    AlreadyExists(String),
+    /// The database cannot be reached now.
+    #[error("the consignment database is unreachable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database holds a consignment this service cannot read.
+    #[error("stored consignment is invalid: {0}")]
+    Corrupt(String),
+    /// Any other database failure.
+    #[error("consignment database error")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where a page of an owner's consignments starts: after this one, in
+/// newest-first order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    /// The last consignment's creation time.
+    pub created_at: DateTime<Utc>,
+    /// The last consignment's id.
+    pub id: String,
+}
+
+/// The contract every consignment store fulfils.
+pub trait ConsignmentStore: Send + Sync {
+    /// Answers once the database is reachable.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Makes the database ready (schema, indexes); safe to repeat and to run
+    /// from several instances at once.
+    fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a consignment; [`StoreError::AlreadyExists`] if its id is taken.
+    fn insert(
+        &self,
+        consignment: &Consignment,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` of `owner`'s consignments, newest first (ties: greater
+    /// id first), starting after `after`.
+    fn list_by_owner(
+        &self,
+        owner: &str,
+        after: Option<&After>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Consignment>, StoreError>> + Send;
+}
+
+/// The store `DATABASE_URL` chose.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// `postgres://` or `postgresql://`.
+    Postgres(postgres::PostgresStore),
+    /// `mongodb://` or `mongodb+srv://`.
+    Mongo(mongo::MongoStore),
+}
+
+impl Store {
+    /// Opens the store `url` names without waiting for the database.
+    pub async fn open(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
+        Ok(
+            match shippy_store::open(url, timeout, "consignment-service").await? {
+                Backend::Postgres(pool) => Self::Postgres(postgres::PostgresStore::new(pool)),
+                Backend::Mongo(database) => Self::Mongo(mongo::MongoStore::new(&database)),
+            },
+        )
+    }
+
+    /// Which database this is, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Mongo(_) => "mongodb",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Postgres($store) => $call.await,
+            Store::Mongo($store) => $call.await,
+        }
+    };
+}
+
+impl ConsignmentStore for Store {
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, store => store.ping())
+    }
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        dispatch!(self, store => store.prepare())
+    }
+
+    async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
+        dispatch!(self, store => store.insert(consignment))
+    }
+
+    async fn list_by_owner(
+        &self,
+        owner: &str,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<Consignment>, StoreError> {
+        dispatch!(self, store => store.list_by_owner(owner, after, limit))
+    }
+}

@@ -1,0 +1,147 @@
+//! The PostgreSQL consignment store (sqlx), with its schema from `migrations/`.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, types::Json};
+
+use super::{After, ConsignmentStore, StoreError};
+use crate::domain::{Consignment, Container};
+
+/// The schema, embedded in the binary and applied by [`ConsignmentStore::prepare`].
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Consignments in a PostgreSQL table; containers as a JSONB array.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// A store on `pool` (which may not have connected yet).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ConsignmentRow {
+    id: String,
+    owner_id: String,
+    description: String,
+    weight: i32,
+    vessel_id: String,
+    containers: Json<Vec<Container>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ConsignmentRow> for Consignment {
+    fn from(row: ConsignmentRow) -> Self {
+        Self {
+            id: row.id,
+            owner_id: row.owner_id,
+            description: row.description,
+            weight: row.weight,
+            containers: row.containers.0,
+            vessel_id: row.vessel_id,
+            created_at: row.created_at,
+        }
+    }
+}
+
+fn store_error(error: sqlx::Error) -> StoreError {
+    if shippy_store::postgres_unavailable(&error) {
+        StoreError::Unavailable(error.into())
+    } else if matches!(
+        error,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
+    ) {
+        StoreError::Corrupt(error.to_string())
+    } else {
+        StoreError::Database(error.into())
+    }
+}
+
+impl ConsignmentStore for PostgresStore {
+    #[tracing::instrument(name = "postgres.ping", skip_all, err(Display, level = "debug"))]
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "postgres.prepare", skip_all, err(Display, level = "debug"))]
+    async fn prepare(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(inner) => store_error(inner),
+            other => StoreError::Database(other.into()),
+        })
+    }
+
+    #[tracing::instrument(
+        name = "postgres.insert_consignment",
+        skip_all,
+        fields(consignment.id = %consignment.id),
+        err(Display, level = "debug")
+    )]
+    async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO consignments \
+             (id, owner_id, description, weight, vessel_id, containers, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&consignment.id)
+        .bind(&consignment.owner_id)
+        .bind(&consignment.description)
+        .bind(consignment.weight)
+        .bind(&consignment.vessel_id)
+        .bind(Json(&consignment.containers))
+        .bind(consignment.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::AlreadyExists(consignment.id.clone()));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(
+        name = "postgres.list_consignments",
+        skip_all,
+        fields(limit),
+        err(Display, level = "debug")
+    )]
+    async fn list_by_owner(
+        &self,
+        owner: &str,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<Consignment>, StoreError> {
+        let rows: Vec<ConsignmentRow> =
+            match after {
+                None => sqlx::query_as(
+                    "SELECT id, owner_id, description, weight, vessel_id, containers, created_at \
+                 FROM consignments WHERE owner_id = $1 \
+                 ORDER BY created_at DESC, id DESC LIMIT $2",
+                )
+                .bind(owner)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await,
+                Some(after) => sqlx::query_as(
+                    "SELECT id, owner_id, description, weight, vessel_id, containers, created_at \
+                 FROM consignments WHERE owner_id = $1 AND (created_at, id) < ($2, $3) \
+                 ORDER BY created_at DESC, id DESC LIMIT $4",
+                )
+                .bind(owner)
+                .bind(after.created_at)
+                .bind(&after.id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await,
+            }
+            .map_err(store_error)?;
+        Ok(rows.into_iter().map(Consignment::from).collect())
+    }
+}
