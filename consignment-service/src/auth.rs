@@ -2,9 +2,11 @@
 //! hands out (`GetPublicKeys`).
 //!
 //! The keys are fetched at start (retried until user-service answers) and
-//! again when a token names an unknown `kid` (user-service rotated its key),
-//! at most once per [`REFRESH_INTERVAL`], so a flood of forged `kid`s cannot
-//! turn into a flood of calls. No request waits on user-service otherwise.
+//! again when a token names an unknown `kid` (user-service rotated its key).
+//! Those refetches happen at most once per [`REFRESH_INTERVAL`], so a flood
+//! of forged `kid`s cannot turn into a flood of calls; requests that arrive
+//! during a refetch wait for it and then use the new keys. No request waits
+//! on user-service otherwise.
 
 use std::{
     sync::Arc,
@@ -21,7 +23,7 @@ use tokio::sync::{Mutex, RwLock};
 use tonic::{Request, transport::Channel};
 
 /// The shortest time between two fetches of the keys.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The keys could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +46,8 @@ pub struct Authenticator {
 struct Inner {
     client: UserServiceClient<Channel>,
     keys: RwLock<KeySet>,
-    /// When the keys were last fetched (or tried); also serialises fetches.
-    last_fetch: Mutex<Option<Instant>>,
+    /// When an unknown `kid` last made us refetch; also serialises refetches.
+    last_refresh: Mutex<Option<Instant>>,
 }
 
 impl Authenticator {
@@ -55,7 +57,7 @@ impl Authenticator {
             inner: Arc::new(Inner {
                 client: UserServiceClient::new(channel),
                 keys: RwLock::new(KeySet::default()),
-                last_fetch: Mutex::new(None),
+                last_refresh: Mutex::new(None),
             }),
         }
     }
@@ -76,8 +78,6 @@ impl Authenticator {
     }
 
     async fn fetch(&self) -> Result<usize, FetchError> {
-        let mut last = self.inner.last_fetch.lock().await;
-        *last = Some(Instant::now());
         let answer = self
             .inner
             .client
@@ -93,12 +93,11 @@ impl Authenticator {
 
     /// Refetches unless that happened less than [`REFRESH_INTERVAL`] ago.
     async fn refresh(&self) {
-        {
-            let last = self.inner.last_fetch.lock().await;
-            if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
-                return;
-            }
+        let mut last = self.inner.last_refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+            return;
         }
+        *last = Some(Instant::now());
         match self.fetch().await {
             Ok(count) => tracing::info!(keys = count, "token keys refetched for an unknown kid"),
             Err(error) => tracing::warn!(%error, "cannot refetch token keys"),

@@ -1,0 +1,522 @@
+//! The three services together, in-process on random ports, against real
+//! PostgreSQL and NATS: a user logs in and ships consignments.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use consignment_service::{
+    app::Application as ConsignmentApp, settings::Settings as ConsignmentSettings,
+};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use shippy_auth::{AUDIENCE, Claims, ISSUER};
+use shippy_proto::{
+    consignment::v1::{
+        Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
+    },
+    user::v1::{GetPublicKeysRequest, User, user_service_client::UserServiceClient},
+};
+use shippy_service::{
+    Shutdown,
+    discovery::{CallTimeouts, static_channel},
+};
+use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
+use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::health_check_response::ServingStatus;
+use user_service::{app::Application as UserApp, settings::Settings as UserSettings, tokens};
+use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Cluster {
+    user_settings: UserSettings,
+    users: Channel,
+    shipping: Channel,
+    key_pem: String,
+    user_shutdown: Shutdown,
+    vessel_shutdown: Shutdown,
+    consignment_shutdown: Shutdown,
+}
+
+fn channel(address: std::net::SocketAddr) -> Channel {
+    static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap()
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        init_test_logging();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let key_pem = tokens::generate_pem(1).unwrap();
+        let key_file = std::env::temp_dir().join(format!("e2e-key-{unique}.pem"));
+        std::fs::write(&key_file, &key_pem).unwrap();
+
+        let user_settings = UserSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("e2e_users").await,
+            nats_url: infra_var("TEST_NATS_URL"),
+            jwt_signing_key_file: Some(key_file),
+            jwt_ttl: Duration::from_secs(3600).into(),
+            bcrypt_cost: 4,
+            events_stream: format!("USERS_{unique}"),
+            user_created_subject: format!("test.{unique}.user.created"),
+        };
+        let user_app = UserApp::build(&user_settings).await.unwrap();
+        let user_addr = user_app.local_addr().unwrap();
+        let user_shutdown = Shutdown::new();
+        tokio::spawn(user_app.run(user_shutdown.clone()));
+
+        let vessel_app = VesselApp::build(&VesselSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("e2e_vessels").await,
+        })
+        .await
+        .unwrap();
+        let vessel_addr = vessel_app.local_addr().unwrap();
+        let vessel_shutdown = Shutdown::new();
+        tokio::spawn(vessel_app.run(vessel_shutdown.clone()));
+
+        let consignment_app = ConsignmentApp::build(&ConsignmentSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("e2e_consignments").await,
+            vessel_service_url: format!("http://{vessel_addr}"),
+            user_service_url: format!("http://{user_addr}"),
+        })
+        .await
+        .unwrap();
+        let consignment_addr = consignment_app.local_addr().unwrap();
+        let consignment_shutdown = Shutdown::new();
+        tokio::spawn(consignment_app.run(consignment_shutdown.clone()));
+
+        for address in [user_addr, vessel_addr, consignment_addr] {
+            wait_for_health(&channel(address), ServingStatus::Serving).await;
+        }
+        let mut user_settings = user_settings;
+        user_settings.listen_addr = user_addr;
+        Self {
+            user_settings,
+            users: channel(user_addr),
+            shipping: channel(consignment_addr),
+            key_pem,
+            user_shutdown,
+            vessel_shutdown,
+            consignment_shutdown,
+        }
+    }
+
+    fn shipping(&self) -> ShippingServiceClient<Channel> {
+        ShippingServiceClient::new(self.shipping.clone())
+    }
+
+    /// Creates a user, logs in, returns (id, token).
+    async fn user(&self, email: &str) -> (String, String) {
+        let mut users = UserServiceClient::new(self.users.clone());
+        let id = users
+            .create(User {
+                name: "Someone".into(),
+                email: email.into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+            .id;
+        let token = users
+            .auth(User {
+                email: email.into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        (id, token)
+    }
+}
+
+impl Cluster {
+    /// Restarts user-service on the same address with a new signing key,
+    /// keeping the old one for verification (a key rotation).
+    async fn rotate_user_key(&mut self) {
+        self.user_shutdown.trigger();
+        let key_file = self.user_settings.jwt_signing_key_file.clone().unwrap();
+        let rotated = tokens::generate_pem(1).unwrap() + &self.key_pem;
+        std::fs::write(&key_file, rotated).unwrap();
+        let mut app = None;
+        for _ in 0..50 {
+            // The old server lets go of the port once it has stopped.
+            match UserApp::build(&self.user_settings).await {
+                Ok(built) => {
+                    app = Some(built);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        self.user_shutdown = Shutdown::new();
+        tokio::spawn(
+            app.expect("user-service restarts")
+                .run(self.user_shutdown.clone()),
+        );
+        wait_for_health(&self.users, ServingStatus::Serving).await;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.user_shutdown.trigger();
+        self.vessel_shutdown.trigger();
+        self.consignment_shutdown.trigger();
+    }
+}
+
+fn with_token<T>(message: T, key: &'static str, value: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(key, MetadataValue::try_from(value).unwrap());
+    request
+}
+
+fn bearer<T>(message: T, token: &str) -> Request<T> {
+    with_token(message, "authorization", &format!("Bearer {token}"))
+}
+
+/// The original shippy's sample consignment: 3 containers, 55 000 kg.
+fn sample() -> Consignment {
+    let container = |customer: &str, city: &str| Container {
+        customer_id: customer.into(),
+        origin: format!("{city}, United Kingdom"),
+        user_id: "user001".into(),
+        ..Default::default()
+    };
+    Consignment {
+        description: "This is a test consignment".into(),
+        weight: 55_000,
+        containers: vec![
+            container("cust001", "Manchester"),
+            container("cust002", "Derby"),
+            container("cust005", "Sheffield"),
+        ],
+        vessel_id: "vessel001".into(),
+        ..Default::default()
+    }
+}
+
+async fn list(cluster: &Cluster, token: &str) -> Vec<Consignment> {
+    cluster
+        .shipping()
+        .get_consignments(bearer(GetRequest::default(), token))
+        .await
+        .expect("listed")
+        .into_inner()
+        .consignments
+}
+
+#[tokio::test]
+async fn a_user_ships_a_consignment_and_only_they_see_it() {
+    let cluster = Cluster::start().await;
+    let (alice, token) = cluster.user("alice@example.com").await;
+
+    let created = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .expect("created")
+        .into_inner();
+    assert!(created.created);
+    let consignment = created.consignment.expect("the stored consignment");
+    assert_eq!(consignment.owner_id, alice);
+    assert_eq!(
+        consignment.vessel_id, "vessel002",
+        "the smallest seed vessel that fits"
+    );
+    assert!(!consignment.id.is_empty());
+    assert_eq!(consignment.containers.len(), 3);
+    assert!(consignment.containers.iter().all(|c| !c.id.is_empty()));
+
+    let listed = list(&cluster, &token).await;
+    assert_eq!(listed, vec![consignment.clone()]);
+
+    // A second user sees none of the first user's.
+    let (_bob, bob_token) = cluster.user("bob@example.com").await;
+    assert!(list(&cluster, &bob_token).await.is_empty());
+
+    // The original's `token` metadata key works too.
+    let legacy = cluster
+        .shipping()
+        .get_consignments(with_token(GetRequest::default(), "token", &token))
+        .await
+        .expect("legacy key")
+        .into_inner();
+    assert_eq!(legacy.consignments.len(), 1);
+}
+
+#[tokio::test]
+async fn listing_is_newest_first_and_paginated() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("pager@example.com").await;
+    let mut created = Vec::new();
+    for n in 0..5 {
+        let consignment = Consignment {
+            description: format!("Consignment {n}"),
+            ..sample()
+        };
+        let stored = cluster
+            .shipping()
+            .create_consignment(bearer(consignment, &token))
+            .await
+            .unwrap()
+            .into_inner()
+            .consignment
+            .unwrap();
+        created.push(stored.id);
+    }
+    created.reverse();
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = cluster
+            .shipping()
+            .get_consignments(bearer(
+                GetRequest {
+                    page_size: 2,
+                    page_token: page_token.clone(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.consignments.len() <= 2);
+        seen.extend(page.consignments.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen, created, "newest first, each once");
+    let status = cluster
+        .shipping()
+        .get_consignments(bearer(
+            GetRequest {
+                page_size: 2,
+                page_token: "garbage".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("bad page token");
+    assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+fn token_signed_with(key_pem: &str, kid: &str, claims: &Claims) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ed_pem(key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn missing_garbage_expired_and_forged_tokens_are_refused() {
+    let cluster = Cluster::start().await;
+    let (alice, _token) = cluster.user("carol@example.com").await;
+    let kid = UserServiceClient::new(cluster.users.clone())
+        .get_public_keys(GetPublicKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys[0]
+        .kid
+        .clone();
+    let now = chrono::Utc::now().timestamp() as u64;
+    let expired = token_signed_with(
+        &cluster.key_pem,
+        &kid,
+        &Claims {
+            sub: alice.clone(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now - 7200,
+            exp: now - 3600,
+        },
+    );
+    let forged = token_signed_with(
+        &tokens::generate_pem(1).unwrap(),
+        &kid,
+        &Claims {
+            sub: alice,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + 600,
+        },
+    );
+
+    let status = cluster
+        .shipping()
+        .create_consignment(sample())
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    for (what, token) in [
+        ("garbage", "garbage"),
+        ("expired", expired.as_str()),
+        ("forged", forged.as_str()),
+    ] {
+        let status = cluster
+            .shipping()
+            .create_consignment(bearer(sample(), token))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        let status = cluster
+            .shipping()
+            .get_consignments(bearer(GetRequest::default(), token))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    }
+    assert!(status_message_mentions_expiry(&cluster, &expired).await);
+}
+
+async fn status_message_mentions_expiry(cluster: &Cluster, expired: &str) -> bool {
+    let status = cluster
+        .shipping()
+        .get_consignments(bearer(GetRequest::default(), expired))
+        .await
+        .expect_err("expired");
+    status.message().contains("expired")
+}
+
+#[tokio::test]
+async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("dave@example.com").await;
+    let mut duplicate_ids = sample();
+    duplicate_ids.containers[0].id = "same".into();
+    duplicate_ids.containers[1].id = "same".into();
+    for (bad, wanted) in [
+        (
+            Consignment {
+                description: String::new(),
+                ..sample()
+            },
+            "description",
+        ),
+        (
+            Consignment {
+                weight: 0,
+                ..sample()
+            },
+            "weight",
+        ),
+        (
+            Consignment {
+                containers: vec![],
+                ..sample()
+            },
+            "container",
+        ),
+        (duplicate_ids, "more than once"),
+    ] {
+        let status = cluster
+            .shipping()
+            .create_consignment(bearer(bad, &token))
+            .await
+            .expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(wanted), "{}", status.message());
+    }
+
+    let oversized = Consignment {
+        weight: 1_000_000,
+        ..sample()
+    };
+    let status = cluster
+        .shipping()
+        .create_consignment(bearer(oversized, &token))
+        .await
+        .expect_err("no vessel carries a million kg");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("1000000 kg"),
+        "{}",
+        status.message()
+    );
+    assert!(list(&cluster, &token).await.is_empty(), "nothing stored");
+}
+
+#[tokio::test]
+async fn vessel_service_down_is_unavailable_promptly() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("erin@example.com").await;
+    cluster.vessel_shutdown.trigger();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let status = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .expect_err("vessel-service is down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("vessel-service"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    // The service is still up and lost nothing.
+    assert!(list(&cluster, &token).await.is_empty());
+}
+
+#[tokio::test]
+async fn tokens_of_a_rotated_key_are_accepted_after_refetching_the_keys() {
+    let mut cluster = Cluster::start().await;
+    let (_, old_token) = cluster.user("frank@example.com").await;
+    assert!(
+        list(&cluster, &old_token).await.is_empty(),
+        "keys fetched at start"
+    );
+
+    cluster.rotate_user_key().await;
+    let (_, new_token) = cluster.user("grace@example.com").await;
+    assert_ne!(
+        shippy_auth::token_kid(&new_token).unwrap(),
+        shippy_auth::token_kid(&old_token).unwrap(),
+        "signed with the new key"
+    );
+    // consignment-service has never seen the new kid: it refetches the keys.
+    cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &new_token))
+        .await
+        .expect("accepted after a refetch");
+    // Tokens of the old key stay valid until they expire.
+    assert!(list(&cluster, &old_token).await.is_empty());
+}
+
+#[tokio::test]
+async fn tokens_are_verified_locally_without_calling_user_service() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("heidi@example.com").await;
+    assert!(list(&cluster, &token).await.is_empty());
+    cluster.user_shutdown.trigger();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .expect("user-service is down, and no call needs it");
+    assert_eq!(list(&cluster, &token).await.len(), 1);
+}
