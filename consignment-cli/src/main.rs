@@ -1,6 +1,297 @@
-//! `consignment-cli`: not built yet; see the project's open issues.
+//! consignment-cli: create and list your shippy consignments.
+//!
+//! Every failure prints one line on stderr and exits non-zero.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("consignment-cli is not built yet: see docs/architecture.md for what exists today");
-    std::process::ExitCode::from(2)
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use shippy_auth::saved;
+use shippy_proto::consignment::v1::{
+    Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
+};
+use shippy_service::discovery;
+use tonic::{Code, Status};
+
+/// The original shippy's sample consignment, used when no file is given and
+/// there is no `consignment.json` in the current directory.
+const SAMPLE: &str = include_str!("../../consignment.json");
+
+/// Create and list your shippy consignments.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Where consignment-service listens.
+    #[arg(
+        long,
+        global = true,
+        env = "CONSIGNMENT_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    addr: String,
+
+    /// The token to send (default: the one `user-cli login` saved).
+    #[arg(long, global = true, env = "SHIPPY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ship a consignment described in a JSON file.
+    Create {
+        /// The file (default: ./consignment.json, else the original's sample).
+        file: Option<PathBuf>,
+    },
+    /// List your consignments, newest first.
+    List {
+        /// Consignments per page.
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+    },
+}
+
+/// A consignment file, as the original shippy's `consignment.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsignmentFile {
+    description: String,
+    weight: i32,
+    containers: Vec<ContainerFile>,
+    /// Accepted for compatibility; the service picks the vessel.
+    #[serde(default)]
+    #[allow(dead_code)]
+    vessel_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerFile {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    customer_id: String,
+    #[serde(default)]
+    origin: String,
+    /// Defaults to you.
+    #[serde(default)]
+    user_id: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ConsignmentOut {
+    id: String,
+    description: String,
+    weight: i32,
+    vessel_id: String,
+    owner_id: String,
+    created_at: Option<String>,
+    containers: Vec<ContainerOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct ContainerOut {
+    id: String,
+    customer_id: String,
+    origin: String,
+    user_id: String,
+}
+
+impl From<Consignment> for ConsignmentOut {
+    fn from(consignment: Consignment) -> Self {
+        Self {
+            id: consignment.id,
+            description: consignment.description,
+            weight: consignment.weight,
+            vessel_id: consignment.vessel_id,
+            owner_id: consignment.owner_id,
+            created_at: consignment.created_at.and_then(|time| {
+                chrono::DateTime::from_timestamp(time.seconds, 0).map(|time| time.to_rfc3339())
+            }),
+            containers: consignment
+                .containers
+                .into_iter()
+                .map(|container| ContainerOut {
+                    id: container.id,
+                    customer_id: container.customer_id,
+                    origin: container.origin,
+                    user_id: container.user_id,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What went wrong, as one line for the user.
+struct Failure(String);
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Failure(match status.code() {
+            Code::Unavailable if status.message().contains("vessel-service") => {
+                status.message().to_owned()
+            }
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => format!(
+                "cannot reach consignment-service: {} (is it running? check --addr / CONSIGNMENT_SERVICE_URL)",
+                status.message()
+            ),
+            Code::Unauthenticated => format!("{} (log in with `user-cli login`)", status.message()),
+            _ => status.message().to_owned(),
+        })
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let endpoint = discovery::endpoint(&cli.addr)
+        .map_err(|error| Failure(error.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    match cli.command {
+        Command::Create { file } => {
+            let consignment = read_consignment(file)?;
+            let token = saved::resolve_token(cli.token).map_err(Failure)?;
+            let mut client = ShippingServiceClient::new(endpoint.connect_lazy());
+            let request = saved::bearer(consignment, &token).map_err(Failure)?;
+            let stored = client
+                .create_consignment(request)
+                .await?
+                .into_inner()
+                .consignment
+                .ok_or_else(|| {
+                    Failure("consignment-service answered without the consignment".into())
+                })?;
+            let stored = ConsignmentOut::from(stored);
+            if cli.json {
+                print_json(&stored)?;
+            } else {
+                println!(
+                    "created consignment {} on vessel {} ({} containers, {} kg)",
+                    stored.id,
+                    stored.vessel_id,
+                    stored.containers.len(),
+                    stored.weight
+                );
+            }
+        }
+        Command::List { page_size } => {
+            let token = saved::resolve_token(cli.token).map_err(Failure)?;
+            let mut client = ShippingServiceClient::new(endpoint.connect_lazy());
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = saved::bearer(
+                    GetRequest {
+                        page_size,
+                        page_token,
+                    },
+                    &token,
+                )
+                .map_err(Failure)?;
+                let page = client.get_consignments(request).await?.into_inner();
+                all.extend(page.consignments.into_iter().map(ConsignmentOut::from));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if cli.json {
+                print_json(&all)?;
+            } else {
+                print_table(&all);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_consignment(file: Option<PathBuf>) -> Result<Consignment, Failure> {
+    let (text, shown) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| Failure(format!("cannot read {}: {error}", path.display())))?;
+            (text, path.display().to_string())
+        }
+        None => match std::fs::read_to_string("consignment.json") {
+            Ok(text) => (text, "consignment.json".to_owned()),
+            Err(_) => (
+                SAMPLE.to_owned(),
+                "the built-in sample consignment".to_owned(),
+            ),
+        },
+    };
+    let file: ConsignmentFile = serde_json::from_str(&text)
+        .map_err(|error| Failure(format!("{shown} is not a valid consignment: {error}")))?;
+    Ok(Consignment {
+        description: file.description,
+        weight: file.weight,
+        containers: file
+            .containers
+            .into_iter()
+            .map(|container| Container {
+                id: container.id,
+                customer_id: container.customer_id,
+                origin: container.origin,
+                user_id: container.user_id,
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| Failure(format!("cannot format JSON: {error}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn print_table(consignments: &[ConsignmentOut]) {
+    if consignments.is_empty() {
+        println!("no consignments");
+        return;
+    }
+    let id = consignments
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    let vessel = consignments
+        .iter()
+        .map(|c| c.vessel_id.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    println!(
+        "{:id$}  {:vessel$}  {:>9}  {:>10}  {:20}  DESCRIPTION",
+        "ID", "VESSEL", "WEIGHT kg", "CONTAINERS", "CREATED"
+    );
+    for c in consignments {
+        println!(
+            "{:id$}  {:vessel$}  {:>9}  {:>10}  {:20}  {}",
+            c.id,
+            c.vessel_id,
+            c.weight,
+            c.containers.len(),
+            c.created_at.as_deref().unwrap_or("-"),
+            c.description
+        );
+    }
 }

@@ -2,175 +2,19 @@
 //! PostgreSQL and NATS: a user logs in and ships consignments.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod cluster;
+
 use std::time::{Duration, Instant};
 
-use consignment_service::{
-    app::Application as ConsignmentApp, settings::Settings as ConsignmentSettings,
-};
+use cluster::Cluster;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use shippy_auth::{AUDIENCE, Claims, ISSUER};
 use shippy_proto::{
-    consignment::v1::{
-        Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
-    },
-    user::v1::{GetPublicKeysRequest, User, user_service_client::UserServiceClient},
+    consignment::v1::{Consignment, Container, GetRequest},
+    user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient},
 };
-use shippy_service::{
-    Shutdown,
-    discovery::{CallTimeouts, static_channel},
-};
-use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
-use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
-use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::{app::Application as UserApp, settings::Settings as UserSettings, tokens};
-use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
-
-const PASSWORD: &str = "correct horse battery";
-
-struct Cluster {
-    user_settings: UserSettings,
-    users: Channel,
-    shipping: Channel,
-    key_pem: String,
-    user_shutdown: Shutdown,
-    vessel_shutdown: Shutdown,
-    consignment_shutdown: Shutdown,
-}
-
-fn channel(address: std::net::SocketAddr) -> Channel {
-    static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap()
-}
-
-impl Cluster {
-    async fn start() -> Self {
-        init_test_logging();
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let key_pem = tokens::generate_pem(1).unwrap();
-        let key_file = std::env::temp_dir().join(format!("e2e-key-{unique}.pem"));
-        std::fs::write(&key_file, &key_pem).unwrap();
-
-        let user_settings = UserSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("e2e_users").await,
-            nats_url: infra_var("TEST_NATS_URL"),
-            jwt_signing_key_file: Some(key_file),
-            jwt_ttl: Duration::from_secs(3600).into(),
-            bcrypt_cost: 4,
-            events_stream: format!("USERS_{unique}"),
-            user_created_subject: format!("test.{unique}.user.created"),
-        };
-        let user_app = UserApp::build(&user_settings).await.unwrap();
-        let user_addr = user_app.local_addr().unwrap();
-        let user_shutdown = Shutdown::new();
-        tokio::spawn(user_app.run(user_shutdown.clone()));
-
-        let vessel_app = VesselApp::build(&VesselSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("e2e_vessels").await,
-        })
-        .await
-        .unwrap();
-        let vessel_addr = vessel_app.local_addr().unwrap();
-        let vessel_shutdown = Shutdown::new();
-        tokio::spawn(vessel_app.run(vessel_shutdown.clone()));
-
-        let consignment_app = ConsignmentApp::build(&ConsignmentSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("e2e_consignments").await,
-            vessel_service_url: format!("http://{vessel_addr}"),
-            user_service_url: format!("http://{user_addr}"),
-        })
-        .await
-        .unwrap();
-        let consignment_addr = consignment_app.local_addr().unwrap();
-        let consignment_shutdown = Shutdown::new();
-        tokio::spawn(consignment_app.run(consignment_shutdown.clone()));
-
-        for address in [user_addr, vessel_addr, consignment_addr] {
-            wait_for_health(&channel(address), ServingStatus::Serving).await;
-        }
-        let mut user_settings = user_settings;
-        user_settings.listen_addr = user_addr;
-        Self {
-            user_settings,
-            users: channel(user_addr),
-            shipping: channel(consignment_addr),
-            key_pem,
-            user_shutdown,
-            vessel_shutdown,
-            consignment_shutdown,
-        }
-    }
-
-    fn shipping(&self) -> ShippingServiceClient<Channel> {
-        ShippingServiceClient::new(self.shipping.clone())
-    }
-
-    /// Creates a user, logs in, returns (id, token).
-    async fn user(&self, email: &str) -> (String, String) {
-        let mut users = UserServiceClient::new(self.users.clone());
-        let id = users
-            .create(User {
-                name: "Someone".into(),
-                email: email.into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap()
-            .id;
-        let token = users
-            .auth(User {
-                email: email.into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
-        (id, token)
-    }
-}
-
-impl Cluster {
-    /// Restarts user-service on the same address with a new signing key,
-    /// keeping the old one for verification (a key rotation).
-    async fn rotate_user_key(&mut self) {
-        self.user_shutdown.trigger();
-        let key_file = self.user_settings.jwt_signing_key_file.clone().unwrap();
-        let rotated = tokens::generate_pem(1).unwrap() + &self.key_pem;
-        std::fs::write(&key_file, rotated).unwrap();
-        let mut app = None;
-        for _ in 0..50 {
-            // The old server lets go of the port once it has stopped.
-            match UserApp::build(&self.user_settings).await {
-                Ok(built) => {
-                    app = Some(built);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        self.user_shutdown = Shutdown::new();
-        tokio::spawn(
-            app.expect("user-service restarts")
-                .run(self.user_shutdown.clone()),
-        );
-        wait_for_health(&self.users, ServingStatus::Serving).await;
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.user_shutdown.trigger();
-        self.vessel_shutdown.trigger();
-        self.consignment_shutdown.trigger();
-    }
-}
+use tonic::{Code, Request, metadata::MetadataValue};
+use user_service::tokens;
 
 fn with_token<T>(message: T, key: &'static str, value: &str) -> Request<T> {
     let mut request = Request::new(message);

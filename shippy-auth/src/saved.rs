@@ -49,6 +49,27 @@ pub fn load_token(path: &Path) -> io::Result<Option<String>> {
     }
 }
 
+/// The token a command-line program should send: `given` (from `--token` or
+/// `SHIPPY_TOKEN`), else the saved one. The error is one line for the user.
+pub fn resolve_token(given: Option<String>) -> Result<String, String> {
+    if let Some(token) = given.filter(|token| !token.trim().is_empty()) {
+        return Ok(token.trim().to_owned());
+    }
+    let path = token_path().map_err(|error| error.to_string())?;
+    load_token(&path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?
+        .ok_or_else(|| "not logged in: run `user-cli login --email …` first".to_owned())
+}
+
+/// `message` as a request carrying `authorization: Bearer <token>`.
+pub fn bearer<T>(message: T, token: &str) -> Result<tonic::Request<T>, String> {
+    let mut request = tonic::Request::new(message);
+    let value = tonic::metadata::MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| "the token is not valid text; log in again".to_owned())?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,19 +33,28 @@ impl Default for CallTimeouts {
 #[error("`{address}` is not a valid service address (expected e.g. http://127.0.0.1:50052)")]
 pub struct InvalidAddress {
     address: String,
-    #[source]
-    source: tonic::transport::Error,
+}
+
+/// Checks an address such as `http://host:port` (scheme `http` or `https`
+/// and a host are required) and makes it an endpoint.
+pub fn endpoint(address: &str) -> Result<Endpoint, InvalidAddress> {
+    let invalid = || InvalidAddress {
+        address: address.to_owned(),
+    };
+    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|_| invalid())?;
+    let uri = endpoint.uri();
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    Ok(endpoint)
 }
 
 /// A lazily connecting channel to a fixed address such as `http://host:port`.
 ///
 /// Must be called inside a tokio runtime.
 pub fn static_channel(address: &str, timeouts: CallTimeouts) -> Result<Channel, InvalidAddress> {
-    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| InvalidAddress {
-        address: address.to_owned(),
-        source,
-    })?;
-    Ok(endpoint
+    Ok(endpoint(address)?
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .tcp_nodelay(true)
@@ -57,9 +66,18 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn rejects_what_is_not_a_uri() {
-        let error = static_channel("not a uri", CallTimeouts::default()).expect_err("invalid");
-        assert!(error.to_string().contains("not a uri"));
+    async fn rejects_what_is_not_an_http_address() {
+        for bad in [
+            "not a uri",
+            "nonsense",
+            "127.0.0.1:50052",
+            "ftp://host:1",
+            "http://",
+        ] {
+            let error = static_channel(bad, CallTimeouts::default()).expect_err(bad);
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+        static_channel("http://vessel-service:50052", CallTimeouts::default()).expect("valid");
     }
 
     #[tokio::test]

@@ -14,7 +14,8 @@ use shippy_auth::saved;
 use shippy_proto::user::v1::{
     Request as ListRequest, User, UserProfile, user_service_client::UserServiceClient,
 };
-use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Endpoint};
+use shippy_service::discovery;
+use tonic::{Code, Request, Status};
 
 /// Create shippy users, log in, list and look up users.
 #[derive(Debug, Parser)]
@@ -86,7 +87,7 @@ struct Failure(String);
 impl From<Status> for Failure {
     fn from(status: Status) -> Self {
         Failure(match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded => format!(
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => format!(
                 "cannot reach user-service: {} (is it running? check --addr / USER_SERVICE_URL)",
                 status.message()
             ),
@@ -140,13 +141,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let endpoint = Endpoint::from_shared(cli.addr.clone())
-        .map_err(|_| {
-            Failure(format!(
-                "`{}` is not a valid address (e.g. http://127.0.0.1:50053)",
-                cli.addr
-            ))
-        })?
+    let endpoint = discovery::endpoint(&cli.addr)
+        .map_err(|error| Failure(error.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     let mut client = UserServiceClient::new(endpoint.connect_lazy());
@@ -271,21 +267,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn token(given: Option<String>) -> Result<String, Failure> {
-    if let Some(token) = given {
-        return Ok(token);
-    }
-    let path = saved::token_path().map_err(|error| Failure(error.to_string()))?;
-    saved::load_token(&path)
-        .map_err(|error| Failure(format!("cannot read {}: {error}", path.display())))?
-        .ok_or_else(|| Failure("not logged in: run `user-cli login --email …` first".into()))
+    saved::resolve_token(given).map_err(Failure)
 }
 
 fn authorized<T>(message: T, token: &str) -> Result<Request<T>, Failure> {
-    let mut request = Request::new(message);
-    let value = MetadataValue::try_from(format!("Bearer {token}"))
-        .map_err(|_| Failure("the saved token is not valid text; log in again".into()))?;
-    request.metadata_mut().insert("authorization", value);
-    Ok(request)
+    saved::bearer(message, token).map_err(Failure)
 }
 
 /// Asks on the terminal without echo; reads one line from stdin when it is not a terminal.

@@ -244,7 +244,7 @@ async fn failures_print_one_clear_line_and_exit_non_zero() {
         (
             &["--addr", "not a url", "list"][..],
             "",
-            "is not a valid address",
+            "is not a valid service address",
         ),
     ] {
         let output = world.run(args, stdin).await;

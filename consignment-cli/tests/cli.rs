@@ -1,0 +1,175 @@
+//! consignment-cli as a user runs it, against the real services in-process.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[path = "../../consignment-service/tests/cluster/mod.rs"]
+mod cluster;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use cluster::Cluster;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_consignment-cli");
+
+struct World {
+    cluster: Cluster,
+    /// An empty working directory (no consignment.json in it).
+    dir: PathBuf,
+}
+
+impl World {
+    async fn new() -> Self {
+        let cluster = Cluster::start().await;
+        let dir = std::env::temp_dir().join(format!("consignment-cli-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { cluster, dir }
+    }
+
+    /// Runs consignment-cli in the world's directory, sending `token` if given.
+    async fn run(&self, args: &[&str], token: Option<&str>) -> Output {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env(
+                "CONSIGNMENT_SERVICE_URL",
+                format!("http://{}", self.cluster.shipping_addr),
+            )
+            .env("SHIPPY_CONFIG_DIR", self.dir.join("config"))
+            .env_remove("SHIPPY_TOKEN");
+        if let Some(token) = token {
+            command.env("SHIPPY_TOKEN", token);
+        }
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn create_then_list_with_the_saved_login() {
+    let world = World::new().await;
+    let (_, token) = world.cluster.user("cli@example.com").await;
+    // As `user-cli login` would have saved it.
+    shippy_auth::saved::save_token(&world.dir.join("config").join("token"), &token).unwrap();
+
+    // No file, none in the directory: the original's sample.
+    let created = world.run(&["create"], None).await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stdout(&created).contains("on vessel vessel002 (3 containers, 55000 kg)"),
+        "{}",
+        stdout(&created)
+    );
+
+    let file = world.write(
+        "small.json",
+        r#"{"description": "Two crates", "weight": 40, "containers": [{"customer_id": "c9", "origin": "Leeds"}]}"#,
+    );
+    let created = world.run(&["create", &file, "--json"], None).await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let small: serde_json::Value = serde_json::from_str(&stdout(&created)).unwrap();
+    assert_eq!(small["weight"], 40);
+    assert_eq!(small["vessel_id"], "vessel002");
+    assert!(
+        !small["containers"][0]["user_id"]
+            .as_str()
+            .unwrap()
+            .is_empty(),
+        "defaults to the caller"
+    );
+
+    let list = world.run(&["list"], None).await;
+    assert!(list.status.success(), "{}", stderr(&list));
+    let table = stdout(&list);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("Two crates") && table.contains("This is a test consignment"),
+        "{table}"
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1].contains("Two crates"), "newest first: {table}");
+
+    let list = world
+        .run(&["list", "--json", "--page-size", "1"], None)
+        .await;
+    let all: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(all.len(), 2, "every page is fetched");
+}
+
+#[tokio::test]
+async fn failures_print_one_clear_line_and_exit_non_zero() {
+    let world = World::new().await;
+    let (_, token) = world.cluster.user("oops@example.com").await;
+    let invalid = world.write("invalid.json", "{ not json");
+    let typo = world.write(
+        "typo.json",
+        r#"{"description": "x", "weigth": 5, "containers": []}"#,
+    );
+    let heavy = world.write(
+        "heavy.json",
+        r#"{"description": "Lead", "weight": 9000000, "containers": [{"customer_id": "c1"}]}"#,
+    );
+    let missing = Path::new("/nonexistent/consignment.json")
+        .display()
+        .to_string();
+    let cases: [(&[&str], Option<&str>, &str); 8] = [
+        (
+            &["create", &missing],
+            Some(&token),
+            "cannot read /nonexistent/consignment.json",
+        ),
+        (
+            &["create", &invalid],
+            Some(&token),
+            "is not a valid consignment",
+        ),
+        (&["create", &typo], Some(&token), "unknown field `weigth`"),
+        (&["create"], None, "not logged in"),
+        (&["list"], Some("garbage"), "invalid token"),
+        (&["create", &heavy], Some(&token), "no vessel can carry"),
+        (
+            &["--addr", "http://127.0.0.1:9", "list"],
+            Some(&token),
+            "cannot reach consignment-service",
+        ),
+        (
+            &["--addr", "nonsense", "list"],
+            Some(&token),
+            "is not a valid service address",
+        ),
+    ];
+    for (args, token, expected) in cases {
+        let output = world.run(args, token).await;
+        let message = stderr(&output);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(message.contains(expected), "{args:?}: {message}");
+        assert_eq!(
+            message.trim().lines().count(),
+            1,
+            "{args:?}: one line, got {message}"
+        );
+    }
+}
