@@ -280,12 +280,12 @@ fn print_table(consignments: &[ConsignmentOut]) {
         .unwrap_or(0)
         .max(6);
     println!(
-        "{:id$}  {:vessel$}  {:>9}  {:>10}  {:20}  DESCRIPTION",
+        "{:id$}  {:vessel$}  {:>9}  {:>10}  {:25}  DESCRIPTION",
         "ID", "VESSEL", "WEIGHT kg", "CONTAINERS", "CREATED"
     );
     for c in consignments {
         println!(
-            "{:id$}  {:vessel$}  {:>9}  {:>10}  {:20}  {}",
+            "{:id$}  {:vessel$}  {:>9}  {:>10}  {:25}  {}",
             c.id,
             c.vessel_id,
             c.weight,

@@ -1,0 +1,45 @@
+//! The consignment-service binary as an operator meets it.
+
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_consignment-service");
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let output = Command::new(BINARY)
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://app:hunter2@db/consignments")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for wanted in [
+        "LISTEN_ADDR",
+        "0.0.0.0:50051",
+        "DATABASE_URL",
+        "VESSEL_SERVICE_URL",
+        "USER_SERVICE_URL",
+        "RUST_LOG",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(wanted), "--help lacks {wanted}:\n{help}");
+    }
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+#[test]
+fn a_bad_peer_address_stops_the_start_with_a_clear_message() {
+    let output = Command::new(BINARY)
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/consignments")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("VESSEL_SERVICE_URL", "vessel-service:50052")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`vessel-service:50052` is not a valid service address"),
+        "{stderr}"
+    );
+}
