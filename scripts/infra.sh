@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Throwaway infrastructure on loopback for tests, the demo and development:
-# PostgreSQL, NATS with JetStream, and a Consul agent, each on a spare port.
+# PostgreSQL, NATS with JetStream, and a Consul agent, each on a spare port;
+# and the SMTP server tests start themselves (python3-aiosmtpd) installed.
 #
 #   scripts/infra.sh up [postgres] [nats] [consul]   start them (default: all),
 #                                                    print `export` lines to eval
@@ -218,6 +219,11 @@ stop_pid() {
     log "$name stopped"
 }
 
+# Tests start SMTP servers of their own with Debian's python3-aiosmtpd.
+ensure_aiosmtpd() {
+    /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || apt_install python3-aiosmtpd
+}
+
 up() {
     local wanted=("$@")
     [ ${#wanted[@]} -gt 0 ] || wanted=(postgres nats consul)
@@ -236,6 +242,7 @@ up() {
             *) die "unknown service '$what' (postgres, nats or consul)" ;;
         esac
     done
+    ensure_aiosmtpd
     trap - ERR
     cat "$envfile"
 }

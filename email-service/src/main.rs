@@ -1,6 +1,31 @@
-//! `email-service`: not built yet; see the project's open issues.
+//! email-service: `email-service --help` lists every setting.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("email-service is not built yet: see docs/architecture.md for what exists today");
-    std::process::ExitCode::from(2)
+use anyhow::Context;
+use clap::Parser;
+use email_service::{app::Application, settings::Settings};
+use shippy_service::{Shutdown, settings::TelemetryArgs, telemetry};
+
+/// Sends the shippy welcome mail for every `user.created` event.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init(&args.telemetry).context("cannot start logging")?;
+    let app = Application::build(&args.settings)
+        .await
+        .context("email-service cannot start")?;
+    tracing::info!(address = %app.local_addr()?, "email-service started");
+    app.run(Shutdown::on_ctrl_c_or_sigterm())
+        .await
+        .context("email-service stopped with an error")?;
+    tracing::info!("email-service stopped");
+    Ok(())
 }

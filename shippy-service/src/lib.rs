@@ -11,6 +11,7 @@
 //!   server reflection next to the service's own RPCs.
 //! - [`discovery`]: how a service finds the others (static addresses today).
 //! - [`error`]: the one error type handlers return, mapped to `tonic::Status`.
+//! - [`nats`]: connecting to NATS in the background; the user events stream.
 //! - [`pagination`]: opaque page tokens over a (creation time, id) order.
 //! - [`retry`]: waiting for a dependency with backoff.
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
@@ -18,6 +19,7 @@
 
 pub mod discovery;
 pub mod error;
+pub mod nats;
 pub mod pagination;
 pub mod readiness;
 pub mod retry;

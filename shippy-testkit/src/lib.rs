@@ -255,3 +255,104 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
+
+/// A real SMTP server of a test's own (Debian's `python3-aiosmtpd`, which
+/// `scripts/infra.sh up` installs), storing what it receives in a maildir.
+/// Killed when dropped.
+#[derive(Debug)]
+pub struct SmtpServer {
+    port: u16,
+    maildir: std::path::PathBuf,
+    process: Option<std::process::Child>,
+}
+
+impl SmtpServer {
+    /// A server on a spare loopback port, not started yet.
+    pub fn reserve() -> Self {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = probe.local_addr().expect("local address").port();
+        drop(probe);
+        Self {
+            port,
+            maildir: std::env::temp_dir().join(format!("shippy-mail-{}", uuid::Uuid::new_v4())),
+            process: None,
+        }
+    }
+
+    /// A running server.
+    pub async fn start() -> Self {
+        let mut server = Self::reserve();
+        server.restart().await;
+        server
+    }
+
+    /// `smtp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (or restarts) it on its port; earlier mails stay.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let process = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&self.maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd (scripts/infra.sh installs python3-aiosmtpd)");
+        self.process = Some(process);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not start on port {}", self.port);
+    }
+
+    /// Stops it.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Every mail received so far, raw.
+    pub fn mails(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        let mut mails: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+            .collect();
+        mails.sort();
+        mails
+    }
+
+    /// Waits up to `wait` until at least `count` mails arrived; returns them all.
+    pub async fn wait_for_mails(&self, count: usize, wait: std::time::Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mails = self.mails();
+            if mails.len() >= count || tokio::time::Instant::now() > deadline {
+                return mails;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}

@@ -8,12 +8,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::{
-    Client, ClientError, ConnectOptions, Event, HeaderMap,
-    header::NATS_MESSAGE_ID,
-    jetstream::{self, Context, stream},
-};
-use shippy_service::{Shutdown, error::chain, readiness::Ready};
+use async_nats::{Client, HeaderMap, header::NATS_MESSAGE_ID, jetstream::Context};
+use shippy_service::{Shutdown, error::chain, nats, readiness::Ready};
 use tokio::sync::Notify;
 
 use crate::store::{OutboxEvent, RelayError, UserStore};
@@ -22,8 +18,6 @@ use crate::store::{OutboxEvent, RelayError, UserStore};
 const BATCH: i64 = 100;
 /// How often the outbox is checked without being woken.
 const POLL: Duration = Duration::from_secs(1);
-/// How long a publish waits for JetStream's acknowledgement.
-const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -43,44 +37,17 @@ pub struct PublishError(String);
 impl EventPublisher {
     /// A client for `url` that connects (and reconnects) in the background.
     pub async fn connect(url: &str, stream: &str) -> Result<Self, async_nats::ConnectError> {
-        let client = ConnectOptions::new()
-            .name("user-service")
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(2))
-            .event_callback(|event| async move {
-                match event {
-                    Event::Connected => tracing::info!("NATS connected"),
-                    Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; events wait in the outbox")
-                    }
-                    // One per failed (re)connect attempt.
-                    Event::ClientError(ClientError::Other(error)) => {
-                        tracing::debug!(%error, "NATS")
-                    }
-                    other => tracing::warn!(event = %other, "NATS"),
-                }
-            })
-            .connect(url)
-            .await?;
-        let mut jetstream = jetstream::new(client.clone());
-        jetstream.set_timeout(ACK_TIMEOUT);
+        let client = nats::connect(url, "user-service").await?;
         Ok(Self {
+            jetstream: nats::jetstream(client.clone()),
             client,
-            jetstream,
             stream: stream.to_owned(),
         })
     }
 
     /// Creates the stream that keeps `subject` if it is missing.
     pub async fn ensure_stream(&self, subject: &str) -> Result<(), PublishError> {
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: self.stream.clone(),
-                subjects: vec![subject.to_owned()],
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+        nats::user_events_stream(&self.jetstream, &self.stream, subject)
             .await
             .map_err(|error| {
                 PublishError(format!("cannot create stream {}: {error}", self.stream))
@@ -105,7 +72,7 @@ impl EventPublisher {
 
     /// Whether the client is connected now.
     pub fn is_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        nats::is_connected(&self.client)
     }
 }
 

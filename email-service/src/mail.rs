@@ -1,0 +1,181 @@
+//! The welcome mail: what it says, and handing it to the SMTP server.
+
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, MultiPart},
+};
+use shippy_proto::events::v1::UserCreated;
+use shippy_service::settings::SecretUrl;
+
+/// Why a mail was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The event's address or name cannot make a mail: retrying will not help.
+    #[error("cannot address a mail: {0}")]
+    Invalid(String),
+    /// The SMTP server did not take it: retrying later may.
+    #[error("the SMTP server did not accept the mail")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `MAIL_FROM` is not an address.
+    #[error("MAIL_FROM `{0}` is not a mail address (expected e.g. Shippy <no-reply@example.com>)")]
+    From(String),
+    /// `SMTP_URL` is not usable.
+    #[error("SMTP_URL is not a valid SMTP URL (expected e.g. smtp://127.0.0.1:2525)")]
+    Url(#[source] lettre::transport::smtp::Error),
+}
+
+/// Where mails go: an SMTP server, or the log (the development default).
+#[derive(Debug, Clone)]
+pub enum Mailer {
+    /// Sent through SMTP.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Logged, not sent.
+    Log,
+}
+
+impl Mailer {
+    /// A mailer for `url`, or one that logs when there is none.
+    pub fn new(url: Option<&SecretUrl>) -> Result<Self, ConfigError> {
+        match url {
+            None => {
+                tracing::warn!("SMTP_URL is not set: welcome mails are logged, not sent");
+                Ok(Self::Log)
+            }
+            Some(url) => AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+                .map(|builder| Self::Smtp(builder.build()))
+                .map_err(ConfigError::Url),
+        }
+    }
+
+    /// Hands `mail` to the SMTP server (returns once it accepted it), or logs it.
+    pub async fn send(&self, mail: WelcomeMail) -> Result<(), MailError> {
+        match self {
+            Self::Smtp(transport) => {
+                transport.send(mail.message).await?;
+                Ok(())
+            }
+            Self::Log => {
+                tracing::info!(to = %mail.to, subject = %mail.subject, body = %mail.text, "would send mail");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A welcome mail, ready to send.
+#[derive(Debug, Clone)]
+pub struct WelcomeMail {
+    to: Mailbox,
+    subject: String,
+    text: String,
+    message: Message,
+}
+
+/// The parts of a welcome mail that are configured, not per user.
+#[derive(Debug, Clone)]
+pub struct Template {
+    from: Mailbox,
+    subject: String,
+}
+
+impl Template {
+    /// A template sending from `from` with `subject`.
+    pub fn new(from: &str, subject: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            from: from
+                .parse()
+                .map_err(|_| ConfigError::From(from.to_owned()))?,
+            subject: subject.to_owned(),
+        })
+    }
+
+    /// The welcome mail for the user `event` announces.
+    pub fn welcome(&self, event: &UserCreated) -> Result<WelcomeMail, MailError> {
+        let address = event
+            .email
+            .parse()
+            .map_err(|_| MailError::Invalid(format!("`{}` is not a mail address", event.email)))?;
+        let name = event.name.trim();
+        let to = Mailbox::new((!name.is_empty()).then(|| name.to_owned()), address);
+        let greeting = if name.is_empty() { "Hello" } else { name };
+        let text = format!(
+            "Hi {greeting},\n\nwelcome to Shippy! Your account for {email} is ready: log in with \
+             `user-cli login --email {email}` and ship your first consignment with \
+             `consignment-cli create`.\n\nThe Shippy team\n",
+            email = event.email
+        );
+        let html = format!(
+            "<!doctype html><html><body><p>Hi {greeting},</p><p>welcome to Shippy! Your account \
+             for <b>{email}</b> is ready: log in with <code>user-cli login --email {email}</code> \
+             and ship your first consignment with <code>consignment-cli create</code>.</p>\
+             <p>The Shippy team</p></body></html>",
+            greeting = escape(greeting),
+            email = escape(&event.email)
+        );
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to.clone())
+            .subject(&self.subject)
+            .multipart(MultiPart::alternative_plain_html(text.clone(), html))
+            .map_err(|error| MailError::Invalid(error.to_string()))?;
+        Ok(WelcomeMail {
+            to,
+            subject: self.subject.clone(),
+            text,
+            message,
+        })
+    }
+}
+
+/// `text` safe to put in HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, email: &str) -> UserCreated {
+        UserCreated {
+            event_id: "e1".into(),
+            name: name.into(),
+            email: email.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn greets_by_name_with_plain_text_and_html() {
+        let template = Template::new("Shippy <no-reply@shippy.example>", "Welcome").unwrap();
+        let mail = template
+            .welcome(&event("Ewan <b>", "ewan@example.com"))
+            .unwrap();
+        assert!(mail.text.starts_with("Hi Ewan <b>,"));
+        let raw = String::from_utf8(mail.message.formatted()).unwrap();
+        assert!(raw.contains("Subject: Welcome"));
+        assert!(raw.contains("text/plain") && raw.contains("text/html"));
+        assert!(
+            raw.contains("Hi Ewan &lt;b&gt;,"),
+            "HTML is escaped:\n{raw}"
+        );
+    }
+
+    #[test]
+    fn an_event_without_a_valid_address_cannot_be_mailed() {
+        let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
+        assert!(matches!(
+            template.welcome(&event("A", "not an address")),
+            Err(MailError::Invalid(_))
+        ));
+        assert!(Template::new("nobody", "x").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! Which events were mailed already, kept durably in a JetStream stream, so
+//! a redelivered event sends no second mail, across restarts too.
+//!
+//! One message per mailed event, on subject `<prefix>.<event id>` (the last
+//! one per subject is all that is kept), with the event id as `Nats-Msg-Id`.
+
+use std::time::Duration;
+
+use async_nats::{
+    HeaderMap,
+    header::NATS_MESSAGE_ID,
+    jetstream::{
+        Context,
+        stream::{self, LastRawMessageErrorKind},
+    },
+};
+
+/// How long the record of a mailed event is kept: far longer than any
+/// redelivery takes.
+const KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("the sent-mail log: {0}")]
+pub struct SentLogError(String);
+
+/// The log of mailed events.
+#[derive(Debug, Clone)]
+pub struct SentLog {
+    jetstream: Context,
+    stream_name: String,
+    prefix: String,
+}
+
+impl SentLog {
+    /// The log in stream `stream_name`, on subjects `email.sent.<consumer>.*`.
+    pub fn new(jetstream: Context, stream_name: &str, consumer: &str) -> Self {
+        Self {
+            jetstream,
+            stream_name: stream_name.to_owned(),
+            prefix: format!("email.sent.{consumer}"),
+        }
+    }
+
+    /// Creates the stream if it is missing.
+    pub async fn ensure(&self) -> Result<(), SentLogError> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: self.stream_name.clone(),
+                subjects: vec![format!("{}.>", self.prefix)],
+                storage: stream::StorageType::File,
+                max_messages_per_subject: 1,
+                max_age: KEEP,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| {
+                SentLogError(format!(
+                    "cannot create stream {}: {error}",
+                    self.stream_name
+                ))
+            })?;
+        Ok(())
+    }
+
+    fn subject(&self, event_id: &str) -> String {
+        format!("{}.{event_id}", self.prefix)
+    }
+
+    /// Whether the event was mailed already.
+    pub async fn contains(&self, event_id: &str) -> Result<bool, SentLogError> {
+        let stream = self
+            .jetstream
+            .get_stream_no_info(&self.stream_name)
+            .await
+            .map_err(|error| SentLogError(error.to_string()))?;
+        match stream
+            .get_last_raw_message_by_subject(&self.subject(event_id))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                Ok(false)
+            }
+            Err(error) => Err(SentLogError(error.to_string())),
+        }
+    }
+
+    /// Records that the event was mailed.
+    pub async fn record(&self, event_id: &str) -> Result<(), SentLogError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, event_id);
+        self.jetstream
+            .publish_with_headers(self.subject(event_id), headers, Default::default())
+            .await
+            .map_err(|error| SentLogError(error.to_string()))?
+            .await
+            .map_err(|error| SentLogError(error.to_string()))?;
+        Ok(())
+    }
+}

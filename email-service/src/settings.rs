@@ -1,0 +1,51 @@
+//! email-service's settings: flags that also read the environment.
+
+use std::net::SocketAddr;
+
+use shippy_service::settings::SecretUrl;
+
+/// What email-service needs to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Where the gRPC server (health only) listens.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50054")]
+    pub listen_addr: SocketAddr,
+
+    /// The NATS server the events come from.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// The SMTP server mails go to, e.g. `smtp://127.0.0.1:2525`
+    /// (`smtps://` for TLS, user and password in the URL). Unset: mails are
+    /// logged instead of sent.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretUrl>,
+
+    /// The sender of welcome mails.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Shippy <no-reply@shippy.example>"
+    )]
+    pub mail_from: String,
+
+    /// The subject of welcome mails.
+    #[arg(long, env = "MAIL_SUBJECT", default_value = "Welcome to Shippy")]
+    pub mail_subject: String,
+
+    /// The JetStream stream that keeps user events.
+    #[arg(long, env = "USER_EVENTS_STREAM", default_value = "USERS")]
+    pub events_stream: String,
+
+    /// The subject of `user.created` events.
+    #[arg(long, env = "USER_CREATED_SUBJECT", default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
+    pub user_created_subject: String,
+
+    /// The durable consumer's name: instances with the same name share the work.
+    #[arg(long, env = "EMAIL_CONSUMER", default_value = "email-service")]
+    pub consumer: String,
+
+    /// The JetStream stream that remembers which events were mailed.
+    #[arg(long, env = "SENT_MAIL_STREAM", default_value = "EMAIL_SENT")]
+    pub sent_stream: String,
+}

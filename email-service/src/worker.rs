@@ -1,0 +1,217 @@
+//! The consumer: one welcome mail per `user.created` event.
+//!
+//! A durable JetStream pull consumer delivers each event until it is
+//! acknowledged. The worker acknowledges only after the SMTP server accepted
+//! the mail (or the event was mailed before); an SMTP failure is a negative
+//! acknowledgement with a growing delay, so the event comes back later and
+//! is never dropped; a malformed event is terminated, so it does not come
+//! back forever and does not block the ones behind it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    AckKind, Context, Message,
+    consumer::{AckPolicy, PullConsumer, pull},
+};
+use futures::StreamExt;
+use prost::Message as _;
+use shippy_proto::events::v1::UserCreated;
+use shippy_service::{
+    Shutdown,
+    error::chain,
+    nats,
+    retry::{self, Backoff},
+};
+
+use crate::{
+    mail::{MailError, Mailer, Template},
+    sent::{SentLog, SentLogError},
+};
+
+/// How long a delivered event may stay unacknowledged before redelivery.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+/// The longest delay before an event whose mail failed comes back.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// What the worker consumes and where it sends.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// JetStream.
+    pub jetstream: Context,
+    /// The stream of user events.
+    pub stream: String,
+    /// The subject of `user.created`.
+    pub subject: String,
+    /// The durable consumer's name.
+    pub consumer: String,
+    /// Where mails go.
+    pub mailer: Mailer,
+    /// What mails say.
+    pub template: Template,
+    /// Which events were mailed.
+    pub sent: SentLog,
+}
+
+/// The stream or consumer could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SetupError(String);
+
+/// Why an event was not mailed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// It can never be mailed: terminate it.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// Mailing failed now; it may work later: redeliver it.
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    /// The sent-mail log could not be read: redeliver it.
+    #[error(transparent)]
+    SentLog(#[from] SentLogError),
+}
+
+/// The delay before the `delivered`-th delivery's retry: 1 s, 2 s, 4 s, … up to a minute.
+fn retry_delay(delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 6)).unwrap_or(6);
+    (Duration::from_secs(1) * 2u32.pow(exponent)).min(MAX_RETRY_DELAY)
+}
+
+impl Worker {
+    async fn consumer(&self) -> Result<PullConsumer, SetupError> {
+        let stream = nats::user_events_stream(&self.jetstream, &self.stream, &self.subject)
+            .await
+            .map_err(|error| SetupError(format!("stream {}: {error}", self.stream)))?;
+        self.sent
+            .ensure()
+            .await
+            .map_err(|error| SetupError(error.to_string()))?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &self.consumer,
+                pull::Config {
+                    durable_name: Some(self.consumer.clone()),
+                    filter_subject: self.subject.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|error| SetupError(format!("consumer {}: {error}", self.consumer)))?;
+        Ok(consumer)
+    }
+
+    /// Consumes until `shutdown` fires. A mail in flight when it fires is
+    /// finished and acknowledged first.
+    pub async fn run(self, shutdown: Shutdown) {
+        let Some(consumer) = retry::until_ready(
+            "the user events consumer",
+            Backoff::default(),
+            &shutdown,
+            || self.consumer(),
+        )
+        .await
+        else {
+            return;
+        };
+        tracing::info!(consumer = %self.consumer, stream = %self.stream, "consuming user.created");
+        while !shutdown.is_triggered() {
+            let mut messages = match consumer.messages().await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot pull events; retrying");
+                    tokio::select! {
+                        () = shutdown.wait() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.wait() => break,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => self.handle(message).await,
+                    Some(Err(error)) => tracing::debug!(%error, "pulling events"),
+                    None => break,
+                }
+            }
+        }
+        tracing::info!("email worker stopped");
+    }
+
+    #[tracing::instrument(skip_all, fields(event.id, delivered))]
+    async fn handle(&self, message: Message) {
+        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+        tracing::Span::current().record("delivered", delivered);
+        let acknowledgement = match self.process(&message.payload).await {
+            Ok(()) => AckKind::Ack,
+            Err(Failure::Malformed(reason)) => {
+                tracing::warn!(%reason, "malformed event dropped");
+                AckKind::Term
+            }
+            Err(failure) => {
+                let delay = retry_delay(delivered);
+                tracing::warn!(
+                    error = %chain(&failure),
+                    retry_in_s = delay.as_secs(),
+                    "welcome mail not sent; the event will come back"
+                );
+                AckKind::Nak(Some(delay))
+            }
+        };
+        if let Err(error) = message.ack_with(acknowledgement).await {
+            // Unacknowledged, the event comes back after ACK_WAIT; the
+            // sent-mail log keeps that from mailing twice.
+            tracing::warn!(%error, "cannot acknowledge the event");
+        }
+    }
+
+    async fn process(&self, payload: &[u8]) -> Result<(), Failure> {
+        let event = UserCreated::decode(payload)
+            .map_err(|error| Failure::Malformed(format!("not a UserCreated: {error}")))?;
+        let valid_id = !event.event_id.is_empty()
+            && event.event_id.len() <= 64
+            && event
+                .event_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_id {
+            return Err(Failure::Malformed(format!(
+                "bad event id {:?}",
+                event.event_id
+            )));
+        }
+        tracing::Span::current().record("event.id", &event.event_id);
+        if self.sent.contains(&event.event_id).await? {
+            tracing::info!("mailed before; not again");
+            return Ok(());
+        }
+        let mail = self.template.welcome(&event).map_err(|error| match error {
+            MailError::Invalid(reason) => Failure::Malformed(reason),
+            other => Failure::Mail(other),
+        })?;
+        self.mailer.send(mail).await?;
+        tracing::info!("welcome mail sent");
+        if let Err(error) = self.sent.record(&event.event_id).await {
+            // The mail is out; acknowledging still keeps it from coming back.
+            tracing::warn!(%error, "cannot record the mailed event");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_up_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(100), MAX_RETRY_DELAY);
+    }
+}

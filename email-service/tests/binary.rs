@@ -1,0 +1,46 @@
+//! The email-service binary as an operator meets it.
+
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_email-service");
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let output = Command::new(BINARY)
+        .arg("--help")
+        .env("SMTP_URL", "smtp://mailer:hunter2@mail:25")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for wanted in [
+        "LISTEN_ADDR",
+        "0.0.0.0:50054",
+        "NATS_URL",
+        "SMTP_URL",
+        "MAIL_FROM",
+        "MAIL_SUBJECT",
+        "USER_EVENTS_STREAM",
+        "USER_CREATED_SUBJECT",
+        "EMAIL_CONSUMER",
+        "SENT_MAIL_STREAM",
+        "RUST_LOG",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(wanted), "--help lacks {wanted}:\n{help}");
+    }
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+#[test]
+fn a_bad_sender_stops_the_start_with_a_clear_message() {
+    let output = Command::new(BINARY)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("MAIL_FROM", "nobody")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("MAIL_FROM `nobody` is not a mail address"), "{stderr}");
+}
