@@ -35,7 +35,8 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin shippy
+ && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin shippy \
+ && mkdir /config && chown shippy /config
 COPY --from=build /src/target/release/vessel-service \
                   /src/target/release/consignment-service \
                   /src/target/release/user-service \
