@@ -13,7 +13,8 @@ python3 -c 'import grpc, grpc_reflection, grpc_health' 2>/dev/null ||
     python3 -m pip install -q --disable-pip-version-check grpcio grpcio-reflection grpcio-health-checking >&2 ||
     { echo "not ok - install the Python gRPC client (grpcio) from PyPI"; exit 1; }
 
-binary=${VESSEL_SERVICE_BIN:-target/debug/vessel-service}
+binary=${VESSEL_SERVICE_BIN:-${CARGO_TARGET_DIR:-target}/debug/vessel-service}
+[ -x "$binary" ] || cargo build --quiet -p vessel-service >&2
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 database=${TEST_DATABASE_URL%/*}/smoke_vessels_$$
 # A password in the URL (the loopback server trusts any), to check it is never logged.
@@ -33,6 +34,7 @@ check() { # check NAME EXPECTED-SUBSTRING ACTUAL
 
 for _ in $(seq 100); do
     [ "$(probe health 2>/dev/null)" = SERVING ] && break
+    kill -0 $pid 2>/dev/null || { echo "not ok - vessel-service exited at start:"; cat "$log"; exit 1; }
     sleep 0.1
 done
 check "health answers SERVING" SERVING "$(probe health)"
