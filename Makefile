@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-.PHONY: help build test lint fmt check infra-up infra-down
+.PHONY: help build test lint fmt demo dev up down infra-up infra-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -10,7 +10,7 @@ help: ## list the targets
 build: ## build every binary
 	cargo build --workspace --locked
 
-test: lint ## format check, clippy, then every test against throwaway PostgreSQL, NATS and Consul
+test: lint ## format check, clippy, then every test against throwaway PostgreSQL, NATS, Consul and SMTP
 	scripts/test.sh
 
 lint: ## cargo fmt --check and clippy with warnings as errors
@@ -19,6 +19,18 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 
 fmt: ## format the code
 	cargo fmt --all
+
+demo: ## natively: start everything, create a user, log in, ship consignment.json, show the welcome mail, stop
+	scripts/cluster.sh demo
+
+dev: ## natively: the whole cluster on loopback until Ctrl-C
+	scripts/cluster.sh dev
+
+up: ## docker compose: build and start the cluster in the background
+	docker compose up --build -d
+
+down: ## docker compose: stop the cluster
+	docker compose down
 
 infra-up: ## start PostgreSQL, NATS and Consul on loopback; prints the URLs (eval-able)
 	@scripts/infra.sh up

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The whole shippy-rs cluster natively, without Docker: infrastructure on
+# loopback (scripts/infra.sh), an SMTP server that keeps what it receives
+# (python3-aiosmtpd, in a maildir), and the four services on spare ports.
+#
+#   scripts/cluster.sh demo   start it, walk through a user's first shipment,
+#                             show the welcome mail, stop; exit 0 only if every
+#                             step did what it should
+#   scripts/cluster.sh dev    start it and keep it up until Ctrl-C
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+export SHIPPY_INFRA_DIR=${SHIPPY_INFRA_DIR:-$repo/.infra/cluster-$$}
+run=$SHIPPY_INFRA_DIR/run
+bin=${CARGO_TARGET_DIR:-$repo/target}/debug
+pids=()
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+fail() { printf '\n\033[31mFAILED: %s\033[0m\n' "$*" >&2; exit 1; }
+
+spare_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+keep_logs=1
+
+stop_all() {
+    local pid
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    scripts/infra.sh down >/dev/null 2>&1 || true
+    if [ "$keep_logs" = 1 ]; then
+        [ -d "$run" ] && echo "logs kept in $run" >&2
+    else
+        rm -rf "$SHIPPY_INFRA_DIR"
+    fi
+}
+
+ensure_probe() {
+    python3 -c 'import grpc, grpc_reflection, grpc_health' 2>/dev/null ||
+        python3 -m pip install -q --disable-pip-version-check grpcio grpcio-reflection grpcio-health-checking >&2
+}
+
+wait_serving() { # NAME PORT
+    local i
+    for ((i = 0; i < 300; i++)); do
+        if [ "$(python3 scripts/smoke/grpc_probe.py "127.0.0.1:$2" health 2>/dev/null)" = SERVING ]; then
+            echo "    $1 is SERVING on 127.0.0.1:$2"
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -20 "$run/$1.log" >&2
+    fail "$1 did not become healthy (log: $run/$1.log)"
+}
+
+start_service() { # NAME PORT ENV...
+    local name=$1 port=$2
+    shift 2
+    env LISTEN_ADDR="127.0.0.1:$port" "$@" "$bin/$name" >"$run/$name.log" 2>&1 &
+    pids+=($!)
+}
+
+up() {
+    say "building"
+    cargo build --quiet --bins
+    ensure_probe
+
+    say "starting PostgreSQL, NATS (JetStream) and Consul on loopback"
+    mkdir -p "$SHIPPY_INFRA_DIR"
+    eval "$(scripts/infra.sh up)"
+    trap stop_all EXIT
+    mkdir -p "$run"
+    local base=${TEST_DATABASE_URL%/*} db
+    for db in users vessels consignments; do
+        psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE $db" >/dev/null
+    done
+
+    say "starting an SMTP server that keeps what it receives"
+    smtp_port=$(spare_port)
+    maildir=$run/maildir
+    /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$maildir" \
+        >"$run/smtp.log" 2>&1 &
+    pids+=($!)
+
+    say "starting the services"
+    user_port=$(spare_port) vessel_port=$(spare_port) consignment_port=$(spare_port) email_port=$(spare_port)
+    local key_env=()
+    if command -v openssl >/dev/null; then
+        openssl genpkey -algorithm ed25519 -out "$run/jwt-signing-key.pem" 2>/dev/null
+        chmod 600 "$run/jwt-signing-key.pem"
+        key_env=(JWT_SIGNING_KEY_FILE="$run/jwt-signing-key.pem")
+    fi
+    start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
+        BCRYPT_COST=10 "${key_env[@]}"
+    start_service vessel-service "$vessel_port" DATABASE_URL="$base/vessels"
+    start_service consignment-service "$consignment_port" DATABASE_URL="$base/consignments" \
+        VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" USER_SERVICE_URL="http://127.0.0.1:$user_port"
+    start_service email-service "$email_port" NATS_URL="$TEST_NATS_URL" SMTP_URL="smtp://127.0.0.1:$smtp_port"
+    wait_serving user-service "$user_port"
+    wait_serving vessel-service "$vessel_port"
+    wait_serving consignment-service "$consignment_port"
+    wait_serving email-service "$email_port"
+
+    export USER_SERVICE_URL=http://127.0.0.1:$user_port
+    export CONSIGNMENT_SERVICE_URL=http://127.0.0.1:$consignment_port
+    export SHIPPY_CONFIG_DIR=$run/config
+}
+
+demo() {
+    up
+    local email="ewan+$$@example.com" password="correct horse battery"
+
+    say "user-cli create: a new account"
+    "$bin/user-cli" create --name "Ewan Valentine" --email "$email" --company Shippy --password "$password" ||
+        fail "user-cli create"
+
+    say "user-cli login: a token, saved for the other commands"
+    "$bin/user-cli" login --email "$email" --password "$password" >/dev/null || fail "user-cli login"
+    [ -s "$SHIPPY_CONFIG_DIR/token" ] || fail "the token was not saved"
+    echo "    token saved to $SHIPPY_CONFIG_DIR/token"
+
+    say "consignment-cli create consignment.json"
+    local created
+    created=$("$bin/consignment-cli" create consignment.json) || fail "consignment-cli create"
+    echo "$created"
+    [[ $created == *"on vessel vessel"* ]] || fail "the consignment has no vessel"
+
+    say "consignment-cli list"
+    local listed
+    listed=$("$bin/consignment-cli" list) || fail "consignment-cli list"
+    echo "$listed"
+    [[ $listed == *"This is a test consignment"* ]] || fail "the consignment is not listed"
+
+    say "the welcome mail, as the SMTP server received it"
+    local i mail=""
+    for ((i = 0; i < 150; i++)); do
+        mail=$(cat "$maildir"/new/* 2>/dev/null || true)
+        [ -n "$mail" ] && break
+        sleep 0.2
+    done
+    [ -n "$mail" ] || fail "no welcome mail arrived (logs: $run)"
+    printf '%s\n' "$mail" | sed -n '/^Content-Type: text\/html/q;p' | grep -v '^\s*$' | head -30
+    [[ $mail == *"$email"* && $mail == *"Hi Ewan Valentine"* ]] || fail "the mail is not the welcome mail for $email"
+
+    say "every step did what it should; stopping everything"
+    keep_logs=0
+}
+
+dev() {
+    up
+    cat <<EOF
+
+The shippy-rs cluster is up (Ctrl-C stops it):
+  user-service         127.0.0.1:$user_port
+  vessel-service       127.0.0.1:$vessel_port
+  consignment-service  127.0.0.1:$consignment_port
+  email-service        127.0.0.1:$email_port (health only)
+  Consul UI            http://$TEST_CONSUL_HTTP_ADDR/ui
+  SMTP server          smtp://127.0.0.1:$smtp_port, mails in $maildir/new
+  logs                 $run/*.log
+
+In another shell:
+  export USER_SERVICE_URL=$USER_SERVICE_URL CONSIGNMENT_SERVICE_URL=$CONSIGNMENT_SERVICE_URL SHIPPY_CONFIG_DIR=$SHIPPY_CONFIG_DIR
+  $bin/user-cli create --name Ada --email ada@example.com --password 'correct horse'
+  $bin/user-cli login --email ada@example.com --password 'correct horse'
+  $bin/consignment-cli create && $bin/consignment-cli list
+EOF
+    trap 'echo; echo "stopping"; stop_all; exit 0' INT TERM
+    wait
+}
+
+case ${1:-} in
+    demo) demo ;;
+    dev) dev ;;
+    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
