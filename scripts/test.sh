@@ -32,6 +32,11 @@ echo
 echo "smoke: vessel-service with an independent client (Python grpcio + reflection)"
 scripts/smoke/vessel.sh 2>&1 | tee -a "$log.smoke" || status=1
 
+# No Docker engine here: check the compose file against the binaries instead.
+echo
+echo "compose: docker-compose.yml against the binaries' --help"
+python3 scripts/check_compose.py "${CARGO_TARGET_DIR:-target}/debug" 2>&1 | tee -a "$log.smoke" || status=1
+
 if [ -z "${MONGODB_URL:-}" ]; then
     echo
     echo "NOTE: MONGODB_URL is not set, so the MongoDB store's contract tests were SKIPPED (shown as ignored above)."
