@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use shippy_proto::consignment::v1::shipping_service_server::{SERVICE_NAME, ShippingServiceServer};
 use shippy_service::{
     Shutdown,
-    discovery::{CallTimeouts, InvalidAddress, static_channel},
+    discovery::{CallTimeouts, Discovery, InvalidAddress},
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -56,6 +56,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    discovery: Discovery,
+    background: Shutdown,
     server: GrpcServer,
     health: Health,
     store: Store,
@@ -75,11 +77,24 @@ impl Application {
             })?;
         let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "consignment store configured");
+        // Stops the Consul watches behind the channels when the service stops.
+        let background = Shutdown::new();
+        let discovery = Discovery::new(&settings.discovery);
         let vessels = Vessels::new(
-            static_channel(&settings.vessel_service_url, CALLS)?,
+            discovery.channel(
+                "vessel-service",
+                &settings.vessel_service_url,
+                CALLS,
+                &background,
+            )?,
             VESSEL_DEADLINE,
         );
-        let auth = Authenticator::new(static_channel(&settings.user_service_url, CALLS)?);
+        let auth = Authenticator::new(discovery.channel(
+            "user-service",
+            &settings.user_service_url,
+            CALLS,
+            &background,
+        )?);
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), vessels);
@@ -89,6 +104,8 @@ impl Application {
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
             listener,
+            discovery,
+            background,
             server,
             health,
             store,
@@ -105,6 +122,13 @@ impl Application {
     /// Serves until `shutdown` fires; prepares the store and fetches the
     /// token keys in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let registration = match self.listener.local_addr() {
+            Ok(address) => {
+                self.discovery
+                    .register("consignment-service", address, shutdown.clone())
+            }
+            Err(_) => None,
+        };
         let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
@@ -134,10 +158,16 @@ impl Application {
         };
         let served = self.server.serve(self.listener, shutdown.clone()).await;
         shutdown.trigger();
+        self.background.trigger();
         for (name, task) in [("store readiness", readiness), ("token keys", keys)] {
             if let Err(error) = task.await {
                 tracing::error!(%error, "{name} task failed");
             }
+        }
+        if let Some(registration) = registration
+            && let Err(error) = registration.await
+        {
+            tracing::error!(%error, "Consul registration task failed");
         }
         served
     }

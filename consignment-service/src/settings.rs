@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use shippy_service::settings::SecretUrl;
+use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
 
 /// What consignment-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,4 +31,8 @@ pub struct Settings {
         default_value = "http://127.0.0.1:50053"
     )]
     pub user_service_url: String,
+
+    /// Service discovery: Consul, or static addresses.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }

@@ -1,10 +1,15 @@
-//! Asking vessel-service for a vessel, with a deadline.
+//! Asking vessel-service for a vessel: with a deadline, and retried (it is
+//! idempotent) with jittered backoff when an instance cannot be reached, so
+//! one instance going away does not fail the call while others serve.
 
 use std::time::Duration;
 
 use shippy_proto::vessel::v1::{Specification, vessel_service_client::VesselServiceClient};
 use shippy_service::ApiError;
 use tonic::{Code, transport::Channel};
+
+/// How many times an unreachable vessel-service is tried in one call.
+const ATTEMPTS: u32 = 3;
 
 /// vessel-service, through a lazily connecting channel.
 #[derive(Debug, Clone)]
@@ -28,12 +33,33 @@ impl Vessels {
     /// too slow: `UNAVAILABLE`.
     #[tracing::instrument(skip(self))]
     pub async fn find_available(&self, capacity: i32, max_weight: i32) -> Result<String, ApiError> {
-        let mut request = tonic::Request::new(Specification {
-            capacity,
-            max_weight,
-        });
-        request.set_timeout(self.deadline);
-        match self.client.clone().find_available(request).await {
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let mut attempt = 0;
+        let answer = loop {
+            attempt += 1;
+            let mut request = tonic::Request::new(Specification {
+                capacity,
+                max_weight,
+            });
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            request.set_timeout(left);
+            let result = tokio::time::timeout(left, self.client.clone().find_available(request))
+                .await
+                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+            match result {
+                Err(status) if status.code() == Code::Unavailable && attempt < ATTEMPTS => {
+                    let pause =
+                        Duration::from_millis(25 * 2u64.pow(attempt) + rand::random_range(0..25));
+                    if tokio::time::Instant::now() + pause >= deadline {
+                        break Err(status);
+                    }
+                    tracing::debug!(attempt, %status, "vessel-service unreachable; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                other => break other,
+            }
+        };
+        match answer {
             Ok(answer) => answer
                 .into_inner()
                 .vessel

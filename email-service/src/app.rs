@@ -4,7 +4,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use shippy_service::{
-    Shutdown, nats,
+    Shutdown,
+    discovery::Discovery,
+    nats,
     server::{GrpcServer, Health, ServerError},
 };
 use tokio::net::TcpListener;
@@ -49,6 +51,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    discovery: Discovery,
     server: GrpcServer,
     health: Health,
     client: async_nats::Client,
@@ -88,6 +91,7 @@ impl Application {
         health.set(&[], false).await;
         Ok(Self {
             listener,
+            discovery: Discovery::new(&settings.discovery),
             server,
             health,
             client,
@@ -102,6 +106,12 @@ impl Application {
 
     /// Mails until `shutdown` fires, then finishes the mail in flight.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let registration = match self.listener.local_addr() {
+            Ok(address) => self
+                .discovery
+                .register("email-service", address, shutdown.clone()),
+            Err(_) => None,
+        };
         let worker = tokio::spawn(self.worker.run(shutdown.clone()));
         let health = tokio::spawn(follow_nats(
             self.client.clone(),
@@ -117,6 +127,11 @@ impl Application {
         }
         if let Err(error) = self.client.drain().await {
             tracing::debug!(%error, "draining the NATS connection");
+        }
+        if let Some(registration) = registration
+            && let Err(error) = registration.await
+        {
+            tracing::error!(%error, "Consul registration task failed");
         }
         served
     }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use shippy_service::settings::SecretUrl;
+use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
 
 /// What email-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,4 +48,8 @@ pub struct Settings {
     /// The JetStream stream that remembers which events were mailed.
     #[arg(long, env = "SENT_MAIL_STREAM", default_value = "EMAIL_SENT")]
     pub sent_stream: String,
+
+    /// Service discovery: Consul, or static addresses.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }

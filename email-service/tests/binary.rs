@@ -42,5 +42,8 @@ fn a_bad_sender_stops_the_start_with_a_clear_message() {
         .expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("MAIL_FROM `nobody` is not a mail address"), "{stderr}");
+    assert!(
+        stderr.contains("MAIL_FROM `nobody` is not a mail address"),
+        "{stderr}"
+    );
 }

@@ -40,6 +40,7 @@ impl World {
             user_created_subject: format!("test.{unique}.user.created"),
             consumer: format!("email_{unique}"),
             sent_stream: format!("SENT_{unique}"),
+            discovery: Default::default(),
         };
         let client = async_nats::connect(&nats_url).await.unwrap();
         let jetstream = jetstream::new(client);

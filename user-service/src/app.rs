@@ -6,6 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use shippy_proto::user::v1::user_service_server::{SERVICE_NAME, UserServiceServer};
 use shippy_service::{
     Shutdown,
+    discovery::Discovery,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -64,6 +65,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    discovery: Discovery,
     server: GrpcServer,
     health: Health,
     store: UserStore,
@@ -124,6 +126,7 @@ impl Application {
         );
         Ok(Self {
             listener,
+            discovery: Discovery::new(&settings.discovery),
             server,
             health,
             store,
@@ -140,6 +143,12 @@ impl Application {
     /// Serves until `shutdown` fires; migrates the database and relays the
     /// outbox in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let registration = match self.listener.local_addr() {
+            Ok(address) => self
+                .discovery
+                .register("user-service", address, shutdown.clone()),
+            Err(_) => None,
+        };
         let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
@@ -169,6 +178,11 @@ impl Application {
             if let Err(error) = task.await {
                 tracing::error!(%error, "{name} task failed");
             }
+        }
+        if let Some(registration) = registration
+            && let Err(error) = registration.await
+        {
+            tracing::error!(%error, "Consul registration task failed");
         }
         served
     }

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use shippy_service::settings::SecretUrl;
+use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
 
 /// What user-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,4 +40,8 @@ pub struct Settings {
     /// The subject `user.created` events are published on.
     #[arg(long, env = "USER_CREATED_SUBJECT", default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
     pub user_created_subject: String,
+
+    /// Service discovery: Consul, or static addresses.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServiceServer};
 use shippy_service::{
     Shutdown,
+    discovery::Discovery,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -44,6 +45,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    discovery: Discovery,
     server: GrpcServer,
     health: Health,
     store: Store,
@@ -71,6 +73,7 @@ impl Application {
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
             listener,
+            discovery: Discovery::new(&settings.discovery),
             server,
             health,
             store,
@@ -85,6 +88,12 @@ impl Application {
 
     /// Serves until `shutdown` fires, preparing the store in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let registration = match self.listener.local_addr() {
+            Ok(address) => self
+                .discovery
+                .register("vessel-service", address, shutdown.clone()),
+            Err(_) => None,
+        };
         let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
@@ -114,6 +123,11 @@ impl Application {
         shutdown.trigger();
         if let Err(error) = readiness.await {
             tracing::error!(%error, "store readiness task failed");
+        }
+        if let Some(registration) = registration
+            && let Err(error) = registration.await
+        {
+            tracing::error!(%error, "Consul registration task failed");
         }
         served
     }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use shippy_service::settings::SecretUrl;
+use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
 
 /// What vessel-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,4 +15,8 @@ pub struct Settings {
     /// `mongodb://host:27017/db`, chosen by the scheme.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: SecretUrl,
+
+    /// Service discovery: Consul, or static addresses.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }

@@ -56,6 +56,7 @@ impl TestApp {
             bcrypt_cost: 4,
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
+            discovery: Default::default(),
         };
         adjust(&mut settings);
         Self::spawn_with(settings, key_pem).await
