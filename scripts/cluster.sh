@@ -55,10 +55,23 @@ wait_serving() { # NAME PORT
     fail "$1 did not become healthy (log: $run/$1.log)"
 }
 
+wait_registered() { # NAME...
+    local name i
+    for name in "$@"; do
+        for ((i = 0; i < 100; i++)); do
+            curl -fs "http://$TEST_CONSUL_HTTP_ADDR/v1/health/service/$name?passing=true" | grep -q '"ServiceID"' && break
+            sleep 0.1
+        done
+        ((i < 100)) || fail "$name is not passing in Consul"
+        echo "    $name is registered and passing in Consul"
+    done
+}
+
 start_service() { # NAME PORT ENV...
     local name=$1 port=$2
     shift 2
-    env LISTEN_ADDR="127.0.0.1:$port" "$@" "$bin/$name" >"$run/$name.log" 2>&1 &
+    env LISTEN_ADDR="127.0.0.1:$port" CONSUL_HTTP_ADDR="$TEST_CONSUL_HTTP_ADDR" "$@" "$bin/$name" \
+        >"$run/$name.log" 2>&1 &
     pids+=($!)
 }
 
@@ -95,13 +108,14 @@ up() {
     start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
         BCRYPT_COST=10 "${key_env[@]}"
     start_service vessel-service "$vessel_port" DATABASE_URL="$base/vessels"
-    start_service consignment-service "$consignment_port" DATABASE_URL="$base/consignments" \
-        VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" USER_SERVICE_URL="http://127.0.0.1:$user_port"
+    # consignment-service finds vessel- and user-service through Consul.
+    start_service consignment-service "$consignment_port" DATABASE_URL="$base/consignments"
     start_service email-service "$email_port" NATS_URL="$TEST_NATS_URL" SMTP_URL="smtp://127.0.0.1:$smtp_port"
     wait_serving user-service "$user_port"
     wait_serving vessel-service "$vessel_port"
     wait_serving consignment-service "$consignment_port"
     wait_serving email-service "$email_port"
+    wait_registered user-service vessel-service consignment-service email-service
 
     export USER_SERVICE_URL=http://127.0.0.1:$user_port
     export CONSIGNMENT_SERVICE_URL=http://127.0.0.1:$consignment_port

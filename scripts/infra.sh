@@ -175,6 +175,8 @@ install_consul_from_bullseye() {
 }
 
 start_consul() {
+    # Tests that stop and restart Consul run agents of their own with this binary.
+    echo "export TEST_CONSUL_BIN='$(consul_binary)'" >>"$envfile"
     if [ -n "${TEST_CONSUL_HTTP_ADDR:-}" ]; then
         log "Consul: reusing TEST_CONSUL_HTTP_ADDR"
         echo "export TEST_CONSUL_HTTP_ADDR='$TEST_CONSUL_HTTP_ADDR'" >>"$envfile"

@@ -356,3 +356,111 @@ impl Drop for SmtpServer {
         let _ = std::fs::remove_dir_all(&self.maildir);
     }
 }
+
+/// A Consul dev agent of a test's own, on spare loopback ports (the binary
+/// `scripts/infra.sh` installed, in `TEST_CONSUL_BIN`). Killed when dropped.
+#[derive(Debug)]
+pub struct ConsulAgent {
+    ports: [u16; 5],
+    process: Option<std::process::Child>,
+}
+
+impl ConsulAgent {
+    /// Starts one and waits until it has elected itself leader.
+    pub async fn start() -> Self {
+        let mut agent = Self::reserve();
+        agent.restart().await;
+        agent
+    }
+
+    /// An agent on spare ports, not started yet.
+    pub fn reserve() -> Self {
+        let mut ports = [0u16; 5];
+        let probes: Vec<std::net::TcpListener> = (0..5)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
+            .collect();
+        for (port, probe) in ports.iter_mut().zip(&probes) {
+            *port = probe.local_addr().expect("local address").port();
+        }
+        drop(probes);
+        Self {
+            ports,
+            process: None,
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as `CONSUL_HTTP_ADDR` takes it.
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ports[0])
+    }
+
+    /// Stops the agent (a dev agent forgets everything).
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts it again on the same ports.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let [http, dns, serf_lan, serf_wan, server] = self.ports.map(|port| port.to_string());
+        let process = std::process::Command::new(infra_var("TEST_CONSUL_BIN"))
+            .args([
+                "agent",
+                "-dev",
+                "-bind",
+                "127.0.0.1",
+                "-client",
+                "127.0.0.1",
+            ])
+            .args(["-http-port", &http, "-dns-port", &dns, "-grpc-port", "-1"])
+            .args([
+                "-serf-lan-port",
+                &serf_lan,
+                "-serf-wan-port",
+                &serf_wan,
+                "-server-port",
+                &server,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start consul");
+        self.process = Some(process);
+        let leader = format!("http://127.0.0.1:{http}/v1/status/leader");
+        for _ in 0..300 {
+            if let Ok(body) = http_get(&leader).await
+                && body.trim().trim_matches('"').len() > 1
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("consul elected no leader on port {http}");
+    }
+}
+
+impl Drop for ConsulAgent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback, for test probes.
+pub async fn http_get(url: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = tokio::net::TcpStream::connect(authority).await?;
+    stream
+        .write_all(format!("GET /{path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}

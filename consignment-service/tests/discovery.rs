@@ -1,0 +1,289 @@
+//! Discovery through a real Consul agent (1.8.7, a test's own dev agent):
+//! registration, deregistration, balancing across instances, and calls that
+//! keep working while an instance or Consul itself goes away.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use consignment_service::{
+    app::Application as ConsignmentApp, settings::Settings as ConsignmentSettings,
+};
+use shippy_proto::{
+    consignment::v1::{Consignment, Container, shipping_service_client::ShippingServiceClient},
+    user::v1::{User, user_service_client::UserServiceClient},
+};
+use shippy_service::{
+    Shutdown,
+    discovery::{CallTimeouts, DiscoveryArgs, consul::ConsulClient, static_channel},
+    settings::SecretUrl,
+};
+use shippy_testkit::{
+    ConsulAgent, fresh_postgres_database, http_get, infra_var, init_test_logging, wait_for_health,
+};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::health_check_response::ServingStatus;
+use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
+use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
+
+fn consul_args(consul: &ConsulAgent) -> DiscoveryArgs {
+    DiscoveryArgs {
+        consul_http_addr: Some(consul.http_addr()),
+        advertise_addr: None,
+    }
+}
+
+fn channel(address: SocketAddr) -> Channel {
+    static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap()
+}
+
+/// A running service: where it listens and how to stop it.
+struct Running {
+    address: SocketAddr,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<Result<(), shippy_service::server::ServerError>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.trigger();
+        self.task.await.unwrap().expect("clean stop");
+    }
+}
+
+async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Running {
+    init_test_logging();
+    let app = VesselApp::build(&VesselSettings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        discovery,
+    })
+    .await
+    .unwrap();
+    let address = app.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    wait_for_health(&channel(address), ServingStatus::Serving).await;
+    Running {
+        address,
+        shutdown,
+        task,
+    }
+}
+
+/// Waits until Consul lists exactly `count` passing instances of `service`.
+async fn wait_for_instances(consul: &ConsulAgent, service: &str, count: usize) -> Vec<String> {
+    let client = ConsulClient::new(&consul.http_addr());
+    let mut urls = Vec::new();
+    for _ in 0..150 {
+        if let Ok(found) = client.healthy(service, None, Duration::ZERO).await {
+            urls = found
+                .instances
+                .into_iter()
+                .map(|instance| instance.url)
+                .collect();
+            if urls.len() == count {
+                return urls;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Consul never listed {count} passing {service} instances: {urls:?}");
+}
+
+#[tokio::test]
+async fn a_started_service_is_passing_and_is_gone_after_shutdown() {
+    let consul = ConsulAgent::start().await;
+    let vessels = vessel_service(
+        fresh_postgres_database("disc_vessels").await,
+        consul_args(&consul),
+    )
+    .await;
+    let urls = wait_for_instances(&consul, "vessel-service", 1).await;
+    assert_eq!(urls, [format!("http://{}", vessels.address)]);
+    let catalog = format!(
+        "http://{}/v1/catalog/service/vessel-service",
+        consul.http_addr()
+    );
+    let entry = http_get(&catalog).await.unwrap();
+    assert!(entry.contains("version=0.1.0"), "version tag: {entry}");
+    assert!(entry.contains("vessel-service-"), "instance id: {entry}");
+
+    vessels.stop().await;
+    // Deregistered on shutdown: gone from the catalog, not merely failing its check.
+    assert_eq!(http_get(&catalog).await.unwrap().trim(), "[]");
+}
+
+#[tokio::test]
+async fn a_service_started_before_consul_registers_once_consul_is_up() {
+    let mut consul = ConsulAgent::reserve();
+    let vessels = vessel_service(
+        fresh_postgres_database("disc_late").await,
+        consul_args(&consul),
+    )
+    .await;
+    // Serving already, without Consul.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    consul.restart().await;
+    let urls = wait_for_instances(&consul, "vessel-service", 1).await;
+    assert_eq!(urls, [format!("http://{}", vessels.address)]);
+    vessels.stop().await;
+}
+
+/// user-service, two vessel-service instances and consignment-service, all
+/// registered in `consul`; consignment-service finds its peers through it.
+struct Cluster {
+    vessels: Vec<Running>,
+    user: Running,
+    shipping: Running,
+    token: String,
+}
+
+impl Cluster {
+    async fn start(consul: &ConsulAgent, vessel_instances: usize) -> Self {
+        init_test_logging();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let user_app = UserApp::build(&UserSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("disc_users").await,
+            nats_url: infra_var("TEST_NATS_URL"),
+            jwt_signing_key_file: None,
+            jwt_ttl: Duration::from_secs(3600).into(),
+            bcrypt_cost: 4,
+            events_stream: format!("USERS_{unique}"),
+            user_created_subject: format!("test.{unique}.user.created"),
+            discovery: consul_args(consul),
+        })
+        .await
+        .unwrap();
+        let user_address = user_app.local_addr().unwrap();
+        let user_shutdown = Shutdown::new();
+        let user_task = tokio::spawn(user_app.run(user_shutdown.clone()));
+        wait_for_health(&channel(user_address), ServingStatus::Serving).await;
+        let user = Running {
+            address: user_address,
+            shutdown: user_shutdown,
+            task: user_task,
+        };
+
+        let vessel_database = fresh_postgres_database("disc_fleet").await;
+        let mut vessels = Vec::new();
+        for _ in 0..vessel_instances {
+            vessels.push(vessel_service(vessel_database.clone(), consul_args(consul)).await);
+        }
+        wait_for_instances(consul, "vessel-service", vessel_instances).await;
+        wait_for_instances(consul, "user-service", 1).await;
+
+        // Static addresses that lead nowhere: only Consul can find the peers.
+        let app = ConsignmentApp::build(&ConsignmentSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("disc_consignments").await,
+            vessel_service_url: "http://127.0.0.1:9".into(),
+            user_service_url: "http://127.0.0.1:9".into(),
+            discovery: consul_args(consul),
+        })
+        .await
+        .unwrap();
+        let address = app.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(app.run(shutdown.clone()));
+        wait_for_health(&channel(address), ServingStatus::Serving).await;
+        let shipping = Running {
+            address,
+            shutdown,
+            task,
+        };
+
+        let mut users = UserServiceClient::new(channel(user_address));
+        let email = format!("{unique}@example.com");
+        let credentials = User {
+            name: "Disco".into(),
+            email: email.clone(),
+            password: "correct horse battery".into(),
+            ..Default::default()
+        };
+        users.create(credentials.clone()).await.unwrap();
+        let token = users.auth(credentials).await.unwrap().into_inner().token;
+        Self {
+            vessels,
+            user,
+            shipping,
+            token,
+        }
+    }
+
+    /// Creates a consignment; the vessel id on success.
+    async fn ship(&self) -> Result<String, tonic::Status> {
+        let mut request = Request::new(Consignment {
+            description: "Through Consul".into(),
+            weight: 100,
+            containers: vec![Container {
+                customer_id: "c1".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {}", self.token)).unwrap(),
+        );
+        ShippingServiceClient::new(channel(self.shipping.address))
+            .create_consignment(request)
+            .await
+            .map(|answer| answer.into_inner().consignment.unwrap().vessel_id)
+    }
+
+    /// Ships until it works (keys and instances are found in the background).
+    async fn ship_once_ready(&self) {
+        for _ in 0..100 {
+            if self.ship().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.ship()
+            .await
+            .expect("consignment-service found its peers through Consul");
+    }
+
+    async fn stop(self) {
+        self.shipping.stop().await;
+        for vessel in self.vessels {
+            vessel.stop().await;
+        }
+        self.user.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn with_two_vessel_instances_stopping_one_leaves_create_working() {
+    let consul = ConsulAgent::start().await;
+    let mut cluster = Cluster::start(&consul, 2).await;
+    cluster.ship_once_ready().await;
+    for _ in 0..4 {
+        assert_eq!(cluster.ship().await.expect("shipped"), "vessel002");
+    }
+
+    cluster.vessels.remove(0).stop().await;
+    // Straight away, before Consul noticed, and afterwards: every call works.
+    for _ in 0..10 {
+        cluster.ship().await.expect("the other instance serves");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for_instances(&consul, "vessel-service", 1).await;
+    cluster.ship().await.expect("still shipping");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn with_consul_stopped_calls_keep_reaching_known_instances() {
+    let mut consul = ConsulAgent::start().await;
+    let cluster = Cluster::start(&consul, 1).await;
+    cluster.ship_once_ready().await;
+
+    consul.stop();
+    for _ in 0..10 {
+        cluster.ship().await.expect("known instances still serve");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    cluster.stop().await;
+}
