@@ -7,6 +7,7 @@ use shippy_proto::consignment::v1::shipping_service_server::{SERVICE_NAME, Shipp
 use shippy_service::{
     Shutdown,
     discovery::{CallTimeouts, Discovery, InvalidAddress},
+    metrics::Metrics,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -56,6 +57,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
+    metrics: Metrics,
     discovery: Discovery,
     background: Shutdown,
     server: GrpcServer,
@@ -75,6 +78,14 @@ impl Application {
                 address: settings.listen_addr,
                 source,
             })?;
+        let metrics_listener =
+            TcpListener::bind(settings.metrics_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: settings.metrics_addr,
+                    source,
+                })?;
+        let metrics = Metrics::new();
         let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "consignment store configured");
         // Stops the Consul watches behind the channels when the service stops.
@@ -98,12 +109,14 @@ impl Application {
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), vessels);
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(ShippingServiceServer::new(api));
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
             listener,
+            metrics_listener,
+            metrics,
             discovery,
             background,
             server,
@@ -119,9 +132,19 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
     /// Serves until `shutdown` fires; prepares the store and fetches the
     /// token keys in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let metrics_server = tokio::spawn(
+            self.metrics
+                .clone()
+                .serve(self.metrics_listener, shutdown.clone()),
+        );
         let registration = match self.listener.local_addr() {
             Ok(address) => {
                 self.discovery
@@ -168,6 +191,11 @@ impl Application {
             && let Err(error) = registration.await
         {
             tracing::error!(%error, "Consul registration task failed");
+        }
+        match metrics_server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::error!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
         }
         served
     }

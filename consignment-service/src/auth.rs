@@ -15,12 +15,13 @@ use std::{
 
 use shippy_auth::{Claims, KeySet, TokenError, token_from_metadata, token_kid};
 use shippy_proto::user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient};
+use shippy_service::telemetry::propagation::TraceInterceptor;
 use shippy_service::{
     ApiError, Shutdown,
     retry::{self, Backoff},
 };
 use tokio::sync::{Mutex, RwLock};
-use tonic::{Request, transport::Channel};
+use tonic::{Request, service::interceptor::InterceptedService, transport::Channel};
 
 /// The shortest time between two fetches of the keys.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,7 +45,7 @@ pub struct Authenticator {
 
 #[derive(Debug)]
 struct Inner {
-    client: UserServiceClient<Channel>,
+    client: UserServiceClient<InterceptedService<Channel, TraceInterceptor>>,
     keys: RwLock<KeySet>,
     /// When an unknown `kid` last made us refetch; also serialises refetches.
     last_refresh: Mutex<Option<Instant>>,
@@ -55,7 +56,7 @@ impl Authenticator {
     pub fn new(channel: Channel) -> Self {
         Self {
             inner: Arc::new(Inner {
-                client: UserServiceClient::new(channel),
+                client: UserServiceClient::with_interceptor(channel, TraceInterceptor),
                 keys: RwLock::new(KeySet::default()),
                 last_refresh: Mutex::new(None),
             }),

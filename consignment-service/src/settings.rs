@@ -32,6 +32,10 @@ pub struct Settings {
     )]
     pub user_service_url: String,
 
+    /// Where Prometheus scrapes `/metrics`.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9151")]
+    pub metrics_addr: SocketAddr,
+
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use shippy_proto::vessel::v1::{Specification, vessel_service_client::VesselServiceClient};
-use shippy_service::ApiError;
-use tonic::{Code, transport::Channel};
+use shippy_service::{ApiError, telemetry::propagation::TraceInterceptor};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 /// How many times an unreachable vessel-service is tried in one call.
 const ATTEMPTS: u32 = 3;
@@ -14,7 +14,7 @@ const ATTEMPTS: u32 = 3;
 /// vessel-service, through a lazily connecting channel.
 #[derive(Debug, Clone)]
 pub struct Vessels {
-    client: VesselServiceClient<Channel>,
+    client: VesselServiceClient<InterceptedService<Channel, TraceInterceptor>>,
     deadline: Duration,
 }
 
@@ -22,7 +22,7 @@ impl Vessels {
     /// Calls through `channel`, each call given `deadline`.
     pub fn new(channel: Channel, deadline: Duration) -> Self {
         Self {
-            client: VesselServiceClient::new(channel),
+            client: VesselServiceClient::with_interceptor(channel, TraceInterceptor),
             deadline,
         }
     }
@@ -31,7 +31,16 @@ impl Vessels {
     /// containers weighing `max_weight` in all. None fits:
     /// `FAILED_PRECONDITION` naming the need; vessel-service unreachable or
     /// too slow: `UNAVAILABLE`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(
+        name = "shippy.vessel.v1.VesselService/FindAvailable",
+        skip(self),
+        fields(
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "shippy.vessel.v1.VesselService",
+            rpc.method = "FindAvailable",
+        )
+    )]
     pub async fn find_available(&self, capacity: i32, max_weight: i32) -> Result<String, ApiError> {
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut attempt = 0;

@@ -55,6 +55,7 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
     let app = VesselApp::build(&VesselSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery,
     })
     .await
@@ -151,6 +152,7 @@ impl Cluster {
             bcrypt_cost: 4,
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: consul_args(consul),
         })
         .await
@@ -179,6 +181,7 @@ impl Cluster {
             database_url: fresh_postgres_database("disc_consignments").await,
             vessel_service_url: "http://127.0.0.1:9".into(),
             user_service_url: "http://127.0.0.1:9".into(),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: consul_args(consul),
         })
         .await

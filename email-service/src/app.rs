@@ -6,6 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use shippy_service::{
     Shutdown,
     discovery::Discovery,
+    metrics::Metrics,
     nats,
     server::{GrpcServer, Health, ServerError},
 };
@@ -51,6 +52,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
+    metrics: Metrics,
     discovery: Discovery,
     server: GrpcServer,
     health: Health,
@@ -68,6 +71,14 @@ impl Application {
                 address: settings.listen_addr,
                 source,
             })?;
+        let metrics_listener =
+            TcpListener::bind(settings.metrics_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: settings.metrics_addr,
+                    source,
+                })?;
+        let metrics = Metrics::new();
         let mailer = Mailer::new(settings.smtp_url.as_ref())?;
         let template = Template::new(&settings.mail_from, &settings.mail_subject)?;
         let client = nats::connect(&settings.nats_url, "email-service")
@@ -85,12 +96,19 @@ impl Application {
             consumer: settings.consumer.clone(),
             mailer,
             template,
+            mails_sent: metrics.counter("emails_sent", "Welcome mails the SMTP server accepted"),
+            mail_failures: metrics.counter(
+                "email_failures",
+                "Attempts to mail that failed (the event comes back later)",
+            ),
         };
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET);
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
         let health = server.health();
         health.set(&[], false).await;
         Ok(Self {
             listener,
+            metrics_listener,
+            metrics,
             discovery: Discovery::new(&settings.discovery),
             server,
             health,
@@ -104,8 +122,18 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
     /// Mails until `shutdown` fires, then finishes the mail in flight.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let metrics_server = tokio::spawn(
+            self.metrics
+                .clone()
+                .serve(self.metrics_listener, shutdown.clone()),
+        );
         let registration = match self.listener.local_addr() {
             Ok(address) => self
                 .discovery
@@ -132,6 +160,11 @@ impl Application {
             && let Err(error) = registration.await
         {
             tracing::error!(%error, "Consul registration task failed");
+        }
+        match metrics_server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::error!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
         }
         served
     }

@@ -53,6 +53,7 @@ impl Mailer {
     }
 
     /// Hands `mail` to the SMTP server (returns once it accepted it), or logs it.
+    #[tracing::instrument(name = "smtp send", skip_all, fields(otel.kind = "client"), err(Display, level = "debug"))]
     pub async fn send(&self, mail: WelcomeMail) -> Result<(), MailError> {
         match self {
             Self::Smtp(transport) => {

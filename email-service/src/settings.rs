@@ -49,6 +49,10 @@ pub struct Settings {
     #[arg(long, env = "SENT_MAIL_STREAM", default_value = "EMAIL_SENT")]
     pub sent_stream: String,
 
+    /// Where Prometheus scrapes `/metrics`.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9154")]
+    pub metrics_addr: SocketAddr,
+
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,

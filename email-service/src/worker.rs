@@ -7,13 +7,14 @@
 //! is never dropped; a malformed event is terminated, so it does not come
 //! back forever and does not block the ones behind it.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use async_nats::jetstream::{
     AckKind, Context, Message,
     consumer::{AckPolicy, PullConsumer, pull},
 };
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use prost::Message as _;
 use shippy_proto::events::v1::UserCreated;
 use shippy_service::{
@@ -21,7 +22,9 @@ use shippy_service::{
     error::chain,
     nats,
     retry::{self, Backoff},
+    telemetry::propagation,
 };
+use tracing::Instrument;
 
 use crate::{
     mail::{MailError, Mailer, Template},
@@ -50,6 +53,10 @@ pub struct Worker {
     pub template: Template,
     /// Which events were mailed.
     pub sent: SentLog,
+    /// Mails the SMTP server accepted.
+    pub mails_sent: Counter,
+    /// Attempts that failed (each comes back later).
+    pub mail_failures: Counter,
 }
 
 /// The stream or consumer could not be set up.
@@ -142,8 +149,39 @@ impl Worker {
         tracing::info!("email worker stopped");
     }
 
-    #[tracing::instrument(skip_all, fields(event.id, delivered))]
+    /// Handles one delivery in a consumer span that continues the trace the
+    /// message's headers carry (user creation -> publish -> this -> the mail).
     async fn handle(&self, message: Message) {
+        let span = tracing::info_span!(
+            "user.created process",
+            otel.name = %format!("{} process", message.subject),
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.subject,
+            messaging.consumer.group.name = %self.consumer,
+            event.id = tracing::field::Empty,
+            delivered = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let carrier: HashMap<String, String> = message
+            .headers
+            .iter()
+            .flat_map(|headers| headers.iter())
+            .filter_map(|(name, values)| {
+                let value = values.first()?;
+                Some((
+                    name.to_string().to_ascii_lowercase(),
+                    value.as_str().to_owned(),
+                ))
+            })
+            .collect();
+        propagation::continue_trace_from_map(&span, &carrier);
+        self.handle_in_span(message).instrument(span).await;
+    }
+
+    async fn handle_in_span(&self, message: Message) {
         let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
         tracing::Span::current().record("delivered", delivered);
         let acknowledgement = match self.process(&message.payload).await {
@@ -153,6 +191,7 @@ impl Worker {
                 AckKind::Term
             }
             Err(failure) => {
+                self.mail_failures.inc();
                 let delay = retry_delay(delivered);
                 tracing::warn!(
                     error = %chain(&failure),
@@ -194,6 +233,7 @@ impl Worker {
             other => Failure::Mail(other),
         })?;
         self.mailer.send(mail).await?;
+        self.mails_sent.inc();
         tracing::info!("welcome mail sent");
         if let Err(error) = self.sent.record(&event.event_id).await {
             // The mail is out; acknowledging still keeps it from coming back.

@@ -40,6 +40,7 @@ impl World {
             user_created_subject: format!("test.{unique}.user.created"),
             consumer: format!("email_{unique}"),
             sent_stream: format!("SENT_{unique}"),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
         let client = async_nats::connect(&nats_url).await.unwrap();

@@ -11,18 +11,22 @@
 //!   server reflection next to the service's own RPCs.
 //! - [`discovery`]: how a service finds the others (static addresses today).
 //! - [`error`]: the one error type handlers return, mapped to `tonic::Status`.
+//! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
 //! - [`nats`]: connecting to NATS in the background; the user events stream.
 //! - [`pagination`]: opaque page tokens over a (creation time, id) order.
+//! - [`rpc_layer`]: a span (OpenTelemetry RPC conventions) and metrics per RPC.
 //! - [`retry`]: waiting for a dependency with backoff.
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
 //!   then keeping health in step with it.
 
 pub mod discovery;
 pub mod error;
+pub mod metrics;
 pub mod nats;
 pub mod pagination;
 pub mod readiness;
 pub mod retry;
+pub mod rpc_layer;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

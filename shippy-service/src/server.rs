@@ -18,7 +18,7 @@ use tonic_health::{
 };
 use tower_service::Service;
 
-use crate::Shutdown;
+use crate::{Shutdown, metrics::Metrics, rpc_layer::RpcLayer};
 
 /// The server could not be put together or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct GrpcServer {
     routes: Routes,
+    metrics: Metrics,
     health: Health,
     descriptor_set: &'static [u8],
     services: Vec<&'static str>,
@@ -51,13 +52,16 @@ impl GrpcServer {
     /// A server whose reflection describes the services it serves, taken
     /// from `descriptor_set` (an encoded `FileDescriptorSet`, such as
     /// `shippy_proto::FILE_DESCRIPTOR_SET`), plus health and reflection.
-    pub fn new(descriptor_set: &'static [u8]) -> Self {
+    ///
+    /// Every request gets a span and is counted and timed in `metrics`.
+    pub fn new(descriptor_set: &'static [u8], metrics: Metrics) -> Self {
         let reporter = HealthReporter::new();
         let health_server = tonic_health::pb::health_server::HealthServer::new(
             HealthService::from_health_reporter(reporter.clone()),
         );
         Self {
             routes: Routes::new(health_server),
+            metrics,
             health: Health { reporter },
             descriptor_set,
             services: STANDARD_SERVICES.to_vec(),
@@ -97,6 +101,7 @@ impl GrpcServer {
         tracing::info!(?address, services = ?self.services, "gRPC server listening");
         Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(RpcLayer::new(self.metrics.rpc().clone()))
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait_owned())
             .await?;

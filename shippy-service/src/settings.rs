@@ -28,6 +28,15 @@ pub struct TelemetryArgs {
     /// How log lines look.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+
+    /// Where to export traces over OTLP/gRPC (e.g. Jaeger's
+    /// `http://127.0.0.1:4317`). Unset: no export.
+    #[arg(long = "otel-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_endpoint: Option<String>,
+
+    /// The `service.name` of exported traces (default: the binary's name).
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
 }
 
 /// A URL that may carry credentials (`postgres://user:password@host/db`).

@@ -38,6 +38,7 @@ impl World {
             bcrypt_cost: 4,
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
         let app = Application::build(&settings).await.unwrap();

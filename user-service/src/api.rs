@@ -10,7 +10,7 @@ use shippy_proto::{
     events::v1::UserCreated,
     user::v1::{self as proto, user_service_server::UserService},
 };
-use shippy_service::{ApiError, pagination, readiness::Ready};
+use shippy_service::{ApiError, pagination, readiness::Ready, telemetry::propagation};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
@@ -130,6 +130,7 @@ fn user_created_event(user: &User, subject: &str) -> OutboxEvent {
         id,
         subject: subject.to_owned(),
         payload: event.encode_to_vec(),
+        trace_context: propagation::current_context_map(),
     }
 }
 

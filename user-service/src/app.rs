@@ -7,6 +7,7 @@ use shippy_proto::user::v1::user_service_server::{SERVICE_NAME, UserServiceServe
 use shippy_service::{
     Shutdown,
     discovery::Discovery,
+    metrics::Metrics,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -65,6 +66,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
+    metrics: Metrics,
     discovery: Discovery,
     server: GrpcServer,
     health: Health,
@@ -84,6 +87,14 @@ impl Application {
                 address: settings.listen_addr,
                 source,
             })?;
+        let metrics_listener =
+            TcpListener::bind(settings.metrics_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: settings.metrics_addr,
+                    source,
+                })?;
+        let metrics = Metrics::new();
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(STORE_TIMEOUT)
@@ -114,7 +125,7 @@ impl Application {
             wake_relay.clone(),
             settings.user_created_subject.clone(),
         );
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(UserServiceServer::new(api));
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
@@ -123,9 +134,15 @@ impl Application {
             publisher,
             settings.user_created_subject.clone(),
             wake_relay,
+            metrics.gauge(
+                "outbox_pending_events",
+                "Events in the outbox not yet published to NATS",
+            ),
         );
         Ok(Self {
             listener,
+            metrics_listener,
+            metrics,
             discovery: Discovery::new(&settings.discovery),
             server,
             health,
@@ -140,9 +157,19 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
     /// Serves until `shutdown` fires; migrates the database and relays the
     /// outbox in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let metrics_server = tokio::spawn(
+            self.metrics
+                .clone()
+                .serve(self.metrics_listener, shutdown.clone()),
+        );
         let registration = match self.listener.local_addr() {
             Ok(address) => self
                 .discovery
@@ -183,6 +210,11 @@ impl Application {
             && let Err(error) = registration.await
         {
             tracing::error!(%error, "Consul registration task failed");
+        }
+        match metrics_server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::error!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
         }
         served
     }

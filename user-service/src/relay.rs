@@ -9,8 +9,10 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::{Client, HeaderMap, header::NATS_MESSAGE_ID, jetstream::Context};
-use shippy_service::{Shutdown, error::chain, nats, readiness::Ready};
+use prometheus_client::metrics::gauge::Gauge;
+use shippy_service::{Shutdown, error::chain, nats, readiness::Ready, telemetry::propagation};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::store::{OutboxEvent, RelayError, UserStore};
 
@@ -55,10 +57,31 @@ impl EventPublisher {
         Ok(())
     }
 
-    /// Publishes one event and waits for JetStream to store it.
+    /// Publishes one event and waits for JetStream to store it. The publish
+    /// is a span in the trace of the request that wrote the event, and its
+    /// context travels in the message's headers.
     pub async fn publish(&self, event: OutboxEvent) -> Result<(), PublishError> {
+        let span = tracing::info_span!(
+            "user.created publish",
+            otel.name = %format!("{} publish", event.subject),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation.type = "publish",
+            messaging.destination.name = %event.subject,
+            messaging.message.id = %event.id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        propagation::continue_trace_from_map(&span, &event.trace_context);
+        self.publish_in_span(event).instrument(span).await
+    }
+
+    async fn publish_in_span(&self, event: OutboxEvent) -> Result<(), PublishError> {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, event.id.to_string().as_str());
+        for (key, value) in propagation::current_context_map() {
+            headers.insert(key.as_str(), value.as_str());
+        }
         let ack = self
             .jetstream
             .publish_with_headers(event.subject, headers, event.payload.into())
@@ -83,21 +106,25 @@ pub struct Relay {
     publisher: EventPublisher,
     subject: String,
     wake: Arc<Notify>,
+    backlog: Gauge,
 }
 
 impl Relay {
-    /// A relay from `store`'s outbox to `publisher`, woken early by `wake`.
+    /// A relay from `store`'s outbox to `publisher`, woken early by `wake`;
+    /// `backlog` follows how many events wait.
     pub fn new(
         store: UserStore,
         publisher: EventPublisher,
         subject: String,
         wake: Arc<Notify>,
+        backlog: Gauge,
     ) -> Self {
         Self {
             store,
             publisher,
             subject,
             wake,
+            backlog,
         }
     }
 
@@ -130,7 +157,11 @@ impl Relay {
                     }
                 }
             }
-            match self.relay_all(&shutdown).await {
+            let relayed = self.relay_all(&shutdown).await;
+            if let Ok(pending) = self.store.pending_events().await {
+                self.backlog.set(pending);
+            }
+            match relayed {
                 Ok(0) => failures = 0,
                 Ok(published) => {
                     failures = 0;

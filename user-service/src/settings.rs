@@ -41,6 +41,10 @@ pub struct Settings {
     #[arg(long, env = "USER_CREATED_SUBJECT", default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
     pub user_created_subject: String,
 
+    /// Where Prometheus scrapes `/metrics`.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9153")]
+    pub metrics_addr: SocketAddr,
+
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,

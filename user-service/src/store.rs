@@ -1,8 +1,10 @@
 //! Users and the outbox in PostgreSQL (sqlx, compile-time checked queries;
 //! the offline query data is in `.sqlx/`).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
 use crate::domain::{Company, Email, PasswordHash, User, UserId, UserName};
@@ -46,6 +48,8 @@ pub struct OutboxEvent {
     pub subject: String,
     /// The encoded event.
     pub payload: Vec<u8>,
+    /// The W3C trace context of the request that wrote it (may be empty).
+    pub trace_context: HashMap<String, String>,
 }
 
 /// A page of users and where the next one starts.
@@ -145,11 +149,13 @@ impl UserStore {
             return Err(StoreError::EmailTaken);
         }
         sqlx::query!(
-            "INSERT INTO outbox (id, subject, payload, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO outbox (id, subject, payload, created_at, trace_context)
+             VALUES ($1, $2, $3, $4, $5)",
             event.id,
             event.subject,
             event.payload,
             user.created_at,
+            Json(&event.trace_context) as _,
         )
         .execute(&mut *tx)
         .await?;
@@ -273,18 +279,26 @@ impl UserStore {
         E: std::error::Error,
     {
         let mut tx = self.pool.begin().await.map_err(RelayError::store)?;
-        let pending = sqlx::query_as!(
-            OutboxEvent,
-            "SELECT id, subject, payload FROM outbox
-             WHERE published_at IS NULL
-             ORDER BY created_at, id
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED",
+        let pending: Vec<OutboxEvent> = sqlx::query!(
+            r#"SELECT id, subject, payload, trace_context AS "trace_context: Json<HashMap<String, String>>"
+               FROM outbox
+               WHERE published_at IS NULL
+               ORDER BY created_at, id
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED"#,
             limit
         )
         .fetch_all(&mut *tx)
         .await
-        .map_err(RelayError::store)?;
+        .map_err(RelayError::store)?
+        .into_iter()
+        .map(|row| OutboxEvent {
+            id: row.id,
+            subject: row.subject,
+            payload: row.payload,
+            trace_context: row.trace_context.0,
+        })
+        .collect();
         let mut published = 0;
         let mut failure = None;
         for event in pending {

@@ -7,6 +7,7 @@ use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServic
 use shippy_service::{
     Shutdown,
     discovery::Discovery,
+    metrics::Metrics,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -45,6 +46,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
+    metrics: Metrics,
     discovery: Discovery,
     server: GrpcServer,
     health: Health,
@@ -62,17 +65,27 @@ impl Application {
                 address: settings.listen_addr,
                 source,
             })?;
+        let metrics_listener =
+            TcpListener::bind(settings.metrics_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: settings.metrics_addr,
+                    source,
+                })?;
+        let metrics = Metrics::new();
         let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
 
         let ready = Ready::new();
         let api = VesselApi::new(store.clone(), ready.clone());
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET)
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(VesselServiceServer::new(api));
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
             listener,
+            metrics_listener,
+            metrics,
             discovery: Discovery::new(&settings.discovery),
             server,
             health,
@@ -86,8 +99,18 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
     /// Serves until `shutdown` fires, preparing the store in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let metrics_server = tokio::spawn(
+            self.metrics
+                .clone()
+                .serve(self.metrics_listener, shutdown.clone()),
+        );
         let registration = match self.listener.local_addr() {
             Ok(address) => self
                 .discovery
@@ -128,6 +151,11 @@ impl Application {
             && let Err(error) = registration.await
         {
             tracing::error!(%error, "Consul registration task failed");
+        }
+        match metrics_server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::error!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
         }
         served
     }

@@ -18,14 +18,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(&args.telemetry).context("cannot start logging")?;
+    let telemetry = telemetry::init(&args.telemetry, "vessel-service")
+        .context("cannot start logging and tracing")?;
     let app = Application::build(&args.settings)
         .await
         .context("vessel-service cannot start")?;
     tracing::info!(address = %app.local_addr()?, "vessel-service started");
-    app.run(Shutdown::on_ctrl_c_or_sigterm())
-        .await
-        .context("vessel-service stopped with an error")?;
+    let stopped = app.run(Shutdown::on_ctrl_c_or_sigterm()).await;
     tracing::info!("vessel-service stopped");
-    Ok(())
+    telemetry.shutdown().await;
+    stopped.context("vessel-service stopped with an error")
 }

@@ -16,6 +16,10 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: SecretUrl,
 
+    /// Where Prometheus scrapes `/metrics`.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9152")]
+    pub metrics_addr: SocketAddr,
+
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,

@@ -32,6 +32,7 @@ impl TestApp {
         let settings = Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
         let app = Application::build(&settings).await.expect("build");

@@ -58,6 +58,7 @@ impl Cluster {
             bcrypt_cost: 4,
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
         let user_app = UserApp::build(&user_settings).await.unwrap();
@@ -68,6 +69,7 @@ impl Cluster {
         let vessel_app = VesselApp::build(&VesselSettings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: fresh_postgres_database("e2e_vessels").await,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         })
         .await
@@ -81,6 +83,7 @@ impl Cluster {
             database_url: fresh_postgres_database("e2e_consignments").await,
             vessel_service_url: format!("http://{vessel_addr}"),
             user_service_url: format!("http://{user_addr}"),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         })
         .await
