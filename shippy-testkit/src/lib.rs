@@ -153,6 +153,15 @@ pub async fn health_status(
     channel: tonic::transport::Channel,
     service: &str,
 ) -> tonic_health::pb::health_check_response::ServingStatus {
+    try_health_status(channel, service)
+        .await
+        .expect("health check")
+}
+
+async fn try_health_status(
+    channel: tonic::transport::Channel,
+    service: &str,
+) -> Result<tonic_health::pb::health_check_response::ServingStatus, tonic::Status> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
@@ -160,10 +169,9 @@ pub async fn health_status(
         .check(HealthCheckRequest {
             service: service.into(),
         })
-        .await
-        .expect("health check")
+        .await?
         .into_inner();
-    ServingStatus::try_from(response.status).expect("a known serving status")
+    Ok(ServingStatus::try_from(response.status).expect("a known serving status"))
 }
 
 /// Waits (up to 30 s) until the server's overall health is `wanted`.
@@ -172,7 +180,8 @@ pub async fn wait_for_health(
     wanted: tonic_health::pb::health_check_response::ServingStatus,
 ) {
     for _ in 0..300 {
-        if health_status(channel.clone(), "").await == wanted {
+        // Not listening yet counts as not there yet.
+        if try_health_status(channel.clone(), "").await.ok() == Some(wanted) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -463,4 +472,274 @@ pub async fn http_get(url: &str) -> std::io::Result<String> {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default())
+}
+
+/// An OTLP trace receiver in the test process (the OpenTelemetry collector's
+/// gRPC trace service), keeping every span exported to it.
+#[derive(Debug, Clone)]
+pub struct OtlpReceiver {
+    endpoint: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<ReceivedSpan>>>,
+}
+
+/// A span as an exporter sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedSpan {
+    /// The exporting process's `service.name`.
+    pub service: String,
+    /// The span's name.
+    pub name: String,
+    /// 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: i32,
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+    /// 16 hex digits; empty for a root span.
+    pub parent_span_id: String,
+    /// String and integer attributes, as text.
+    pub attributes: std::collections::HashMap<String, String>,
+}
+
+#[derive(Clone)]
+struct Collector(std::sync::Arc<std::sync::Mutex<Vec<ReceivedSpan>>>);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn value_text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match value.and_then(|value| value.value.as_ref()) {
+        Some(Value::StringValue(text)) => text.clone(),
+        Some(Value::IntValue(number)) => number.to_string(),
+        Some(Value::BoolValue(flag)) => flag.to_string(),
+        Some(Value::DoubleValue(number)) => number.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|resource| &resource.attributes)
+                .find(|attribute| attribute.key == "service.name")
+                .map(|attribute| value_text(attribute.value.as_ref()))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    received.push(ReceivedSpan {
+                        service: service.clone(),
+                        name: span.name,
+                        kind: span.kind,
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        attributes: span
+                            .attributes
+                            .iter()
+                            .map(|attribute| {
+                                (attribute.key.clone(), value_text(attribute.value.as_ref()))
+                            })
+                            .collect(),
+                    });
+                }
+            }
+        }
+        self.0.lock().expect("spans").extend(received);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+impl OtlpReceiver {
+    /// Starts one on a loopback port.
+    pub async fn start() -> Self {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(Collector(spans.clone())))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        Self { endpoint, spans }
+    }
+
+    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should be.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().expect("spans").clone()
+    }
+
+    /// The spans of one trace, waiting up to 10 s until `done` says they are all there.
+    pub async fn trace(
+        &self,
+        trace_id: &str,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let mut spans = Vec::new();
+        for _ in 0..100 {
+            spans = self
+                .spans()
+                .into_iter()
+                .filter(|span| span.trace_id == trace_id)
+                .collect();
+            if done(&spans) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        spans
+    }
+}
+
+/// The path of a workspace binary, built by `cargo test --workspace` (or
+/// built here if missing).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    // Test binaries live in target/<profile>/deps; the binaries one level up.
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    // `cargo test --workspace` builds every binary first; a test of one
+    // package alone may find another's binary missing or stale.
+    let stale = match (std::fs::metadata(&path), std::fs::metadata(&exe)) {
+        (Ok(binary), Ok(test)) => match (binary.modified(), test.modified()) {
+            (Ok(binary), Ok(test)) => binary < test,
+            _ => false,
+        },
+        _ => true,
+    };
+    if stale {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--bin", name, "-p", name])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    path
+}
+
+/// A service binary running in its own process. Stopped with SIGTERM (a
+/// graceful shutdown, which flushes its traces) by [`ServiceProcess::stop`],
+/// killed when dropped.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    name: String,
+    child: Option<std::process::Child>,
+    /// Where its gRPC server listens.
+    pub address: std::net::SocketAddr,
+}
+
+impl ServiceProcess {
+    /// Starts binary `name` listening on a spare loopback port, with `env`
+    /// (plus `LISTEN_ADDR` and `METRICS_ADDR`), once its health is SERVING.
+    pub async fn start(name: &str, env: &[(&str, String)]) -> Self {
+        Self::start_logging_to(name, env, None).await
+    }
+
+    /// [`ServiceProcess::start`], with its log (stdout) written to `log`.
+    pub async fn start_logging_to(
+        name: &str,
+        env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
+        let spare = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a spare port")
+        };
+        let address = spare();
+        let mut command = std::process::Command::new(workspace_binary(name));
+        command
+            .env("LISTEN_ADDR", address.to_string())
+            .env("METRICS_ADDR", spare().to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(std::process::Stdio::null());
+        if std::env::var_os("TEST_LOG").is_some() {
+            command.stdout(std::process::Stdio::inherit());
+        }
+        if let Some(log) = log {
+            command.stdout(std::fs::File::create(log).expect("create the log file"));
+        }
+        if std::env::var_os("TEST_LOG").is_none() {
+            command.stderr(std::process::Stdio::null());
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start the service");
+        let process = Self {
+            name: name.to_owned(),
+            child: Some(child),
+            address,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("address")
+            .connect_lazy();
+        wait_for_health(
+            &channel,
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+        .await;
+        process
+    }
+
+    /// `http://address`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// SIGTERM, then waits for it to exit.
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let name = self.name.clone();
+            let status = tokio::task::spawn_blocking(move || child.wait())
+                .await
+                .expect("wait task")
+                .expect("wait");
+            assert!(status.success(), "{name} exited with {status}");
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -21,6 +21,7 @@ use vessel_service::{app::Application, settings::Settings};
 
 struct TestApp {
     address: SocketAddr,
+    metrics: SocketAddr,
     channel: Channel,
     shutdown: Shutdown,
     server: JoinHandle<Result<(), shippy_service::server::ServerError>>,
@@ -37,12 +38,14 @@ impl TestApp {
         };
         let app = Application::build(&settings).await.expect("build");
         let address = app.local_addr().unwrap();
+        let metrics = app.metrics_addr().unwrap();
         let shutdown = Shutdown::new();
         let server = tokio::spawn(app.run(shutdown.clone()));
         let channel =
             static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
         Self {
             address,
+            metrics,
             channel,
             shutdown,
             server,
@@ -389,4 +392,38 @@ async fn shutdown_stops_the_server() {
         tokio::net::TcpStream::connect(address).await.is_err(),
         "nothing listens after shutdown"
     );
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, 0 if absent.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_errors_after_they_happen() {
+    let app = TestApp::ready().await;
+    let url = format!("http://{}/metrics", app.metrics);
+    let requests = r#"grpc_server_requests_total{service="shippy.vessel.v1.VesselService",method="FindAvailable"}"#;
+    let not_found = r#"grpc_server_errors_total{service="shippy.vessel.v1.VesselService",method="FindAvailable",code="NotFound"}"#;
+    let before = shippy_testkit::http_get(&url).await.unwrap();
+    assert_eq!(sample(&before, requests), 0.0);
+    assert_eq!(sample(&before, not_found), 0.0);
+
+    app.vessels()
+        .find_available(spec(1, 1))
+        .await
+        .expect("found");
+    app.vessels()
+        .find_available(spec(5000, 1))
+        .await
+        .expect_err("none fits");
+
+    let after = shippy_testkit::http_get(&url).await.unwrap();
+    assert_eq!(sample(&after, requests), 2.0, "{after}");
+    assert_eq!(sample(&after, not_found), 1.0, "{after}");
+    let latency = r#"grpc_server_duration_seconds_count{service="shippy.vessel.v1.VesselService",method="FindAvailable"}"#;
+    assert_eq!(sample(&after, latency), 2.0, "{after}");
+    app.stop().await;
 }

@@ -1,8 +1,8 @@
 //! Logs and traces: the `tracing` subscriber every binary installs first.
 //!
 //! Logs are human-readable by default, one JSON object per line with
-//! `LOG_FORMAT=json` (with the request's `trace_id` and `span_id` when
-//! traces are exported). With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are
+//! `LOG_FORMAT=json` (each line lists its enclosing spans; the request's
+//! span carries `trace_id` and `span_id` when traces are exported). With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are
 //! also exported over OTLP/gRPC (Jaeger accepts it natively) with
 //! `service.name`, `service.version` and `service.instance.id`; unset, no
 //! OpenTelemetry layer is installed at all, so tracing costs nothing extra.
@@ -20,6 +20,10 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::Subscribe
 
 pub use self::propagation::continue_trace;
 use crate::settings::{LogFormat, TelemetryArgs};
+
+/// Which spans are exported: ours at info and above, not the transport's.
+const TRACE_FILTER: &str =
+    "info,h2=off,hyper=off,hyper_util=off,tower=off,tonic=off,async_nats=off,sqlx=off,mongodb=off";
 
 /// The subscriber could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -60,14 +64,19 @@ impl Telemetry {
 /// Installs the global subscriber for `service` (the default
 /// `OTEL_SERVICE_NAME`). Must run inside a tokio runtime.
 pub fn init(args: &TelemetryArgs, service: &'static str) -> Result<Telemetry, TelemetryError> {
+    // RUST_LOG filters log lines only; exported spans have their own filter,
+    // so quiet logs still give whole traces.
     let filter = EnvFilter::try_new(&args.log_filter)?;
     let logs = match args.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            // Every enclosing span, so a line carries its request's trace_id
+            // and span_id (fields of the RPC span).
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_filter(filter)
             .boxed(),
     };
     let provider = match &args.otel_endpoint {
@@ -79,10 +88,11 @@ pub fn init(args: &TelemetryArgs, service: &'static str) -> Result<Telemetry, Te
     };
     let traces = provider.as_ref().map(|provider| {
         global::set_text_map_propagator(TraceContextPropagator::new());
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(service))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_filter(EnvFilter::new(TRACE_FILTER))
     });
     tracing_subscriber::registry()
-        .with(filter)
         .with(logs)
         .with(traces)
         .try_init()?;
