@@ -9,7 +9,8 @@ use shippy_proto::{
     user::v1::{User, user_service_client::UserServiceClient},
 };
 use shippy_testkit::{
-    OtlpReceiver, ReceivedSpan, ServiceProcess, fresh_postgres_database, infra_var, init_test_logging,
+    OtlpReceiver, ReceivedSpan, ServiceProcess, fresh_postgres_database, infra_var,
+    init_test_logging,
 };
 use tonic::{Request, metadata::MetadataValue, transport::Endpoint};
 
@@ -17,10 +18,17 @@ const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 
 fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
-fn find<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str, kind: i32) -> Option<&'a ReceivedSpan> {
+fn find<'a>(
+    spans: &'a [ReceivedSpan],
+    service: &str,
+    name: &str,
+    kind: i32,
+) -> Option<&'a ReceivedSpan> {
     spans
         .iter()
         .find(|span| span.service == service && span.name == name && span.kind == kind)
@@ -30,17 +38,29 @@ fn find<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str, kind: i32) -> 
 async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_service() {
     init_test_logging();
     let receiver = OtlpReceiver::start().await;
-    let otel = ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint().to_owned());
+    let otel = (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        receiver.endpoint().to_owned(),
+    );
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let users = ServiceProcess::start(
         "user-service",
         &[
             otel.clone(),
-            ("DATABASE_URL", fresh_postgres_database("trace_users").await.expose().to_owned()),
+            (
+                "DATABASE_URL",
+                fresh_postgres_database("trace_users")
+                    .await
+                    .expose()
+                    .to_owned(),
+            ),
             ("NATS_URL", infra_var("TEST_NATS_URL")),
             ("BCRYPT_COST", "4".into()),
             ("USER_EVENTS_STREAM", format!("USERS_{unique}")),
-            ("USER_CREATED_SUBJECT", format!("test.{unique}.user.created")),
+            (
+                "USER_CREATED_SUBJECT",
+                format!("test.{unique}.user.created"),
+            ),
         ],
     )
     .await;
@@ -48,7 +68,13 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         "vessel-service",
         &[
             otel.clone(),
-            ("DATABASE_URL", fresh_postgres_database("trace_vessels").await.expose().to_owned()),
+            (
+                "DATABASE_URL",
+                fresh_postgres_database("trace_vessels")
+                    .await
+                    .expose()
+                    .to_owned(),
+            ),
         ],
     )
     .await;
@@ -56,14 +82,21 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         "consignment-service",
         &[
             otel.clone(),
-            ("DATABASE_URL", fresh_postgres_database("trace_consignments").await.expose().to_owned()),
+            (
+                "DATABASE_URL",
+                fresh_postgres_database("trace_consignments")
+                    .await
+                    .expose()
+                    .to_owned(),
+            ),
             ("VESSEL_SERVICE_URL", vessels.url()),
             ("USER_SERVICE_URL", users.url()),
         ],
     )
     .await;
 
-    let mut user_client = UserServiceClient::new(Endpoint::from_shared(users.url()).unwrap().connect_lazy());
+    let mut user_client =
+        UserServiceClient::new(Endpoint::from_shared(users.url()).unwrap().connect_lazy());
     let credentials = User {
         name: "Tracy".into(),
         email: format!("{unique}@example.com"),
@@ -71,7 +104,12 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         ..Default::default()
     };
     user_client.create(credentials.clone()).await.unwrap();
-    let token = user_client.auth(credentials).await.unwrap().into_inner().token;
+    let token = user_client
+        .auth(credentials)
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
 
     // The caller's own span, as a traced client would send it.
     let (trace_id, caller_span) = (random_hex(16), random_hex(8));
@@ -85,15 +123,22 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         ..Default::default()
     });
     let metadata = request.metadata_mut();
-    metadata.insert("authorization", MetadataValue::try_from(format!("Bearer {token}")).unwrap());
+    metadata.insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
     metadata.insert(
         "traceparent",
         MetadataValue::try_from(format!("00-{trace_id}-{caller_span}-01")).unwrap(),
     );
-    ShippingServiceClient::new(Endpoint::from_shared(shipping.url()).unwrap().connect_lazy())
-        .create_consignment(request)
-        .await
-        .expect("created");
+    ShippingServiceClient::new(
+        Endpoint::from_shared(shipping.url())
+            .unwrap()
+            .connect_lazy(),
+    )
+    .create_consignment(request)
+    .await
+    .expect("created");
 
     // A graceful stop flushes what each process has not exported yet.
     shipping.stop().await;
@@ -108,19 +153,33 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
                 && find(spans, "vessel-service", find_available, SERVER).is_some()
         })
         .await;
-    let names: Vec<_> = spans.iter().map(|s| format!("{}:{}", s.service, s.name)).collect();
-    }
+    let names: Vec<_> = spans
+        .iter()
+        .map(|s| format!("{}:{}", s.service, s.name))
+        .collect();
 
-    let server = find(&spans, "consignment-service", create, SERVER).unwrap_or_else(|| panic!("{names:?}"));
-    assert_eq!(server.parent_span_id, caller_span, "continues the caller's trace");
+    let server =
+        find(&spans, "consignment-service", create, SERVER).unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(
+        server.parent_span_id, caller_span,
+        "continues the caller's trace"
+    );
     assert_eq!(server.attributes["rpc.system"], "grpc");
-    assert_eq!(server.attributes["rpc.service"], "shippy.consignment.v1.ShippingService");
+    assert_eq!(
+        server.attributes["rpc.service"],
+        "shippy.consignment.v1.ShippingService"
+    );
     assert_eq!(server.attributes["rpc.method"], "CreateConsignment");
     assert_eq!(server.attributes["rpc.grpc.status_code"], "0");
 
-    let client = find(&spans, "consignment-service", find_available, CLIENT).unwrap_or_else(|| panic!("{names:?}"));
-    let vessel = find(&spans, "vessel-service", find_available, SERVER).unwrap_or_else(|| panic!("{names:?}"));
-    assert_eq!(vessel.parent_span_id, client.span_id, "vessel-service's span is the call's child");
+    let client = find(&spans, "consignment-service", find_available, CLIENT)
+        .unwrap_or_else(|| panic!("{names:?}"));
+    let vessel = find(&spans, "vessel-service", find_available, SERVER)
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(
+        vessel.parent_span_id, client.span_id,
+        "vessel-service's span is the call's child"
+    );
     assert_eq!(vessel.attributes["rpc.grpc.status_code"], "0");
 
     // The client span descends from the server span within consignment-service.
