@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "shippy/vessel/v1/vessel.proto",
     "shippy/user/v1/user.proto",
     "shippy/events/v1/events.proto",
+    "shippy/bench/v1/echo.proto",
 ];
 
 fn main() -> io::Result<()> {

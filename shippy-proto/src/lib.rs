@@ -45,6 +45,15 @@ pub mod events {
     pub const USER_CREATED_SUBJECT: &str = "user.created";
 }
 
+/// The benchmark's baseline echo: `shippy.bench.v1`.
+pub mod bench {
+    /// Version 1 of the echo contract.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("shippy.bench.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every shippy proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("shippy_descriptor");
 
