@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-.PHONY: help build test lint fmt demo dev up down infra-up infra-down
+.PHONY: help build test lint fmt demo dev bench up down infra-up infra-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -25,6 +25,9 @@ demo: ## natively: start everything, create a user, log in, ship consignment.jso
 
 dev: ## natively: the whole cluster on loopback until Ctrl-C
 	scripts/cluster.sh dev
+
+bench: ## natively, release builds: each scenario against a bare echo baseline; bench/results.{json,svg}
+	scripts/cluster.sh bench
 
 up: ## docker compose: build and start the cluster in the background
 	docker compose up --build -d

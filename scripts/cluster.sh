@@ -7,13 +7,18 @@
 #                             show the welcome mail, stop; exit 0 only if every
 #                             step did what it should
 #   scripts/cluster.sh dev    start it and keep it up until Ctrl-C
+#   scripts/cluster.sh bench  release builds of it, plus a bare echo server as
+#                             the baseline, driven by shippy-bench's load
+#                             generator; results in bench/results.{json,svg}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
 export SHIPPY_INFRA_DIR=${SHIPPY_INFRA_DIR:-$repo/.infra/cluster-$$}
 run=$SHIPPY_INFRA_DIR/run
-bin=${CARGO_TARGET_DIR:-$repo/target}/debug
+profile=debug
+[ "${1:-}" = bench ] && profile=release
+bin=${CARGO_TARGET_DIR:-$repo/target}/$profile
 pids=()
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -24,6 +29,7 @@ spare_port() {
 }
 
 keep_logs=1
+bcrypt_cost=${BCRYPT_COST:-10}
 
 stop_all() {
     local pid
@@ -76,8 +82,12 @@ start_service() { # NAME PORT ENV...
 }
 
 up() {
-    say "building"
-    cargo build --quiet --bins
+    say "building ($profile)"
+    if [ "$profile" = release ]; then
+        cargo build --quiet --release --locked --bins
+    else
+        cargo build --quiet --locked --bins
+    fi
     ensure_probe
 
     say "starting PostgreSQL, NATS (JetStream) and Consul on loopback"
@@ -106,7 +116,7 @@ up() {
         key_env=(JWT_SIGNING_KEY_FILE="$run/jwt-signing-key.pem")
     fi
     start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
-        BCRYPT_COST=10 "${key_env[@]}"
+        BCRYPT_COST="$bcrypt_cost" "${key_env[@]}"
     start_service vessel-service "$vessel_port" DATABASE_URL="$base/vessels"
     # consignment-service finds vessel- and user-service through Consul.
     start_service consignment-service "$consignment_port" DATABASE_URL="$base/consignments"
@@ -185,8 +195,32 @@ EOF
     wait
 }
 
+bench() {
+    bcrypt_cost=${BCRYPT_COST:-12}
+    export RUST_LOG=${RUST_LOG:-warn}
+    up
+    say "starting the baseline: a bare tonic echo server"
+    local echo_port
+    echo_port=$(spare_port)
+    "$bin/echo-server" --listen-addr "127.0.0.1:$echo_port" >"$run/echo-server.log" 2>&1 &
+    pids+=($!)
+    local i
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$echo_port") 2>/dev/null && break
+        sleep 0.1
+    done
+
+    say "load: the same generator and concurrency against each (${BENCH_SECONDS:-10} s a scenario)"
+    "$bin/bench" --echo "http://127.0.0.1:$echo_port" --users "$USER_SERVICE_URL" \
+        --shipping "$CONSIGNMENT_SERVICE_URL" --seconds "${BENCH_SECONDS:-10}" \
+        --concurrency "${BENCH_CONCURRENCY:-16}" --bcrypt-cost "$bcrypt_cost" \
+        --json bench/results.json --svg bench/results.svg || fail "the load generator failed"
+    keep_logs=0
+}
+
 case ${1:-} in
     demo) demo ;;
     dev) dev ;;
+    bench) bench ;;
     *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
