@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shippy_auth::{Claims, KeySet, TokenError, token_from_metadata, token_kid};
+use shippy_auth::{Claims, KeySet, TokenError, VerifiedTokens, token_from_metadata, token_kid};
 use shippy_proto::user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient};
 use shippy_service::telemetry::propagation::TraceInterceptor;
 use shippy_service::{
@@ -47,6 +47,7 @@ pub struct Authenticator {
 struct Inner {
     client: UserServiceClient<InterceptedService<Channel, TraceInterceptor>>,
     keys: RwLock<KeySet>,
+    verified: VerifiedTokens,
     /// When an unknown `kid` last made us refetch; also serialises refetches.
     last_refresh: Mutex<Option<Instant>>,
 }
@@ -58,6 +59,7 @@ impl Authenticator {
             inner: Arc::new(Inner {
                 client: UserServiceClient::with_interceptor(channel, TraceInterceptor),
                 keys: RwLock::new(KeySet::default()),
+                verified: VerifiedTokens::new(),
                 last_refresh: Mutex::new(None),
             }),
         }
@@ -111,7 +113,8 @@ impl Authenticator {
         self.verify(&token).await
     }
 
-    /// The verified claims of `token`.
+    /// The verified claims of `token` (remembered for a while: a client
+    /// sends the same token with every request).
     pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let kid = token_kid(token).map_err(unauthenticated)?;
         if !self.inner.keys.read().await.contains(&kid) {
@@ -125,7 +128,10 @@ impl Authenticator {
                 source: None,
             });
         }
-        keys.verify(token).map_err(unauthenticated)
+        self.inner
+            .verified
+            .verify(&keys, token)
+            .map_err(unauthenticated)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{SubsecRound, Utc};
 use prost::Message;
-use shippy_auth::{Claims, TokenError, token_from_metadata};
+use shippy_auth::{Claims, TokenError, VerifiedTokens, token_from_metadata};
 use shippy_proto::{
     events::v1::UserCreated,
     user::v1::{self as proto, user_service_server::UserService},
@@ -38,6 +38,7 @@ pub struct UserApi {
     ready: Ready,
     /// Wakes the outbox relay after a new event is committed.
     outbox: Arc<Notify>,
+    verified: VerifiedTokens,
     user_created_subject: String,
 }
 
@@ -58,6 +59,7 @@ impl UserApi {
             ready,
             outbox,
             user_created_subject,
+            verified: VerifiedTokens::new(),
         }
     }
 
@@ -75,9 +77,13 @@ impl UserApi {
     /// The caller's verified claims, from `authorization: Bearer` or `token`.
     fn authenticate<T>(&self, request: &Request<T>) -> Result<Claims, ApiError> {
         let token = token_from_metadata(request.metadata()).map_err(unauthenticated)?;
-        self.signer
-            .verifier()
-            .verify(&token)
+        self.verify(&token)
+    }
+
+    /// `token`'s claims (remembered for a while once verified).
+    fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        self.verified
+            .verify(self.signer.verifier(), token)
             .map_err(unauthenticated)
     }
 }
@@ -106,7 +112,12 @@ impl From<StoreError> for ApiError {
 
 impl From<HashError> for ApiError {
     fn from(error: HashError) -> Self {
-        ApiError::internal(error)
+        match error {
+            HashError::Busy => {
+                ApiError::unavailable("too many logins at once; retry shortly", error)
+            }
+            HashError::Bcrypt(_) | HashError::Stopped => ApiError::internal(error),
+        }
     }
 }
 
@@ -280,11 +291,7 @@ impl UserService for UserApi {
         if token.trim().is_empty() {
             return Err(unauthenticated(TokenError::Missing).into());
         }
-        let claims = self
-            .signer
-            .verifier()
-            .verify(&token)
-            .map_err(unauthenticated)?;
+        let claims = self.verify(&token)?;
         tracing::Span::current().record("user.id", &claims.sub);
         Ok(Response::new(proto::Token {
             token,

@@ -1,10 +1,78 @@
 //! bcrypt hashing and verification, off the async runtime.
 //!
 //! bcrypt is slow on purpose (cost 12: a few hundred milliseconds), so every
-//! hash and verify runs on tokio's blocking pool and never stalls the
-//! threads that serve other requests. Logging in with an unknown email
-//! verifies against a dummy hash of the same cost, so it takes as long as a
-//! wrong password and the two cannot be told apart by timing.
+//! hash and verify runs on a pool of its own threads, one per core, never on
+//! the threads that serve other requests. Those threads run at the lowest
+//! scheduling priority (nice 19): bcrypt uses whatever CPU is idle, but
+//! everything else on the machine (this service's other RPCs, its
+//! neighbours) goes first, so a burst of logins cannot starve them. At most
+//! [`QUEUE`] hashes wait; beyond that a login is refused as busy. Logging in
+//! with an unknown email verifies against a dummy hash of the same cost, so
+//! it takes as long as a wrong password and the two cannot be told apart by
+//! timing.
+
+use std::sync::{Arc, Mutex, mpsc};
+
+/// How many hashes may wait for a bcrypt thread.
+pub const QUEUE: usize = 1024;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// bcrypt's own threads.
+#[derive(Debug, Clone)]
+struct Pool {
+    jobs: mpsc::SyncSender<Job>,
+}
+
+impl Pool {
+    fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..threads {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("bcrypt-{index}"))
+                .spawn(move || {
+                    if let Err(error) = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    ) {
+                        tracing::warn!(?error, "cannot lower the bcrypt thread's priority");
+                    }
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a bcrypt thread");
+            }
+        }
+        Self { jobs }
+    }
+
+    /// Runs `work` on a bcrypt thread and waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::TrySendError::Full(_) => HashError::Busy,
+            mpsc::TrySendError::Disconnected(_) => HashError::Stopped,
+        })?;
+        result.await.map_err(|_| HashError::Stopped)
+    }
+}
 
 use crate::domain::{Password, PasswordHash};
 
@@ -14,15 +82,19 @@ pub enum HashError {
     /// bcrypt refused (e.g. an invalid cost or a corrupt stored hash).
     #[error("bcrypt failed")]
     Bcrypt(#[from] bcrypt::BcryptError),
-    /// The blocking task did not finish.
-    #[error("the hashing task failed")]
-    Task(#[from] tokio::task::JoinError),
+    /// Too many hashes are waiting already.
+    #[error("too many logins at once")]
+    Busy,
+    /// The bcrypt threads are gone.
+    #[error("the bcrypt threads stopped")]
+    Stopped,
 }
 
 /// Hashes and verifies passwords at a fixed bcrypt cost.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     cost: u32,
+    pool: Pool,
     /// A hash of a random password at `cost`, verified when a login names no user.
     dummy: PasswordHash,
 }
@@ -31,10 +103,13 @@ impl PasswordHasher {
     /// A hasher at `cost` (4 to 31; 12 is bcrypt's default).
     pub async fn new(cost: u32) -> Result<Self, HashError> {
         let random = uuid::Uuid::new_v4().to_string();
-        let dummy = tokio::task::spawn_blocking(move || bcrypt::non_truncating_hash(random, cost))
+        let pool = Pool::new();
+        let dummy = pool
+            .run(move || bcrypt::non_truncating_hash(random, cost))
             .await??;
         Ok(Self {
             cost,
+            pool,
             dummy: PasswordHash(dummy),
         })
     }
@@ -42,10 +117,10 @@ impl PasswordHasher {
     /// The bcrypt hash of `password`.
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, HashError> {
         let cost = self.cost;
-        let hash = tokio::task::spawn_blocking(move || {
-            bcrypt::non_truncating_hash(password.expose(), cost)
-        })
-        .await??;
+        let hash = self
+            .pool
+            .run(move || bcrypt::non_truncating_hash(password.expose(), cost))
+            .await??;
         Ok(PasswordHash(hash))
     }
 
@@ -58,10 +133,10 @@ impl PasswordHasher {
     ) -> Result<bool, HashError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.clone());
-        let matches = tokio::task::spawn_blocking(move || {
-            bcrypt::non_truncating_verify(password.expose(), &hash.0)
-        })
-        .await??;
+        let matches = self
+            .pool
+            .run(move || bcrypt::non_truncating_verify(password.expose(), &hash.0))
+            .await??;
         Ok(known && matches)
     }
 }

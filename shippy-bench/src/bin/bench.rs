@@ -89,6 +89,12 @@ struct Report {
     goals: Vec<Goal>,
 }
 
+/// An empty latency histogram (microseconds, 3 significant figures).
+#[allow(clippy::expect_used)] // 3 significant figures is always a valid precision.
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new(3).expect("3 significant figures")
+}
+
 /// Connections to spread the load over.
 const CONNECTIONS: usize = 4;
 
@@ -136,7 +142,7 @@ where
         let channel = channels[worker % channels.len()].clone();
         let call = call.clone();
         workers.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+            let mut histogram = histogram();
             let (mut requests, mut errors) = (0u64, 0u64);
             loop {
                 let began = Instant::now();
@@ -156,7 +162,7 @@ where
             (histogram, requests, errors)
         }));
     }
-    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    let mut histogram = histogram();
     let (mut requests, mut errors) = (0u64, 0u64);
     for worker in workers {
         if let Ok((worker_histogram, worker_requests, worker_errors)) = worker.await {
