@@ -2,10 +2,10 @@
 //!
 //! bcrypt is slow on purpose (cost 12: a few hundred milliseconds), so every
 //! hash and verify runs on a pool of its own threads, one per core, never on
-//! the threads that serve other requests. Those threads run at the lowest
-//! scheduling priority (nice 19): bcrypt uses whatever CPU is idle, but
-//! everything else on the machine (this service's other RPCs, its
-//! neighbours) goes first, so a burst of logins cannot starve them. At most
+//! the threads that serve other requests. Those threads run only when the
+//! CPU is otherwise idle (`SCHED_IDLE` on Linux): bcrypt uses whatever CPU
+//! is left, but everything else on the machine (this service's other RPCs,
+//! its neighbours) goes first, so a burst of logins cannot starve them. At most
 //! [`QUEUE`] hashes wait; beyond that a login is refused as busy. Logging in
 //! with an unknown email verifies against a dummy hash of the same cost, so
 //! it takes as long as a wrong password and the two cannot be told apart by
@@ -24,6 +24,30 @@ struct Pool {
     jobs: mpsc::SyncSender<Job>,
 }
 
+/// Runs the calling thread only when no other thread wants the CPU
+/// (`SCHED_IDLE` on Linux; the lowest priority elsewhere).
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    #[cfg(target_os = "linux")]
+    let lowered = {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        )
+        .or_else(|_| set_current_thread_priority(ThreadPriority::Min))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let lowered = set_current_thread_priority(ThreadPriority::Min);
+    if let Err(error) = lowered {
+        tracing::warn!(?error, "cannot lower the bcrypt thread's priority");
+    }
+}
+
 impl Pool {
     fn new() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -34,11 +58,7 @@ impl Pool {
             let spawned = std::thread::Builder::new()
                 .name(format!("bcrypt-{index}"))
                 .spawn(move || {
-                    if let Err(error) = thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Min,
-                    ) {
-                        tracing::warn!(?error, "cannot lower the bcrypt thread's priority");
-                    }
+                    lower_priority();
                     loop {
                         let job = match queue.lock() {
                             Ok(queue) => queue.recv(),
