@@ -247,7 +247,7 @@ fn svg(report: &Report) -> String {
         .iter()
         .map(|figures| (figures.name.as_str(), figures.ratio_to_echo))
         .collect();
-    let (width, row, left) = (760.0, 34.0, 190.0);
+    let (width, row, left) = (820.0, 34.0, 250.0);
     let height = 70.0 + row * bars.len() as f64;
     let scale = (width - left - 90.0) / bars.iter().map(|(_, ratio)| *ratio).fold(1.0, f64::max);
     let mut out = format!(
@@ -476,6 +476,10 @@ async fn main() -> anyhow::Result<()> {
         measured: loaded.p99_ms,
         met: loaded.p99_ms <= p99_limit,
     });
+    let mut unloaded = unloaded;
+    unloaded.ratio_to_echo = unloaded.requests_per_second / echo_rps;
+    let mut loaded = loaded;
+    loaded.ratio_to_echo = loaded.requests_per_second / echo_rps;
     scenarios.push(unloaded);
     let report = Report {
         cores,
