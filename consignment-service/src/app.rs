@@ -6,12 +6,11 @@ use std::{net::SocketAddr, time::Duration};
 use shippy_proto::consignment::v1::shipping_service_server::{SERVICE_NAME, ShippingServiceServer};
 use shippy_service::{
     Shutdown,
-    discovery::{CallTimeouts, Discovery, InvalidAddress},
-    metrics::Metrics,
+    base::{BindError, ServiceBase},
+    discovery::{CallTimeouts, InvalidAddress},
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
-use tokio::net::TcpListener;
 
 use crate::{
     api::ShippingApi,
@@ -36,15 +35,9 @@ const VESSEL_DEADLINE: Duration = Duration::from_secs(2);
 /// consignment-service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The listen address cannot be bound.
-    #[error("cannot listen on {address}")]
-    Bind {
-        /// The address asked for.
-        address: SocketAddr,
-        /// Why not.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An address cannot be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// `DATABASE_URL` does not name a usable store.
     #[error(transparent)]
     Store(#[from] OpenError),
@@ -56,10 +49,7 @@ pub enum StartError {
 /// consignment-service, bound and ready to run.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    metrics_listener: TcpListener,
-    metrics: Metrics,
-    discovery: Discovery,
+    base: ServiceBase,
     background: Shutdown,
     server: GrpcServer,
     health: Health,
@@ -72,25 +62,19 @@ impl Application {
     /// Binds the listen address and opens the store and the channels to
     /// vessel-service and user-service, waiting for none of them.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(settings.listen_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                address: settings.listen_addr,
-                source,
-            })?;
-        let metrics_listener =
-            TcpListener::bind(settings.metrics_addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: settings.metrics_addr,
-                    source,
-                })?;
-        let metrics = Metrics::new();
+        let base = ServiceBase::bind(
+            "consignment-service",
+            settings.listen_addr,
+            settings.metrics_addr,
+            &settings.discovery,
+        )
+        .await?;
+        let metrics = base.metrics().clone();
         let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "consignment store configured");
         // Stops the Consul watches behind the channels when the service stops.
         let background = Shutdown::new();
-        let discovery = Discovery::new(&settings.discovery);
+        let discovery = base.discovery();
         let vessels = Vessels::new(
             discovery.channel(
                 "vessel-service",
@@ -114,10 +98,7 @@ impl Application {
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
-            listener,
-            metrics_listener,
-            metrics,
-            discovery,
+            base,
             background,
             server,
             health,
@@ -129,29 +110,17 @@ impl Application {
 
     /// The address the server listens on (the real port when asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.base.local_addr()
     }
 
     /// The address `/metrics` is served on.
     pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
-        self.metrics_listener.local_addr()
+        self.base.metrics_addr()
     }
 
     /// Serves until `shutdown` fires; prepares the store and fetches the
     /// token keys in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
-        let metrics_server = tokio::spawn(
-            self.metrics
-                .clone()
-                .serve(self.metrics_listener, shutdown.clone()),
-        );
-        let registration = match self.listener.local_addr() {
-            Ok(address) => {
-                self.discovery
-                    .register("consignment-service", address, shutdown.clone())
-            }
-            Err(_) => None,
-        };
         let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
@@ -179,24 +148,15 @@ impl Application {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { auth.fetch_until_ready(&shutdown).await })
         };
-        let served = self.server.serve(self.listener, shutdown.clone()).await;
-        shutdown.trigger();
+        let served = self
+            .base
+            .run(
+                self.server,
+                shutdown,
+                vec![("store readiness", readiness), ("token keys", keys)],
+            )
+            .await;
         self.background.trigger();
-        for (name, task) in [("store readiness", readiness), ("token keys", keys)] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "{name} task failed");
-            }
-        }
-        if let Some(registration) = registration
-            && let Err(error) = registration.await
-        {
-            tracing::error!(%error, "Consul registration task failed");
-        }
-        match metrics_server.await {
-            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
-            Err(error) => tracing::error!(%error, "metrics server task failed"),
-            Ok(Ok(())) => {}
-        }
         served
     }
 }

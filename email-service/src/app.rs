@@ -5,12 +5,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use shippy_service::{
     Shutdown,
-    discovery::Discovery,
-    metrics::Metrics,
+    base::{BindError, ServiceBase},
     nats,
     server::{GrpcServer, Health, ServerError},
 };
-use tokio::net::TcpListener;
 
 use crate::{
     mail::{ConfigError, Mailer, Template},
@@ -25,15 +23,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 /// email-service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The listen address cannot be bound.
-    #[error("cannot listen on {address}")]
-    Bind {
-        /// The address asked for.
-        address: SocketAddr,
-        /// Why not.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An address cannot be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// `NATS_URL` is not usable.
     #[error("NATS_URL `{url}` is not a valid NATS address (expected nats://host:4222)")]
     NatsUrl {
@@ -51,10 +43,7 @@ pub enum StartError {
 /// email-service, bound and ready to run.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    metrics_listener: TcpListener,
-    metrics: Metrics,
-    discovery: Discovery,
+    base: ServiceBase,
     server: GrpcServer,
     health: Health,
     client: async_nats::Client,
@@ -65,20 +54,14 @@ impl Application {
     /// Binds the health port, checks the mail settings and connects to NATS
     /// in the background.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(settings.listen_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                address: settings.listen_addr,
-                source,
-            })?;
-        let metrics_listener =
-            TcpListener::bind(settings.metrics_addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: settings.metrics_addr,
-                    source,
-                })?;
-        let metrics = Metrics::new();
+        let base = ServiceBase::bind(
+            "email-service",
+            settings.listen_addr,
+            settings.metrics_addr,
+            &settings.discovery,
+        )
+        .await?;
+        let metrics = base.metrics().clone();
         let mailer = Mailer::new(settings.smtp_url.as_ref())?;
         let template = Template::new(&settings.mail_from, &settings.mail_subject)?;
         let client = nats::connect(&settings.nats_url, "email-service")
@@ -106,10 +89,7 @@ impl Application {
         let health = server.health();
         health.set(&[], false).await;
         Ok(Self {
-            listener,
-            metrics_listener,
-            metrics,
-            discovery: Discovery::new(&settings.discovery),
+            base,
             server,
             health,
             client,
@@ -119,52 +99,32 @@ impl Application {
 
     /// The address the health server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.base.local_addr()
     }
 
     /// The address `/metrics` is served on.
     pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
-        self.metrics_listener.local_addr()
+        self.base.metrics_addr()
     }
 
     /// Mails until `shutdown` fires, then finishes the mail in flight.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
-        let metrics_server = tokio::spawn(
-            self.metrics
-                .clone()
-                .serve(self.metrics_listener, shutdown.clone()),
-        );
-        let registration = match self.listener.local_addr() {
-            Ok(address) => self
-                .discovery
-                .register("email-service", address, shutdown.clone()),
-            Err(_) => None,
-        };
         let worker = tokio::spawn(self.worker.run(shutdown.clone()));
         let health = tokio::spawn(follow_nats(
             self.client.clone(),
             self.health,
             shutdown.clone(),
         ));
-        let served = self.server.serve(self.listener, shutdown.clone()).await;
-        shutdown.trigger();
-        for (name, task) in [("email worker", worker), ("health", health)] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "{name} task failed");
-            }
-        }
+        let served = self
+            .base
+            .run(
+                self.server,
+                shutdown,
+                vec![("email worker", worker), ("health", health)],
+            )
+            .await;
         if let Err(error) = self.client.drain().await {
             tracing::debug!(%error, "draining the NATS connection");
-        }
-        if let Some(registration) = registration
-            && let Err(error) = registration.await
-        {
-            tracing::error!(%error, "Consul registration task failed");
-        }
-        match metrics_server.await {
-            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
-            Err(error) => tracing::error!(%error, "metrics server task failed"),
-            Ok(Ok(())) => {}
         }
         served
     }

@@ -1,6 +1,8 @@
 //! Plumbing every shippy-rs service shares, so each service's own code is
 //! only its domain.
 //!
+//! - [`base`]: what every service binds and runs beside its own work
+//!   (gRPC and metrics listeners, Consul registration) and how it stops.
 //! - [`settings`]: command-line flags that also read the environment
 //!   (`RUST_LOG`, `LOG_FORMAT`, …), and [`settings::SecretUrl`] for URLs that
 //!   carry credentials.
@@ -19,6 +21,7 @@
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
 //!   then keeping health in step with it.
 
+pub mod base;
 pub mod discovery;
 pub mod error;
 pub mod metrics;

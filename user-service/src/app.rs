@@ -6,13 +6,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use shippy_proto::user::v1::user_service_server::{SERVICE_NAME, UserServiceServer};
 use shippy_service::{
     Shutdown,
-    discovery::Discovery,
-    metrics::Metrics,
+    base::{BindError, ServiceBase},
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
 use sqlx::postgres::PgPoolOptions;
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::sync::Notify;
 
 use crate::{
     api::UserApi,
@@ -31,15 +30,9 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// user-service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The listen address cannot be bound.
-    #[error("cannot listen on {address}")]
-    Bind {
-        /// The address asked for.
-        address: SocketAddr,
-        /// Why not.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An address cannot be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// `DATABASE_URL` is not a usable PostgreSQL URL.
     #[error(
         "DATABASE_URL is not a valid PostgreSQL URL (expected postgres://user:password@host:5432/users)"
@@ -65,10 +58,7 @@ pub enum StartError {
 /// user-service, bound and ready to run.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    metrics_listener: TcpListener,
-    metrics: Metrics,
-    discovery: Discovery,
+    base: ServiceBase,
     server: GrpcServer,
     health: Health,
     store: UserStore,
@@ -81,20 +71,14 @@ impl Application {
     /// NATS without waiting for either: health answers `NOT_SERVING` until
     /// the database is migrated; events wait in the outbox until NATS answers.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(settings.listen_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                address: settings.listen_addr,
-                source,
-            })?;
-        let metrics_listener =
-            TcpListener::bind(settings.metrics_addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: settings.metrics_addr,
-                    source,
-                })?;
-        let metrics = Metrics::new();
+        let base = ServiceBase::bind(
+            "user-service",
+            settings.listen_addr,
+            settings.metrics_addr,
+            &settings.discovery,
+        )
+        .await?;
+        let metrics = base.metrics().clone();
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(STORE_TIMEOUT)
@@ -140,10 +124,7 @@ impl Application {
             ),
         );
         Ok(Self {
-            listener,
-            metrics_listener,
-            metrics,
-            discovery: Discovery::new(&settings.discovery),
+            base,
             server,
             health,
             store,
@@ -154,28 +135,17 @@ impl Application {
 
     /// The address the server listens on (the real port when asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.base.local_addr()
     }
 
     /// The address `/metrics` is served on.
     pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
-        self.metrics_listener.local_addr()
+        self.base.metrics_addr()
     }
 
     /// Serves until `shutdown` fires; migrates the database and relays the
     /// outbox in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
-        let metrics_server = tokio::spawn(
-            self.metrics
-                .clone()
-                .serve(self.metrics_listener, shutdown.clone()),
-        );
-        let registration = match self.listener.local_addr() {
-            Ok(address) => self
-                .discovery
-                .register("user-service", address, shutdown.clone()),
-            Err(_) => None,
-        };
         let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
@@ -199,23 +169,12 @@ impl Application {
             },
         ));
         let relay = tokio::spawn(self.relay.run(self.ready, shutdown.clone()));
-        let served = self.server.serve(self.listener, shutdown.clone()).await;
-        shutdown.trigger();
-        for (name, task) in [("store readiness", readiness), ("outbox relay", relay)] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "{name} task failed");
-            }
-        }
-        if let Some(registration) = registration
-            && let Err(error) = registration.await
-        {
-            tracing::error!(%error, "Consul registration task failed");
-        }
-        match metrics_server.await {
-            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
-            Err(error) => tracing::error!(%error, "metrics server task failed"),
-            Ok(Ok(())) => {}
-        }
-        served
+        self.base
+            .run(
+                self.server,
+                shutdown,
+                vec![("store readiness", readiness), ("outbox relay", relay)],
+            )
+            .await
     }
 }

@@ -1,0 +1,118 @@
+//! What every service binds and runs beside its own work: the gRPC
+//! listener, `/metrics` on its own port, and (with Consul) its registration;
+//! and the order they stop in.
+
+use std::net::SocketAddr;
+
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    Shutdown,
+    discovery::{Discovery, DiscoveryArgs},
+    metrics::Metrics,
+    server::{GrpcServer, ServerError},
+};
+
+/// An address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}")]
+pub struct BindError {
+    address: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| BindError { address, source })
+}
+
+/// A background task to wait for when the service stops, with its name for logs.
+pub type Task = (&'static str, JoinHandle<()>);
+
+/// The listeners, metrics and discovery of one service.
+#[derive(Debug)]
+pub struct ServiceBase {
+    name: &'static str,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    metrics: Metrics,
+    discovery: Discovery,
+}
+
+impl ServiceBase {
+    /// Binds the gRPC and metrics addresses of service `name`.
+    pub async fn bind(
+        name: &'static str,
+        listen_addr: SocketAddr,
+        metrics_addr: SocketAddr,
+        discovery: &DiscoveryArgs,
+    ) -> Result<Self, BindError> {
+        Ok(Self {
+            name,
+            listener: bind(listen_addr).await?,
+            metrics_listener: bind(metrics_addr).await?,
+            metrics: Metrics::new(),
+            discovery: Discovery::new(discovery),
+        })
+    }
+
+    /// The service's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// How the service finds its peers.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    /// Where the gRPC server listens (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
+    /// Serves `server`, `/metrics` and the Consul registration until
+    /// `shutdown` fires; then lets requests in flight finish, deregisters,
+    /// and waits for `background` (which watch the same signal).
+    pub async fn run(
+        self,
+        server: GrpcServer,
+        shutdown: Shutdown,
+        background: Vec<Task>,
+    ) -> Result<(), ServerError> {
+        let metrics = tokio::spawn(
+            self.metrics
+                .clone()
+                .serve(self.metrics_listener, shutdown.clone()),
+        );
+        let registration = match self.listener.local_addr() {
+            Ok(address) => self
+                .discovery
+                .register(self.name, address, shutdown.clone()),
+            Err(_) => None,
+        };
+        let served = server.serve(self.listener, shutdown.clone()).await;
+        shutdown.trigger();
+        let tasks = background
+            .into_iter()
+            .chain(registration.map(|task| ("Consul registration", task)));
+        for (name, task) in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "{name} task failed");
+            }
+        }
+        match metrics.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::error!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
+        }
+        served
+    }
+}
