@@ -10,6 +10,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY shippy-proto/Cargo.toml shippy-proto/
 COPY shippy-service/Cargo.toml shippy-service/
 COPY shippy-testkit/Cargo.toml shippy-testkit/
+COPY shippy-auth/Cargo.toml shippy-auth/
+COPY shippy-store/Cargo.toml shippy-store/
+COPY shippy-bench/Cargo.toml shippy-bench/
 COPY vessel-service/Cargo.toml vessel-service/
 COPY consignment-service/Cargo.toml consignment-service/
 COPY user-service/Cargo.toml user-service/
@@ -17,9 +20,12 @@ COPY email-service/Cargo.toml email-service/
 COPY consignment-cli/Cargo.toml consignment-cli/
 COPY user-cli/Cargo.toml user-cli/
 # Stub sources so `cargo build` compiles only the dependencies.
-RUN for crate in shippy-proto shippy-service shippy-testkit; do \
+RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-store; do \
         mkdir -p $crate/src && echo > $crate/src/lib.rs; \
     done \
+ && mkdir -p shippy-bench/src/bin \
+ && echo 'fn main() {}' > shippy-bench/src/bin/bench.rs \
+ && echo 'fn main() {}' > shippy-bench/src/bin/echo-server.rs \
  && for crate in vessel-service consignment-service user-service email-service consignment-cli user-cli; do \
         mkdir -p $crate/src && echo 'fn main() {}' > $crate/src/main.rs && echo > $crate/src/lib.rs; \
     done \

@@ -58,6 +58,13 @@ def main():
         if name.endswith("-service"):
             depends = service.get("depends_on") or {}
             check(bool(depends), f"{name} waits for what it needs (depends_on)")
+
+    # The Dockerfile's dependency stage needs every workspace member's manifest.
+    members = re.findall(r'^\s*"([a-z-]+)",\s*$', open("Cargo.toml").read(), re.MULTILINE)
+    dockerfile = open("Dockerfile").read()
+    missing = [m for m in members if f"COPY {m}/Cargo.toml" not in dockerfile]
+    check(bool(members) and not missing,
+          "the Dockerfile copies every workspace member's manifest" + (f" (missing: {missing})" if missing else ""))
     return 1 if failed else 0
 
 
