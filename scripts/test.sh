@@ -25,7 +25,7 @@ fi
 log=$SHIPPY_INFRA_DIR/cargo-test.log
 mkdir -p "$SHIPPY_INFRA_DIR"
 status=0
-cargo test --workspace --locked "${extra[@]}" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast "${extra[@]}" 2>&1 | tee "$log" || status=$?
 
 # The binary as a new user runs it, probed by an independent gRPC client.
 echo

@@ -31,8 +31,13 @@ use crate::{
     sent::{SentLog, SentLogError},
 };
 
-/// How long a delivered event may stay unacknowledged before redelivery.
-const ACK_WAIT: Duration = Duration::from_secs(60);
+/// How long a delivered event may stay unacknowledged before redelivery
+/// (also how long an event delivered to a worker that stopped before it
+/// handled it waits to come back).
+const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long one pull request stays open on the server. Short, so a stopped
+/// worker's last request soon stops taking events it will never handle.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// The longest delay before an event whose mail failed comes back.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
@@ -124,7 +129,13 @@ impl Worker {
         };
         tracing::info!(consumer = %self.consumer, stream = %self.stream, "consuming user.created");
         while !shutdown.is_triggered() {
-            let mut messages = match consumer.messages().await {
+            let pull = consumer
+                .stream()
+                .max_messages_per_batch(1)
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_EXPIRES / 2)
+                .messages();
+            let mut messages = match pull.await {
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::warn!(%error, "cannot pull events; retrying");
