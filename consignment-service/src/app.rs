@@ -121,7 +121,6 @@ impl Application {
     /// Serves until `shutdown` fires; prepares the store and fetches the
     /// token keys in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
-        let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
                 what: "consignment store",
@@ -131,17 +130,9 @@ impl Application {
             self.health,
             self.ready,
             shutdown.clone(),
-            {
-                let store = store.clone();
-                move || {
-                    let store = store.clone();
-                    async move { store.prepare().await }
-                }
-            },
-            move || {
-                let store = store.clone();
-                async move { store.ping().await }
-            },
+            self.store,
+            |store| async move { store.prepare().await },
+            |store| async move { store.ping().await },
         ));
         let keys = {
             let auth = self.auth;

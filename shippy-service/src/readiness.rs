@@ -49,22 +49,25 @@ pub struct Watched {
     pub probe_interval: Duration,
 }
 
-/// Retries `prepare` (migrations, seeding) with backoff until it succeeds,
-/// then sets `ready` and health `SERVING`; then pings every
-/// `probe_interval` and flips health to `NOT_SERVING` and back as `ping`
-/// fails and recovers. Returns when `shutdown` fires.
-pub async fn watch<P, PF, PT, PE, K, KF, KE>(
+/// Retries `prepare(store)` (migrations, seeding) with backoff until it
+/// succeeds, then sets `ready` and health `SERVING`; then pings every
+/// `probe_interval` and flips health to `NOT_SERVING` and back as
+/// `ping(store)` fails and recovers. Returns when `shutdown` fires. Each
+/// call gets its own clone of `store` (a pool handle, cheap to clone).
+pub async fn watch<S, P, PF, PT, PE, K, KF, KE>(
     watched: Watched,
     health: Health,
     ready: Ready,
     shutdown: Shutdown,
+    store: S,
     prepare: P,
     ping: K,
 ) where
-    P: FnMut() -> PF,
+    S: Clone,
+    P: Fn(S) -> PF,
     PF: Future<Output = Result<PT, PE>>,
     PE: std::error::Error + 'static,
-    K: Fn() -> KF,
+    K: Fn(S) -> KF,
     KF: Future<Output = Result<(), KE>>,
     KE: std::error::Error + 'static,
 {
@@ -73,9 +76,11 @@ pub async fn watch<P, PF, PT, PE, K, KF, KE>(
         services,
         probe_interval,
     } = watched;
-    if retry::until_ready(what, Backoff::default(), &shutdown, prepare)
-        .await
-        .is_none()
+    if retry::until_ready(what, Backoff::default(), &shutdown, || {
+        prepare(store.clone())
+    })
+    .await
+    .is_none()
     {
         return;
     }
@@ -89,7 +94,7 @@ pub async fn watch<P, PF, PT, PE, K, KF, KE>(
             () = shutdown.wait() => break,
             () = tokio::time::sleep(probe_interval) => {}
         }
-        match (ping().await, serving) {
+        match (ping(store.clone()).await, serving) {
             (Ok(()), false) => {
                 tracing::info!("{what} answers again; serving");
                 serving = true;

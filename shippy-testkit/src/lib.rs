@@ -739,3 +739,21 @@ impl Drop for ServiceProcess {
         }
     }
 }
+
+/// What `binary --help` prints with `env` set (a secret there must not show).
+pub fn help_text(binary: &str, env: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new(binary);
+    command.arg("--help");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run --help");
+    assert!(output.status.success(), "{binary} --help failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Panics naming each of `wanted` that `text` lacks.
+pub fn assert_mentions(text: &str, wanted: &[&str]) {
+    let missing: Vec<_> = wanted.iter().filter(|word| !text.contains(*word)).collect();
+    assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
+}

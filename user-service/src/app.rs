@@ -146,7 +146,6 @@ impl Application {
     /// Serves until `shutdown` fires; migrates the database and relays the
     /// outbox in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
-        let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
                 what: "user database",
@@ -156,17 +155,9 @@ impl Application {
             self.health,
             self.ready.clone(),
             shutdown.clone(),
-            {
-                let store = store.clone();
-                move || {
-                    let store = store.clone();
-                    async move { store.migrate().await }
-                }
-            },
-            move || {
-                let store = store.clone();
-                async move { store.ping().await }
-            },
+            self.store,
+            |store| async move { store.migrate().await },
+            |store| async move { store.ping().await },
         ));
         let relay = tokio::spawn(self.relay.run(self.ready, shutdown.clone()));
         self.base

@@ -85,7 +85,6 @@ impl Application {
 
     /// Serves until `shutdown` fires, preparing the store in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
-        let store = self.store;
         let readiness = tokio::spawn(readiness::watch(
             Watched {
                 what: "vessel store",
@@ -95,20 +94,12 @@ impl Application {
             self.health,
             self.ready,
             shutdown.clone(),
-            {
-                let store = store.clone();
-                move || {
-                    let store = store.clone();
-                    async move {
-                        store.prepare().await?;
-                        fleet::seed(&store).await
-                    }
-                }
+            self.store,
+            |store| async move {
+                store.prepare().await?;
+                fleet::seed(&store).await
             },
-            move || {
-                let store = store.clone();
-                async move { store.ping().await }
-            },
+            |store| async move { store.ping().await },
         ));
         self.base
             .run(self.server, shutdown, vec![("store readiness", readiness)])

@@ -3,39 +3,35 @@
 
 use std::process::Command;
 
+use shippy_testkit::{assert_mentions, help_text};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_vessel-service");
 
 #[test]
 fn help_lists_every_setting_with_its_environment_variable() {
-    let output = Command::new(BINARY)
-        .arg("--help")
-        .output()
-        .expect("run --help");
-    assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
-    for wanted in [
-        "--listen-addr",
-        "LISTEN_ADDR",
-        "0.0.0.0:50052",
-        "--database-url",
-        "DATABASE_URL",
-        "--log-filter",
-        "RUST_LOG",
-        "--log-format",
-        "LOG_FORMAT",
-    ] {
-        assert!(help.contains(wanted), "--help lacks {wanted}:\n{help}");
-    }
+    let help = help_text(BINARY, &[]);
+    assert_mentions(
+        &help,
+        &[
+            "--listen-addr",
+            "LISTEN_ADDR",
+            "0.0.0.0:50052",
+            "--database-url",
+            "DATABASE_URL",
+            "--log-filter",
+            "RUST_LOG",
+            "--log-format",
+            "LOG_FORMAT",
+        ],
+    );
 }
 
 #[test]
 fn help_never_shows_the_database_password() {
-    let output = Command::new(BINARY)
-        .arg("--help")
-        .env("DATABASE_URL", "postgres://app:hunter2@db/vessels")
-        .output()
-        .expect("run --help");
-    let help = String::from_utf8_lossy(&output.stdout);
+    let help = help_text(
+        BINARY,
+        &[("DATABASE_URL", "postgres://app:hunter2@db/vessels")],
+    );
     assert!(!help.contains("hunter2"), "{help}");
 }
 
