@@ -2,7 +2,7 @@
 //!
 //! Every failure prints one line on stderr and exits non-zero.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -10,8 +10,8 @@ use shippy_auth::saved;
 use shippy_proto::consignment::v1::{
     Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
 };
-use shippy_service::discovery;
-use tonic::{Code, Status};
+use shippy_service::cli::{self, Failure};
+use tonic::Status;
 
 /// The original shippy's sample consignment, used when no file is given and
 /// there is no `consignment.json` in the current directory.
@@ -111,9 +111,7 @@ impl From<Consignment> for ConsignmentOut {
             weight: consignment.weight,
             vessel_id: consignment.vessel_id,
             owner_id: consignment.owner_id,
-            created_at: consignment.created_at.and_then(|time| {
-                chrono::DateTime::from_timestamp(time.seconds, 0).map(|time| time.to_rfc3339())
-            }),
+            created_at: cli::rfc3339(consignment.created_at),
             containers: consignment
                 .containers
                 .into_iter()
@@ -128,50 +126,28 @@ impl From<Consignment> for ConsignmentOut {
     }
 }
 
-/// What went wrong, as one line for the user.
-struct Failure(String);
-
-impl From<Status> for Failure {
-    fn from(status: Status) -> Self {
-        Failure(match status.code() {
-            Code::Unavailable if status.message().contains("vessel-service") => {
-                status.message().to_owned()
-            }
-            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => format!(
-                "cannot reach consignment-service: {} (is it running? check --addr / CONSIGNMENT_SERVICE_URL)",
-                status.message()
-            ),
-            Code::Unauthenticated => format!("{} (log in with `user-cli login`)", status.message()),
-            _ => status.message().to_owned(),
-        })
-    }
+/// A refused or failed call, as one line for the user.
+fn failed(status: Status) -> Failure {
+    Failure::from_status(&status, "consignment-service", "CONSIGNMENT_SERVICE_URL")
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit(run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let endpoint = discovery::endpoint(&cli.addr)
-        .map_err(|error| Failure(error.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
+    let channel = cli::connect(&cli.addr)?;
     match cli.command {
         Command::Create { file } => {
             let consignment = read_consignment(file)?;
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
-            let mut client = ShippingServiceClient::new(endpoint.connect_lazy());
+            let mut client = ShippingServiceClient::new(channel.clone());
             let request = saved::bearer(consignment, &token).map_err(Failure)?;
             let stored = client
                 .create_consignment(request)
-                .await?
+                .await
+                .map_err(failed)?
                 .into_inner()
                 .consignment
                 .ok_or_else(|| {
@@ -179,7 +155,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 })?;
             let stored = ConsignmentOut::from(stored);
             if cli.json {
-                print_json(&stored)?;
+                cli::print_json(&stored)?;
             } else {
                 println!(
                     "created consignment {} on vessel {} ({} containers, {} kg)",
@@ -192,7 +168,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { page_size } => {
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
-            let mut client = ShippingServiceClient::new(endpoint.connect_lazy());
+            let mut client = ShippingServiceClient::new(channel.clone());
             let mut all = Vec::new();
             let mut page_token = String::new();
             loop {
@@ -204,7 +180,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     &token,
                 )
                 .map_err(Failure)?;
-                let page = client.get_consignments(request).await?.into_inner();
+                let page = client
+                    .get_consignments(request)
+                    .await
+                    .map_err(failed)?
+                    .into_inner();
                 all.extend(page.consignments.into_iter().map(ConsignmentOut::from));
                 if page.next_page_token.is_empty() {
                     break;
@@ -212,7 +192,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 page_token = page.next_page_token;
             }
             if cli.json {
-                print_json(&all)?;
+                cli::print_json(&all)?;
             } else {
                 print_table(&all);
             }
@@ -253,13 +233,6 @@ fn read_consignment(file: Option<PathBuf>) -> Result<Consignment, Failure> {
             .collect(),
         ..Default::default()
     })
-}
-
-fn print_json(value: &impl Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|error| Failure(format!("cannot format JSON: {error}")))?;
-    println!("{text}");
-    Ok(())
 }
 
 fn print_table(consignments: &[ConsignmentOut]) {

@@ -3,6 +3,8 @@
 //!
 //! - [`base`]: what every service binds and runs beside its own work
 //!   (gRPC and metrics listeners, Consul registration) and how it stops.
+//! - [`cli`]: what the command-line programs share (one-line failures,
+//!   connecting, JSON output).
 //! - [`settings`]: command-line flags that also read the environment
 //!   (`RUST_LOG`, `LOG_FORMAT`, …), and [`settings::SecretUrl`] for URLs that
 //!   carry credentials.
@@ -22,6 +24,7 @@
 //!   then keeping health in step with it.
 
 pub mod base;
+pub mod cli;
 pub mod discovery;
 pub mod error;
 pub mod metrics;

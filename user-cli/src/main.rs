@@ -5,7 +5,6 @@
 use std::{
     io::{BufRead, IsTerminal},
     process::ExitCode,
-    time::Duration,
 };
 
 use clap::{Parser, Subcommand};
@@ -14,8 +13,8 @@ use shippy_auth::saved;
 use shippy_proto::user::v1::{
     Request as ListRequest, User, UserProfile, user_service_client::UserServiceClient,
 };
-use shippy_service::discovery;
-use tonic::{Code, Request, Status};
+use shippy_service::cli::{self, Failure};
+use tonic::{Request, Status};
 
 /// Create shippy users, log in, list and look up users.
 #[derive(Debug, Parser)]
@@ -81,20 +80,9 @@ enum Command {
     },
 }
 
-/// What went wrong, as one line for the user.
-struct Failure(String);
-
-impl From<Status> for Failure {
-    fn from(status: Status) -> Self {
-        Failure(match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => format!(
-                "cannot reach user-service: {} (is it running? check --addr / USER_SERVICE_URL)",
-                status.message()
-            ),
-            Code::Unauthenticated => format!("{} (log in with `user-cli login`)", status.message()),
-            _ => status.message().to_owned(),
-        })
-    }
+/// A refused or failed call, as one line for the user.
+fn failed(status: Status) -> Failure {
+    Failure::from_status(&status, "user-service", "USER_SERVICE_URL")
 }
 
 #[derive(Serialize)]
@@ -113,9 +101,7 @@ impl From<UserProfile> for Profile {
             name: user.name,
             company: user.company,
             email: user.email,
-            created_at: user.created_at.and_then(|time| {
-                chrono::DateTime::from_timestamp(time.seconds, 0).map(|time| time.to_rfc3339())
-            }),
+            created_at: cli::rfc3339(user.created_at),
         }
     }
 }
@@ -130,22 +116,12 @@ struct LoginOutput {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit(run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let endpoint = discovery::endpoint(&cli.addr)
-        .map_err(|error| Failure(error.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    let mut client = UserServiceClient::new(endpoint.connect_lazy());
+    let channel = cli::connect(&cli.addr)?;
+    let mut client = UserServiceClient::new(channel.clone());
     match cli.command {
         Command::Create {
             name,
@@ -165,13 +141,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     password,
                     ..Default::default()
                 })
-                .await?
+                .await
+                .map_err(failed)?
                 .into_inner()
                 .user
                 .ok_or_else(|| Failure("user-service answered without the user".into()))?;
             let profile = Profile::from(user);
             if cli.json {
-                print_json(&profile)?;
+                cli::print_json(&profile)?;
             } else {
                 println!(
                     "created user {} <{}> with id {}",
@@ -190,7 +167,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     password,
                     ..Default::default()
                 })
-                .await?
+                .await
+                .map_err(failed)?
                 .into_inner();
             let path = saved::token_path().map_err(|error| Failure(error.to_string()))?;
             saved::save_token(&path, &answer.token).map_err(|error| {
@@ -202,13 +180,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let output = LoginOutput {
                 token: answer.token,
                 user_id: answer.user_id,
-                expires_at: answer.expires_at.and_then(|time| {
-                    chrono::DateTime::from_timestamp(time.seconds, 0).map(|time| time.to_rfc3339())
-                }),
+                expires_at: cli::rfc3339(answer.expires_at),
                 saved_to: path.display().to_string(),
             };
             if cli.json {
-                print_json(&output)?;
+                cli::print_json(&output)?;
             } else {
                 println!("{}", output.token);
                 eprintln!("logged in; token saved to {}", output.saved_to);
@@ -227,7 +203,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         },
                         &token,
                     )?)
-                    .await?
+                    .await
+                    .map_err(failed)?
                     .into_inner();
                 users.extend(page.users.into_iter().map(Profile::from));
                 if page.next_page_token.is_empty() {
@@ -236,7 +213,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 page_token = page.next_page_token;
             }
             if cli.json {
-                print_json(&users)?;
+                cli::print_json(&users)?;
             } else {
                 print_table(&users);
             }
@@ -251,13 +228,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     },
                     &token,
                 )?)
-                .await?
+                .await
+                .map_err(failed)?
                 .into_inner()
                 .user
                 .ok_or_else(|| Failure("user-service answered without the user".into()))?;
             let profile = Profile::from(user);
             if cli.json {
-                print_json(&profile)?;
+                cli::print_json(&profile)?;
             } else {
                 print_table(&[profile]);
             }
@@ -291,13 +269,6 @@ fn read_password(prompt: &str) -> Result<String, Failure> {
         return Err(Failure("no password given".into()));
     }
     Ok(password)
-}
-
-fn print_json(value: &impl Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|error| Failure(format!("cannot format JSON: {error}")))?;
-    println!("{text}");
-    Ok(())
 }
 
 fn print_table(users: &[Profile]) {
