@@ -10,6 +10,11 @@
 #   scripts/cluster.sh bench  release builds of it, plus a bare echo server as
 #                             the baseline, driven by shippy-bench's load
 #                             generator; results in bench/results.{json,svg}
+#
+# STORE=postgres (the default) or STORE=mongodb chooses where vessel- and
+# consignment-service keep their data; users are always in PostgreSQL. With
+# mongodb, infra.sh starts the MongoDB-compatible stand-in
+# (shared/tools/documentdb) unless TEST_MONGODB_URL names a server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -30,6 +35,25 @@ spare_port() {
 
 keep_logs=1
 bcrypt_cost=${BCRYPT_COST:-10}
+store=${STORE:-postgres}
+case $store in
+    postgres | mongodb) ;;
+    *) fail "STORE must be postgres or mongodb, not '$store'" ;;
+esac
+
+# mongodb_url DATABASE: the test MongoDB server's URL naming DATABASE, still
+# authenticating where the server's URL said (authSource).
+mongodb_url() {
+    python3 - "$TEST_MONGODB_URL" "$1" <<'PY'
+import sys, urllib.parse as up
+url, database = sys.argv[1], sys.argv[2]
+parts = up.urlsplit(url)
+query = up.parse_qsl(parts.query)
+if parts.username and not any(key == "authSource" for key, _ in query):
+    query.append(("authSource", parts.path.strip("/") or "admin"))
+print(up.urlunsplit(parts._replace(path="/" + database, query=up.urlencode(query))))
+PY
+}
 
 stop_all() {
     local pid
@@ -90,15 +114,27 @@ up() {
     fi
     ensure_probe
 
-    say "starting PostgreSQL, NATS (JetStream) and Consul on loopback"
     mkdir -p "$SHIPPY_INFRA_DIR"
-    eval "$(scripts/infra.sh up)"
     trap stop_all EXIT
+    if [ "$store" = mongodb ]; then
+        say "starting PostgreSQL, NATS (JetStream), Consul and MongoDB (the DocumentDB stand-in) on loopback"
+        eval "$(scripts/infra.sh up postgres nats consul mongodb)"
+        [ -n "${TEST_MONGODB_URL:-}" ] || fail "STORE=mongodb, but no MongoDB server could be had (set TEST_MONGODB_URL)"
+    else
+        say "starting PostgreSQL, NATS (JetStream) and Consul on loopback"
+        eval "$(scripts/infra.sh up)"
+    fi
     mkdir -p "$run"
     local base=${TEST_DATABASE_URL%/*} db
     for db in users vessels consignments; do
         psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE $db" >/dev/null
     done
+    vessels_url=$base/vessels consignments_url=$base/consignments
+    if [ "$store" = mongodb ]; then
+        # One fresh MongoDB database per cluster: the stand-in outlives it.
+        vessels_url=$(mongodb_url "shippy_$$_$(date +%s)")
+        consignments_url=$vessels_url
+    fi
 
     say "starting an SMTP server that keeps what it receives"
     smtp_port=$(spare_port)
@@ -107,7 +143,7 @@ up() {
         >"$run/smtp.log" 2>&1 &
     pids+=($!)
 
-    say "starting the services"
+    say "starting the services (vessels and consignments in $store)"
     user_port=$(spare_port) vessel_port=$(spare_port) consignment_port=$(spare_port) email_port=$(spare_port)
     local key_env=()
     if command -v openssl >/dev/null; then
@@ -117,9 +153,9 @@ up() {
     fi
     start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
         BCRYPT_COST="$bcrypt_cost" "${key_env[@]}"
-    start_service vessel-service "$vessel_port" DATABASE_URL="$base/vessels"
+    start_service vessel-service "$vessel_port" DATABASE_URL="$vessels_url"
     # consignment-service finds vessel- and user-service through Consul.
-    start_service consignment-service "$consignment_port" DATABASE_URL="$base/consignments"
+    start_service consignment-service "$consignment_port" DATABASE_URL="$consignments_url"
     start_service email-service "$email_port" NATS_URL="$TEST_NATS_URL" SMTP_URL="smtp://127.0.0.1:$smtp_port"
     wait_serving user-service "$user_port"
     wait_serving vessel-service "$vessel_port"
@@ -181,6 +217,7 @@ The shippy-rs cluster is up (Ctrl-C stops it):
   vessel-service       127.0.0.1:$vessel_port
   consignment-service  127.0.0.1:$consignment_port
   email-service        127.0.0.1:$email_port (health only)
+  store                vessels and consignments in $store (STORE=postgres|mongodb)
   Consul UI            http://$TEST_CONSUL_HTTP_ADDR/ui
   SMTP server          smtp://127.0.0.1:$smtp_port, mails in $maildir/new
   logs                 $run/*.log

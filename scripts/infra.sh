@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Throwaway infrastructure on loopback for tests, the demo and development:
 # PostgreSQL, NATS with JetStream, and a Consul agent, each on a spare port;
-# and the SMTP server tests start themselves (python3-aiosmtpd) installed.
+# a MongoDB-compatible server when asked; and the SMTP server tests start
+# themselves (python3-aiosmtpd) installed.
 #
-#   scripts/infra.sh up [postgres] [nats] [consul]   start them (default: all),
-#                                                    print `export` lines to eval
+#   scripts/infra.sh up [postgres] [nats] [consul] [mongodb]
+#                                                    start them (default: the
+#                                                    first three), print
+#                                                    `export` lines to eval
 #   scripts/infra.sh env                             print the export lines again
 #   scripts/infra.sh down                            stop them and delete their data
 #
@@ -13,9 +16,17 @@
 # is downloaded from that suite (the source entry is derived from this
 # machine's own Debian source) and only its binary is unpacked, into a cache.
 #
+# No genuine MongoDB server installs on these machines: `mongodb` starts the
+# MongoDB-wire-compatible stand-in in shared/tools/documentdb beside the
+# repository (Microsoft DocumentDB; first use builds it, minutes, ~1 GB,
+# cached in /var/cache/documentdb-standin), or $DOCUMENTDB_SH if set. It is
+# shared by everything on the machine: `down` stops it only if this `up`
+# started it. Without a stand-in it says so, and MongoDB tests are skipped.
+#
 # A service already given in the environment is reused, not started:
 # TEST_DATABASE_URL (a PostgreSQL URL naming a database we may CREATE DATABASE
-# from), TEST_NATS_URL, TEST_CONSUL_HTTP_ADDR.
+# from), TEST_NATS_URL, TEST_CONSUL_HTTP_ADDR, TEST_MONGODB_URL (a MongoDB URL
+# whose user may create databases).
 #
 # State lives in $SHIPPY_INFRA_DIR (default: .infra in the repository); the
 # export lines are also written to $SHIPPY_INFRA_DIR/env.
@@ -209,6 +220,46 @@ stop_consul() {
     stop_pid consul
 }
 
+documentdb_script() {
+    echo "${DOCUMENTDB_SH:-$repo/../shared/tools/documentdb/documentdb.sh}"
+}
+
+start_mongodb() {
+    if [ -n "${TEST_MONGODB_URL:-}" ]; then
+        log "MongoDB: reusing TEST_MONGODB_URL"
+        echo "export TEST_MONGODB_URL='$TEST_MONGODB_URL'" >>"$envfile"
+        return
+    fi
+    local docdb line
+    docdb=$(documentdb_script)
+    if [ ! -x "$docdb" ]; then
+        log "MongoDB: no TEST_MONGODB_URL and no stand-in at $docdb:"
+        log "         MongoDB tests will be SKIPPED (set TEST_MONGODB_URL to run them)"
+        return
+    fi
+    if "$docdb" status >/dev/null 2>&1; then
+        log "MongoDB: the DocumentDB stand-in is running already; reusing it"
+    else
+        log "MongoDB: starting the DocumentDB stand-in ($docdb; the first use builds it: minutes)"
+        echo "$docdb" >"$state/documentdb.started"
+    fi
+    line=$("$docdb" up 2>>"$state/documentdb.log") ||
+        die "the DocumentDB stand-in did not start: $(tail -5 "$state/documentdb.log")"
+    case $line in
+        MONGODB_URL=mongodb://*) ;;
+        *) die "the DocumentDB stand-in printed no MONGODB_URL line (see $state/documentdb.log)" ;;
+    esac
+    log "MongoDB (DocumentDB stand-in, not a genuine mongod) listening on ${line##*@}"
+    echo "export TEST_MONGODB_URL='${line#MONGODB_URL=}'" >>"$envfile"
+}
+
+stop_mongodb() {
+    [ -f "$state/documentdb.started" ] || return 0
+    "$(cat "$state/documentdb.started")" down >>"$state/documentdb.log" 2>&1 || true
+    rm -f "$state/documentdb.started"
+    log "MongoDB (DocumentDB stand-in) stopped"
+}
+
 stop_pid() {
     local name=$1 pidfile=$state/$1.pid pid i
     [ -f "$pidfile" ] || return 0
@@ -240,8 +291,8 @@ up() {
     local what
     for what in "${wanted[@]}"; do
         case $what in
-            postgres | nats | consul) "start_$what" ;;
-            *) die "unknown service '$what' (postgres, nats or consul)" ;;
+            postgres | nats | consul | mongodb) "start_$what" ;;
+            *) die "unknown service '$what' (postgres, nats, consul or mongodb)" ;;
         esac
     done
     ensure_aiosmtpd
@@ -250,6 +301,7 @@ up() {
 }
 
 down_all() {
+    stop_mongodb
     stop_consul
     stop_nats
     stop_postgres
@@ -260,5 +312,5 @@ case ${1:-} in
     up) shift; up "$@" ;;
     env) [ -f "$envfile" ] && cat "$envfile" || die "not up: run '$0 up'" ;;
     down) down_all ;;
-    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

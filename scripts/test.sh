@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # Every test of the workspace against throwaway infrastructure: starts
-# PostgreSQL, NATS (JetStream) and Consul on loopback (scripts/infra.sh),
-# runs the tests, and stops them again, whatever happened.
+# PostgreSQL, NATS (JetStream), Consul and a MongoDB-compatible server on
+# loopback (scripts/infra.sh), runs the tests, and stops them again, whatever
+# happened.
 #
-# MongoDB cannot run on these machines: its store's contract tests are marked
-# ignored and run only when MONGODB_URL names a server.
+# No genuine mongod installs on these machines: MongoDB tests run against the
+# DocumentDB stand-in (shared/tools/documentdb) that infra.sh starts, or the
+# server TEST_MONGODB_URL names. They are marked ignored for a plain
+# `cargo test`; here they are included whenever a server runs, and reported
+# as SKIPPED, loudly, only when none could be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export SHIPPY_INFRA_DIR=${SHIPPY_INFRA_DIR:-$PWD/.infra/test-$$}
 cleanup() { scripts/infra.sh down >/dev/null 2>&1 || true; rm -rf "$SHIPPY_INFRA_DIR"; }
 trap cleanup EXIT
-eval "$(scripts/infra.sh up)"
+eval "$(scripts/infra.sh up postgres nats consul mongodb)"
 
 # The committed sqlx offline query data must match the queries and schema.
 scripts/sqlx-prepare.sh --check
 
 extra=()
-if [ -n "${MONGODB_URL:-}" ]; then
-    echo "MongoDB: MONGODB_URL is set, so the MongoDB store's tests run too"
+if [ -n "${TEST_MONGODB_URL:-}" ]; then
+    echo "MongoDB: the MongoDB tests run too (against ${TEST_MONGODB_URL##*@})"
     extra=(-- --include-ignored)
 fi
 
@@ -37,10 +41,10 @@ echo
 echo "compose: docker-compose.yml against the binaries' --help"
 python3 scripts/check_compose.py "${CARGO_TARGET_DIR:-target}/debug" 2>&1 | tee -a "$log.smoke" || status=1
 
-if [ -z "${MONGODB_URL:-}" ]; then
+if [ -z "${TEST_MONGODB_URL:-}" ]; then
     echo
-    echo "NOTE: MONGODB_URL is not set, so the MongoDB store's contract tests were SKIPPED (shown as ignored above)."
-    echo "      Set MONGODB_URL=mongodb://host:27017 to run them against a real MongoDB."
+    echo "NOTE: no MongoDB server could be had, so the MongoDB tests were SKIPPED (shown as ignored above)."
+    echo "      Set TEST_MONGODB_URL=mongodb://user:password@host:port/ to run them against a MongoDB server."
 fi
 
 # One closing line for the whole run, summed over every test binary.

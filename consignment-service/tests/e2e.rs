@@ -1,5 +1,6 @@
 //! The three services together, in-process on random ports, against real
-//! PostgreSQL and NATS: a user logs in and ships consignments.
+//! PostgreSQL, NATS and (the `on_mongodb_` tests) MongoDB: a user logs in and
+//! ships consignments.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod cluster;
@@ -10,10 +11,16 @@ use cluster::Cluster;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use shippy_auth::{AUDIENCE, Claims, ISSUER};
 use shippy_proto::{
-    consignment::v1::{Consignment, Container, GetRequest},
+    consignment::v1::{
+        Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
+    },
     user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient},
 };
+use shippy_testkit::{
+    LateProxy, StoreKind, health_status, socket_addr_of, wait_for_health, with_socket_addr,
+};
 use tonic::{Code, Request, metadata::MetadataValue};
+use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::tokens;
 
 fn with_token<T>(message: T, key: &'static str, value: &str) -> Request<T> {
@@ -61,7 +68,17 @@ async fn list(cluster: &Cluster, token: &str) -> Vec<Consignment> {
 
 #[tokio::test]
 async fn a_user_ships_a_consignment_and_only_they_see_it() {
-    let cluster = Cluster::start().await;
+    a_user_ships_a_consignment_and_only_they_see_it_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test]
+#[ignore = "MongoDB: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_a_user_ships_a_consignment_and_only_they_see_it() {
+    a_user_ships_a_consignment_and_only_they_see_it_on(StoreKind::MongoDb).await;
+}
+
+async fn a_user_ships_a_consignment_and_only_they_see_it_on(store: StoreKind) {
+    let cluster = Cluster::start_on(store).await;
     let (alice, token) = cluster.user("alice@example.com").await;
 
     let created = cluster
@@ -100,7 +117,17 @@ async fn a_user_ships_a_consignment_and_only_they_see_it() {
 
 #[tokio::test]
 async fn listing_is_newest_first_and_paginated() {
-    let cluster = Cluster::start().await;
+    listing_is_newest_first_and_paginated_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test]
+#[ignore = "MongoDB: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_listing_is_newest_first_and_paginated() {
+    listing_is_newest_first_and_paginated_on(StoreKind::MongoDb).await;
+}
+
+async fn listing_is_newest_first_and_paginated_on(store: StoreKind) {
+    let cluster = Cluster::start_on(store).await;
     let (_, token) = cluster.user("pager@example.com").await;
     let mut created = Vec::new();
     for n in 0..5 {
@@ -363,4 +390,78 @@ async fn tokens_are_verified_locally_without_calling_user_service() {
         .await
         .expect("user-service is down, and no call needs it");
     assert_eq!(list(&cluster, &token).await.len(), 1);
+}
+
+#[tokio::test]
+async fn services_start_before_their_databases_and_serve_once_they_answer() {
+    services_start_before_their_databases_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test]
+#[ignore = "MongoDB: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_services_start_before_their_databases_and_serve_once_they_answer() {
+    services_start_before_their_databases_on(StoreKind::MongoDb).await;
+}
+
+/// vessel- and consignment-service start while their databases cannot be
+/// reached (a port nothing listens on yet): both are up, NOT_SERVING, and
+/// answer UNAVAILABLE; once the databases answer, both serve and a
+/// consignment ships through them.
+async fn services_start_before_their_databases_on(store: StoreKind) {
+    let cluster = Cluster::start_on(store).await;
+    let (_, token) = cluster.user("early@example.com").await;
+    let vessel_db = store.fresh_database("late_vessels").await;
+    let consignment_db = store.fresh_database("late_consignments").await;
+    let mut vessel_proxy = LateProxy::reserve(socket_addr_of(&vessel_db));
+    let mut consignment_proxy = LateProxy::reserve(socket_addr_of(&consignment_db));
+    let (vessel_addr, vessel_shutdown) =
+        cluster::spawn_vessel_service(with_socket_addr(&vessel_db, vessel_proxy.address())).await;
+    let (consignment_addr, consignment_shutdown) = cluster::spawn_consignment_service(
+        with_socket_addr(&consignment_db, consignment_proxy.address()),
+        vessel_addr,
+        cluster.user_settings.listen_addr,
+    )
+    .await;
+    let vessels = cluster::channel(vessel_addr);
+    let shipping = cluster::channel(consignment_addr);
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for channel in [&vessels, &shipping] {
+        assert_eq!(
+            health_status(channel.clone(), "").await,
+            ServingStatus::NotServing,
+            "{store:?}: up but not serving without its database"
+        );
+    }
+    let status = ShippingServiceClient::new(shipping.clone())
+        .get_consignments(bearer(GetRequest::default(), &token))
+        .await
+        .expect_err("no database yet");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    vessel_proxy.start().await;
+    consignment_proxy.start().await;
+    for channel in [&vessels, &shipping] {
+        wait_for_health(channel, ServingStatus::Serving).await;
+    }
+    let created = ShippingServiceClient::new(shipping.clone())
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .expect("created once the databases answer")
+        .into_inner()
+        .consignment
+        .unwrap();
+    assert_eq!(
+        created.vessel_id, "vessel002",
+        "seeded once the database answered"
+    );
+    let listed = ShippingServiceClient::new(shipping)
+        .get_consignments(bearer(GetRequest::default(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .consignments;
+    assert_eq!(listed, vec![created]);
+    vessel_shutdown.trigger();
+    consignment_shutdown.trigger();
 }

@@ -2,9 +2,10 @@
 //!
 //! Tests talk to real infrastructure started on loopback by
 //! `scripts/infra.sh up` (which `make test` runs): its URLs arrive in
-//! `TEST_DATABASE_URL`, `TEST_NATS_URL` and `TEST_CONSUL_HTTP_ADDR`. Every
-//! test gets its own world from here: [`fresh_postgres_database`] creates a
-//! database under a new name, so tests run in parallel and in any order.
+//! `TEST_DATABASE_URL`, `TEST_NATS_URL`, `TEST_CONSUL_HTTP_ADDR` and
+//! `TEST_MONGODB_URL`. Every test gets its own world from here:
+//! [`fresh_postgres_database`] and [`fresh_mongodb_database`] name a
+//! database no other test uses, so tests run in parallel and in any order.
 //! Logs stay quiet unless `TEST_LOG=1`.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a panic is a test failure.
 
@@ -59,17 +60,65 @@ pub async fn fresh_postgres_database(prefix: &str) -> SecretUrl {
     admin.with_path(&format!("/{name}"))
 }
 
-/// Whether a MongoDB server is given for the tests (`MONGODB_URL`). When it
-/// is not, this prints that the MongoDB tests were skipped, so the run says
-/// so plainly.
-pub fn mongodb_url_or_say_skipped(test: &str) -> Option<String> {
-    match std::env::var("MONGODB_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!(
-                "SKIPPED {test}: MONGODB_URL is not set, so the MongoDB store was not tested"
-            );
-            None
+/// The MongoDB server the tests use: `TEST_MONGODB_URL`, which
+/// `scripts/infra.sh up mongodb` exports (here, the DocumentDB stand-in from
+/// `shared/tools/documentdb`; anywhere else, any MongoDB).
+///
+/// MongoDB tests are marked ignored so a plain `cargo test` without a server
+/// leaves them out visibly; `make test` includes them whenever the server
+/// runs. A MongoDB test that *is* included without a server panics here,
+/// saying what to set: it never passes having tested nothing.
+pub fn mongodb_admin_url() -> SecretUrl {
+    let url = std::env::var("TEST_MONGODB_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "TEST_MONGODB_URL is not set, so this MongoDB test cannot run: run \
+                 `make test`, or `eval \"$(scripts/infra.sh up mongodb)\"` first, or set \
+                 TEST_MONGODB_URL=mongodb://user:password@host:port/ to a MongoDB server"
+            )
+        });
+    url.parse().expect("TEST_MONGODB_URL is a valid URL")
+}
+
+/// The URL of a database with a fresh name on the test MongoDB server
+/// (MongoDB creates it on first write). The credentials keep authenticating
+/// where the server's URL said: its path names the authentication database
+/// (`admin` when it names none), so `authSource` is pinned to that before
+/// the path changes.
+pub fn fresh_mongodb_database(prefix: &str) -> SecretUrl {
+    let admin = mongodb_admin_url();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut url = url::Url::parse(admin.expose()).expect("TEST_MONGODB_URL is a valid URL");
+    let has_auth_source = url.query_pairs().any(|(key, _)| key == "authSource");
+    if !url.username().is_empty() && !has_auth_source {
+        let auth_database = match url.path().trim_start_matches('/') {
+            "" => "admin".to_owned(),
+            named => named.to_owned(),
+        };
+        url.query_pairs_mut()
+            .append_pair("authSource", &auth_database);
+    }
+    url.set_path(&format!("/{name}"));
+    url.as_str().parse().expect("still a valid URL")
+}
+
+/// Which database a store-backed service under test keeps its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The test PostgreSQL server.
+    Postgres,
+    /// The test MongoDB server.
+    MongoDb,
+}
+
+impl StoreKind {
+    /// The URL of a fresh database of this kind, named `prefix_<uuid>`.
+    pub async fn fresh_database(self, prefix: &str) -> SecretUrl {
+        match self {
+            Self::Postgres => fresh_postgres_database(prefix).await,
+            Self::MongoDb => fresh_mongodb_database(prefix),
         }
     }
 }
@@ -756,4 +805,110 @@ pub fn help_text(binary: &str, env: &[(&str, &str)]) -> String {
 pub fn assert_mentions(text: &str, wanted: &[&str]) {
     let missing: Vec<_> = wanted.iter().filter(|word| !text.contains(*word)).collect();
     assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
+}
+
+/// The contract test suite of a repository trait, run against every store:
+/// `store_contract!(postgres: make_pg, mongodb: make_mongo, cases: [a, b])`
+/// makes `postgres::a`, `mongodb::a`, … where each case is an
+/// `async fn(impl Trait)` and each maker an `async fn() -> Store` of the
+/// calling module.
+///
+/// The MongoDB cases are marked ignored (a plain `cargo test` without a
+/// MongoDB server lists them as such); `make test` includes them whenever
+/// `scripts/infra.sh` started a server, and an included case without one
+/// fails, saying what to set ([`mongodb_admin_url`]).
+#[macro_export]
+macro_rules! store_contract {
+    (postgres: $postgres:ident, mongodb: $mongodb:ident, cases: [$($case:ident),* $(,)?]) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::$postgres().await).await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test]
+                #[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+                async fn $case() {
+                    super::$case(super::$mongodb().await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// How a MongoDB server plans a query: what its winning plan scans.
+#[derive(Debug)]
+pub struct MongoQueryPlan {
+    /// The names of the indexes the winning plan scans (`IXSCAN` stages).
+    pub index_scans: Vec<String>,
+    /// Whether the winning plan reads the whole collection (`COLLSCAN`).
+    pub collection_scan: bool,
+    /// The server's whole `explain` answer, for failure messages.
+    pub explain: mongodb::bson::Document,
+}
+
+/// Asks the MongoDB server at `url` (its database) how it would run
+/// `find(filter).sort(sort).limit(limit)` on `collection` (`explain`, query
+/// planner verbosity), without running it.
+pub async fn mongodb_query_plan(
+    url: &SecretUrl,
+    collection: &str,
+    filter: mongodb::bson::Document,
+    sort: mongodb::bson::Document,
+    limit: i64,
+) -> MongoQueryPlan {
+    use mongodb::bson::{Bson, doc};
+
+    fn walk(value: &Bson, plan: &mut MongoQueryPlan) {
+        match value {
+            Bson::Document(document) => {
+                match document.get_str("stage") {
+                    Ok("IXSCAN") => plan
+                        .index_scans
+                        .push(document.get_str("indexName").unwrap_or("?").to_owned()),
+                    Ok("COLLSCAN") => plan.collection_scan = true,
+                    _ => {}
+                }
+                document.values().for_each(|value| walk(value, plan));
+            }
+            Bson::Array(values) => values.iter().for_each(|value| walk(value, plan)),
+            _ => {}
+        }
+    }
+
+    let client = mongodb::Client::with_uri_str(url.expose())
+        .await
+        .expect("a valid MongoDB URL");
+    let database = client
+        .default_database()
+        .expect("the MongoDB URL names a database");
+    let explain = database
+        .run_command(doc! {
+            "explain": {
+                "find": collection,
+                "filter": filter,
+                "sort": sort,
+                "limit": limit,
+            },
+            "verbosity": "queryPlanner",
+        })
+        .await
+        .expect("explain");
+    let winning = explain
+        .get_document("queryPlanner")
+        .ok()
+        .and_then(|planner| planner.get("winningPlan"))
+        .cloned()
+        .unwrap_or_else(|| panic!("explain answered no queryPlanner.winningPlan: {explain}"));
+    let mut plan = MongoQueryPlan {
+        index_scans: Vec::new(),
+        collection_scan: false,
+        explain,
+    };
+    walk(&winning, &mut plan);
+    plan
 }

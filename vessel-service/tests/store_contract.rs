@@ -1,12 +1,14 @@
 //! The contract every vessel store must keep, run against each store:
-//! PostgreSQL always (a fresh database per test), MongoDB when `MONGODB_URL`
-//! is set (a fresh database per test). Without it the MongoDB cases show as
-//! ignored; `make test` runs them with `--include-ignored` when it is set.
+//! PostgreSQL and MongoDB, a fresh database per test. The MongoDB cases are
+//! marked ignored for a plain `cargo test`; `make test` includes them, on the
+//! server `scripts/infra.sh up mongodb` started (`TEST_MONGODB_URL`).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use shippy_testkit::{fresh_postgres_database, init_test_logging, mongodb_url_or_say_skipped};
+use shippy_testkit::{
+    fresh_mongodb_database, fresh_postgres_database, init_test_logging, store_contract,
+};
 use vessel_service::{
     domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight},
     fleet,
@@ -168,46 +170,19 @@ async fn postgres_store() -> Store {
     store
 }
 
-async fn mongo_store(test: &str) -> Option<Store> {
+async fn mongo_store() -> Store {
     init_test_logging();
-    let url: shippy_service::settings::SecretUrl = mongodb_url_or_say_skipped(test)?
-        .parse()
-        .expect("MONGODB_URL is a valid URL");
-    let url = url.with_path(&format!(
-        "/vessel_contract_{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let url = fresh_mongodb_database("vessel_contract");
     let store = Store::open(&url, TIMEOUT).await.expect("valid MongoDB URL");
     assert!(matches!(store, Store::Mongo(_)));
     store.prepare().await.expect("create indexes");
-    Some(store)
+    store
 }
 
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::postgres_store().await).await;
-                }
-            )*
-        }
-        mod mongodb {
-            $(
-                #[tokio::test]
-                #[ignore = "MongoDB store: runs when MONGODB_URL is set (make test passes --include-ignored then)"]
-                async fn $case() {
-                    if let Some(store) = super::mongo_store(stringify!($case)).await {
-                        super::$case(store).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+store_contract!(
+    postgres: postgres_store,
+    mongodb: mongo_store,
+    cases: [
     inserted_vessel_reads_back_whole,
     a_taken_id_is_already_exists,
     insert_if_absent_adds_once_and_never_overwrites,
@@ -215,4 +190,29 @@ contract!(
     an_empty_fleet_fits_nothing,
     preparing_and_seeding_twice_adds_the_fleet_once,
     ping_answers,
+    ]
 );
+
+/// MongoDB only: finding a vessel reads the by-size index, never the
+/// whole collection.
+#[tokio::test]
+#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+async fn mongodb_find_available_is_answered_from_the_size_index() {
+    use vessel_service::store::mongo::{BY_SIZE_INDEX, find_available_query};
+
+    let url = shippy_testkit::fresh_mongodb_database("vessel_explain");
+    let store = Store::open(&url, TIMEOUT).await.unwrap();
+    store.prepare().await.unwrap();
+    for n in 1..=200 {
+        store
+            .insert(&vessel(&format!("v{n:03}"), n, n * 1000))
+            .await
+            .unwrap();
+    }
+    let (filter, sort) = find_available_query(spec(150, 1000));
+    let plan = shippy_testkit::mongodb_query_plan(&url, "vessels", filter, sort, 1).await;
+    assert!(
+        !plan.collection_scan && plan.index_scans.iter().any(|name| name == BY_SIZE_INDEX),
+        "find_available should scan {BY_SIZE_INDEX}, not the collection: {plan:#?}"
+    );
+}

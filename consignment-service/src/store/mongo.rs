@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
     Collection, Database, IndexModel,
-    bson::{self, doc},
+    bson::{self, Document, doc},
+    options::IndexOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,43 @@ impl TryFrom<ConsignmentDocument> for Consignment {
     }
 }
 
+/// The index the owner's listing is answered from: the owner's consignments
+/// are one range of it, already in the listing's order, so a page reads only
+/// the entries it returns.
+fn listing_index() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! { "owner_id": 1, "created_at_us": -1, "_id": -1 })
+        .options(
+            IndexOptions::builder()
+                .name(LISTING_INDEX.to_owned())
+                .build(),
+        )
+        .build()
+}
+
+/// The listing index's name (MongoDB's default name for its keys).
+pub const LISTING_INDEX: &str = "owner_id_1_created_at_us_-1__id_-1";
+
+/// The filter and sort of one page of `owner`'s consignments, newest first
+/// (ties broken by the greater id), after the cursor if any. Public so a test
+/// can ask the server how it plans exactly this query.
+pub fn listing_query(owner: &str, after: Option<&After>) -> (Document, Document) {
+    let filter = match after {
+        None => doc! { "owner_id": owner },
+        Some(after) => {
+            let micros = after.created_at.timestamp_micros();
+            doc! {
+                "owner_id": owner,
+                "$or": [
+                    { "created_at_us": { "$lt": micros } },
+                    { "created_at_us": micros, "_id": { "$lt": &after.id } },
+                ],
+            }
+        }
+    };
+    (filter, doc! { "created_at_us": -1, "_id": -1 })
+}
+
 fn store_error(error: mongodb::error::Error) -> StoreError {
     if shippy_store::mongo_unavailable(&error) {
         StoreError::Unavailable(error.into())
@@ -98,11 +136,8 @@ impl ConsignmentStore for MongoStore {
 
     #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
-        let by_owner = IndexModel::builder()
-            .keys(doc! { "owner_id": 1, "created_at_us": -1, "_id": -1 })
-            .build();
         self.consignments
-            .create_index(by_owner)
+            .create_index(listing_index())
             .await
             .map_err(store_error)?;
         Ok(())
@@ -140,23 +175,11 @@ impl ConsignmentStore for MongoStore {
         after: Option<&After>,
         limit: u32,
     ) -> Result<Vec<Consignment>, StoreError> {
-        let filter = match after {
-            None => doc! { "owner_id": owner },
-            Some(after) => {
-                let micros = after.created_at.timestamp_micros();
-                doc! {
-                    "owner_id": owner,
-                    "$or": [
-                        { "created_at_us": { "$lt": micros } },
-                        { "created_at_us": micros, "_id": { "$lt": &after.id } },
-                    ],
-                }
-            }
-        };
+        let (filter, sort) = listing_query(owner, after);
         let documents: Vec<ConsignmentDocument> = self
             .consignments
             .find(filter)
-            .sort(doc! { "created_at_us": -1, "_id": -1 })
+            .sort(sort)
             .limit(i64::from(limit))
             .await
             .map_err(store_error)?

@@ -1,10 +1,11 @@
 //! A whole cluster for tests: user-, vessel- and consignment-service
-//! in-process on random ports, each with its own PostgreSQL database, user
+//! in-process on random ports, each with its own fresh database (users in
+//! PostgreSQL; vessels and consignments in PostgreSQL or MongoDB), user
 //! events on the test NATS. Shared by consignment-service's end-to-end tests
 //! and consignment-cli's tests (through `#[path]`).
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use consignment_service::{
     app::Application as ConsignmentApp, settings::Settings as ConsignmentSettings,
@@ -16,8 +17,11 @@ use shippy_proto::{
 use shippy_service::{
     Shutdown,
     discovery::{CallTimeouts, static_channel},
+    settings::SecretUrl,
 };
-use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
+use shippy_testkit::{
+    StoreKind, fresh_postgres_database, infra_var, init_test_logging, wait_for_health,
+};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application as UserApp, settings::Settings as UserSettings, tokens};
@@ -37,12 +41,57 @@ pub struct Cluster {
     pub consignment_shutdown: Shutdown,
 }
 
+/// Starts vessel-service on `database_url` without waiting for it to serve.
+pub async fn spawn_vessel_service(database_url: SecretUrl) -> (SocketAddr, Shutdown) {
+    let app = VesselApp::build(&VesselSettings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        discovery: Default::default(),
+    })
+    .await
+    .unwrap();
+    let address = app.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    (address, shutdown)
+}
+
+/// Starts consignment-service on `database_url`, calling the vessel- and
+/// user-service at these addresses, without waiting for it to serve.
+pub async fn spawn_consignment_service(
+    database_url: SecretUrl,
+    vessel_addr: SocketAddr,
+    user_addr: SocketAddr,
+) -> (SocketAddr, Shutdown) {
+    let app = ConsignmentApp::build(&ConsignmentSettings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        vessel_service_url: format!("http://{vessel_addr}"),
+        user_service_url: format!("http://{user_addr}"),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        discovery: Default::default(),
+    })
+    .await
+    .unwrap();
+    let address = app.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    (address, shutdown)
+}
+
 pub fn channel(address: std::net::SocketAddr) -> Channel {
     static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap()
 }
 
 impl Cluster {
+    /// Vessels and consignments in PostgreSQL.
     pub async fn start() -> Self {
+        Self::start_on(StoreKind::Postgres).await
+    }
+
+    /// Vessels and consignments in `store`'s kind of database.
+    pub async fn start_on(store: StoreKind) -> Self {
         init_test_logging();
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let key_pem = tokens::generate_pem(1).unwrap();
@@ -66,32 +115,14 @@ impl Cluster {
         let user_shutdown = Shutdown::new();
         tokio::spawn(user_app.run(user_shutdown.clone()));
 
-        let vessel_app = VesselApp::build(&VesselSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("e2e_vessels").await,
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-        })
-        .await
-        .unwrap();
-        let vessel_addr = vessel_app.local_addr().unwrap();
-        let vessel_shutdown = Shutdown::new();
-        tokio::spawn(vessel_app.run(vessel_shutdown.clone()));
-
-        let consignment_app = ConsignmentApp::build(&ConsignmentSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("e2e_consignments").await,
-            vessel_service_url: format!("http://{vessel_addr}"),
-            user_service_url: format!("http://{user_addr}"),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-        })
-        .await
-        .unwrap();
-        let consignment_addr = consignment_app.local_addr().unwrap();
-        let consignment_shutdown = Shutdown::new();
-        tokio::spawn(consignment_app.run(consignment_shutdown.clone()));
-
+        let (vessel_addr, vessel_shutdown) =
+            spawn_vessel_service(store.fresh_database("e2e_vessels").await).await;
+        let (consignment_addr, consignment_shutdown) = spawn_consignment_service(
+            store.fresh_database("e2e_consignments").await,
+            vessel_addr,
+            user_addr,
+        )
+        .await;
         for address in [user_addr, vessel_addr, consignment_addr] {
             wait_for_health(&channel(address), ServingStatus::Serving).await;
         }

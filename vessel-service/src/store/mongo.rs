@@ -1,6 +1,10 @@
 //! The MongoDB vessel store (the official driver), one document per vessel.
 
-use mongodb::{Collection, Database, IndexModel, bson::doc};
+use mongodb::{
+    Collection, Database, IndexModel,
+    bson::{Document, doc},
+    options::IndexOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, VesselStore};
@@ -56,6 +60,23 @@ impl TryFrom<VesselDocument> for Vessel {
     }
 }
 
+/// The name of the index `find_available` is answered from (MongoDB's
+/// default name for its keys). Vessel ids are `_id`, unique by MongoDB's own
+/// index on it.
+pub const BY_SIZE_INDEX: &str = "available_1_capacity_1_max_weight_1__id_1";
+
+/// The filter and sort that find the smallest available vessel fitting
+/// `spec`; the index `prepare` creates holds the vessels in this order.
+/// Public so a test can ask the server how it plans exactly this query.
+pub fn find_available_query(spec: Specification) -> (Document, Document) {
+    let filter = doc! {
+        "available": true,
+        "capacity": { "$gte": spec.capacity.get() },
+        "max_weight": { "$gte": spec.max_weight.get() },
+    };
+    (filter, doc! { "capacity": 1, "max_weight": 1, "_id": 1 })
+}
+
 fn store_error(error: mongodb::error::Error) -> StoreError {
     if shippy_store::mongo_unavailable(&error) {
         StoreError::Unavailable(error.into())
@@ -88,6 +109,11 @@ impl VesselStore for MongoStore {
     async fn prepare(&self) -> Result<(), StoreError> {
         let by_size = IndexModel::builder()
             .keys(doc! { "available": 1, "capacity": 1, "max_weight": 1, "_id": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(BY_SIZE_INDEX.to_owned())
+                    .build(),
+            )
             .build();
         self.vessels
             .create_index(by_size)
@@ -133,13 +159,10 @@ impl VesselStore for MongoStore {
         err(Display, level = "debug")
     )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
+        let (filter, sort) = find_available_query(spec);
         self.vessels
-            .find_one(doc! {
-                "available": true,
-                "capacity": { "$gte": spec.capacity.get() },
-                "max_weight": { "$gte": spec.max_weight.get() },
-            })
-            .sort(doc! { "capacity": 1, "max_weight": 1, "_id": 1 })
+            .find_one(filter)
+            .sort(sort)
             .await
             .map_err(store_error)?
             .map(Vessel::try_from)
