@@ -72,17 +72,28 @@ ensure_probe() {
         python3 -m pip install -q --disable-pip-version-check grpcio grpcio-reflection grpcio-health-checking >&2
 }
 
+# service_pid NAME: the pid start_service recorded for NAME.
+service_pid() { cat "$run/$1.pid"; }
+
 wait_serving() { # NAME PORT
-    local i
+    local i pid
+    pid=$(service_pid "$1")
     for ((i = 0; i < 300; i++)); do
         if [ "$(python3 scripts/smoke/grpc_probe.py "127.0.0.1:$2" health 2>/dev/null)" = SERVING ]; then
             echo "    $1 is SERVING on 127.0.0.1:$2"
             return 0
         fi
+        # A service that exited during start fails the start at once, with why.
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -5 "$run/$1.log" >&2
+            local taken
+            taken=$(grep -o 'Address already in use\|address in use\|[0-9.]*:[0-9]* .*in use' "$run/$1.log" | head -1 || true)
+            fail "$1 exited during start${taken:+ ($taken)} (log: $run/$1.log)"
+        fi
         sleep 0.1
     done
     tail -20 "$run/$1.log" >&2
-    fail "$1 did not become healthy (log: $run/$1.log)"
+    fail "$1 did not become healthy within 30 s (log: $run/$1.log)"
 }
 
 wait_registered() { # NAME...
@@ -98,12 +109,20 @@ wait_registered() { # NAME...
 }
 
 start_service() { # NAME PORT ENV...
-    local name=$1 port=$2
+    local name=$1 port=$2 metrics_port
     shift 2
-    env LISTEN_ADDR="127.0.0.1:$port" CONSUL_HTTP_ADDR="$TEST_CONSUL_HTTP_ADDR" "$@" "$bin/$name" \
+    # Spare metrics ports too, so a second cluster (a `make dev` elsewhere) never collides.
+    metrics_port=$(spare_port)
+    printf '%s' "$metrics_port" >"$run/$name.metrics-port"
+    env LISTEN_ADDR="127.0.0.1:$port" METRICS_ADDR="127.0.0.1:$metrics_port" \
+        CONSUL_HTTP_ADDR="$TEST_CONSUL_HTTP_ADDR" "$@" "$bin/$name" \
         >"$run/$name.log" 2>&1 &
     pids+=($!)
+    echo $! >"$run/$name.pid"
 }
+
+# metrics_url NAME: where NAME's Prometheus metrics are.
+metrics_url() { echo "http://127.0.0.1:$(cat "$run/$1.metrics-port")/metrics"; }
 
 up() {
     say "building ($profile)"
@@ -201,8 +220,21 @@ demo() {
         sleep 0.2
     done
     [ -n "$mail" ] || fail "no welcome mail arrived (logs: $run)"
-    printf '%s\n' "$mail" | sed -n '/^Content-Type: text\/html/q;p' | grep -v '^\s*$' | head -30
-    [[ $mail == *"$email"* && $mail == *"Hi Ewan Valentine"* ]] || fail "the mail is not the welcome mail for $email"
+    # Decoded (quoted-printable and all) by Python's email package: headers
+    # and the plain-text part, with no pipeline that can die of SIGPIPE.
+    local shown
+    shown=$(python3 - "$maildir" <<'PY'
+import email, email.policy, pathlib, sys
+path = sorted(pathlib.Path(sys.argv[1], "new").iterdir())[0]
+message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+for header in ("From", "To", "Subject", "Date"):
+    print(f"{header}: {message[header]}")
+print()
+print(message.get_body(preferencelist=("plain",)).get_content().strip())
+PY
+) || fail "the mail could not be decoded"
+    printf '%s\n' "$shown"
+    [[ $shown == *"$email"* && $shown == *"Hi Ewan Valentine"* ]] || fail "the mail is not the welcome mail for $email"
 
     say "every step did what it should; stopping everything"
     keep_logs=0
@@ -217,6 +249,8 @@ The shippy-rs cluster is up (Ctrl-C stops it):
   vessel-service       127.0.0.1:$vessel_port
   consignment-service  127.0.0.1:$consignment_port
   email-service        127.0.0.1:$email_port (health only)
+  metrics              $(metrics_url user-service) $(metrics_url vessel-service)
+                       $(metrics_url consignment-service) $(metrics_url email-service)
   store                vessels and consignments in $store (STORE=postgres|mongodb)
   Consul UI            http://$TEST_CONSUL_HTTP_ADDR/ui
   SMTP server          smtp://127.0.0.1:$smtp_port, mails in $maildir/new
