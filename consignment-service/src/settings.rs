@@ -16,7 +16,10 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: SecretUrl,
 
-    /// vessel-service's address.
+    /// vessel-service's address when Consul is not configured:
+    /// `http://host:port`, or `dns:///name:port` to balance across every
+    /// address the name resolves to (e.g. a Kubernetes headless Service),
+    /// resolved again every 5 s.
     #[arg(
         long,
         env = "VESSEL_SERVICE_URL",
@@ -24,7 +27,8 @@ pub struct Settings {
     )]
     pub vessel_service_url: String,
 
-    /// user-service's address (for the public keys that verify tokens).
+    /// user-service's address (for the public keys that verify tokens);
+    /// `http://host:port` or `dns:///name:port`, as for vessel-service.
     #[arg(
         long,
         env = "USER_SERVICE_URL",

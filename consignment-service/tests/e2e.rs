@@ -17,7 +17,8 @@ use shippy_proto::{
     user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient},
 };
 use shippy_testkit::{
-    LateProxy, StoreKind, health_status, socket_addr_of, wait_for_health, with_socket_addr,
+    LateProxy, StoreKind, fresh_postgres_database, health_status, socket_addr_of, wait_for_health,
+    with_socket_addr,
 };
 use tonic::{Code, Request, metadata::MetadataValue};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -464,4 +465,36 @@ async fn services_start_before_their_databases_on(store: StoreKind) {
     assert_eq!(listed, vec![created]);
     vessel_shutdown.trigger();
     consignment_shutdown.trigger();
+}
+
+/// Peers named `dns:///host:port` (as in Kubernetes, a headless Service's
+/// name) are found through the system's resolver: consignment-service
+/// reaches vessel- and user-service by the name `localhost`.
+#[tokio::test]
+async fn peers_named_by_dns_are_found_through_the_system_resolver() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("dns@example.com").await;
+    let (vessel_addr, vessel_shutdown) =
+        cluster::spawn_vessel_service(fresh_postgres_database("dns_vessels").await).await;
+    let (shipping_addr, shipping_shutdown) = cluster::spawn_consignment_service_at(
+        fresh_postgres_database("dns_consignments").await,
+        format!("dns:///localhost:{}", vessel_addr.port()),
+        format!(
+            "dns:///localhost:{}",
+            cluster.user_settings.listen_addr.port()
+        ),
+    )
+    .await;
+    let shipping = cluster::channel(shipping_addr);
+    wait_for_health(&shipping, ServingStatus::Serving).await;
+    let created = ShippingServiceClient::new(shipping)
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .expect("created through peers found by DNS")
+        .into_inner()
+        .consignment
+        .unwrap();
+    assert_eq!(created.vessel_id, "vessel002");
+    shipping_shutdown.trigger();
+    vessel_shutdown.trigger();
 }

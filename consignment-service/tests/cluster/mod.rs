@@ -64,11 +64,26 @@ pub async fn spawn_consignment_service(
     vessel_addr: SocketAddr,
     user_addr: SocketAddr,
 ) -> (SocketAddr, Shutdown) {
+    spawn_consignment_service_at(
+        database_url,
+        format!("http://{vessel_addr}"),
+        format!("http://{user_addr}"),
+    )
+    .await
+}
+
+/// Starts consignment-service on `database_url`, finding the vessel- and
+/// user-service at these URLs (`http://…` or `dns:///…`).
+pub async fn spawn_consignment_service_at(
+    database_url: SecretUrl,
+    vessel_service_url: String,
+    user_service_url: String,
+) -> (SocketAddr, Shutdown) {
     let app = ConsignmentApp::build(&ConsignmentSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url,
-        vessel_service_url: format!("http://{vessel_addr}"),
-        user_service_url: format!("http://{user_addr}"),
+        vessel_service_url,
+        user_service_url,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
     })

@@ -6,13 +6,17 @@
 //! channels that balance across the passing instances of a service,
 //! following changes with blocking queries and keeping the last known set
 //! while Consul is unreachable. Without it, static addresses from the
-//! environment (`VESSEL_SERVICE_URL`, …) serve.
+//! environment (`VESSEL_SERVICE_URL`, …) serve. A peer address of the form
+//! `dns:///host:port` is followed through DNS instead ([`dns`]): every
+//! address the name resolves to is an instance (a Kubernetes headless
+//! Service), whether or not Consul is configured.
 //!
 //! Channels are lazy: creating one never waits for the peer, and each call
 //! has a deadline, so a peer that is down makes calls fail promptly instead
 //! of hanging.
 
 pub mod consul;
+pub mod dns;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -64,8 +68,9 @@ impl Discovery {
         }
     }
 
-    /// A channel to `service`: balanced across its passing instances in
-    /// Consul, or to `static_url` without Consul.
+    /// A channel to `service`: balanced across the addresses a
+    /// `dns:///host:port` `static_url` resolves to; otherwise across its
+    /// passing instances in Consul, or to `static_url` without Consul.
     pub fn channel(
         &self,
         service: &'static str,
@@ -73,6 +78,17 @@ impl Discovery {
         timeouts: CallTimeouts,
         shutdown: &Shutdown,
     ) -> Result<Channel, InvalidAddress> {
+        if dns::DnsTarget::is_dns(static_url) {
+            let target = dns::DnsTarget::parse(static_url)?;
+            tracing::info!(service, %target, "following the instances DNS names");
+            return Ok(dns::dns_channel(
+                target,
+                std::sync::Arc::new(dns::SystemResolver),
+                dns::REFRESH_EVERY,
+                timeouts,
+                shutdown,
+            ));
+        }
         let Some(consul) = &self.consul else {
             return static_channel(static_url, timeouts);
         };
@@ -290,7 +306,9 @@ impl Default for CallTimeouts {
 
 /// An address that is not a usable gRPC endpoint.
 #[derive(Debug, thiserror::Error)]
-#[error("`{address}` is not a valid service address (expected e.g. http://127.0.0.1:50052)")]
+#[error(
+    "`{address}` is not a valid service address (expected e.g. http://127.0.0.1:50052, or dns:///vessel-service.shippy.svc.cluster.local:50052)"
+)]
 pub struct InvalidAddress {
     address: String,
 }
