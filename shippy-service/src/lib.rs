@@ -20,6 +20,8 @@
 //! - [`pagination`]: opaque page tokens over a (creation time, id) order.
 //! - [`rpc_layer`]: a span (OpenTelemetry RPC conventions) and metrics per RPC.
 //! - [`retry`]: waiting for a dependency with backoff.
+//! - [`text`]: short escaped excerpts of outside input for messages and
+//!   logs; refusing control characters.
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
 //!   then keeping health in step with it.
 
@@ -37,6 +39,7 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod text;
 
 pub use error::ApiError;
 pub use shutdown::Shutdown;

@@ -69,6 +69,47 @@ async fn bad_accounts_are_invalid_argument_naming_the_field() {
 }
 
 #[tokio::test]
+async fn control_characters_and_huge_strings_are_invalid_argument_with_a_short_escaped_message() {
+    let app = TestApp::spawn().await;
+    let huge = format!("{}@example.com", "a".repeat(10_000));
+    for (bad, field) in [
+        (
+            user("Eve\r\nBcc: spy@example.com", "eve@example.com", PASSWORD),
+            "name",
+        ),
+        (user("Eve\0", "eve@example.com", PASSWORD), "name"),
+        (
+            User {
+                company: "ACME\nINFO forged log line".into(),
+                ..user("Eve", "eve@example.com", PASSWORD)
+            },
+            "company",
+        ),
+        (
+            user("Eve", "eve@example.com\r\nBcc: spy@example.com", PASSWORD),
+            "email",
+        ),
+        (user("Eve", &huge, PASSWORD), "email"),
+    ] {
+        let status = app.users().create(bad).await.expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().contains(field), "{}", status.message());
+        assert!(
+            status.message().len() < 300,
+            "short: {}",
+            status.message().len()
+        );
+        assert!(
+            !status.message().contains(['\r', '\n', '\0']),
+            "escaped: {:?}",
+            status.message()
+        );
+    }
+    app.create_user("Still", "still@example.com").await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_registered_email_is_already_exists_whatever_its_case() {
     let app = TestApp::spawn().await;
     app.create_user("First", "taken@example.com").await;
