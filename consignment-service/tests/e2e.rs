@@ -189,6 +189,7 @@ async fn missing_garbage_expired_and_forged_tokens_are_refused() {
             aud: AUDIENCE.into(),
             iat: now - 7200,
             exp: now - 3600,
+            roles: Vec::new(),
         },
     );
     let forged = token_signed_with(
@@ -200,6 +201,7 @@ async fn missing_garbage_expired_and_forged_tokens_are_refused() {
             aud: AUDIENCE.into(),
             iat: now,
             exp: now + 600,
+            roles: Vec::new(),
         },
     );
 

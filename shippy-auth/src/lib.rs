@@ -39,6 +39,20 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, seconds since the Unix epoch.
     pub exp: u64,
+    /// What the user may do beyond their own data: [`ADMIN_ROLE`] or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// The role of administrators: they list users, read any profile and
+/// create vessels.
+pub const ADMIN_ROLE: &str = "admin";
+
+impl Claims {
+    /// Whether the token carries [`ADMIN_ROLE`].
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|role| role == ADMIN_ROLE)
+    }
 }
 
 /// Why a token was refused. Every variant means `UNAUTHENTICATED`.
@@ -334,6 +348,7 @@ mod tests {
             aud: AUDIENCE.into(),
             iat: 0,
             exp: u64::MAX,
+            roles: Vec::new(),
         };
         cache.cache.insert("verified-before".into(), claims.clone());
         assert_eq!(cache.verify(&keys, "verified-before"), Ok(claims.clone()));

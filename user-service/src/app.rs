@@ -15,8 +15,10 @@ use tokio::sync::Notify;
 
 use crate::{
     api::UserApi,
+    domain::InvalidInput,
     password::{HashError, PasswordHasher},
     relay::{EventPublisher, Relay},
+    roles::Admins,
     settings::Settings,
     store::UserStore,
     tokens::{KeyError, TokenSigner},
@@ -50,6 +52,9 @@ pub enum StartError {
     /// The signing keys cannot be loaded.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// `ADMIN_EMAILS` lists something that is not an email.
+    #[error("{0}")]
+    Admins(InvalidInput),
     /// bcrypt cannot hash at the configured cost.
     #[error("bcrypt cannot hash at the configured cost")]
     Hasher(#[from] HashError),
@@ -98,6 +103,8 @@ impl Application {
             settings.jwt_ttl.into(),
         )?);
         let hasher = PasswordHasher::new(settings.bcrypt_cost).await?;
+        let admins = Admins::parse(&settings.admin_emails).map_err(StartError::Admins)?;
+        tracing::info!(admins = admins.len(), "administrators configured");
 
         let ready = Ready::new();
         let wake_relay = Arc::new(Notify::new());
@@ -108,6 +115,7 @@ impl Application {
             ready.clone(),
             wake_relay.clone(),
             settings.user_created_subject.clone(),
+            admins,
         );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(UserServiceServer::new(api));

@@ -150,8 +150,8 @@ impl TokenSigner {
         })
     }
 
-    /// A token for `user`, valid for the TTL from now.
-    pub fn sign(&self, user: UserId) -> Result<SignedToken, KeyError> {
+    /// A token for `user` with `roles`, valid for the TTL from now.
+    pub fn sign(&self, user: UserId, roles: &[&str]) -> Result<SignedToken, KeyError> {
         let key = self
             .keys
             .first()
@@ -163,6 +163,7 @@ impl TokenSigner {
             aud: AUDIENCE.to_owned(),
             iat: now,
             exp: now + self.ttl.as_secs(),
+            roles: roles.iter().map(|&role| role.to_owned()).collect(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
@@ -247,7 +248,7 @@ mod tests {
     fn signed_tokens_verify_and_carry_no_secret() {
         let signer = TokenSigner::load(None, DAY).unwrap();
         let user = UserId::generate();
-        let signed = signer.sign(user).unwrap();
+        let signed = signer.sign(user, &[]).unwrap();
         let claims = signer.verifier().verify(&signed.token).unwrap();
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(
@@ -265,7 +266,7 @@ mod tests {
     fn another_key_is_a_forgery() {
         let ours = TokenSigner::load(None, DAY).unwrap();
         let theirs = TokenSigner::load(None, DAY).unwrap();
-        let forged = theirs.sign(UserId::generate()).unwrap().token;
+        let forged = theirs.sign(UserId::generate(), &[]).unwrap().token;
         assert!(matches!(
             ours.verifier().verify(&forged),
             Err(TokenError::UnknownKey(_))
@@ -280,7 +281,7 @@ mod tests {
         let old_file = dir.join("old.pem");
         std::fs::write(&old_file, &old_pem).unwrap();
         let old = TokenSigner::load(Some(&old_file), DAY).unwrap();
-        let old_token = old.sign(UserId::generate()).unwrap().token;
+        let old_token = old.sign(UserId::generate(), &[]).unwrap().token;
 
         let rotated_file = dir.join("rotated.pem");
         std::fs::write(&rotated_file, generate_pem(1).unwrap() + &old_pem).unwrap();
@@ -290,7 +291,7 @@ mod tests {
             .verifier()
             .verify(&old_token)
             .expect("old tokens still verify");
-        let new_token = rotated.sign(UserId::generate()).unwrap().token;
+        let new_token = rotated.sign(UserId::generate(), &[]).unwrap().token;
         assert_ne!(
             shippy_auth::token_kid(&new_token).unwrap(),
             shippy_auth::token_kid(&old_token).unwrap(),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, TestApp, bearer, stream_messages};
+use common::{ADMIN, PASSWORD, TestApp, bearer, stream_messages};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
 use shippy_auth::{AUDIENCE, Claims, ISSUER, KeySet};
@@ -283,6 +283,7 @@ fn token_with(key_pem: &str, tweak: impl FnOnce(&mut Claims)) -> String {
         aud: AUDIENCE.into(),
         iat: now,
         exp: now + 600,
+        roles: Vec::new(),
     };
     tweak(&mut claims);
     let keys = KeySetHelper::kid(key_pem);
@@ -416,7 +417,13 @@ async fn get_and_get_all_need_a_token() {
     };
     let status = app
         .users()
-        .get(bearer(missing, &token))
+        .get(bearer(missing.clone(), &token))
+        .await
+        .expect_err("not grace's");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = app
+        .users()
+        .get(bearer(missing, &app.admin_token().await))
         .await
         .expect_err("unknown");
     assert_eq!(status.code(), Code::NotFound);
@@ -443,7 +450,7 @@ async fn get_all_pages_through_every_user_once() {
                 .await,
         );
     }
-    let token = app.login("u0@example.com").await;
+    let token = app.admin_token().await;
     let mut seen = Vec::new();
     let mut page_token = String::new();
     let mut pages = 0;
@@ -469,6 +476,7 @@ async fn get_all_pages_through_every_user_once() {
         page_token = page.next_page_token;
     }
     assert_eq!(pages, 3);
+    seen.retain(|id| created.contains(id)); // the admin came last
     assert_eq!(seen, created, "every user once, in creation order");
 
     let everything = app
@@ -483,7 +491,7 @@ async fn get_all_pages_through_every_user_once() {
         .await
         .expect("bounded, not refused")
         .into_inner();
-    assert_eq!(everything.users.len(), 5);
+    assert_eq!(everything.users.len(), 6, "five and the admin");
 
     let status = app
         .users()
@@ -497,5 +505,88 @@ async fn get_all_pages_through_every_user_once() {
         .await
         .expect_err("bad page token");
     assert_eq!(status.code(), Code::InvalidArgument);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_list_users_and_read_other_profiles() {
+    let app = TestApp::spawn().await;
+    let alice = app.create_user("Alice", "alice@example.com").await;
+    let bob = app.create_user("Bob", "bob@example.com").await;
+    let alice_token = app.login("alice@example.com").await;
+
+    let status = app
+        .users()
+        .get_all(bearer(ListRequest::default(), &alice_token))
+        .await
+        .expect_err("not an admin");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for other in [
+        User {
+            id: bob.clone(),
+            ..Default::default()
+        },
+        User {
+            email: "bob@example.com".into(),
+            ..Default::default()
+        },
+        User {
+            email: "nobody@example.com".into(),
+            ..Default::default()
+        },
+    ] {
+        let status = app
+            .users()
+            .get(bearer(other, &alice_token))
+            .await
+            .expect_err("someone else's profile");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    let own = app
+        .users()
+        .get(bearer(
+            User {
+                id: alice.clone(),
+                ..Default::default()
+            },
+            &alice_token,
+        ))
+        .await
+        .expect("her own profile")
+        .into_inner();
+    assert_eq!(own.user.unwrap().email, "alice@example.com");
+
+    // The administrator's token carries the role; they read anyone and list all.
+    let admin_token = app.admin_token().await;
+    let payload = admin_token.split('.').nth(1).unwrap();
+    let claims = base64_decode(payload);
+    assert!(claims.contains(r#""roles":["admin"]"#), "{claims}");
+    let alice_claims = base64_decode(alice_token.split('.').nth(1).unwrap());
+    assert!(!alice_claims.contains("admin"), "{alice_claims}");
+    let found = app
+        .users()
+        .get(bearer(
+            User {
+                email: "BOB@example.com".into(),
+                ..Default::default()
+            },
+            &admin_token,
+        ))
+        .await
+        .expect("admins read anyone")
+        .into_inner();
+    assert_eq!(found.user.unwrap().id, bob);
+    let listed = app
+        .users()
+        .get_all(bearer(ListRequest::default(), &admin_token))
+        .await
+        .expect("admins list")
+        .into_inner();
+    let emails: Vec<_> = listed
+        .users
+        .iter()
+        .map(|user| user.email.as_str())
+        .collect();
+    assert_eq!(emails, ["alice@example.com", "bob@example.com", ADMIN]);
     app.stop().await;
 }

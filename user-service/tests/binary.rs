@@ -22,6 +22,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
             "JWT_SIGNING_KEY_FILE",
             "JWT_TTL",
             "BCRYPT_COST",
+            "ADMIN_EMAILS",
             "USER_EVENTS_STREAM",
             "USER_CREATED_SUBJECT",
             "RUST_LOG",
