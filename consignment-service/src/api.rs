@@ -6,8 +6,9 @@ use shippy_proto::consignment::v1::{self as proto, shipping_service_server::Ship
 use shippy_service::{ApiError, pagination, readiness::Ready};
 use tonic::{Request, Response, Status};
 
+use shippy_auth::Authenticator;
+
 use crate::{
-    auth::Authenticator,
     domain::{Consignment, InvalidInput, NewConsignment},
     store::{After, ConsignmentStore, Store, StoreError},
     vessels::Vessels,

@@ -12,9 +12,10 @@ use shippy_service::{
     server::{GrpcServer, Health, ServerError},
 };
 
+use shippy_auth::Authenticator;
+
 use crate::{
     api::ShippingApi,
-    auth::Authenticator,
     settings::Settings,
     store::{ConsignmentStore, OpenError, Store},
     vessels::Vessels,

@@ -55,6 +55,8 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
     let app = VesselApp::build(&VesselSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url,
+        // Only `Create` needs user-service's keys; these tests never create.
+        user_service_url: "http://127.0.0.1:9".into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery,
     })

@@ -7,8 +7,13 @@
 //! [`token_from_metadata`] reads the token a client sent, as
 //! `authorization: Bearer <jwt>` or the original shippy's `token` key.
 //! [`saved`] is where the command-line programs keep the token of a login.
+//! [`remote::Authenticator`] is the one verifier of the other services:
+//! it fetches user-service's public keys (and refetches on an unknown `kid`).
 
+pub mod remote;
 pub mod saved;
+
+pub use remote::Authenticator;
 
 use std::collections::HashMap;
 

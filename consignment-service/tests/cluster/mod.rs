@@ -70,6 +70,7 @@ impl Cluster {
         let vessel_app = VesselApp::build(&VesselSettings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: fresh_postgres_database("e2e_vessels").await,
+            user_service_url: format!("http://{user_addr}"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         })
