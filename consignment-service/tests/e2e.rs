@@ -248,6 +248,8 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
     let mut duplicate_ids = sample();
     duplicate_ids.containers[0].id = "same".into();
     duplicate_ids.containers[1].id = "same".into();
+    let mut nul_origin = sample();
+    nul_origin.containers[0].origin = "port\0".into();
     for (bad, wanted) in [
         (
             Consignment {
@@ -271,6 +273,22 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
             "container",
         ),
         (duplicate_ids, "more than once"),
+        // NUL reached PostgreSQL and came back INTERNAL.
+        (
+            Consignment {
+                description: "nul\0byte".into(),
+                ..sample()
+            },
+            "description",
+        ),
+        (nul_origin, "container origin"),
+        (
+            Consignment {
+                description: format!("{}\0", "x".repeat(3_000_000)),
+                ..sample()
+            },
+            "description",
+        ),
     ] {
         let status = cluster
             .shipping()
@@ -279,6 +297,7 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
             .expect_err("invalid");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains(wanted), "{}", status.message());
+        assert!(status.message().len() < 300, "short: {}", status.message());
     }
 
     let oversized = Consignment {

@@ -416,6 +416,19 @@ async fn bad_vessels_are_invalid_argument() {
         (new_vessel("", "Ship", 0, 1), "capacity"),
         (new_vessel("", "Ship", 1, -1), "max_weight"),
         (new_vessel(&"x".repeat(500), "Ship", 1, 1), "id"),
+        (new_vessel("", "Ship\0", 1, 1), "name"),
+        (new_vessel("", "Ship\r\nINFO forged", 1, 1), "name"),
+        (
+            new_vessel("", &format!("{}\n", "y".repeat(10_000)), 1, 1),
+            "name",
+        ),
+        (
+            Vessel {
+                owner_id: "owner\0".into(),
+                ..new_vessel("", "Ship", 1, 1)
+            },
+            "owner_id",
+        ),
     ] {
         let status = app
             .vessels()
