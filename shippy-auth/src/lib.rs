@@ -131,6 +131,7 @@ impl KeySet {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         Ok(Self {
             keys,
             validation: Some(validation),
@@ -170,6 +171,10 @@ impl KeySet {
             .claims;
         if claims.sub.is_empty() {
             return Err(TokenError::Invalid("no subject"));
+        }
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        if claims.iat > now.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::Invalid("issued in the future"));
         }
         Ok(claims)
     }

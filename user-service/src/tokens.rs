@@ -175,9 +175,19 @@ impl TokenSigner {
         })
     }
 
-    /// The public keys of every key, for `GetPublicKeys`.
-    pub fn public_keys(&self) -> &[PublicKey] {
-        &self.public_keys
+    /// The public keys of every key, for `GetPublicKeys`. `valid_until` is
+    /// computed now: a token signed now (or earlier, by an older key)
+    /// expires within one TTL from now.
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        let valid_until =
+            Utc::now().timestamp() + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        self.public_keys
+            .iter()
+            .map(|key| PublicKey {
+                valid_until,
+                ..key.clone()
+            })
+            .collect()
     }
 
     /// Verifies tokens signed by any of these keys.
@@ -243,6 +253,21 @@ mod tests {
     use super::*;
 
     const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn valid_until_is_computed_when_asked_not_at_start() {
+        let ttl = Duration::from_secs(60);
+        let signer = TokenSigner::load(None, ttl).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        let asked_at = Utc::now().timestamp();
+        let keys = signer.public_keys();
+        assert!(
+            keys[0].valid_until >= asked_at + 60,
+            "a token signed now expires at {} or later, the key said {}",
+            asked_at + 60,
+            keys[0].valid_until
+        );
+    }
 
     #[test]
     fn signed_tokens_verify_and_carry_no_secret() {

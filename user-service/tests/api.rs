@@ -323,6 +323,10 @@ async fn forged_expired_misaddressed_and_garbage_tokens_are_unauthenticated() {
             c.iat = now - 7200;
             c.exp = now - 3600;
         })),
+        ("issued in the future", token_with(&app.key_pem, |c| {
+            c.iat = now + 3600;
+            c.exp = now + 7200;
+        })),
         ("wrong audience", token_with(&app.key_pem, |c| c.aud = "someone-else".into())),
         ("wrong issuer", token_with(&app.key_pem, |c| c.iss = "mallory".into())),
         (
