@@ -19,6 +19,7 @@ use crate::{
     password::{HashError, PasswordHasher},
     roles::Admins,
     store::{Cursor, OutboxEvent, StoreError, UserStore},
+    throttle::LoginThrottle,
     tokens::{KeyError, TokenSigner},
 };
 
@@ -45,6 +46,7 @@ pub struct UserApi {
     verified: VerifiedTokens,
     user_created_subject: String,
     admins: Admins,
+    throttle: LoginThrottle,
 }
 
 impl UserApi {
@@ -57,6 +59,7 @@ impl UserApi {
         outbox: Arc<Notify>,
         user_created_subject: String,
         admins: Admins,
+        throttle: LoginThrottle,
     ) -> Self {
         Self {
             store,
@@ -66,6 +69,7 @@ impl UserApi {
             outbox,
             user_created_subject,
             admins,
+            throttle,
             verified: VerifiedTokens::new(),
         }
     }
@@ -273,9 +277,17 @@ impl UserService for UserApi {
 
     #[tracing::instrument(skip_all, fields(user.id))]
     async fn auth(&self, request: Request<proto::User>) -> Result<Response<proto::Token>, Status> {
+        let address = request.remote_addr().map(|address| address.ip());
         let given = request.into_inner();
         let email = Email::parse(&given.email).map_err(ApiError::from)?;
         let password = Password::parse_given(&given.password).map_err(ApiError::from)?;
+        // Refused before any bcrypt time is spent.
+        self.throttle
+            .check(&email, address)
+            .map_err(|throttled| ApiError::ResourceExhausted(throttled.to_string()))?;
+        // Counted as failed until it succeeds, so guesses sent all at once
+        // count at once too.
+        self.throttle.failed(&email, address);
         let found = self
             .store()?
             .credentials(&email)
@@ -295,6 +307,7 @@ impl UserService for UserApi {
             Some(user) if matches => user,
             _ => return Err(ApiError::Unauthenticated(BAD_CREDENTIALS.into()).into()),
         };
+        self.throttle.succeeded(&email);
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
         let signed = self
             .signer

@@ -21,6 +21,7 @@ use crate::{
     roles::Admins,
     settings::Settings,
     store::UserStore,
+    throttle::LoginThrottle,
     tokens::{KeyError, TokenSigner},
 };
 
@@ -116,6 +117,7 @@ impl Application {
             wake_relay.clone(),
             settings.user_created_subject.clone(),
             admins,
+            LoginThrottle::new(settings.login.clone()),
         );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(UserServiceServer::new(api));

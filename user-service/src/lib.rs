@@ -16,4 +16,5 @@ pub mod relay;
 pub mod roles;
 pub mod settings;
 pub mod store;
+pub mod throttle;
 pub mod tokens;

@@ -50,6 +50,10 @@ pub struct Settings {
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9153")]
     pub metrics_addr: SocketAddr,
 
+    /// Failed-login throttling.
+    #[command(flatten)]
+    pub login: crate::throttle::LoginLimits,
+
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,

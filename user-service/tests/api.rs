@@ -594,3 +594,38 @@ async fn only_admins_list_users_and_read_other_profiles() {
     assert_eq!(emails, ["alice@example.com", "bob@example.com", ADMIN]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_per_account_with_a_retry_hint() {
+    let app = TestApp::spawn_custom(shippy_testkit::infra_var("TEST_NATS_URL"), |settings| {
+        settings.login.max_failures = 3;
+    })
+    .await;
+    app.create_user("Victim", "victim@example.com").await;
+    app.create_user("Bystander", "bystander@example.com").await;
+    for _ in 0..3 {
+        let status = app
+            .users()
+            .auth(user("", "victim@example.com", "wrong password"))
+            .await
+            .expect_err("wrong password");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // Past the limit even the right password waits: the guesser learns nothing.
+    for password in ["another guess", PASSWORD] {
+        let status = app
+            .users()
+            .auth(user("", "VICTIM@example.com", password))
+            .await
+            .expect_err("throttled");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("retry in"),
+            "{}",
+            status.message()
+        );
+    }
+    // Another account is not affected.
+    app.login("bystander@example.com").await;
+    app.stop().await;
+}
