@@ -95,7 +95,10 @@ impl Application {
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), vessels);
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
-            .add_service(ShippingServiceServer::new(api));
+            .add_service(
+                ShippingServiceServer::new(api)
+                    .max_decoding_message_size(crate::domain::MAX_REQUEST_BYTES),
+            );
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {

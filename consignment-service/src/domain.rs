@@ -16,6 +16,12 @@ pub struct InvalidInput(pub String);
 const MAX_TEXT_LEN: usize = 500;
 /// The most containers one consignment may have.
 pub const MAX_CONTAINERS: usize = 10_000;
+/// The largest consignment accepted, encoded (a request of its own, and one
+/// item of a `GetConsignments` page).
+pub const MAX_CONSIGNMENT_BYTES: usize = 2 * 1024 * 1024;
+/// The largest request consignment-service decodes: a largest consignment
+/// and room for the rest; anything bigger is refused before it is decoded.
+pub const MAX_REQUEST_BYTES: usize = MAX_CONSIGNMENT_BYTES + 64 * 1024;
 
 /// One container of a consignment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -284,7 +284,7 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
         (nul_origin, "container origin"),
         (
             Consignment {
-                description: format!("{}\0", "x".repeat(3_000_000)),
+                description: format!("{}\0", "x".repeat(1_000_000)),
                 ..sample()
             },
             "description",
@@ -384,4 +384,96 @@ async fn tokens_are_verified_locally_without_calling_user_service() {
         .await
         .expect("user-service is down, and no call needs it");
     assert_eq!(list(&cluster, &token).await.len(), 1);
+}
+
+/// A consignment of `containers` containers, each with a 400-byte origin.
+fn big(containers: usize) -> Consignment {
+    Consignment {
+        description: "Bulk".into(),
+        weight: 1_000,
+        containers: (0..containers)
+            .map(|_| Container {
+                customer_id: "c".into(),
+                origin: "o".repeat(400),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_largest_consignment_is_accepted_and_a_bigger_one_is_invalid_naming_the_limit() {
+    use prost::Message as _;
+    let cluster = Cluster::start().await;
+    cluster.create_vessel(10_000, 1_000_000).await;
+    let (_, token) = cluster.user("bulk@example.com").await;
+
+    let largest = big(2_600);
+    assert!(
+        largest.encoded_len() >= 1024 * 1024,
+        "{}",
+        largest.encoded_len()
+    );
+    cluster
+        .shipping()
+        .create_consignment(bearer(largest, &token))
+        .await
+        .expect("2 600 containers, over 1 MiB, are accepted");
+
+    let bigger = big(5_150);
+    assert!(
+        bigger.encoded_len() > 2 * 1024 * 1024,
+        "{}",
+        bigger.encoded_len()
+    );
+    let status = cluster
+        .shipping()
+        .create_consignment(bearer(bigger, &token))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("2097152"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn pages_end_before_a_size_default_clients_cannot_read() {
+    let cluster = Cluster::start().await;
+    cluster.create_vessel(10_000, 1_000_000).await;
+    let (_, token) = cluster.user("lister@example.com").await;
+    for _ in 0..5 {
+        cluster
+            .shipping()
+            .create_consignment(bearer(big(2_600), &token))
+            .await
+            .expect("created");
+    }
+    // Five of about 1.06 MB: one page would be over 5 MB, past the 4 MiB
+    // every default client accepts.
+    let mut seen = 0;
+    let mut pages = 0;
+    let mut page_token = String::new();
+    loop {
+        let page = cluster
+            .shipping()
+            .get_consignments(bearer(
+                GetRequest {
+                    page_size: 100,
+                    page_token: page_token.clone(),
+                },
+                &token,
+            ))
+            .await
+            .expect("a page a default client can read")
+            .into_inner();
+        pages += 1;
+        assert!(!page.consignments.is_empty());
+        seen += page.consignments.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen, 5, "every consignment once");
+    assert!(pages >= 2, "the page ended early: {pages}");
 }

@@ -25,6 +25,9 @@ use crate::{
     tokens::{KeyError, TokenSigner},
 };
 
+/// The largest request decoded: a user, a token or a page request is at
+/// most a few kilobytes.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// How long a database operation waits for a connection.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a ready store is checked, to keep health true.
@@ -120,7 +123,7 @@ impl Application {
             LoginThrottle::new(settings.login.clone()),
         );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
-            .add_service(UserServiceServer::new(api));
+            .add_service(UserServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         let relay = Relay::new(

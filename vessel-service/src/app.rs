@@ -25,6 +25,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a ready store is checked, to keep health true.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The largest request decoded: a vessel or a specification is a few
+/// hundred bytes.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Fetching user-service's keys: connecting, and each call.
 const CALLS: CallTimeouts = CallTimeouts {
     connect: Duration::from_secs(1),
@@ -83,7 +86,9 @@ impl Application {
         let ready = Ready::new();
         let api = VesselApi::new(store.clone(), ready.clone(), auth.clone());
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())
-            .add_service(VesselServiceServer::new(api));
+            .add_service(
+                VesselServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
+            );
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
