@@ -341,6 +341,23 @@ async fn vessel_service_down_is_unavailable_promptly() {
         "no hang: {:?}",
         started.elapsed()
     );
+    // Once the breaker has seen it fail, callers are answered at once.
+    let mut open = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let status = cluster
+            .shipping()
+            .create_consignment(bearer(sample(), &token))
+            .await
+            .expect_err("vessel-service is down");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        if status.message().contains("circuit open") {
+            open = Some(started.elapsed());
+            break;
+        }
+    }
+    let open = open.expect("the circuit opened");
+    eprintln!("UNAVAILABLE with the circuit open took {open:?}");
     // The service is still up and lost nothing.
     assert!(list(&cluster, &token).await.is_empty());
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`base`]: what every service binds and runs beside its own work
 //!   (gRPC and metrics listeners, Consul registration) and how it stops.
+//! - [`breaker`]: a circuit breaker per dependency, so a dead one costs
+//!   callers nothing but an immediate `UNAVAILABLE`.
 //! - [`cli`]: what the command-line programs share (one-line failures,
 //!   connecting, JSON output).
 //! - [`settings`]: command-line flags that also read the environment
@@ -26,6 +28,7 @@
 //!   then keeping health in step with it.
 
 pub mod base;
+pub mod breaker;
 pub mod cli;
 pub mod discovery;
 pub mod error;
