@@ -494,3 +494,37 @@ async fn pages_end_before_a_size_default_clients_cannot_read() {
     assert_eq!(seen, 5, "every consignment once");
     assert!(pages >= 2, "the page ended early: {pages}");
 }
+
+#[tokio::test]
+async fn health_is_not_serving_until_the_token_keys_are_held() {
+    use consignment_service::{app::Application, settings::Settings};
+    use shippy_testkit::{LateProxy, fresh_postgres_database, health_status, wait_for_health};
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let cluster = Cluster::start().await;
+    let mut user_service = LateProxy::reserve(cluster.user_settings.listen_addr);
+    let app = Application::build(&Settings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: fresh_postgres_database("late_keys").await,
+        vessel_service_url: "http://127.0.0.1:9".into(),
+        user_service_url: format!("http://{}", user_service.address()),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        discovery: Default::default(),
+    })
+    .await
+    .unwrap();
+    let channel = cluster::channel(app.local_addr().unwrap());
+    let shutdown = shippy_service::Shutdown::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    // The store is ready within moments; without keys it must not say so.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            health_status(channel.clone(), "").await,
+            ServingStatus::NotServing
+        );
+    }
+    user_service.start().await;
+    wait_for_health(&channel, ServingStatus::Serving).await;
+    shutdown.trigger();
+}

@@ -81,6 +81,16 @@ impl Authenticator {
         }
     }
 
+    /// Fetches the keys unless some are held already; how many are held.
+    /// For readiness: a service that verifies tokens is not ready without.
+    pub async fn ensure_keys(&self) -> Result<usize, FetchError> {
+        let held = self.inner.keys.read().await.len();
+        if held > 0 {
+            return Ok(held);
+        }
+        self.fetch().await
+    }
+
     async fn fetch(&self) -> Result<usize, FetchError> {
         let answer = self
             .inner
