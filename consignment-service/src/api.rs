@@ -2,13 +2,15 @@
 //! errors become `tonic::Status` through [`ApiError`] only.
 
 use chrono::{SubsecRound, Utc};
+use prost::Message as _;
 use shippy_proto::consignment::v1::{self as proto, shipping_service_server::ShippingService};
 use shippy_service::{ApiError, pagination, readiness::Ready};
 use tonic::{Request, Response, Status};
 
+use shippy_auth::Authenticator;
+
 use crate::{
-    auth::Authenticator,
-    domain::{Consignment, InvalidInput, NewConsignment},
+    domain::{Consignment, InvalidInput, MAX_CONSIGNMENT_BYTES, NewConsignment},
     store::{After, ConsignmentStore, Store, StoreError},
     vessels::Vessels,
 };
@@ -17,6 +19,15 @@ use crate::{
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// The most consignments per page; larger requests get this many.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// The most encoded bytes of consignments in one page: a page ends early
+/// (with a `next_page_token`) rather than pass it, so every client with the
+/// default 4 MiB message limit can read it. One consignment
+/// ([`crate::domain::MAX_CONSIGNMENT_BYTES`]) always fits.
+pub const PAGE_BYTES: usize = 3 * 1024 * 1024;
+/// Consignments fetched from the store at a time while filling a page, so
+/// a page of big consignments never holds more than this in memory at once
+/// beyond the page itself.
+const FETCH_CHUNK: u32 = 10;
 
 /// The handlers and what they share.
 #[derive(Debug, Clone)]
@@ -80,6 +91,15 @@ impl ShippingService for ShippingApi {
         let claims = self.auth.authenticate(&request).await?;
         let span = tracing::Span::current();
         span.record("caller", &claims.sub);
+        let encoded = request.get_ref().encoded_len();
+        if encoded > MAX_CONSIGNMENT_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "a consignment may be at most {MAX_CONSIGNMENT_BYTES} bytes encoded \
+                 ({} MiB); this one is {encoded}",
+                MAX_CONSIGNMENT_BYTES / (1024 * 1024)
+            ))
+            .into());
+        }
         let new =
             NewConsignment::parse(request.into_inner(), &claims.sub).map_err(ApiError::from)?;
         let store = self.store()?;
@@ -121,23 +141,59 @@ impl ShippingService for ShippingApi {
             id: cursor.id,
         });
         let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-        // One more than asked tells whether another page follows.
-        let mut consignments = self
-            .store()?
-            .list_by_owner(&claims.sub, after.as_ref(), size + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let more = consignments.len() > size as usize;
-        consignments.truncate(size as usize);
-        let next_page_token = match consignments.last() {
-            Some(last) if more => pagination::encode(&pagination::Cursor {
-                created_at: last.created_at,
-                id: last.id.clone(),
-            }),
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        let store = self.store()?;
+        let mut after = after;
+        let mut page: Vec<proto::Consignment> = Vec::new();
+        let mut bytes = 0;
+        let mut last = None;
+        let mut more = false;
+        'fill: loop {
+            let want = (size - page.len()).min(FETCH_CHUNK as usize);
+            // One more than wanted tells whether another follows.
+            let chunk = store
+                .list_by_owner(
+                    &claims.sub,
+                    after.as_ref(),
+                    u32::try_from(want + 1).unwrap_or(u32::MAX),
+                )
+                .await
+                .map_err(ApiError::from)?;
+            let exhausted = chunk.len() <= want;
+            for consignment in chunk {
+                if page.len() == size {
+                    more = true;
+                    break 'fill;
+                }
+                let cursor = pagination::Cursor {
+                    created_at: consignment.created_at,
+                    id: consignment.id.clone(),
+                };
+                let encoded = proto::Consignment::from(consignment);
+                // The repeated field's tag and length prefix included.
+                let length = encoded.encoded_len() + 16;
+                if !page.is_empty() && bytes + length > PAGE_BYTES {
+                    more = true;
+                    break 'fill;
+                }
+                bytes += length;
+                page.push(encoded);
+                last = Some(cursor);
+            }
+            if exhausted {
+                break;
+            }
+            after = last.as_ref().map(|cursor: &pagination::Cursor| After {
+                created_at: cursor.created_at,
+                id: cursor.id.clone(),
+            });
+        }
+        let next_page_token = match last {
+            Some(last) if more => pagination::encode(&last),
             _ => String::new(),
         };
         Ok(Response::new(proto::Response {
-            consignments: consignments.into_iter().map(Into::into).collect(),
+            consignments: page,
             next_page_token,
             ..Default::default()
         }))

@@ -12,9 +12,10 @@ use shippy_service::{
     server::{GrpcServer, Health, ServerError},
 };
 
+use shippy_auth::Authenticator;
+
 use crate::{
     api::ShippingApi,
-    auth::Authenticator,
     settings::Settings,
     store::{ConsignmentStore, OpenError, Store},
     vessels::Vessels,
@@ -44,6 +45,15 @@ pub enum StartError {
     /// A service address is not usable.
     #[error(transparent)]
     Address(#[from] InvalidAddress),
+}
+
+/// Why consignment-service cannot serve yet.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Keys(#[from] shippy_auth::remote::FetchError),
 }
 
 /// consignment-service, bound and ready to run.
@@ -94,7 +104,10 @@ impl Application {
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), vessels);
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
-            .add_service(ShippingServiceServer::new(api));
+            .add_service(
+                ShippingServiceServer::new(api)
+                    .max_decoding_message_size(crate::domain::MAX_REQUEST_BYTES),
+            );
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
@@ -119,33 +132,31 @@ impl Application {
     }
 
     /// Serves until `shutdown` fires; prepares the store and fetches the
-    /// token keys in the background.
+    /// token keys in the background: health is `NOT_SERVING` until both
+    /// are done.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
         let readiness = tokio::spawn(readiness::watch(
             Watched {
-                what: "consignment store",
+                what: "consignment store and token keys",
                 services: vec![SERVICE_NAME],
                 probe_interval: PROBE_INTERVAL,
             },
             self.health,
             self.ready,
             shutdown.clone(),
-            self.store,
-            |store| async move { store.prepare().await },
-            |store| async move { store.ping().await },
+            (self.store, self.auth),
+            // Not ready, so NOT_SERVING, until it can verify tokens too.
+            |(store, auth)| async move {
+                store.prepare().await.map_err(NotReady::Store)?;
+                let keys = auth.ensure_keys().await.map_err(NotReady::Keys)?;
+                tracing::info!(keys, "token keys fetched from user-service");
+                Ok::<(), NotReady>(())
+            },
+            |(store, _)| async move { store.ping().await },
         ));
-        let keys = {
-            let auth = self.auth;
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { auth.fetch_until_ready(&shutdown).await })
-        };
         let served = self
             .base
-            .run(
-                self.server,
-                shutdown,
-                vec![("store readiness", readiness), ("token keys", keys)],
-            )
+            .run(self.server, shutdown, vec![("readiness", readiness)])
             .await;
         self.background.trigger();
         served

@@ -16,6 +16,12 @@ pub struct InvalidInput(pub String);
 const MAX_TEXT_LEN: usize = 500;
 /// The most containers one consignment may have.
 pub const MAX_CONTAINERS: usize = 10_000;
+/// The largest consignment accepted, encoded (a request of its own, and one
+/// item of a `GetConsignments` page).
+pub const MAX_CONSIGNMENT_BYTES: usize = 2 * 1024 * 1024;
+/// The largest request consignment-service decodes: a largest consignment
+/// and room for the rest; anything bigger is refused before it is decoded.
+pub const MAX_REQUEST_BYTES: usize = MAX_CONSIGNMENT_BYTES + 64 * 1024;
 
 /// One container of a consignment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +66,14 @@ pub struct NewConsignment {
     pub containers: Vec<Container>,
 }
 
+/// One line of text: no control characters.
 fn text(value: &str, what: &str) -> Result<String, InvalidInput> {
+    shippy_service::text::check_line(what, value)
+        .map_err(|error| InvalidInput(error.to_string()))?;
+    bounded(value, what)
+}
+
+fn bounded(value: &str, what: &str) -> Result<String, InvalidInput> {
     let value = value.trim();
     if value.len() > MAX_TEXT_LEN {
         return Err(InvalidInput(format!(
@@ -74,7 +87,10 @@ impl NewConsignment {
     /// Checks `consignment` as sent by `caller` (the token's subject): a
     /// container's `user_id` defaults to the caller.
     pub fn parse(consignment: proto::Consignment, caller: &str) -> Result<Self, InvalidInput> {
-        let description = text(&consignment.description, "description")?;
+        // Free text: line breaks and tabs may stay, NUL and the like not.
+        shippy_service::text::check("description", &consignment.description)
+            .map_err(|error| InvalidInput(error.to_string()))?;
+        let description = bounded(&consignment.description, "description")?;
         if description.is_empty() {
             return Err(InvalidInput("description must not be empty".into()));
         }
@@ -103,7 +119,8 @@ impl NewConsignment {
             }
             if !seen.insert(id.clone()) {
                 return Err(InvalidInput(format!(
-                    "container id `{id}` appears more than once (container {})",
+                    "container id {} appears more than once (container {})",
+                    shippy_service::text::excerpt(&id),
                     index + 1
                 )));
             }
@@ -218,7 +235,7 @@ mod tests {
                 },
                 "at least one container",
             ),
-            (duplicate, "`c1` appears more than once"),
+            (duplicate, "\"c1\" appears more than once"),
         ];
         for (bad, wanted) in cases {
             let error = NewConsignment::parse(bad, "caller").unwrap_err();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use shippy_proto::vessel::v1::{Specification, vessel_service_client::VesselServiceClient};
-use shippy_service::{ApiError, telemetry::propagation::TraceInterceptor};
+use shippy_service::{ApiError, breaker::CircuitBreaker, telemetry::propagation::TraceInterceptor};
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 /// How many times an unreachable vessel-service is tried in one call.
@@ -16,6 +16,7 @@ const ATTEMPTS: u32 = 3;
 pub struct Vessels {
     client: VesselServiceClient<InterceptedService<Channel, TraceInterceptor>>,
     deadline: Duration,
+    breaker: CircuitBreaker,
 }
 
 impl Vessels {
@@ -24,6 +25,7 @@ impl Vessels {
         Self {
             client: VesselServiceClient::with_interceptor(channel, TraceInterceptor),
             deadline,
+            breaker: CircuitBreaker::new(),
         }
     }
 
@@ -42,6 +44,11 @@ impl Vessels {
         )
     )]
     pub async fn find_available(&self, capacity: i32, max_weight: i32) -> Result<String, ApiError> {
+        // After repeated failures, refuse at once instead of waiting out
+        // the deadline for a service that is not there.
+        self.breaker.allow().map_err(|open| {
+            ApiError::unavailable(format!("vessel-service is unreachable ({open})"), open)
+        })?;
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut attempt = 0;
         let answer = loop {
@@ -68,6 +75,11 @@ impl Vessels {
                 other => break other,
             }
         };
+        let unreachable = matches!(
+            &answer,
+            Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+        );
+        self.breaker.record(!unreachable);
         match answer {
             Ok(answer) => answer
                 .into_inner()

@@ -55,6 +55,8 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
     let app = VesselApp::build(&VesselSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url,
+        // Only `Create` needs user-service's keys; these tests never create.
+        user_service_url: "http://127.0.0.1:9".into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery,
     })
@@ -150,6 +152,8 @@ impl Cluster {
             jwt_signing_key_file: None,
             jwt_ttl: Duration::from_secs(3600).into(),
             bcrypt_cost: 4,
+            admin_emails: Vec::new(),
+            login: Default::default(),
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),

@@ -217,6 +217,7 @@ async fn missing_garbage_expired_and_forged_tokens_are_refused() {
             aud: AUDIENCE.into(),
             iat: now - 7200,
             exp: now - 3600,
+            roles: Vec::new(),
         },
     );
     let forged = token_signed_with(
@@ -228,6 +229,7 @@ async fn missing_garbage_expired_and_forged_tokens_are_refused() {
             aud: AUDIENCE.into(),
             iat: now,
             exp: now + 600,
+            roles: Vec::new(),
         },
     );
 
@@ -274,6 +276,8 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
     let mut duplicate_ids = sample();
     duplicate_ids.containers[0].id = "same".into();
     duplicate_ids.containers[1].id = "same".into();
+    let mut nul_origin = sample();
+    nul_origin.containers[0].origin = "port\0".into();
     for (bad, wanted) in [
         (
             Consignment {
@@ -297,6 +301,22 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
             "container",
         ),
         (duplicate_ids, "more than once"),
+        // NUL reached PostgreSQL and came back INTERNAL.
+        (
+            Consignment {
+                description: "nul\0byte".into(),
+                ..sample()
+            },
+            "description",
+        ),
+        (nul_origin, "container origin"),
+        (
+            Consignment {
+                description: format!("{}\0", "x".repeat(1_000_000)),
+                ..sample()
+            },
+            "description",
+        ),
     ] {
         let status = cluster
             .shipping()
@@ -305,6 +325,7 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
             .expect_err("invalid");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains(wanted), "{}", status.message());
+        assert!(status.message().len() < 300, "short: {}", status.message());
     }
 
     let oversized = Consignment {
@@ -348,6 +369,23 @@ async fn vessel_service_down_is_unavailable_promptly() {
         "no hang: {:?}",
         started.elapsed()
     );
+    // Once the breaker has seen it fail, callers are answered at once.
+    let mut open = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let status = cluster
+            .shipping()
+            .create_consignment(bearer(sample(), &token))
+            .await
+            .expect_err("vessel-service is down");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        if status.message().contains("circuit open") {
+            open = Some(started.elapsed());
+            break;
+        }
+    }
+    let open = open.expect("the circuit opened");
+    eprintln!("UNAVAILABLE with the circuit open took {open:?}");
     // The service is still up and lost nothing.
     assert!(list(&cluster, &token).await.is_empty());
 }
@@ -415,8 +453,11 @@ async fn services_start_before_their_databases_on(store: StoreKind) {
     let consignment_db = store.fresh_database("late_consignments").await;
     let mut vessel_proxy = LateProxy::reserve(socket_addr_of(&vessel_db));
     let mut consignment_proxy = LateProxy::reserve(socket_addr_of(&consignment_db));
-    let (vessel_addr, vessel_shutdown) =
-        cluster::spawn_vessel_service(with_socket_addr(&vessel_db, vessel_proxy.address())).await;
+    let (vessel_addr, vessel_shutdown) = cluster::spawn_vessel_service(
+        with_socket_addr(&vessel_db, vessel_proxy.address()),
+        cluster.user_settings.listen_addr,
+    )
+    .await;
     let (consignment_addr, consignment_shutdown) = cluster::spawn_consignment_service(
         with_socket_addr(&consignment_db, consignment_proxy.address()),
         vessel_addr,
@@ -474,8 +515,11 @@ async fn services_start_before_their_databases_on(store: StoreKind) {
 async fn peers_named_by_dns_are_found_through_the_system_resolver() {
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("dns@example.com").await;
-    let (vessel_addr, vessel_shutdown) =
-        cluster::spawn_vessel_service(fresh_postgres_database("dns_vessels").await).await;
+    let (vessel_addr, vessel_shutdown) = cluster::spawn_vessel_service(
+        fresh_postgres_database("dns_vessels").await,
+        cluster.user_settings.listen_addr,
+    )
+    .await;
     let (shipping_addr, shipping_shutdown) = cluster::spawn_consignment_service_at(
         fresh_postgres_database("dns_consignments").await,
         format!("dns:///localhost:{}", vessel_addr.port()),
@@ -497,4 +541,130 @@ async fn peers_named_by_dns_are_found_through_the_system_resolver() {
     assert_eq!(created.vessel_id, "vessel002");
     shipping_shutdown.trigger();
     vessel_shutdown.trigger();
+}
+
+/// A consignment of `containers` containers, each with a 400-byte origin.
+fn big(containers: usize) -> Consignment {
+    Consignment {
+        description: "Bulk".into(),
+        weight: 1_000,
+        containers: (0..containers)
+            .map(|_| Container {
+                customer_id: "c".into(),
+                origin: "o".repeat(400),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_largest_consignment_is_accepted_and_a_bigger_one_is_invalid_naming_the_limit() {
+    use prost::Message as _;
+    let cluster = Cluster::start().await;
+    cluster.create_vessel(10_000, 1_000_000).await;
+    let (_, token) = cluster.user("bulk@example.com").await;
+
+    let largest = big(2_600);
+    assert!(
+        largest.encoded_len() >= 1024 * 1024,
+        "{}",
+        largest.encoded_len()
+    );
+    cluster
+        .shipping()
+        .create_consignment(bearer(largest, &token))
+        .await
+        .expect("2 600 containers, over 1 MiB, are accepted");
+
+    let bigger = big(5_150);
+    assert!(
+        bigger.encoded_len() > 2 * 1024 * 1024,
+        "{}",
+        bigger.encoded_len()
+    );
+    let status = cluster
+        .shipping()
+        .create_consignment(bearer(bigger, &token))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("2097152"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn pages_end_before_a_size_default_clients_cannot_read() {
+    let cluster = Cluster::start().await;
+    cluster.create_vessel(10_000, 1_000_000).await;
+    let (_, token) = cluster.user("lister@example.com").await;
+    for _ in 0..5 {
+        cluster
+            .shipping()
+            .create_consignment(bearer(big(2_600), &token))
+            .await
+            .expect("created");
+    }
+    // Five of about 1.06 MB: one page would be over 5 MB, past the 4 MiB
+    // every default client accepts.
+    let mut seen = 0;
+    let mut pages = 0;
+    let mut page_token = String::new();
+    loop {
+        let page = cluster
+            .shipping()
+            .get_consignments(bearer(
+                GetRequest {
+                    page_size: 100,
+                    page_token: page_token.clone(),
+                },
+                &token,
+            ))
+            .await
+            .expect("a page a default client can read")
+            .into_inner();
+        pages += 1;
+        assert!(!page.consignments.is_empty());
+        seen += page.consignments.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen, 5, "every consignment once");
+    assert!(pages >= 2, "the page ended early: {pages}");
+}
+
+#[tokio::test]
+async fn health_is_not_serving_until_the_token_keys_are_held() {
+    use consignment_service::{app::Application, settings::Settings};
+    use shippy_testkit::{LateProxy, fresh_postgres_database, health_status, wait_for_health};
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let cluster = Cluster::start().await;
+    let mut user_service = LateProxy::reserve(cluster.user_settings.listen_addr);
+    let app = Application::build(&Settings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: fresh_postgres_database("late_keys").await,
+        vessel_service_url: "http://127.0.0.1:9".into(),
+        user_service_url: format!("http://{}", user_service.address()),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        discovery: Default::default(),
+    })
+    .await
+    .unwrap();
+    let channel = cluster::channel(app.local_addr().unwrap());
+    let shutdown = shippy_service::Shutdown::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    // The store is ready within moments; without keys it must not say so.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            health_status(channel.clone(), "").await,
+            ServingStatus::NotServing
+        );
+    }
+    user_service.start().await;
+    wait_for_health(&channel, ServingStatus::Serving).await;
+    shutdown.trigger();
 }

@@ -1,10 +1,18 @@
 //! Putting email-service together: health on its gRPC port, the worker, and
 //! health following the NATS connection.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use shippy_service::{
     Shutdown,
+    base::Task,
     base::{BindError, ServiceBase},
     nats,
     server::{GrpcServer, Health, ServerError},
@@ -38,6 +46,17 @@ pub enum StartError {
     /// The mail settings cannot work.
     #[error(transparent)]
     Mail(#[from] ConfigError),
+}
+
+/// email-service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The worker stopped before it was told to: nothing would be mailed.
+    #[error("the email worker stopped unexpectedly; restart the service")]
+    WorkerStopped,
 }
 
 /// email-service, bound and ready to run.
@@ -108,40 +127,143 @@ impl Application {
     }
 
     /// Mails until `shutdown` fires, then finishes the mail in flight.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+    ///
+    /// Should the worker stop on its own (a bug), health turns
+    /// `NOT_SERVING`, the service stops and this returns
+    /// [`RunError::WorkerStopped`], so the process ends non-zero and is
+    /// restarted rather than looking healthy while nothing is mailed.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), RunError> {
+        let alive = Arc::new(AtomicBool::new(true));
         let worker = tokio::spawn(self.worker.run(shutdown.clone()));
+        let supervisor = tokio::spawn(supervise(
+            worker,
+            alive.clone(),
+            self.health.clone(),
+            shutdown.clone(),
+        ));
         let health = tokio::spawn(follow_nats(
             self.client.clone(),
             self.health,
+            alive,
             shutdown.clone(),
         ));
+        let died = Arc::new(AtomicBool::new(false));
+        let supervisor: Task = ("email worker", {
+            let died = died.clone();
+            tokio::spawn(async move {
+                if supervisor.await.unwrap_or(true) {
+                    died.store(true, Ordering::SeqCst);
+                }
+            })
+        });
         let served = self
             .base
-            .run(
-                self.server,
-                shutdown,
-                vec![("email worker", worker), ("health", health)],
-            )
+            .run(self.server, shutdown, vec![supervisor, ("health", health)])
             .await;
         if let Err(error) = self.client.drain().await {
             tracing::debug!(%error, "draining the NATS connection");
         }
-        served
+        served?;
+        if died.load(Ordering::SeqCst) {
+            return Err(RunError::WorkerStopped);
+        }
+        Ok(())
     }
 }
 
-/// Health answers `SERVING` while NATS is connected, `NOT_SERVING` otherwise.
-async fn follow_nats(client: async_nats::Client, health: Health, shutdown: Shutdown) {
+/// Waits for the worker; if it ends before `shutdown` fired (returned or
+/// panicked), marks it dead, answers `NOT_SERVING` and stops the service.
+/// Returns whether it died.
+async fn supervise(
+    worker: tokio::task::JoinHandle<()>,
+    alive: Arc<AtomicBool>,
+    health: Health,
+    shutdown: Shutdown,
+) -> bool {
+    let ended = worker.await;
+    if shutdown.is_triggered() && ended.is_ok() {
+        return false;
+    }
+    alive.store(false, Ordering::SeqCst);
+    health.set(&[], false).await;
+    match ended {
+        Err(error) => tracing::error!(%error, "the email worker died; stopping the service"),
+        Ok(()) => tracing::error!("the email worker stopped on its own; stopping the service"),
+    }
+    shutdown.trigger();
+    true
+}
+
+/// Health answers `SERVING` while NATS is connected and the worker runs,
+/// `NOT_SERVING` otherwise.
+async fn follow_nats(
+    client: async_nats::Client,
+    health: Health,
+    alive: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) {
     let mut serving = false;
     loop {
-        let connected = nats::is_connected(&client);
-        if connected != serving {
-            serving = connected;
+        let up = nats::is_connected(&client) && alive.load(Ordering::SeqCst);
+        if up != serving {
+            serving = up;
             health.set(&[], serving).await;
         }
         tokio::select! {
             () = shutdown.wait() => break,
             () = tokio::time::sleep(HEALTH_INTERVAL) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use shippy_service::{
+        discovery::{CallTimeouts, static_channel},
+        metrics::Metrics,
+    };
+    use shippy_testkit::health_status;
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dead_worker_turns_health_not_serving_and_stops_the_service() {
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new());
+        let health = server.health();
+        health.set(&[], true).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let serving = Shutdown::new();
+        tokio::spawn(server.serve(listener, serving.clone()));
+        let channel =
+            static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
+        assert_eq!(
+            health_status(channel.clone(), "").await,
+            ServingStatus::Serving
+        );
+
+        let service = Shutdown::new();
+        let alive = Arc::new(AtomicBool::new(true));
+        let worker = tokio::spawn(async { panic!("a bug in the worker") });
+        let died = supervise(worker, alive.clone(), health, service.clone()).await;
+        assert!(died);
+        assert!(!alive.load(Ordering::SeqCst));
+        assert!(service.is_triggered(), "the service stops, to be restarted");
+        assert_eq!(health_status(channel, "").await, ServingStatus::NotServing);
+        serving.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_worker_stopped_by_shutdown_is_not_a_death() {
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new());
+        let service = Shutdown::new();
+        service.trigger();
+        let worker = tokio::spawn(async {});
+        let alive = Arc::new(AtomicBool::new(true));
+        assert!(!supervise(worker, alive.clone(), server.health(), service).await);
+        assert!(alive.load(Ordering::SeqCst));
     }
 }

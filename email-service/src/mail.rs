@@ -1,11 +1,11 @@
 //! The welcome mail: what it says, and handing it to the SMTP server.
 
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
 };
 use shippy_proto::events::v1::UserCreated;
-use shippy_service::settings::SecretUrl;
+use shippy_service::{settings::SecretUrl, text};
 
 /// Why a mail was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -95,20 +95,42 @@ impl Template {
         })
     }
 
-    /// The welcome mail for the user `event` announces.
+    /// The welcome mail for the user `event` announces, or
+    /// [`MailError::Invalid`] when its address or name cannot make one
+    /// (control characters would forge headers). Never panics, whatever
+    /// the event holds.
     pub fn welcome(&self, event: &UserCreated) -> Result<WelcomeMail, MailError> {
-        let address = event
-            .email
-            .parse()
-            .map_err(|_| MailError::Invalid(format!("`{}` is not a mail address", event.email)))?;
         let name = event.name.trim();
+        text::check_line("the name", name)
+            .map_err(|error| MailError::Invalid(error.to_string()))?;
+        text::check_line("the email", &event.email)
+            .map_err(|error| MailError::Invalid(error.to_string()))?;
+        let address = event.email.parse().map_err(|_| {
+            MailError::Invalid(format!(
+                "{} is not a mail address",
+                text::excerpt(&event.email)
+            ))
+        })?;
+        // lettre panics on some header values it cannot encode; one such
+        // event must not stop the worker, so a panic here is a bad event.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.build(name, &event.email, address)
+        }))
+        .unwrap_or_else(|_| {
+            Err(MailError::Invalid(format!(
+                "the mail library cannot encode the name {}",
+                text::excerpt(name)
+            )))
+        })
+    }
+
+    fn build(&self, name: &str, email: &str, address: Address) -> Result<WelcomeMail, MailError> {
         let to = Mailbox::new((!name.is_empty()).then(|| name.to_owned()), address);
         let greeting = if name.is_empty() { "Hello" } else { name };
         let text = format!(
             "Hi {greeting},\n\nwelcome to Shippy! Your account for {email} is ready: log in with \
              `user-cli login --email {email}` and ship your first consignment with \
              `consignment-cli create`.\n\nThe Shippy team\n",
-            email = event.email
         );
         let html = format!(
             "<!doctype html><html><body><p>Hi {greeting},</p><p>welcome to Shippy! Your account \
@@ -116,14 +138,16 @@ impl Template {
              and ship your first consignment with <code>consignment-cli create</code>.</p>\
              <p>The Shippy team</p></body></html>",
             greeting = escape(greeting),
-            email = escape(&event.email)
+            email = escape(email)
         );
         let message = Message::builder()
             .from(self.from.clone())
             .to(to.clone())
             .subject(&self.subject)
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))
-            .map_err(|error| MailError::Invalid(error.to_string()))?;
+            .map_err(|error| MailError::Invalid(text::excerpt(&error.to_string())))?;
+        // Encoding happens here too, so a panic in it is caught above.
+        let _ = message.formatted();
         Ok(WelcomeMail {
             to,
             subject: self.subject.clone(),
@@ -178,5 +202,25 @@ mod tests {
             Err(MailError::Invalid(_))
         ));
         assert!(Template::new("nobody", "x").is_err());
+    }
+
+    #[test]
+    fn header_injection_in_any_field_is_an_invalid_event_not_a_panic() {
+        let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
+        for (name, email) in [
+            ("Eve\r\nBcc: spy@example.com", "eve@example.com"),
+            ("Eve\nBcc: spy@example.com", "eve@example.com"),
+            ("nul\0", "eve@example.com"),
+            ("Eve", "eve@example.com\r\nBcc: spy@example.com"),
+            (&"\u{202e}\r".repeat(5000), "eve@example.com"),
+        ] {
+            match template.welcome(&event(name, email)) {
+                Err(MailError::Invalid(reason)) => {
+                    assert!(reason.len() < 1000, "short: {reason}");
+                    assert!(!reason.contains('\n'), "escaped: {reason}");
+                }
+                other => panic!("{name:?} / {email:?}: {other:?}"),
+            }
+        }
     }
 }

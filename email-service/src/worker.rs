@@ -7,13 +7,13 @@
 //! is never dropped; a malformed event is terminated, so it does not come
 //! back forever and does not block the ones behind it.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, panic::AssertUnwindSafe, time::Duration};
 
 use async_nats::jetstream::{
     AckKind, Context, Message,
     consumer::{AckPolicy, PullConsumer, pull},
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use prometheus_client::metrics::counter::Counter;
 use prost::Message as _;
 use shippy_proto::events::v1::UserCreated;
@@ -23,6 +23,7 @@ use shippy_service::{
     nats,
     retry::{self, Backoff},
     telemetry::propagation,
+    text,
 };
 use tracing::Instrument;
 
@@ -195,7 +196,13 @@ impl Worker {
     async fn handle_in_span(&self, message: Message) {
         let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
         tracing::Span::current().record("delivered", delivered);
-        let acknowledgement = match self.process(&message.payload).await {
+        // Whatever an event holds, a panic handling it terminates that event
+        // and the worker goes on with the next.
+        let processed = AssertUnwindSafe(self.process(&message.payload))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(Failure::Malformed("handling the event panicked".to_owned())));
+        let acknowledgement = match processed {
             Ok(()) => AckKind::Ack,
             Err(Failure::Malformed(reason)) => {
                 tracing::warn!(%reason, "malformed event dropped");
@@ -230,8 +237,8 @@ impl Worker {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid_id {
             return Err(Failure::Malformed(format!(
-                "bad event id {:?}",
-                event.event_id
+                "bad event id {}",
+                text::excerpt(&event.event_id)
             )));
         }
         tracing::Span::current().record("event.id", &event.event_id);

@@ -107,7 +107,7 @@ impl World {
 struct Running {
     channel: tonic::transport::Channel,
     shutdown: Shutdown,
-    task: JoinHandle<Result<(), shippy_service::server::ServerError>>,
+    task: JoinHandle<Result<(), email_service::app::RunError>>,
 }
 
 impl Running {
@@ -305,5 +305,46 @@ async fn health_is_not_serving_while_nats_is_unreachable() {
     );
     nats.restart().await;
     wait_for_health(&service.channel, ServingStatus::Serving).await;
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_name_with_a_line_break_is_terminated_and_later_mails_still_go_out() {
+    let smtp = SmtpServer::start().await;
+    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
+    let service = world.start().await;
+    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    world
+        .publish("Eve\r\nBcc: spy@example.com", "eve@example.com")
+        .await;
+    world.publish("Eve\0", "eve2@example.com").await;
+    world.publish("After", "after@example.com").await;
+    let mails = smtp.wait_for_mails(1, WAIT).await;
+    assert_eq!(mails_to(&mails, "after@example.com").len(), 1);
+    assert!(mails_to(&smtp.mails(), "spy@example.com").is_empty());
+    assert_eq!(
+        health_status(service.channel.clone(), "").await,
+        ServingStatus::Serving,
+        "the worker lives on"
+    );
+    // The bad events were terminated, not left to come back.
+    let stream = world
+        .jetstream
+        .get_stream(&world.settings.events_stream)
+        .await
+        .unwrap();
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer(&world.settings.consumer).await.unwrap();
+    let mut settled = false;
+    for _ in 0..50 {
+        let info = consumer.info().await.unwrap();
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(settled, "nothing left pending or unacknowledged");
+    assert_eq!(smtp.mails().len(), 1, "no mail for the bad events");
     service.stop().await;
 }

@@ -7,8 +7,13 @@
 //! [`token_from_metadata`] reads the token a client sent, as
 //! `authorization: Bearer <jwt>` or the original shippy's `token` key.
 //! [`saved`] is where the command-line programs keep the token of a login.
+//! [`remote::Authenticator`] is the one verifier of the other services:
+//! it fetches user-service's public keys (and refetches on an unknown `kid`).
 
+pub mod remote;
 pub mod saved;
+
+pub use remote::Authenticator;
 
 use std::collections::HashMap;
 
@@ -39,6 +44,20 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, seconds since the Unix epoch.
     pub exp: u64,
+    /// What the user may do beyond their own data: [`ADMIN_ROLE`] or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// The role of administrators: they list users, read any profile and
+/// create vessels.
+pub const ADMIN_ROLE: &str = "admin";
+
+impl Claims {
+    /// Whether the token carries [`ADMIN_ROLE`].
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|role| role == ADMIN_ROLE)
+    }
 }
 
 /// Why a token was refused. Every variant means `UNAUTHENTICATED`.
@@ -112,6 +131,7 @@ impl KeySet {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         Ok(Self {
             keys,
             validation: Some(validation),
@@ -151,6 +171,10 @@ impl KeySet {
             .claims;
         if claims.sub.is_empty() {
             return Err(TokenError::Invalid("no subject"));
+        }
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        if claims.iat > now.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::Invalid("issued in the future"));
         }
         Ok(claims)
     }
@@ -334,6 +358,7 @@ mod tests {
             aud: AUDIENCE.into(),
             iat: 0,
             exp: u64::MAX,
+            roles: Vec::new(),
         };
         cache.cache.insert("verified-before".into(), claims.clone());
         assert_eq!(cache.verify(&keys, "verified-before"), Ok(claims.clone()));

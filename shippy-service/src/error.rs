@@ -22,6 +22,13 @@ pub enum ApiError {
     /// The caller has no valid credentials (`UNAUTHENTICATED`).
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller is known but may not do this (`PERMISSION_DENIED`).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The caller (or everyone) asked too much, too often; the message says
+    /// when to retry (`RESOURCE_EXHAUSTED`).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// What the request names does not exist (`NOT_FOUND`).
     #[error("{0}")]
     NotFound(String),
@@ -65,6 +72,8 @@ impl From<ApiError> for Status {
         let status = match error {
             ApiError::InvalidArgument(message) => Status::invalid_argument(message),
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(message) => Status::permission_denied(message),
+            ApiError::ResourceExhausted(message) => Status::resource_exhausted(message),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::AlreadyExists(message) => Status::already_exists(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
@@ -120,6 +129,14 @@ mod tests {
                 Code::Unauthenticated,
             ),
             (ApiError::NotFound("gone".into()), Code::NotFound),
+            (
+                ApiError::PermissionDenied("not yours".into()),
+                Code::PermissionDenied,
+            ),
+            (
+                ApiError::ResourceExhausted("slow down".into()),
+                Code::ResourceExhausted,
+            ),
             (ApiError::AlreadyExists("twice".into()), Code::AlreadyExists),
             (
                 ApiError::FailedPrecondition("not now".into()),

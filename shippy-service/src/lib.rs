@@ -3,6 +3,8 @@
 //!
 //! - [`base`]: what every service binds and runs beside its own work
 //!   (gRPC and metrics listeners, Consul registration) and how it stops.
+//! - [`breaker`]: a circuit breaker per dependency, so a dead one costs
+//!   callers nothing but an immediate `UNAVAILABLE`.
 //! - [`cli`]: what the command-line programs share (one-line failures,
 //!   connecting, JSON output).
 //! - [`settings`]: command-line flags that also read the environment
@@ -20,10 +22,13 @@
 //! - [`pagination`]: opaque page tokens over a (creation time, id) order.
 //! - [`rpc_layer`]: a span (OpenTelemetry RPC conventions) and metrics per RPC.
 //! - [`retry`]: waiting for a dependency with backoff.
+//! - [`text`]: short escaped excerpts of outside input for messages and
+//!   logs; refusing control characters.
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
 //!   then keeping health in step with it.
 
 pub mod base;
+pub mod breaker;
 pub mod cli;
 pub mod discovery;
 pub mod error;
@@ -37,6 +42,7 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod text;
 
 pub use error::ApiError;
 pub use shutdown::Shutdown;

@@ -15,6 +15,9 @@ pub struct Cursor {
     pub id: String,
 }
 
+/// The longest page token accepted (ours are well under 100 bytes).
+pub const MAX_TOKEN_LEN: usize = 512;
+
 /// How many items a page holds: `requested`, or `default` for 0, at most `max`.
 pub fn page_size(requested: u32, default: u32, max: u32) -> u32 {
     match requested {
@@ -38,6 +41,12 @@ pub fn decode(token: &str) -> Result<Option<Cursor>, ApiError> {
     if token.is_empty() {
         return Ok(None);
     }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(ApiError::InvalidArgument(format!(
+            "page_token is longer than any this service gives out ({MAX_TOKEN_LEN} bytes); \
+             start again with an empty one"
+        )));
+    }
     let invalid = || {
         ApiError::InvalidArgument(
             "page_token is not one this service gave out; start again with an empty one".into(),
@@ -47,7 +56,7 @@ pub fn decode(token: &str) -> Result<Option<Cursor>, ApiError> {
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (micros, id) = text.split_once('.').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    if id.is_empty() {
+    if id.is_empty() || id.chars().any(char::is_control) {
         return Err(invalid());
     }
     Ok(Some(Cursor {
@@ -68,7 +77,9 @@ mod tests {
         };
         assert_eq!(decode(&encode(&cursor)).unwrap(), Some(cursor));
         assert_eq!(decode("").unwrap(), None);
-        for bad in ["!!!", "Zm9v", "MTIzLg", "eC55"] {
+        let nul_id = URL_SAFE_NO_PAD.encode("123.a\0b");
+        let huge = "A".repeat(10_000);
+        for bad in ["!!!", "Zm9v", "MTIzLg", "eC55", &nul_id, &huge] {
             assert!(decode(bad).is_err(), "{bad}");
         }
     }

@@ -5,7 +5,9 @@
 //! metrics per RPC.
 
 use std::{
+    collections::HashSet,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -19,16 +21,26 @@ use crate::{
     telemetry,
 };
 
+/// The label of a path the server does not serve: made-up paths must not
+/// each add metric series (or log fields) of their own.
+pub const UNKNOWN: &str = "unknown";
+
 /// Wraps a gRPC server's services with spans and metrics.
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
     metrics: RpcMetrics,
+    known: Arc<HashSet<String>>,
 }
 
 impl RpcLayer {
-    /// A layer recording into `metrics`.
-    pub fn new(metrics: RpcMetrics) -> Self {
-        Self { metrics }
+    /// A layer recording into `metrics`, labelling requests by service and
+    /// method for the `known` paths (`/package.Service/Method`) and as
+    /// [`UNKNOWN`] otherwise.
+    pub fn new(metrics: RpcMetrics, known: HashSet<String>) -> Self {
+        Self {
+            metrics,
+            known: Arc::new(known),
+        }
     }
 }
 
@@ -39,6 +51,7 @@ impl<S> Layer<S> for RpcLayer {
         RpcService {
             inner,
             metrics: self.metrics.clone(),
+            known: self.known.clone(),
         }
     }
 }
@@ -48,6 +61,16 @@ impl<S> Layer<S> for RpcLayer {
 pub struct RpcService<S> {
     inner: S,
     metrics: RpcMetrics,
+    known: Arc<HashSet<String>>,
+}
+
+/// A known `/package.Service/Method` as (`package.Service`, `Method`);
+/// anything else as ([`UNKNOWN`], [`UNKNOWN`]).
+fn labels(known: &HashSet<String>, path: &str) -> (String, String) {
+    if !known.contains(path) {
+        return (UNKNOWN.to_owned(), UNKNOWN.to_owned());
+    }
+    split_path(path)
 }
 
 /// `/package.Service/Method` as (`package.Service`, `Method`).
@@ -85,7 +108,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
+        let (service, method) = labels(&self.known, request.uri().path());
         let span = tracing::info_span!(
             "grpc.server",
             otel.name = %format!("{service}/{method}"),
@@ -146,5 +169,21 @@ mod tests {
             )
         );
         assert_eq!(split_path("/odd"), ("odd".into(), String::new()));
+    }
+
+    #[test]
+    fn only_known_paths_get_labels_of_their_own() {
+        let known = HashSet::from(["/shippy.vessel.v1.VesselService/FindAvailable".to_owned()]);
+        assert_eq!(
+            labels(&known, "/shippy.vessel.v1.VesselService/FindAvailable").1,
+            "FindAvailable"
+        );
+        for made_up in [
+            "/evil.Service/Method1",
+            "/shippy.vessel.v1.VesselService/Nope",
+            "/",
+        ] {
+            assert_eq!(labels(&known, made_up), (UNKNOWN.into(), UNKNOWN.into()));
+        }
     }
 }

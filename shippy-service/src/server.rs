@@ -6,7 +6,10 @@
 //! serves on a listener the caller bound and stops on a [`Shutdown`], so
 //! tests bind port 0 and production binds the configured address.
 
-use std::{convert::Infallible, time::Duration};
+use std::{collections::HashSet, convert::Infallible, time::Duration};
+
+use prost::Message as _;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 use http::{Request, Response};
 use tokio::net::TcpListener;
@@ -39,11 +42,24 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct GrpcServer {
     routes: Routes,
+    concurrency_limit: usize,
     metrics: Metrics,
     health: Health,
     descriptor_set: &'static [u8],
     services: Vec<&'static str>,
 }
+
+/// Requests a server handles at once unless told otherwise; more are shed
+/// (`RESOURCE_EXHAUSTED`) rather than queued.
+pub const DEFAULT_CONCURRENCY_LIMIT: usize = 256;
+
+/// The methods of the standard services, for metric labels.
+const STANDARD_METHODS: [&str; 4] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
 
 /// The services every server has, whatever it adds.
 const STANDARD_SERVICES: [&str; 3] = [
@@ -65,11 +81,40 @@ impl GrpcServer {
         );
         Self {
             routes: Routes::new(health_server),
+            concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
             metrics,
             health: Health { reporter },
             descriptor_set,
             services: STANDARD_SERVICES.to_vec(),
         }
+    }
+
+    /// Handles at most `limit` requests at once across all connections;
+    /// more are refused at once with `RESOURCE_EXHAUSTED` (load shedding)
+    /// rather than queued without end.
+    pub fn concurrency_limit(mut self, limit: usize) -> Self {
+        self.concurrency_limit = limit.max(1);
+        self
+    }
+
+    /// `/package.Service/Method` of every method this server serves.
+    fn known_methods(&self) -> HashSet<String> {
+        let mut known: HashSet<String> = STANDARD_METHODS.iter().map(|&m| m.to_owned()).collect();
+        let Ok(files) = prost_types::FileDescriptorSet::decode(self.descriptor_set) else {
+            return known;
+        };
+        for file in &files.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                if !self.services.contains(&name.as_str()) {
+                    continue;
+                }
+                for method in &service.method {
+                    known.insert(format!("/{name}/{}", method.name()));
+                }
+            }
+        }
+        known
     }
 
     /// The handle that sets what `grpc.health.v1.Health` answers.
@@ -97,6 +142,7 @@ impl GrpcServer {
     /// Serves on `listener` until `shutdown` fires, then lets requests in
     /// flight finish and returns.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), ServerError> {
+        let known = self.known_methods();
         let routes = self
             .routes
             .add_service(reflection(self.descriptor_set, &self.services).build_v1()?)
@@ -105,7 +151,10 @@ impl GrpcServer {
         tracing::info!(?address, services = ?self.services, "gRPC server listening");
         Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(RpcLayer::new(self.metrics.rpc().clone()))
+            // Past the limit, requests are refused at once, not queued.
+            .load_shed(true)
+            .layer(GlobalConcurrencyLimitLayer::new(self.concurrency_limit))
+            .layer(RpcLayer::new(self.metrics.rpc().clone(), known))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 // No Nagle: small unary answers must not wait for the peer's
@@ -152,5 +201,102 @@ impl Health {
         for service in services {
             self.reporter.set_service_status(service, status).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use shippy_proto::vessel::v1::{
+        self as proto, Specification,
+        vessel_service_client::VesselServiceClient,
+        vessel_service_server::{VesselService, VesselServiceServer},
+    };
+    use tonic::{Code, Request, Status};
+
+    use super::*;
+    use crate::discovery::{CallTimeouts, static_channel};
+
+    /// Answers every call after a pause, so calls overlap.
+    #[derive(Debug, Clone)]
+    struct Slow;
+
+    #[tonic::async_trait]
+    impl VesselService for Slow {
+        async fn find_available(
+            &self,
+            _: Request<Specification>,
+        ) -> Result<tonic::Response<proto::Response>, Status> {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(tonic::Response::new(proto::Response::default()))
+        }
+
+        async fn create(
+            &self,
+            _: Request<proto::Vessel>,
+        ) -> Result<tonic::Response<proto::Response>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+    }
+
+    async fn serve(server: GrpcServer) -> (tonic::transport::Channel, Shutdown) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        tokio::spawn(server.serve(listener, shutdown.clone()));
+        let channel =
+            static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
+        (channel, shutdown)
+    }
+
+    #[tokio::test]
+    async fn past_the_concurrency_limit_requests_are_shed_not_queued() {
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
+            .concurrency_limit(1)
+            .add_service(VesselServiceServer::new(Slow));
+        let (channel, shutdown) = serve(server).await;
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let mut client = VesselServiceClient::new(channel.clone());
+                tokio::spawn(async move { client.find_available(Specification::default()).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap());
+        }
+        let shed = answers
+            .iter()
+            .filter(
+                |answer| matches!(answer, Err(status) if status.code() == Code::ResourceExhausted),
+            )
+            .count();
+        assert!(shed >= 1, "some were shed: {answers:?}");
+        assert!(
+            answers.iter().any(Result::is_ok),
+            "one was served: {answers:?}"
+        );
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn made_up_paths_are_counted_as_unknown() {
+        let metrics = Metrics::new();
+        // VesselService is described but not served: its paths are made up here.
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
+        let (channel, shutdown) = serve(server).await;
+        let status = VesselServiceClient::new(channel)
+            .find_available(Specification::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"grpc_server_requests_total{service="unknown",method="unknown"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("FindAvailable"), "{text}");
+        shutdown.trigger();
     }
 }

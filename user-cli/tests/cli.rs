@@ -36,6 +36,8 @@ impl World {
             jwt_signing_key_file: None,
             jwt_ttl: Duration::from_secs(3600).into(),
             bcrypt_cost: 4,
+            admin_emails: vec!["ewan@example.com".into()],
+            login: Default::default(),
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),

@@ -17,7 +17,9 @@ use tonic::{Request, Response, Status};
 use crate::{
     domain::{Email, InvalidInput, NewUser, Password, User, UserId},
     password::{HashError, PasswordHasher},
+    roles::Admins,
     store::{Cursor, OutboxEvent, StoreError, UserStore},
+    throttle::LoginThrottle,
     tokens::{KeyError, TokenSigner},
 };
 
@@ -25,6 +27,9 @@ use crate::{
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// The most users per page; larger requests get this many.
 pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// The answer to a non-admin asking for someone else's profile.
+const NOT_YOURS: &str = "you may read only your own profile (admins may read any)";
 
 /// The one message for every failed login, whatever failed.
 const BAD_CREDENTIALS: &str = "email or password is incorrect";
@@ -40,6 +45,8 @@ pub struct UserApi {
     outbox: Arc<Notify>,
     verified: VerifiedTokens,
     user_created_subject: String,
+    admins: Admins,
+    throttle: LoginThrottle,
 }
 
 impl UserApi {
@@ -51,6 +58,8 @@ impl UserApi {
         ready: Ready,
         outbox: Arc<Notify>,
         user_created_subject: String,
+        admins: Admins,
+        throttle: LoginThrottle,
     ) -> Self {
         Self {
             store,
@@ -59,6 +68,8 @@ impl UserApi {
             ready,
             outbox,
             user_created_subject,
+            admins,
+            throttle,
             verified: VerifiedTokens::new(),
         }
     }
@@ -188,17 +199,32 @@ impl UserService for UserApi {
     ) -> Result<Response<proto::Response>, Status> {
         let claims = self.authenticate(&request)?;
         tracing::Span::current().record("caller", &claims.sub);
+        let admin = claims.is_admin();
         let wanted = request.into_inner();
         let user = if !wanted.id.trim().is_empty() {
             let id = UserId::parse(&wanted.id).map_err(ApiError::from)?;
+            if !admin && id.to_string() != claims.sub {
+                return Err(ApiError::PermissionDenied(NOT_YOURS.into()).into());
+            }
             self.store()?.get(id).await.map_err(ApiError::from)?
         } else if !wanted.email.trim().is_empty() {
             let email = Email::parse(&wanted.email).map_err(ApiError::from)?;
-            self.store()?
+            let found = self
+                .store()?
                 .credentials(&email)
                 .await
                 .map_err(ApiError::from)?
-                .map(|(user, _hash)| user)
+                .map(|(user, _hash)| user);
+            // A non-admin learns nothing of other accounts, not even whether
+            // they exist.
+            if !admin
+                && found
+                    .as_ref()
+                    .is_none_or(|user| user.id.to_string() != claims.sub)
+            {
+                return Err(ApiError::PermissionDenied(NOT_YOURS.into()).into());
+            }
+            found
         } else {
             return Err(ApiError::InvalidArgument("give the user's id or email".into()).into());
         };
@@ -216,6 +242,12 @@ impl UserService for UserApi {
     ) -> Result<Response<proto::Response>, Status> {
         let claims = self.authenticate(&request)?;
         tracing::Span::current().record("caller", &claims.sub);
+        if !claims.is_admin() {
+            return Err(ApiError::PermissionDenied(
+                "listing users is for admins (see ADMIN_EMAILS)".into(),
+            )
+            .into());
+        }
         let wanted = request.into_inner();
         let after = match pagination::decode(&wanted.page_token)? {
             Some(cursor) => Some(Cursor {
@@ -245,9 +277,17 @@ impl UserService for UserApi {
 
     #[tracing::instrument(skip_all, fields(user.id))]
     async fn auth(&self, request: Request<proto::User>) -> Result<Response<proto::Token>, Status> {
+        let address = request.remote_addr().map(|address| address.ip());
         let given = request.into_inner();
         let email = Email::parse(&given.email).map_err(ApiError::from)?;
         let password = Password::parse_given(&given.password).map_err(ApiError::from)?;
+        // Refused before any bcrypt time is spent.
+        self.throttle
+            .check(&email, address)
+            .map_err(|throttled| ApiError::ResourceExhausted(throttled.to_string()))?;
+        // Counted as failed until it succeeds, so guesses sent all at once
+        // count at once too.
+        self.throttle.failed(&email, address);
         let found = self
             .store()?
             .credentials(&email)
@@ -267,8 +307,12 @@ impl UserService for UserApi {
             Some(user) if matches => user,
             _ => return Err(ApiError::Unauthenticated(BAD_CREDENTIALS.into()).into()),
         };
+        self.throttle.succeeded(&email);
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
-        let signed = self.signer.sign(user.id).map_err(ApiError::from)?;
+        let signed = self
+            .signer
+            .sign(user.id, self.admins.roles_of(&user.email))
+            .map_err(ApiError::from)?;
         tracing::info!("token issued");
         Ok(Response::new(proto::Token {
             token: signed.token,

@@ -15,13 +15,19 @@ use tokio::sync::Notify;
 
 use crate::{
     api::UserApi,
+    domain::InvalidInput,
     password::{HashError, PasswordHasher},
     relay::{EventPublisher, Relay},
+    roles::Admins,
     settings::Settings,
     store::UserStore,
+    throttle::LoginThrottle,
     tokens::{KeyError, TokenSigner},
 };
 
+/// The largest request decoded: a user, a token or a page request is at
+/// most a few kilobytes.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// How long a database operation waits for a connection.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a ready store is checked, to keep health true.
@@ -50,6 +56,9 @@ pub enum StartError {
     /// The signing keys cannot be loaded.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// `ADMIN_EMAILS` lists something that is not an email.
+    #[error("{0}")]
+    Admins(InvalidInput),
     /// bcrypt cannot hash at the configured cost.
     #[error("bcrypt cannot hash at the configured cost")]
     Hasher(#[from] HashError),
@@ -98,6 +107,8 @@ impl Application {
             settings.jwt_ttl.into(),
         )?);
         let hasher = PasswordHasher::new(settings.bcrypt_cost).await?;
+        let admins = Admins::parse(&settings.admin_emails).map_err(StartError::Admins)?;
+        tracing::info!(admins = admins.len(), "administrators configured");
 
         let ready = Ready::new();
         let wake_relay = Arc::new(Notify::new());
@@ -108,9 +119,11 @@ impl Application {
             ready.clone(),
             wake_relay.clone(),
             settings.user_created_subject.clone(),
+            admins,
+            LoginThrottle::new(settings.login.clone()),
         );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
-            .add_service(UserServiceServer::new(api));
+            .add_service(UserServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         let relay = Relay::new(

@@ -5,6 +5,7 @@
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
+use shippy_service::text;
 use uuid::Uuid;
 
 /// Why a request's user fields are not acceptable; the message says what to fix.
@@ -34,7 +35,13 @@ impl UserId {
     pub fn parse(id: &str) -> Result<Self, InvalidInput> {
         Uuid::from_str(id.trim())
             .map(Self)
-            .map_err(|_| InvalidInput(format!("user id `{id}` is not a UUID")))
+            .map_err(|_| InvalidInput(format!("user id {} is not a UUID", text::excerpt(id))))
+    }
+}
+
+impl From<text::ControlCharacters> for InvalidInput {
+    fn from(error: text::ControlCharacters) -> Self {
+        Self(error.to_string())
     }
 }
 
@@ -52,6 +59,7 @@ impl UserName {
     /// Checks a name.
     pub fn parse(name: &str) -> Result<Self, InvalidInput> {
         let name = name.trim();
+        text::check_line("name", name)?;
         if name.is_empty() {
             return Err(InvalidInput("name must not be empty".into()));
         }
@@ -77,6 +85,7 @@ impl Company {
     /// Checks a company name.
     pub fn parse(company: &str) -> Result<Self, InvalidInput> {
         let company = company.trim();
+        text::check_line("company", company)?;
         if company.len() > MAX_TEXT_LEN {
             return Err(InvalidInput(format!(
                 "company must be at most {MAX_TEXT_LEN} bytes"
@@ -99,6 +108,7 @@ impl Email {
     /// Checks an address and lower-cases it.
     pub fn parse(email: &str) -> Result<Self, InvalidInput> {
         let email = email.trim();
+        text::check_line("email", email)?;
         if email.is_empty() {
             return Err(InvalidInput("email must not be empty".into()));
         }
@@ -107,7 +117,8 @@ impl Email {
                 .is_ok_and(|address| !address.domain().starts_with('['));
         if !valid {
             return Err(InvalidInput(format!(
-                "`{email}` is not a valid email address (expected e.g. name@example.com)"
+                "{} is not a valid email address (expected e.g. name@example.com)",
+                text::excerpt(email)
             )));
         }
         Ok(Self(email.to_lowercase()))
@@ -272,6 +283,31 @@ mod tests {
         assert!(!format!("{password:?}").contains("hunter2"));
         let hash = PasswordHash("$2b$12$abcdef".into());
         assert!(!format!("{hash:?}").contains("$2b$"));
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_text_field() {
+        for bad in ["Eve\r\nBcc: spy@example.com", "nul\0byte", "esc\u{1b}[31m"] {
+            assert!(UserName::parse(bad).is_err(), "name {bad:?}");
+            assert!(Company::parse(bad).is_err(), "company {bad:?}");
+        }
+        for bad in [
+            "eve@example.com\r\nBcc: spy@example.com",
+            "eve\0@example.com",
+        ] {
+            let error = Email::parse(bad).unwrap_err();
+            assert!(
+                !error.0.contains('\n') && !error.0.contains('\0'),
+                "{error}"
+            );
+        }
+        let huge = format!("{}@example.com", "a".repeat(10_000));
+        let error = Email::parse(&huge).unwrap_err();
+        assert!(
+            error.0.len() < 200,
+            "only an excerpt is quoted: {}",
+            error.0.len()
+        );
     }
 
     #[test]

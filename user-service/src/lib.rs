@@ -13,6 +13,8 @@ pub mod app;
 pub mod domain;
 pub mod password;
 pub mod relay;
+pub mod roles;
 pub mod settings;
 pub mod store;
+pub mod throttle;
 pub mod tokens;

@@ -6,15 +6,27 @@
 //! CPU is otherwise idle (`SCHED_IDLE` on Linux): bcrypt uses whatever CPU
 //! is left, but everything else on the machine (this service's other RPCs,
 //! its neighbours) goes first, so a burst of logins cannot starve them. At most
-//! [`QUEUE`] hashes wait; beyond that a login is refused as busy. Logging in
+//! [`QUEUE`] hashes wait, and a request that would wait longer than
+//! [`MAX_WAIT`] (estimated from the jobs ahead and how long a hash takes) is
+//! refused as busy at once; a job whose caller went away (cancelled, or
+//! timed out) is skipped, not hashed. Logging in
 //! with an unknown email verifies against a dummy hash of the same cost, so
 //! it takes as long as a wrong password and the two cannot be told apart by
 //! timing.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
 
 /// How many hashes may wait for a bcrypt thread.
 pub const QUEUE: usize = 1024;
+/// The longest a request may expect to wait for a bcrypt thread.
+pub const MAX_WAIT: Duration = Duration::from_secs(3);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -22,6 +34,12 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug, Clone)]
 struct Pool {
     jobs: mpsc::SyncSender<Job>,
+    threads: usize,
+    /// Jobs queued and not started.
+    waiting: Arc<AtomicUsize>,
+    /// How long a job takes, in microseconds (a moving average).
+    job_micros: Arc<AtomicU64>,
+    max_wait: Duration,
 }
 
 /// Runs the calling thread only when no other thread wants the CPU
@@ -49,7 +67,7 @@ fn lower_priority() {
 }
 
 impl Pool {
-    fn new() -> Self {
+    fn new(max_wait: Duration) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
@@ -74,7 +92,22 @@ impl Pool {
                 tracing::error!(%error, "cannot start a bcrypt thread");
             }
         }
-        Self { jobs }
+        Self {
+            jobs,
+            threads,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            job_micros: Arc::new(AtomicU64::new(0)),
+            max_wait,
+        }
+    }
+
+    /// How long a new job would wait before a thread starts it.
+    fn expected_wait(&self) -> Duration {
+        let ahead = u64::try_from(self.waiting.load(Ordering::SeqCst)).unwrap_or(u64::MAX);
+        let threads = u64::try_from(self.threads.max(1)).unwrap_or(1);
+        Duration::from_micros(
+            ahead.saturating_mul(self.job_micros.load(Ordering::Relaxed)) / threads,
+        )
     }
 
     /// Runs `work` on a bcrypt thread and waits for its result.
@@ -82,15 +115,42 @@ impl Pool {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
+        if self.expected_wait() > self.max_wait {
+            return Err(HashError::Busy);
+        }
         let (done, result) = tokio::sync::oneshot::channel();
+        let waiting = self.waiting.clone();
+        let job_micros = self.job_micros.clone();
+        let queued = Instant::now();
+        let max_wait = self.max_wait;
         let job: Job = Box::new(move || {
-            let _ = done.send(work());
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            // Nobody waits for the answer any more, or it is too late.
+            if done.is_closed() || queued.elapsed() > max_wait * 2 {
+                return;
+            }
+            let started = Instant::now();
+            let answer = work();
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let average = job_micros.load(Ordering::Relaxed);
+            let average = if average == 0 {
+                took
+            } else {
+                (average.saturating_mul(7).saturating_add(took)) / 8
+            };
+            job_micros.store(average, Ordering::Relaxed);
+            let _ = done.send(answer);
         });
-        self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::TrySendError::Full(_) => HashError::Busy,
-            mpsc::TrySendError::Disconnected(_) => HashError::Stopped,
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.jobs.try_send(job).map_err(|error| {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            match error {
+                mpsc::TrySendError::Full(_) => HashError::Busy,
+                mpsc::TrySendError::Disconnected(_) => HashError::Stopped,
+            }
         })?;
-        result.await.map_err(|_| HashError::Stopped)
+        // A job skipped as too late drops `done`: busy, not stopped.
+        result.await.map_err(|_| HashError::Busy)
     }
 }
 
@@ -120,10 +180,16 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// A hasher at `cost` (4 to 31; 12 is bcrypt's default).
+    /// A hasher at `cost` (4 to 31; 12 is bcrypt's default) that refuses
+    /// work expected to wait longer than [`MAX_WAIT`].
     pub async fn new(cost: u32) -> Result<Self, HashError> {
+        Self::with_max_wait(cost, MAX_WAIT).await
+    }
+
+    /// A hasher that refuses work expected to wait longer than `max_wait`.
+    pub async fn with_max_wait(cost: u32, max_wait: Duration) -> Result<Self, HashError> {
         let random = uuid::Uuid::new_v4().to_string();
-        let pool = Pool::new();
+        let pool = Pool::new(max_wait);
         let dummy = pool
             .run(move || bcrypt::non_truncating_hash(random, cost))
             .await??;
@@ -180,5 +246,21 @@ mod tests {
         let wrong = Password::parse_given("battery staple").unwrap();
         assert!(!hasher.verify(wrong, Some(hash)).await.unwrap());
         assert!(!hasher.verify(password, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn work_that_would_wait_too_long_is_refused_at_once() {
+        let hasher = PasswordHasher::with_max_wait(8, Duration::from_millis(1))
+            .await
+            .unwrap();
+        let password = Password::parse_given("guess").unwrap();
+        let answers =
+            futures::future::join_all((0..20).map(|_| hasher.verify(password.clone(), None))).await;
+        let busy = answers
+            .iter()
+            .filter(|answer| matches!(answer, Err(HashError::Busy)))
+            .count();
+        assert!(busy > 0, "some were refused: {answers:?}");
+        assert!(busy < 20, "the first was not: {answers:?}");
     }
 }

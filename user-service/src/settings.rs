@@ -41,9 +41,18 @@ pub struct Settings {
     #[arg(long, env = "USER_CREATED_SUBJECT", default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
     pub user_created_subject: String,
 
+    /// Emails of administrators, comma-separated: their tokens carry the
+    /// `admin` role (list users, read any profile, create vessels).
+    #[arg(long, env = "ADMIN_EMAILS", value_delimiter = ',', num_args = 0..)]
+    pub admin_emails: Vec<String>,
+
     /// Where Prometheus scrapes `/metrics`.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9153")]
     pub metrics_addr: SocketAddr,
+
+    /// Failed-login throttling.
+    #[command(flatten)]
+    pub login: crate::throttle::LoginLimits,
 
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]

@@ -150,8 +150,8 @@ impl TokenSigner {
         })
     }
 
-    /// A token for `user`, valid for the TTL from now.
-    pub fn sign(&self, user: UserId) -> Result<SignedToken, KeyError> {
+    /// A token for `user` with `roles`, valid for the TTL from now.
+    pub fn sign(&self, user: UserId, roles: &[&str]) -> Result<SignedToken, KeyError> {
         let key = self
             .keys
             .first()
@@ -163,6 +163,7 @@ impl TokenSigner {
             aud: AUDIENCE.to_owned(),
             iat: now,
             exp: now + self.ttl.as_secs(),
+            roles: roles.iter().map(|&role| role.to_owned()).collect(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
@@ -174,9 +175,19 @@ impl TokenSigner {
         })
     }
 
-    /// The public keys of every key, for `GetPublicKeys`.
-    pub fn public_keys(&self) -> &[PublicKey] {
-        &self.public_keys
+    /// The public keys of every key, for `GetPublicKeys`. `valid_until` is
+    /// computed now: a token signed now (or earlier, by an older key)
+    /// expires within one TTL from now.
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        let valid_until =
+            Utc::now().timestamp() + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        self.public_keys
+            .iter()
+            .map(|key| PublicKey {
+                valid_until,
+                ..key.clone()
+            })
+            .collect()
     }
 
     /// Verifies tokens signed by any of these keys.
@@ -244,10 +255,25 @@ mod tests {
     const DAY: Duration = Duration::from_secs(86_400);
 
     #[test]
+    fn valid_until_is_computed_when_asked_not_at_start() {
+        let ttl = Duration::from_secs(60);
+        let signer = TokenSigner::load(None, ttl).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        let asked_at = Utc::now().timestamp();
+        let keys = signer.public_keys();
+        assert!(
+            keys[0].valid_until >= asked_at + 60,
+            "a token signed now expires at {} or later, the key said {}",
+            asked_at + 60,
+            keys[0].valid_until
+        );
+    }
+
+    #[test]
     fn signed_tokens_verify_and_carry_no_secret() {
         let signer = TokenSigner::load(None, DAY).unwrap();
         let user = UserId::generate();
-        let signed = signer.sign(user).unwrap();
+        let signed = signer.sign(user, &[]).unwrap();
         let claims = signer.verifier().verify(&signed.token).unwrap();
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(
@@ -265,7 +291,7 @@ mod tests {
     fn another_key_is_a_forgery() {
         let ours = TokenSigner::load(None, DAY).unwrap();
         let theirs = TokenSigner::load(None, DAY).unwrap();
-        let forged = theirs.sign(UserId::generate()).unwrap().token;
+        let forged = theirs.sign(UserId::generate(), &[]).unwrap().token;
         assert!(matches!(
             ours.verifier().verify(&forged),
             Err(TokenError::UnknownKey(_))
@@ -280,7 +306,7 @@ mod tests {
         let old_file = dir.join("old.pem");
         std::fs::write(&old_file, &old_pem).unwrap();
         let old = TokenSigner::load(Some(&old_file), DAY).unwrap();
-        let old_token = old.sign(UserId::generate()).unwrap().token;
+        let old_token = old.sign(UserId::generate(), &[]).unwrap().token;
 
         let rotated_file = dir.join("rotated.pem");
         std::fs::write(&rotated_file, generate_pem(1).unwrap() + &old_pem).unwrap();
@@ -290,7 +316,7 @@ mod tests {
             .verifier()
             .verify(&old_token)
             .expect("old tokens still verify");
-        let new_token = rotated.sign(UserId::generate()).unwrap().token;
+        let new_token = rotated.sign(UserId::generate(), &[]).unwrap().token;
         assert_ne!(
             shippy_auth::token_kid(&new_token).unwrap(),
             shippy_auth::token_kid(&old_token).unwrap(),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, TestApp, bearer, stream_messages};
+use common::{ADMIN, PASSWORD, TestApp, bearer, stream_messages};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
 use shippy_auth::{AUDIENCE, Claims, ISSUER, KeySet};
@@ -63,6 +63,47 @@ async fn bad_accounts_are_invalid_argument_naming_the_field() {
         let status = app.users().create(bad).await.expect_err("invalid");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains(field), "{}", status.message());
+    }
+    app.create_user("Still", "still@example.com").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn control_characters_and_huge_strings_are_invalid_argument_with_a_short_escaped_message() {
+    let app = TestApp::spawn().await;
+    let huge = format!("{}@example.com", "a".repeat(10_000));
+    for (bad, field) in [
+        (
+            user("Eve\r\nBcc: spy@example.com", "eve@example.com", PASSWORD),
+            "name",
+        ),
+        (user("Eve\0", "eve@example.com", PASSWORD), "name"),
+        (
+            User {
+                company: "ACME\nINFO forged log line".into(),
+                ..user("Eve", "eve@example.com", PASSWORD)
+            },
+            "company",
+        ),
+        (
+            user("Eve", "eve@example.com\r\nBcc: spy@example.com", PASSWORD),
+            "email",
+        ),
+        (user("Eve", &huge, PASSWORD), "email"),
+    ] {
+        let status = app.users().create(bad).await.expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().contains(field), "{}", status.message());
+        assert!(
+            status.message().len() < 300,
+            "short: {}",
+            status.message().len()
+        );
+        assert!(
+            !status.message().contains(['\r', '\n', '\0']),
+            "escaped: {:?}",
+            status.message()
+        );
     }
     app.create_user("Still", "still@example.com").await;
     app.stop().await;
@@ -242,6 +283,7 @@ fn token_with(key_pem: &str, tweak: impl FnOnce(&mut Claims)) -> String {
         aud: AUDIENCE.into(),
         iat: now,
         exp: now + 600,
+        roles: Vec::new(),
     };
     tweak(&mut claims);
     let keys = KeySetHelper::kid(key_pem);
@@ -280,6 +322,10 @@ async fn forged_expired_misaddressed_and_garbage_tokens_are_unauthenticated() {
         ("expired", token_with(&app.key_pem, |c| {
             c.iat = now - 7200;
             c.exp = now - 3600;
+        })),
+        ("issued in the future", token_with(&app.key_pem, |c| {
+            c.iat = now + 3600;
+            c.exp = now + 7200;
         })),
         ("wrong audience", token_with(&app.key_pem, |c| c.aud = "someone-else".into())),
         ("wrong issuer", token_with(&app.key_pem, |c| c.iss = "mallory".into())),
@@ -375,7 +421,13 @@ async fn get_and_get_all_need_a_token() {
     };
     let status = app
         .users()
-        .get(bearer(missing, &token))
+        .get(bearer(missing.clone(), &token))
+        .await
+        .expect_err("not grace's");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = app
+        .users()
+        .get(bearer(missing, &app.admin_token().await))
         .await
         .expect_err("unknown");
     assert_eq!(status.code(), Code::NotFound);
@@ -402,7 +454,7 @@ async fn get_all_pages_through_every_user_once() {
                 .await,
         );
     }
-    let token = app.login("u0@example.com").await;
+    let token = app.admin_token().await;
     let mut seen = Vec::new();
     let mut page_token = String::new();
     let mut pages = 0;
@@ -428,6 +480,7 @@ async fn get_all_pages_through_every_user_once() {
         page_token = page.next_page_token;
     }
     assert_eq!(pages, 3);
+    seen.retain(|id| created.contains(id)); // the admin came last
     assert_eq!(seen, created, "every user once, in creation order");
 
     let everything = app
@@ -442,7 +495,7 @@ async fn get_all_pages_through_every_user_once() {
         .await
         .expect("bounded, not refused")
         .into_inner();
-    assert_eq!(everything.users.len(), 5);
+    assert_eq!(everything.users.len(), 6, "five and the admin");
 
     let status = app
         .users()
@@ -456,5 +509,123 @@ async fn get_all_pages_through_every_user_once() {
         .await
         .expect_err("bad page token");
     assert_eq!(status.code(), Code::InvalidArgument);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_list_users_and_read_other_profiles() {
+    let app = TestApp::spawn().await;
+    let alice = app.create_user("Alice", "alice@example.com").await;
+    let bob = app.create_user("Bob", "bob@example.com").await;
+    let alice_token = app.login("alice@example.com").await;
+
+    let status = app
+        .users()
+        .get_all(bearer(ListRequest::default(), &alice_token))
+        .await
+        .expect_err("not an admin");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for other in [
+        User {
+            id: bob.clone(),
+            ..Default::default()
+        },
+        User {
+            email: "bob@example.com".into(),
+            ..Default::default()
+        },
+        User {
+            email: "nobody@example.com".into(),
+            ..Default::default()
+        },
+    ] {
+        let status = app
+            .users()
+            .get(bearer(other, &alice_token))
+            .await
+            .expect_err("someone else's profile");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    let own = app
+        .users()
+        .get(bearer(
+            User {
+                id: alice.clone(),
+                ..Default::default()
+            },
+            &alice_token,
+        ))
+        .await
+        .expect("her own profile")
+        .into_inner();
+    assert_eq!(own.user.unwrap().email, "alice@example.com");
+
+    // The administrator's token carries the role; they read anyone and list all.
+    let admin_token = app.admin_token().await;
+    let payload = admin_token.split('.').nth(1).unwrap();
+    let claims = base64_decode(payload);
+    assert!(claims.contains(r#""roles":["admin"]"#), "{claims}");
+    let alice_claims = base64_decode(alice_token.split('.').nth(1).unwrap());
+    assert!(!alice_claims.contains("admin"), "{alice_claims}");
+    let found = app
+        .users()
+        .get(bearer(
+            User {
+                email: "BOB@example.com".into(),
+                ..Default::default()
+            },
+            &admin_token,
+        ))
+        .await
+        .expect("admins read anyone")
+        .into_inner();
+    assert_eq!(found.user.unwrap().id, bob);
+    let listed = app
+        .users()
+        .get_all(bearer(ListRequest::default(), &admin_token))
+        .await
+        .expect("admins list")
+        .into_inner();
+    let emails: Vec<_> = listed
+        .users
+        .iter()
+        .map(|user| user.email.as_str())
+        .collect();
+    assert_eq!(emails, ["alice@example.com", "bob@example.com", ADMIN]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_per_account_with_a_retry_hint() {
+    let app = TestApp::spawn_custom(shippy_testkit::infra_var("TEST_NATS_URL"), |settings| {
+        settings.login.max_failures = 3;
+    })
+    .await;
+    app.create_user("Victim", "victim@example.com").await;
+    app.create_user("Bystander", "bystander@example.com").await;
+    for _ in 0..3 {
+        let status = app
+            .users()
+            .auth(user("", "victim@example.com", "wrong password"))
+            .await
+            .expect_err("wrong password");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // Past the limit even the right password waits: the guesser learns nothing.
+    for password in ["another guess", PASSWORD] {
+        let status = app
+            .users()
+            .auth(user("", "VICTIM@example.com", password))
+            .await
+            .expect_err("throttled");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("retry in"),
+            "{}",
+            status.message()
+        );
+    }
+    // Another account is not affected.
+    app.login("bystander@example.com").await;
     app.stop().await;
 }

@@ -70,7 +70,7 @@ async fn no_log_line_carries_a_password_hash_or_token() {
         .await
         .unwrap();
     app.users()
-        .get_all(bearer(ListRequest::default(), &token))
+        .get_all(bearer(ListRequest::default(), &app.admin_token().await))
         .await
         .unwrap();
 

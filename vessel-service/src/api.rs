@@ -1,6 +1,7 @@
 //! The `VesselService` gRPC handlers: parse the request, ask the store,
 //! answer. Errors become `tonic::Status` through [`ApiError`] only.
 
+use shippy_auth::Authenticator;
 use shippy_proto::vessel::v1::{self as proto, vessel_service_server::VesselService};
 use shippy_service::{ApiError, readiness::Ready};
 use tonic::{Request, Response, Status};
@@ -15,12 +16,15 @@ use crate::{
 pub struct VesselApi {
     store: Store,
     ready: Ready,
+    auth: Authenticator,
 }
 
 impl VesselApi {
-    /// Handlers over `store`; they answer `UNAVAILABLE` until `ready` is set.
-    pub fn new(store: Store, ready: Ready) -> Self {
-        Self { store, ready }
+    /// Handlers over `store`; they answer `UNAVAILABLE` until `ready` is
+    /// set. `Create` needs an admin token, verified by `auth`;
+    /// `FindAvailable` is open to the other services.
+    pub fn new(store: Store, ready: Ready, auth: Authenticator) -> Self {
+        Self { store, ready, auth }
     }
 
     fn store(&self) -> Result<&Store, ApiError> {
@@ -77,11 +81,16 @@ impl VesselService for VesselApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(vessel.id))]
+    #[tracing::instrument(skip_all, fields(vessel.id, caller))]
     async fn create(
         &self,
         request: Request<proto::Vessel>,
     ) -> Result<Response<proto::Response>, Status> {
+        let claims = self
+            .auth
+            .authenticate_admin(&request, "creating vessels")
+            .await?;
+        tracing::Span::current().record("caller", &claims.sub);
         let vessel = NewVessel::try_from(request.into_inner())
             .map_err(ApiError::from)?
             .into_vessel();

@@ -3,10 +3,12 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use shippy_auth::Authenticator;
 use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServiceServer};
 use shippy_service::{
     Shutdown,
     base::{BindError, ServiceBase},
+    discovery::{CallTimeouts, InvalidAddress},
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -23,6 +25,15 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a ready store is checked, to keep health true.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The largest request decoded: a vessel or a specification is a few
+/// hundred bytes.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Fetching user-service's keys: connecting, and each call.
+const CALLS: CallTimeouts = CallTimeouts {
+    connect: Duration::from_secs(1),
+    request: Duration::from_secs(3),
+};
+
 /// vessel-service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -32,6 +43,9 @@ pub enum StartError {
     /// `DATABASE_URL` does not name a usable store.
     #[error(transparent)]
     Store(#[from] OpenError),
+    /// `USER_SERVICE_URL` is not usable.
+    #[error(transparent)]
+    Address(#[from] InvalidAddress),
 }
 
 /// vessel-service, bound and ready to run.
@@ -42,6 +56,9 @@ pub struct Application {
     health: Health,
     store: Store,
     ready: Ready,
+    auth: Authenticator,
+    /// Stops the Consul watch behind the channel to user-service.
+    background: Shutdown,
 }
 
 impl Application {
@@ -58,10 +75,20 @@ impl Application {
         let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
 
+        let background = Shutdown::new();
+        let auth = Authenticator::new(base.discovery().channel(
+            "user-service",
+            &settings.user_service_url,
+            CALLS,
+            &background,
+        )?);
+
         let ready = Ready::new();
-        let api = VesselApi::new(store.clone(), ready.clone());
+        let api = VesselApi::new(store.clone(), ready.clone(), auth.clone());
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())
-            .add_service(VesselServiceServer::new(api));
+            .add_service(
+                VesselServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
+            );
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
@@ -70,6 +97,8 @@ impl Application {
             health,
             store,
             ready,
+            auth,
+            background,
         })
     }
 
@@ -83,7 +112,8 @@ impl Application {
         self.base.metrics_addr()
     }
 
-    /// Serves until `shutdown` fires, preparing the store in the background.
+    /// Serves until `shutdown` fires, preparing the store and fetching
+    /// user-service's keys in the background (only `Create` needs them).
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
         let readiness = tokio::spawn(readiness::watch(
             Watched {
@@ -101,8 +131,20 @@ impl Application {
             },
             |store| async move { store.ping().await },
         ));
-        self.base
-            .run(self.server, shutdown, vec![("store readiness", readiness)])
-            .await
+        let keys = {
+            let auth = self.auth;
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { auth.fetch_until_ready(&shutdown).await })
+        };
+        let served = self
+            .base
+            .run(
+                self.server,
+                shutdown,
+                vec![("store readiness", readiness), ("token keys", keys)],
+            )
+            .await;
+        self.background.trigger();
+        served
     }
 }

@@ -60,6 +60,8 @@ impl VesselName {
     /// Checks a name.
     pub fn parse(name: &str) -> Result<Self, InvalidInput> {
         let name = name.trim();
+        shippy_service::text::check_line("vessel name", name)
+            .map_err(|error| InvalidInput(error.to_string()))?;
         if name.is_empty() {
             return Err(InvalidInput("vessel name must not be empty".into()));
         }
@@ -220,7 +222,16 @@ impl TryFrom<proto::Vessel> for NewVessel {
             capacity: Capacity::parse(vessel.capacity, "capacity")?,
             max_weight: Weight::parse(vessel.max_weight, "max_weight")?,
             available: vessel.available.unwrap_or(true),
-            owner_id: vessel.owner_id.trim().to_owned(),
+            owner_id: {
+                shippy_service::text::check_line("owner_id", &vessel.owner_id)
+                    .map_err(|error| InvalidInput(error.to_string()))?;
+                if vessel.owner_id.len() > MAX_TEXT_LEN {
+                    return Err(InvalidInput(format!(
+                        "owner_id must be at most {MAX_TEXT_LEN} bytes"
+                    )));
+                }
+                vessel.owner_id.trim().to_owned()
+            },
         })
     }
 }

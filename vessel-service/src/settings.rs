@@ -16,6 +16,15 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: SecretUrl,
 
+    /// user-service's address (for the public keys that verify the admin
+    /// tokens `Create` needs).
+    #[arg(
+        long,
+        env = "USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub user_service_url: String,
+
     /// Where Prometheus scrapes `/metrics`.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9152")]
     pub metrics_addr: SocketAddr,

@@ -4,22 +4,100 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use shippy_proto::vessel::v1::{Specification, Vessel, vessel_service_client::VesselServiceClient};
+use shippy_proto::{
+    user::v1::{User, user_service_client::UserServiceClient},
+    vessel::v1::{Specification, Vessel, vessel_service_client::VesselServiceClient},
+};
 use shippy_service::{
     Shutdown,
     discovery::{CallTimeouts, static_channel},
     settings::SecretUrl,
 };
 use shippy_testkit::{
-    LateProxy, fresh_postgres_database, health_status, init_test_logging, socket_addr_of,
-    wait_for_health, with_socket_addr,
+    LateProxy, fresh_postgres_database, health_status, infra_var, init_test_logging,
+    socket_addr_of, wait_for_health, with_socket_addr,
 };
 use tokio::task::JoinHandle;
-use tonic::{Code, transport::Channel};
+use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
+use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
 use vessel_service::{app::Application, settings::Settings};
 
+const ADMIN: &str = "admin@example.com";
+const PASSWORD: &str = "correct horse battery";
+
+/// A real user-service beside the vessel-service under test: it hands out
+/// the keys vessel-service verifies tokens with, and the tokens.
+struct Users {
+    url: String,
+    channel: Channel,
+    shutdown: Shutdown,
+}
+
+impl Users {
+    async fn start() -> Self {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let settings = UserSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("vessel_api_users").await,
+            nats_url: infra_var("TEST_NATS_URL"),
+            jwt_signing_key_file: None,
+            jwt_ttl: Duration::from_secs(3600).into(),
+            bcrypt_cost: 4,
+            admin_emails: vec![ADMIN.into()],
+            login: Default::default(),
+            events_stream: format!("USERS_{unique}"),
+            user_created_subject: format!("test.{unique}.user.created"),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            discovery: Default::default(),
+        };
+        let app = UserApp::build(&settings).await.expect("user-service");
+        let url = format!("http://{}", app.local_addr().unwrap());
+        let shutdown = Shutdown::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        let channel = static_channel(&url, CallTimeouts::default()).unwrap();
+        wait_for_health(&channel, ServingStatus::Serving).await;
+        Self {
+            url,
+            channel,
+            shutdown,
+        }
+    }
+
+    /// Creates an account for `email` and returns its token.
+    async fn token(&self, email: &str) -> String {
+        let mut users = UserServiceClient::new(self.channel.clone());
+        let account = User {
+            name: "Someone".into(),
+            email: email.into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        };
+        users.create(account.clone()).await.expect("account");
+        users.auth(account).await.expect("login").into_inner().token
+    }
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// `message` with `authorization: Bearer <token>`.
+fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    request
+}
+
 struct TestApp {
+    users: Users,
+    /// An administrator's token: `Create` needs it.
+    admin: String,
     address: SocketAddr,
     metrics: SocketAddr,
     channel: Channel,
@@ -30,9 +108,12 @@ struct TestApp {
 impl TestApp {
     async fn spawn(database_url: SecretUrl) -> Self {
         init_test_logging();
+        let users = Users::start().await;
+        let admin = users.token(ADMIN).await;
         let settings = Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url,
+            user_service_url: users.url.clone(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
@@ -44,6 +125,8 @@ impl TestApp {
         let channel =
             static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
         Self {
+            users,
+            admin,
             address,
             metrics,
             channel,
@@ -57,6 +140,11 @@ impl TestApp {
         let app = Self::spawn(fresh_postgres_database("vessel_api").await).await;
         app.wait_for(ServingStatus::Serving).await;
         app
+    }
+
+    /// `vessel` in a request with the administrator's token.
+    fn as_admin(&self, vessel: Vessel) -> Request<Vessel> {
+        bearer(vessel, &self.admin)
     }
 
     fn vessels(&self) -> VesselServiceClient<Channel> {
@@ -222,7 +310,7 @@ async fn create_stores_the_vessel_and_find_available_can_pick_it() {
     let app = TestApp::ready().await;
     let created = app
         .vessels()
-        .create(new_vessel("dinghy", "Little Dinghy", 2, 50))
+        .create(app.as_admin(new_vessel("dinghy", "Little Dinghy", 2, 50)))
         .await
         .expect("created")
         .into_inner();
@@ -260,7 +348,10 @@ async fn create_stores_the_vessel_and_find_available_can_pick_it() {
         available: Some(false),
         ..new_vessel("canoe", "Canoe", 1, 1)
     };
-    app.vessels().create(busy).await.expect("created");
+    app.vessels()
+        .create(app.as_admin(busy))
+        .await
+        .expect("created");
     let found = app
         .vessels()
         .find_available(spec(1, 1))
@@ -278,7 +369,7 @@ async fn create_generates_an_id_when_none_is_given() {
     for _ in 0..2 {
         let vessel = app
             .vessels()
-            .create(new_vessel("", "Anonymous", 10, 10))
+            .create(app.as_admin(new_vessel("", "Anonymous", 10, 10)))
             .await
             .expect("created")
             .into_inner()
@@ -296,7 +387,7 @@ async fn a_taken_id_is_already_exists_and_nothing_is_overwritten() {
     let app = TestApp::ready().await;
     let status = app
         .vessels()
-        .create(new_vessel("vessel001", "Impostor", 1, 1))
+        .create(app.as_admin(new_vessel("vessel001", "Impostor", 1, 1)))
         .await
         .expect_err("vessel001 is seeded");
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -326,8 +417,25 @@ async fn bad_vessels_are_invalid_argument() {
         (new_vessel("", "Ship", 0, 1), "capacity"),
         (new_vessel("", "Ship", 1, -1), "max_weight"),
         (new_vessel(&"x".repeat(500), "Ship", 1, 1), "id"),
+        (new_vessel("", "Ship\0", 1, 1), "name"),
+        (new_vessel("", "Ship\r\nINFO forged", 1, 1), "name"),
+        (
+            new_vessel("", &format!("{}\n", "y".repeat(10_000)), 1, 1),
+            "name",
+        ),
+        (
+            Vessel {
+                owner_id: "owner\0".into(),
+                ..new_vessel("", "Ship", 1, 1)
+            },
+            "owner_id",
+        ),
     ] {
-        let status = app.vessels().create(bad).await.expect_err("invalid");
+        let status = app
+            .vessels()
+            .create(app.as_admin(bad))
+            .await
+            .expect_err("invalid");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains(field), "{}", status.message());
     }
@@ -425,5 +533,47 @@ async fn metrics_count_requests_and_errors_after_they_happen() {
     assert_eq!(sample(&after, not_found), 1.0, "{after}");
     let latency = r#"grpc_server_duration_seconds_count{service="shippy.vessel.v1.VesselService",method="FindAvailable"}"#;
     assert_eq!(sample(&after, latency), 2.0, "{after}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_needs_an_admin_token_and_find_available_needs_none() {
+    let app = TestApp::ready().await;
+    let capture = new_vessel("trap", "Capture", 1, 1_000_000);
+
+    let status = app
+        .vessels()
+        .create(capture.clone())
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let status = app
+        .vessels()
+        .create(bearer(capture.clone(), "garbage"))
+        .await
+        .expect_err("garbage token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let user = app.users.token("someone@example.com").await;
+    let status = app
+        .vessels()
+        .create(bearer(capture.clone(), &user))
+        .await
+        .expect_err("not an admin");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("admin"), "{}", status.message());
+
+    // Nothing was stored: the smallest fit is still a seeded vessel.
+    let found = app
+        .vessels()
+        .find_available(spec(1, 1))
+        .await
+        .expect("open to services")
+        .into_inner();
+    assert_ne!(found.vessel.unwrap().id, "trap");
+
+    app.vessels()
+        .create(app.as_admin(capture))
+        .await
+        .expect("an admin creates vessels");
     app.stop().await;
 }

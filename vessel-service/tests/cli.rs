@@ -18,6 +18,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
             "0.0.0.0:50052",
             "--database-url",
             "DATABASE_URL",
+            "USER_SERVICE_URL",
             "--log-filter",
             "RUST_LOG",
             "--log-format",

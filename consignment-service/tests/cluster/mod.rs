@@ -28,10 +28,13 @@ use user_service::{app::Application as UserApp, settings::Settings as UserSettin
 use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The cluster's administrator (`ADMIN_EMAILS`).
+pub const ADMIN: &str = "admin@example.com";
 
 pub struct Cluster {
     pub user_settings: UserSettings,
     pub users: Channel,
+    pub vessels: Channel,
     pub shipping: Channel,
     /// The address consignment-service listens on.
     pub shipping_addr: std::net::SocketAddr,
@@ -41,11 +44,16 @@ pub struct Cluster {
     pub consignment_shutdown: Shutdown,
 }
 
-/// Starts vessel-service on `database_url` without waiting for it to serve.
-pub async fn spawn_vessel_service(database_url: SecretUrl) -> (SocketAddr, Shutdown) {
+/// Starts vessel-service on `database_url` (verifying tokens with the keys
+/// of the user-service at `user_addr`) without waiting for it to serve.
+pub async fn spawn_vessel_service(
+    database_url: SecretUrl,
+    user_addr: SocketAddr,
+) -> (SocketAddr, Shutdown) {
     let app = VesselApp::build(&VesselSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url,
+        user_service_url: format!("http://{user_addr}"),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
     })
@@ -120,6 +128,8 @@ impl Cluster {
             jwt_signing_key_file: Some(key_file),
             jwt_ttl: Duration::from_secs(3600).into(),
             bcrypt_cost: 4,
+            admin_emails: vec![ADMIN.into()],
+            login: Default::default(),
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -131,7 +141,7 @@ impl Cluster {
         tokio::spawn(user_app.run(user_shutdown.clone()));
 
         let (vessel_addr, vessel_shutdown) =
-            spawn_vessel_service(store.fresh_database("e2e_vessels").await).await;
+            spawn_vessel_service(store.fresh_database("e2e_vessels").await, user_addr).await;
         let (consignment_addr, consignment_shutdown) = spawn_consignment_service(
             store.fresh_database("e2e_consignments").await,
             vessel_addr,
@@ -146,6 +156,7 @@ impl Cluster {
         Self {
             user_settings,
             users: channel(user_addr),
+            vessels: channel(vessel_addr),
             shipping: channel(consignment_addr),
             shipping_addr: consignment_addr,
             key_pem,
@@ -190,6 +201,25 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Creates a vessel as the administrator.
+    pub async fn create_vessel(&self, capacity: i32, max_weight: i32) {
+        use shippy_proto::vessel::v1::{Vessel, vessel_service_client::VesselServiceClient};
+        let (_, token) = self.user(ADMIN).await;
+        let mut request = tonic::Request::new(Vessel {
+            name: "Test Vessel".into(),
+            capacity,
+            max_weight,
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        VesselServiceClient::new(self.vessels.clone())
+            .create(request)
+            .await
+            .expect("an admin creates a vessel");
+    }
+
     /// Restarts user-service on the same address with a new signing key,
     /// keeping the old one for verification (a key rotation).
     pub async fn rotate_user_key(&mut self) {

@@ -18,6 +18,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application, settings::Settings, tokens};
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The administrator every test app has (`ADMIN_EMAILS`).
+pub const ADMIN: &str = "admin@example.com";
 
 pub struct TestApp {
     pub address: SocketAddr,
@@ -54,6 +56,8 @@ impl TestApp {
             jwt_signing_key_file: Some(key_file),
             jwt_ttl: Duration::from_secs(3600).into(),
             bcrypt_cost: 4,
+            admin_emails: vec![ADMIN.into()],
+            login: Default::default(),
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -119,6 +123,12 @@ impl TestApp {
             .expect("log in")
             .into_inner()
             .token
+    }
+
+    /// Creates the administrator and returns their token.
+    pub async fn admin_token(&self) -> String {
+        self.create_user("Admin", ADMIN).await;
+        self.login(ADMIN).await
     }
 
     /// The JetStream stream this app publishes to, once it exists.

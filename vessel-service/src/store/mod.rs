@@ -19,7 +19,7 @@ use crate::domain::{Specification, Vessel, VesselId};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A vessel with this id exists already.
-    #[error("a vessel with id `{0}` exists already")]
+    #[error("a vessel with id {} exists already", shippy_service::text::excerpt(.0.as_str()))]
     AlreadyExists(VesselId),
     /// The database cannot be reached now.
     #[error("the vessel database is unreachable")]

@@ -1,5 +1,6 @@
 //! Verifying callers' tokens locally, with the public keys user-service
-//! hands out (`GetPublicKeys`).
+//! hands out (`GetPublicKeys`): what every service but user-service itself
+//! uses (consignment-service for every call, vessel-service for `Create`).
 //!
 //! The keys are fetched at start (retried until user-service answers) and
 //! again when a token names an unknown `kid` (user-service rotated its key).
@@ -13,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shippy_auth::{Claims, KeySet, TokenError, VerifiedTokens, token_from_metadata, token_kid};
+use crate::{Claims, KeySet, TokenError, VerifiedTokens, token_from_metadata, token_kid};
 use shippy_proto::user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient};
 use shippy_service::telemetry::propagation::TraceInterceptor;
 use shippy_service::{
@@ -34,7 +35,7 @@ pub enum FetchError {
     Call(#[from] tonic::Status),
     /// It answered keys this service cannot use.
     #[error(transparent)]
-    Keys(#[from] shippy_auth::InvalidKey),
+    Keys(#[from] crate::InvalidKey),
 }
 
 /// Verifies tokens with user-service's public keys, kept up to date.
@@ -80,6 +81,16 @@ impl Authenticator {
         }
     }
 
+    /// Fetches the keys unless some are held already; how many are held.
+    /// For readiness: a service that verifies tokens is not ready without.
+    pub async fn ensure_keys(&self) -> Result<usize, FetchError> {
+        let held = self.inner.keys.read().await.len();
+        if held > 0 {
+            return Ok(held);
+        }
+        self.fetch().await
+    }
+
     async fn fetch(&self) -> Result<usize, FetchError> {
         let answer = self
             .inner
@@ -105,6 +116,23 @@ impl Authenticator {
             Ok(count) => tracing::info!(keys = count, "token keys refetched for an unknown kid"),
             Err(error) => tracing::warn!(%error, "cannot refetch token keys"),
         }
+    }
+
+    /// The verified claims of the token `request` carries, if they hold
+    /// the [`crate::ADMIN_ROLE`]: no token is `UNAUTHENTICATED`, another
+    /// user's token `PERMISSION_DENIED`.
+    pub async fn authenticate_admin<T>(
+        &self,
+        request: &Request<T>,
+        what: &str,
+    ) -> Result<Claims, ApiError> {
+        let claims = self.authenticate(request).await?;
+        if !claims.is_admin() {
+            return Err(ApiError::PermissionDenied(format!(
+                "{what} is for admins (accounts listed in user-service's ADMIN_EMAILS)"
+            )));
+        }
+        Ok(claims)
     }
 
     /// The verified claims of the token `request` carries.

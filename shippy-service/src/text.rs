@@ -1,0 +1,100 @@
+//! Text from outside, made safe to quote and checked for bytes that have no
+//! business in it.
+//!
+//! Every status message and log line that repeats what a caller sent uses
+//! [`excerpt`]: at most [`EXCERPT_CHARS`] characters, `{:?}`-escaped (so a
+//! newline cannot forge a log line and a 10 000-character input cannot blow
+//! a client's metadata limit), with `…` when cut. Every string field a
+//! service stores goes through [`check`] (or [`check_line`]), which refuses
+//! NUL and other control characters.
+
+use std::fmt;
+
+/// The most characters of an input a message quotes.
+pub const EXCERPT_CHARS: usize = 64;
+
+/// `input` as a short, escaped quotation: `"abc\r\n…"`-style, never longer
+/// than [`EXCERPT_CHARS`] characters of the input (plus escapes and quotes).
+pub fn excerpt(input: &str) -> String {
+    Excerpt(input).to_string()
+}
+
+/// [`excerpt`] as a `Display`, for log fields (`%Excerpt(&input)`).
+#[derive(Debug, Clone, Copy)]
+pub struct Excerpt<'a>(pub &'a str);
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(EXCERPT_CHARS) {
+            Some((cut, _)) => write!(f, "{:?}…", &self.0[..cut]),
+            None => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+/// Why a text field was refused; the message names the field and quotes an
+/// excerpt of the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must not contain control characters such as NUL or line breaks (got {value})")]
+pub struct ControlCharacters {
+    /// The field.
+    pub field: String,
+    /// An [`excerpt`] of the value.
+    pub value: String,
+}
+
+/// Refuses `value` if it holds any control character (NUL, CR, LF, TAB, …):
+/// for names, addresses, ids — one-line text.
+pub fn check_line(field: &str, value: &str) -> Result<(), ControlCharacters> {
+    refuse(field, value, char::is_control)
+}
+
+/// Refuses `value` if it holds NUL or a control character other than line
+/// breaks and tabs: for free text such as descriptions.
+pub fn check(field: &str, value: &str) -> Result<(), ControlCharacters> {
+    refuse(field, value, |c| {
+        c.is_control() && !matches!(c, '\n' | '\r' | '\t')
+    })
+}
+
+fn refuse(field: &str, value: &str, bad: fn(char) -> bool) -> Result<(), ControlCharacters> {
+    if value.chars().any(bad) {
+        return Err(ControlCharacters {
+            field: field.to_owned(),
+            value: excerpt(value),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_escaped_and_marked_when_cut() {
+        assert_eq!(excerpt("abc"), "\"abc\"");
+        assert_eq!(excerpt("a\r\nb\0"), "\"a\\r\\nb\\0\"");
+        let long = "x".repeat(10_000);
+        let quoted = excerpt(&long);
+        assert_eq!(quoted, format!("\"{}\"…", "x".repeat(EXCERPT_CHARS)));
+        // Cut on a character boundary, never inside one.
+        let wide = "é".repeat(100);
+        assert!(excerpt(&wide).ends_with("\"…"));
+        assert_eq!(excerpt(&wide).chars().filter(|&c| c == 'é').count(), 64);
+    }
+
+    #[test]
+    fn control_characters_are_refused_with_an_excerpt() {
+        assert!(check_line("name", "Ewan Valentine").is_ok());
+        for bad in ["Eve\r\nBcc: spy@example.com", "nul\0", "tab\t", "\u{7f}"] {
+            let error = check_line("name", bad).expect_err(bad);
+            assert!(error.to_string().starts_with("name must not"), "{error}");
+            assert!(!error.to_string().contains('\n'));
+        }
+        assert!(check("description", "two\nlines\tok").is_ok());
+        assert!(check("description", "nul\0").is_err());
+        let error = check("description", &format!("{}\0", "y".repeat(5000))).unwrap_err();
+        assert!(error.to_string().len() < 200, "{error}");
+    }
+}

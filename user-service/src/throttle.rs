@@ -1,0 +1,238 @@
+//! Limiting password guessing: failed logins are counted per account and
+//! per client address over a sliding window; past the limit, `Auth` answers
+//! `RESOURCE_EXHAUSTED` with a retry hint at once, without spending bcrypt
+//! time. Other accounts (and other addresses) keep logging in. A successful
+//! login clears its account's count.
+//!
+//! Memory is bounded: at most [`MAX_TRACKED`] accounts and addresses are
+//! tracked (least recently used go first), each entry keeping at most `limit`
+//! timestamps, and entries idle for a whole window are dropped.
+
+use std::{
+    collections::VecDeque,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::domain::Email;
+
+/// The most accounts and addresses tracked at once.
+pub const MAX_TRACKED: u64 = 100_000;
+
+/// How many failed logins are allowed, and over which window.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoginLimits {
+    /// Failed logins per account within `LOGIN_FAILURE_WINDOW` before `Auth`
+    /// answers RESOURCE_EXHAUSTED for that account.
+    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 10)]
+    pub max_failures: u32,
+
+    /// Failed logins per client address within the window (any accounts).
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 100)]
+    pub max_failures_per_address: u32,
+
+    /// The window failed logins are counted over, e.g. `15m`.
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW", default_value = "15m")]
+    pub window: humantime::Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            max_failures: 10,
+            max_failures_per_address: 100,
+            window: Duration::from_secs(15 * 60).into(),
+        }
+    }
+}
+
+/// Why a login is refused before its password is checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Throttled {
+    /// Too many failures for this account.
+    #[error(
+        "too many failed logins for this account; retry in {}s",
+        retry_after.as_secs().max(1)
+    )]
+    Account {
+        /// When the oldest counted failure leaves the window.
+        retry_after: Duration,
+    },
+    /// Too many failures from this address.
+    #[error(
+        "too many failed logins from your address; retry in {}s",
+        retry_after.as_secs().max(1)
+    )]
+    Address {
+        /// When the oldest counted failure leaves the window.
+        retry_after: Duration,
+    },
+}
+
+type Failures = Arc<Mutex<VecDeque<Instant>>>;
+
+fn cache<K>(window: Duration) -> moka::sync::Cache<K, Failures>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(MAX_TRACKED)
+        .time_to_idle(window)
+        .build()
+}
+
+/// Counts failed logins.
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    limits: LoginLimits,
+    accounts: moka::sync::Cache<Email, Failures>,
+    addresses: moka::sync::Cache<IpAddr, Failures>,
+}
+
+impl LoginThrottle {
+    /// A throttle with `limits`.
+    pub fn new(limits: LoginLimits) -> Self {
+        let window: Duration = limits.window.into();
+        Self {
+            accounts: cache(window),
+            addresses: cache(window),
+            limits,
+        }
+    }
+
+    /// Refuses a login for `email` from `address` if either failed too often.
+    pub fn check(&self, email: &Email, address: Option<IpAddr>) -> Result<(), Throttled> {
+        if let Some(retry_after) = self.blocked(self.accounts.get(email), self.limits.max_failures)
+        {
+            return Err(Throttled::Account { retry_after });
+        }
+        if let Some(address) = address {
+            let failures = self.addresses.get(&address);
+            if let Some(retry_after) = self.blocked(failures, self.limits.max_failures_per_address)
+            {
+                return Err(Throttled::Address { retry_after });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login for `email` from `address`.
+    pub fn failed(&self, email: &Email, address: Option<IpAddr>) {
+        let new = || Arc::new(Mutex::new(VecDeque::new()));
+        self.record(
+            &self.accounts.get_with(email.clone(), new),
+            self.limits.max_failures,
+        );
+        if let Some(address) = address {
+            self.record(
+                &self.addresses.get_with(address, new),
+                self.limits.max_failures_per_address,
+            );
+        }
+    }
+
+    /// Forgets `email`'s failures after it logged in.
+    pub fn succeeded(&self, email: &Email) {
+        self.accounts.invalidate(email);
+    }
+
+    fn window(&self) -> Duration {
+        self.limits.window.into()
+    }
+
+    /// How long until a login may be tried again, if `limit` is reached.
+    fn blocked(&self, failures: Option<Failures>, limit: u32) -> Option<Duration> {
+        let failures = failures?;
+        let mut failures = failures.lock().ok()?;
+        let now = Instant::now();
+        let window = self.window();
+        while failures
+            .front()
+            .is_some_and(|&at| now.duration_since(at) >= window)
+        {
+            failures.pop_front();
+        }
+        if failures.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+            return None;
+        }
+        let oldest = *failures.front()?;
+        Some(window.saturating_sub(now.duration_since(oldest)))
+    }
+
+    fn record(&self, failures: &Failures, limit: u32) {
+        let Ok(mut failures) = failures.lock() else {
+            return;
+        };
+        failures.push_back(Instant::now());
+        // Only the newest `limit` matter; the memory per entry stays bounded.
+        while failures.len() > usize::try_from(limit).unwrap_or(usize::MAX).max(1) {
+            failures.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_failures: u32, per_address: u32, window: Duration) -> LoginLimits {
+        LoginLimits {
+            max_failures,
+            max_failures_per_address: per_address,
+            window: window.into(),
+        }
+    }
+
+    #[test]
+    fn an_account_is_refused_after_its_limit_and_others_are_not() {
+        let throttle = LoginThrottle::new(limits(3, 100, Duration::from_secs(900)));
+        let victim = Email::parse("victim@example.com").unwrap();
+        let other = Email::parse("other@example.com").unwrap();
+        for _ in 0..3 {
+            assert!(throttle.check(&victim, None).is_ok());
+            throttle.failed(&victim, None);
+        }
+        let refused = throttle.check(&victim, None).unwrap_err();
+        assert!(
+            matches!(refused, Throttled::Account { retry_after } if retry_after > Duration::from_secs(890))
+        );
+        assert!(refused.to_string().contains("retry in 89"), "{refused}");
+        assert!(throttle.check(&other, None).is_ok());
+    }
+
+    #[test]
+    fn failures_leave_the_window_and_success_clears_them() {
+        let throttle = LoginThrottle::new(limits(2, 100, Duration::from_millis(200)));
+        let user = Email::parse("user@example.com").unwrap();
+        throttle.failed(&user, None);
+        throttle.failed(&user, None);
+        assert!(throttle.check(&user, None).is_err());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(throttle.check(&user, None).is_ok(), "the window slid on");
+        throttle.failed(&user, None);
+        throttle.failed(&user, None);
+        throttle.succeeded(&user);
+        assert!(throttle.check(&user, None).is_ok());
+    }
+
+    #[test]
+    fn one_address_guessing_many_accounts_is_refused() {
+        let throttle = LoginThrottle::new(limits(10, 5, Duration::from_secs(900)));
+        let address: IpAddr = "192.0.2.1".parse().unwrap();
+        for n in 0..5 {
+            let email = Email::parse(&format!("u{n}@example.com")).unwrap();
+            throttle.failed(&email, Some(address));
+        }
+        let fresh = Email::parse("fresh@example.com").unwrap();
+        assert!(matches!(
+            throttle.check(&fresh, Some(address)),
+            Err(Throttled::Address { .. })
+        ));
+        assert!(
+            throttle
+                .check(&fresh, Some("192.0.2.2".parse().unwrap()))
+                .is_ok()
+        );
+    }
+}
