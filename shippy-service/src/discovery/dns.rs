@@ -171,7 +171,7 @@ async fn follow(
             }
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 20 == 0 {
+                if failures == 1 || failures.is_multiple_of(20) {
                     tracing::warn!(%error, %target, known = known.len(), "cannot resolve; keeping the known instances");
                 }
             }
