@@ -42,7 +42,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin shippy \
- && mkdir /config && chown shippy /config
+ && mkdir /config /keys /work && chown shippy /config /keys
 COPY --from=build /src/target/release/vessel-service \
                   /src/target/release/consignment-service \
                   /src/target/release/user-service \
