@@ -383,12 +383,37 @@ main() {
     ensure_image mongo:7 mongo
     # Every image the files name is one of the above.
     local named missing=()
-    named=$( { grep -E '^\s+image:' "$repo/docker-compose.yml" | awk '{ print $2 }'; grep -E '^FROM ' "$repo/Dockerfile" | awk '{ print $2 }'; } | sort -u | grep -v '^shippy-rs:')
+    # (FROM lines that name an earlier stage are not images.)
+    named=$( { grep -E '^\s+image:' "$repo/docker-compose.yml" | awk '{ print $2 }'
+        awk 'toupper($1) == "FROM" { if (!($2 in stage)) print $2; if (toupper($3) == "AS") stage[$4] = 1 }' "$repo/Dockerfile"
+    } | sort -u | grep -v '^shippy-rs:')
     for image in $named; do docker image inspect "$image" >/dev/null 2>&1 || missing+=("$image"); done
     [ ${#missing[@]} -eq 0 ] || die "images named but not available: ${missing[*]}"
     ok "every image named is available: $(echo $named)"
 
     step "the project image: docker compose build (the real Dockerfile)"
+    # Containers reach crates.io through the same network as this machine. Where
+    # that network inspects TLS, this machine trusts the proxy's CA beyond
+    # Debian's bundle; the build gets those certificates (and only those).
+    local extra
+    extra=$(python3 - <<'EOF'
+import glob, os, re
+pem = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+norm = lambda block: "".join(block.split())
+bundle = os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
+try:
+    host = pem.findall(open(bundle).read())
+except OSError:
+    host = []
+debian = {norm(b) for f in glob.glob("/usr/share/ca-certificates/**/*.crt", recursive=True)
+          for b in pem.findall(open(f).read())}
+print("\n".join(b for b in host if norm(b) not in debian))
+EOF
+)
+    if [ -n "$extra" ]; then
+        export SHIPPY_BUILD_EXTRA_CA_CERTS=$extra
+        log "this machine trusts $(grep -c BEGIN <<<"$extra") CA certificate(s) beyond Debian's bundle (a TLS-inspecting proxy); the build trusts them too"
+    fi
     local t0=$SECONDS
     compose build vessel-service >"$cache/logs/build.log" 2>&1 || {
         tail -n 40 "$cache/logs/build.log" >&2

@@ -55,12 +55,9 @@ async fn probe_arg(address: OsString) -> Result<(), String> {
             "no address: give one (`healthcheck 127.0.0.1:50051`) or set LISTEN_ADDR".into(),
         );
     }
-    let address: SocketAddr = text.parse().map_err(|_| {
-        format!(
-            "{:?} is not an IP:port address",
-            text.escape_debug().to_string()
-        )
-    })?;
+    let address: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("\"{}\" is not an IP:port address", text.escape_debug()))?;
     probe(address).await
 }
 
