@@ -5,6 +5,13 @@
 # sources does not rebuild them; stage 2 builds the workspace; stage 3 is a
 # small runtime image that runs as a non-root user.
 FROM rust:1.95-slim-bookworm AS deps
+# PEM certificates to trust besides the image's own, for a network whose
+# TLS-inspecting proxy cargo must get through to crates.io; empty (nothing
+# added) unless given, e.g. by compose from SHIPPY_BUILD_EXTRA_CA_CERTS.
+ARG EXTRA_CA_CERTS=
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+        printf '%s\n' "$EXTRA_CA_CERTS" >>/etc/ssl/certs/ca-certificates.crt; \
+    fi
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY shippy-proto/Cargo.toml shippy-proto/
@@ -42,7 +49,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin shippy \
- && mkdir /config && chown shippy /config
+ && mkdir /config /keys /work && chown shippy /config /keys
 COPY --from=build /src/target/release/vessel-service \
                   /src/target/release/consignment-service \
                   /src/target/release/user-service \

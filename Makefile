@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-.PHONY: help build test lint fmt demo dev bench up down infra-up infra-down
+.PHONY: help build test lint fmt demo dev bench up down compose-test infra-up infra-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -34,6 +34,9 @@ up: ## docker compose: build and start the cluster in the background
 
 down: ## docker compose: stop the cluster
 	docker compose down
+
+compose-test: ## docker compose for real: engine, images (or stand-ins), up --wait, a first shipment through the CLIs, down -v
+	scripts/compose-test.sh
 
 infra-up: ## start PostgreSQL, NATS and Consul on loopback; prints the URLs (eval-able)
 	@scripts/infra.sh up

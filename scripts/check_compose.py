@@ -58,6 +58,29 @@ def main():
         if name.endswith("-service"):
             depends = service.get("depends_on") or {}
             check(bool(depends), f"{name} waits for what it needs (depends_on)")
+            probe = (service.get("healthcheck") or {}).get("test")
+            check(probe == ["CMD", name, "healthcheck"],
+                  f"{name}'s healthcheck asks the binary itself (test: {probe})")
+            unhealthy = sorted(dep for dep, how in depends.items()
+                               if dep.endswith("-service") and (how or {}).get("condition") != "service_healthy")
+            check(not unhealthy, f"{name} waits for the services it calls to be healthy"
+                  + (f" (not: {unhealthy})" if unhealthy else ""))
+            otlp = environment.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+            check(otlp.startswith("http://jaeger:"), f"{name} sends its spans to jaeger (OTEL_EXPORTER_OTLP_ENDPOINT={otlp!r})")
+
+    # user-service's signing key outlives restarts: its file is on a named volume.
+    user = services.get("user-service") or {}
+    key_file = (user.get("environment") or {}).get("JWT_SIGNING_KEY_FILE", "")
+    named = set(compose.get("volumes") or {})
+    on_volume = [v for v in user.get("volumes") or []
+                 if isinstance(v, str) and v.split(":")[0] in named and key_file.startswith(v.split(":")[1].rstrip("/") + "/")]
+    check(bool(key_file) and bool(on_volume),
+          f"user-service's JWT_SIGNING_KEY_FILE ({key_file!r}) is on a named volume")
+    # A healthcheck tool must exist in the image: nats' plain tag is FROM scratch (no wget).
+    nats = services.get("nats") or {}
+    uses_wget = "wget" in ((nats.get("healthcheck") or {}).get("test") or [])
+    check(not uses_wget or str(nats.get("image", "")).endswith("-alpine"),
+          f"nats' image has the wget its healthcheck runs ({nats.get('image')})")
 
     # The Dockerfile's dependency stage needs every workspace member's manifest.
     members = re.findall(r'^\s*"([a-z-]+)",\s*$', open("Cargo.toml").read(), re.MULTILINE)

@@ -17,6 +17,8 @@
 //!   server reflection next to the service's own RPCs.
 //! - [`discovery`]: how a service finds the others (static addresses today).
 //! - [`error`]: the one error type handlers return, mapped to `tonic::Status`.
+//! - [`healthcheck`]: `SERVICE healthcheck`, a container's probe of its own
+//!   gRPC health without a network tool.
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
 //! - [`nats`]: connecting to NATS in the background; the user events stream.
 //! - [`pagination`]: opaque page tokens over a (creation time, id) order.
@@ -32,6 +34,7 @@ pub mod breaker;
 pub mod cli;
 pub mod discovery;
 pub mod error;
+pub mod healthcheck;
 pub mod metrics;
 pub mod nats;
 pub mod pagination;

@@ -20,7 +20,8 @@ pub struct Settings {
     pub nats_url: String,
 
     /// PEM file of Ed25519 PKCS#8 private keys: the first signs tokens, the
-    /// others (older keys) still verify. Unset: a fresh key per start.
+    /// others (older keys) still verify. Missing (its directory exists): created
+    /// with one new key and kept. Unset: a fresh key per start.
     #[arg(long, env = "JWT_SIGNING_KEY_FILE")]
     pub jwt_signing_key_file: Option<PathBuf>,
 

@@ -95,7 +95,7 @@ impl TokenSigner {
     /// Keys from a PEM file (the first block signs), or one fresh key.
     pub fn load(path: Option<&Path>, ttl: Duration) -> Result<Self, KeyError> {
         let keys = match path {
-            Some(path) => read_keys(path)?,
+            Some(path) => read_or_create_keys(path)?,
             None => {
                 tracing::warn!(
                     "JWT_SIGNING_KEY_FILE is not set: signing with a key generated for this run; \
@@ -199,6 +199,51 @@ impl TokenSigner {
 fn generate_key() -> Result<SigningKey, KeyError> {
     // rand's thread RNG is a CSPRNG seeded from the operating system.
     Ok(SigningKey::from_bytes(&rand::random::<[u8; 32]>()))
+}
+
+/// Reads the key file; when it is missing but its directory exists (a fresh
+/// volume), writes one new key there first (mode 0600, never over an existing
+/// file), so the keys outlive restarts. A missing directory stays an error.
+fn read_or_create_keys(path: &Path) -> Result<Vec<SigningKey>, KeyError> {
+    match read_keys(path) {
+        Err(KeyError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound
+                && path
+                    .parent()
+                    .is_some_and(|dir| dir.as_os_str().is_empty() || dir.is_dir()) =>
+        {
+            create_key_file(path)?;
+            read_keys(path)
+        }
+        other => other,
+    }
+}
+
+fn create_key_file(path: &Path) -> Result<(), KeyError> {
+    use std::io::Write as _;
+    let failed = |source| KeyError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(generate_pem(1)?.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(failed)?;
+            tracing::warn!(
+                path = %path.display(),
+                "JWT_SIGNING_KEY_FILE did not exist: created it with a new signing key"
+            );
+            Ok(())
+        }
+        // Another instance created it first: use theirs.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(failed(error)),
+    }
 }
 
 fn read_keys(path: &Path) -> Result<Vec<SigningKey>, KeyError> {
@@ -323,6 +368,39 @@ mod tests {
             "the first key signs"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_in_an_existing_directory_is_created_once_and_kept() {
+        let dir = std::env::temp_dir().join(format!("shippy-newkey-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jwt.pem");
+        let first = TokenSigner::load(Some(&file), DAY).unwrap();
+        let token = first.sign(UserId::generate()).unwrap().token;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "only the owner reads the key");
+        }
+        // A restart reads the same key: old tokens still verify.
+        let again = TokenSigner::load(Some(&file), DAY).unwrap();
+        again
+            .verifier()
+            .verify(&token)
+            .expect("same key after restart");
+        assert_eq!(again.public_keys()[0].kid, first.public_keys()[0].kid);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_not_created() {
+        let file = std::env::temp_dir()
+            .join(format!("shippy-nodir-{}", uuid::Uuid::new_v4()))
+            .join("jwt.pem");
+        let error = TokenSigner::load(Some(&file), DAY).unwrap_err();
+        assert!(error.to_string().contains("cannot read"), "{error}");
+        assert!(!file.exists());
     }
 
     #[test]

@@ -17,6 +17,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    shippy_service::healthcheck::exit_if_asked().await;
     let args = Args::parse();
     let telemetry = telemetry::init(&args.telemetry, "vessel-service")
         .context("cannot start logging and tracing")?;
