@@ -24,7 +24,13 @@ kubectl_bin=$cache/kubernetes-client-trixie/kubectl
 dev_key=$repo/deploy/kubernetes/overlays/dev/jwt-signing-key.pem
 
 log() { printf 'k8s: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# In `check`, a failure to set up is a failed check too, counted by make test.
+checking=
+die() {
+    log "error: $*"
+    [ -z "$checking" ] || echo "not ok - kubernetes: $*" >&2  # stderr: it survives $(...)
+    exit 1
+}
 
 # This machine's Debian mirror, read from its apt sources (as infra.sh does).
 debian_mirror() {
@@ -90,7 +96,8 @@ dev_key() {
 
 case "${1:-}" in
     check)
-        kubectl=$(kubectl_path)
+        checking=1
+        kubectl=$(kubectl_path) || exit 1
         ensure_kubernetes_validate
         exec python3 "$repo/scripts/check_kubernetes.py" --kubectl "$kubectl" "${2:-${CARGO_TARGET_DIR:-$repo/target}/debug}"
         ;;
