@@ -509,8 +509,13 @@ def main():
     }
 
     # No private key is committed: the dev overlay's is generated (scripts/k8s.sh dev-key).
-    tracked = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "deploy/kubernetes"], capture_output=True, text=True).stdout
-    keys = [p for p in tracked.split("\0") if p and "PRIVATE KEY" in open(os.path.join(ROOT, p), errors="replace").read()]
+    listed = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "deploy/kubernetes"], capture_output=True, text=True)
+    tracked = [p for p in listed.stdout.split("\0") if p]
+    if listed.returncode != 0:  # not a git checkout: every file but the generated key
+        tracked = [os.path.relpath(os.path.join(d, f), ROOT) for d, _, files in os.walk(DEPLOY)
+                   for f in files if f != "jwt-signing-key.pem"]
+    keys = [p for p in tracked if os.path.isfile(os.path.join(ROOT, p))
+            and "PRIVATE KEY" in open(os.path.join(ROOT, p), errors="replace").read()]
     report(bool(tracked) and not keys, "no private key is committed under deploy/kubernetes" + (f" ({keys})" if keys else ""))
 
     # Render a copy, with a throwaway dev key when none was generated: the real
