@@ -77,11 +77,24 @@ kubectl_path() {
     echo "$kubectl_bin"
 }
 
+# Sets $python to an interpreter that has kubernetes-validate: python3 itself,
+# installing it with pip if missing, or (where pip may not install into it,
+# as Debian's own python3) a virtualenv in the cache.
+python=python3
 ensure_kubernetes_validate() {
+    local venv=$cache/k8s-venv wanted=('kubernetes-validate>=1.32' PyYAML)
     python3 -c 'import kubernetes_validate, yaml' 2>/dev/null && return
+    if "$venv/bin/python" -c 'import kubernetes_validate, yaml' 2>/dev/null; then
+        python=$venv/bin/python
+        return
+    fi
     log "installing kubernetes-validate from PyPI"
-    python3 -m pip install --quiet --disable-pip-version-check 'kubernetes-validate>=1.32' PyYAML >&2 ||
+    python3 -m pip install --quiet --disable-pip-version-check "${wanted[@]}" >&2 2>/dev/null && return
+    log "pip cannot install into python3; using a virtualenv in $venv"
+    python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${wanted[@]}" >&2 ||
         die "pip could not install kubernetes-validate"
+    python=$venv/bin/python
 }
 
 dev_key() {
@@ -99,7 +112,7 @@ case "${1:-}" in
         checking=1
         kubectl=$(kubectl_path) || exit 1
         ensure_kubernetes_validate
-        exec python3 "$repo/scripts/check_kubernetes.py" --kubectl "$kubectl" "${2:-${CARGO_TARGET_DIR:-$repo/target}/debug}"
+        exec "$python" "$repo/scripts/check_kubernetes.py" --kubectl "$kubectl" "${2:-${CARGO_TARGET_DIR:-$repo/target}/debug}"
         ;;
     dev-key) dev_key "${2:-}" ;;
     kubectl) kubectl_path ;;
