@@ -89,7 +89,7 @@ ensure_kubernetes_validate() {
         return
     fi
     log "installing kubernetes-validate from PyPI"
-    python3 -m pip install --quiet --disable-pip-version-check "${wanted[@]}" >&2 2>/dev/null && return
+    python3 -m pip install --quiet --disable-pip-version-check "${wanted[@]}" >/dev/null 2>&1 && return
     log "pip cannot install into python3; using a virtualenv in $venv"
     python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${wanted[@]}" >&2 ||
