@@ -66,8 +66,12 @@ def workspace_version():
 
 
 def compose_images():
+    """The repositories of docker-compose.yml's infrastructure images (nats,
+    postgres, ...): the dev overlay uses the same ones, tags free (the
+    compose file may take a variant such as -alpine for its healthchecks)."""
     compose = yaml.safe_load(open(os.path.join(ROOT, "docker-compose.yml")))
-    return {s["image"] for s in compose.get("services", {}).values() if s.get("image") and "build" not in s}
+    return {image_parts(s["image"])[0] for s in compose.get("services", {}).values()
+            if s.get("image") and "build" not in s}
 
 
 def render(kubectl, directory):
@@ -105,7 +109,7 @@ class Checks:
     def deployments(self):
         return self.of_kind("Deployment")
 
-    def service(self, name):
+    def deployment(self, name):
         return self.by.get(("Deployment", name))
 
     def containers(self):
@@ -113,14 +117,13 @@ class Checks:
             for c in pod_spec(d).get("containers") or []:
                 yield d, c
 
-    def configmap_keys(self, name):
-        return set(((self.by.get(("ConfigMap", name)) or {}).get("data") or {}).keys())
-
     def secret(self, name):
         return self.by.get(("Secret", name))
 
     def effective_env(self, container):
-        """name -> where it comes from: ('value', v), ('configmap', name), ('secret', name)."""
+        """Variable name -> (source, origin, value): source is 'value',
+        'configmap', 'secret' or 'field'; origin the ConfigMap or Secret's
+        name; value the text where the render shows it (not for Secrets)."""
         env = {}
         for source in container.get("envFrom") or []:
             if "configMapRef" in source:
@@ -168,7 +171,7 @@ class Checks:
     def binaries_and_images(self):
         version = self.ctx["version"]
         for name in SERVICES:
-            d = self.service(name)
+            d = self.deployment(name)
             if d is None:
                 yield False, f"{name} has a Deployment"
                 continue
@@ -185,7 +188,7 @@ class Checks:
                     wrong.append(f"{name}: {c.get('image')} (want shippy-rs:{version})")
             elif self.overlay == "production":
                 wrong.append(f"{name}: {c.get('image')} (production runs the services only)")
-            elif c.get("image") not in self.ctx["infra_images"]:
+            elif repo not in self.ctx["infra_images"]:
                 wrong.append(f"{name}: {c.get('image')} (not one of docker-compose.yml's infrastructure images)")
         yield not wrong, (f"every image is the project's (shippy-rs:{version})"
                           + (" or docker-compose.yml's infrastructure" if self.overlay == "dev" else "")
@@ -193,7 +196,7 @@ class Checks:
 
     def environment(self):
         for name in SERVICES:
-            d = self.service(name)
+            d = self.deployment(name)
             if d is None:
                 continue
             containers = pod_spec(d).get("containers") or [{}]
@@ -295,7 +298,7 @@ class Checks:
 
         bad = []
         for name in SERVICES:
-            d = self.service(name)
+            d = self.deployment(name)
             if d is None:
                 continue
             c = (pod_spec(d).get("containers") or [{}])[0]
@@ -332,7 +335,7 @@ class Checks:
         yield not bad, "every Service selects pods and targets ports they have" + (f" ({bad})" if bad else "")
 
     def discovery(self):
-        d = self.service("consignment-service")
+        d = self.deployment("consignment-service")
         if d is None:
             return
         env = self.effective_env((pod_spec(d).get("containers") or [{}])[0])
@@ -362,7 +365,7 @@ class Checks:
     def locked_down(self):
         loose = []
         for name in SERVICES:
-            d = self.service(name)
+            d = self.deployment(name)
             if d is None:
                 continue
             spec = pod_spec(d)
@@ -388,7 +391,7 @@ class Checks:
     def termination(self):
         short = []
         for name in SERVICES:
-            d = self.service(name)
+            d = self.deployment(name)
             if d is None:
                 continue
             spec = pod_spec(d)
@@ -406,7 +409,7 @@ class Checks:
         pdbs = self.of_kind("PodDisruptionBudget")
         hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in self.of_kind("HorizontalPodAutoscaler")}
         for name in SERVICES:
-            d = self.service(name)
+            d = self.deployment(name)
             if d is None:
                 continue
             labels = (d["spec"]["template"].get("metadata") or {}).get("labels") or {}
@@ -486,7 +489,7 @@ def binaries_start(checks):
     bin_dir = checks.ctx["bin_dir"]
     with tempfile.TemporaryDirectory(prefix="shippy-k8s-run-") as files:
         for name in SERVICES:
-            d = checks.service(name)
+            d = checks.deployment(name)
             if d is None:
                 continue
             spec = pod_spec(d)
