@@ -41,6 +41,11 @@ echo
 echo "compose: docker-compose.yml against the binaries' --help"
 python3 scripts/check_compose.py "${CARGO_TARGET_DIR:-target}/debug" 2>&1 | tee -a "$log.smoke" || status=1
 
+# No kubelet here either: render the Kubernetes manifests and check them.
+echo
+echo "kubernetes: deploy/kubernetes rendered, schema-validated and checked against the binaries"
+scripts/k8s.sh check "${CARGO_TARGET_DIR:-target}/debug" 2>&1 | tee -a "$log.smoke" || status=1
+
 if [ -z "${TEST_MONGODB_URL:-}" ]; then
     echo
     echo "NOTE: no MongoDB server could be had, so the MongoDB tests were SKIPPED (shown as ignored above)."

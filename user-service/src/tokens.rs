@@ -376,7 +376,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("jwt.pem");
         let first = TokenSigner::load(Some(&file), DAY).unwrap();
-        let token = first.sign(UserId::generate()).unwrap().token;
+        let token = first.sign(UserId::generate(), &[]).unwrap().token;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
