@@ -342,32 +342,40 @@ class Checks:
         yield not bad, "every Service selects pods and targets ports they have" + (f" ({bad})" if bad else "")
 
     def discovery(self):
-        d = self.deployment("consignment-service")
-        if d is None:
-            return
-        env = self.effective_env((pod_spec(d).get("containers") or [{}])[0])
-        for var, peer in PEER_VARIABLES.items():
-            value = str((env.get(var) or (None, None, ""))[2] or "")
-            match = re.fullmatch(r"dns:///([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)", value)
-            problem = None
-            if not match:
-                problem = f"{var}={value or '(unset)'} is not dns:///SERVICE.NAMESPACE.svc.cluster.local:PORT"
-            else:
-                svc_name, namespace, port = match.group(1), match.group(2), int(match.group(3))
-                svc = self.by.get(("Service", svc_name))
-                selector = ((svc or {}).get("spec") or {}).get("selector") or {}
-                if svc is None:
-                    problem = f"{var}: no Service {svc_name}"
-                elif namespace != svc["metadata"].get("namespace"):
-                    problem = f"{var}: namespace {namespace}, but the Service is in {svc['metadata'].get('namespace')}"
-                elif svc["spec"].get("clusterIP") != "None":
-                    problem = f"{var}: Service {svc_name} is not headless (its DNS name gives one virtual IP)"
-                elif selector.get("app.kubernetes.io/name") != peer:
-                    problem = f"{var}: Service {svc_name} selects {selector}, not {peer}"
-                elif port not in [p.get("port") for p in svc["spec"].get("ports") or []]:
-                    problem = f"{var}: Service {svc_name} has no port {port}"
-            yield problem is None, f"consignment-service finds {peer} through its headless Service ({var})" + (
-                f": {problem}" if problem else "")
+        # Which service calls which peer, through which variable.
+        callers = {
+            "consignment-service": PEER_VARIABLES,
+            "vessel-service": {"USER_SERVICE_URL": "user-service"},
+        }
+        for caller, peers in callers.items():
+            d = self.deployment(caller)
+            if d is None:
+                continue
+            env = self.effective_env((pod_spec(d).get("containers") or [{}])[0])
+            for var, peer in peers.items():
+                problem = self.headless_problem(var, str((env.get(var) or (None, None, ""))[2] or ""), peer)
+                yield problem is None, f"{caller} finds {peer} through its headless Service ({var})" + (
+                    f": {problem}" if problem else "")
+
+    def headless_problem(self, var, value, peer):
+        """Why VAR=VALUE does not name PEER's headless Service, or None."""
+        match = re.fullmatch(r"dns:///([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)", value)
+        if not match:
+            return f"{var}={value or '(unset)'} is not dns:///SERVICE.NAMESPACE.svc.cluster.local:PORT"
+        svc_name, namespace, port = match.group(1), match.group(2), int(match.group(3))
+        svc = self.by.get(("Service", svc_name))
+        selector = ((svc or {}).get("spec") or {}).get("selector") or {}
+        if svc is None:
+            return f"{var}: no Service {svc_name}"
+        if namespace != svc["metadata"].get("namespace"):
+            return f"{var}: namespace {namespace}, but the Service is in {svc['metadata'].get('namespace')}"
+        if svc["spec"].get("clusterIP") != "None":
+            return f"{var}: Service {svc_name} is not headless (its DNS name gives one virtual IP)"
+        if selector.get("app.kubernetes.io/name") != peer:
+            return f"{var}: Service {svc_name} selects {selector}, not {peer}"
+        if port not in [p.get("port") for p in svc["spec"].get("ports") or []]:
+            return f"{var}: Service {svc_name} has no port {port}"
+        return None
 
     def locked_down(self):
         loose = []
