@@ -1,11 +1,20 @@
 //! The welcome mail: what it says, and handing it to the SMTP server.
 
+use std::time::Duration;
+
 use lettre::{
     Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
 };
 use shippy_proto::events::v1::UserCreated;
 use shippy_service::{settings::SecretUrl, text};
+
+/// How long one SMTP operation (connect, a command, a reply) may take.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long handing one mail to the SMTP server may take in all. Well under
+/// the JetStream ack wait, so a slow server cannot make the event come back
+/// (and the mail go out twice) while it is still being sent.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a mail was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +25,9 @@ pub enum MailError {
     /// The SMTP server did not take it: retrying later may.
     #[error("the SMTP server did not accept the mail")]
     Smtp(#[from] lettre::transport::smtp::Error),
+    /// The SMTP server took longer than [`SEND_TIMEOUT`]: retrying later may work.
+    #[error("the SMTP server did not accept the mail within {SEND_TIMEOUT:?}")]
+    Timeout,
 }
 
 /// A configuration that cannot work.
@@ -47,7 +59,7 @@ impl Mailer {
                 Ok(Self::Log)
             }
             Some(url) => AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
-                .map(|builder| Self::Smtp(builder.build()))
+                .map(|builder| Self::Smtp(builder.timeout(Some(SMTP_TIMEOUT)).build()))
                 .map_err(ConfigError::Url),
         }
     }
@@ -57,7 +69,9 @@ impl Mailer {
     pub async fn send(&self, mail: WelcomeMail) -> Result<(), MailError> {
         match self {
             Self::Smtp(transport) => {
-                transport.send(mail.message).await?;
+                tokio::time::timeout(SEND_TIMEOUT, transport.send(mail.message))
+                    .await
+                    .map_err(|_| MailError::Timeout)??;
                 Ok(())
             }
             Self::Log => {
