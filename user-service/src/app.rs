@@ -96,12 +96,13 @@ impl Application {
         let store = UserStore::new(pool);
         tracing::info!(url = %settings.database_url, "user store configured");
 
-        let publisher = EventPublisher::connect(&settings.nats_url, &settings.events_stream)
-            .await
-            .map_err(|source| StartError::NatsUrl {
-                url: settings.nats_url.clone(),
-                source,
-            })?;
+        let publisher =
+            EventPublisher::connect(settings.nats_url.expose(), &settings.events_stream)
+                .await
+                .map_err(|source| StartError::NatsUrl {
+                    url: settings.nats_url.to_string(),
+                    source,
+                })?;
         let signer = Arc::new(TokenSigner::load(
             settings.jwt_signing_key_file.as_deref(),
             settings.jwt_ttl.into(),
