@@ -14,7 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 
 use crate::{
-    api::UserApi,
+    api::{Access, UserApi},
     domain::InvalidInput,
     password::{HashError, PasswordHasher},
     relay::{EventPublisher, Relay},
@@ -120,8 +120,10 @@ impl Application {
             ready.clone(),
             wake_relay.clone(),
             settings.user_created_subject.clone(),
-            admins,
-            LoginThrottle::new(settings.login.clone()),
+            Access {
+                admins,
+                throttle: LoginThrottle::new(settings.login.clone()),
+            },
         );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(UserServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
