@@ -238,3 +238,47 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever an event says, the welcome mail is built or refused as
+        /// invalid, never a panic (the CR/LF name of issue 13 panicked).
+        #[test]
+        fn any_event_makes_a_mail_or_an_invalid_event(
+            unicode in any::<String>(),
+            // Mostly ASCII with line breaks, tabs and NUL: what headers choke on.
+            ascii in "[ -~\r\n\t\x00]{0,40}",
+            email in any::<String>(),
+            local in "[a-z]{1,10}",
+        ) {
+            let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
+            for (name, email) in [
+                (&unicode, email.clone()),
+                (&ascii, format!("{local}@example.com")),
+                (&unicode, format!("{local}@example.com")),
+            ] {
+                let event = UserCreated { event_id: "e1".into(), name: name.clone(), email, ..Default::default() };
+                match template.welcome(&event) {
+                    Ok(_) | Err(MailError::Invalid(_)) => {}
+                    Err(other) => prop_assert!(false, "{other:?}"),
+                }
+            }
+        }
+
+        /// Arbitrary bytes on the events subject decode or fail, never panic;
+        /// a decoded event is then mailed or refused.
+        #[test]
+        fn arbitrary_payloads_decode_or_fail(payload in any::<Vec<u8>>()) {
+            let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
+            if let Ok(event) = UserCreated::decode(payload.as_slice()) {
+                let _ = template.welcome(&event);
+            }
+        }
+    }
+}
