@@ -243,3 +243,53 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn container() -> impl Strategy<Value = proto::Container> {
+        (
+            any::<String>(),
+            any::<String>(),
+            any::<String>(),
+            any::<String>(),
+        )
+            .prop_map(|(id, customer_id, origin, user_id)| proto::Container {
+                id,
+                customer_id,
+                origin,
+                user_id,
+            })
+    }
+
+    proptest! {
+        /// Any consignment a caller sends is parsed or refused, never a
+        /// panic; what is accepted holds no NUL.
+        #[test]
+        fn arbitrary_consignments_are_parsed_or_refused(
+            description in any::<String>(),
+            weight in any::<i32>(),
+            containers in proptest::collection::vec(container(), 0..5),
+            caller in any::<String>(),
+        ) {
+            let consignment = proto::Consignment {
+                description,
+                weight,
+                containers,
+                ..Default::default()
+            };
+            match NewConsignment::parse(consignment, &caller) {
+                Ok(new) => {
+                    prop_assert!(!new.description.contains('\0'));
+                    for container in &new.containers {
+                        prop_assert!(!container.origin.chars().any(char::is_control));
+                    }
+                }
+                Err(error) => prop_assert!(error.0.len() < 1_000, "{}", error.0.len()),
+            }
+        }
+    }
+}

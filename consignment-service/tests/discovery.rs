@@ -29,6 +29,7 @@ fn consul_args(consul: &ConsulAgent) -> DiscoveryArgs {
     DiscoveryArgs {
         consul_http_addr: Some(consul.http_addr()),
         advertise_addr: None,
+        consul_http_token: None,
     }
 }
 
@@ -75,7 +76,7 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
 
 /// Waits until Consul lists exactly `count` passing instances of `service`.
 async fn wait_for_instances(consul: &ConsulAgent, service: &str, count: usize) -> Vec<String> {
-    let client = ConsulClient::new(&consul.http_addr());
+    let client = ConsulClient::new(&consul.http_addr(), None);
     let mut urls = Vec::new();
     for _ in 0..150 {
         if let Ok(found) = client.healthy(service, None, Duration::ZERO).await {
@@ -148,7 +149,7 @@ impl Cluster {
         let user_app = UserApp::build(&UserSettings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: fresh_postgres_database("disc_users").await,
-            nats_url: infra_var("TEST_NATS_URL"),
+            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
             jwt_signing_key_file: None,
             jwt_ttl: Duration::from_secs(3600).into(),
             bcrypt_cost: 4,

@@ -83,10 +83,10 @@ impl Application {
         let metrics = base.metrics().clone();
         let mailer = Mailer::new(settings.smtp_url.as_ref())?;
         let template = Template::new(&settings.mail_from, &settings.mail_subject)?;
-        let client = nats::connect(&settings.nats_url, "email-service")
+        let client = nats::connect(settings.nats_url.expose(), "email-service")
             .await
             .map_err(|source| StartError::NatsUrl {
-                url: settings.nats_url.clone(),
+                url: settings.nats_url.to_string(),
                 source,
             })?;
         let jetstream = nats::jetstream(client.clone());

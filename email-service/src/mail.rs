@@ -1,11 +1,20 @@
 //! The welcome mail: what it says, and handing it to the SMTP server.
 
+use std::time::Duration;
+
 use lettre::{
     Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
 };
 use shippy_proto::events::v1::UserCreated;
 use shippy_service::{settings::SecretUrl, text};
+
+/// How long one SMTP operation (connect, a command, a reply) may take.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long handing one mail to the SMTP server may take in all. Well under
+/// the JetStream ack wait, so a slow server cannot make the event come back
+/// (and the mail go out twice) while it is still being sent.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a mail was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +25,9 @@ pub enum MailError {
     /// The SMTP server did not take it: retrying later may.
     #[error("the SMTP server did not accept the mail")]
     Smtp(#[from] lettre::transport::smtp::Error),
+    /// The SMTP server took longer than [`SEND_TIMEOUT`]: retrying later may work.
+    #[error("the SMTP server did not accept the mail within {SEND_TIMEOUT:?}")]
+    Timeout,
 }
 
 /// A configuration that cannot work.
@@ -47,7 +59,7 @@ impl Mailer {
                 Ok(Self::Log)
             }
             Some(url) => AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
-                .map(|builder| Self::Smtp(builder.build()))
+                .map(|builder| Self::Smtp(builder.timeout(Some(SMTP_TIMEOUT)).build()))
                 .map_err(ConfigError::Url),
         }
     }
@@ -57,7 +69,9 @@ impl Mailer {
     pub async fn send(&self, mail: WelcomeMail) -> Result<(), MailError> {
         match self {
             Self::Smtp(transport) => {
-                transport.send(mail.message).await?;
+                tokio::time::timeout(SEND_TIMEOUT, transport.send(mail.message))
+                    .await
+                    .map_err(|_| MailError::Timeout)??;
                 Ok(())
             }
             Self::Log => {
@@ -220,6 +234,50 @@ mod tests {
                     assert!(!reason.contains('\n'), "escaped: {reason}");
                 }
                 other => panic!("{name:?} / {email:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever an event says, the welcome mail is built or refused as
+        /// invalid, never a panic (the CR/LF name of issue 13 panicked).
+        #[test]
+        fn any_event_makes_a_mail_or_an_invalid_event(
+            unicode in any::<String>(),
+            // Mostly ASCII with line breaks, tabs and NUL: what headers choke on.
+            ascii in "[ -~\r\n\t\x00]{0,40}",
+            email in any::<String>(),
+            local in "[a-z]{1,10}",
+        ) {
+            let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
+            for (name, email) in [
+                (&unicode, email.clone()),
+                (&ascii, format!("{local}@example.com")),
+                (&unicode, format!("{local}@example.com")),
+            ] {
+                let event = UserCreated { event_id: "e1".into(), name: name.clone(), email, ..Default::default() };
+                match template.welcome(&event) {
+                    Ok(_) | Err(MailError::Invalid(_)) => {}
+                    Err(other) => prop_assert!(false, "{other:?}"),
+                }
+            }
+        }
+
+        /// Arbitrary bytes on the events subject decode or fail, never panic;
+        /// a decoded event is then mailed or refused.
+        #[test]
+        fn arbitrary_payloads_decode_or_fail(payload in any::<Vec<u8>>()) {
+            let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
+            if let Ok(event) = UserCreated::decode(payload.as_slice()) {
+                let _ = template.welcome(&event);
             }
         }
     }

@@ -12,8 +12,13 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
 
     /// The NATS server the events come from.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
+    pub nats_url: SecretUrl,
 
     /// The SMTP server mails go to, e.g. `smtp://127.0.0.1:2525`
     /// (`smtps://` for TLS, user and password in the URL). Unset: mails are

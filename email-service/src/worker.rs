@@ -35,7 +35,7 @@ use crate::{
 /// How long a delivered event may stay unacknowledged before redelivery
 /// (also how long an event delivered to a worker that stopped before it
 /// handled it waits to come back).
-const ACK_WAIT: Duration = Duration::from_secs(30);
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long one pull request stays open on the server. Short, so a stopped
 /// worker's last request soon stops taking events it will never handle.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
@@ -264,6 +264,14 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mail_is_sent_or_given_up_well_before_the_event_comes_back() {
+        // Past ACK_WAIT the event is redelivered: were the send still going,
+        // a slow SMTP server would get the same mail twice.
+        assert!(crate::mail::SEND_TIMEOUT < ACK_WAIT);
+        assert!(crate::mail::SMTP_TIMEOUT <= crate::mail::SEND_TIMEOUT);
+    }
 
     #[test]
     fn retries_back_off_up_to_a_minute() {

@@ -8,7 +8,14 @@ const BINARY: &str = env!("CARGO_BIN_EXE_email-service");
 
 #[test]
 fn help_lists_every_setting_with_its_environment_variable() {
-    let help = help_text(BINARY, &[("SMTP_URL", "smtp://mailer:hunter2@mail:25")]);
+    let help = help_text(
+        BINARY,
+        &[
+            ("SMTP_URL", "smtp://mailer:hunter2@mail:25"),
+            ("NATS_URL", "nats://events:hunter2@nats:4222"),
+            ("CONSUL_HTTP_TOKEN", "hunter2-acl"),
+        ],
+    );
     assert_mentions(
         &help,
         &[
@@ -22,6 +29,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
             "USER_CREATED_SUBJECT",
             "EMAIL_CONSUMER",
             "SENT_MAIL_STREAM",
+            "CONSUL_HTTP_TOKEN",
             "RUST_LOG",
             "LOG_FORMAT",
         ],

@@ -32,7 +32,7 @@ impl World {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let settings = Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
-            nats_url: nats_url.clone(),
+            nats_url: nats_url.parse().unwrap(),
             smtp_url: smtp_url.map(|url| url.parse().unwrap()),
             mail_from: "Shippy <no-reply@shippy.example>".into(),
             mail_subject: "Welcome aboard".into(),

@@ -386,3 +386,42 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use tonic::metadata::{MetadataMap, MetadataValue};
+
+    use super::*;
+
+    proptest! {
+        /// Whatever a caller sends as a token, it is refused with an error, never a panic.
+        #[test]
+        fn arbitrary_tokens_are_errors_not_panics(token in any::<String>(), dotted in "[A-Za-z0-9_=.-]{0,300}") {
+            let keys = KeySet::default();
+            let cache = VerifiedTokens::new();
+            for token in [&token, &dotted] {
+                let _ = token_kid(token);
+                prop_assert!(keys.verify(token).is_err());
+                prop_assert!(cache.verify(&keys, token).is_err());
+            }
+        }
+
+        /// Any metadata value is read or refused, never a panic.
+        #[test]
+        fn arbitrary_metadata_is_read_or_refused(value in "[ -~]{0,300}", bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            for key in ["authorization", "token"] {
+                if let Ok(value) = MetadataValue::try_from(value.as_str()) {
+                    let mut map = MetadataMap::new();
+                    map.insert(key, value);
+                    let _ = token_from_metadata(&map);
+                }
+                if let Ok(value) = MetadataValue::try_from(bytes.as_slice()) {
+                    let mut map = MetadataMap::new();
+                    map.insert(key, value);
+                    let _ = token_from_metadata(&map);
+                }
+            }
+        }
+    }
+}

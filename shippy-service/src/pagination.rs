@@ -91,3 +91,32 @@ mod tests {
         assert_eq!(page_size(10_000, 50, 100), 100);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any page token is a cursor or INVALID_ARGUMENT, never a panic.
+        #[test]
+        fn arbitrary_page_tokens_are_cursors_or_invalid(token in any::<String>(), raw in any::<Vec<u8>>()) {
+            let encoded = URL_SAFE_NO_PAD.encode(&raw);
+            for token in [token, encoded] {
+                match decode(&token) {
+                    Ok(Some(cursor)) => prop_assert!(!cursor.id.chars().any(char::is_control)),
+                    Ok(None) => prop_assert!(token.is_empty()),
+                    Err(error) => prop_assert!(matches!(error, ApiError::InvalidArgument(_))),
+                }
+            }
+        }
+
+        /// What we give out comes back.
+        #[test]
+        fn cursors_round_trip(micros in -1_000_000_000_000_000i64..4_000_000_000_000_000, id in "[a-zA-Z0-9-]{1,64}") {
+            let cursor = Cursor { created_at: DateTime::from_timestamp_micros(micros).unwrap_or_default(), id };
+            prop_assert_eq!(decode(&encode(&cursor)).unwrap(), Some(cursor));
+        }
+    }
+}

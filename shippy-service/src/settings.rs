@@ -39,6 +39,32 @@ pub struct TelemetryArgs {
     pub otel_service_name: Option<String>,
 }
 
+/// A secret given as text (a token). `Debug` shows nothing of it and it has
+/// no `Display`; [`Secret::expose`] gives it to the one place that needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(REDACTED)")
+    }
+}
+
 /// A URL that may carry credentials (`postgres://user:password@host/db`).
 ///
 /// `Debug` and `Display` hide the password, so the URL can be logged;
@@ -80,6 +106,25 @@ impl fmt::Display for SecretUrl {
             // Only fails for URLs that cannot have a password at all.
             let _ = shown.set_password(Some("REDACTED"));
         }
+        // Credentials given as query parameters (`?password=…`, `?token=…`).
+        if shown.query().is_some() {
+            let pairs: Vec<(String, String)> = shown
+                .query_pairs()
+                .map(|(key, value)| {
+                    let lower = key.to_ascii_lowercase();
+                    let secret = ["pass", "secret", "token", "key", "auth", "credential"]
+                        .iter()
+                        .any(|word| lower.contains(word));
+                    let value = if secret {
+                        "REDACTED".to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
         f.write_str(shown.as_str())
     }
 }
@@ -103,6 +148,23 @@ mod tests {
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.expose(), "postgres://app:s3cret@db:5432/vessels");
         assert_eq!(url.scheme(), "postgres");
+    }
+
+    #[test]
+    fn passwords_in_query_parameters_are_hidden_too() {
+        let url: SecretUrl = "mongodb://db/app?authSource=admin&password=s3cret&token=t0ken&w=1"
+            .parse()
+            .expect("valid url");
+        let shown = url.to_string();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+        assert!(shown.contains("w=1"), "{shown}");
+        let nats: SecretUrl = "nats://app:s3cret@127.0.0.1:4222"
+            .parse()
+            .expect("valid url");
+        assert_eq!(nats.to_string(), "nats://app:REDACTED@127.0.0.1:4222");
     }
 
     #[test]

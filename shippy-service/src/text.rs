@@ -98,3 +98,23 @@ mod tests {
         assert!(error.to_string().len() < 200, "{error}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// An excerpt is bounded and one line, whatever the input.
+        #[test]
+        fn excerpts_are_bounded_and_one_line(input in any::<String>()) {
+            let quoted = excerpt(&input);
+            // 64 characters, each escaped to at most `\u{10ffff}` (10 bytes), quotes and ellipsis.
+            prop_assert!(quoted.len() <= EXCERPT_CHARS * 10 + 8, "{}", quoted.len());
+            prop_assert!(!quoted.chars().any(char::is_control), "{quoted:?}");
+            let _ = check("field", &input);
+            let _ = check_line("field", &input);
+        }
+    }
+}

@@ -32,7 +32,7 @@ impl World {
         let settings = Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: fresh_postgres_database("user_cli").await,
-            nats_url: infra_var("TEST_NATS_URL"),
+            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
             jwt_signing_key_file: None,
             jwt_ttl: Duration::from_secs(3600).into(),
             bcrypt_cost: 4,

@@ -34,6 +34,15 @@ const NOT_YOURS: &str = "you may read only your own profile (admins may read any
 /// The one message for every failed login, whatever failed.
 const BAD_CREDENTIALS: &str = "email or password is incorrect";
 
+/// Who may do what: the administrators, and the failed-login throttle.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Accounts whose tokens carry the admin role.
+    pub admins: Admins,
+    /// Failed logins counted per account and address.
+    pub throttle: LoginThrottle,
+}
+
 /// The handlers and what they share.
 #[derive(Debug, Clone)]
 pub struct UserApi {
@@ -58,9 +67,9 @@ impl UserApi {
         ready: Ready,
         outbox: Arc<Notify>,
         user_created_subject: String,
-        admins: Admins,
-        throttle: LoginThrottle,
+        access: Access,
     ) -> Self {
+        let Access { admins, throttle } = access;
         Self {
             store,
             hasher,

@@ -14,7 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 
 use crate::{
-    api::UserApi,
+    api::{Access, UserApi},
     domain::InvalidInput,
     password::{HashError, PasswordHasher},
     relay::{EventPublisher, Relay},
@@ -96,12 +96,13 @@ impl Application {
         let store = UserStore::new(pool);
         tracing::info!(url = %settings.database_url, "user store configured");
 
-        let publisher = EventPublisher::connect(&settings.nats_url, &settings.events_stream)
-            .await
-            .map_err(|source| StartError::NatsUrl {
-                url: settings.nats_url.clone(),
-                source,
-            })?;
+        let publisher =
+            EventPublisher::connect(settings.nats_url.expose(), &settings.events_stream)
+                .await
+                .map_err(|source| StartError::NatsUrl {
+                    url: settings.nats_url.to_string(),
+                    source,
+                })?;
         let signer = Arc::new(TokenSigner::load(
             settings.jwt_signing_key_file.as_deref(),
             settings.jwt_ttl.into(),
@@ -119,8 +120,10 @@ impl Application {
             ready.clone(),
             wake_relay.clone(),
             settings.user_created_subject.clone(),
-            admins,
-            LoginThrottle::new(settings.login.clone()),
+            Access {
+                admins,
+                throttle: LoginThrottle::new(settings.login.clone()),
+            },
         );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(UserServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));

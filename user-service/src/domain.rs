@@ -318,3 +318,37 @@ mod tests {
         assert_eq!(UserId::parse(&id.to_string()).unwrap(), id);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Every parser of outside input answers Ok or InvalidInput, never
+        /// panics; what it accepts holds no control characters, and every
+        /// message is short.
+        #[test]
+        fn parsers_never_panic_and_accept_no_control_characters(text in any::<String>()) {
+            let short = |error: &InvalidInput| error.0.len() < 1_000;
+            match UserName::parse(&text) {
+                Ok(name) => prop_assert!(!name.as_str().chars().any(char::is_control)),
+                Err(error) => prop_assert!(short(&error)),
+            }
+            match Company::parse(&text) {
+                Ok(company) => prop_assert!(!company.as_str().chars().any(char::is_control)),
+                Err(error) => prop_assert!(short(&error)),
+            }
+            match Email::parse(&text) {
+                Ok(email) => prop_assert!(!email.as_str().chars().any(char::is_control)),
+                Err(error) => prop_assert!(short(&error)),
+            }
+            if let Err(error) = UserId::parse(&text) {
+                prop_assert!(short(&error));
+            }
+            let _ = Password::parse_new(&text);
+            let _ = Password::parse_given(&text);
+        }
+    }
+}

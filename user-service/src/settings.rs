@@ -16,8 +16,13 @@ pub struct Settings {
     pub database_url: SecretUrl,
 
     /// The NATS server `user.created` events go to.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
+    pub nats_url: SecretUrl,
 
     /// PEM file of Ed25519 PKCS#8 private keys: the first signs tokens, the
     /// others (older keys) still verify. Missing (its directory exists): created

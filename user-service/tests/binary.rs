@@ -10,7 +10,10 @@ const BINARY: &str = env!("CARGO_BIN_EXE_user-service");
 fn help_lists_every_setting_with_its_environment_variable() {
     let help = help_text(
         BINARY,
-        &[("DATABASE_URL", "postgres://app:hunter2@db/users")],
+        &[
+            ("DATABASE_URL", "postgres://app:hunter2@db/users"),
+            ("NATS_URL", "nats://events:hunter2@nats:4222"),
+        ],
     );
     assert_mentions(
         &help,

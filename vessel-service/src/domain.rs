@@ -343,3 +343,32 @@ mod tests {
         assert!(!unavailable.fits(spec(1, 1)));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any vessel or specification a caller sends is parsed or refused,
+        /// never a panic.
+        #[test]
+        fn arbitrary_vessels_are_parsed_or_refused(
+            id in any::<String>(),
+            name in any::<String>(),
+            owner_id in any::<String>(),
+            capacity in any::<i32>(),
+            max_weight in any::<i32>(),
+            available in any::<Option<bool>>(),
+        ) {
+            let vessel = proto::Vessel { id, name, owner_id, capacity, max_weight, available };
+            if let Ok(vessel) = NewVessel::try_from(vessel) {
+                let vessel = vessel.into_vessel();
+                prop_assert!(!vessel.id.as_str().chars().any(char::is_control));
+                prop_assert!(!vessel.name.as_str().chars().any(char::is_control));
+            }
+            let _ = Specification::try_from(proto::Specification { capacity, max_weight });
+        }
+    }
+}

@@ -101,6 +101,7 @@ pub struct Check {
 #[derive(Clone)]
 pub struct ConsulClient {
     base: String,
+    token: Option<crate::settings::Secret>,
     http: Client<HttpConnector, Full<Bytes>>,
     consul: std::sync::Arc<Consul>,
 }
@@ -116,7 +117,10 @@ impl std::fmt::Debug for ConsulClient {
 impl ConsulClient {
     /// A client of the agent at `address` (`127.0.0.1:8500`, as Consul's own
     /// tools read `CONSUL_HTTP_ADDR`, or with an `http://` scheme).
-    pub fn new(address: &str) -> Self {
+    ///
+    /// With `token`, every request carries it (`X-Consul-Token`), as
+    /// Consul's ACLs require.
+    pub fn new(address: &str, token: Option<&crate::settings::Secret>) -> Self {
         let base = if address.contains("://") {
             address.trim_end_matches('/').to_owned()
         } else {
@@ -124,10 +128,11 @@ impl ConsulClient {
         };
         let consul = Consul::new(rs_consul::Config {
             address: base.clone(),
-            token: None,
+            token: token.map(|token| token.expose().to_owned()),
             ..Default::default()
         });
         Self {
+            token: token.cloned(),
             http: Client::builder(TokioExecutor::new()).build_http(),
             consul: std::sync::Arc::new(consul),
             base,
@@ -147,10 +152,14 @@ impl ConsulClient {
     }
 
     async fn put(&self, path: &str, body: Bytes) -> Result<(), ConsulError> {
-        let request = http::Request::builder()
+        let mut request = http::Request::builder()
             .method(http::Method::PUT)
             .uri(format!("{}{path}", self.base))
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("X-Consul-Token", token.expose());
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|error| ConsulError::Refused(error.to_string()))?;
         let response = tokio::time::timeout(AGENT_TIMEOUT, self.http.request(request))
@@ -239,5 +248,53 @@ fn host_port(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// What one HTTP request to a loopback listener looked like.
+    async fn one_request(token: Option<&str>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0; 8192];
+            let read = socket.read(&mut buffer).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&buffer[..read]).into_owned()
+        });
+        let secret: Option<crate::settings::Secret> = token.map(|token| token.parse().unwrap());
+        let client = ConsulClient::new(&address, secret.as_ref());
+        client.deregister("some-id").await.unwrap();
+        seen.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_acl_token_goes_with_every_request_and_never_into_debug_output() {
+        let request = one_request(Some("acl-s3cret")).await;
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("x-consul-token: acl-s3cret"),
+            "{request}"
+        );
+        let request = one_request(None).await;
+        assert!(
+            !request.to_ascii_lowercase().contains("x-consul-token"),
+            "{request}"
+        );
+        let secret: crate::settings::Secret = "acl-s3cret".parse().unwrap();
+        let client = ConsulClient::new("127.0.0.1:1", Some(&secret));
+        assert!(!format!("{client:?}").contains("s3cret"));
     }
 }

@@ -50,6 +50,11 @@ pub struct DiscoveryArgs {
     /// listening on all interfaces.
     #[arg(long, env = "ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+
+    /// The Consul ACL token sent with every request to the agent (Consul's
+    /// own variable). Unset: none.
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_http_token: Option<crate::settings::Secret>,
 }
 
 /// Static addresses or Consul, as configured.
@@ -63,7 +68,10 @@ impl Discovery {
     /// Discovery as `args` configure it.
     pub fn new(args: &DiscoveryArgs) -> Self {
         Self {
-            consul: args.consul_http_addr.as_deref().map(ConsulClient::new),
+            consul: args
+                .consul_http_addr
+                .as_deref()
+                .map(|address| ConsulClient::new(address, args.consul_http_token.as_ref())),
             advertise: args.advertise_addr.clone(),
         }
     }

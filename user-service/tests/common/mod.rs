@@ -52,7 +52,7 @@ impl TestApp {
         let mut settings = Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: fresh_postgres_database("users").await,
-            nats_url,
+            nats_url: nats_url.parse().unwrap(),
             jwt_signing_key_file: Some(key_file),
             jwt_ttl: Duration::from_secs(3600).into(),
             bcrypt_cost: 4,
@@ -133,7 +133,9 @@ impl TestApp {
 
     /// The JetStream stream this app publishes to, once it exists.
     pub async fn stream(&self) -> jetstream::stream::Stream {
-        let client = async_nats::connect(&self.settings.nats_url).await.unwrap();
+        let client = async_nats::connect(self.settings.nats_url.expose())
+            .await
+            .unwrap();
         let jetstream = jetstream::new(client);
         for _ in 0..100 {
             if let Ok(stream) = jetstream.get_stream(&self.settings.events_stream).await {
