@@ -39,6 +39,8 @@ envfile=$state/env
 
 log() { printf 'infra: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib/debian.sh
+. "$repo/scripts/lib/debian.sh"
 
 spare_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -149,36 +151,12 @@ consul_binary() {
     echo "$bin"
 }
 
-# Debian's bullseye suite carries consul 1.8.7; later suites carry none. The
-# suite's address is this machine's own Debian mirror, read from its sources.
-debian_mirror() {
-    local uri=
-    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-        uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ { if (u !~ /security/) { print u; exit } }' \
-            /etc/apt/sources.list.d/debian.sources)
-    fi
-    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-            /etc/apt/sources.list)
-    fi
-    [ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt to fetch consul from"
-    echo "$uri"
-}
-
+# Debian's bullseye suite carries consul 1.8.7; later suites carry none.
 install_consul_from_bullseye() {
     local target=$1 work
-    command -v apt-get >/dev/null || die "consul is missing and apt-get is not available"
     work=$(mktemp -d)
-    mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bullseye main" \
-        >"$work/sources.list"
-    local opts=(-q -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
     log "fetching consul 1.8.7 from Debian bullseye"
-    apt-get "${opts[@]}" update >"$work/update.log" 2>&1 || die "apt-get update for bullseye failed: $(tail -3 "$work/update.log")"
-    (cd "$work" && apt-get "${opts[@]}" download consul >"$work/download.log" 2>&1) ||
-        die "downloading consul failed: $(tail -3 "$work/download.log")"
-    dpkg-deb -x "$work"/consul_*.deb "$work/unpacked"
+    fetch_from_suite bullseye "$work" consul
     mkdir -p "$(dirname "$target")"
     install -m 0755 "$work/unpacked/usr/bin/consul" "$target"
     rm -rf "$work"

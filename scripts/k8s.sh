@@ -31,41 +31,15 @@ die() {
     [ -z "$checking" ] || echo "not ok - kubernetes: $*" >&2  # stderr: it survives $(...)
     exit 1
 }
+# shellcheck source=lib/debian.sh
+. "$repo/scripts/lib/debian.sh"
 
-# This machine's Debian mirror, read from its apt sources (as infra.sh does).
-debian_mirror() {
-    local uri=
-    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-        uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ { if (u !~ /security/) { print u; exit } }' \
-            /etc/apt/sources.list.d/debian.sources)
-    fi
-    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-            /etc/apt/sources.list)
-    fi
-    [ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt to fetch kubectl from"
-    echo "$uri"
-}
-
+# kubectl is in trixie's `kubectl` package, which `kubernetes-client` depends on.
 install_kubectl_from_trixie() {
     local target=$1 work
-    command -v apt-get >/dev/null || die "apt-get is not available to fetch kubectl"
     work=$(mktemp -d)
-    mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie main" \
-        >"$work/sources.list"
-    # An empty dpkg status: a kubectl installed from elsewhere (with a higher
-    # epoch) must not shadow the suite's own version.
-    : >"$work/status"
-    local opts=(-q -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o "Dir::State::Lists=$work/lists" -o "Dir::State::status=$work/status"
-        -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
     log "fetching kubectl (kubernetes-client) from Debian trixie"
-    apt-get "${opts[@]}" update >"$work/update.log" 2>&1 ||
-        die "apt-get update for trixie failed: $(tail -3 "$work/update.log")"
-    (cd "$work" && apt-get "${opts[@]}" download kubernetes-client kubectl >"$work/download.log" 2>&1) ||
-        die "downloading kubernetes-client failed: $(tail -3 "$work/download.log")"
-    dpkg-deb -x "$work"/kubectl_*.deb "$work/unpacked"
+    fetch_from_suite trixie "$work" kubernetes-client kubectl
     mkdir -p "$(dirname "$target")"
     install -m 0755 "$work/unpacked/usr/bin/kubectl" "$target"
     rm -rf "$work"
