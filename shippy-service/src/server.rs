@@ -43,6 +43,7 @@ pub enum ServerError {
 pub struct GrpcServer {
     routes: Routes,
     concurrency_limit: usize,
+    request_timeout: Duration,
     metrics: Metrics,
     health: Health,
     descriptor_set: &'static [u8],
@@ -52,6 +53,10 @@ pub struct GrpcServer {
 /// Requests a server handles at once unless told otherwise; more are shed
 /// (`RESOURCE_EXHAUSTED`) rather than queued.
 pub const DEFAULT_CONCURRENCY_LIMIT: usize = 256;
+
+/// The longest a request may take unless told otherwise (a client's
+/// shorter `grpc-timeout` wins); then it is cancelled and answered.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The methods of the standard services, for metric labels.
 const STANDARD_METHODS: [&str; 4] = [
@@ -82,6 +87,7 @@ impl GrpcServer {
         Self {
             routes: Routes::new(health_server),
             concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             metrics,
             health: Health { reporter },
             descriptor_set,
@@ -94,6 +100,12 @@ impl GrpcServer {
     /// rather than queued without end.
     pub fn concurrency_limit(mut self, limit: usize) -> Self {
         self.concurrency_limit = limit.max(1);
+        self
+    }
+
+    /// Cancels requests still running after `timeout`.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -153,6 +165,7 @@ impl GrpcServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             // Past the limit, requests are refused at once, not queued.
             .load_shed(true)
+            .timeout(self.request_timeout)
             .layer(GlobalConcurrencyLimitLayer::new(self.concurrency_limit))
             .layer(RpcLayer::new(self.metrics.rpc().clone(), known))
             .add_routes(routes)
@@ -277,6 +290,20 @@ mod tests {
             answers.iter().any(Result::is_ok),
             "one was served: {answers:?}"
         );
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_server_timeout_are_cancelled() {
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
+            .request_timeout(Duration::from_millis(100))
+            .add_service(VesselServiceServer::new(Slow));
+        let (channel, shutdown) = serve(server).await;
+        let status = VesselServiceClient::new(channel)
+            .find_available(Specification::default())
+            .await
+            .expect_err("the handler takes 500 ms");
+        assert_eq!(status.code(), Code::Cancelled, "{status:?}");
         shutdown.trigger();
     }
 

@@ -25,15 +25,27 @@ pub const MAX_TRACKED: u64 = 100_000;
 pub struct LoginLimits {
     /// Failed logins per account within `LOGIN_FAILURE_WINDOW` before `Auth`
     /// answers RESOURCE_EXHAUSTED for that account.
-    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 10)]
+    #[arg(
+        long = "login-max-failures",
+        env = "LOGIN_MAX_FAILURES",
+        default_value_t = 10
+    )]
     pub max_failures: u32,
 
     /// Failed logins per client address within the window (any accounts).
-    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 100)]
+    #[arg(
+        long = "login-max-failures-per-address",
+        env = "LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 100
+    )]
     pub max_failures_per_address: u32,
 
     /// The window failed logins are counted over, e.g. `15m`.
-    #[arg(long, env = "LOGIN_FAILURE_WINDOW", default_value = "15m")]
+    #[arg(
+        long = "login-failure-window",
+        env = "LOGIN_FAILURE_WINDOW",
+        default_value = "15m"
+    )]
     pub window: humantime::Duration,
 }
 
