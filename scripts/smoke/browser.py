@@ -86,6 +86,7 @@ def run(driver):
     find(By.CSS_SELECTOR, "#signup-form button[type=submit]").click()
     visible("#signed-in")
     check(email in find(By.ID, "whoami").text, "signing up logs you in", find(By.ID, "whoami").text)
+    check(not find(By.ID, "login-form").is_displayed(), "signed in, the login form is gone")
     shot("02-signed-up.png")
 
     find(By.ID, "logout").click()
@@ -109,6 +110,8 @@ def run(driver):
     for row, (customer, origin) in zip(rows(), [("cust-1", "Rotterdam"), ("cust-2", "Hamburg")]):
         row.find_element(By.NAME, "customer_id").send_keys(customer)
         row.find_element(By.NAME, "origin").send_keys(origin)
+    check(not find(By.ID, "notice").is_displayed(), "logging in clears the last notice",
+          find(By.ID, "notice").text)
     find(By.CSS_SELECTOR, "#ship-form button[type=submit]").click()
     notice = visible("#notice")
     check("Shipped" in notice.text, "shipping says so", notice.text)

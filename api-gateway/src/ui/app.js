@@ -151,6 +151,8 @@ async function signIn(email, password) {
 
 async function enter() {
   const { user } = await api("GET", "/me");
+  say("");
+  show($("#message"), false);
   $("#whoami").textContent = `${user.name} <${user.email}>`;
   show($("#session"), true);
   show($("#signed-out"), false);
@@ -225,7 +227,7 @@ async function loadVessels() {
   $("#more-vessels").disabled = !page.next_page_token;
 }
 
-function addContainer() {
+function addContainer(focus = true) {
   const row = $("#container-row").content.firstElementChild.cloneNode(true);
   row.querySelector(".remove").addEventListener("click", () => {
     const next = row.nextElementSibling || row.previousElementSibling;
@@ -233,7 +235,7 @@ function addContainer() {
     (next ? next.querySelector("input") : $("#add-container")).focus();
   });
   $("#containers").append(row);
-  row.querySelector("input").focus();
+  if (focus) row.querySelector("input").focus();
 }
 
 // ---- wiring -------------------------------------------------------------------
@@ -255,7 +257,7 @@ $("#signup-form").addEventListener("submit", (event) => {
 
 $("#logout").addEventListener("click", () => signOut());
 
-$("#add-container").addEventListener("click", addContainer);
+$("#add-container").addEventListener("click", () => addContainer());
 
 $("#ship-form").addEventListener("submit", (event) => {
   const fields = form(event);
@@ -271,6 +273,7 @@ $("#ship-form").addEventListener("submit", (event) => {
     });
     event.target.reset();
     $("#containers").replaceChildren();
+    addContainer(false);
     state.pageTokens = [""];
     await loadConsignments("");
     say(`Shipped "${consignment.description}" on ${vesselLabel(consignment.vessel_id)}.`);
@@ -306,7 +309,7 @@ $("#vessel-form").addEventListener("submit", (event) => {
 });
 
 $("#message").tabIndex = -1;
-addContainer();
+addContainer(false);
 if (state.token) {
   enter().catch(fail);
 } else {
