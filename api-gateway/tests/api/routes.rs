@@ -88,7 +88,8 @@ async fn sign_up_log_in_and_read_your_profile() {
 async fn a_body_that_is_not_the_json_expected_is_a_400_saying_why() {
     let gateway = Gateway::start().await;
     let json_type = [("content-type", "application/json")];
-    let cases: [(&[(&str, &str)], &[u8], &str); 5] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Headers, &[u8], &str); 5] = [
         (&json_type, b"{\"email\": ", "EOF"),
         (&json_type, b"{\"email\": \"a@b.c\"}", "password"),
         (
