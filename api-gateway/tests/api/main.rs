@@ -46,7 +46,7 @@ impl Services {
         let user_settings = UserSettings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: fresh_postgres_database("gw_users").await,
-            nats_url: infra_var("TEST_NATS_URL"),
+            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
             jwt_signing_key_file: None,
             jwt_ttl: std::time::Duration::from_secs(3600).into(),
             bcrypt_cost: 4,
