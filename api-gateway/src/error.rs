@@ -92,11 +92,14 @@ pub fn retry_after_secs(message: &str) -> u64 {
 
 impl From<tonic::Status> for HttpError {
     fn from(status: tonic::Status) -> Self {
+        // A status made here by the transport (it has a source error) would
+        // describe our network; a service's own status never has one.
+        let local = std::error::Error::source(&status).is_some();
         let message = match status.code() {
-            // A transport failure's message may describe our network.
-            Code::Unavailable if status.message().starts_with("error trying to connect") => {
-                "a service this request needs is unreachable; retry shortly".to_owned()
+            Code::DeadlineExceeded if local => {
+                "a service this request needs did not answer in time; retry shortly".to_owned()
             }
+            _ if local => "a service this request needs is unreachable; retry shortly".to_owned(),
             _ if status.message().is_empty() => code_name(status.code()).to_lowercase(),
             _ => status.message().to_owned(),
         };
