@@ -135,3 +135,61 @@ async fn the_web_ui_is_served_from_the_binary_with_a_strict_policy() {
         "values are written as text, never HTML"
     );
 }
+
+#[tokio::test]
+async fn with_consul_the_gateway_registers_with_an_http_check_until_it_stops() {
+    use shippy_service::discovery::{DiscoveryArgs, consul::ConsulClient};
+    use shippy_testkit::{ConsulAgent, http_get};
+
+    let consul = ConsulAgent::start().await;
+    let services = Services::start().await;
+    let mut settings = services.settings();
+    settings.discovery = DiscoveryArgs {
+        consul_http_addr: Some(consul.http_addr()),
+        ..Default::default()
+    };
+    let app = api_gateway::app::Application::build(&settings)
+        .await
+        .unwrap();
+    let address = app.local_addr().unwrap();
+    let shutdown = shippy_service::Shutdown::new();
+    let running = tokio::spawn(app.run(shutdown.clone()));
+
+    // Passing means Consul's own HTTP check of /healthz succeeded.
+    let client = ConsulClient::new(&consul.http_addr(), None);
+    let mut urls = Vec::new();
+    for _ in 0..150 {
+        if let Ok(found) = client
+            .healthy("api-gateway", None, std::time::Duration::ZERO)
+            .await
+        {
+            urls = found.instances.into_iter().map(|i| i.url).collect();
+            if !urls.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(urls, [format!("http://{address}")]);
+    let catalog = format!(
+        "http://{}/v1/health/service/api-gateway",
+        consul.http_addr()
+    );
+    let entry = http_get(&catalog).await.unwrap();
+    assert!(
+        entry.contains(&format!("http://{address}/healthz")),
+        "an HTTP check: {entry}"
+    );
+
+    shutdown.trigger();
+    running.await.unwrap().expect("clean stop");
+    let catalog = format!(
+        "http://{}/v1/catalog/service/api-gateway",
+        consul.http_addr()
+    );
+    assert_eq!(
+        http_get(&catalog).await.unwrap().trim(),
+        "[]",
+        "deregistered on stop"
+    );
+}
