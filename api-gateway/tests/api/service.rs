@@ -193,3 +193,30 @@ async fn with_consul_the_gateway_registers_with_an_http_check_until_it_stops() {
         "deregistered on stop"
     );
 }
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_probes_healthz() {
+    let gateway = Gateway::start().await;
+    let probe = |address: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_api-gateway"))
+                .args(["healthcheck", &address])
+                .output()
+                .unwrap()
+        })
+    };
+    let healthy = probe(gateway.address.to_string()).await.unwrap();
+    assert!(healthy.status.success(), "{healthy:?}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let down = probe(nobody).await.unwrap();
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("unhealthy"),
+        "{down:?}"
+    );
+    // Another HTTP server that is not the gateway: its /metrics has no /healthz.
+    let other = probe(gateway.metrics.to_string()).await.unwrap();
+    assert_eq!(other.status.code(), Some(1), "{other:?}");
+}
