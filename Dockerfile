@@ -26,6 +26,7 @@ COPY user-service/Cargo.toml user-service/
 COPY email-service/Cargo.toml email-service/
 COPY consignment-cli/Cargo.toml consignment-cli/
 COPY user-cli/Cargo.toml user-cli/
+COPY api-gateway/Cargo.toml api-gateway/
 # Stub sources so `cargo build` compiles only the dependencies.
 RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-store; do \
         mkdir -p $crate/src && echo > $crate/src/lib.rs; \
@@ -33,7 +34,7 @@ RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-s
  && mkdir -p shippy-bench/src/bin \
  && echo 'fn main() {}' > shippy-bench/src/bin/bench.rs \
  && echo 'fn main() {}' > shippy-bench/src/bin/echo-server.rs \
- && for crate in vessel-service consignment-service user-service email-service consignment-cli user-cli; do \
+ && for crate in vessel-service consignment-service user-service email-service consignment-cli user-cli api-gateway; do \
         mkdir -p $crate/src && echo 'fn main() {}' > $crate/src/main.rs && echo > $crate/src/lib.rs; \
     done \
  && cargo build --release --locked --workspace --bins
@@ -58,6 +59,7 @@ COPY --from=build /src/target/release/vessel-service \
                   /src/target/release/email-service \
                   /src/target/release/consignment-cli \
                   /src/target/release/user-cli \
+                  /src/target/release/api-gateway \
                   /usr/local/bin/
 USER shippy
 ENV LOG_FORMAT=json

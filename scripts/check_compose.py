@@ -12,7 +12,7 @@ import sys
 import yaml
 
 BINARIES = ["consignment-service", "vessel-service", "user-service", "email-service",
-            "consignment-cli", "user-cli"]
+            "consignment-cli", "user-cli", "api-gateway"]
 INFRASTRUCTURE = ["mongodb", "postgres", "nats", "consul", "jaeger", "mail"]
 
 
@@ -55,7 +55,7 @@ def main():
         check(not unknown, f"{name} sets only variables it reads" + (f" (unknown: {unknown})" if unknown else ""))
         runs = (service.get("entrypoint") or service.get("command") or [None])[0]
         check(runs == name, f"{name} runs its own binary (runs {runs})")
-        if name.endswith("-service"):
+        if name.endswith("-service") or name == "api-gateway":
             depends = service.get("depends_on") or {}
             check(bool(depends), f"{name} waits for what it needs (depends_on)")
             probe = (service.get("healthcheck") or {}).get("test")

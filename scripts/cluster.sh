@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole shippy-rs cluster natively, without Docker: infrastructure on
 # loopback (scripts/infra.sh), an SMTP server that keeps what it receives
-# (python3-aiosmtpd, in a maildir), and the four services on spare ports.
+# (python3-aiosmtpd, in a maildir), the four services and api-gateway (JSON
+# API and web UI) on spare ports.
 #
 #   scripts/cluster.sh demo   start it, walk through a user's first shipment,
 #                             show the welcome mail, stop; exit 0 only if every
@@ -96,6 +97,19 @@ wait_serving() { # NAME PORT
     fail "$1 did not become healthy within 30 s (log: $run/$1.log)"
 }
 
+wait_ready() { # NAME PORT: an HTTP service whose /readyz answers 200
+    local i
+    for ((i = 0; i < 300; i++)); do
+        if curl -fs "http://127.0.0.1:$2/readyz" >/dev/null 2>&1; then
+            echo "    $1 is ready on http://127.0.0.1:$2/"
+            return 0
+        fi
+        kill -0 "$(service_pid "$1")" 2>/dev/null || { tail -5 "$run/$1.log" >&2; fail "$1 exited during start"; }
+        sleep 0.1
+    done
+    fail "$1 did not become ready within 30 s: $(curl -s "http://127.0.0.1:$2/readyz") (log: $run/$1.log)"
+}
+
 wait_registered() { # NAME...
     local name i
     for name in "$@"; do
@@ -164,6 +178,7 @@ up() {
 
     say "starting the services (vessels and consignments in $store)"
     user_port=$(spare_port) vessel_port=$(spare_port) consignment_port=$(spare_port) email_port=$(spare_port)
+    gateway_port=${SHIPPY_GATEWAY_PORT:-$(spare_port)}
     local key_env=()
     if command -v openssl >/dev/null; then
         openssl genpkey -algorithm ed25519 -out "$run/jwt-signing-key.pem" 2>/dev/null
@@ -171,16 +186,20 @@ up() {
         key_env=(JWT_SIGNING_KEY_FILE="$run/jwt-signing-key.pem")
     fi
     start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
-        BCRYPT_COST="$bcrypt_cost" "${key_env[@]}"
+        BCRYPT_COST="$bcrypt_cost" ADMIN_EMAILS="${ADMIN_EMAILS:-admin@example.com}" "${key_env[@]}"
     start_service vessel-service "$vessel_port" DATABASE_URL="$vessels_url"
     # consignment-service finds vessel- and user-service through Consul.
     start_service consignment-service "$consignment_port" DATABASE_URL="$consignments_url"
     start_service email-service "$email_port" NATS_URL="$TEST_NATS_URL" SMTP_URL="smtp://127.0.0.1:$smtp_port"
+    # api-gateway finds the three services through Consul too.
+    start_service api-gateway "$gateway_port"
     wait_serving user-service "$user_port"
     wait_serving vessel-service "$vessel_port"
     wait_serving consignment-service "$consignment_port"
     wait_serving email-service "$email_port"
-    wait_registered user-service vessel-service consignment-service email-service
+    wait_ready api-gateway "$gateway_port"
+    wait_registered user-service vessel-service consignment-service email-service api-gateway
+    gateway_url=http://127.0.0.1:$gateway_port
 
     export USER_SERVICE_URL=http://127.0.0.1:$user_port
     export CONSIGNMENT_SERVICE_URL=http://127.0.0.1:$consignment_port
@@ -211,6 +230,17 @@ demo() {
     listed=$("$bin/consignment-cli" list) || fail "consignment-cli list"
     echo "$listed"
     [[ $listed == *"This is a test consignment"* ]] || fail "the consignment is not listed"
+
+    say "the JSON API: api-gateway at $gateway_url (the web UI is at $gateway_url/)"
+    local token answer
+    token=$(curl -fsS -H 'content-type: application/json' \
+        -d "{\"email\": \"$email\", \"password\": \"$password\"}" "$gateway_url/api/v1/login" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || fail "POST /api/v1/login"
+    echo "    POST $gateway_url/api/v1/login -> a token"
+    answer=$(curl -fsS -H "authorization: Bearer $token" "$gateway_url/api/v1/consignments?page_size=5") ||
+        fail "GET /api/v1/consignments"
+    echo "    GET  $gateway_url/api/v1/consignments -> $answer"
+    [[ $answer == *'"This is a test consignment"'* ]] || fail "the API does not list the consignment"
 
     say "the welcome mail, as the SMTP server received it"
     local i mail=""
@@ -249,11 +279,14 @@ The shippy-rs cluster is up (Ctrl-C stops it):
   vessel-service       127.0.0.1:$vessel_port
   consignment-service  127.0.0.1:$consignment_port
   email-service        127.0.0.1:$email_port (health only)
+  web UI and JSON API  $gateway_url/  (API under $gateway_url/api/v1, $gateway_url/api/openapi.json)
   metrics              $(metrics_url user-service) $(metrics_url vessel-service)
                        $(metrics_url consignment-service) $(metrics_url email-service)
+                       $(metrics_url api-gateway)
   store                vessels and consignments in $store (STORE=postgres|mongodb)
   Consul UI            http://$TEST_CONSUL_HTTP_ADDR/ui
   SMTP server          smtp://127.0.0.1:$smtp_port, mails in $maildir/new
+  admin account        sign up as ${ADMIN_EMAILS:-admin@example.com} to add vessels (ADMIN_EMAILS)
   logs                 $run/*.log
 
 In another shell:

@@ -36,6 +36,11 @@ echo
 echo "smoke: vessel-service with an independent client (Python grpcio + reflection)"
 scripts/smoke/vessel.sh 2>&1 | tee -a "$log.smoke" || status=1
 
+# The web UI in headless Chromium (Debian's package), through api-gateway.
+echo
+echo "browser: the web UI in headless Chromium (Selenium), screenshots in ${CARGO_TARGET_DIR:-target}/browser"
+BROWSER_OUT=${CARGO_TARGET_DIR:-target}/browser scripts/smoke/browser.sh 2>&1 | tee -a "$log.smoke" || status=1
+
 # No Docker engine here: check the compose file against the binaries instead.
 echo
 echo "compose: docker-compose.yml against the binaries' --help"

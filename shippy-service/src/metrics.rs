@@ -118,7 +118,13 @@ impl Metrics {
         gauge
     }
 
-    fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+    /// Registers any metric (e.g. a labelled family) under `name`.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
         match self.registry.lock() {
             Ok(mut registry) => registry.register(name, help, metric),
             Err(poisoned) => poisoned.into_inner().register(name, help, metric),

@@ -251,6 +251,13 @@ mod tests {
         ) -> Result<tonic::Response<proto::Response>, Status> {
             Err(Status::unimplemented("not here"))
         }
+
+        async fn list_vessels(
+            &self,
+            _: Request<proto::ListRequest>,
+        ) -> Result<tonic::Response<proto::Response>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
     }
 
     async fn serve(server: GrpcServer) -> (tonic::transport::Channel, Shutdown) {

@@ -7,9 +7,14 @@ use shippy_service::{ApiError, readiness::Ready};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{InvalidInput, NewVessel, Specification},
+    domain::{InvalidInput, NewVessel, Specification, VesselId},
     store::{Store, StoreError, VesselStore},
 };
+
+/// `ListVessels` page size when none is asked for.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The largest `ListVessels` page.
+const MAX_PAGE_SIZE: u32 = 200;
 
 /// The handlers, over a store that may not be ready yet.
 #[derive(Debug, Clone)]
@@ -22,7 +27,8 @@ pub struct VesselApi {
 impl VesselApi {
     /// Handlers over `store`; they answer `UNAVAILABLE` until `ready` is
     /// set. `Create` needs an admin token, verified by `auth`;
-    /// `FindAvailable` is open to the other services.
+    /// `ListVessels` any valid token; `FindAvailable` is open to the other
+    /// services.
     pub fn new(store: Store, ready: Ready, auth: Authenticator) -> Self {
         Self { store, ready, auth }
     }
@@ -77,6 +83,49 @@ impl VesselService for VesselApi {
         tracing::info!(vessel.id = %vessel.id, "vessel found");
         Ok(Response::new(proto::Response {
             vessel: Some(vessel.into()),
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(caller, page_size = request.get_ref().page_size))]
+    async fn list_vessels(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::Response>, Status> {
+        let claims = self.auth.authenticate(&request).await?;
+        tracing::Span::current().record("caller", &claims.sub);
+        let wanted = request.into_inner();
+        let limit = match wanted.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let after = if wanted.page_token.is_empty() {
+            None
+        } else {
+            Some(VesselId::parse(&wanted.page_token).map_err(|_| {
+                ApiError::InvalidArgument(
+                    "page_token is not one this service handed out; start again without it".into(),
+                )
+            })?)
+        };
+        // One more than asked: whether it exists says if a next page does.
+        let mut vessels = self
+            .store()?
+            .list(after.as_ref(), limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = if vessels.len() > limit as usize {
+            vessels.truncate(limit as usize);
+            vessels
+                .last()
+                .map(|vessel| vessel.id.as_str().to_owned())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::Response {
+            vessels: vessels.into_iter().map(Into::into).collect(),
+            next_page_token,
             ..Default::default()
         }))
     }

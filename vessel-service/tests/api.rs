@@ -577,3 +577,52 @@ async fn create_needs_an_admin_token_and_find_available_needs_none() {
         .expect("an admin creates vessels");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn list_vessels_pages_the_fleet_for_any_signed_in_user() {
+    use shippy_proto::vessel::v1::ListRequest;
+    let app = TestApp::ready().await;
+    let status = app
+        .vessels()
+        .list_vessels(ListRequest::default())
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    let user = app.users.token("lister@example.com").await;
+    let page = |page_size, page_token: &str| {
+        bearer(
+            ListRequest {
+                page_size,
+                page_token: page_token.into(),
+            },
+            &user,
+        )
+    };
+    let first = app
+        .vessels()
+        .list_vessels(page(2, ""))
+        .await
+        .expect("a user lists the fleet")
+        .into_inner();
+    let ids: Vec<_> = first.vessels.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["vessel001", "vessel002"]);
+    assert_eq!(first.next_page_token, "vessel002");
+    let second = app
+        .vessels()
+        .list_vessels(page(2, &first.next_page_token))
+        .await
+        .expect("the next page")
+        .into_inner();
+    let ids: Vec<_> = second.vessels.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["vessel003"]);
+    assert_eq!(second.next_page_token, "", "the last page");
+
+    let status = app
+        .vessels()
+        .list_vessels(page(2, "\u{0}bad"))
+        .await
+        .expect_err("a forged page token");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    app.stop().await;
+}

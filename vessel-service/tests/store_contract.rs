@@ -155,6 +155,32 @@ async fn preparing_and_seeding_twice_adds_the_fleet_once(store: impl VesselStore
     assert_eq!(found_id(&store, 501, 1).await.as_deref(), Some("vessel003"));
 }
 
+async fn list_pages_through_the_fleet_in_id_order(store: impl VesselStore) {
+    for id in ["b", "a", "C", "d"] {
+        store.insert(&vessel(id, 1, 1)).await.expect("insert");
+    }
+    let ids = |vessels: Vec<Vessel>| {
+        vessels
+            .into_iter()
+            .map(|vessel| vessel.id.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // Byte order: upper case before lower case, in both stores.
+    let first = ids(store.list(None, 2).await.expect("first page"));
+    assert_eq!(first, ["C", "a"]);
+    let after = VesselId::parse("a").unwrap();
+    let rest = ids(store.list(Some(&after), 10).await.expect("next page"));
+    assert_eq!(rest, ["b", "d"]);
+    let last = VesselId::parse("d").unwrap();
+    assert!(
+        store
+            .list(Some(&last), 10)
+            .await
+            .expect("past the end")
+            .is_empty()
+    );
+}
+
 async fn ping_answers(store: impl VesselStore) {
     store.ping().await.expect("ping");
 }
@@ -189,6 +215,7 @@ store_contract!(
     find_available_picks_the_smallest_that_fits,
     an_empty_fleet_fits_nothing,
     preparing_and_seeding_twice_adds_the_fleet_once,
+    list_pages_through_the_fleet_in_id_order,
     ping_answers,
     ]
 );

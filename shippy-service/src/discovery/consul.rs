@@ -77,12 +77,16 @@ pub struct Registration {
     pub check: Check,
 }
 
-/// A gRPC health check (`grpc.health.v1.Health/Check` on the whole server).
+/// A health check Consul runs: gRPC (`grpc.health.v1.Health/Check` on
+/// the whole server) or, for an HTTP service, a GET that must answer 2xx.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `host:port` to check.
-    #[serde(rename = "GRPC")]
-    pub grpc: String,
+    /// `host:port` to check over gRPC.
+    #[serde(rename = "GRPC", skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
+    /// `http://host:port/path` to GET instead.
+    #[serde(rename = "HTTP", skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
     /// Plain-text gRPC.
     #[serde(rename = "GRPCUseTLS")]
     pub grpc_use_tls: bool,

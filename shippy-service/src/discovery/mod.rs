@@ -111,16 +111,48 @@ impl Discovery {
         Ok(channel)
     }
 
-    /// Keeps this instance (`name`, serving on `listening`) registered until
-    /// `shutdown` fires, then deregisters it. Nothing to do without Consul.
+    /// Keeps this instance (`name`, serving gRPC on `listening`) registered
+    /// until `shutdown` fires, then deregisters it. Nothing to do without Consul.
     pub fn register(
         &self,
         name: &'static str,
         listening: SocketAddr,
         shutdown: Shutdown,
     ) -> Option<JoinHandle<()>> {
+        self.register_checked(name, listening, shutdown, |host, port| {
+            (Some(format!("{host}:{port}")), None)
+        })
+    }
+
+    /// Like [`Self::register`], for an HTTP service: Consul checks it with a
+    /// GET of `health_path` (e.g. `/healthz`).
+    pub fn register_http(
+        &self,
+        name: &'static str,
+        listening: SocketAddr,
+        health_path: &str,
+        shutdown: Shutdown,
+    ) -> Option<JoinHandle<()>> {
+        self.register_checked(name, listening, shutdown, |host, port| {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            (None, Some(format!("http://{host}:{port}{health_path}")))
+        })
+    }
+
+    fn register_checked(
+        &self,
+        name: &'static str,
+        listening: SocketAddr,
+        shutdown: Shutdown,
+        check: impl FnOnce(&str, u16) -> (Option<String>, Option<String>),
+    ) -> Option<JoinHandle<()>> {
         let consul = self.consul.clone()?;
         let (host, port) = advertised(listening, self.advertise.as_deref());
+        let (grpc, http) = check(&host, port);
         let version = env!("CARGO_PKG_VERSION");
         let registration = Registration {
             id: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
@@ -130,7 +162,8 @@ impl Discovery {
             tags: vec![format!("version={version}")],
             meta: HashMap::from([("version".to_owned(), version.to_owned())]),
             check: Check {
-                grpc: format!("{host}:{port}"),
+                grpc,
+                http,
                 grpc_use_tls: false,
                 interval: "2s".into(),
                 timeout: "1s".into(),

@@ -56,6 +56,13 @@ pub trait VesselStore: Send + Sync {
     fn get(&self, id: &VesselId)
     -> impl Future<Output = Result<Option<Vessel>, StoreError>> + Send;
 
+    /// Up to `limit` vessels ordered by id, starting after `after`.
+    fn list(
+        &self,
+        after: Option<&VesselId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Vessel>, StoreError>> + Send;
+
     /// The smallest available vessel that fits `spec`: least capacity, then
     /// least max_weight, then id.
     fn find_available(
@@ -122,6 +129,10 @@ impl VesselStore for Store {
 
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
         dispatch!(self, store => store.get(id))
+    }
+
+    async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
+        dispatch!(self, store => store.list(after, limit))
     }
 
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {

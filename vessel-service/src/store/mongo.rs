@@ -153,6 +153,31 @@ impl VesselStore for MongoStore {
     }
 
     #[tracing::instrument(
+        name = "mongodb.list_vessels",
+        skip_all,
+        fields(limit),
+        err(Display, level = "debug")
+    )]
+    async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
+        use futures::TryStreamExt;
+        let filter = match after {
+            Some(id) => doc! { "_id": { "$gt": id.as_str() } },
+            None => doc! {},
+        };
+        let documents: Vec<VesselDocument> = self
+            .vessels
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        documents.into_iter().map(Vessel::try_from).collect()
+    }
+
+    #[tracing::instrument(
         name = "mongodb.find_available_vessel",
         skip_all,
         fields(spec.capacity = spec.capacity.get(), spec.max_weight = spec.max_weight.get()),

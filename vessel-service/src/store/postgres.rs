@@ -115,6 +115,27 @@ impl VesselStore for PostgresStore {
     }
 
     #[tracing::instrument(
+        name = "postgres.list_vessels",
+        skip_all,
+        fields(limit),
+        err(Display, level = "debug")
+    )]
+    async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
+        // Byte order (`C`), the order MongoDB compares strings in, so both
+        // stores page alike.
+        let rows: Vec<VesselRow> = sqlx::query_as(
+            "SELECT id, name, capacity, max_weight, available, owner_id FROM vessels \
+             WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2",
+        )
+        .bind(after.map_or("", VesselId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Vessel::try_from).collect()
+    }
+
+    #[tracing::instrument(
         name = "postgres.find_available_vessel",
         skip_all,
         fields(spec.capacity = spec.capacity.get(), spec.max_weight = spec.max_weight.get()),

@@ -1,0 +1,251 @@
+//! The `/api/v1` handlers: JSON in, a gRPC call with the caller's token
+//! passed on, JSON out. The services decide who may do what; the gateway
+//! only translates.
+
+use axum::{
+    Json,
+    extract::{
+        Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use shippy_proto::{
+    consignment::v1::{self as consignment, shipping_service_client::ShippingServiceClient},
+    user::v1::{self as user, user_service_client::UserServiceClient},
+    vessel::v1::{self as vessel, vessel_service_client::VesselServiceClient},
+};
+use shippy_service::telemetry::propagation::TraceInterceptor;
+use tonic::{
+    metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
+};
+
+use crate::{
+    error::HttpError,
+    json::{self, Page},
+};
+
+/// The channels to the services.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    /// user-service.
+    pub users: Channel,
+    /// consignment-service.
+    pub consignments: Channel,
+    /// vessel-service.
+    pub vessels: Channel,
+}
+
+type Traced = InterceptedService<Channel, TraceInterceptor>;
+
+impl Peers {
+    fn users(&self) -> UserServiceClient<Traced> {
+        UserServiceClient::with_interceptor(self.users.clone(), TraceInterceptor)
+    }
+
+    fn shipping(&self) -> ShippingServiceClient<Traced> {
+        ShippingServiceClient::with_interceptor(self.consignments.clone(), TraceInterceptor)
+    }
+
+    fn vessels(&self) -> VesselServiceClient<Traced> {
+        VesselServiceClient::with_interceptor(self.vessels.clone(), TraceInterceptor)
+    }
+}
+
+/// The longest `authorization` header passed on.
+const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
+
+/// `message` with the caller's `authorization` header, if any, as gRPC
+/// metadata. No header: the service answers UNAUTHENTICATED itself.
+fn with_token<T>(headers: &HeaderMap, message: T) -> Result<tonic::Request<T>, HttpError> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        if value.len() > MAX_AUTHORIZATION_BYTES {
+            return Err(HttpError::unauthenticated(
+                "the authorization header is too long to be a token",
+            ));
+        }
+        let value = MetadataValue::try_from(value.as_bytes()).map_err(|_| {
+            HttpError::unauthenticated("the authorization header must be `Bearer <token>`")
+        })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+/// The bearer token of the request, for `ValidateToken`.
+fn bearer_token(headers: &HeaderMap) -> Result<String, HttpError> {
+    let missing = || {
+        HttpError::unauthenticated(
+            "missing token: send `authorization: Bearer <token>` (get one from POST /api/v1/login)",
+        )
+    };
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let text = value.to_str().map_err(|_| missing())?;
+    let token = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .ok_or_else(missing)?
+        .trim();
+    if token.is_empty() || token.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(missing());
+    }
+    Ok(token.to_owned())
+}
+
+fn created(body: serde_json::Value) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// `POST /api/v1/users`: signs up.
+pub async fn create_user(
+    State(peers): State<Peers>,
+    body: Result<Json<json::NewUser>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let Json(new) = body?;
+    let response = peers
+        .users()
+        .create(user::User {
+            name: new.name,
+            email: new.email,
+            company: new.company,
+            password: new.password,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let user = response.user.map(json::User::from);
+    Ok(created(json!({ "user": user })))
+}
+
+/// `POST /api/v1/login`: a token for email and password.
+pub async fn login(
+    State(peers): State<Peers>,
+    body: Result<Json<json::Login>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let Json(login) = body?;
+    let token = peers
+        .users()
+        .auth(user::User {
+            email: login.email,
+            password: login.password,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(Json(json!({ "token": token.token })).into_response())
+}
+
+/// `GET /api/v1/me`: the caller's profile.
+pub async fn me(State(peers): State<Peers>, headers: HeaderMap) -> Result<Response, HttpError> {
+    let token = bearer_token(&headers)?;
+    let mut users = peers.users();
+    let validated = users
+        .validate_token(user::Token {
+            token,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let request = with_token(
+        &headers,
+        user::User {
+            id: validated.user_id,
+            ..Default::default()
+        },
+    )?;
+    let profile = users.get(request).await?.into_inner().user;
+    Ok(Json(json!({ "user": profile.map(json::User::from) })).into_response())
+}
+
+/// `POST /api/v1/consignments`: ships a consignment as the caller.
+pub async fn create_consignment(
+    State(peers): State<Peers>,
+    headers: HeaderMap,
+    body: Result<Json<json::NewConsignment>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let Json(new) = body?;
+    let request = with_token(&headers, consignment::Consignment::from(new))?;
+    let response = peers
+        .shipping()
+        .create_consignment(request)
+        .await?
+        .into_inner();
+    Ok(created(
+        json!({ "consignment": response.consignment.map(json::Consignment::from) }),
+    ))
+}
+
+/// `GET /api/v1/consignments`: the caller's consignments, newest first.
+pub async fn list_consignments(
+    State(peers): State<Peers>,
+    headers: HeaderMap,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let Query(page) = page?;
+    let request = with_token(
+        &headers,
+        consignment::GetRequest {
+            page_size: page.page_size,
+            page_token: page.page_token,
+        },
+    )?;
+    let response = peers
+        .shipping()
+        .get_consignments(request)
+        .await?
+        .into_inner();
+    let consignments: Vec<_> = response
+        .consignments
+        .into_iter()
+        .map(json::Consignment::from)
+        .collect();
+    Ok(Json(json!({
+        "consignments": consignments,
+        "next_page_token": response.next_page_token,
+    }))
+    .into_response())
+}
+
+/// `POST /api/v1/vessels`: adds a vessel (admins only; vessel-service decides).
+pub async fn create_vessel(
+    State(peers): State<Peers>,
+    headers: HeaderMap,
+    body: Result<Json<json::NewVessel>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let Json(new) = body?;
+    let request = with_token(&headers, vessel::Vessel::from(new))?;
+    let response = peers.vessels().create(request).await?.into_inner();
+    Ok(created(
+        json!({ "vessel": response.vessel.map(json::Vessel::from) }),
+    ))
+}
+
+/// `GET /api/v1/vessels`: the fleet, ordered by id (any signed-in user).
+pub async fn list_vessels(
+    State(peers): State<Peers>,
+    headers: HeaderMap,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let Query(page) = page?;
+    let request = with_token(
+        &headers,
+        vessel::ListRequest {
+            page_size: page.page_size,
+            page_token: page.page_token,
+        },
+    )?;
+    let response = peers.vessels().list_vessels(request).await?.into_inner();
+    let vessels: Vec<_> = response
+        .vessels
+        .into_iter()
+        .map(json::Vessel::from)
+        .collect();
+    Ok(Json(json!({
+        "vessels": vessels,
+        "next_page_token": response.next_page_token,
+    }))
+    .into_response())
+}

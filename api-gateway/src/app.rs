@@ -1,0 +1,255 @@
+//! Putting api-gateway together: bind, find the services, serve the JSON
+//! API, the OpenAPI document, the web UI and the probes.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::json;
+use shippy_service::{
+    Shutdown,
+    discovery::{CallTimeouts, Discovery, InvalidAddress},
+    metrics::Metrics,
+};
+use tokio::net::TcpListener;
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{
+    api::{self, Peers},
+    error::HttpError,
+    observe::{self, HttpMetrics},
+    openapi,
+    settings::Settings,
+    ui,
+};
+
+/// The largest request body read: a consignment with many containers is a
+/// few kilobytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Calls to the services: connecting, and each call.
+const CALLS: CallTimeouts = CallTimeouts {
+    connect: Duration::from_secs(1),
+    request: Duration::from_secs(5),
+};
+/// How long `/readyz` waits for each service's health.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// api-gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An address cannot be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A service URL is not usable.
+    #[error(transparent)]
+    Address(#[from] InvalidAddress),
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
+
+/// api-gateway, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    metrics: Metrics,
+    discovery: Discovery,
+    router: Router,
+    background: Shutdown,
+}
+
+impl Application {
+    /// Binds the listen and metrics addresses and makes (lazy) channels to
+    /// the services; nothing waits for them.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let listener = bind(settings.listen_addr).await?;
+        let metrics_listener = bind(settings.metrics_addr).await?;
+        let metrics = Metrics::new();
+        let discovery = Discovery::new(&settings.discovery);
+        let background = Shutdown::new();
+        let peers = Peers {
+            users: discovery.channel(
+                "user-service",
+                &settings.user_service_url,
+                CALLS,
+                &background,
+            )?,
+            consignments: discovery.channel(
+                "consignment-service",
+                &settings.consignment_service_url,
+                CALLS,
+                &background,
+            )?,
+            vessels: discovery.channel(
+                "vessel-service",
+                &settings.vessel_service_url,
+                CALLS,
+                &background,
+            )?,
+        };
+        let router = router(peers, HttpMetrics::register(&metrics));
+        Ok(Self {
+            listener,
+            metrics_listener,
+            metrics,
+            discovery,
+            router,
+            background,
+        })
+    }
+
+    /// The address the HTTP server listens on (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires, then lets requests in flight finish.
+    pub async fn run(self, shutdown: Shutdown) -> std::io::Result<()> {
+        let metrics = tokio::spawn(
+            self.metrics
+                .clone()
+                .serve(self.metrics_listener, shutdown.clone()),
+        );
+        let registration = match self.listener.local_addr() {
+            Ok(address) => {
+                self.discovery
+                    .register_http("api-gateway", address, "/healthz", shutdown.clone())
+            }
+            Err(_) => None,
+        };
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.wait_owned())
+            .await;
+        shutdown.trigger();
+        self.background.trigger();
+        if let Some(task) = registration
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "Consul registration task failed");
+        }
+        match metrics.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::error!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
+        }
+        served
+    }
+}
+
+/// Every route of the gateway.
+pub fn router(peers: Peers, metrics: HttpMetrics) -> Router {
+    let api = Router::new()
+        .route("/users", post(api::create_user))
+        .route("/login", post(api::login))
+        .route("/me", get(api::me))
+        .route(
+            "/consignments",
+            post(api::create_consignment).get(api::list_consignments),
+        )
+        .route("/vessels", post(api::create_vessel).get(api::list_vessels))
+        .fallback(not_found)
+        .with_state(peers.clone());
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz).with_state(peers))
+        .merge(ui::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(metrics, observe::observe))
+}
+
+async fn not_found() -> HttpError {
+    HttpError {
+        code: Code::NotFound,
+        message: "no such route; GET /api/openapi.json lists them".into(),
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": {
+            "code": "METHOD_NOT_ALLOWED",
+            "message": "this route does not take that method; GET /api/openapi.json lists them",
+        }})),
+    )
+        .into_response()
+}
+
+/// `/healthz`: the process is up.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn serving(channel: Channel) -> Result<(), String> {
+    let mut client = HealthClient::new(channel);
+    let asked = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    match tokio::time::timeout(READY_TIMEOUT, asked).await {
+        Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
+        Ok(Ok(response)) => Err(format!("{:?}", response.get_ref().status())),
+        Ok(Err(status)) => Err(format!("{:?}", status.code())),
+        Err(_) => Err("no answer in time".into()),
+    }
+}
+
+/// `/readyz`: 200 when every service the API needs is serving, else 503
+/// naming the ones that are not.
+async fn readyz(State(peers): State<Peers>) -> Response {
+    let (users, consignments, vessels) = tokio::join!(
+        serving(peers.users),
+        serving(peers.consignments),
+        serving(peers.vessels)
+    );
+    let mut services = serde_json::Map::new();
+    let mut ready = true;
+    for (name, state) in [
+        ("user-service", users),
+        ("consignment-service", consignments),
+        ("vessel-service", vessels),
+    ] {
+        ready &= state.is_ok();
+        services.insert(
+            name.into(),
+            json!(state.map_or_else(|reason| reason, |()| "SERVING".into())),
+        );
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if ready { "ready" } else { "not ready" }, "services": services})),
+    )
+        .into_response()
+}

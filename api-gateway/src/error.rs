@@ -1,0 +1,215 @@
+//! Every error the API answers, as `{"error": {"code", "message"}}` with
+//! the HTTP status of its gRPC code: the one place that mapping lives.
+
+use axum::{
+    Json,
+    extract::rejection::{JsonRejection, QueryRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use tonic::Code;
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The gRPC code, which decides the HTTP status.
+    pub code: Code,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl HttpError {
+    /// An `INVALID_ARGUMENT` (400).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: Code::InvalidArgument,
+            message: message.into(),
+        }
+    }
+
+    /// An `UNAUTHENTICATED` (401).
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self {
+            code: Code::Unauthenticated,
+            message: message.into(),
+        }
+    }
+}
+
+/// The HTTP status that matches a gRPC code.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::FailedPrecondition => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable | Code::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The code's name as the protos spell it, e.g. `INVALID_ARGUMENT`.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Seconds to wait, from a message like "…; retry in 42s"; at least 1.
+pub fn retry_after_secs(message: &str) -> u64 {
+    message
+        .rsplit_once("retry in ")
+        .and_then(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().ok()
+        })
+        .unwrap_or(1)
+        .clamp(1, 24 * 3600)
+}
+
+impl From<tonic::Status> for HttpError {
+    fn from(status: tonic::Status) -> Self {
+        // A status made here by the transport (it has a source error) would
+        // describe our network; a service's own status never has one.
+        let local = std::error::Error::source(&status).is_some();
+        let message = match status.code() {
+            Code::DeadlineExceeded if local => {
+                "a service this request needs did not answer in time; retry shortly".to_owned()
+            }
+            _ if local => "a service this request needs is unreachable; retry shortly".to_owned(),
+            _ if status.message().is_empty() => code_name(status.code()).to_lowercase(),
+            _ => status.message().to_owned(),
+        };
+        Self {
+            code: status.code(),
+            message,
+        }
+    }
+}
+
+impl From<JsonRejection> for HttpError {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                "send the body as JSON with `content-type: application/json`".to_owned()
+            }
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Self {
+                    code: Code::OutOfRange,
+                    message: format!(
+                        "the request body is larger than {} bytes",
+                        crate::app::MAX_BODY_BYTES
+                    ),
+                };
+            }
+            _ => format!(
+                "the request body is not the JSON expected: {}",
+                rejection.body_text()
+            ),
+        };
+        Self::invalid(message)
+    }
+}
+
+impl From<QueryRejection> for HttpError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::invalid(format!("bad query string: {}", rejection.body_text()))
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        // A body over the limit is reported as 413, not as OUT_OF_RANGE's 400.
+        let status = if self.code == Code::OutOfRange && self.message.contains("larger than") {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            http_status(self.code)
+        };
+        let mut response = (
+            status,
+            Json(Body {
+                error: Inner {
+                    code: code_name(self.code),
+                    message: &self.message,
+                },
+            }),
+        )
+            .into_response();
+        if self.code == Code::ResourceExhausted {
+            let seconds = retry_after_secs(&self.message);
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_the_issue_names_has_its_status() {
+        for (code, status) in [
+            (Code::InvalidArgument, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::FailedPrecondition, 422),
+            (Code::ResourceExhausted, 429),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+        ] {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn resource_exhausted_carries_retry_after() {
+        let response = HttpError::from(tonic::Status::resource_exhausted(
+            "too many failed logins for this account; retry in 42s",
+        ))
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
+        assert_eq!(retry_after_secs("slow down"), 1);
+        assert_eq!(retry_after_secs("retry in 0s"), 1);
+    }
+}

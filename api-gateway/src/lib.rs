@@ -1,0 +1,21 @@
+//! api-gateway: the HTTP side of shippy.
+//!
+//! - [`api`]: the `/api/v1` handlers, each one gRPC call (or two) with the
+//!   caller's token passed on; the services stay the authority.
+//! - [`json`]: the JSON bodies, with the protos' field names.
+//! - [`error`]: gRPC code → HTTP status and the `{"error": …}` body, in one place.
+//! - [`openapi`]: the OpenAPI 3 document, from the route table.
+//! - [`observe`]: a span per request continuing the caller's W3C trace; RED metrics.
+//! - [`ui`]: the web UI, embedded in the binary.
+//! - [`app`]: [`app::Application`], which binds and serves; `main` only
+//!   loads settings and runs it.
+
+pub mod api;
+pub mod app;
+pub mod error;
+pub mod healthcheck;
+pub mod json;
+pub mod observe;
+pub mod openapi;
+pub mod settings;
+pub mod ui;

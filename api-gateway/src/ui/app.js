@@ -1,0 +1,317 @@
+// The shippy web UI: one module, no dependencies. It calls the JSON API
+// under /api/v1 with the token kept in sessionStorage, and writes every
+// value with textContent (never as HTML).
+
+const $ = (selector) => document.querySelector(selector);
+const TOKEN = "shippy.token";
+const PAGE_SIZE = 10;
+
+const state = {
+  token: sessionStorage.getItem(TOKEN),
+  pageTokens: [""], // the token of each consignment page seen, newest first
+  nextPage: "",
+  vesselNames: new Map(),
+  nextVessels: "",
+};
+
+// What to tell a person for each status the API can answer.
+const ADVICE = {
+  400: "Please check the form",
+  401: "Please log in",
+  403: "Not allowed",
+  404: "Not found",
+  409: "Already exists",
+  413: "Too much data",
+  422: "Cannot do that now",
+  429: "Too many attempts",
+  500: "Something went wrong on our side",
+  503: "The service is unavailable; please retry shortly",
+  504: "The service took too long; please retry",
+};
+
+class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (state.token) headers.authorization = `Bearer ${state.token}`;
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "NETWORK", "cannot reach the server; check your connection");
+  }
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (!response.ok) {
+    const error = payload && payload.error ? payload.error : {};
+    throw new ApiError(
+      response.status,
+      error.code || String(response.status),
+      error.message || response.statusText,
+      response.headers.get("retry-after"),
+    );
+  }
+  return payload;
+}
+
+function show(element, visible) {
+  element.hidden = !visible;
+}
+
+function say(text) {
+  const notice = $("#notice");
+  notice.textContent = text;
+  show(notice, Boolean(text));
+  if (text) show($("#message"), false);
+}
+
+function fail(error) {
+  const message = $("#message");
+  if (!(error instanceof ApiError)) {
+    message.textContent = `Unexpected error: ${error}`;
+  } else {
+    const advice = ADVICE[error.status] || "Error";
+    let text = `${advice}: ${error.message}`;
+    if (error.status === 429 && error.retryAfter) {
+      text += ` (try again in ${error.retryAfter} s)`;
+    }
+    message.textContent = text;
+  }
+  show(message, true);
+  show($("#notice"), false);
+  message.focus();
+  if (error instanceof ApiError && error.status === 401 && state.token) {
+    signOut(false);
+  }
+}
+
+function claims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part));
+  } catch {
+    return {};
+  }
+}
+
+function isAdmin() {
+  const roles = claims(state.token || "").roles;
+  return Array.isArray(roles) && roles.includes("admin");
+}
+
+function form(event) {
+  event.preventDefault();
+  return Object.fromEntries(new FormData(event.target).entries());
+}
+
+function integer(text, what) {
+  const value = Number(text);
+  if (!Number.isInteger(value)) {
+    throw new ApiError(400, "INVALID_ARGUMENT", `${what} must be a whole number`);
+  }
+  return value;
+}
+
+async function busy(event, work) {
+  const buttons = event.target.querySelectorAll("button");
+  buttons.forEach((button) => (button.disabled = true));
+  try {
+    await work();
+  } catch (error) {
+    fail(error);
+  } finally {
+    buttons.forEach((button) => (button.disabled = false));
+  }
+}
+
+// ---- signing in and out ---------------------------------------------------
+
+async function signIn(email, password) {
+  const { token } = await api("POST", "/login", { email, password });
+  state.token = token;
+  sessionStorage.setItem(TOKEN, token);
+  await enter();
+}
+
+async function enter() {
+  const { user } = await api("GET", "/me");
+  say("");
+  show($("#message"), false);
+  $("#whoami").textContent = `${user.name} <${user.email}>`;
+  show($("#session"), true);
+  show($("#signed-out"), false);
+  show($("#signed-in"), true);
+  show($("#fleet"), isAdmin());
+  state.pageTokens = [""];
+  state.vesselNames.clear();
+  state.nextVessels = "";
+  $("#vessels tbody").replaceChildren();
+  await loadVessels();
+  await loadConsignments("");
+  $("#ship-form input[name=description]").focus();
+}
+
+function signOut(announce = true) {
+  state.token = null;
+  sessionStorage.removeItem(TOKEN);
+  show($("#session"), false);
+  show($("#signed-in"), false);
+  show($("#signed-out"), true);
+  $("#consignments tbody").replaceChildren();
+  if (announce) say("You are logged out.");
+  $("#login-form input[name=email]").focus();
+}
+
+// ---- consignments -----------------------------------------------------------
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.append(td);
+}
+
+function vesselLabel(id) {
+  const name = state.vesselNames.get(id);
+  return name ? `${name} (${id})` : id;
+}
+
+async function loadConsignments(pageToken) {
+  const query = new URLSearchParams({ page_size: PAGE_SIZE, page_token: pageToken });
+  const page = await api("GET", `/consignments?${query}`);
+  const rows = page.consignments.map((c) => {
+    const row = document.createElement("tr");
+    cell(row, c.created_at ? new Date(c.created_at).toLocaleString() : "");
+    cell(row, c.description);
+    cell(row, `${c.weight} kg`);
+    cell(row, c.containers.map((k) => k.origin || k.customer_id || k.id || "container").join(", ") || "none");
+    cell(row, vesselLabel(c.vessel_id));
+    return row;
+  });
+  $("#consignments tbody").replaceChildren(...rows);
+  show($("#no-consignments"), rows.length === 0);
+  state.nextPage = page.next_page_token;
+  $("#next-page").disabled = !page.next_page_token;
+  $("#first-page").disabled = pageToken === "";
+}
+
+async function loadVessels() {
+  const query = new URLSearchParams({ page_size: 50, page_token: state.nextVessels });
+  const page = await api("GET", `/vessels?${query}`);
+  for (const v of page.vessels) {
+    state.vesselNames.set(v.id, v.name);
+    const row = document.createElement("tr");
+    cell(row, v.id);
+    cell(row, v.name);
+    cell(row, String(v.capacity));
+    cell(row, `${v.max_weight} kg`);
+    cell(row, v.available ? "yes" : "no");
+    $("#vessels tbody").append(row);
+  }
+  state.nextVessels = page.next_page_token;
+  $("#more-vessels").disabled = !page.next_page_token;
+}
+
+function addContainer(focus = true) {
+  const row = $("#container-row").content.firstElementChild.cloneNode(true);
+  row.querySelector(".remove").addEventListener("click", () => {
+    const next = row.nextElementSibling || row.previousElementSibling;
+    row.remove();
+    (next ? next.querySelector("input") : $("#add-container")).focus();
+  });
+  $("#containers").append(row);
+  if (focus) row.querySelector("input").focus();
+}
+
+// ---- wiring -------------------------------------------------------------------
+
+$("#login-form").addEventListener("submit", (event) => {
+  const { email, password } = form(event);
+  busy(event, () => signIn(email, password));
+});
+
+$("#signup-form").addEventListener("submit", (event) => {
+  const fields = form(event);
+  busy(event, async () => {
+    await api("POST", "/users", fields);
+    event.target.reset();
+    await signIn(fields.email, fields.password);
+    say(`Welcome, ${fields.name}!`);
+  });
+});
+
+$("#logout").addEventListener("click", () => signOut());
+
+$("#add-container").addEventListener("click", () => addContainer());
+
+$("#ship-form").addEventListener("submit", (event) => {
+  const fields = form(event);
+  busy(event, async () => {
+    const containers = [...document.querySelectorAll("#containers li")].map((li) => ({
+      customer_id: li.querySelector("[name=customer_id]").value,
+      origin: li.querySelector("[name=origin]").value,
+    }));
+    const { consignment } = await api("POST", "/consignments", {
+      description: fields.description,
+      weight: integer(fields.weight, "Weight"),
+      containers,
+    });
+    event.target.reset();
+    $("#containers").replaceChildren();
+    addContainer(false);
+    state.pageTokens = [""];
+    await loadConsignments("");
+    say(`Shipped "${consignment.description}" on ${vesselLabel(consignment.vessel_id)}.`);
+  });
+});
+
+$("#next-page").addEventListener("click", () => {
+  state.pageTokens.push(state.nextPage);
+  loadConsignments(state.nextPage).catch(fail);
+});
+
+$("#first-page").addEventListener("click", () => {
+  state.pageTokens = [""];
+  loadConsignments("").catch(fail);
+});
+
+$("#more-vessels").addEventListener("click", () => loadVessels().catch(fail));
+
+$("#vessel-form").addEventListener("submit", (event) => {
+  const fields = form(event);
+  busy(event, async () => {
+    const { vessel } = await api("POST", "/vessels", {
+      name: fields.name,
+      capacity: integer(fields.capacity, "Capacity"),
+      max_weight: integer(fields.max_weight, "Max weight"),
+    });
+    event.target.reset();
+    say(`Added vessel ${vessel.name} (${vessel.id}).`);
+    state.nextVessels = "";
+    $("#vessels tbody").replaceChildren();
+    await loadVessels();
+  });
+});
+
+$("#message").tabIndex = -1;
+addContainer(false);
+if (state.token) {
+  enter().catch(fail);
+} else {
+  $("#login-form input[name=email]").focus();
+}

@@ -1,0 +1,275 @@
+//! The JSON API against the real services: user-, vessel- and
+//! consignment-service in-process (the cluster of consignment-service's
+//! end-to-end tests) and the gateway in front of them, spoken to over HTTP.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    missing_debug_implementations
+)]
+
+#[path = "../../../consignment-service/tests/cluster/mod.rs"]
+mod cluster;
+
+mod routes;
+mod service;
+mod traces;
+
+use std::net::SocketAddr;
+
+use api_gateway::{app::Application, settings::Settings};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use serde_json::Value;
+use shippy_service::Shutdown;
+
+pub use cluster::{ADMIN, PASSWORD};
+use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
+use tonic_health::pb::health_check_response::ServingStatus;
+use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
+
+/// The three services on random ports, each with a fresh database.
+pub struct Services {
+    pub user_addr: SocketAddr,
+    pub vessel_addr: SocketAddr,
+    pub consignment_addr: SocketAddr,
+    shutdowns: Vec<Shutdown>,
+}
+
+impl Services {
+    pub async fn start() -> Self {
+        init_test_logging();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let user_settings = UserSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_postgres_database("gw_users").await,
+            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
+            jwt_signing_key_file: None,
+            jwt_ttl: std::time::Duration::from_secs(3600).into(),
+            bcrypt_cost: 4,
+            admin_emails: vec![ADMIN.into()],
+            login: Default::default(),
+            events_stream: format!("USERS_{unique}"),
+            user_created_subject: format!("test.{unique}.user.created"),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            discovery: Default::default(),
+        };
+        let user_app = UserApp::build(&user_settings).await.unwrap();
+        let user_addr = user_app.local_addr().unwrap();
+        let user_shutdown = Shutdown::new();
+        tokio::spawn(user_app.run(user_shutdown.clone()));
+        let (vessel_addr, vessel_shutdown) =
+            cluster::spawn_vessel_service(fresh_postgres_database("gw_vessels").await, user_addr)
+                .await;
+        let (consignment_addr, consignment_shutdown) = cluster::spawn_consignment_service(
+            fresh_postgres_database("gw_consignments").await,
+            vessel_addr,
+            user_addr,
+        )
+        .await;
+        for address in [user_addr, vessel_addr, consignment_addr] {
+            wait_for_health(&cluster::channel(address), ServingStatus::Serving).await;
+        }
+        Self {
+            user_addr,
+            vessel_addr,
+            consignment_addr,
+            shutdowns: vec![user_shutdown, vessel_shutdown, consignment_shutdown],
+        }
+    }
+
+    /// The gateway's settings for these services.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            user_service_url: format!("http://{}", self.user_addr),
+            consignment_service_url: format!("http://{}", self.consignment_addr),
+            vessel_service_url: format!("http://{}", self.vessel_addr),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            discovery: Default::default(),
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for shutdown in &self.shutdowns {
+            shutdown.trigger();
+        }
+    }
+}
+
+/// A gateway in front of the services, and an HTTP client for it.
+pub struct Gateway {
+    pub services: Services,
+    pub address: SocketAddr,
+    pub metrics: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    shutdown: Shutdown,
+}
+
+/// An answer: status, headers and the body as JSON (`Null` if it is not).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Answer {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// The error message of an error body.
+    pub fn message(&self) -> &str {
+        self.json["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+impl Gateway {
+    /// Fresh services and a gateway in front of them.
+    pub async fn start() -> Self {
+        let services = Services::start().await;
+        let settings = services.settings();
+        Self::start_with(services, settings).await
+    }
+
+    /// A gateway with `settings` in front of `services`.
+    pub async fn start_with(services: Services, settings: Settings) -> Self {
+        let app = Application::build(&settings).await.expect("gateway builds");
+        let address = app.local_addr().unwrap();
+        let metrics = app.metrics_addr().unwrap();
+        let shutdown = Shutdown::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        Self {
+            services,
+            address,
+            metrics,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            shutdown,
+        }
+    }
+
+    /// Sends a request with a raw body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let response = self.client.request(request).await.expect("HTTP answer");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send("GET", path, token, &[], None).await
+    }
+
+    /// POST of a JSON value.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.send(
+            "POST",
+            path,
+            token,
+            &[("content-type", "application/json")],
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+    }
+
+    /// Signs up `email` through the API and logs in: (user id, token).
+    pub async fn user(&self, email: &str) -> (String, String) {
+        let created = self
+            .post(
+                "/api/v1/users",
+                None,
+                serde_json::json!({"name": "Someone", "email": email, "company": "ACME", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.json["user"]["id"].as_str().unwrap().to_owned();
+        (id, self.login(email).await)
+    }
+
+    /// Logs in an existing account.
+    pub async fn login(&self, email: &str) -> String {
+        let login = self
+            .post(
+                "/api/v1/login",
+                None,
+                serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        login.json["token"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// A bare HTTP/1.0 request to `address`: (status, body).
+pub async fn raw_request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+        return (0, String::new());
+    };
+    let mut request = format!("{method} {path} HTTP/1.0\r\nhost: localhost\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text).await;
+    let status = text
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

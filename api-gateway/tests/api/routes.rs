@@ -1,0 +1,344 @@
+//! Every `/api/v1` route: its success, and each error status it can give.
+
+use serde_json::json;
+
+use crate::{ADMIN, Gateway, PASSWORD};
+
+fn consignment(description: &str, weight: i32, containers: usize) -> serde_json::Value {
+    let containers: Vec<_> = (0..containers)
+        .map(|n| json!({"customer_id": format!("cust-{n}"), "origin": format!("Port {n}")}))
+        .collect();
+    json!({"description": description, "weight": weight, "containers": containers})
+}
+
+#[tokio::test]
+async fn sign_up_log_in_and_read_your_profile() {
+    let gateway = Gateway::start().await;
+    let email = "alice@example.com";
+    let signup = json!({"name": "Alice", "email": email, "company": "ACME", "password": PASSWORD});
+    let created = gateway.post("/api/v1/users", None, signup.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let user = &created.json["user"];
+    assert_eq!(user["email"], email);
+    assert_eq!(user["company"], "ACME");
+    assert!(user["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(user.get("password").is_none(), "never the password: {user}");
+
+    let again = gateway.post("/api/v1/users", None, signup).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (409, "ALREADY_EXISTS"),
+        "{}",
+        again.text
+    );
+
+    let bad_email = gateway
+        .post(
+            "/api/v1/users",
+            None,
+            json!({"name": "B", "email": "not-an-email", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (bad_email.status, bad_email.code()),
+        (400, "INVALID_ARGUMENT")
+    );
+    assert!(bad_email.message().contains("email"), "{}", bad_email.text);
+
+    let token = gateway.login(email).await;
+    let wrong = gateway
+        .post(
+            "/api/v1/login",
+            None,
+            json!({"email": email, "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (401, "UNAUTHENTICATED"),
+        "{}",
+        wrong.text
+    );
+
+    let me = gateway.get("/api/v1/me", Some(&token)).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json["user"]["email"], email);
+    assert_eq!(me.json["user"]["id"], created.json["user"]["id"]);
+    assert!(
+        me.json["user"]["created_at"].as_str().is_some(),
+        "{}",
+        me.text
+    );
+
+    let anonymous = gateway.get("/api/v1/me", None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "UNAUTHENTICATED")
+    );
+    let forged = gateway.get("/api/v1/me", Some("forged.token.here")).await;
+    assert_eq!(
+        (forged.status, forged.code()),
+        (401, "UNAUTHENTICATED"),
+        "{}",
+        forged.text
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_the_json_expected_is_a_400_saying_why() {
+    let gateway = Gateway::start().await;
+    let json_type = [("content-type", "application/json")];
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Headers, &[u8], &str); 5] = [
+        (&json_type, b"{\"email\": ", "EOF"),
+        (&json_type, b"{\"email\": \"a@b.c\"}", "password"),
+        (
+            &json_type,
+            b"{\"email\": \"a@b.c\", \"password\": \"x\", \"admin\": true}",
+            "unknown field `admin`",
+        ),
+        (&json_type, b"{\"email\": 5, \"password\": \"x\"}", "email"),
+        (
+            &[],
+            b"{\"email\": \"a@b.c\", \"password\": \"x\"}",
+            "content-type",
+        ),
+    ];
+    for (headers, body, says) in cases {
+        let answer = gateway
+            .send("POST", "/api/v1/login", None, headers, Some(body.to_vec()))
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (400, "INVALID_ARGUMENT"),
+            "{}",
+            answer.text
+        );
+        assert!(answer.message().contains(says), "{says}: {}", answer.text);
+    }
+    let weight = gateway
+        .post(
+            "/api/v1/consignments",
+            None,
+            json!({"description": "x", "weight": "heavy"}),
+        )
+        .await;
+    assert_eq!(weight.status, 400, "{}", weight.text);
+    assert!(weight.message().contains("weight"), "{}", weight.text);
+
+    let huge = vec![b' '; api_gateway::app::MAX_BODY_BYTES + 1];
+    let answer = gateway
+        .send("POST", "/api/v1/users", None, &json_type, Some(huge))
+        .await;
+    assert_eq!(answer.status, 413, "{}", answer.text);
+    assert!(answer.message().contains("larger than"), "{}", answer.text);
+}
+
+#[tokio::test]
+async fn consignments_are_shipped_and_listed_for_their_owner_only() {
+    let gateway = Gateway::start().await;
+    let (alice_id, alice) = gateway.user("alice@example.com").await;
+    let (_, bob) = gateway.user("bob@example.com").await;
+
+    let shipped = gateway
+        .post(
+            "/api/v1/consignments",
+            Some(&alice),
+            consignment("First", 100, 2),
+        )
+        .await;
+    assert_eq!(shipped.status, 201, "{}", shipped.text);
+    let first = &shipped.json["consignment"];
+    assert_eq!(first["owner_id"], alice_id.as_str());
+    assert_eq!(first["containers"].as_array().unwrap().len(), 2);
+    assert_eq!(first["containers"][1]["origin"], "Port 1");
+    assert!(
+        first["vessel_id"].as_str().is_some_and(|v| !v.is_empty()),
+        "{first}"
+    );
+    let second = gateway
+        .post(
+            "/api/v1/consignments",
+            Some(&alice),
+            consignment("Second", 200, 1),
+        )
+        .await;
+    assert_eq!(second.status, 201, "{}", second.text);
+
+    // Newest first, one page at a time.
+    let page = gateway
+        .get("/api/v1/consignments?page_size=1", Some(&alice))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(page.json["consignments"][0]["description"], "Second");
+    let next = page.json["next_page_token"].as_str().unwrap().to_owned();
+    assert!(!next.is_empty(), "{}", page.text);
+    let older = gateway
+        .get(
+            &format!("/api/v1/consignments?page_size=1&page_token={next}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(older.status, 200, "{}", older.text);
+    assert_eq!(older.json["consignments"][0]["description"], "First");
+    assert_eq!(
+        older.json["consignments"][0]["vessel_id"],
+        first["vessel_id"]
+    );
+
+    // Another user's consignments never appear.
+    let bobs = gateway.get("/api/v1/consignments", Some(&bob)).await;
+    assert_eq!(bobs.status, 200, "{}", bobs.text);
+    assert_eq!(bobs.json["consignments"], json!([]), "{}", bobs.text);
+    assert_eq!(bobs.json["next_page_token"], "");
+
+    // The errors.
+    let anonymous = gateway.get("/api/v1/consignments", None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "UNAUTHENTICATED")
+    );
+    let anonymous = gateway
+        .post("/api/v1/consignments", None, consignment("x", 1, 1))
+        .await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "UNAUTHENTICATED")
+    );
+    let negative = gateway
+        .post(
+            "/api/v1/consignments",
+            Some(&alice),
+            consignment("x", -5, 1),
+        )
+        .await;
+    assert_eq!(
+        (negative.status, negative.code()),
+        (400, "INVALID_ARGUMENT")
+    );
+    assert!(negative.message().contains("weight"), "{}", negative.text);
+    let too_heavy = gateway
+        .post(
+            "/api/v1/consignments",
+            Some(&alice),
+            consignment("Mountain", 2_000_000_000, 1),
+        )
+        .await;
+    assert_eq!(
+        (too_heavy.status, too_heavy.code()),
+        (422, "FAILED_PRECONDITION"),
+        "{}",
+        too_heavy.text
+    );
+    let forged = gateway
+        .get("/api/v1/consignments?page_token=forged", Some(&alice))
+        .await;
+    assert_eq!(
+        (forged.status, forged.code()),
+        (400, "INVALID_ARGUMENT"),
+        "{}",
+        forged.text
+    );
+    let bad_size = gateway
+        .get("/api/v1/consignments?page_size=many", Some(&alice))
+        .await;
+    assert_eq!(
+        (bad_size.status, bad_size.code()),
+        (400, "INVALID_ARGUMENT")
+    );
+    assert!(
+        bad_size.message().contains("page_size"),
+        "{}",
+        bad_size.text
+    );
+}
+
+#[tokio::test]
+async fn vessels_are_listed_for_users_and_created_by_admins_only() {
+    let gateway = Gateway::start().await;
+    let (_, user) = gateway.user("carol@example.com").await;
+    let (_, admin) = gateway.user(ADMIN).await;
+    let ship = json!({"id": "gw-1", "name": "Gateway Queen", "capacity": 3, "max_weight": 300});
+
+    let anonymous = gateway.post("/api/v1/vessels", None, ship.clone()).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "UNAUTHENTICATED")
+    );
+    let forbidden = gateway
+        .post("/api/v1/vessels", Some(&user), ship.clone())
+        .await;
+    assert_eq!(
+        (forbidden.status, forbidden.code()),
+        (403, "PERMISSION_DENIED"),
+        "{}",
+        forbidden.text
+    );
+    let created = gateway
+        .post("/api/v1/vessels", Some(&admin), ship.clone())
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["vessel"]["id"], "gw-1");
+    assert_eq!(created.json["vessel"]["available"], true);
+    let twice = gateway.post("/api/v1/vessels", Some(&admin), ship).await;
+    assert_eq!((twice.status, twice.code()), (409, "ALREADY_EXISTS"));
+    let bad = gateway
+        .post(
+            "/api/v1/vessels",
+            Some(&admin),
+            json!({"name": "Nothing", "capacity": 0, "max_weight": 1}),
+        )
+        .await;
+    assert_eq!((bad.status, bad.code()), (400, "INVALID_ARGUMENT"));
+    assert!(bad.message().contains("capacity"), "{}", bad.text);
+
+    let fleet = gateway
+        .get("/api/v1/vessels?page_size=200", Some(&user))
+        .await;
+    assert_eq!(fleet.status, 200, "{}", fleet.text);
+    let ids: Vec<_> = fleet.json["vessels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["gw-1", "vessel001", "vessel002", "vessel003"]);
+    let page = gateway
+        .get("/api/v1/vessels?page_size=3", Some(&user))
+        .await;
+    assert_eq!(page.json["next_page_token"], "vessel002", "{}", page.text);
+    let anonymous = gateway.get("/api/v1/vessels", None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "UNAUTHENTICATED")
+    );
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_429_with_retry_after() {
+    let gateway = Gateway::start().await;
+    gateway.user("dave@example.com").await;
+    let wrong = json!({"email": "dave@example.com", "password": "wrong password"});
+    let mut throttled = None;
+    for _ in 0..20 {
+        let answer = gateway.post("/api/v1/login", None, wrong.clone()).await;
+        if answer.status == 429 {
+            throttled = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status, 401, "{}", answer.text);
+    }
+    let answer = throttled.expect("user-service throttles failed logins");
+    assert_eq!(answer.code(), "RESOURCE_EXHAUSTED");
+    let seconds: u64 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seconds >= 1, "{seconds}");
+    assert!(
+        answer.message().contains(&format!("retry in {seconds}s")),
+        "Retry-After agrees with the message: {}",
+        answer.text
+    );
+}

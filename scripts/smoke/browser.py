@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The web UI in a real browser: headless Chromium (Debian's package) driven
+by Selenium through chromium-driver, against a running api-gateway.
+
+    browser.py GATEWAY_URL OUT_DIR [ADMIN_EMAIL]
+
+Prints one "ok - ..." / "not ok - ..." line per check and saves a screenshot
+of each page under OUT_DIR; exits non-zero if any check failed.
+"""
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as when
+from selenium.webdriver.support.ui import WebDriverWait
+
+URL, OUT = sys.argv[1].rstrip("/"), sys.argv[2]
+ADMIN = sys.argv[3] if len(sys.argv) > 3 else None
+PASSWORD = "correct horse battery"
+failed = False
+
+
+def check(ok, what, detail=""):
+    global failed
+    print(("ok - " if ok else "not ok - ") + "browser: " + what + ("" if ok else f": {detail}"))
+    failed |= not ok
+    return ok
+
+
+def browser(profile):
+    options = webdriver.ChromeOptions()
+    options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1200,1000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    service = Service(executable_path=os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+    return webdriver.Chrome(options=options, service=service)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="shippy-chromium-") as profile:
+        driver = browser(profile)
+        try:
+            run(driver)
+        except Exception:  # noqa: BLE001 - any failure is a failed check, with its trace
+            check(False, "the walk-through ran to the end", traceback.format_exc().replace("\n", " | "))
+            try:
+                driver.save_screenshot(os.path.join(OUT, "failure.png"))
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            driver.quit()
+    return 1 if failed else 0
+
+
+def run(driver):
+    wait = WebDriverWait(driver, 15)
+    find = driver.find_element
+    shot = lambda name: driver.save_screenshot(os.path.join(OUT, name))  # noqa: E731
+
+    def visible(css):
+        return wait.until(when.visibility_of_element_located((By.CSS_SELECTOR, css)))
+
+    def fill(form, **fields):
+        for name, value in fields.items():
+            field = find(By.CSS_SELECTOR, f"{form} [name={name}]")
+            field.clear()
+            field.send_keys(value)
+
+    driver.get(URL + "/")
+    visible("#login-form")
+    shot("01-signed-out.png")
+    check(driver.title == "shippy", "the UI loads from the gateway", driver.title)
+
+    email = f"browser-{int(time.time() * 1000)}@example.com"
+    fill("#signup-form", name="Brenda Browser", company="Shippy", email=email, password=PASSWORD)
+    find(By.CSS_SELECTOR, "#signup-form button[type=submit]").click()
+    visible("#signed-in")
+    check(email in find(By.ID, "whoami").text, "signing up logs you in", find(By.ID, "whoami").text)
+    check(not find(By.ID, "login-form").is_displayed(), "signed in, the login form is gone")
+    shot("02-signed-up.png")
+
+    find(By.ID, "logout").click()
+    visible("#login-form")
+    check(not find(By.ID, "signed-in").is_displayed(), "log out hides your data")
+
+    # Log in with the keyboard alone: type, then Enter submits.
+    fill("#login-form", email=email)
+    find(By.CSS_SELECTOR, "#login-form [name=password]").send_keys(PASSWORD, Keys.ENTER)
+    visible("#signed-in")
+    check(email in find(By.ID, "whoami").text, "logging in (keyboard only) shows who you are")
+
+    # Ship a consignment with two containers (a third is added and removed).
+    fill("#ship-form", description="Browser cargo", weight="500")
+    rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#containers li")  # noqa: E731
+    find(By.ID, "add-container").click()
+    find(By.ID, "add-container").click()
+    check(len(rows()) == 3, "containers are added in the form", len(rows()))
+    rows()[2].find_element(By.CSS_SELECTOR, ".remove").click()
+    check(len(rows()) == 2, "a container is removed from the form", len(rows()))
+    for row, (customer, origin) in zip(rows(), [("cust-1", "Rotterdam"), ("cust-2", "Hamburg")]):
+        row.find_element(By.NAME, "customer_id").send_keys(customer)
+        row.find_element(By.NAME, "origin").send_keys(origin)
+    check(not find(By.ID, "notice").is_displayed(), "logging in clears the last notice",
+          find(By.ID, "notice").text)
+    find(By.CSS_SELECTOR, "#ship-form button[type=submit]").click()
+    notice = visible("#notice")
+    check("Shipped" in notice.text, "shipping says so", notice.text)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#consignments tbody tr"))
+    first = [td.text for td in find(By.CSS_SELECTOR, "#consignments tbody tr").find_elements(By.TAG_NAME, "td")]
+    check(first[1] == "Browser cargo", "the consignment is listed", first)
+    check(first[3] == "Rotterdam, Hamburg", "with its two containers", first)
+    check("vessel" in first[4] and "(" in first[4], "with its vessel, by name and id", first)
+    shot("03-shipped.png")
+
+    # A bad input: the API's message, shown to the person.
+    fill("#ship-form", description="Negative cargo", weight="-5")
+    find(By.CSS_SELECTOR, "#ship-form button[type=submit]").click()
+    message = visible("#message")
+    check("Please check the form" in message.text and "weight" in message.text,
+          "a bad weight shows the API's error", message.text)
+    check(driver.switch_to.active_element == message, "the error takes the focus (screen readers announce it)")
+    shot("04-error.png")
+    rows_now = driver.find_elements(By.CSS_SELECTOR, "#consignments tbody tr")
+    check(len(rows_now) == 1, "nothing was shipped by the bad input", len(rows_now))
+    check(not find(By.ID, "fleet").is_displayed(), "a user does not see the admin's fleet section")
+
+    find(By.ID, "logout").click()
+    visible("#login-form")
+    shot("05-logged-out.png")
+    check("logged out" in find(By.ID, "notice").text, "log out says so", find(By.ID, "notice").text)
+
+    if ADMIN:
+        fill("#signup-form", name="Ada Admin", company="Shippy", email=ADMIN, password=PASSWORD)
+        find(By.CSS_SELECTOR, "#signup-form button[type=submit]").click()
+        visible("#fleet")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#vessels tbody tr")) >= 3)
+        fill("#vessel-form", name="Browser Barge", capacity="4", max_weight="4000")
+        find(By.CSS_SELECTOR, "#vessel-form button[type=submit]").click()
+        try:
+            wait.until(lambda d: "Browser Barge" in d.find_element(By.ID, "vessels").text)
+            added = True
+        except TimeoutException:
+            added = False
+        check(added, "an admin sees the fleet and adds a vessel", find(By.ID, "vessels").text)
+        shot("06-admin-fleet.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
