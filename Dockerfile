@@ -42,10 +42,10 @@ RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-s
 FROM deps AS build
 COPY . .
 # Make cargo see the real sources as newer than the stubs.
-# Only the six binaries the runtime image ships (not the bench tools).
+# Only the seven binaries the runtime image ships (not the bench tools).
 RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
  && cargo build --release --locked -p vessel-service -p consignment-service -p user-service \
-        -p email-service -p consignment-cli -p user-cli --bins
+        -p email-service -p consignment-cli -p user-cli -p api-gateway --bins
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
