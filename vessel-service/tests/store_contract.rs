@@ -243,3 +243,26 @@ async fn mongodb_find_available_is_answered_from_the_size_index() {
         "find_available should scan {BY_SIZE_INDEX}, not the collection: {plan:#?}"
     );
 }
+
+/// PostgreSQL only: paging follows byte order (as MongoDB's does) even when
+/// the database's collation is a language's, where `C` sorts between `b`
+/// and `d`.
+#[tokio::test]
+async fn postgres_lists_in_byte_order_under_a_language_collation() {
+    use sqlx::Connection as _;
+
+    init_test_logging();
+    let admin = shippy_testkit::postgres_admin_url();
+    let name = format!("vessel_icu_{}", uuid::Uuid::new_v4().simple());
+    let mut connection = sqlx::PgConnection::connect(admin.expose()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"CREATE DATABASE "{name}" LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8' TEMPLATE template0"#
+    )))
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let url = admin.with_path(&format!("/{name}"));
+    let store = Store::open(&url, TIMEOUT).await.unwrap();
+    store.prepare().await.unwrap();
+    list_pages_through_the_fleet_in_id_order(store).await;
+}
