@@ -45,6 +45,8 @@ die() {
     failed=$((failed + 1))
     finish
 }
+# shellcheck source=lib/debian.sh
+. "$repo/scripts/lib/debian.sh"
 step() { printf '\n== compose-test [%4ss] %s\n' "$((SECONDS - started))" "$*" >&2; }
 ok() {
     passed=$((passed + 1))
@@ -151,20 +153,6 @@ stop_dockerd() {
 
 # ---- 2. compose v2 ----------------------------------------------------------------
 
-debian_mirror() {
-    local uri=
-    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-        uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ { if (u !~ /security/) { print u; exit } }' \
-            /etc/apt/sources.list.d/debian.sources)
-    fi
-    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-            /etc/apt/sources.list)
-    fi
-    [ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt"
-    echo "$uri"
-}
-
 ensure_compose() {
     if docker compose version >/dev/null 2>&1; then
         return 0
@@ -174,15 +162,9 @@ ensure_compose() {
     if [ ! -x "$plugins/docker-compose" ]; then
         local work
         work=$(mktemp -d)
-        mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$plugins"
-        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie main" \
-            >"$work/sources.list"
-        local opts=(-q -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-            -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
+        mkdir -p "$plugins"
         log "fetching docker-compose (v2) from Debian trixie"
-        run "apt-get update for trixie" apt-get "${opts[@]}" update
-        (cd "$work" && run "apt-get download docker-compose" apt-get "${opts[@]}" download docker-compose)
-        dpkg-deb -x "$work"/docker-compose_*.deb "$work/unpacked"
+        fetch_from_suite trixie "$work" docker-compose
         install -m 0755 "$work/unpacked/usr/libexec/docker/cli-plugins/docker-compose" "$plugins/docker-compose"
         rm -rf "$work"
     fi
