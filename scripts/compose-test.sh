@@ -408,7 +408,8 @@ EOF
     step "docker compose up -d --wait"
     local var
     for var in SHIPPY_MONGO_PORT SHIPPY_POSTGRES_PORT SHIPPY_NATS_PORT SHIPPY_CONSUL_PORT SHIPPY_JAEGER_UI_PORT \
-        SHIPPY_MAIL_UI_PORT SHIPPY_VESSEL_PORT SHIPPY_USER_PORT SHIPPY_CONSIGNMENT_PORT SHIPPY_EMAIL_PORT; do
+        SHIPPY_MAIL_UI_PORT SHIPPY_VESSEL_PORT SHIPPY_USER_PORT SHIPPY_CONSIGNMENT_PORT SHIPPY_EMAIL_PORT \
+        SHIPPY_GATEWAY_PORT; do
         export "$var=$(spare_port)"
     done
     compose_up=1
@@ -426,7 +427,10 @@ EOF
     step "docker compose run --rm user-cli create"
     run "user-cli create" compose run --rm -T user-cli create --name "$name" --email "$email" --password "$password"
     cat "$cache/logs/user-cli-create.log" >&2
-    ok "user-cli create $email"
+    local user_id
+    user_id=$(grep -o 'with id [0-9a-f-]*' "$cache/logs/user-cli-create.log" | awk '{ print $3 }')
+    [ -n "$user_id" ] || die "user-cli create printed no user id"
+    ok "user-cli create $email (id $user_id)"
 
     step "docker compose run --rm user-cli login"
     run "user-cli login" compose run --rm -T user-cli login --email "$email" --password "$password"
@@ -462,11 +466,28 @@ EOF
     step "restart user-service; the saved token still works"
     run "restart user-service" compose restart user-service
     run "wait for user-service" compose up -d --wait --wait-timeout 120 user-service
-    # user-service checks the token with its own key (no cached public key).
-    run "user-cli list after restart" compose run --rm -T user-cli list
-    cat "$cache/logs/user-cli-list-after-restart.log" >&2
+    # user-service checks the token with its own key (no cached public key):
+    # reading one's own profile works only if the key survived the restart.
+    run "user-cli get after restart" compose run --rm -T user-cli get "$user_id"
+    cat "$cache/logs/user-cli-get-after-restart.log" >&2
+    grep -q "$email" "$cache/logs/user-cli-get-after-restart.log" || die "user-cli get did not show $email"
     run "consignment-cli list after restart" compose run --rm -T consignment-cli list
-    ok "the token saved before the restart is still accepted (user-cli list, consignment-cli list)"
+    ok "the token saved before the restart is still accepted (user-cli get, consignment-cli list)"
+
+    step "the api-gateway: the JSON API and the web UI through compose"
+    run "api-gateway login" curl -fsS -H 'content-type: application/json' \
+        -d "{\"email\": \"$email\", \"password\": \"$password\"}" \
+        "http://127.0.0.1:$SHIPPY_GATEWAY_PORT/api/v1/login"
+    local api_token
+    api_token=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"])' \
+        "$cache/logs/api-gateway-login.log") || die "the gateway's login answered no token"
+    run "api-gateway consignments" curl -fsS -H "authorization: Bearer $api_token" \
+        "http://127.0.0.1:$SHIPPY_GATEWAY_PORT/api/v1/consignments"
+    grep -q '"vessel_id"' "$cache/logs/api-gateway-consignments.log" ||
+        die "GET /api/v1/consignments through the gateway does not show the consignment"
+    run "api-gateway web UI" curl -fsS "http://127.0.0.1:$SHIPPY_GATEWAY_PORT/"
+    grep -qi '<html' "$cache/logs/api-gateway-web-UI.log" || die "the gateway serves no web UI at /"
+    ok "api-gateway: POST /api/v1/login, GET /api/v1/consignments (the consignment), GET / (the web UI)"
 
     finish
 }
