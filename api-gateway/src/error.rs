@@ -8,7 +8,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use shippy_service::text::clipped;
 use tonic::Code;
+
+/// The most characters of a parser's explanation (which may quote the
+/// caller's input) an error message repeats.
+const MESSAGE_CHARS: usize = 300;
 
 /// An error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +132,7 @@ impl From<JsonRejection> for HttpError {
             }
             _ => format!(
                 "the request body is not the JSON expected: {}",
-                rejection.body_text()
+                clipped(&rejection.body_text(), MESSAGE_CHARS)
             ),
         };
         Self::invalid(message)
@@ -136,7 +141,10 @@ impl From<JsonRejection> for HttpError {
 
 impl From<QueryRejection> for HttpError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::invalid(format!("bad query string: {}", rejection.body_text()))
+        Self::invalid(format!(
+            "bad query string: {}",
+            clipped(&rejection.body_text(), MESSAGE_CHARS)
+        ))
     }
 }
 

@@ -77,7 +77,13 @@ impl HttpMetrics {
 
 /// The middleware: span, trace context, metrics.
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    // A method label from a fixed set: any other token a client sends would
+    // add metric series forever.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -230,6 +230,8 @@ mod tests {
         ] {
             match template.welcome(&event(name, email)) {
                 Err(MailError::Invalid(reason)) => {
+                    // Refused by the check, not merely a caught panic.
+                    assert!(reason.contains("control characters"), "{reason}");
                     assert!(reason.len() < 1000, "short: {reason}");
                     assert!(!reason.contains('\n'), "escaped: {reason}");
                 }

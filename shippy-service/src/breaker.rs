@@ -21,7 +21,10 @@ pub struct Open {
 struct State {
     consecutive_failures: u32,
     open_until: Option<Instant>,
-    probing: bool,
+    /// When the probe in flight was let through. A probe whose caller went
+    /// away never records its outcome, so it counts only for one cool-down;
+    /// then another may go.
+    probe_started: Option<Instant>,
 }
 
 /// Trips after repeated failures of one dependency.
@@ -66,13 +69,15 @@ impl CircuitBreaker {
                 retry_after: until - now,
             });
         }
-        if state.probing {
+        if let Some(started) = state.probe_started
+            && now < started + self.cool_down
+        {
             // One probe at a time; the others wait for its outcome.
             return Err(Open {
-                retry_after: Duration::from_secs(1),
+                retry_after: (started + self.cool_down - now).min(Duration::from_secs(1)),
             });
         }
-        state.probing = true;
+        state.probe_started = Some(now);
         Ok(())
     }
 
@@ -82,7 +87,7 @@ impl CircuitBreaker {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        state.probing = false;
+        state.probe_started = None;
         if reachable {
             state.consecutive_failures = 0;
             state.open_until = None;
@@ -134,5 +139,17 @@ mod tests {
         assert!(breaker.allow().is_ok());
         breaker.record(false);
         assert!(breaker.allow().is_err(), "open again");
+    }
+
+    #[test]
+    fn a_probe_whose_caller_went_away_does_not_keep_it_open_forever() {
+        let breaker = CircuitBreaker::with(1, Duration::from_millis(50));
+        breaker.record(false);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.allow().is_ok(), "the probe goes out");
+        // ... and its caller is cancelled: no outcome is ever recorded.
+        assert!(breaker.allow().is_err(), "one probe at a time");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.allow().is_ok(), "another probe after a cool-down");
     }
 }

@@ -19,6 +19,17 @@ pub fn excerpt(input: &str) -> String {
     Excerpt(input).to_string()
 }
 
+/// `input` cut to at most `max_chars` characters (`…` when cut), unescaped:
+/// for messages built by a library that quote caller input inside a longer
+/// explanation (a JSON parser's error, say) and go where the text is escaped
+/// anyway, such as a JSON response body.
+pub fn clipped(input: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match input.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &input[..cut]).into(),
+        None => input.into(),
+    }
+}
+
 /// [`excerpt`] as a `Display`, for log fields (`%Excerpt(&input)`).
 #[derive(Debug, Clone, Copy)]
 pub struct Excerpt<'a>(pub &'a str);

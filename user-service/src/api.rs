@@ -316,7 +316,7 @@ impl UserService for UserApi {
             Some(user) if matches => user,
             _ => return Err(ApiError::Unauthenticated(BAD_CREDENTIALS.into()).into()),
         };
-        self.throttle.succeeded(&email);
+        self.throttle.succeeded(&email, address);
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
         let signed = self
             .signer

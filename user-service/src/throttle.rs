@@ -144,9 +144,17 @@ impl LoginThrottle {
         }
     }
 
-    /// Forgets `email`'s failures after it logged in.
-    pub fn succeeded(&self, email: &Email) {
+    /// Forgets `email`'s failures after it logged in, and takes back the
+    /// failure [`failed`](Self::failed) counted for this attempt against
+    /// `address`: logins that succeed never use up an address's budget (many
+    /// users behind one NAT or proxy share it).
+    pub fn succeeded(&self, email: &Email, address: Option<IpAddr>) {
         self.accounts.invalidate(email);
+        if let Some(failures) = address.and_then(|address| self.addresses.get(&address))
+            && let Ok(mut failures) = failures.lock()
+        {
+            failures.pop_back();
+        }
     }
 
     fn window(&self) -> Duration {
@@ -224,7 +232,7 @@ mod tests {
         assert!(throttle.check(&user, None).is_ok(), "the window slid on");
         throttle.failed(&user, None);
         throttle.failed(&user, None);
-        throttle.succeeded(&user);
+        throttle.succeeded(&user, None);
         assert!(throttle.check(&user, None).is_ok());
     }
 
@@ -245,6 +253,26 @@ mod tests {
             throttle
                 .check(&fresh, Some("192.0.2.2".parse().unwrap()))
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn logins_that_succeed_use_up_no_address_budget() {
+        let throttle = LoginThrottle::new(limits(10, 3, Duration::from_secs(900)));
+        let proxy: IpAddr = "192.0.2.7".parse().unwrap();
+        for n in 0..20 {
+            let user = Email::parse(&format!("user{n}@example.com")).unwrap();
+            throttle.check(&user, Some(proxy)).expect("not throttled");
+            throttle.failed(&user, Some(proxy));
+            throttle.succeeded(&user, Some(proxy));
+        }
+        let guesser = Email::parse("guess@example.com").unwrap();
+        for _ in 0..3 {
+            throttle.failed(&guesser, Some(proxy));
+        }
+        assert!(
+            throttle.check(&guesser, Some(proxy)).is_err(),
+            "failures still count"
         );
     }
 }

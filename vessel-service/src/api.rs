@@ -3,7 +3,7 @@
 
 use shippy_auth::Authenticator;
 use shippy_proto::vessel::v1::{self as proto, vessel_service_server::VesselService};
-use shippy_service::{ApiError, readiness::Ready};
+use shippy_service::{ApiError, pagination, readiness::Ready};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -95,10 +95,7 @@ impl VesselService for VesselApi {
         let claims = self.auth.authenticate(&request).await?;
         tracing::Span::current().record("caller", &claims.sub);
         let wanted = request.into_inner();
-        let limit = match wanted.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size => size.min(MAX_PAGE_SIZE),
-        };
+        let limit = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let after = if wanted.page_token.is_empty() {
             None
         } else {

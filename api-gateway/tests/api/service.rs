@@ -50,7 +50,13 @@ async fn metrics_count_requests_by_route_and_status() {
     let gateway = Gateway::start().await;
     gateway.get("/api/v1/me", None).await;
     gateway.get("/api/v1/me", None).await;
+    // Made-up methods share one label: they cannot add series without end.
+    for method in ["FOO1", "FOO2", "FOO3"] {
+        crate::raw_request(gateway.address, method, "/api/v1/me", &[]).await;
+    }
     let (status, text) = crate::raw_request(gateway.metrics, "GET", "/metrics", &[]).await;
+    assert!(!text.contains("FOO"), "{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
     assert_eq!(status, 200);
     assert!(
         text.contains(
