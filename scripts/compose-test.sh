@@ -402,6 +402,13 @@ EOF
         die "docker compose build (log: $cache/logs/build.log)"
     }
     ok "shippy-rs:dev built in $((SECONDS - t0))s"
+    # Each rebuild leaves the previous image and its layers behind; on a
+    # machine that runs this often they fill the disk (14 GB was seen). Keep
+    # the images in use and a bounded build cache.
+    docker image prune -f --filter "label!=org.shippy-rs.standin" >/dev/null 2>&1 || true
+    docker builder prune -f --keep-storage "${SHIPPY_BUILD_CACHE_KEEP:-8GB}" >/dev/null 2>&1 ||
+        log "docker builder prune failed (the build cache stays as it is)"
+    log "the engine's data root now takes $(du -sh "$cache/engine/data" 2>/dev/null | cut -f1)"
     [ "$(docker image inspect -f '{{.Config.User}}' shippy-rs:dev)" = shippy ] || die "the image does not run as the non-root user"
     ok "the image runs as user shippy"
 

@@ -9,9 +9,12 @@
 //! [`saved`] is where the command-line programs keep the token of a login.
 //! [`remote::Authenticator`] is the one verifier of the other services:
 //! it fetches user-service's public keys (and refetches on an unknown `kid`).
+//! [`service::ServiceToken`] is the secret the services share for the calls
+//! that are theirs alone (vessel-service's reservations).
 
 pub mod remote;
 pub mod saved;
+pub mod service;
 
 pub use remote::Authenticator;
 

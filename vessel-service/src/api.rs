@@ -1,13 +1,15 @@
 //! The `VesselService` gRPC handlers: parse the request, ask the store,
 //! answer. Errors become `tonic::Status` through [`ApiError`] only.
 
-use shippy_auth::Authenticator;
+use std::time::Duration;
+
+use shippy_auth::{Authenticator, service::ServiceToken};
 use shippy_proto::vessel::v1::{self as proto, vessel_service_server::VesselService};
 use shippy_service::{ApiError, pagination, readiness::Ready};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{InvalidInput, NewVessel, Specification, VesselId},
+    domain::{InvalidInput, NewVessel, ReservationId, Specification, VesselId},
     store::{Store, StoreError, VesselStore},
 };
 
@@ -16,21 +18,43 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 /// The largest `ListVessels` page.
 const MAX_PAGE_SIZE: u32 = 200;
 
+/// How reservations are taken.
+#[derive(Debug, Clone)]
+pub struct Reservations {
+    /// How long a held reservation lasts unless confirmed.
+    pub ttl: Duration,
+    /// The secret the reservation RPCs need; `None` refuses them all.
+    pub service_token: Option<ServiceToken>,
+}
+
 /// The handlers, over a store that may not be ready yet.
 #[derive(Debug, Clone)]
 pub struct VesselApi {
     store: Store,
     ready: Ready,
     auth: Authenticator,
+    reservations: Reservations,
 }
 
 impl VesselApi {
     /// Handlers over `store`; they answer `UNAVAILABLE` until `ready` is
     /// set. `Create` needs an admin token, verified by `auth`;
     /// `ListVessels` any valid token; `FindAvailable` is open to the other
-    /// services.
-    pub fn new(store: Store, ready: Ready, auth: Authenticator) -> Self {
-        Self { store, ready, auth }
+    /// services; `Reserve`, `Confirm` and `Release` need the services'
+    /// shared secret.
+    pub fn new(store: Store, ready: Ready, auth: Authenticator, reservations: Reservations) -> Self {
+        Self {
+            store,
+            ready,
+            auth,
+            reservations,
+        }
+    }
+
+    /// The reservation id of a request, after the caller was checked.
+    fn reservation_call<T>(&self, request: &Request<T>, what: &str) -> Result<&Store, ApiError> {
+        ServiceToken::check(self.reservations.service_token.as_ref(), request, what)?;
+        self.store()
     }
 
     fn store(&self) -> Result<&Store, ApiError> {
@@ -84,6 +108,79 @@ impl VesselService for VesselApi {
         Ok(Response::new(proto::Response {
             vessel: Some(vessel.into()),
             ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(reservation.id, vessel.id))]
+    async fn reserve(
+        &self,
+        request: Request<proto::ReserveRequest>,
+    ) -> Result<Response<proto::Reservation>, Status> {
+        let store = self.reservation_call(&request, "Reserve")?;
+        let wanted = request.into_inner();
+        let id = ReservationId::parse(&wanted.reservation_id).map_err(ApiError::from)?;
+        tracing::Span::current().record("reservation.id", id.as_str());
+        let spec = wanted
+            .specification
+            .ok_or_else(|| ApiError::InvalidArgument("specification is required".into()))
+            .and_then(|spec| Specification::try_from(spec).map_err(ApiError::from))?;
+        let reservation = store
+            .reserve(&id, spec, self.reservations.ttl)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition(format!(
+                    "no vessel has room left for {} containers weighing {} kg",
+                    spec.capacity.get(),
+                    spec.max_weight.get()
+                ))
+            })?;
+        if reservation.taken != spec {
+            return Err(ApiError::AlreadyExists(format!(
+                "reservation {id} holds {} containers / {} kg already, not {} / {}",
+                reservation.taken.capacity.get(),
+                reservation.taken.max_weight.get(),
+                spec.capacity.get(),
+                spec.max_weight.get()
+            ))
+            .into());
+        }
+        tracing::Span::current().record("vessel.id", reservation.vessel_id.as_str());
+        tracing::info!("room reserved");
+        Ok(Response::new(reservation.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(reservation.id))]
+    async fn confirm(
+        &self,
+        request: Request<proto::ReservationRef>,
+    ) -> Result<Response<proto::Reservation>, Status> {
+        let store = self.reservation_call(&request, "Confirm")?;
+        let id = ReservationId::parse(&request.get_ref().reservation_id).map_err(ApiError::from)?;
+        tracing::Span::current().record("reservation.id", id.as_str());
+        let reservation = store.confirm(&id).await.map_err(ApiError::from)?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "reservation {id} holds nothing: it expired, was released, or never was"
+            ))
+        })?;
+        tracing::info!("reservation confirmed");
+        Ok(Response::new(reservation.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(reservation.id, released))]
+    async fn release(
+        &self,
+        request: Request<proto::ReservationRef>,
+    ) -> Result<Response<proto::ReleaseResponse>, Status> {
+        let store = self.reservation_call(&request, "Release")?;
+        let id = ReservationId::parse(&request.get_ref().reservation_id).map_err(ApiError::from)?;
+        tracing::Span::current().record("reservation.id", id.as_str());
+        let released = store.release(&id).await.map_err(ApiError::from)?;
+        tracing::Span::current().record("released", released.is_some());
+        tracing::info!("release asked");
+        Ok(Response::new(proto::ReleaseResponse {
+            released: released.is_some(),
+            reservation: released.map(Into::into),
         }))
     }
 

@@ -14,7 +14,7 @@ use shippy_service::{
 };
 
 use crate::{
-    api::VesselApi,
+    api::{Reservations, VesselApi},
     fleet,
     settings::Settings,
     store::{OpenError, Store, VesselStore},
@@ -57,6 +57,7 @@ pub struct Application {
     store: Store,
     ready: Ready,
     auth: Authenticator,
+    sweep_interval: Duration,
     /// Stops the Consul watch behind the channel to user-service.
     background: Shutdown,
 }
@@ -84,7 +85,20 @@ impl Application {
         )?);
 
         let ready = Ready::new();
-        let api = VesselApi::new(store.clone(), ready.clone(), auth.clone());
+        if settings.service_token.is_none() {
+            tracing::warn!(
+                "no SERVICE_TOKEN: Reserve, Confirm and Release are refused, so no consignment can be shipped"
+            );
+        }
+        let api = VesselApi::new(
+            store.clone(),
+            ready.clone(),
+            auth.clone(),
+            Reservations {
+                ttl: settings.reservation_ttl.into(),
+                service_token: settings.service_token.clone(),
+            },
+        );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())
             .add_service(
                 VesselServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
@@ -98,6 +112,7 @@ impl Application {
             store,
             ready,
             auth,
+            sweep_interval: settings.reservation_sweep_interval.into(),
             background,
         })
     }
@@ -115,6 +130,12 @@ impl Application {
     /// Serves until `shutdown` fires, preparing the store and fetching
     /// user-service's keys in the background (only `Create` needs them).
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let sweeper = tokio::spawn(sweep_expired(
+            self.store.clone(),
+            self.ready.clone(),
+            self.sweep_interval,
+            shutdown.clone(),
+        ));
         let readiness = tokio::spawn(readiness::watch(
             Watched {
                 what: "vessel store",
@@ -141,10 +162,36 @@ impl Application {
             .run(
                 self.server,
                 shutdown,
-                vec![("store readiness", readiness), ("token keys", keys)],
+                vec![
+                    ("store readiness", readiness),
+                    ("token keys", keys),
+                    ("reservation expiry", sweeper),
+                ],
             )
             .await;
         self.background.trigger();
         served
+    }
+}
+
+/// Gives back the room of held reservations whose time is up, every
+/// `interval`, until `shutdown`. A failed sweep is logged and tried again at
+/// the next tick: the room waits, nothing is lost.
+async fn sweep_expired(store: Store, ready: Ready, interval: Duration, shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = ticks.tick() => {}
+        }
+        if !ready.is_ready() {
+            continue;
+        }
+        match store.expire().await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired reservations gave their room back"),
+            Err(error) => tracing::warn!(error = %error, "expiring reservations failed; trying again"),
+        }
     }
 }

@@ -136,12 +136,105 @@ pub struct Vessel {
     pub available: bool,
     /// Who owns it; may be empty.
     pub owner_id: String,
+    /// What reservations have not taken of it.
+    pub remaining: Room,
+}
+
+/// Containers and kilograms not taken yet; never negative, never more than
+/// the vessel has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Containers.
+    pub capacity: i32,
+    /// Kilograms.
+    pub weight: i32,
+}
+
+impl Room {
+    /// Checks room read from the store against the vessel's size.
+    pub fn parse(
+        capacity: i32,
+        weight: i32,
+        of: (Capacity, Weight),
+    ) -> Result<Self, InvalidInput> {
+        if !(0..=of.0.get()).contains(&capacity) || !(0..=of.1.get()).contains(&weight) {
+            return Err(InvalidInput(format!(
+                "remaining room {capacity} containers / {weight} kg is outside \
+                 0..={} containers / 0..={} kg",
+                of.0.get(),
+                of.1.get()
+            )));
+        }
+        Ok(Self { capacity, weight })
+    }
 }
 
 impl Vessel {
-    /// Whether this vessel can carry `spec`.
+    /// Whether this vessel's remaining room can carry `spec`.
     pub fn fits(&self, spec: Specification) -> bool {
-        self.available && self.capacity >= spec.capacity && self.max_weight >= spec.max_weight
+        self.available
+            && self.remaining.capacity >= spec.capacity.get()
+            && self.remaining.weight >= spec.max_weight.get()
+    }
+}
+
+/// A reservation's id, chosen by the caller (consignment-service uses the
+/// consignment's id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReservationId(String);
+
+impl ReservationId {
+    /// Checks an id given by a caller or read from the store.
+    pub fn parse(id: &str) -> Result<Self, InvalidInput> {
+        if id.is_empty() {
+            return Err(InvalidInput("reservation_id must not be empty".into()));
+        }
+        if id.len() > MAX_TEXT_LEN || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(InvalidInput(format!(
+                "reservation_id must be at most {MAX_TEXT_LEN} bytes of printable text without spaces"
+            )));
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Room taken on one vessel for one reservation id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// Whose room this is.
+    pub id: ReservationId,
+    /// Where the room is.
+    pub vessel_id: VesselId,
+    /// How much was taken.
+    pub taken: Specification,
+    /// `None` once confirmed: the room is kept until released.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<Reservation> for proto::Reservation {
+    fn from(reservation: Reservation) -> Self {
+        Self {
+            reservation_id: reservation.id.0,
+            vessel_id: reservation.vessel_id.0,
+            capacity: reservation.taken.capacity.get(),
+            weight: reservation.taken.max_weight.get(),
+            confirmed: reservation.expires_at.is_none(),
+            expires_at: reservation.expires_at.map(|at| prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
+        }
     }
 }
 
@@ -203,6 +296,10 @@ impl NewVessel {
             max_weight: self.max_weight,
             available: self.available,
             owner_id: self.owner_id,
+            remaining: Room {
+                capacity: self.capacity.get(),
+                weight: self.max_weight.get(),
+            },
         }
     }
 }
@@ -245,6 +342,10 @@ impl From<Vessel> for proto::Vessel {
             name: vessel.name.0,
             available: Some(vessel.available),
             owner_id: vessel.owner_id,
+            remaining_capacity: vessel.remaining.capacity,
+            remaining_weight: vessel.remaining.weight,
+            used_capacity: vessel.capacity.get() - vessel.remaining.capacity,
+            used_weight: vessel.max_weight.get() - vessel.remaining.weight,
         }
     }
 }
@@ -261,6 +362,7 @@ mod tests {
             name: "Test".into(),
             available: None,
             owner_id: String::new(),
+            ..Default::default()
         }
     }
 
@@ -336,11 +438,39 @@ mod tests {
         assert!(vessel.fits(spec(10, 1000)));
         assert!(!vessel.fits(spec(11, 1000)));
         assert!(!vessel.fits(spec(10, 1001)));
+        let half_taken = Vessel {
+            remaining: Room {
+                capacity: 5,
+                weight: 500,
+            },
+            ..vessel.clone()
+        };
+        assert!(half_taken.fits(spec(5, 500)));
+        assert!(!half_taken.fits(spec(6, 500)));
+        assert!(!half_taken.fits(spec(5, 501)));
         let unavailable = Vessel {
             available: false,
             ..vessel
         };
         assert!(!unavailable.fits(spec(1, 1)));
+    }
+
+    #[test]
+    fn stored_room_outside_the_vessel_is_refused() {
+        let size = (Capacity(10), Weight(100));
+        assert!(Room::parse(10, 100, size).is_ok());
+        assert!(Room::parse(0, 0, size).is_ok());
+        for (capacity, weight) in [(-1, 0), (11, 0), (0, -1), (0, 101)] {
+            assert!(Room::parse(capacity, weight, size).is_err(), "{capacity} {weight}");
+        }
+    }
+
+    #[test]
+    fn reservation_ids_are_printable_bounded_and_without_spaces() {
+        assert!(ReservationId::parse("5b7f6c1e-0b1d-4f4e-9d7e-1f2a3b4c5d6e").is_ok());
+        for bad in ["", "a b", "a\u{0}", "a\nb", &"x".repeat(201)] {
+            assert!(ReservationId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }
 
@@ -362,7 +492,7 @@ mod properties {
             max_weight in any::<i32>(),
             available in any::<Option<bool>>(),
         ) {
-            let vessel = proto::Vessel { id, name, owner_id, capacity, max_weight, available };
+            let vessel = proto::Vessel { id, name, owner_id, capacity, max_weight, available, ..Default::default() };
             if let Ok(vessel) = NewVessel::try_from(vessel) {
                 let vessel = vessel.into_vessel();
                 prop_assert!(!vessel.id.as_str().chars().any(char::is_control));

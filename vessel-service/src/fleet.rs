@@ -1,7 +1,7 @@
 //! The fleet a new installation starts with.
 
 use crate::{
-    domain::{Capacity, InvalidInput, Vessel, VesselId, VesselName, Weight},
+    domain::{Capacity, InvalidInput, Room, Vessel, VesselId, VesselName, Weight},
     store::{StoreError, VesselStore},
 };
 
@@ -25,6 +25,10 @@ pub fn seed_fleet() -> Result<Vec<Vessel>, InvalidInput> {
                 max_weight: Weight::parse(max_weight, "max_weight")?,
                 available: true,
                 owner_id: String::new(),
+                remaining: Room {
+                    capacity,
+                    weight: max_weight,
+                },
             })
         })
         .collect()

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use shippy_auth::service::ServiceToken;
 use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
 
 /// What vessel-service needs to run.
@@ -24,6 +25,22 @@ pub struct Settings {
         default_value = "http://127.0.0.1:50053"
     )]
     pub user_service_url: String,
+
+    /// The secret consignment-service sends with `Reserve`, `Confirm` and
+    /// `Release` (at least 32 characters; the same on both). Unset: those
+    /// calls are refused (PERMISSION_DENIED), so nothing can be shipped.
+    #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<ServiceToken>,
+
+    /// How long a reservation holds its room unless confirmed (e.g. `60s`):
+    /// the room of a consignment-service that died mid-way comes back after
+    /// this.
+    #[arg(long, env = "RESERVATION_TTL", default_value = "60s")]
+    pub reservation_ttl: humantime::Duration,
+
+    /// How often held reservations whose time is up are looked for.
+    #[arg(long, env = "RESERVATION_SWEEP_INTERVAL", default_value = "5s")]
+    pub reservation_sweep_interval: humantime::Duration,
 
     /// Where Prometheus scrapes `/metrics`.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9152")]

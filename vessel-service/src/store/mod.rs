@@ -13,7 +13,7 @@ use std::time::Duration;
 use shippy_service::settings::SecretUrl;
 use shippy_store::Backend;
 
-use crate::domain::{Specification, Vessel, VesselId};
+use crate::domain::{Reservation, ReservationId, Specification, Vessel, VesselId};
 
 /// A store operation that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +63,44 @@ pub trait VesselStore: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Vessel>, StoreError>> + Send;
 
-    /// The smallest available vessel that fits `spec`: least capacity, then
-    /// least max_weight, then id.
+    /// The smallest available vessel whose remaining room fits `spec`: least
+    /// capacity, then least max_weight, then id.
     fn find_available(
         &self,
         spec: Specification,
     ) -> impl Future<Output = Result<Option<Vessel>, StoreError>> + Send;
+
+    /// Takes `spec`'s room on the vessel [`find_available`](Self::find_available)
+    /// would answer, in one atomic step in the database, held for `id` for
+    /// `ttl`. The reservation `id` already holds, if any, is answered as it
+    /// is and nothing more is taken (so is a concurrent reserver's with the
+    /// same id). `None`: no vessel has the room.
+    fn reserve(
+        &self,
+        id: &ReservationId,
+        spec: Specification,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+
+    /// Keeps `id`'s held reservation until released (an already confirmed
+    /// one is answered as it is). `None`: `id` holds nothing, or its hold
+    /// has expired.
+    fn confirm(
+        &self,
+        id: &ReservationId,
+    ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+
+    /// Gives `id`'s room back to its vessel, held or confirmed, in one atomic
+    /// step; answers what it gave back (`None`: `id` held nothing).
+    fn release(
+        &self,
+        id: &ReservationId,
+    ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+
+    /// Gives back the room of every held reservation whose time is up;
+    /// answers how many. Safe to run from several instances at once: each
+    /// reservation's room returns once.
+    fn expire(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// The store `DATABASE_URL` chose.
@@ -137,5 +169,26 @@ impl VesselStore for Store {
 
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
         dispatch!(self, store => store.find_available(spec))
+    }
+
+    async fn reserve(
+        &self,
+        id: &ReservationId,
+        spec: Specification,
+        ttl: Duration,
+    ) -> Result<Option<Reservation>, StoreError> {
+        dispatch!(self, store => store.reserve(id, spec, ttl))
+    }
+
+    async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        dispatch!(self, store => store.confirm(id))
+    }
+
+    async fn release(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        dispatch!(self, store => store.release(id))
+    }
+
+    async fn expire(&self) -> Result<u64, StoreError> {
+        dispatch!(self, store => store.expire())
     }
 }

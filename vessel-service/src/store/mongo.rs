@@ -1,21 +1,74 @@
 //! The MongoDB vessel store (the official driver), one document per vessel.
 
+use std::time::Duration;
+
+use futures::TryStreamExt;
 use mongodb::{
     Collection, Database, IndexModel,
-    bson::{Document, doc},
-    options::IndexOptions,
+    bson::{self, Document, doc},
+    options::{IndexOptions, ReturnDocument},
 };
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, VesselStore};
-use crate::domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight};
+use crate::domain::{
+    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName,
+    Weight,
+};
 
-/// Vessels in a MongoDB collection named `vessels`.
+/// Vessels in a MongoDB collection named `vessels`. Each vessel's
+/// reservations live in its own document (`reservations`, an array), so
+/// taking room and recording who holds it is one atomic single-document
+/// update — no multi-document transaction needed.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     database: Database,
     vessels: Collection<VesselDocument>,
+    holders: Collection<HolderDocument>,
 }
+
+/// One reservation, as an element of its vessel's `reservations` array.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReservationDocument {
+    #[serde(rename = "_id")]
+    id: String,
+    capacity: i32,
+    weight: i32,
+    /// `None` once confirmed.
+    expires_at: Option<bson::DateTime>,
+}
+
+/// A vessel with only the reservations a query asked for.
+#[derive(Debug, Deserialize)]
+struct HolderDocument {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(default)]
+    reservations: Vec<ReservationDocument>,
+}
+
+impl ReservationDocument {
+    fn into_reservation(self, vessel_id: &str) -> Result<Reservation, StoreError> {
+        let corrupt = |error: crate::domain::InvalidInput| {
+            StoreError::Corrupt(format!("reservation `{}`: {error}", self.id))
+        };
+        Ok(Reservation {
+            id: ReservationId::parse(&self.id).map_err(corrupt)?,
+            vessel_id: VesselId::parse(vessel_id).map_err(corrupt)?,
+            taken: Specification {
+                capacity: Capacity::parse(self.capacity, "capacity").map_err(corrupt)?,
+                max_weight: Weight::parse(self.weight, "weight").map_err(corrupt)?,
+            },
+            expires_at: self.expires_at.and_then(to_chrono),
+        })
+    }
+}
+
+/// The name of the unique index on reservation ids: one id holds room on
+/// one vessel only, even when two reservers with it race.
+pub const RESERVATION_ID_INDEX: &str = "reservations__id_unique";
+/// The name of the index the expiry sweep finds held reservations by.
+pub const RESERVATION_EXPIRY_INDEX: &str = "reservations_expires_at_1";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct VesselDocument {
@@ -27,6 +80,11 @@ struct VesselDocument {
     available: bool,
     #[serde(default)]
     owner_id: String,
+    /// Absent only on vessels stored before reservations; `prepare` fills it.
+    #[serde(default)]
+    remaining_capacity: Option<i32>,
+    #[serde(default)]
+    remaining_weight: Option<i32>,
 }
 
 impl From<&Vessel> for VesselDocument {
@@ -38,6 +96,8 @@ impl From<&Vessel> for VesselDocument {
             max_weight: vessel.max_weight.get(),
             available: vessel.available,
             owner_id: vessel.owner_id.clone(),
+            remaining_capacity: Some(vessel.remaining.capacity),
+            remaining_weight: Some(vessel.remaining.weight),
         }
     }
 }
@@ -49,11 +109,19 @@ impl TryFrom<VesselDocument> for Vessel {
         let corrupt = |error: crate::domain::InvalidInput| {
             StoreError::Corrupt(format!("vessel `{}`: {error}", document.id))
         };
+        let capacity = Capacity::parse(document.capacity, "capacity").map_err(corrupt)?;
+        let max_weight = Weight::parse(document.max_weight, "max_weight").map_err(corrupt)?;
         Ok(Vessel {
             id: VesselId::parse(&document.id).map_err(corrupt)?,
             name: VesselName::parse(&document.name).map_err(corrupt)?,
-            capacity: Capacity::parse(document.capacity, "capacity").map_err(corrupt)?,
-            max_weight: Weight::parse(document.max_weight, "max_weight").map_err(corrupt)?,
+            remaining: Room::parse(
+                document.remaining_capacity.unwrap_or(capacity.get()),
+                document.remaining_weight.unwrap_or(max_weight.get()),
+                (capacity, max_weight),
+            )
+            .map_err(corrupt)?,
+            capacity,
+            max_weight,
             available: document.available,
             owner_id: document.owner_id,
         })
@@ -65,16 +133,28 @@ impl TryFrom<VesselDocument> for Vessel {
 /// index on it.
 pub const BY_SIZE_INDEX: &str = "available_1_capacity_1_max_weight_1__id_1";
 
-/// The filter and sort that find the smallest available vessel fitting
-/// `spec`; the index `prepare` creates holds the vessels in this order.
-/// Public so a test can ask the server how it plans exactly this query.
+/// The filter and sort that find the smallest available vessel whose
+/// remaining room fits `spec`; the index `prepare` creates holds the vessels
+/// in this order. Public so a test can ask the server how it plans exactly
+/// this query.
 pub fn find_available_query(spec: Specification) -> (Document, Document) {
     let filter = doc! {
         "available": true,
         "capacity": { "$gte": spec.capacity.get() },
         "max_weight": { "$gte": spec.max_weight.get() },
+        "remaining_capacity": { "$gte": spec.capacity.get() },
+        "remaining_weight": { "$gte": spec.max_weight.get() },
     };
     (filter, doc! { "capacity": 1, "max_weight": 1, "_id": 1 })
+}
+
+fn to_chrono(at: bson::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_millis(at.timestamp_millis())
+}
+
+/// Vessel reads leave the reservations out: they can be many.
+fn without_reservations() -> Document {
+    doc! { "reservations": 0 }
 }
 
 fn store_error(error: mongodb::error::Error) -> StoreError {
@@ -91,7 +171,57 @@ impl MongoStore {
         Self {
             database: database.clone(),
             vessels: database.collection("vessels"),
+            holders: database.collection("vessels"),
         }
+    }
+
+    /// The reservation `id` holds, read from its vessel's document.
+    async fn reservation(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        let holder = self
+            .holders
+            .find_one(doc! { "reservations._id": id.as_str() })
+            .projection(doc! { "reservations": { "$elemMatch": { "_id": id.as_str() } } })
+            .await
+            .map_err(store_error)?;
+        let Some(holder) = holder else {
+            return Ok(None);
+        };
+        holder
+            .reservations
+            .into_iter()
+            .find(|reservation| reservation.id == id.as_str())
+            .map(|reservation| reservation.into_reservation(&holder.id))
+            .transpose()
+    }
+
+    /// Gives `reservation`'s room back if its element is still in its
+    /// vessel's document and matches `also`; says whether it did. The element
+    /// goes and the room comes back in one update, so this happens once.
+    async fn give_back(
+        &self,
+        reservation: &Reservation,
+        also: Document,
+    ) -> Result<bool, StoreError> {
+        let mut element = doc! { "_id": reservation.id.as_str() };
+        element.extend(also);
+        let result = self
+            .vessels
+            .update_one(
+                doc! {
+                    "_id": reservation.vessel_id.as_str(),
+                    "reservations": { "$elemMatch": element },
+                },
+                doc! {
+                    "$pull": { "reservations": { "_id": reservation.id.as_str() } },
+                    "$inc": {
+                        "remaining_capacity": reservation.taken.capacity.get(),
+                        "remaining_weight": reservation.taken.max_weight.get(),
+                    },
+                },
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(result.modified_count == 1)
     }
 }
 
@@ -115,8 +245,39 @@ impl VesselStore for MongoStore {
                     .build(),
             )
             .build();
+        let reservation_ids = IndexModel::builder()
+            .keys(doc! { "reservations._id": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(RESERVATION_ID_INDEX.to_owned())
+                    .unique(true)
+                    // Vessels holding no reservation are left out, or they
+                    // would all share the "missing" key.
+                    .partial_filter_expression(doc! { "reservations._id": { "$exists": true } })
+                    .build(),
+            )
+            .build();
+        let expiry = IndexModel::builder()
+            .keys(doc! { "reservations.expires_at": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(RESERVATION_EXPIRY_INDEX.to_owned())
+                    .build(),
+            )
+            .build();
         self.vessels
-            .create_index(by_size)
+            .create_indexes([by_size, reservation_ids, expiry])
+            .await
+            .map_err(store_error)?;
+        // Vessels stored before reservations existed start with all their room.
+        self.vessels
+            .update_many(
+                doc! { "remaining_capacity": { "$exists": false } },
+                vec![doc! { "$set": {
+                    "remaining_capacity": "$capacity",
+                    "remaining_weight": "$max_weight",
+                } }],
+            )
             .await
             .map_err(store_error)?;
         Ok(())
@@ -146,6 +307,7 @@ impl VesselStore for MongoStore {
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
         self.vessels
             .find_one(doc! { "_id": id.as_str() })
+            .projection(without_reservations())
             .await
             .map_err(store_error)?
             .map(Vessel::try_from)
@@ -159,7 +321,6 @@ impl VesselStore for MongoStore {
         err(Display, level = "debug")
     )]
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
-        use futures::TryStreamExt;
         let filter = match after {
             Some(id) => doc! { "_id": { "$gt": id.as_str() } },
             None => doc! {},
@@ -167,6 +328,7 @@ impl VesselStore for MongoStore {
         let documents: Vec<VesselDocument> = self
             .vessels
             .find(filter)
+            .projection(without_reservations())
             .sort(doc! { "_id": 1 })
             .limit(i64::from(limit))
             .await
@@ -188,9 +350,139 @@ impl VesselStore for MongoStore {
         self.vessels
             .find_one(filter)
             .sort(sort)
+            .projection(without_reservations())
             .await
             .map_err(store_error)?
             .map(Vessel::try_from)
             .transpose()
+    }
+
+    #[tracing::instrument(
+        name = "mongodb.reserve",
+        skip_all,
+        fields(reservation.id = %id, vessel.id),
+        err(Display, level = "debug")
+    )]
+    async fn reserve(
+        &self,
+        id: &ReservationId,
+        spec: Specification,
+        ttl: Duration,
+    ) -> Result<Option<Reservation>, StoreError> {
+        if let Some(existing) = self.reservation(id).await? {
+            return Ok(Some(existing));
+        }
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_at =
+            bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis().saturating_add(ttl_ms));
+        let (mut filter, sort) = find_available_query(spec);
+        // A unique index does not look inside one document: a vessel already
+        // holding this id is left alone here, another one is refused by the
+        // index (duplicate key).
+        filter.insert("reservations._id", doc! { "$ne": id.as_str() });
+        // One findAndModify: the filter is checked on the document it
+        // updates, so the room taken is never more than the room left.
+        let taken = self
+            .vessels
+            .find_one_and_update(
+                filter,
+                doc! {
+                    "$inc": {
+                        "remaining_capacity": -spec.capacity.get(),
+                        "remaining_weight": -spec.max_weight.get(),
+                    },
+                    "$push": { "reservations": {
+                        "_id": id.as_str(),
+                        "capacity": spec.capacity.get(),
+                        "weight": spec.max_weight.get(),
+                        "expires_at": expires_at,
+                    } },
+                },
+            )
+            .sort(sort)
+            .projection(without_reservations())
+            .return_document(ReturnDocument::After)
+            .await;
+        match taken {
+            Ok(Some(vessel)) => {
+                tracing::Span::current().record("vessel.id", vessel.id.as_str());
+                Ok(Some(Reservation {
+                    id: id.clone(),
+                    vessel_id: VesselId::parse(&vessel.id)
+                        .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+                    taken: spec,
+                    expires_at: to_chrono(expires_at),
+                }))
+            }
+            // No vessel has the room — or the one that holds this id was
+            // left out above because a concurrent reserver with it was first.
+            Ok(None) => self.reservation(id).await,
+            // A concurrent reserver with the same id was first (the unique
+            // index refused ours, so nothing was taken): answer theirs.
+            Err(error) if shippy_store::mongo_duplicate_key(&error) => self.reservation(id).await,
+            Err(error) => Err(store_error(error)),
+        }
+    }
+
+    #[tracing::instrument(name = "mongodb.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
+    async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        let now = bson::DateTime::now();
+        let result = self
+            .vessels
+            .update_one(
+                doc! { "reservations": { "$elemMatch": {
+                    "_id": id.as_str(),
+                    "$or": [ { "expires_at": null }, { "expires_at": { "$gt": now } } ],
+                } } },
+                doc! { "$set": { "reservations.$.expires_at": null } },
+            )
+            .await
+            .map_err(store_error)?;
+        if result.matched_count == 0 {
+            return Ok(None);
+        }
+        self.reservation(id).await
+    }
+
+    #[tracing::instrument(name = "mongodb.release", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
+    async fn release(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        let Some(reservation) = self.reservation(id).await? else {
+            return Ok(None);
+        };
+        // The amounts of an element never change, so giving back what was
+        // read is right as long as the element is still there.
+        Ok(self
+            .give_back(&reservation, Document::new())
+            .await?
+            .then_some(reservation))
+    }
+
+    #[tracing::instrument(name = "mongodb.expire", skip_all, err(Display, level = "debug"))]
+    async fn expire(&self) -> Result<u64, StoreError> {
+        let now = bson::DateTime::now();
+        let due = doc! { "expires_at": { "$lte": now } };
+        let holders: Vec<HolderDocument> = self
+            .holders
+            .find(doc! { "reservations": { "$elemMatch": due.clone() } })
+            .projection(doc! { "reservations": 1 })
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        let mut expired = 0;
+        for holder in holders {
+            for element in holder.reservations {
+                if !element.expires_at.is_some_and(|at| at <= now) {
+                    continue;
+                }
+                let reservation = element.into_reservation(&holder.id)?;
+                // Still held and due: a confirmation that came first wins.
+                if self.give_back(&reservation, due.clone()).await? {
+                    expired += 1;
+                }
+            }
+        }
+        Ok(expired)
     }
 }

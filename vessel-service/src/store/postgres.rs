@@ -1,9 +1,34 @@
 //! The PostgreSQL vessel store (sqlx), with its schema from `migrations/`.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::{StoreError, VesselStore};
-use crate::domain::{Capacity, Specification, Vessel, VesselId, VesselName, Weight};
+use crate::domain::{
+    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName,
+    Weight,
+};
+
+/// The columns a [`VesselRow`] reads (a macro, so queries stay `&'static str`).
+macro_rules! vessel_columns {
+    () => {
+        "id, name, capacity, max_weight, available, owner_id, remaining_capacity, remaining_weight"
+    };
+}
+
+/// The columns a [`ReservationRow`] reads.
+macro_rules! reservation_columns {
+    () => {
+        "id, vessel_id, capacity, weight, expires_at"
+    };
+}
+
+/// How many times [`PostgresStore::reserve`] picks again after another
+/// reserver took the room it picked first. Each lost race means another
+/// reservation went through, so this bounds only pathological churn.
+const PICK_ATTEMPTS: u32 = 100;
 
 /// The schema, embedded in the binary and applied by [`VesselStore::prepare`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -22,6 +47,8 @@ struct VesselRow {
     max_weight: i32,
     available: bool,
     owner_id: String,
+    remaining_capacity: i32,
+    remaining_weight: i32,
 }
 
 impl TryFrom<VesselRow> for Vessel {
@@ -31,22 +58,90 @@ impl TryFrom<VesselRow> for Vessel {
         let corrupt = |error: crate::domain::InvalidInput| {
             StoreError::Corrupt(format!("vessel `{}`: {error}", row.id))
         };
+        let capacity = Capacity::parse(row.capacity, "capacity").map_err(corrupt)?;
+        let max_weight = Weight::parse(row.max_weight, "max_weight").map_err(corrupt)?;
         Ok(Vessel {
             id: VesselId::parse(&row.id).map_err(corrupt)?,
             name: VesselName::parse(&row.name).map_err(corrupt)?,
-            capacity: Capacity::parse(row.capacity, "capacity").map_err(corrupt)?,
-            max_weight: Weight::parse(row.max_weight, "max_weight").map_err(corrupt)?,
+            remaining: Room::parse(
+                row.remaining_capacity,
+                row.remaining_weight,
+                (capacity, max_weight),
+            )
+            .map_err(corrupt)?,
+            capacity,
+            max_weight,
             available: row.available,
             owner_id: row.owner_id,
         })
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    id: String,
+    vessel_id: String,
+    capacity: i32,
+    weight: i32,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = StoreError;
+
+    fn try_from(row: ReservationRow) -> Result<Self, Self::Error> {
+        let corrupt = |error: crate::domain::InvalidInput| {
+            StoreError::Corrupt(format!("reservation `{}`: {error}", row.id))
+        };
+        Ok(Reservation {
+            id: ReservationId::parse(&row.id).map_err(corrupt)?,
+            vessel_id: VesselId::parse(&row.vessel_id).map_err(corrupt)?,
+            taken: Specification {
+                capacity: Capacity::parse(row.capacity, "capacity").map_err(corrupt)?,
+                max_weight: Weight::parse(row.weight, "weight").map_err(corrupt)?,
+            },
+            expires_at: row.expires_at,
+        })
+    }
+}
+
+/// What one attempt to take room found: the vessel it picked (none: no
+/// vessel had the room) and whether it took the room there (not: another
+/// reserver took it first).
+#[derive(sqlx::FromRow)]
+struct Pick {
+    picked: Option<String>,
+    taken: Option<String>,
+}
+
+/// Picks the smallest vessel with the room and takes it there in one
+/// statement. The `UPDATE` checks the room again on the row it locks, so two
+/// reservers never both take the last room: the later one finds `taken`
+/// empty and picks again.
+const TAKE_ROOM: &str = "\
+    WITH pick AS ( \
+        SELECT id FROM vessels \
+        WHERE available AND remaining_capacity >= $1 AND remaining_weight >= $2 \
+        ORDER BY capacity, max_weight, id LIMIT 1), \
+    taken AS ( \
+        UPDATE vessels v \
+        SET remaining_capacity = v.remaining_capacity - $1, \
+            remaining_weight = v.remaining_weight - $2 \
+        FROM pick \
+        WHERE v.id = pick.id AND v.available \
+          AND v.remaining_capacity >= $1 AND v.remaining_weight >= $2 \
+        RETURNING v.id) \
+    SELECT (SELECT id FROM pick) AS picked, (SELECT id FROM taken) AS taken";
+
 impl PostgresStore {
     /// A store on `pool` (which may not have connected yet).
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
+}
+
+fn unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
 }
 
 fn store_error(error: sqlx::Error) -> StoreError {
@@ -87,8 +182,9 @@ impl VesselStore for PostgresStore {
     #[tracing::instrument(name = "postgres.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO vessels (id, name, capacity, max_weight, available, owner_id) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO vessels (id, name, capacity, max_weight, available, owner_id, \
+             remaining_capacity, remaining_weight) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(vessel.id.as_str())
         .bind(vessel.name.as_str())
@@ -96,6 +192,8 @@ impl VesselStore for PostgresStore {
         .bind(vessel.max_weight.get())
         .bind(vessel.available)
         .bind(&vessel.owner_id)
+        .bind(vessel.remaining.capacity)
+        .bind(vessel.remaining.weight)
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -105,7 +203,7 @@ impl VesselStore for PostgresStore {
     #[tracing::instrument(name = "postgres.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
         let row: Option<VesselRow> = sqlx::query_as(
-            "SELECT id, name, capacity, max_weight, available, owner_id FROM vessels WHERE id = $1",
+            concat!("SELECT ", vessel_columns!(), " FROM vessels WHERE id = $1"),
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -123,10 +221,10 @@ impl VesselStore for PostgresStore {
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
         // Byte order (`C`), the order MongoDB compares strings in, so both
         // stores page alike.
-        let rows: Vec<VesselRow> = sqlx::query_as(
-            "SELECT id, name, capacity, max_weight, available, owner_id FROM vessels \
-             WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2",
-        )
+        let rows: Vec<VesselRow> = sqlx::query_as(concat!(
+            "SELECT ", vessel_columns!(), " FROM vessels \
+             WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
+        ))
         .bind(after.map_or("", VesselId::as_str))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -142,16 +240,155 @@ impl VesselStore for PostgresStore {
         err(Display, level = "debug")
     )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
-        let row: Option<VesselRow> = sqlx::query_as(
-            "SELECT id, name, capacity, max_weight, available, owner_id FROM vessels \
-             WHERE available AND capacity >= $1 AND max_weight >= $2 \
-             ORDER BY capacity, max_weight, id LIMIT 1",
-        )
+        let row: Option<VesselRow> = sqlx::query_as(concat!(
+            "SELECT ", vessel_columns!(), " FROM vessels \
+             WHERE available AND remaining_capacity >= $1 AND remaining_weight >= $2 \
+             ORDER BY capacity, max_weight, id LIMIT 1"
+        ))
         .bind(spec.capacity.get())
         .bind(spec.max_weight.get())
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
         row.map(Vessel::try_from).transpose()
+    }
+
+    #[tracing::instrument(
+        name = "postgres.reserve",
+        skip_all,
+        fields(reservation.id = %id, vessel.id),
+        err(Display, level = "debug")
+    )]
+    async fn reserve(
+        &self,
+        id: &ReservationId,
+        spec: Specification,
+        ttl: Duration,
+    ) -> Result<Option<Reservation>, StoreError> {
+        if let Some(existing) = self.reservation(id).await? {
+            return Ok(Some(existing));
+        }
+        // One transaction: the room taken and the reservation that holds it
+        // are both there or neither is.
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut attempts = 0;
+        let vessel_id = loop {
+            attempts += 1;
+            let pick: Pick = sqlx::query_as(TAKE_ROOM)
+                .bind(spec.capacity.get())
+                .bind(spec.max_weight.get())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            match pick {
+                Pick {
+                    taken: Some(vessel), ..
+                } => break vessel,
+                Pick { picked: None, .. } => return Ok(None),
+                Pick { picked: Some(_), .. } if attempts < PICK_ATTEMPTS => continue,
+                Pick { .. } => {
+                    return Err(StoreError::Unavailable(
+                        format!("gave up after {PICK_ATTEMPTS} lost races for room").into(),
+                    ));
+                }
+            }
+        };
+        tracing::Span::current().record("vessel.id", vessel_id.as_str());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let inserted: Result<ReservationRow, _> = sqlx::query_as(concat!(
+            "INSERT INTO reservations (id, vessel_id, capacity, weight, expires_at) \
+             VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond') \
+             RETURNING ", reservation_columns!(), ""
+        ))
+        .bind(id.as_str())
+        .bind(&vessel_id)
+        .bind(spec.capacity.get())
+        .bind(spec.max_weight.get())
+        .bind(ttl_ms)
+        .fetch_one(&mut *tx)
+        .await;
+        match inserted {
+            Ok(row) => {
+                tx.commit().await.map_err(store_error)?;
+                Reservation::try_from(row).map(Some)
+            }
+            // A concurrent reserver with the same id committed first: undo
+            // ours (the rollback gives the room back) and answer theirs.
+            Err(error) if unique_violation(&error) => {
+                tx.rollback().await.map_err(store_error)?;
+                self.reservation(id).await
+            }
+            Err(error) => Err(store_error(error)),
+        }
+    }
+
+    #[tracing::instrument(name = "postgres.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
+    async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        let row: Option<ReservationRow> = sqlx::query_as(concat!(
+            "UPDATE reservations SET expires_at = NULL \
+             WHERE id = $1 AND (expires_at IS NULL OR expires_at > now()) \
+             RETURNING ", reservation_columns!(), ""
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(Reservation::try_from).transpose()
+    }
+
+    #[tracing::instrument(name = "postgres.release", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
+    async fn release(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        // One statement: the reservation goes and its room comes back
+        // together; a concurrent release finds nothing to delete.
+        let row: Option<ReservationRow> = sqlx::query_as(concat!(
+            "WITH gone AS (DELETE FROM reservations WHERE id = $1 RETURNING *), \
+             back AS ( \
+                 UPDATE vessels v \
+                 SET remaining_capacity = v.remaining_capacity + gone.capacity, \
+                     remaining_weight = v.remaining_weight + gone.weight \
+                 FROM gone WHERE v.id = gone.vessel_id RETURNING v.id) \
+             SELECT ", reservation_columns!(), " FROM gone"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(Reservation::try_from).transpose()
+    }
+
+    #[tracing::instrument(name = "postgres.expire", skip_all, err(Display, level = "debug"))]
+    async fn expire(&self) -> Result<u64, StoreError> {
+        let expired: i64 = sqlx::query_scalar(
+            "WITH gone AS ( \
+                 DELETE FROM reservations \
+                 WHERE expires_at IS NOT NULL AND expires_at <= now() \
+                 RETURNING vessel_id, capacity, weight), \
+             per_vessel AS ( \
+                 SELECT vessel_id, sum(capacity)::int AS capacity, sum(weight)::int AS weight \
+                 FROM gone GROUP BY vessel_id), \
+             back AS ( \
+                 UPDATE vessels v \
+                 SET remaining_capacity = v.remaining_capacity + per_vessel.capacity, \
+                     remaining_weight = v.remaining_weight + per_vessel.weight \
+                 FROM per_vessel WHERE v.id = per_vessel.vessel_id RETURNING v.id) \
+             SELECT count(*) FROM gone",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(u64::try_from(expired).unwrap_or(0))
+    }
+}
+
+impl PostgresStore {
+    async fn reservation(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        let row: Option<ReservationRow> = sqlx::query_as(concat!(
+            "SELECT ", reservation_columns!(), " FROM reservations WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(Reservation::try_from).transpose()
     }
 }
