@@ -5,8 +5,8 @@
 use axum::{
     Json,
     extract::{
-        Query, State,
-        rejection::{JsonRejection, QueryRejection},
+        Path, Query, State,
+        rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -176,6 +176,26 @@ pub async fn create_consignment(
     Ok(created(
         json!({ "consignment": response.consignment.map(json::Consignment::from) }),
     ))
+}
+
+/// `DELETE /api/v1/consignments/{id}`: cancels one of the caller's
+/// consignments; its room goes back to its vessel.
+pub async fn cancel_consignment(
+    State(peers): State<Peers>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let Path(id) = id?;
+    let request = with_token(&headers, consignment::CancelRequest { id })?;
+    let response = peers
+        .shipping()
+        .cancel_consignment(request)
+        .await?
+        .into_inner();
+    Ok(
+        Json(json!({ "consignment": response.consignment.map(json::Consignment::from) }))
+            .into_response(),
+    )
 }
 
 /// `GET /api/v1/consignments`: the caller's consignments, newest first.

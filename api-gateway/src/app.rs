@@ -9,7 +9,7 @@ use axum::{
     http::StatusCode,
     middleware,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use serde_json::json;
 use shippy_service::{
@@ -170,6 +170,7 @@ pub fn router(peers: Peers, metrics: HttpMetrics) -> Router {
             "/consignments",
             post(api::create_consignment).get(api::list_consignments),
         )
+        .route("/consignments/{id}", delete(api::cancel_consignment))
         .route("/vessels", post(api::create_vessel).get(api::list_vessels))
         .fallback(not_found)
         .with_state(peers.clone());

@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    extract::rejection::{JsonRejection, QueryRejection},
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -136,6 +136,15 @@ impl From<JsonRejection> for HttpError {
             ),
         };
         Self::invalid(message)
+    }
+}
+
+impl From<PathRejection> for HttpError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::invalid(format!(
+            "bad path: {}",
+            clipped(&rejection.body_text(), MESSAGE_CHARS)
+        ))
     }
 }
 

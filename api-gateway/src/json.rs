@@ -155,6 +155,7 @@ impl From<NewVessel> for vessel::Vessel {
             name: new.name,
             available: new.available,
             owner_id: new.owner_id,
+            ..Default::default()
         }
     }
 }
@@ -168,6 +169,12 @@ pub struct Vessel {
     pub max_weight: i32,
     pub available: bool,
     pub owner_id: String,
+    /// Containers not yet taken by consignments.
+    pub remaining_capacity: i32,
+    /// Kilograms not yet taken by consignments.
+    pub remaining_weight: i32,
+    pub used_capacity: i32,
+    pub used_weight: i32,
 }
 
 impl From<vessel::Vessel> for Vessel {
@@ -179,6 +186,10 @@ impl From<vessel::Vessel> for Vessel {
             max_weight: v.max_weight,
             available: v.available.unwrap_or(true),
             owner_id: v.owner_id,
+            remaining_capacity: v.remaining_capacity,
+            remaining_weight: v.remaining_weight,
+            used_capacity: v.used_capacity,
+            used_weight: v.used_weight,
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 /// One documented operation.
 #[derive(Debug, Clone, Copy)]
 pub struct Operation {
-    /// `get` or `post`.
+    /// `get`, `post` or `delete`.
     pub method: &'static str,
     /// e.g. `/api/v1/users`.
     pub path: &'static str,
@@ -61,7 +61,7 @@ pub const ROUTES: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/v1/consignments",
-        summary: "Ship a consignment on the smallest vessel that fits",
+        summary: "Ship a consignment on the smallest vessel with room left for it",
         body: Some("NewConsignment"),
         success: (201, "ConsignmentResponse"),
         bearer: true,
@@ -77,6 +77,16 @@ pub const ROUTES: &[Operation] = &[
         bearer: true,
         paged: true,
         errors: &[400, 401, 503, 504],
+    },
+    Operation {
+        method: "delete",
+        path: "/api/v1/consignments/{id}",
+        summary: "Cancel one of the caller's consignments; its room goes back to its vessel",
+        body: None,
+        success: (200, "ConsignmentResponse"),
+        bearer: true,
+        paged: false,
+        errors: &[400, 401, 404, 422, 503, 504],
     },
     Operation {
         method: "post",
@@ -144,10 +154,12 @@ fn schemas() -> Value {
         "NewVessel": {"type": "object", "required": ["name", "capacity", "max_weight"],
             "additionalProperties": false, "properties": {"id": string(), "name": string(),
             "capacity": int(), "max_weight": int(), "available": {"type": "boolean"},
-            "owner_id": string()}},
+            "owner_id": string(), "remaining_capacity": int(), "remaining_weight": int(),
+            "used_capacity": int(), "used_weight": int()}},
         "Vessel": {"type": "object", "properties": {"id": string(), "name": string(),
             "capacity": int(), "max_weight": int(), "available": {"type": "boolean"},
-            "owner_id": string()}},
+            "owner_id": string(), "remaining_capacity": int(), "remaining_weight": int(),
+            "used_capacity": int(), "used_weight": int()}},
         "VesselResponse": {"type": "object", "properties": {"vessel": reference("Vessel")}},
         "VesselPage": {"type": "object", "properties": {
             "vessels": {"type": "array", "items": reference("Vessel")},
@@ -190,6 +202,10 @@ pub fn build() -> Value {
                 {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                 {"name": "page_token", "in": "query", "schema": {"type": "string"}},
             ]);
+        }
+        if op.path.contains("{id}") {
+            operation["parameters"] =
+                json!([{"name": "id", "in": "path", "required": true, "schema": string()}]);
         }
         let entry = paths
             .entry(op.path)

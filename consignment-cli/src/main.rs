@@ -1,4 +1,4 @@
-//! consignment-cli: create and list your shippy consignments.
+//! consignment-cli: create, list and cancel your shippy consignments.
 //!
 //! Every failure prints one line on stderr and exits non-zero.
 
@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use shippy_auth::saved;
 use shippy_proto::consignment::v1::{
-    Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
+    CancelRequest, Consignment, Container, GetRequest,
+    shipping_service_client::ShippingServiceClient,
 };
 use shippy_service::cli::{self, Failure};
 use tonic::Status;
@@ -17,7 +18,7 @@ use tonic::Status;
 /// there is no `consignment.json` in the current directory.
 const SAMPLE: &str = include_str!("../../consignment.json");
 
-/// Create and list your shippy consignments.
+/// Create, list and cancel your shippy consignments.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -54,6 +55,11 @@ enum Command {
         /// Consignments per page.
         #[arg(long, default_value_t = 50)]
         page_size: u32,
+    },
+    /// Cancel one of your consignments: its room goes back to its vessel.
+    Cancel {
+        /// The consignment's id (as `create` and `list` show it).
+        id: String,
     },
 }
 
@@ -163,6 +169,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     stored.vessel_id,
                     stored.containers.len(),
                     stored.weight
+                );
+            }
+        }
+        Command::Cancel { id } => {
+            let token = saved::resolve_token(cli.token).map_err(Failure)?;
+            let mut client = ShippingServiceClient::new(channel.clone());
+            let request = saved::bearer(CancelRequest { id }, &token).map_err(Failure)?;
+            let cancelled = client
+                .cancel_consignment(request)
+                .await
+                .map_err(failed)?
+                .into_inner()
+                .consignment
+                .ok_or_else(|| {
+                    Failure("consignment-service answered without the consignment".into())
+                })?;
+            let cancelled = ConsignmentOut::from(cancelled);
+            if cli.json {
+                cli::print_json(&cancelled)?;
+            } else {
+                println!(
+                    "cancelled consignment {}; its room on vessel {} is free again",
+                    cancelled.id, cancelled.vessel_id
                 );
             }
         }

@@ -117,6 +117,26 @@ async fn create_then_list_with_the_saved_login() {
         .await;
     let all: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
     assert_eq!(all.len(), 2, "every page is fetched");
+
+    let id = small["id"].as_str().unwrap();
+    let cancelled = world.run(&["cancel", id], None).await;
+    assert!(cancelled.status.success(), "{}", stderr(&cancelled));
+    assert!(
+        stdout(&cancelled).contains(&format!("cancelled consignment {id}")),
+        "{}",
+        stdout(&cancelled)
+    );
+    let list = world.run(&["list", "--json"], None).await;
+    let left: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(left.len(), 1, "the cancelled one is gone");
+    assert_ne!(left[0]["id"], small["id"]);
+    let unknown = world.run(&["cancel", "no-such-id"], None).await;
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("you have no consignment"),
+        "{}",
+        stderr(&unknown)
+    );
 }
 
 #[tokio::test]

@@ -10,10 +10,13 @@ use tonic::{Request, Response, Status};
 use shippy_auth::Authenticator;
 
 use crate::{
-    domain::{Consignment, InvalidInput, MAX_CONSIGNMENT_BYTES, NewConsignment},
+    domain::{Consignment, InvalidInput, MAX_CONSIGNMENT_BYTES, NewConsignment, State},
+    saga::Saga,
     store::{After, ConsignmentStore, Store, StoreError},
-    vessels::Vessels,
 };
+
+/// The longest consignment id `CancelConsignment` looks up (ours are UUIDs).
+const MAX_ID_LEN: usize = 100;
 
 /// Consignments per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -35,17 +38,17 @@ pub struct ShippingApi {
     store: Store,
     ready: Ready,
     auth: Authenticator,
-    vessels: Vessels,
+    saga: Saga,
 }
 
 impl ShippingApi {
     /// Handlers that answer `UNAVAILABLE` until `ready` is set.
-    pub fn new(store: Store, ready: Ready, auth: Authenticator, vessels: Vessels) -> Self {
+    pub fn new(store: Store, ready: Ready, auth: Authenticator, saga: Saga) -> Self {
         Self {
             store,
             ready,
             auth,
-            vessels,
+            saga,
         }
     }
 
@@ -102,27 +105,57 @@ impl ShippingService for ShippingApi {
         }
         let new =
             NewConsignment::parse(request.into_inner(), &claims.sub).map_err(ApiError::from)?;
-        let store = self.store()?;
-        let vessel_id = self
-            .vessels
-            .find_available(new.capacity_needed(), new.weight)
-            .await?;
-        span.record("vessel.id", &vessel_id);
+        self.store()?;
+        let capacity = new.capacity_needed();
         let consignment = Consignment {
             id: uuid::Uuid::new_v4().to_string(),
             owner_id: claims.sub,
             description: new.description,
             weight: new.weight,
             containers: new.containers,
-            vessel_id,
+            vessel_id: String::new(),
             // Both stores keep microseconds; so does the answer.
             created_at: Utc::now().trunc_subsecs(6),
+            state: State::Pending,
         };
         span.record("consignment.id", &consignment.id);
-        store.insert(&consignment).await.map_err(ApiError::from)?;
+        let consignment = self.saga.place(consignment, capacity).await?;
         tracing::info!("consignment created");
         Ok(Response::new(proto::Response {
             created: true,
+            consignment: Some(consignment.into()),
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(caller, consignment.id))]
+    async fn cancel_consignment(
+        &self,
+        request: Request<proto::CancelRequest>,
+    ) -> Result<Response<proto::Response>, Status> {
+        let claims = self.auth.authenticate(&request).await?;
+        let span = tracing::Span::current();
+        span.record("caller", &claims.sub);
+        let id = request.into_inner().id;
+        if id.trim().is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "id is required: the consignment to cancel".into(),
+            )
+            .into());
+        }
+        shippy_service::text::check_line("id", &id)
+            .map_err(|error| ApiError::InvalidArgument(error.to_string()))?;
+        if id.len() > MAX_ID_LEN {
+            return Err(ApiError::NotFound(format!(
+                "you have no consignment {}",
+                shippy_service::text::excerpt(&id)
+            ))
+            .into());
+        }
+        span.record("consignment.id", id.as_str());
+        self.store()?;
+        let consignment = self.saga.cancel(&id, &claims.sub).await?;
+        Ok(Response::new(proto::Response {
             consignment: Some(consignment.into()),
             ..Default::default()
         }))

@@ -16,6 +16,7 @@ use shippy_auth::Authenticator;
 
 use crate::{
     api::ShippingApi,
+    saga::Saga,
     settings::Settings,
     store::{ConsignmentStore, OpenError, Store},
     vessels::Vessels,
@@ -30,7 +31,8 @@ const CALLS: CallTimeouts = CallTimeouts {
     connect: Duration::from_secs(1),
     request: Duration::from_secs(3),
 };
-/// The deadline of a `FindAvailable` call.
+/// The deadline of each call to vessel-service (`Reserve`, `Confirm`,
+/// `Release`), retries included.
 const VESSEL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// consignment-service could not start.
@@ -66,6 +68,8 @@ pub struct Application {
     store: Store,
     ready: Ready,
     auth: Authenticator,
+    saga: Saga,
+    recovery: (Duration, Duration),
 }
 
 impl Application {
@@ -93,7 +97,14 @@ impl Application {
                 &background,
             )?,
             VESSEL_DEADLINE,
+            settings.service_token.clone(),
         );
+        if settings.service_token.is_none() {
+            tracing::warn!(
+                "no SERVICE_TOKEN: vessel-service will refuse every reservation, so no consignment can be placed"
+            );
+        }
+        let saga = Saga::new(store.clone(), vessels);
         let auth = Authenticator::new(discovery.channel(
             "user-service",
             &settings.user_service_url,
@@ -102,7 +113,7 @@ impl Application {
         )?);
 
         let ready = Ready::new();
-        let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), vessels);
+        let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), saga.clone());
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
             .add_service(
                 ShippingServiceServer::new(api)
@@ -118,6 +129,11 @@ impl Application {
             store,
             ready,
             auth,
+            saga,
+            recovery: (
+                settings.recovery_interval.into(),
+                settings.recovery_after.into(),
+            ),
         })
     }
 
@@ -135,6 +151,13 @@ impl Application {
     /// token keys in the background: health is `NOT_SERVING` until both
     /// are done.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
+        let (interval, older_than) = self.recovery;
+        let recovery = tokio::spawn(self.saga.recover_until(
+            interval,
+            older_than,
+            self.ready.clone(),
+            shutdown.clone(),
+        ));
         let readiness = tokio::spawn(readiness::watch(
             Watched {
                 what: "consignment store and token keys",
@@ -156,7 +179,11 @@ impl Application {
         ));
         let served = self
             .base
-            .run(self.server, shutdown, vec![("readiness", readiness)])
+            .run(
+                self.server,
+                shutdown,
+                vec![("readiness", readiness), ("recovery sweep", recovery)],
+            )
             .await;
         self.background.trigger();
         served

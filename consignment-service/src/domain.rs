@@ -53,6 +53,54 @@ pub struct Consignment {
     pub vessel_id: String,
     /// When it was created (microsecond precision).
     pub created_at: DateTime<Utc>,
+    /// Where it is in its life: only confirmed ones are listed.
+    pub state: State,
+}
+
+/// Where a consignment is in its life. Placing one is a saga with
+/// vessel-service (reserve the room, store the consignment, confirm the
+/// reservation); cancelling gives the room back. Each step moves the state
+/// on only from the state it expects, so a retry, a second instance, or the
+/// recovery sweep never undoes another's step.
+///
+/// ```text
+/// pending ──confirm──▶ confirmed ──cancel──▶ cancelling ──release──▶ cancelled
+///    └──────── reservation lost (expired) ─────▶┘
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Stored, its room reserved but not yet confirmed.
+    Pending,
+    /// Its room is confirmed: it ships, and it is listed.
+    Confirmed,
+    /// Cancelled (or its placing failed): its room is being given back.
+    Cancelling,
+    /// Cancelled and its room given back.
+    Cancelled,
+}
+
+impl State {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state a stored name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Confirmed,
+            Self::Cancelling,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
 }
 
 /// A consignment as a caller asks to create it, checked.

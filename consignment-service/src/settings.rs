@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use shippy_auth::service::ServiceToken;
 use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
 
 /// What consignment-service needs to run.
@@ -35,6 +36,23 @@ pub struct Settings {
         default_value = "http://127.0.0.1:50053"
     )]
     pub user_service_url: String,
+
+    /// The secret vessel-service's reservations need (at least 32
+    /// characters; the same on both). Unset: vessel-service refuses them,
+    /// so no consignment can be placed.
+    #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<ServiceToken>,
+
+    /// How often consignments a create or cancel left half-done (the
+    /// process died mid-way) are looked for and finished.
+    #[arg(long, env = "RECOVERY_INTERVAL", default_value = "10s")]
+    pub recovery_interval: humantime::Duration,
+
+    /// How old a half-done consignment must be before the recovery sweep
+    /// finishes it: longer than any create takes (the 30 s request timeout),
+    /// and well under vessel-service's RESERVATION_TTL.
+    #[arg(long, env = "RECOVERY_AFTER", default_value = "30s")]
+    pub recovery_after: humantime::Duration,
 
     /// Where Prometheus scrapes `/metrics`.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9151")]

@@ -1,67 +1,84 @@
-//! Asking vessel-service for a vessel: with a deadline, and retried (it is
-//! idempotent) with jittered backoff when an instance cannot be reached, so
-//! one instance going away does not fail the call while others serve.
+//! vessel-service, as the consignment saga calls it: reserve room, confirm
+//! it, release it. Every call has a deadline and carries the services'
+//! shared secret; each is idempotent (keyed by the consignment's id), so one
+//! that cannot reach an instance is retried with jittered backoff, and one
+//! instance going away does not fail the call while others serve.
 
 use std::time::Duration;
 
-use shippy_proto::vessel::v1::{Specification, vessel_service_client::VesselServiceClient};
+use shippy_auth::service::ServiceToken;
+use shippy_proto::vessel::v1::{
+    ReservationRef, ReserveRequest, Specification, vessel_service_client::VesselServiceClient,
+};
 use shippy_service::{ApiError, breaker::CircuitBreaker, telemetry::propagation::TraceInterceptor};
-use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
 /// How many times an unreachable vessel-service is tried in one call.
 const ATTEMPTS: u32 = 3;
 
+type Client = VesselServiceClient<InterceptedService<Channel, TraceInterceptor>>;
+
 /// vessel-service, through a lazily connecting channel.
 #[derive(Debug, Clone)]
 pub struct Vessels {
-    client: VesselServiceClient<InterceptedService<Channel, TraceInterceptor>>,
+    client: Client,
     deadline: Duration,
     breaker: CircuitBreaker,
+    token: Option<ServiceToken>,
+}
+
+/// Why a reservation could not be confirmed.
+#[derive(Debug)]
+pub enum ConfirmError {
+    /// vessel-service holds nothing for it any more: the hold expired (or
+    /// was released). The consignment must not ship.
+    Lost(ApiError),
+    /// vessel-service did not answer; the reservation may still be held.
+    Failed(ApiError),
 }
 
 impl Vessels {
-    /// Calls through `channel`, each call given `deadline`.
-    pub fn new(channel: Channel, deadline: Duration) -> Self {
+    /// Calls through `channel`, each call given `deadline`, with `token`
+    /// (vessel-service refuses reservations without it).
+    pub fn new(channel: Channel, deadline: Duration, token: Option<ServiceToken>) -> Self {
         Self {
             client: VesselServiceClient::with_interceptor(channel, TraceInterceptor),
             deadline,
             breaker: CircuitBreaker::new(),
+            token,
         }
     }
 
-    /// The id of the smallest available vessel that carries `capacity`
-    /// containers weighing `max_weight` in all. None fits:
-    /// `FAILED_PRECONDITION` naming the need; vessel-service unreachable or
-    /// too slow: `UNAVAILABLE`.
-    #[tracing::instrument(
-        name = "shippy.vessel.v1.VesselService/FindAvailable",
-        skip(self),
-        fields(
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = "shippy.vessel.v1.VesselService",
-            rpc.method = "FindAvailable",
-        )
-    )]
-    pub async fn find_available(&self, capacity: i32, max_weight: i32) -> Result<String, ApiError> {
-        // After repeated failures, refuse at once instead of waiting out
-        // the deadline for a service that is not there.
+    /// After repeated failures, refuses at once instead of waiting out the
+    /// deadline for a service that is not there.
+    fn admit(&self) -> Result<(), ApiError> {
         self.breaker.allow().map_err(|open| {
             ApiError::unavailable(format!("vessel-service is unreachable ({open})"), open)
-        })?;
+        })
+    }
+
+    /// Sends `message` with `send` until it is answered, is refused for a
+    /// reason other than being unreachable, or the deadline passes. Call
+    /// [`Vessels::admit`] first.
+    async fn call<M, R, F, Fut>(&self, message: M, send: F) -> Result<R, Status>
+    where
+        M: Clone,
+        F: Fn(Client, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut attempt = 0;
         let answer = loop {
             attempt += 1;
-            let mut request = tonic::Request::new(Specification {
-                capacity,
-                max_weight,
-            });
+            let mut request = tonic::Request::new(message.clone());
+            if let Some(token) = &self.token {
+                token.attach(&mut request);
+            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             request.set_timeout(left);
-            let result = tokio::time::timeout(left, self.client.clone().find_available(request))
+            let result = tokio::time::timeout(left, send(self.client.clone(), request))
                 .await
-                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")));
             match result {
                 Err(status) if status.code() == Code::Unavailable && attempt < ATTEMPTS => {
                     let pause =
@@ -80,23 +97,113 @@ impl Vessels {
             Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
         );
         self.breaker.record(!unreachable);
-        match answer {
-            Ok(answer) => answer
-                .into_inner()
-                .vessel
-                .map(|vessel| vessel.id)
-                .filter(|id| !id.is_empty())
-                .ok_or_else(|| ApiError::internal("vessel-service answered without a vessel")),
-            Err(status) => Err(match status.code() {
-                Code::NotFound => ApiError::FailedPrecondition(format!(
-                    "no vessel can carry this consignment ({capacity} containers, {max_weight} kg): {}",
-                    status.message()
-                )),
-                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-                    ApiError::unavailable("vessel-service is unreachable; retry shortly", status)
-                }
-                _ => ApiError::internal(status),
+        answer.map(tonic::Response::into_inner)
+    }
+
+    /// Takes room for `capacity` containers weighing `weight` kg in all on
+    /// the smallest vessel that still has it, held for `id`; answers the
+    /// vessel's id. No vessel has the room: `FAILED_PRECONDITION` naming the
+    /// need; vessel-service unreachable or too slow: `UNAVAILABLE`.
+    #[tracing::instrument(
+        name = "shippy.vessel.v1.VesselService/Reserve",
+        skip(self),
+        fields(
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "shippy.vessel.v1.VesselService",
+            rpc.method = "Reserve",
+        )
+    )]
+    pub async fn reserve(&self, id: &str, capacity: i32, weight: i32) -> Result<String, ApiError> {
+        self.admit()?;
+        let request = ReserveRequest {
+            reservation_id: id.to_owned(),
+            specification: Some(Specification {
+                capacity,
+                max_weight: weight,
             }),
+        };
+        let reservation = self
+            .call(request, |mut client, request| async move {
+                client.reserve(request).await
+            })
+            .await
+            .map_err(|status| match status.code() {
+                Code::FailedPrecondition => ApiError::FailedPrecondition(format!(
+                    "no vessel has room left for this consignment \
+                     ({capacity} containers, {weight} kg)"
+                )),
+                _ => unexpected(status),
+            })?;
+        Some(reservation.vessel_id)
+            .filter(|vessel| !vessel.is_empty())
+            .ok_or_else(|| ApiError::internal("vessel-service reserved without naming a vessel"))
+    }
+
+    /// Keeps `id`'s held room until it is released.
+    #[tracing::instrument(
+        name = "shippy.vessel.v1.VesselService/Confirm",
+        skip(self),
+        fields(
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "shippy.vessel.v1.VesselService",
+            rpc.method = "Confirm",
+        )
+    )]
+    pub async fn confirm(&self, id: &str) -> Result<(), ConfirmError> {
+        self.admit().map_err(ConfirmError::Failed)?;
+        let request = ReservationRef {
+            reservation_id: id.to_owned(),
+        };
+        self.call(request, |mut client, request| async move {
+            client.confirm(request).await
+        })
+        .await
+        .map(drop)
+        .map_err(|status| match status.code() {
+            Code::NotFound => ConfirmError::Lost(ApiError::unavailable(
+                "the vessel's room for this consignment was not held long enough to \
+                     confirm it; nothing was shipped; retry",
+                status,
+            )),
+            _ => ConfirmError::Failed(unexpected(status)),
+        })
+    }
+
+    /// Gives `id`'s room back (held or confirmed); answers whether there was
+    /// any to give back.
+    #[tracing::instrument(
+        name = "shippy.vessel.v1.VesselService/Release",
+        skip(self),
+        fields(
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "shippy.vessel.v1.VesselService",
+            rpc.method = "Release",
+        )
+    )]
+    pub async fn release(&self, id: &str) -> Result<bool, ApiError> {
+        self.admit()?;
+        let request = ReservationRef {
+            reservation_id: id.to_owned(),
+        };
+        self.call(request, |mut client, request| async move {
+            client.release(request).await
+        })
+        .await
+        .map(|released| released.released)
+        .map_err(unexpected)
+    }
+}
+
+/// vessel-service's answer as this service's error: unreachable or slow is
+/// `UNAVAILABLE`; anything else is a fault between the services.
+fn unexpected(status: Status) -> ApiError {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            ApiError::unavailable("vessel-service is unreachable; retry shortly", status)
         }
+        _ => ApiError::internal(status),
     }
 }

@@ -58,6 +58,9 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
         database_url,
         // Only `Create` needs user-service's keys; these tests never create.
         user_service_url: "http://127.0.0.1:9".into(),
+        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+        reservation_ttl: shippy_testkit::RESERVATION_TTL.into(),
+        reservation_sweep_interval: Duration::from_millis(100).into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery,
     })
@@ -186,6 +189,9 @@ impl Cluster {
             database_url: fresh_postgres_database("disc_consignments").await,
             vessel_service_url: "http://127.0.0.1:9".into(),
             user_service_url: "http://127.0.0.1:9".into(),
+            service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+            recovery_interval: Duration::from_millis(200).into(),
+            recovery_after: Duration::from_secs(1).into(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: consul_args(consul),
         })

@@ -596,7 +596,8 @@ async fn the_largest_consignment_is_accepted_and_a_bigger_one_is_invalid_naming_
 #[tokio::test]
 async fn pages_end_before_a_size_default_clients_cannot_read() {
     let cluster = Cluster::start().await;
-    cluster.create_vessel(10_000, 1_000_000).await;
+    // Room for all five: each takes 2 600 containers of it.
+    cluster.create_vessel(20_000, 1_000_000).await;
     let (_, token) = cluster.user("lister@example.com").await;
     for _ in 0..5 {
         cluster
@@ -648,6 +649,9 @@ async fn health_is_not_serving_until_the_token_keys_are_held() {
         database_url: fresh_postgres_database("late_keys").await,
         vessel_service_url: "http://127.0.0.1:9".into(),
         user_service_url: format!("http://{}", user_service.address()),
+        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+        recovery_interval: Duration::from_millis(200).into(),
+        recovery_after: Duration::from_secs(1).into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
     })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use consignment_service::{
-    domain::{Consignment, Container},
+    domain::{Consignment, Container, State},
     store::{After, ConsignmentStore, Store, StoreError},
 };
 use shippy_testkit::{
@@ -43,6 +43,7 @@ fn consignment(id: &str, owner: &str, created_at: DateTime<Utc>) -> Consignment 
         ],
         vessel_id: "vessel001".into(),
         created_at,
+        state: State::Confirmed,
     }
 }
 
@@ -126,6 +127,92 @@ async fn pages_resume_after_the_cursor_even_at_equal_times(store: impl Consignme
     assert_eq!(seen, ["new", "x", "m", "b", "old"]);
 }
 
+async fn only_confirmed_consignments_are_listed(store: impl ConsignmentStore) {
+    for (id, state) in [
+        ("p", State::Pending),
+        ("c", State::Confirmed),
+        ("x", State::Cancelling),
+        ("z", State::Cancelled),
+    ] {
+        let mut stored = consignment(id, "owner-1", at(i64::from(id.as_bytes()[0])));
+        stored.state = state;
+        store.insert(&stored).await.unwrap();
+    }
+    let listed = store.list_by_owner("owner-1", None, 10).await.unwrap();
+    assert_eq!(ids(&listed), ["c"]);
+    let got = store
+        .get("x")
+        .await
+        .unwrap()
+        .expect("any state is got by id");
+    assert_eq!(got.state, State::Cancelling);
+    assert_eq!(store.get("missing").await.unwrap(), None);
+}
+
+async fn transitions_move_only_from_the_expected_state(store: impl ConsignmentStore) {
+    let mut stored = consignment("a", "owner-1", at(1));
+    stored.state = State::Pending;
+    store.insert(&stored).await.unwrap();
+    assert!(
+        !store
+            .transition("a", State::Confirmed, State::Cancelling)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .transition("a", State::Pending, State::Confirmed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .transition("a", State::Pending, State::Cancelling)
+            .await
+            .unwrap(),
+        "a second mover from pending finds it moved"
+    );
+    assert_eq!(
+        store.get("a").await.unwrap().unwrap().state,
+        State::Confirmed
+    );
+    assert_eq!(
+        ids(&store.list_by_owner("owner-1", None, 10).await.unwrap()),
+        ["a"]
+    );
+    assert!(
+        !store
+            .transition("missing", State::Pending, State::Confirmed)
+            .await
+            .unwrap()
+    );
+}
+
+async fn unsettled_finds_old_consignments_of_a_state_oldest_first(store: impl ConsignmentStore) {
+    for (id, micros, state) in [
+        ("old-2", 20, State::Pending),
+        ("old-1", 10, State::Pending),
+        ("young", 500, State::Pending),
+        ("done", 5, State::Confirmed),
+        ("undo", 7, State::Cancelling),
+    ] {
+        let mut stored = consignment(id, "owner-1", at(micros));
+        stored.state = state;
+        store.insert(&stored).await.unwrap();
+    }
+    let pending = store.unsettled(State::Pending, at(100), 10).await.unwrap();
+    assert_eq!(ids(&pending), ["old-1", "old-2"]);
+    assert_eq!(
+        ids(&store.unsettled(State::Pending, at(100), 1).await.unwrap()),
+        ["old-1"]
+    );
+    let cancelling = store
+        .unsettled(State::Cancelling, at(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&cancelling), ["undo"]);
+}
+
 async fn preparing_twice_is_fine_and_ping_answers(store: impl ConsignmentStore) {
     store.prepare().await.unwrap();
     store.ping().await.unwrap();
@@ -155,6 +242,9 @@ store_contract!(
     postgres: postgres_store,
     mongodb: mongo_store,
     cases: [
+    only_confirmed_consignments_are_listed,
+    transitions_move_only_from_the_expected_state,
+    unsettled_finds_old_consignments_of_a_state_oldest_first,
     inserted_consignment_reads_back_whole,
     a_taken_id_is_already_exists,
     owners_see_only_their_own_newest_first,

@@ -146,11 +146,13 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
     users.stop().await;
 
     let create = "shippy.consignment.v1.ShippingService/CreateConsignment";
-    let find_available = "shippy.vessel.v1.VesselService/FindAvailable";
+    let reserve = "shippy.vessel.v1.VesselService/Reserve";
+    let confirm = "shippy.vessel.v1.VesselService/Confirm";
     let spans = receiver
         .trace(&trace_id, |spans| {
             find(spans, "consignment-service", create, SERVER).is_some()
-                && find(spans, "vessel-service", find_available, SERVER).is_some()
+                && find(spans, "vessel-service", reserve, SERVER).is_some()
+                && find(spans, "vessel-service", confirm, SERVER).is_some()
         })
         .await;
     let names: Vec<_> = spans
@@ -172,15 +174,22 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
     assert_eq!(server.attributes["rpc.method"], "CreateConsignment");
     assert_eq!(server.attributes["rpc.grpc.status_code"], "0");
 
-    let client = find(&spans, "consignment-service", find_available, CLIENT)
-        .unwrap_or_else(|| panic!("{names:?}"));
-    let vessel = find(&spans, "vessel-service", find_available, SERVER)
-        .unwrap_or_else(|| panic!("{names:?}"));
-    assert_eq!(
-        vessel.parent_span_id, client.span_id,
-        "vessel-service's span is the call's child"
-    );
-    assert_eq!(vessel.attributes["rpc.grpc.status_code"], "0");
+    // Both steps of the saga in vessel-service are children of this
+    // service's calls, in the one trace.
+    let mut clients = Vec::new();
+    for step in [reserve, confirm] {
+        let client = find(&spans, "consignment-service", step, CLIENT)
+            .unwrap_or_else(|| panic!("{step}: {names:?}"));
+        let vessel = find(&spans, "vessel-service", step, SERVER)
+            .unwrap_or_else(|| panic!("{step}: {names:?}"));
+        assert_eq!(
+            vessel.parent_span_id, client.span_id,
+            "vessel-service's {step} span is the call's child"
+        );
+        assert_eq!(vessel.attributes["rpc.grpc.status_code"], "0");
+        clients.push(client);
+    }
+    let client = clients[0];
 
     // The client span descends from the server span within consignment-service.
     let mut ancestor = client.parent_span_id.clone();

@@ -49,7 +49,8 @@ impl FromStr for ServiceToken {
 
     fn from_str(secret: &str) -> Result<Self, Self::Err> {
         let secret = secret.trim();
-        if !(MIN_LEN..=MAX_LEN).contains(&secret.len()) || !secret.bytes().all(|b| b.is_ascii_graphic())
+        if !(MIN_LEN..=MAX_LEN).contains(&secret.len())
+            || !secret.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(InvalidServiceToken);
         }
@@ -109,8 +110,18 @@ mod tests {
     #[test]
     fn short_spaced_or_control_secrets_are_refused() {
         assert!(SECRET.parse::<ServiceToken>().is_ok());
-        for bad in ["", "short", &format!("{SECRET} x"), &format!("{SECRET}\u{1}"), &"x".repeat(MAX_LEN + 1)] {
-            assert_eq!(bad.parse::<ServiceToken>().err(), Some(InvalidServiceToken), "{bad:?}");
+        for bad in [
+            "",
+            "short",
+            &format!("{SECRET} x"),
+            &format!("{SECRET}\u{1}"),
+            &"x".repeat(MAX_LEN + 1),
+        ] {
+            assert_eq!(
+                bad.parse::<ServiceToken>().err(),
+                Some(InvalidServiceToken),
+                "{bad:?}"
+            );
         }
     }
 

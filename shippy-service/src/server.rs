@@ -258,6 +258,27 @@ mod tests {
         ) -> Result<tonic::Response<proto::Response>, Status> {
             Err(Status::unimplemented("not here"))
         }
+
+        async fn reserve(
+            &self,
+            _: Request<proto::ReserveRequest>,
+        ) -> Result<tonic::Response<proto::Reservation>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+
+        async fn confirm(
+            &self,
+            _: Request<proto::ReservationRef>,
+        ) -> Result<tonic::Response<proto::Reservation>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+
+        async fn release(
+            &self,
+            _: Request<proto::ReservationRef>,
+        ) -> Result<tonic::Response<proto::ReleaseResponse>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
     }
 
     async fn serve(server: GrpcServer) -> (tonic::transport::Channel, Shutdown) {

@@ -24,6 +24,15 @@ pub fn init_test_logging() {
     }
 }
 
+/// The secret the services share in tests (`SERVICE_TOKEN`): vessel-service
+/// takes reservations only with it.
+pub const SERVICE_TOKEN: &str = "test-service-token-0123456789abcdef-0123456789abcdef";
+
+/// How long vessel-service holds an unconfirmed reservation in tests: short,
+/// so a test can see a dead saga's room come back, and long enough that a
+/// create on a busy machine confirms in time.
+pub const RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The value of an infrastructure variable `scripts/infra.sh` exports.
 ///
 /// Panics with what to do when it is missing, so a test run without the
@@ -725,6 +734,7 @@ impl ServiceProcess {
         command
             .env("LISTEN_ADDR", address.to_string())
             .env("METRICS_ADDR", spare().to_string())
+            .env("SERVICE_TOKEN", SERVICE_TOKEN)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -42,7 +42,12 @@ impl VesselApi {
     /// `ListVessels` any valid token; `FindAvailable` is open to the other
     /// services; `Reserve`, `Confirm` and `Release` need the services'
     /// shared secret.
-    pub fn new(store: Store, ready: Ready, auth: Authenticator, reservations: Reservations) -> Self {
+    pub fn new(
+        store: Store,
+        ready: Ready,
+        auth: Authenticator,
+        reservations: Reservations,
+    ) -> Self {
         Self {
             store,
             ready,
@@ -158,11 +163,15 @@ impl VesselService for VesselApi {
         let store = self.reservation_call(&request, "Confirm")?;
         let id = ReservationId::parse(&request.get_ref().reservation_id).map_err(ApiError::from)?;
         tracing::Span::current().record("reservation.id", id.as_str());
-        let reservation = store.confirm(&id).await.map_err(ApiError::from)?.ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "reservation {id} holds nothing: it expired, was released, or never was"
-            ))
-        })?;
+        let reservation = store
+            .confirm(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "reservation {id} holds nothing: it expired, was released, or never was"
+                ))
+            })?;
         tracing::info!("reservation confirmed");
         Ok(Response::new(reservation.into()))
     }

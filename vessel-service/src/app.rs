@@ -191,7 +191,9 @@ async fn sweep_expired(store: Store, ready: Ready, interval: Duration, shutdown:
         match store.expire().await {
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "expired reservations gave their room back"),
-            Err(error) => tracing::warn!(error = %error, "expiring reservations failed; trying again"),
+            Err(error) => {
+                tracing::warn!(error = %error, "expiring reservations failed; trying again")
+            }
         }
     }
 }

@@ -152,11 +152,7 @@ pub struct Room {
 
 impl Room {
     /// Checks room read from the store against the vessel's size.
-    pub fn parse(
-        capacity: i32,
-        weight: i32,
-        of: (Capacity, Weight),
-    ) -> Result<Self, InvalidInput> {
+    pub fn parse(capacity: i32, weight: i32, of: (Capacity, Weight)) -> Result<Self, InvalidInput> {
         if !(0..=of.0.get()).contains(&capacity) || !(0..=of.1.get()).contains(&weight) {
             return Err(InvalidInput(format!(
                 "remaining room {capacity} containers / {weight} kg is outside \
@@ -461,7 +457,10 @@ mod tests {
         assert!(Room::parse(10, 100, size).is_ok());
         assert!(Room::parse(0, 0, size).is_ok());
         for (capacity, weight) in [(-1, 0), (11, 0), (0, -1), (0, 101)] {
-            assert!(Room::parse(capacity, weight, size).is_err(), "{capacity} {weight}");
+            assert!(
+                Room::parse(capacity, weight, size).is_err(),
+                "{capacity} {weight}"
+            );
         }
     }
 

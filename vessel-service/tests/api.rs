@@ -6,7 +6,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use shippy_proto::{
     user::v1::{User, user_service_client::UserServiceClient},
-    vessel::v1::{Specification, Vessel, vessel_service_client::VesselServiceClient},
+    vessel::v1::{
+        ListRequest, ReservationRef, ReserveRequest, Specification, Vessel,
+        vessel_service_client::VesselServiceClient,
+    },
 };
 use shippy_service::{
     Shutdown,
@@ -14,7 +17,7 @@ use shippy_service::{
     settings::SecretUrl,
 };
 use shippy_testkit::{
-    LateProxy, fresh_postgres_database, health_status, infra_var, init_test_logging,
+    LateProxy, SERVICE_TOKEN, fresh_postgres_database, health_status, infra_var, init_test_logging,
     socket_addr_of, wait_for_health, with_socket_addr,
 };
 use tokio::task::JoinHandle;
@@ -24,6 +27,8 @@ use user_service::{app::Application as UserApp, settings::Settings as UserSettin
 use vessel_service::{app::Application, settings::Settings};
 
 const ADMIN: &str = "admin@example.com";
+/// Held reservations last this long here.
+const RESERVATION_TTL: Duration = Duration::from_millis(700);
 const PASSWORD: &str = "correct horse battery";
 
 /// A real user-service beside the vessel-service under test: it hands out
@@ -114,6 +119,9 @@ impl TestApp {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url,
             user_service_url: users.url.clone(),
+            service_token: Some(SERVICE_TOKEN.parse().unwrap()),
+            reservation_ttl: RESERVATION_TTL.into(),
+            reservation_sweep_interval: Duration::from_millis(100).into(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
@@ -182,8 +190,50 @@ fn new_vessel(id: &str, name: &str, capacity: i32, max_weight: i32) -> Vessel {
         max_weight,
         name: name.into(),
         available: None,
-        owner_id: String::new(),
+        ..Default::default()
     }
+}
+
+/// `message` with the services' shared secret.
+fn as_service<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "x-service-token",
+        MetadataValue::try_from(SERVICE_TOKEN).unwrap(),
+    );
+    request
+}
+
+fn reserve(id: &str, capacity: i32, max_weight: i32) -> ReserveRequest {
+    ReserveRequest {
+        reservation_id: id.into(),
+        specification: Some(spec(capacity, max_weight)),
+    }
+}
+
+fn reference(id: &str) -> ReservationRef {
+    ReservationRef {
+        reservation_id: id.into(),
+    }
+}
+
+/// `(remaining capacity, remaining weight, used capacity, used weight)` of
+/// vessel `id`, as `ListVessels` shows it.
+async fn room_of(app: &TestApp, id: &str) -> (i32, i32, i32, i32) {
+    let fleet = app
+        .vessels()
+        .list_vessels(bearer(ListRequest::default(), &app.admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .vessels;
+    let vessel = fleet.into_iter().find(|vessel| vessel.id == id).unwrap();
+    (
+        vessel.remaining_capacity,
+        vessel.remaining_weight,
+        vessel.used_capacity,
+        vessel.used_weight,
+    )
 }
 
 #[tokio::test]
@@ -624,5 +674,157 @@ async fn list_vessels_pages_the_fleet_for_any_signed_in_user() {
         .await
         .expect_err("a forged page token");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reservations_are_for_the_services_only() {
+    let app = TestApp::ready().await;
+    let mut vessels = app.vessels();
+    let anonymous = vessels.reserve(reserve("r1", 1, 1)).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::PermissionDenied, "{anonymous:?}");
+    // An administrator's user token is not the services' secret.
+    let admin = vessels
+        .release(bearer(reference("r1"), &app.admin))
+        .await
+        .unwrap_err();
+    assert_eq!(admin.code(), Code::PermissionDenied, "{admin:?}");
+    let mut forged = Request::new(reference("r1"));
+    forged.metadata_mut().insert(
+        "x-service-token",
+        MetadataValue::try_from("x".repeat(SERVICE_TOKEN.len())).unwrap(),
+    );
+    let forged = vessels.confirm(forged).await.unwrap_err();
+    assert_eq!(forged.code(), Code::PermissionDenied, "{forged:?}");
+    assert_eq!(
+        room_of(&app, "vessel002").await,
+        (200, 100_000, 0, 0),
+        "nothing taken"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reserve_confirm_and_release_move_a_vessels_room() {
+    let app = TestApp::ready().await;
+    let mut vessels = app.vessels();
+    let held = vessels
+        .reserve(as_service(reserve("c-1", 3, 55_000)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(held.vessel_id, "vessel002");
+    assert!(!held.confirmed && held.expires_at.is_some(), "{held:?}");
+    assert_eq!(room_of(&app, "vessel002").await, (197, 45_000, 3, 55_000));
+    // The same id again: the same reservation, nothing more taken.
+    let again = vessels
+        .reserve(as_service(reserve("c-1", 3, 55_000)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.vessel_id, "vessel002");
+    assert_eq!(room_of(&app, "vessel002").await, (197, 45_000, 3, 55_000));
+    let other_amounts = vessels
+        .reserve(as_service(reserve("c-1", 4, 55_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        other_amounts.code(),
+        Code::AlreadyExists,
+        "{other_amounts:?}"
+    );
+    // FindAvailable counts what is left: vessel002 has 45 000 kg.
+    let found = vessels
+        .find_available(spec(1, 50_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.vessel.unwrap().id, "vessel001");
+
+    let confirmed = vessels
+        .confirm(as_service(reference("c-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(confirmed.confirmed && confirmed.expires_at.is_none());
+    // Confirmed room outlives the hold time.
+    tokio::time::sleep(RESERVATION_TTL * 2).await;
+    assert_eq!(room_of(&app, "vessel002").await, (197, 45_000, 3, 55_000));
+
+    let released = vessels
+        .release(as_service(reference("c-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(released.released);
+    assert_eq!(room_of(&app, "vessel002").await, (200, 100_000, 0, 0));
+    let twice = vessels
+        .release(as_service(reference("c-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!twice.released, "nothing to give back twice");
+    let gone = vessels
+        .confirm(as_service(reference("c-1")))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hold_never_confirmed_gives_its_room_back_after_the_ttl() {
+    let app = TestApp::ready().await;
+    let mut vessels = app.vessels();
+    vessels
+        .reserve(as_service(reserve("abandoned", 10, 20_000)))
+        .await
+        .unwrap();
+    assert_eq!(room_of(&app, "vessel002").await, (190, 80_000, 10, 20_000));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while room_of(&app, "vessel002").await != (200, 100_000, 0, 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = vessels
+        .confirm(as_service(reference("abandoned")))
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::NotFound, "{late:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_reservations_are_refused_precisely_and_no_room_is_failed_precondition() {
+    let app = TestApp::ready().await;
+    let mut vessels = app.vessels();
+    for (request, wanted) in [
+        (reserve("", 1, 1), "reservation_id"),
+        (reserve("a\nb", 1, 1), "reservation_id"),
+        (reserve(&"x".repeat(10_000), 1, 1), "reservation_id"),
+        (reserve("ok", 0, 1), "capacity"),
+        (
+            ReserveRequest {
+                reservation_id: "ok".into(),
+                specification: None,
+            },
+            "specification",
+        ),
+    ] {
+        let error = vessels.reserve(as_service(request)).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+        assert!(error.message().contains(wanted), "{error:?}");
+        assert!(error.message().len() < 300, "bounded: {error:?}");
+    }
+    let full = vessels
+        .reserve(as_service(reserve("big", 1_001, 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), Code::FailedPrecondition, "{full:?}");
+    assert!(full.message().contains("1001 containers"), "{full:?}");
+    assert_eq!(room_of(&app, "vessel003").await, (1_000, 500_000, 0, 0));
     app.stop().await;
 }

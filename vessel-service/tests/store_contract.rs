@@ -10,9 +10,7 @@ use shippy_testkit::{
     fresh_mongodb_database, fresh_postgres_database, init_test_logging, store_contract,
 };
 use vessel_service::{
-    domain::{
-        Capacity, ReservationId, Room, Specification, Vessel, VesselId, VesselName, Weight,
-    },
+    domain::{Capacity, ReservationId, Room, Specification, Vessel, VesselId, VesselName, Weight},
     fleet,
     store::{Store, StoreError, VesselStore},
 };
@@ -52,7 +50,12 @@ async fn room(store: &impl VesselStore, id: &str) -> (i32, i32) {
 }
 
 /// Reserves and answers the vessel's id (`None`: no room).
-async fn reserve_on(store: &impl VesselStore, id: &str, capacity: i32, weight: i32) -> Option<String> {
+async fn reserve_on(
+    store: &impl VesselStore,
+    id: &str,
+    capacity: i32,
+    weight: i32,
+) -> Option<String> {
     store
         .reserve(&rid(id), spec(capacity, weight), HOLD)
         .await
@@ -243,8 +246,16 @@ async fn reservations_take_room_on_the_smallest_vessel_that_still_has_it(store: 
 
 async fn reserving_again_with_the_same_id_takes_nothing_more(store: impl VesselStore) {
     store.insert(&vessel("a", 10, 100)).await.unwrap();
-    let first = store.reserve(&rid("r1"), spec(3, 30), HOLD).await.unwrap().unwrap();
-    let again = store.reserve(&rid("r1"), spec(3, 30), HOLD).await.unwrap().unwrap();
+    let first = store
+        .reserve(&rid("r1"), spec(3, 30), HOLD)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = store
+        .reserve(&rid("r1"), spec(3, 30), HOLD)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first, again);
     assert_eq!(room(&store, "a").await, (7, 70));
     assert!(first.expires_at.is_some(), "held until confirmed");
@@ -268,17 +279,31 @@ async fn concurrent_reservers_never_overbook_a_vessel(store: impl VesselStore + 
             None => refused += 1,
         }
     }
-    let expected: std::collections::BTreeMap<String, i32> =
-        [("vessel001".into(), 3), ("vessel002".into(), 1), ("vessel003".into(), 9)].into();
+    let expected: std::collections::BTreeMap<String, i32> = [
+        ("vessel001".into(), 3),
+        ("vessel002".into(), 1),
+        ("vessel003".into(), 9),
+    ]
+    .into();
     assert_eq!(per_vessel, expected, "{refused} refused");
     assert_eq!(refused, 27);
-    for (id, capacity, weight) in [("vessel001", 500, 200_000), ("vessel002", 200, 100_000), ("vessel003", 1_000, 500_000)] {
+    for (id, capacity, weight) in [
+        ("vessel001", 500, 200_000),
+        ("vessel002", 200, 100_000),
+        ("vessel003", 1_000, 500_000),
+    ] {
         let taken = expected[id];
-        assert_eq!(room(&store, id).await, (capacity - 3 * taken, weight - 55_000 * taken), "{id}");
+        assert_eq!(
+            room(&store, id).await,
+            (capacity - 3 * taken, weight - 55_000 * taken),
+            "{id}"
+        );
     }
 }
 
-async fn concurrent_reservers_with_one_id_take_the_room_once(store: impl VesselStore + Clone + 'static) {
+async fn concurrent_reservers_with_one_id_take_the_room_once(
+    store: impl VesselStore + Clone + 'static,
+) {
     store.insert(&vessel("a", 100, 1000)).await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -298,21 +323,45 @@ async fn release_gives_the_room_back_once(store: impl VesselStore) {
     reserve_on(&store, "r1", 4, 40).await.unwrap();
     store.confirm(&rid("r1")).await.unwrap().expect("confirmed");
     let released = store.release(&rid("r1")).await.unwrap().expect("released");
-    assert_eq!((released.taken.capacity.get(), released.taken.max_weight.get()), (4, 40));
+    assert_eq!(
+        (
+            released.taken.capacity.get(),
+            released.taken.max_weight.get()
+        ),
+        (4, 40)
+    );
     assert_eq!(room(&store, "a").await, (10, 100));
-    assert_eq!(store.release(&rid("r1")).await.unwrap(), None, "nothing to give back twice");
+    assert_eq!(
+        store.release(&rid("r1")).await.unwrap(),
+        None,
+        "nothing to give back twice"
+    );
     assert_eq!(room(&store, "a").await, (10, 100));
-    assert_eq!(store.confirm(&rid("r1")).await.unwrap(), None, "a released hold cannot be confirmed");
+    assert_eq!(
+        store.confirm(&rid("r1")).await.unwrap(),
+        None,
+        "a released hold cannot be confirmed"
+    );
     assert_eq!(store.release(&rid("never")).await.unwrap(), None);
 }
 
-async fn held_reservations_expire_and_confirmed_ones_stay(store: impl VesselStore + Clone + 'static) {
+async fn held_reservations_expire_and_confirmed_ones_stay(
+    store: impl VesselStore + Clone + 'static,
+) {
     store.insert(&vessel("a", 10, 100)).await.unwrap();
     let short = Duration::from_millis(300);
     for id in ["held", "kept", "late"] {
-        store.reserve(&rid(id), spec(2, 20), short).await.unwrap().unwrap();
+        store
+            .reserve(&rid(id), spec(2, 20), short)
+            .await
+            .unwrap()
+            .unwrap();
     }
-    let kept = store.confirm(&rid("kept")).await.unwrap().expect("confirmed in time");
+    let kept = store
+        .confirm(&rid("kept"))
+        .await
+        .unwrap()
+        .expect("confirmed in time");
     assert_eq!(kept.expires_at, None);
     assert_eq!(store.expire().await.unwrap(), 0, "nothing is due yet");
     assert_eq!(room(&store, "a").await, (4, 40));
@@ -322,8 +371,16 @@ async fn held_reservations_expire_and_confirmed_ones_stay(store: impl VesselStor
     // Two sweepers at once give each hold's room back once.
     let (one, two) = tokio::join!(store.expire(), store.expire());
     assert_eq!(one.unwrap() + two.unwrap(), 2);
-    assert_eq!(room(&store, "a").await, (8, 80), "the confirmed room stays taken");
-    assert_eq!(store.release(&rid("held")).await.unwrap(), None, "already given back");
+    assert_eq!(
+        room(&store, "a").await,
+        (8, 80),
+        "the confirmed room stays taken"
+    );
+    assert_eq!(
+        store.release(&rid("held")).await.unwrap(),
+        None,
+        "already given back"
+    );
     assert!(store.release(&rid("kept")).await.unwrap().is_some());
     assert_eq!(room(&store, "a").await, (10, 100));
 }

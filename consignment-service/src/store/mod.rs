@@ -11,7 +11,7 @@ use shippy_service::settings::SecretUrl;
 use shippy_store::Backend;
 pub use shippy_store::OpenError;
 
-use crate::domain::Consignment;
+use crate::domain::{Consignment, State};
 
 /// A store operation that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -49,14 +49,37 @@ pub trait ConsignmentStore: Send + Sync {
     /// from several instances at once.
     fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Adds a consignment; [`StoreError::AlreadyExists`] if its id is taken.
+    /// Adds a consignment, in its state; [`StoreError::AlreadyExists`] if its
+    /// id is taken.
     fn insert(
         &self,
         consignment: &Consignment,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Up to `limit` of `owner`'s consignments, newest first (ties: greater
-    /// id first), starting after `after`.
+    /// The consignment with this id, whatever its state.
+    fn get(&self, id: &str)
+    -> impl Future<Output = Result<Option<Consignment>, StoreError>> + Send;
+
+    /// Moves consignment `id` from state `from` to `to`; says whether it did
+    /// (not: it is in another state, or there is no such consignment).
+    fn transition(
+        &self,
+        id: &str,
+        from: State,
+        to: State,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Up to `limit` consignments in state `state` created before `before`,
+    /// oldest first: what the recovery sweep finishes.
+    fn unsettled(
+        &self,
+        state: State,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Consignment>, StoreError>> + Send;
+
+    /// Up to `limit` of `owner`'s confirmed consignments, newest first (ties:
+    /// greater id first), starting after `after`.
     fn list_by_owner(
         &self,
         owner: &str,
@@ -114,6 +137,23 @@ impl ConsignmentStore for Store {
 
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
         dispatch!(self, store => store.insert(consignment))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
+        dispatch!(self, store => store.get(id))
+    }
+
+    async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
+        dispatch!(self, store => store.transition(id, from, to))
+    }
+
+    async fn unsettled(
+        &self,
+        state: State,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consignment>, StoreError> {
+        dispatch!(self, store => store.unsettled(state, before, limit))
     }
 
     async fn list_by_owner(

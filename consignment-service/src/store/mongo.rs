@@ -11,7 +11,7 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 
 use super::{After, ConsignmentStore, StoreError};
-use crate::domain::{Consignment, Container};
+use crate::domain::{Consignment, Container, State};
 
 /// Consignments in a MongoDB collection named `consignments`.
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ struct ConsignmentDocument {
     /// A BSON date; microsecond precision is kept in `created_at_us`.
     created_at: bson::DateTime,
     created_at_us: i64,
+    /// Absent only on consignments stored before states; `prepare` fills it.
+    #[serde(default)]
+    state: Option<String>,
 }
 
 impl From<&Consignment> for ConsignmentDocument {
@@ -45,6 +48,7 @@ impl From<&Consignment> for ConsignmentDocument {
             containers: consignment.containers.clone(),
             created_at: bson::DateTime::from_millis(consignment.created_at.timestamp_millis()),
             created_at_us: consignment.created_at.timestamp_micros(),
+            state: Some(consignment.state.as_str().to_owned()),
         }
     }
 }
@@ -57,7 +61,14 @@ impl TryFrom<ConsignmentDocument> for Consignment {
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("consignment `{}`: bad time", document.id))
             })?;
+        let state = match document.state.as_deref() {
+            None => State::Confirmed,
+            Some(name) => State::parse(name).ok_or_else(|| {
+                StoreError::Corrupt(format!("consignment `{}`: unknown state", document.id))
+            })?,
+        };
         Ok(Self {
+            state,
             id: document.id,
             owner_id: document.owner_id,
             description: document.description,
@@ -83,6 +94,9 @@ fn listing_index() -> IndexModel {
         .build()
 }
 
+/// The index the recovery sweep finds half-done consignments by.
+pub const UNSETTLED_INDEX: &str = "state_1_created_at_us_1";
+
 /// The listing index's name (MongoDB's default name for its keys).
 pub const LISTING_INDEX: &str = "owner_id_1_created_at_us_-1__id_-1";
 
@@ -90,12 +104,14 @@ pub const LISTING_INDEX: &str = "owner_id_1_created_at_us_-1__id_-1";
 /// (ties broken by the greater id), after the cursor if any. Public so a test
 /// can ask the server how it plans exactly this query.
 pub fn listing_query(owner: &str, after: Option<&After>) -> (Document, Document) {
+    let confirmed = State::Confirmed.as_str();
     let filter = match after {
-        None => doc! { "owner_id": owner },
+        None => doc! { "owner_id": owner, "state": confirmed },
         Some(after) => {
             let micros = after.created_at.timestamp_micros();
             doc! {
                 "owner_id": owner,
+                "state": confirmed,
                 "$or": [
                     { "created_at_us": { "$lt": micros } },
                     { "created_at_us": micros, "_id": { "$lt": &after.id } },
@@ -136,8 +152,24 @@ impl ConsignmentStore for MongoStore {
 
     #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
+        let unsettled = IndexModel::builder()
+            .keys(doc! { "state": 1, "created_at_us": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(UNSETTLED_INDEX.to_owned())
+                    .build(),
+            )
+            .build();
         self.consignments
-            .create_index(listing_index())
+            .create_indexes([listing_index(), unsettled])
+            .await
+            .map_err(store_error)?;
+        // Consignments stored before states were placed whole: confirmed.
+        self.consignments
+            .update_many(
+                doc! { "state": { "$exists": false } },
+                doc! { "$set": { "state": State::Confirmed.as_str() } },
+            )
             .await
             .map_err(store_error)?;
         Ok(())
@@ -180,6 +212,57 @@ impl ConsignmentStore for MongoStore {
             .consignments
             .find(filter)
             .sort(sort)
+            .limit(i64::from(limit))
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        documents.into_iter().map(Consignment::try_from).collect()
+    }
+
+    #[tracing::instrument(name = "mongodb.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]
+    async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
+        self.consignments
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(store_error)?
+            .map(Consignment::try_from)
+            .transpose()
+    }
+
+    #[tracing::instrument(
+        name = "mongodb.transition_consignment",
+        skip_all,
+        fields(consignment.id = %id, from = from.as_str(), to = to.as_str()),
+        err(Display, level = "debug")
+    )]
+    async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
+        let moved = self
+            .consignments
+            .update_one(
+                doc! { "_id": id, "state": from.as_str() },
+                doc! { "$set": { "state": to.as_str() } },
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(moved.modified_count == 1)
+    }
+
+    #[tracing::instrument(name = "mongodb.unsettled_consignments", skip_all, fields(state = state.as_str()), err(Display, level = "debug"))]
+    async fn unsettled(
+        &self,
+        state: State,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consignment>, StoreError> {
+        let documents: Vec<ConsignmentDocument> = self
+            .consignments
+            .find(doc! {
+                "state": state.as_str(),
+                "created_at_us": { "$lt": before.timestamp_micros() },
+            })
+            .sort(doc! { "created_at_us": 1 })
             .limit(i64::from(limit))
             .await
             .map_err(store_error)?

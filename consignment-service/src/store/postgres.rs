@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, types::Json};
 
 use super::{After, ConsignmentStore, StoreError};
-use crate::domain::{Consignment, Container};
+use crate::domain::{Consignment, Container, State};
 
 /// The schema, embedded in the binary and applied by [`ConsignmentStore::prepare`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -31,11 +31,24 @@ struct ConsignmentRow {
     vessel_id: String,
     containers: Json<Vec<Container>>,
     created_at: DateTime<Utc>,
+    state: String,
 }
 
-impl From<ConsignmentRow> for Consignment {
-    fn from(row: ConsignmentRow) -> Self {
-        Self {
+/// The columns a [`ConsignmentRow`] reads (a macro, so queries stay `&'static str`).
+macro_rules! columns {
+    () => {
+        "id, owner_id, description, weight, vessel_id, containers, created_at, state"
+    };
+}
+
+impl TryFrom<ConsignmentRow> for Consignment {
+    type Error = StoreError;
+
+    fn try_from(row: ConsignmentRow) -> Result<Self, Self::Error> {
+        let state = State::parse(&row.state).ok_or_else(|| {
+            StoreError::Corrupt(format!("consignment `{}`: unknown state", row.id))
+        })?;
+        Ok(Self {
             id: row.id,
             owner_id: row.owner_id,
             description: row.description,
@@ -43,7 +56,8 @@ impl From<ConsignmentRow> for Consignment {
             containers: row.containers.0,
             vessel_id: row.vessel_id,
             created_at: row.created_at,
-        }
+            state,
+        })
     }
 }
 
@@ -87,8 +101,8 @@ impl ConsignmentStore for PostgresStore {
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO consignments \
-             (id, owner_id, description, weight, vessel_id, containers, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+             (id, owner_id, description, weight, vessel_id, containers, created_at, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&consignment.id)
         .bind(&consignment.owner_id)
@@ -97,6 +111,7 @@ impl ConsignmentStore for PostgresStore {
         .bind(&consignment.vessel_id)
         .bind(Json(&consignment.containers))
         .bind(consignment.created_at)
+        .bind(consignment.state.as_str())
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -118,30 +133,89 @@ impl ConsignmentStore for PostgresStore {
         after: Option<&After>,
         limit: u32,
     ) -> Result<Vec<Consignment>, StoreError> {
-        let rows: Vec<ConsignmentRow> =
-            match after {
-                None => sqlx::query_as(
-                    "SELECT id, owner_id, description, weight, vessel_id, containers, created_at \
-                 FROM consignments WHERE owner_id = $1 \
-                 ORDER BY created_at DESC, id DESC LIMIT $2",
-                )
+        let rows: Vec<ConsignmentRow> = match after {
+            None => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
+                     ORDER BY created_at DESC, id DESC LIMIT $2"
+                ))
                 .bind(owner)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
-                .await,
-                Some(after) => sqlx::query_as(
-                    "SELECT id, owner_id, description, weight, vessel_id, containers, created_at \
-                 FROM consignments WHERE owner_id = $1 AND (created_at, id) < ($2, $3) \
-                 ORDER BY created_at DESC, id DESC LIMIT $4",
-                )
+                .await
+            }
+            Some(after) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
+                     AND (created_at, id) < ($2, $3) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                ))
                 .bind(owner)
                 .bind(after.created_at)
                 .bind(&after.id)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
-                .await,
+                .await
             }
+        }
+        .map_err(store_error)?;
+        rows.into_iter().map(Consignment::try_from).collect()
+    }
+
+    #[tracing::instrument(name = "postgres.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]
+    async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
+        let row: Option<ConsignmentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM consignments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(Consignment::try_from).transpose()
+    }
+
+    #[tracing::instrument(
+        name = "postgres.transition_consignment",
+        skip_all,
+        fields(consignment.id = %id, from = from.as_str(), to = to.as_str()),
+        err(Display, level = "debug")
+    )]
+    async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
+        let moved = sqlx::query("UPDATE consignments SET state = $3 WHERE id = $1 AND state = $2")
+            .bind(id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .execute(&self.pool)
+            .await
             .map_err(store_error)?;
-        Ok(rows.into_iter().map(Consignment::from).collect())
+        Ok(moved.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(name = "postgres.unsettled_consignments", skip_all, fields(state = state.as_str()), err(Display, level = "debug"))]
+    async fn unsettled(
+        &self,
+        state: State,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consignment>, StoreError> {
+        let rows: Vec<ConsignmentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM consignments WHERE state = $1 AND created_at < $2 \
+             ORDER BY created_at LIMIT $3"
+        ))
+        .bind(state.as_str())
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Consignment::try_from).collect()
     }
 }

@@ -42,6 +42,12 @@ pub struct Cluster {
     pub user_shutdown: Shutdown,
     pub vessel_shutdown: Shutdown,
     pub consignment_shutdown: Shutdown,
+    /// vessel-service's database.
+    pub vessel_database: SecretUrl,
+    /// consignment-service's database.
+    pub consignment_database: SecretUrl,
+    pub user_addr: SocketAddr,
+    pub vessel_addr: SocketAddr,
 }
 
 /// Starts vessel-service on `database_url` (verifying tokens with the keys
@@ -54,6 +60,9 @@ pub async fn spawn_vessel_service(
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url,
         user_service_url: format!("http://{user_addr}"),
+        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+        reservation_ttl: shippy_testkit::RESERVATION_TTL.into(),
+        reservation_sweep_interval: Duration::from_millis(100).into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
     })
@@ -92,6 +101,9 @@ pub async fn spawn_consignment_service_at(
         database_url,
         vessel_service_url,
         user_service_url,
+        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+        recovery_interval: Duration::from_millis(200).into(),
+        recovery_after: Duration::from_secs(1).into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
     })
@@ -140,14 +152,12 @@ impl Cluster {
         let user_shutdown = Shutdown::new();
         tokio::spawn(user_app.run(user_shutdown.clone()));
 
+        let vessel_database = store.fresh_database("e2e_vessels").await;
         let (vessel_addr, vessel_shutdown) =
-            spawn_vessel_service(store.fresh_database("e2e_vessels").await, user_addr).await;
-        let (consignment_addr, consignment_shutdown) = spawn_consignment_service(
-            store.fresh_database("e2e_consignments").await,
-            vessel_addr,
-            user_addr,
-        )
-        .await;
+            spawn_vessel_service(vessel_database.clone(), user_addr).await;
+        let consignment_database = store.fresh_database("e2e_consignments").await;
+        let (consignment_addr, consignment_shutdown) =
+            spawn_consignment_service(consignment_database.clone(), vessel_addr, user_addr).await;
         for address in [user_addr, vessel_addr, consignment_addr] {
             wait_for_health(&channel(address), ServingStatus::Serving).await;
         }
@@ -163,6 +173,10 @@ impl Cluster {
             user_shutdown,
             vessel_shutdown,
             consignment_shutdown,
+            vessel_database,
+            consignment_database,
+            user_addr,
+            vessel_addr,
         }
     }
 

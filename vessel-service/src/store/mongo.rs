@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, VesselStore};
 use crate::domain::{
-    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName,
-    Weight,
+    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName, Weight,
 };
 
 /// Vessels in a MongoDB collection named `vessels`. Each vessel's
@@ -373,8 +372,11 @@ impl VesselStore for MongoStore {
             return Ok(Some(existing));
         }
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let expires_at =
-            bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis().saturating_add(ttl_ms));
+        let expires_at = bson::DateTime::from_millis(
+            bson::DateTime::now()
+                .timestamp_millis()
+                .saturating_add(ttl_ms),
+        );
         let (mut filter, sort) = find_available_query(spec);
         // A unique index does not look inside one document: a vessel already
         // holding this id is left alone here, another one is refused by the
@@ -473,7 +475,7 @@ impl VesselStore for MongoStore {
         let mut expired = 0;
         for holder in holders {
             for element in holder.reservations {
-                if !element.expires_at.is_some_and(|at| at <= now) {
+                if element.expires_at.is_none_or(|at| at > now) {
                     continue;
                 }
                 let reservation = element.into_reservation(&holder.id)?;

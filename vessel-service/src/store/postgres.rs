@@ -7,8 +7,7 @@ use sqlx::PgPool;
 
 use super::{StoreError, VesselStore};
 use crate::domain::{
-    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName,
-    Weight,
+    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName, Weight,
 };
 
 /// The columns a [`VesselRow`] reads (a macro, so queries stay `&'static str`).
@@ -202,9 +201,11 @@ impl VesselStore for PostgresStore {
 
     #[tracing::instrument(name = "postgres.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
-        let row: Option<VesselRow> = sqlx::query_as(
-            concat!("SELECT ", vessel_columns!(), " FROM vessels WHERE id = $1"),
-        )
+        let row: Option<VesselRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            vessel_columns!(),
+            " FROM vessels WHERE id = $1"
+        ))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await
@@ -222,7 +223,9 @@ impl VesselStore for PostgresStore {
         // Byte order (`C`), the order MongoDB compares strings in, so both
         // stores page alike.
         let rows: Vec<VesselRow> = sqlx::query_as(concat!(
-            "SELECT ", vessel_columns!(), " FROM vessels \
+            "SELECT ",
+            vessel_columns!(),
+            " FROM vessels \
              WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
         ))
         .bind(after.map_or("", VesselId::as_str))
@@ -241,7 +244,9 @@ impl VesselStore for PostgresStore {
     )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
         let row: Option<VesselRow> = sqlx::query_as(concat!(
-            "SELECT ", vessel_columns!(), " FROM vessels \
+            "SELECT ",
+            vessel_columns!(),
+            " FROM vessels \
              WHERE available AND remaining_capacity >= $1 AND remaining_weight >= $2 \
              ORDER BY capacity, max_weight, id LIMIT 1"
         ))
@@ -282,10 +287,13 @@ impl VesselStore for PostgresStore {
                 .map_err(store_error)?;
             match pick {
                 Pick {
-                    taken: Some(vessel), ..
+                    taken: Some(vessel),
+                    ..
                 } => break vessel,
                 Pick { picked: None, .. } => return Ok(None),
-                Pick { picked: Some(_), .. } if attempts < PICK_ATTEMPTS => continue,
+                Pick {
+                    picked: Some(_), ..
+                } if attempts < PICK_ATTEMPTS => continue,
                 Pick { .. } => {
                     return Err(StoreError::Unavailable(
                         format!("gave up after {PICK_ATTEMPTS} lost races for room").into(),
@@ -298,7 +306,9 @@ impl VesselStore for PostgresStore {
         let inserted: Result<ReservationRow, _> = sqlx::query_as(concat!(
             "INSERT INTO reservations (id, vessel_id, capacity, weight, expires_at) \
              VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond') \
-             RETURNING ", reservation_columns!(), ""
+             RETURNING ",
+            reservation_columns!(),
+            ""
         ))
         .bind(id.as_str())
         .bind(&vessel_id)
@@ -327,7 +337,9 @@ impl VesselStore for PostgresStore {
         let row: Option<ReservationRow> = sqlx::query_as(concat!(
             "UPDATE reservations SET expires_at = NULL \
              WHERE id = $1 AND (expires_at IS NULL OR expires_at > now()) \
-             RETURNING ", reservation_columns!(), ""
+             RETURNING ",
+            reservation_columns!(),
+            ""
         ))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -347,7 +359,9 @@ impl VesselStore for PostgresStore {
                  SET remaining_capacity = v.remaining_capacity + gone.capacity, \
                      remaining_weight = v.remaining_weight + gone.weight \
                  FROM gone WHERE v.id = gone.vessel_id RETURNING v.id) \
-             SELECT ", reservation_columns!(), " FROM gone"
+             SELECT ",
+            reservation_columns!(),
+            " FROM gone"
         ))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -383,7 +397,9 @@ impl VesselStore for PostgresStore {
 impl PostgresStore {
     async fn reservation(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
         let row: Option<ReservationRow> = sqlx::query_as(concat!(
-            "SELECT ", reservation_columns!(), " FROM reservations WHERE id = $1"
+            "SELECT ",
+            reservation_columns!(),
+            " FROM reservations WHERE id = $1"
         ))
         .bind(id.as_str())
         .fetch_optional(&self.pool)

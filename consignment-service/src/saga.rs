@@ -1,0 +1,303 @@
+//! Placing and cancelling a consignment: a saga across consignment-service's
+//! database and vessel-service's.
+//!
+//! ```text
+//! CreateConsignment  ── Reserve(id, room) ──▶ vessel-service   room held for id, until its TTL
+//!                    ── insert (pending) ───▶ consignments     nothing listed yet
+//!                    ── Confirm(id) ────────▶ vessel-service   room kept for good
+//!                    ── pending → confirmed ▶ consignments     listed
+//! CancelConsignment  ── confirmed → cancelling, Release(id), cancelling → cancelled
+//! ```
+//!
+//! Every step is idempotent (keyed by the consignment's id) and moves a
+//! consignment's [`State`] on only from the state it expects, so a retry, a
+//! second instance or the [`Saga::recover`] sweep never undoes another's
+//! step. Where a step fails:
+//!
+//! - no vessel has room: nothing was taken (`FAILED_PRECONDITION`);
+//! - storing fails: the room is released (and would expire anyway);
+//! - confirming fails: the consignment goes to `cancelling` and its room is
+//!   released; the caller gets `UNAVAILABLE` and nothing ships;
+//! - the process dies between the steps: a held reservation expires in
+//!   vessel-service; a consignment left `pending` is confirmed by the sweep
+//!   (or, if its hold expired first, cancelled), one left `cancelling` has
+//!   its room released — so a stored consignment never loses its room and
+//!   no room stays held for nothing.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use shippy_service::{ApiError, Shutdown, readiness::Ready, text::excerpt};
+
+use crate::{
+    domain::{Consignment, State},
+    store::{ConsignmentStore, Store},
+    vessels::{ConfirmError, Vessels},
+};
+
+/// Consignments the sweep looks at per state and round.
+const SWEEP_BATCH: u32 = 100;
+
+/// The two databases' steps, together.
+#[derive(Debug, Clone)]
+pub struct Saga {
+    store: Store,
+    vessels: Vessels,
+}
+
+/// What one recovery round finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Pending consignments whose room was confirmed.
+    pub confirmed: u32,
+    /// Consignments whose room was given back (their hold had expired, or a
+    /// cancel was left half-done).
+    pub cancelled: u32,
+}
+
+impl Saga {
+    /// The saga over `store` and vessel-service.
+    pub fn new(store: Store, vessels: Vessels) -> Self {
+        Self { store, vessels }
+    }
+
+    /// Places `consignment` (its id, owner and contents; vessel and state
+    /// are set here): reserves room, stores it, confirms the room. Answers
+    /// it as stored, confirmed.
+    pub async fn place(
+        &self,
+        mut consignment: Consignment,
+        capacity: i32,
+    ) -> Result<Consignment, ApiError> {
+        let id = consignment.id.clone();
+        consignment.vessel_id = self
+            .vessels
+            .reserve(&id, capacity, consignment.weight)
+            .await?;
+        tracing::Span::current().record("vessel.id", consignment.vessel_id.as_str());
+        consignment.state = State::Pending;
+        if let Err(error) = self.store.insert(&consignment).await {
+            // Nothing stored uses the room: give it back now (it would
+            // expire anyway if this fails too).
+            if let Err(release) = self.vessels.release(&id).await {
+                tracing::warn!(error = %release, "room not given back; it returns when its hold expires");
+            }
+            return Err(error.into());
+        }
+        if let Err(error) = self.vessels.confirm(&id).await {
+            let cause = match error {
+                ConfirmError::Lost(cause) | ConfirmError::Failed(cause) => cause,
+            };
+            return self.undo(consignment, cause).await;
+        }
+        match self
+            .store
+            .transition(&id, State::Pending, State::Confirmed)
+            .await
+        {
+            Ok(true) => {}
+            // The sweep got there first (this call was slow): it confirms
+            // what this call confirmed, or it found the hold gone.
+            Ok(false) => return self.settled_elsewhere(consignment, None).await,
+            // Room confirmed and consignment stored: it ships. The sweep
+            // marks it confirmed (listed) once the database answers again.
+            Err(error) => {
+                tracing::warn!(%error, "consignment confirmed but not yet marked; the recovery sweep marks it");
+            }
+        }
+        consignment.state = State::Confirmed;
+        Ok(consignment)
+    }
+
+    /// The room of a stored, pending consignment could not be confirmed:
+    /// take it out of the way and give its room back, then answer `cause`.
+    async fn undo(
+        &self,
+        consignment: Consignment,
+        cause: ApiError,
+    ) -> Result<Consignment, ApiError> {
+        match self
+            .store
+            .transition(&consignment.id, State::Pending, State::Cancelling)
+            .await
+        {
+            Ok(true) => {
+                self.finish_cancel(&consignment.id).await;
+                Err(cause)
+            }
+            Ok(false) => self.settled_elsewhere(consignment, Some(cause)).await,
+            Err(error) => {
+                tracing::warn!(%error, "consignment left pending; the recovery sweep settles it");
+                Err(cause)
+            }
+        }
+    }
+
+    /// The consignment left `pending` under this call: answer it if it is
+    /// confirmed, else `cause` (or that nothing shipped).
+    async fn settled_elsewhere(
+        &self,
+        mut consignment: Consignment,
+        cause: Option<ApiError>,
+    ) -> Result<Consignment, ApiError> {
+        match self.store.get(&consignment.id).await {
+            Ok(Some(stored)) if stored.state == State::Confirmed => {
+                consignment.state = State::Confirmed;
+                Ok(consignment)
+            }
+            _ => Err(cause.unwrap_or_else(|| {
+                ApiError::unavailable(
+                    "the vessel's room for this consignment was lost; nothing was shipped; retry",
+                    "consignment cancelled by the recovery sweep",
+                )
+            })),
+        }
+    }
+
+    /// Gives a `cancelling` consignment's room back and marks it
+    /// `cancelled`; says whether both happened (if not, the sweep retries).
+    async fn finish_cancel(&self, id: &str) -> bool {
+        if let Err(error) = self.vessels.release(id).await {
+            tracing::warn!(%error, "room not given back yet; the recovery sweep retries");
+            return false;
+        }
+        match self
+            .store
+            .transition(id, State::Cancelling, State::Cancelled)
+            .await
+        {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(%error, "room given back but consignment not marked cancelled yet");
+                false
+            }
+        }
+    }
+
+    /// Cancels `owner`'s consignment `id` and gives its room back. Not
+    /// theirs (or no such id): `NOT_FOUND`; still being placed:
+    /// `FAILED_PRECONDITION`. Cancelling again answers the same.
+    pub async fn cancel(&self, id: &str, owner: &str) -> Result<Consignment, ApiError> {
+        let not_found = || ApiError::NotFound(format!("you have no consignment {}", excerpt(id)));
+        // A concurrent cancel may move it under us; three reads settle it.
+        for _ in 0..3 {
+            let mut consignment = self
+                .store
+                .get(id)
+                .await?
+                .filter(|consignment| consignment.owner_id == owner)
+                .ok_or_else(not_found)?;
+            match consignment.state {
+                State::Pending => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "consignment {} is still being placed; cancel it in a moment",
+                        excerpt(id)
+                    )));
+                }
+                State::Cancelled => return Ok(consignment),
+                State::Confirmed => {
+                    if !self
+                        .store
+                        .transition(id, State::Confirmed, State::Cancelling)
+                        .await?
+                    {
+                        continue;
+                    }
+                }
+                State::Cancelling => {}
+            }
+            consignment.state = if self.finish_cancel(id).await {
+                State::Cancelled
+            } else {
+                State::Cancelling
+            };
+            tracing::info!(state = consignment.state.as_str(), "consignment cancelled");
+            return Ok(consignment);
+        }
+        Err(ApiError::unavailable(
+            "the consignment kept changing while it was being cancelled; retry",
+            "cancel raced three times",
+        ))
+    }
+
+    /// One round of the recovery sweep over consignments older than
+    /// `older_than` that a create or cancel left half-done.
+    pub async fn recover(&self, older_than: Duration) -> Result<Recovered, ApiError> {
+        let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let mut recovered = Recovered::default();
+        for consignment in self
+            .store
+            .unsettled(State::Pending, before, SWEEP_BATCH)
+            .await?
+        {
+            let id = consignment.id.as_str();
+            match self.vessels.confirm(id).await {
+                Ok(()) => {
+                    if self
+                        .store
+                        .transition(id, State::Pending, State::Confirmed)
+                        .await?
+                    {
+                        recovered.confirmed += 1;
+                    }
+                }
+                Err(ConfirmError::Lost(_)) => {
+                    if self
+                        .store
+                        .transition(id, State::Pending, State::Cancelling)
+                        .await?
+                        && self.finish_cancel(id).await
+                    {
+                        recovered.cancelled += 1;
+                    }
+                }
+                // vessel-service is not answering: the next round retries.
+                Err(ConfirmError::Failed(error)) => return Err(error),
+            }
+        }
+        for consignment in self
+            .store
+            .unsettled(State::Cancelling, before, SWEEP_BATCH)
+            .await?
+        {
+            if self.finish_cancel(&consignment.id).await {
+                recovered.cancelled += 1;
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Runs [`Saga::recover`] every `interval` while `ready`, until
+    /// `shutdown`. A failed round is logged and tried again next time.
+    pub async fn recover_until(
+        self,
+        interval: Duration,
+        older_than: Duration,
+        ready: Ready,
+        shutdown: Shutdown,
+    ) {
+        let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                _ = ticks.tick() => {}
+            }
+            if !ready.is_ready() {
+                continue;
+            }
+            match self.recover(older_than).await {
+                Ok(Recovered {
+                    confirmed: 0,
+                    cancelled: 0,
+                }) => {}
+                Ok(recovered) => tracing::info!(
+                    confirmed = recovered.confirmed,
+                    cancelled = recovered.cancelled,
+                    "recovery sweep settled half-done consignments"
+                ),
+                Err(error) => tracing::warn!(%error, "recovery sweep failed; trying again"),
+            }
+        }
+    }
+}

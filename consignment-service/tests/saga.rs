@@ -1,0 +1,507 @@
+//! Vessels fill up: the saga between consignment- and vessel-service, end to
+//! end against real databases — concurrency, cancel, a process killed
+//! mid-way, a process that died before confirming, vessel-service down.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod cluster;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use cluster::Cluster;
+use consignment_service::{
+    domain::{Consignment as Stored, Container as StoredContainer, State},
+    store::{ConsignmentStore, Store},
+};
+use shippy_proto::{
+    consignment::v1::{CancelRequest, Consignment, Container, GetRequest},
+    vessel::v1::{
+        ListRequest, ReservationRef, ReserveRequest, Specification, Vessel,
+        vessel_service_client::VesselServiceClient,
+    },
+};
+use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, StoreKind, wait_for_health};
+use tonic::{Code, Request, metadata::MetadataValue};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    request
+}
+
+fn as_service<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "x-service-token",
+        MetadataValue::try_from(SERVICE_TOKEN).unwrap(),
+    );
+    request
+}
+
+/// The original shippy's sample consignment: 3 containers, 55 000 kg.
+fn sample() -> Consignment {
+    Consignment {
+        description: "This is a test consignment".into(),
+        weight: 55_000,
+        containers: ["cust001", "cust002", "cust005"]
+            .into_iter()
+            .map(|customer| Container {
+                customer_id: customer.into(),
+                origin: "Manchester, United Kingdom".into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The fleet as `ListVessels` shows it, by id.
+async fn fleet(cluster: &Cluster, token: &str) -> BTreeMap<String, Vessel> {
+    VesselServiceClient::new(cluster.vessels.clone())
+        .list_vessels(bearer(ListRequest::default(), token))
+        .await
+        .unwrap()
+        .into_inner()
+        .vessels
+        .into_iter()
+        .map(|vessel| (vessel.id.clone(), vessel))
+        .collect()
+}
+
+/// `(used containers, used kg)` of every vessel with anything used.
+async fn used(cluster: &Cluster, token: &str) -> BTreeMap<String, (i32, i32)> {
+    fleet(cluster, token)
+        .await
+        .into_iter()
+        .filter(|(_, vessel)| vessel.used_capacity > 0 || vessel.used_weight > 0)
+        .map(|(id, vessel)| (id, (vessel.used_capacity, vessel.used_weight)))
+        .collect()
+}
+
+async fn listed(cluster: &Cluster, token: &str) -> Vec<Consignment> {
+    cluster
+        .shipping()
+        .get_consignments(bearer(
+            GetRequest {
+                page_size: 100,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .consignments
+}
+
+/// Waits until `used` shows `wanted`, up to `limit`.
+async fn wait_for_used(
+    cluster: &Cluster,
+    token: &str,
+    wanted: &BTreeMap<String, (i32, i32)>,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = used(cluster, token).await;
+        if &now == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "room used is {now:?}, never became {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---- 40 at once on the seed fleet -------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments() {
+    thirteen_of_forty_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments() {
+    thirteen_of_forty_on(StoreKind::MongoDb).await;
+}
+
+async fn thirteen_of_forty_on(store: StoreKind) {
+    let cluster = Cluster::start_on(store).await;
+    let (_, token) = cluster.user("rush@example.com").await;
+    let creates: Vec<_> = (0..40)
+        .map(|_| {
+            let mut shipping = cluster.shipping();
+            let request = bearer(sample(), &token);
+            tokio::spawn(async move { shipping.create_consignment(request).await })
+        })
+        .collect();
+    let mut placed = Vec::new();
+    let mut refused = 0;
+    for create in creates {
+        match create.await.unwrap() {
+            Ok(response) => placed.push(response.into_inner().consignment.unwrap()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                assert!(
+                    status.message().contains("3 containers, 55000 kg"),
+                    "names the need: {status:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((placed.len(), refused), (13, 27));
+    let mut per_vessel = BTreeMap::<String, i32>::new();
+    for consignment in &placed {
+        *per_vessel.entry(consignment.vessel_id.clone()).or_default() += 1;
+    }
+    let expected: BTreeMap<String, i32> = [
+        ("vessel001".into(), 3),
+        ("vessel002".into(), 1),
+        ("vessel003".into(), 9),
+    ]
+    .into();
+    assert_eq!(per_vessel, expected);
+    // What the vessels say is used is exactly what the stored consignments
+    // use, and never more than a vessel has.
+    let stored = listed(&cluster, &token).await;
+    assert_eq!(stored.len(), 13);
+    let mut sums = BTreeMap::<String, (i32, i32)>::new();
+    for consignment in &stored {
+        let sum = sums.entry(consignment.vessel_id.clone()).or_default();
+        sum.0 += i32::try_from(consignment.containers.len()).unwrap();
+        sum.1 += consignment.weight;
+    }
+    assert_eq!(used(&cluster, &token).await, sums);
+    for vessel in fleet(&cluster, &token).await.values() {
+        assert!(
+            vessel.used_capacity <= vessel.capacity && vessel.used_weight <= vessel.max_weight,
+            "{vessel:?}"
+        );
+        assert_eq!(
+            vessel.used_capacity + vessel.remaining_capacity,
+            vessel.capacity
+        );
+    }
+    // The 14th, alone, is refused too.
+    let fourteenth = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(fourteenth.code(), Code::FailedPrecondition);
+}
+
+// ---- cancel -------------------------------------------------------------------
+
+#[tokio::test]
+async fn cancel_gives_the_room_back_and_a_new_consignment_uses_it() {
+    cancel_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test]
+#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_cancel_gives_the_room_back_and_a_new_consignment_uses_it() {
+    cancel_on(StoreKind::MongoDb).await;
+}
+
+async fn cancel_on(store: StoreKind) {
+    let cluster = Cluster::start_on(store).await;
+    let (_, token) = cluster.user("owner@example.com").await;
+    let (_, other) = cluster.user("other@example.com").await;
+    // vessel002 holds one sample consignment by weight (100 000 kg).
+    let first = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .consignment
+        .unwrap();
+    assert_eq!(first.vessel_id, "vessel002");
+    let before = used(&cluster, &token).await;
+    assert_eq!(before["vessel002"], (3, 55_000));
+
+    // Someone else's consignment is not theirs to cancel, nor to know of.
+    let foreign = cluster
+        .shipping()
+        .cancel_consignment(bearer(
+            CancelRequest {
+                id: first.id.clone(),
+            },
+            &other,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), Code::NotFound, "{foreign:?}");
+    for (id, code) in [
+        (String::new(), Code::InvalidArgument),
+        ("a\u{0}b".to_owned(), Code::InvalidArgument),
+        ("x".repeat(100_000), Code::NotFound),
+        ("no-such-consignment".to_owned(), Code::NotFound),
+    ] {
+        let error = cluster
+            .shipping()
+            .cancel_consignment(bearer(CancelRequest { id }, &token))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), code, "{error:?}");
+        assert!(error.message().len() < 300, "bounded: {error:?}");
+    }
+    assert_eq!(used(&cluster, &token).await, before, "nothing moved");
+
+    let cancelled = cluster
+        .shipping()
+        .cancel_consignment(bearer(
+            CancelRequest {
+                id: first.id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .consignment
+        .unwrap();
+    assert_eq!(cancelled.id, first.id);
+    assert!(
+        listed(&cluster, &token).await.is_empty(),
+        "gone from the list"
+    );
+    assert!(used(&cluster, &token).await.is_empty(), "room given back");
+    // Again: the same answer, nothing more given back.
+    cluster
+        .shipping()
+        .cancel_consignment(bearer(
+            CancelRequest {
+                id: first.id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    assert!(used(&cluster, &token).await.is_empty());
+
+    // The room is there for the next one: vessel002 again.
+    let next = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .consignment
+        .unwrap();
+    assert_eq!(next.vessel_id, "vessel002");
+    assert_eq!(used(&cluster, &token).await["vessel002"], (3, 55_000));
+}
+
+// ---- failures between the steps ---------------------------------------------------
+
+/// A child process, SIGKILLed when asked or when the test ends.
+struct Killed(std::process::Child);
+
+impl Killed {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A consignment-service process killed after it reserved and before it
+/// stored: the room comes back once the hold expires, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_for_long() {
+    use sqlx::Connection as _;
+
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("killed@example.com").await;
+    let database = shippy_testkit::fresh_postgres_database("killed_mid_saga").await;
+    // The server notices a dead client even while its query waits for a lock.
+    let mut url = database.expose().to_owned();
+    url.push_str("?options=-c%20client_connection_check_interval%3D100");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_consignment-service"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", &url)
+            .env(
+                "VESSEL_SERVICE_URL",
+                format!("http://{}", cluster.vessel_addr),
+            )
+            .env("USER_SERVICE_URL", format!("http://{}", cluster.user_addr))
+            .env("SERVICE_TOKEN", SERVICE_TOKEN)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let channel = cluster::channel(format!("127.0.0.1:{port}").parse().unwrap());
+    wait_for_health(&channel, ServingStatus::Serving).await;
+
+    // Hold the table so the insert waits: the process is between the steps.
+    let mut lock = sqlx::PgConnection::connect(database.expose())
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE consignments IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut shipping =
+        shippy_proto::consignment::v1::shipping_service_client::ShippingServiceClient::new(channel);
+    let request = bearer(sample(), &token);
+    let create = tokio::spawn(async move { shipping.create_consignment(request).await });
+    let reserved: BTreeMap<String, (i32, i32)> = [("vessel002".into(), (3, 55_000))].into();
+    wait_for_used(&cluster, &token, &reserved, Duration::from_secs(10)).await;
+
+    child.kill();
+    let killed_at = Instant::now();
+    assert!(
+        create.await.unwrap().is_err(),
+        "the caller learns nothing was shipped"
+    );
+    sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    wait_for_used(
+        &cluster,
+        &token,
+        &BTreeMap::new(),
+        RESERVATION_TTL + Duration::from_secs(10),
+    )
+    .await;
+    eprintln!(
+        "room back {:?} after the kill (hold time {RESERVATION_TTL:?})",
+        killed_at.elapsed()
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM consignments")
+        .fetch_one(&mut lock)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing was stored");
+}
+
+/// What a process that died after storing and before confirming leaves:
+/// a pending consignment. The recovery sweep confirms it while its hold
+/// lasts; one whose hold is gone is cancelled and never listed.
+#[tokio::test]
+async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
+    let cluster = Cluster::start().await;
+    let (owner, token) = cluster.user("orphan@example.com").await;
+    let store = Store::open(&cluster.consignment_database, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let orphan = |id: &str, vessel_id: &str| Stored {
+        id: id.into(),
+        owner_id: owner.clone(),
+        description: format!("left behind {id}"),
+        weight: 55_000,
+        containers: (0..3)
+            .map(|n| StoredContainer {
+                id: format!("c{n}"),
+                customer_id: "cust001".into(),
+                origin: "Derby".into(),
+                user_id: owner.clone(),
+            })
+            .collect(),
+        vessel_id: vessel_id.into(),
+        created_at: chrono::Utc::now() - chrono::Duration::seconds(2),
+        state: State::Pending,
+    };
+    // One whose room is still held...
+    let held = VesselServiceClient::new(cluster.vessels.clone())
+        .reserve(as_service(ReserveRequest {
+            reservation_id: "held-orphan".into(),
+            specification: Some(Specification {
+                capacity: 3,
+                max_weight: 55_000,
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    store
+        .insert(&orphan("held-orphan", &held.vessel_id))
+        .await
+        .unwrap();
+    // ...and one whose hold is already gone.
+    store
+        .insert(&orphan("lost-orphan", "vessel001"))
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids: Vec<String> = listed(&cluster, &token)
+            .await
+            .into_iter()
+            .map(|consignment| consignment.id)
+            .collect();
+        if ids == ["held-orphan"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listed {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store.get("lost-orphan").await.unwrap().unwrap().state,
+        State::Cancelled
+    );
+    // Confirmed: its room outlives the hold time.
+    tokio::time::sleep(RESERVATION_TTL + Duration::from_millis(500)).await;
+    assert_eq!(used(&cluster, &token).await[&held.vessel_id], (3, 55_000));
+    let again = VesselServiceClient::new(cluster.vessels.clone())
+        .confirm(as_service(ReservationRef {
+            reservation_id: "held-orphan".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.confirmed);
+}
+
+#[tokio::test]
+async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("down@example.com").await;
+    cluster.vessel_shutdown.trigger();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let store = Store::open(&cluster.consignment_database, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let far_future = chrono::Utc::now() + chrono::Duration::days(1);
+    for state in [State::Pending, State::Confirmed, State::Cancelling] {
+        assert!(
+            store
+                .unsettled(state, far_future, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing stored in state {state:?}"
+        );
+    }
+    assert!(listed(&cluster, &token).await.is_empty());
+}
