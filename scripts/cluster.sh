@@ -187,9 +187,13 @@ up() {
     fi
     start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
         BCRYPT_COST="$bcrypt_cost" ADMIN_EMAILS="${ADMIN_EMAILS:-admin@example.com}" "${key_env[@]}"
-    start_service vessel-service "$vessel_port" DATABASE_URL="$vessels_url"
+    # The secret vessel-service's reservations need; only these two hold it.
+    local service_token
+    service_token=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+    start_service vessel-service "$vessel_port" DATABASE_URL="$vessels_url" SERVICE_TOKEN="$service_token"
     # consignment-service finds vessel- and user-service through Consul.
-    start_service consignment-service "$consignment_port" DATABASE_URL="$consignments_url"
+    start_service consignment-service "$consignment_port" DATABASE_URL="$consignments_url" \
+        SERVICE_TOKEN="$service_token"
     start_service email-service "$email_port" NATS_URL="$TEST_NATS_URL" SMTP_URL="smtp://127.0.0.1:$smtp_port"
     # api-gateway finds the three services through Consul too.
     start_service api-gateway "$gateway_port"
@@ -203,6 +207,7 @@ up() {
 
     export USER_SERVICE_URL=http://127.0.0.1:$user_port
     export CONSIGNMENT_SERVICE_URL=http://127.0.0.1:$consignment_port
+    export VESSEL_SERVICE_URL=http://127.0.0.1:$vessel_port
     export SHIPPY_CONFIG_DIR=$run/config
 }
 
@@ -302,6 +307,9 @@ EOF
 bench() {
     bcrypt_cost=${BCRYPT_COST:-12}
     export RUST_LOG=${RUST_LOG:-warn}
+    # The load generator signs up as this admin to add a vessel with room for
+    # every consignment it creates: the seed fleet takes only a few.
+    export ADMIN_EMAILS=${ADMIN_EMAILS:-admin@example.com},bench-admin@example.com
     up
     say "starting the baseline: a bare tonic echo server"
     local echo_port
@@ -316,7 +324,8 @@ bench() {
 
     say "load: the same generator and concurrency against each (${BENCH_SECONDS:-10} s a scenario)"
     "$bin/bench" --echo "http://127.0.0.1:$echo_port" --users "$USER_SERVICE_URL" \
-        --shipping "$CONSIGNMENT_SERVICE_URL" --seconds "${BENCH_SECONDS:-10}" \
+        --shipping "$CONSIGNMENT_SERVICE_URL" --vessels "$VESSEL_SERVICE_URL" \
+        --admin-email bench-admin@example.com --seconds "${BENCH_SECONDS:-10}" \
         --concurrency "${BENCH_CONCURRENCY:-16}" --bcrypt-cost "$bcrypt_cost" \
         --json bench/results.json --svg bench/results.svg || fail "the load generator failed"
     keep_logs=0

@@ -169,7 +169,7 @@ async fn failures_print_one_clear_line_and_exit_non_zero() {
         (&["create", &typo], Some(&token), "unknown field `weigth`"),
         (&["create"], None, "not logged in"),
         (&["list"], Some("garbage"), "invalid token"),
-        (&["create", &heavy], Some(&token), "no vessel can carry"),
+        (&["create", &heavy], Some(&token), "no vessel has room left"),
         (
             &["--addr", "http://127.0.0.1:9", "list"],
             Some(&token),

@@ -134,9 +134,22 @@ def run(driver):
     check(len(rows_now) == 1, "nothing was shipped by the bad input", len(rows_now))
     check(not find(By.ID, "fleet").is_displayed(), "a user does not see the admin's fleet section")
 
+    # Cancel it: gone from the list, its room free again.
+    find(By.CSS_SELECTOR, "#consignments tbody tr button.cancel").click()
+    try:
+        wait.until(lambda d: "Cancelled" in d.find_element(By.ID, "notice").text)
+        cancelled = True
+    except TimeoutException:
+        cancelled = False
+    check(cancelled and "free again" in find(By.ID, "notice").text, "cancelling says its room is free again",
+          find(By.ID, "notice").text)
+    check(not driver.find_elements(By.CSS_SELECTOR, "#consignments tbody tr")
+          and find(By.ID, "no-consignments").is_displayed(), "the cancelled consignment leaves the list")
+    shot("05-cancelled.png")
+
     find(By.ID, "logout").click()
     visible("#login-form")
-    shot("05-logged-out.png")
+    shot("06-logged-out.png")
     check("logged out" in find(By.ID, "notice").text, "log out says so", find(By.ID, "notice").text)
 
     if ADMIN:
@@ -152,7 +165,10 @@ def run(driver):
         except TimeoutException:
             added = False
         check(added, "an admin sees the fleet and adds a vessel", find(By.ID, "vessels").text)
-        shot("06-admin-fleet.png")
+        fleet = find(By.ID, "vessels").text
+        check("4 containers, 4000 kg" in fleet and "200 containers, 100000 kg" in fleet,
+              "the fleet shows each vessel's room left (the cancelled room is back)", fleet)
+        shot("07-admin-fleet.png")
 
 
 if __name__ == "__main__":

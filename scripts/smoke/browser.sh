@@ -52,9 +52,12 @@ trap stop EXIT
 admin="admin-$$@example.com"
 start user-service "$user_port" DATABASE_URL="$base/browser_users_$$" NATS_URL="$TEST_NATS_URL" \
     BCRYPT_COST=4 ADMIN_EMAILS="$admin" USER_EVENTS_STREAM="BROWSER_$$" USER_CREATED_SUBJECT="browser.$$.user.created"
-start vessel-service "$vessel_port" DATABASE_URL="$base/browser_vessels_$$" USER_SERVICE_URL="http://127.0.0.1:$user_port"
+service_token=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+start vessel-service "$vessel_port" DATABASE_URL="$base/browser_vessels_$$" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
+    SERVICE_TOKEN="$service_token"
 start consignment-service "$consignment_port" DATABASE_URL="$base/browser_consignments_$$" \
-    USER_SERVICE_URL="http://127.0.0.1:$user_port" VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port"
+    USER_SERVICE_URL="http://127.0.0.1:$user_port" VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" \
+    SERVICE_TOKEN="$service_token"
 start api-gateway "$gateway_port" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
     VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" CONSIGNMENT_SERVICE_URL="http://127.0.0.1:$consignment_port"
 

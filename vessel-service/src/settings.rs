@@ -32,10 +32,10 @@ pub struct Settings {
     #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<ServiceToken>,
 
-    /// How long a reservation holds its room unless confirmed (e.g. `60s`):
+    /// How long a reservation holds its room unless confirmed (e.g. `120s`):
     /// the room of a consignment-service that died mid-way comes back after
     /// this.
-    #[arg(long, env = "RESERVATION_TTL", default_value = "60s")]
+    #[arg(long, env = "RESERVATION_TTL", default_value = "120s")]
     pub reservation_ttl: humantime::Duration,
 
     /// How often held reservations whose time is up are looked for.

@@ -201,6 +201,15 @@ async function loadConsignments(pageToken) {
     cell(row, `${c.weight} kg`);
     cell(row, c.containers.map((k) => k.origin || k.customer_id || k.id || "container").join(", ") || "none");
     cell(row, vesselLabel(c.vessel_id));
+    const actions = document.createElement("td");
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "cancel";
+    cancel.textContent = "Cancel";
+    cancel.setAttribute("aria-label", `Cancel "${c.description}"`);
+    cancel.addEventListener("click", () => cancelConsignment(c, cancel));
+    actions.append(cancel);
+    row.append(actions);
     return row;
   });
   $("#consignments tbody").replaceChildren(...rows);
@@ -208,6 +217,19 @@ async function loadConsignments(pageToken) {
   state.nextPage = page.next_page_token;
   $("#next-page").disabled = !page.next_page_token;
   $("#first-page").disabled = pageToken === "";
+}
+
+async function cancelConsignment(consignment, button) {
+  button.disabled = true;
+  try {
+    await api("DELETE", `/consignments/${encodeURIComponent(consignment.id)}`);
+    state.pageTokens = [""];
+    await loadConsignments("");
+    say(`Cancelled "${consignment.description}": its room on ${vesselLabel(consignment.vessel_id)} is free again.`);
+  } catch (error) {
+    button.disabled = false;
+    fail(error);
+  }
 }
 
 async function loadVessels() {
@@ -221,6 +243,7 @@ async function loadVessels() {
     cell(row, String(v.capacity));
     cell(row, `${v.max_weight} kg`);
     cell(row, v.available ? "yes" : "no");
+    cell(row, `${v.remaining_capacity} containers, ${v.remaining_weight} kg`);
     $("#vessels tbody").append(row);
   }
   state.nextVessels = page.next_page_token;

@@ -251,6 +251,65 @@ async fn consignments_are_shipped_and_listed_for_their_owner_only() {
         "{}",
         bad_size.text
     );
+
+    // Cancel: only the owner; the room goes back to the vessel.
+    let vessel = first["vessel_id"].as_str().unwrap().to_owned();
+    let used = |fleet: &serde_json::Value| {
+        fleet["vessels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == vessel.as_str())
+            .map(|v| {
+                (
+                    v["used_capacity"].as_i64().unwrap(),
+                    v["used_weight"].as_i64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    let fleet = gateway.get("/api/v1/vessels", Some(&alice)).await;
+    assert_eq!(used(&fleet.json), (3, 300), "{}", fleet.text);
+    let path = format!("/api/v1/consignments/{}", first["id"].as_str().unwrap());
+    let foreign = gateway.send("DELETE", &path, Some(&bob), &[], None).await;
+    assert_eq!(
+        (foreign.status, foreign.code()),
+        (404, "NOT_FOUND"),
+        "{}",
+        foreign.text
+    );
+    let anonymous = gateway.send("DELETE", &path, None, &[], None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "UNAUTHENTICATED")
+    );
+    let cancelled = gateway.send("DELETE", &path, Some(&alice), &[], None).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(cancelled.json["consignment"]["id"], first["id"]);
+    let fleet = gateway.get("/api/v1/vessels", Some(&alice)).await;
+    assert_eq!(
+        used(&fleet.json),
+        (1, 200),
+        "only Second's room is used: {}",
+        fleet.text
+    );
+    let left = gateway.get("/api/v1/consignments", Some(&alice)).await;
+    assert_eq!(
+        left.json["consignments"].as_array().unwrap().len(),
+        1,
+        "{}",
+        left.text
+    );
+    let unknown = gateway
+        .send(
+            "DELETE",
+            "/api/v1/consignments/no-such-id",
+            Some(&alice),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!((unknown.status, unknown.code()), (404, "NOT_FOUND"));
 }
 
 #[tokio::test]
@@ -280,6 +339,9 @@ async fn vessels_are_listed_for_users_and_created_by_admins_only() {
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json["vessel"]["id"], "gw-1");
     assert_eq!(created.json["vessel"]["available"], true);
+    assert_eq!(created.json["vessel"]["remaining_capacity"], 3);
+    assert_eq!(created.json["vessel"]["remaining_weight"], 300);
+    assert_eq!(created.json["vessel"]["used_capacity"], 0);
     let twice = gateway.post("/api/v1/vessels", Some(&admin), ship).await;
     assert_eq!((twice.status, twice.code()), (409, "ALREADY_EXISTS"));
     let bad = gateway

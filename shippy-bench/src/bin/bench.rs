@@ -19,6 +19,7 @@ use shippy_proto::{
         Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
     },
     user::v1::{Token, User, user_service_client::UserServiceClient},
+    vessel::v1::{Vessel, vessel_service_client::VesselServiceClient},
 };
 use tonic::{
     Request, Status,
@@ -37,6 +38,14 @@ struct Args {
     /// consignment-service.
     #[arg(long)]
     shipping: String,
+    /// vessel-service: the bench adds a vessel with room for every
+    /// consignment it creates (the seed fleet takes only a few).
+    #[arg(long)]
+    vessels: String,
+    /// An email in user-service's ADMIN_EMAILS: the bench signs up with it
+    /// to add that vessel.
+    #[arg(long)]
+    admin_email: String,
     /// How long each scenario is measured, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -203,6 +212,48 @@ fn consignment() -> Consignment {
     }
 }
 
+/// Signs up as `admin_email` (an admin by user-service's ADMIN_EMAILS) and
+/// adds a vessel with room for any number of benchmark consignments.
+async fn roomy_vessel(
+    users: &Channel,
+    vessels: &str,
+    admin_email: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let mut client = UserServiceClient::new(users.clone());
+    let admin = User {
+        name: "Bench Admin".into(),
+        email: admin_email.into(),
+        password: password.into(),
+        ..Default::default()
+    };
+    client
+        .create(admin.clone())
+        .await
+        .context("sign up as the admin")?;
+    let token = client
+        .auth(admin)
+        .await
+        .context("log in as the admin")?
+        .into_inner()
+        .token;
+    let channel = Endpoint::from_shared(vessels.to_owned())?.connect().await?;
+    VesselServiceClient::new(channel)
+        .create(bearer(
+            Vessel {
+                id: "bench-roomy".into(),
+                name: "Benchmark Roomy".into(),
+                capacity: i32::MAX,
+                max_weight: i32::MAX,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .context("add the benchmark's vessel (is --admin-email in ADMIN_EMAILS?)")?;
+    Ok(())
+}
+
 /// Creates a user and returns its token.
 async fn user(users: &Channel, tag: &str, password: &str) -> anyhow::Result<(String, String)> {
     let email = format!("bench-{tag}-{}@example.com", std::process::id());
@@ -289,6 +340,7 @@ async fn main() -> anyhow::Result<()> {
     let (auth_email, _) = user(&users[0], "auth", password).await?;
     let (_, lister) = user(&users[0], "lister", password).await?;
     let (_, creator) = user(&users[0], "creator", password).await?;
+    roomy_vessel(&users[0], &args.vessels, &args.admin_email, password).await?;
     for _ in 0..20 {
         ShippingServiceClient::new(shipping[0].clone())
             .create_consignment(bearer(consignment(), &lister))
