@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 cli::print_json(&cancelled)?;
             } else {
                 println!(
-                    "cancelled consignment {}; its room on vessel {} is free again",
+                    "cancelled consignment {}; its room goes back to vessel {}",
                     cancelled.id, cancelled.vessel_id
                 );
             }

@@ -15,7 +15,9 @@
 //! step. Where a step fails:
 //!
 //! - no vessel has room: nothing was taken (`FAILED_PRECONDITION`);
-//! - storing fails: the room is released (and would expire anyway);
+//! - storing fails: the room is released if it is still only held (a
+//!   consignment the sweep confirmed meanwhile — the insert landed after
+//!   all — keeps it); it would expire anyway;
 //! - confirming fails: the consignment goes to `cancelling` and its room is
 //!   released; the caller gets `UNAVAILABLE` and nothing ships;
 //! - the process dies between the steps: a held reservation expires in
@@ -77,9 +79,10 @@ impl Saga {
         tracing::Span::current().record("vessel.id", consignment.vessel_id.as_str());
         consignment.state = State::Pending;
         if let Err(error) = self.store.insert(&consignment).await {
-            // Nothing stored uses the room: give it back now (it would
-            // expire anyway if this fails too).
-            if let Err(release) = self.vessels.release(&id).await {
+            // Nothing stored uses the room — unless the insert landed after
+            // all and the sweep confirmed it, so only a hold is given back
+            // (it would expire anyway if this fails too).
+            if let Err(release) = self.vessels.release(&id, true).await {
                 tracing::warn!(error = %release, "room not given back; it returns when its hold expires");
             }
             return Err(error.into());
@@ -157,7 +160,7 @@ impl Saga {
     /// Gives a `cancelling` consignment's room back and marks it
     /// `cancelled`; says whether both happened (if not, the sweep retries).
     async fn finish_cancel(&self, id: &str) -> bool {
-        if let Err(error) = self.vessels.release(id).await {
+        if let Err(error) = self.vessels.release(id, false).await {
             tracing::warn!(%error, "room not given back yet; the recovery sweep retries");
             return false;
         }
@@ -223,8 +226,14 @@ impl Saga {
     /// One round of the recovery sweep over consignments older than
     /// `older_than` that a create or cancel left half-done.
     pub async fn recover(&self, older_than: Duration) -> Result<Recovered, ApiError> {
-        let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let before = chrono::Duration::from_std(older_than)
+            .ok()
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .ok_or_else(|| {
+                ApiError::internal(format!("RECOVERY_AFTER {older_than:?} is out of range"))
+            })?;
         let mut recovered = Recovered::default();
+        let mut failures = 0;
         for consignment in self
             .store
             .unsettled(State::Pending, before, SWEEP_BATCH)
@@ -251,8 +260,15 @@ impl Saga {
                         recovered.cancelled += 1;
                     }
                 }
-                // vessel-service is not answering: the next round retries.
-                Err(ConfirmError::Failed(error)) => return Err(error),
+                // Skipped this round; after a few in a row vessel-service
+                // is taken to be down and the next round retries.
+                Err(ConfirmError::Failed(error)) => {
+                    tracing::warn!(%error, consignment.id = id, "confirming a pending consignment failed");
+                    failures += 1;
+                    if failures >= 3 {
+                        return Err(error);
+                    }
+                }
             }
         }
         for consignment in self

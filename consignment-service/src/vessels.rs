@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use shippy_auth::service::ServiceToken;
 use shippy_proto::vessel::v1::{
-    ReservationRef, ReserveRequest, Specification, vessel_service_client::VesselServiceClient,
+    ReleaseRequest, ReservationRef, ReserveRequest, Specification,
+    vessel_service_client::VesselServiceClient,
 };
 use shippy_service::{ApiError, breaker::CircuitBreaker, telemetry::propagation::TraceInterceptor};
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
@@ -171,8 +172,8 @@ impl Vessels {
         })
     }
 
-    /// Gives `id`'s room back (held or confirmed); answers whether there was
-    /// any to give back.
+    /// Gives `id`'s room back — held or confirmed, or only if still held
+    /// (`only_if_held`); answers whether there was any to give back.
     #[tracing::instrument(
         name = "shippy.vessel.v1.VesselService/Release",
         skip(self),
@@ -183,10 +184,11 @@ impl Vessels {
             rpc.method = "Release",
         )
     )]
-    pub async fn release(&self, id: &str) -> Result<bool, ApiError> {
+    pub async fn release(&self, id: &str, only_if_held: bool) -> Result<bool, ApiError> {
         self.admit()?;
-        let request = ReservationRef {
+        let request = ReleaseRequest {
             reservation_id: id.to_owned(),
+            only_if_held,
         };
         self.call(request, |mut client, request| async move {
             client.release(request).await

@@ -477,6 +477,46 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
     assert!(again.confirmed);
 }
 
+/// Storing fails (here: the table refuses every row): the room is given
+/// back at once, not after the hold time.
+#[tokio::test]
+async fn when_storing_fails_the_room_is_released_at_once() {
+    use sqlx::Connection as _;
+
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("refused@example.com").await;
+    let mut database = sqlx::PgConnection::connect(cluster.consignment_database.expose())
+        .await
+        .unwrap();
+    sqlx::raw_sql("ALTER TABLE consignments ADD CONSTRAINT refuse_all CHECK (false) NOT VALID")
+        .execute(&mut database)
+        .await
+        .unwrap();
+    let status = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        used(&cluster, &token).await.is_empty(),
+        "the room came back at once"
+    );
+    sqlx::raw_sql("ALTER TABLE consignments DROP CONSTRAINT refuse_all")
+        .execute(&mut database)
+        .await
+        .unwrap();
+    let placed = cluster
+        .shipping()
+        .create_consignment(bearer(sample(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .consignment
+        .unwrap();
+    assert_eq!(used(&cluster, &token).await[&placed.vessel_id], (3, 55_000));
+}
+
 #[tokio::test]
 async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
     let cluster = Cluster::start().await;

@@ -141,7 +141,7 @@ def run(driver):
         cancelled = True
     except TimeoutException:
         cancelled = False
-    check(cancelled and "free again" in find(By.ID, "notice").text, "cancelling says its room is free again",
+    check(cancelled and "room goes back" in find(By.ID, "notice").text, "cancelling says its room goes back",
           find(By.ID, "notice").text)
     check(not driver.find_elements(By.CSS_SELECTOR, "#consignments tbody tr")
           and find(By.ID, "no-consignments").is_displayed(), "the cancelled consignment leaves the list")

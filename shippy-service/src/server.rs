@@ -275,7 +275,7 @@ mod tests {
 
         async fn release(
             &self,
-            _: Request<proto::ReservationRef>,
+            _: Request<proto::ReleaseRequest>,
         ) -> Result<tonic::Response<proto::ReleaseResponse>, Status> {
             Err(Status::unimplemented("not here"))
         }

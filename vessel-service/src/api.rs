@@ -56,7 +56,7 @@ impl VesselApi {
         }
     }
 
-    /// The reservation id of a request, after the caller was checked.
+    /// The store, once the caller is known to be a service.
     fn reservation_call<T>(&self, request: &Request<T>, what: &str) -> Result<&Store, ApiError> {
         ServiceToken::check(self.reservations.service_token.as_ref(), request, what)?;
         self.store()
@@ -179,12 +179,15 @@ impl VesselService for VesselApi {
     #[tracing::instrument(skip_all, fields(reservation.id, released))]
     async fn release(
         &self,
-        request: Request<proto::ReservationRef>,
+        request: Request<proto::ReleaseRequest>,
     ) -> Result<Response<proto::ReleaseResponse>, Status> {
         let store = self.reservation_call(&request, "Release")?;
         let id = ReservationId::parse(&request.get_ref().reservation_id).map_err(ApiError::from)?;
         tracing::Span::current().record("reservation.id", id.as_str());
-        let released = store.release(&id).await.map_err(ApiError::from)?;
+        let released = store
+            .release(&id, request.get_ref().only_if_held)
+            .await
+            .map_err(ApiError::from)?;
         tracing::Span::current().record("released", released.is_some());
         tracing::info!("release asked");
         Ok(Response::new(proto::ReleaseResponse {

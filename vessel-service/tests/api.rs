@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 use shippy_proto::{
     user::v1::{User, user_service_client::UserServiceClient},
     vessel::v1::{
-        ListRequest, ReservationRef, ReserveRequest, Specification, Vessel,
+        ListRequest, ReleaseRequest, ReservationRef, ReserveRequest, Specification, Vessel,
         vessel_service_client::VesselServiceClient,
     },
 };
@@ -208,6 +208,13 @@ fn reserve(id: &str, capacity: i32, max_weight: i32) -> ReserveRequest {
     ReserveRequest {
         reservation_id: id.into(),
         specification: Some(spec(capacity, max_weight)),
+    }
+}
+
+fn release(id: &str) -> ReleaseRequest {
+    ReleaseRequest {
+        reservation_id: id.into(),
+        only_if_held: false,
     }
 }
 
@@ -685,7 +692,7 @@ async fn reservations_are_for_the_services_only() {
     assert_eq!(anonymous.code(), Code::PermissionDenied, "{anonymous:?}");
     // An administrator's user token is not the services' secret.
     let admin = vessels
-        .release(bearer(reference("r1"), &app.admin))
+        .release(bearer(release("r1"), &app.admin))
         .await
         .unwrap_err();
     assert_eq!(admin.code(), Code::PermissionDenied, "{admin:?}");
@@ -752,14 +759,14 @@ async fn reserve_confirm_and_release_move_a_vessels_room() {
     assert_eq!(room_of(&app, "vessel002").await, (197, 45_000, 3, 55_000));
 
     let released = vessels
-        .release(as_service(reference("c-1")))
+        .release(as_service(release("c-1")))
         .await
         .unwrap()
         .into_inner();
     assert!(released.released);
     assert_eq!(room_of(&app, "vessel002").await, (200, 100_000, 0, 0));
     let twice = vessels
-        .release(as_service(reference("c-1")))
+        .release(as_service(release("c-1")))
         .await
         .unwrap()
         .into_inner();

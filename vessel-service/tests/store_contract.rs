@@ -322,7 +322,11 @@ async fn release_gives_the_room_back_once(store: impl VesselStore) {
     store.insert(&vessel("a", 10, 100)).await.unwrap();
     reserve_on(&store, "r1", 4, 40).await.unwrap();
     store.confirm(&rid("r1")).await.unwrap().expect("confirmed");
-    let released = store.release(&rid("r1")).await.unwrap().expect("released");
+    let released = store
+        .release(&rid("r1"), false)
+        .await
+        .unwrap()
+        .expect("released");
     assert_eq!(
         (
             released.taken.capacity.get(),
@@ -332,7 +336,7 @@ async fn release_gives_the_room_back_once(store: impl VesselStore) {
     );
     assert_eq!(room(&store, "a").await, (10, 100));
     assert_eq!(
-        store.release(&rid("r1")).await.unwrap(),
+        store.release(&rid("r1"), false).await.unwrap(),
         None,
         "nothing to give back twice"
     );
@@ -342,7 +346,28 @@ async fn release_gives_the_room_back_once(store: impl VesselStore) {
         None,
         "a released hold cannot be confirmed"
     );
-    assert_eq!(store.release(&rid("never")).await.unwrap(), None);
+    assert_eq!(store.release(&rid("never"), false).await.unwrap(), None);
+}
+
+async fn release_only_if_held_leaves_confirmed_room_taken(store: impl VesselStore) {
+    store.insert(&vessel("a", 10, 100)).await.unwrap();
+    reserve_on(&store, "held", 1, 10).await.unwrap();
+    reserve_on(&store, "kept", 2, 20).await.unwrap();
+    store
+        .confirm(&rid("kept"))
+        .await
+        .unwrap()
+        .expect("confirmed");
+    assert_eq!(store.release(&rid("kept"), true).await.unwrap(), None);
+    assert_eq!(
+        room(&store, "a").await,
+        (7, 70),
+        "the confirmed room stays taken"
+    );
+    assert!(store.release(&rid("held"), true).await.unwrap().is_some());
+    assert_eq!(room(&store, "a").await, (8, 80));
+    assert!(store.release(&rid("kept"), false).await.unwrap().is_some());
+    assert_eq!(room(&store, "a").await, (10, 100));
 }
 
 async fn held_reservations_expire_and_confirmed_ones_stay(
@@ -377,11 +402,11 @@ async fn held_reservations_expire_and_confirmed_ones_stay(
         "the confirmed room stays taken"
     );
     assert_eq!(
-        store.release(&rid("held")).await.unwrap(),
+        store.release(&rid("held"), false).await.unwrap(),
         None,
         "already given back"
     );
-    assert!(store.release(&rid("kept")).await.unwrap().is_some());
+    assert!(store.release(&rid("kept"), false).await.unwrap().is_some());
     assert_eq!(room(&store, "a").await, (10, 100));
 }
 
@@ -425,6 +450,7 @@ store_contract!(
     concurrent_reservers_never_overbook_a_vessel,
     concurrent_reservers_with_one_id_take_the_room_once,
     release_gives_the_room_back_once,
+    release_only_if_held_leaves_confirmed_room_taken,
     held_reservations_expire_and_confirmed_ones_stay,
     ping_answers,
     ]

@@ -225,7 +225,7 @@ async function cancelConsignment(consignment, button) {
     await api("DELETE", `/consignments/${encodeURIComponent(consignment.id)}`);
     state.pageTokens = [""];
     await loadConsignments("");
-    say(`Cancelled "${consignment.description}": its room on ${vesselLabel(consignment.vessel_id)} is free again.`);
+    say(`Cancelled "${consignment.description}": its room goes back to ${vesselLabel(consignment.vessel_id)}.`);
   } catch (error) {
     button.disabled = false;
     fail(error);

@@ -90,11 +90,13 @@ pub trait VesselStore: Send + Sync {
         id: &ReservationId,
     ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
 
-    /// Gives `id`'s room back to its vessel, held or confirmed, in one atomic
-    /// step; answers what it gave back (`None`: `id` held nothing).
+    /// Gives `id`'s room back to its vessel, held or confirmed (only if still
+    /// held, with `only_if_held`), in one atomic step; answers what it gave
+    /// back (`None`: `id` held nothing, or nothing unconfirmed).
     fn release(
         &self,
         id: &ReservationId,
+        only_if_held: bool,
     ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
 
     /// Gives back the room of every held reservation whose time is up;
@@ -184,8 +186,12 @@ impl VesselStore for Store {
         dispatch!(self, store => store.confirm(id))
     }
 
-    async fn release(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(self, store => store.release(id))
+    async fn release(
+        &self,
+        id: &ReservationId,
+        only_if_held: bool,
+    ) -> Result<Option<Reservation>, StoreError> {
+        dispatch!(self, store => store.release(id, only_if_held))
     }
 
     async fn expire(&self) -> Result<u64, StoreError> {

@@ -63,6 +63,11 @@ impl ReservationDocument {
     }
 }
 
+/// The most reservations one vessel's document holds (each ~100 bytes, so
+/// a few MiB at most, under MongoDB's 16 MiB document limit); past it the
+/// vessel counts as full.
+pub const MAX_RESERVATIONS_PER_VESSEL: usize = 50_000;
+
 /// The name of the unique index on reservation ids: one id holds room on
 /// one vessel only, even when two reservers with it race.
 pub const RESERVATION_ID_INDEX: &str = "reservations__id_unique";
@@ -201,7 +206,14 @@ impl MongoStore {
         reservation: &Reservation,
         also: Document,
     ) -> Result<bool, StoreError> {
-        let mut element = doc! { "_id": reservation.id.as_str() };
+        // The element read, amounts included: if the id was released and
+        // reserved again meanwhile, this gives back nothing rather than the
+        // wrong room.
+        let mut element = doc! {
+            "_id": reservation.id.as_str(),
+            "capacity": reservation.taken.capacity.get(),
+            "weight": reservation.taken.max_weight.get(),
+        };
         element.extend(also);
         let result = self
             .vessels
@@ -382,6 +394,12 @@ impl VesselStore for MongoStore {
         // holding this id is left alone here, another one is refused by the
         // index (duplicate key).
         filter.insert("reservations._id", doc! { "$ne": id.as_str() });
+        // A document must stay well under MongoDB's 16 MiB: a vessel holding
+        // this many reservations counts as full here.
+        filter.insert(
+            format!("reservations.{}", MAX_RESERVATIONS_PER_VESSEL - 1),
+            doc! { "$exists": false },
+        );
         // One findAndModify: the filter is checked on the document it
         // updates, so the room taken is never more than the room left.
         let taken = self
@@ -447,14 +465,21 @@ impl VesselStore for MongoStore {
     }
 
     #[tracing::instrument(name = "mongodb.release", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
-    async fn release(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+    async fn release(
+        &self,
+        id: &ReservationId,
+        only_if_held: bool,
+    ) -> Result<Option<Reservation>, StoreError> {
         let Some(reservation) = self.reservation(id).await? else {
             return Ok(None);
         };
-        // The amounts of an element never change, so giving back what was
-        // read is right as long as the element is still there.
+        let also = if only_if_held {
+            doc! { "expires_at": { "$ne": null } }
+        } else {
+            Document::new()
+        };
         Ok(self
-            .give_back(&reservation, Document::new())
+            .give_back(&reservation, also)
             .await?
             .then_some(reservation))
     }
@@ -478,7 +503,14 @@ impl VesselStore for MongoStore {
                 if element.expires_at.is_none_or(|at| at > now) {
                     continue;
                 }
-                let reservation = element.into_reservation(&holder.id)?;
+                let reservation = match element.into_reservation(&holder.id) {
+                    Ok(reservation) => reservation,
+                    // One bad element must not stop the sweep for the rest.
+                    Err(error) => {
+                        tracing::warn!(%error, "skipping an unreadable reservation");
+                        continue;
+                    }
+                };
                 // Still held and due: a confirmation that came first wins.
                 if self.give_back(&reservation, due.clone()).await? {
                     expired += 1;

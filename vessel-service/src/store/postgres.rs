@@ -349,11 +349,17 @@ impl VesselStore for PostgresStore {
     }
 
     #[tracing::instrument(name = "postgres.release", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
-    async fn release(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+    async fn release(
+        &self,
+        id: &ReservationId,
+        only_if_held: bool,
+    ) -> Result<Option<Reservation>, StoreError> {
         // One statement: the reservation goes and its room comes back
         // together; a concurrent release finds nothing to delete.
         let row: Option<ReservationRow> = sqlx::query_as(concat!(
-            "WITH gone AS (DELETE FROM reservations WHERE id = $1 RETURNING *), \
+            "WITH gone AS ( \
+                 DELETE FROM reservations \
+                 WHERE id = $1 AND (NOT $2 OR expires_at IS NOT NULL) RETURNING *), \
              back AS ( \
                  UPDATE vessels v \
                  SET remaining_capacity = v.remaining_capacity + gone.capacity, \
@@ -364,6 +370,7 @@ impl VesselStore for PostgresStore {
             " FROM gone"
         ))
         .bind(id.as_str())
+        .bind(only_if_held)
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
