@@ -19,6 +19,7 @@ COPY shippy-service/Cargo.toml shippy-service/
 COPY shippy-testkit/Cargo.toml shippy-testkit/
 COPY shippy-auth/Cargo.toml shippy-auth/
 COPY shippy-store/Cargo.toml shippy-store/
+COPY shippy-cli/Cargo.toml shippy-cli/
 COPY shippy-bench/Cargo.toml shippy-bench/
 COPY vessel-service/Cargo.toml vessel-service/
 COPY consignment-service/Cargo.toml consignment-service/
@@ -28,7 +29,7 @@ COPY consignment-cli/Cargo.toml consignment-cli/
 COPY user-cli/Cargo.toml user-cli/
 COPY api-gateway/Cargo.toml api-gateway/
 # Stub sources so `cargo build` compiles only the dependencies.
-RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-store; do \
+RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-store shippy-cli; do \
         mkdir -p $crate/src && echo > $crate/src/lib.rs; \
     done \
  && mkdir -p shippy-bench/src/bin \

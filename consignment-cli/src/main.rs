@@ -6,12 +6,11 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
-use shippy_auth::saved;
+use shippy_cli::{self as cli, Failure, saved};
 use shippy_proto::consignment::v1::{
     CancelRequest, Consignment, Container, GetRequest,
     shipping_service_client::ShippingServiceClient,
 };
-use shippy_service::cli::{self, Failure};
 use tonic::Status;
 
 /// The original shippy's sample consignment, used when no file is given and

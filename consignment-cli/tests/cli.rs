@@ -73,7 +73,7 @@ async fn create_then_list_with_the_saved_login() {
     let world = World::new().await;
     let (_, token) = world.cluster.user("cli@example.com").await;
     // As `user-cli login` would have saved it.
-    shippy_auth::saved::save_token(&world.dir.join("config").join("token"), &token).unwrap();
+    shippy_cli::saved::save_token(&world.dir.join("config").join("token"), &token).unwrap();
 
     // No file, none in the directory: the original's sample.
     let created = world.run(&["create"], None).await;

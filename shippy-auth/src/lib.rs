@@ -6,14 +6,13 @@
 //! checks a token's signature, algorithm, issuer, audience and expiry, and
 //! [`token_from_metadata`] reads the token a client sent, as
 //! `authorization: Bearer <jwt>` or the original shippy's `token` key.
-//! [`saved`] is where the command-line programs keep the token of a login.
+//! (The token the command-line programs save is `shippy_cli::saved`.)
 //! [`remote::Authenticator`] is the one verifier of the other services:
 //! it fetches user-service's public keys (and refetches on an unknown `kid`).
 //! [`service::ServiceToken`] is the secret the services share for the calls
 //! that are theirs alone (vessel-service's reservations).
 
 pub mod remote;
-pub mod saved;
 pub mod service;
 
 pub use remote::Authenticator;

@@ -31,7 +31,6 @@
 
 pub mod base;
 pub mod breaker;
-pub mod cli;
 pub mod discovery;
 pub mod error;
 pub mod healthcheck;

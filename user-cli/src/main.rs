@@ -9,11 +9,10 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
-use shippy_auth::saved;
+use shippy_cli::{self as cli, Failure, saved};
 use shippy_proto::user::v1::{
     Request as ListRequest, User, UserProfile, user_service_client::UserServiceClient,
 };
-use shippy_service::cli::{self, Failure};
 use tonic::{Request, Status};
 
 /// Create shippy users, log in, list and look up users.

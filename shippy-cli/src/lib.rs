@@ -1,11 +1,18 @@
 //! What the command-line programs share: one-line failures with an exit
-//! code, connecting to a service, JSON output and times for people.
+//! code, connecting to a service, JSON output and times for people, and the
+//! token `user-cli login` saves ([`saved`]).
+//!
+//! A crate of its own so that the CLIs link tonic's client and nothing of
+//! the services' runtime (Consul, NATS, OpenTelemetry, metrics, axum).
+
+pub mod saved;
 
 use std::{process::ExitCode, time::Duration};
 
-use tonic::{Code, Status, transport::Channel};
-
-use crate::discovery;
+use tonic::{
+    Code, Status,
+    transport::{Channel, Endpoint},
+};
 
 /// What went wrong, as one line for the user.
 #[derive(Debug)]
@@ -44,10 +51,20 @@ pub fn exit(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
-/// A lazily connecting channel to `address` (checked first).
+/// A lazily connecting channel to `address`, which must be `http://` or
+/// `https://` with a host.
 pub fn connect(address: &str) -> Result<Channel, Failure> {
-    Ok(discovery::endpoint(address)
-        .map_err(|error| Failure(error.to_string()))?
+    let invalid = || {
+        Failure(format!(
+            "`{address}` is not a valid service address: use http://host:port"
+        ))
+    };
+    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|_| invalid())?;
+    let uri = endpoint.uri();
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect_lazy())
