@@ -169,14 +169,10 @@ impl ShippingService for ShippingApi {
         let claims = self.auth.authenticate(&request).await?;
         tracing::Span::current().record("caller", &claims.sub);
         let wanted = request.into_inner();
-        let after = pagination::decode(&wanted.page_token)?.map(|cursor| After {
-            created_at: cursor.created_at,
-            id: cursor.id,
-        });
+        let mut after: Option<After> = pagination::decode(&wanted.page_token)?;
         let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         let store = self.store()?;
-        let mut after = after;
         let mut page: Vec<proto::Consignment> = Vec::new();
         let mut bytes = 0;
         let mut last = None;
@@ -198,7 +194,7 @@ impl ShippingService for ShippingApi {
                     more = true;
                     break 'fill;
                 }
-                let cursor = pagination::Cursor {
+                let cursor = After {
                     created_at: consignment.created_at,
                     id: consignment.id.clone(),
                 };
@@ -216,10 +212,7 @@ impl ShippingService for ShippingApi {
             if exhausted {
                 break;
             }
-            after = last.as_ref().map(|cursor: &pagination::Cursor| After {
-                created_at: cursor.created_at,
-                id: cursor.id.clone(),
-            });
+            after.clone_from(&last);
         }
         let next_page_token = match last {
             Some(last) if more => pagination::encode(&last),

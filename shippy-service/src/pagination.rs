@@ -1,18 +1,23 @@
 //! Page tokens for list RPCs: opaque to callers, a position in a
-//! (creation time, id) order to the service.
+//! (creation time, id) order to the service. [`Cursor`] is the one type for
+//! that position, in the API and in the stores alike; its id is whatever the
+//! list's ids are (`String` for consignments, `Uuid` for users).
+
+use std::{fmt::Display, str::FromStr};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 
 use crate::ApiError;
 
-/// A position in a list ordered by creation time, then id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
+/// A position in a list ordered by creation time, then id: after the item
+/// with these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor<Id = String> {
     /// The last item's creation time (microsecond precision).
     pub created_at: DateTime<Utc>,
     /// The last item's id.
-    pub id: String,
+    pub id: Id,
 }
 
 /// The longest page token accepted (ours are well under 100 bytes).
@@ -27,7 +32,7 @@ pub fn page_size(requested: u32, default: u32, max: u32) -> u32 {
 }
 
 /// The token that resumes after `cursor`.
-pub fn encode(cursor: &Cursor) -> String {
+pub fn encode<Id: Display>(cursor: &Cursor<Id>) -> String {
     URL_SAFE_NO_PAD.encode(format!(
         "{}.{}",
         cursor.created_at.timestamp_micros(),
@@ -36,8 +41,9 @@ pub fn encode(cursor: &Cursor) -> String {
 }
 
 /// The cursor in a caller's token; `None` (the first page) for an empty one.
-/// A token this service did not give out is `INVALID_ARGUMENT`.
-pub fn decode(token: &str) -> Result<Option<Cursor>, ApiError> {
+/// A token this service did not give out (its id not an `Id`, too) is
+/// `INVALID_ARGUMENT`.
+pub fn decode<Id: FromStr>(token: &str) -> Result<Option<Cursor<Id>>, ApiError> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -61,7 +67,7 @@ pub fn decode(token: &str) -> Result<Option<Cursor>, ApiError> {
     }
     Ok(Some(Cursor {
         created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
-        id: id.to_owned(),
+        id: id.parse().map_err(|_| invalid())?,
     }))
 }
 
@@ -71,17 +77,24 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_garbage_is_refused() {
-        let cursor = Cursor {
+        let cursor: Cursor = Cursor {
             created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
             id: "0a988d8d-13ac-47d7-b204-7716afe3ffe6".into(),
         };
-        assert_eq!(decode(&encode(&cursor)).unwrap(), Some(cursor));
-        assert_eq!(decode("").unwrap(), None);
+        assert_eq!(decode(&encode(&cursor)).unwrap(), Some(cursor.clone()));
+        assert_eq!(decode::<String>("").unwrap(), None);
         let nul_id = URL_SAFE_NO_PAD.encode("123.a\0b");
         let huge = "A".repeat(10_000);
         for bad in ["!!!", "Zm9v", "MTIzLg", "eC55", &nul_id, &huge] {
-            assert!(decode(bad).is_err(), "{bad}");
+            assert!(decode::<String>(bad).is_err(), "{bad}");
         }
+        // Typed ids: the same token, read as a number, or refused as one.
+        let numbered = Cursor {
+            created_at: cursor.created_at,
+            id: 42_u64,
+        };
+        assert_eq!(decode(&encode(&numbered)).unwrap(), Some(numbered));
+        assert!(decode::<u64>(&encode(&cursor)).is_err());
     }
 
     #[test]
@@ -104,7 +117,7 @@ mod properties {
         fn arbitrary_page_tokens_are_cursors_or_invalid(token in any::<String>(), raw in any::<Vec<u8>>()) {
             let encoded = URL_SAFE_NO_PAD.encode(&raw);
             for token in [token, encoded] {
-                match decode(&token) {
+                match decode::<String>(&token) {
                     Ok(Some(cursor)) => prop_assert!(!cursor.id.chars().any(char::is_control)),
                     Ok(None) => prop_assert!(token.is_empty()),
                     Err(error) => prop_assert!(matches!(error, ApiError::InvalidArgument(_))),

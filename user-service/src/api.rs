@@ -258,25 +258,14 @@ impl UserService for UserApi {
             .into());
         }
         let wanted = request.into_inner();
-        let after = match pagination::decode(&wanted.page_token)? {
-            Some(cursor) => Some(Cursor {
-                created_at: cursor.created_at,
-                id: UserId::parse(&cursor.id).map_err(ApiError::from)?.0,
-            }),
-            None => None,
-        };
+        let after: Option<Cursor> = pagination::decode(&wanted.page_token)?;
         let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let page = self
             .store()?
             .list(after, size)
             .await
             .map_err(ApiError::from)?;
-        let next = page.next.map(|cursor| {
-            pagination::encode(&pagination::Cursor {
-                created_at: cursor.created_at,
-                id: cursor.id.to_string(),
-            })
-        });
+        let next = page.next.map(|cursor| pagination::encode(&cursor));
         Ok(Response::new(proto::Response {
             users: page.users.into_iter().map(Into::into).collect(),
             next_page_token: next.unwrap_or_default(),

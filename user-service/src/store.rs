@@ -61,14 +61,8 @@ pub struct UserPage {
     pub next: Option<Cursor>,
 }
 
-/// A position in the creation order of users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    /// The last user's creation time.
-    pub created_at: DateTime<Utc>,
-    /// The last user's id.
-    pub id: Uuid,
-}
+/// A position in the creation order of users (the one a page token holds).
+pub type Cursor = shippy_service::pagination::Cursor<Uuid>;
 
 struct UserRow {
     id: Uuid,

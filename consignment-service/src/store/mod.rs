@@ -31,14 +31,8 @@ pub enum StoreError {
 }
 
 /// Where a page of an owner's consignments starts: after this one, in
-/// newest-first order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct After {
-    /// The last consignment's creation time.
-    pub created_at: DateTime<Utc>,
-    /// The last consignment's id.
-    pub id: String,
-}
+/// newest-first order (the position a page token holds).
+pub use shippy_service::pagination::Cursor as After;
 
 /// The contract every consignment store fulfils.
 pub trait ConsignmentStore: Send + Sync {
