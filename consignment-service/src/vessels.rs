@@ -11,11 +11,18 @@ use shippy_proto::vessel::v1::{
     ReleaseRequest, ReservationRef, ReserveRequest, Specification,
     vessel_service_client::VesselServiceClient,
 };
-use shippy_service::{ApiError, breaker::CircuitBreaker, telemetry::propagation::TraceInterceptor};
+use shippy_service::{
+    ApiError, breaker::CircuitBreaker, retry::Backoff, telemetry::propagation::TraceInterceptor,
+};
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
 /// How many times an unreachable vessel-service is tried in one call.
 const ATTEMPTS: u32 = 3;
+/// The pauses between those tries (jittered), all within the call's deadline.
+const PAUSES: Backoff = Backoff {
+    min: Duration::from_millis(50),
+    max: Duration::from_millis(400),
+};
 
 type Client = VesselServiceClient<InterceptedService<Channel, TraceInterceptor>>;
 
@@ -68,6 +75,7 @@ impl Vessels {
         Fut: Future<Output = Result<tonic::Response<R>, Status>>,
     {
         let deadline = tokio::time::Instant::now() + self.deadline;
+        let mut pauses = PAUSES.delays(true);
         let mut attempt = 0;
         let answer = loop {
             attempt += 1;
@@ -82,8 +90,7 @@ impl Vessels {
                 .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")));
             match result {
                 Err(status) if status.code() == Code::Unavailable && attempt < ATTEMPTS => {
-                    let pause =
-                        Duration::from_millis(25 * 2u64.pow(attempt) + rand::random_range(0..25));
+                    let pause = pauses.next().unwrap_or(PAUSES.max);
                     if tokio::time::Instant::now() + pause >= deadline {
                         break Err(status);
                     }

@@ -86,8 +86,11 @@ enum Failure {
 
 /// The delay before the `delivered`-th delivery's retry: 1 s, 2 s, 4 s, … up to a minute.
 fn retry_delay(delivered: i64) -> Duration {
-    let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 6)).unwrap_or(6);
-    (Duration::from_secs(1) * 2u32.pow(exponent)).min(MAX_RETRY_DELAY)
+    Backoff {
+        min: Duration::from_secs(1),
+        max: MAX_RETRY_DELAY,
+    }
+    .after(u32::try_from(delivered).unwrap_or(0), false)
 }
 
 impl Worker {

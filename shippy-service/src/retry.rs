@@ -1,8 +1,11 @@
-//! Waiting for a dependency (a database, a broker) with backoff.
+//! Backoff, computed one way (backon's exponential backoff) wherever a
+//! service waits before trying again: waiting for a dependency (a database, a
+//! broker), re-registering in Consul, relaying events, redelivering mail,
+//! retrying a call to another service.
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 
 use crate::{Shutdown, error::chain};
 
@@ -13,6 +16,33 @@ pub struct Backoff {
     pub min: Duration,
     /// The longest delay between two attempts.
     pub max: Duration,
+}
+
+impl Backoff {
+    fn builder(self, jitter: bool) -> ExponentialBuilder {
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(self.min)
+            .with_max_delay(self.max)
+            .without_max_times();
+        if jitter {
+            builder.with_jitter()
+        } else {
+            builder
+        }
+    }
+
+    /// The pauses before each retry: `min`, doubling, at most `max`; with
+    /// `jitter`, each one longer by a random part of itself (so instances
+    /// that failed together do not retry together).
+    pub fn delays(self, jitter: bool) -> impl Iterator<Item = Duration> {
+        self.builder(jitter).build()
+    }
+
+    /// The pause after `failures` failures in a row (1: the first).
+    pub fn after(self, failures: u32, jitter: bool) -> Duration {
+        let index = usize::try_from(failures.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.delays(jitter).nth(index).unwrap_or(self.max)
+    }
 }
 
 impl Default for Backoff {
@@ -38,11 +68,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error + 'static,
 {
-    let policy = ExponentialBuilder::default()
-        .with_min_delay(backoff.min)
-        .with_max_delay(backoff.max)
-        .with_jitter()
-        .without_max_times();
+    let policy = backoff.builder(true);
     let retrying = attempt.retry(policy).notify(|error: &E, delay: Duration| {
         tracing::warn!(
             error = %chain(error),
@@ -58,6 +84,28 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pauses_double_from_min_up_to_max() {
+        let backoff = Backoff {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        };
+        let seconds: Vec<u64> = [1, 2, 3, 4, 6, 7, 100]
+            .into_iter()
+            .map(|failures| backoff.after(failures, false).as_secs())
+            .collect();
+        assert_eq!(seconds, [1, 2, 4, 8, 32, 60, 60]);
+        assert_eq!(backoff.after(0, false), Duration::from_secs(1));
+        for failures in 1..10 {
+            let plain = backoff.after(failures, false);
+            let jittered = backoff.after(failures, true);
+            assert!(
+                jittered >= plain && jittered <= plain * 2,
+                "{failures}: {jittered:?}"
+            );
+        }
+    }
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;

@@ -137,7 +137,11 @@ impl Relay {
             let pause = if failures == 0 {
                 POLL
             } else {
-                (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(6))).min(MAX_BACKOFF)
+                shippy_service::retry::Backoff {
+                    min: Duration::from_millis(100),
+                    max: MAX_BACKOFF,
+                }
+                .after(failures, true)
             };
             tokio::select! {
                 () = shutdown.wait() => break,

@@ -202,9 +202,11 @@ fn advertised(listening: SocketAddr, advertise: Option<&str>) -> (String, u16) {
 }
 
 fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(200) * 2u32.saturating_pow(failures.min(6));
-    let jitter = Duration::from_millis(rand::random_range(0..200));
-    base.min(MAX_BACKOFF) + jitter
+    crate::retry::Backoff {
+        min: Duration::from_millis(200),
+        max: MAX_BACKOFF,
+    }
+    .after(failures, true)
 }
 
 async fn keep_registered(consul: ConsulClient, registration: Registration, shutdown: Shutdown) {
