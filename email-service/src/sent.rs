@@ -19,10 +19,24 @@ use async_nats::{
 /// redelivery takes.
 const KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// The record could not be read or written.
+/// The record could not be read or written: what was being done, and the
+/// driver's error.
 #[derive(Debug, thiserror::Error)]
-#[error("the sent-mail log: {0}")]
-pub struct SentLogError(String);
+#[error("the sent-mail log: {doing}")]
+pub struct SentLogError {
+    doing: String,
+    #[source]
+    source: shippy_service::error::BoxError,
+}
+
+impl SentLogError {
+    fn new(doing: impl Into<String>, source: impl Into<shippy_service::error::BoxError>) -> Self {
+        Self {
+            doing: doing.into(),
+            source: source.into(),
+        }
+    }
+}
 
 /// The log of mailed events.
 #[derive(Debug, Clone)]
@@ -56,10 +70,7 @@ impl SentLog {
             })
             .await
             .map_err(|error| {
-                SentLogError(format!(
-                    "cannot create stream {}: {error}",
-                    self.stream_name
-                ))
+                SentLogError::new(format!("cannot create stream {}", self.stream_name), error)
             })?;
         Ok(())
     }
@@ -74,7 +85,7 @@ impl SentLog {
             .jetstream
             .get_stream_no_info(&self.stream_name)
             .await
-            .map_err(|error| SentLogError(error.to_string()))?;
+            .map_err(|error| SentLogError::new("cannot open the stream", error))?;
         match stream
             .get_last_raw_message_by_subject(&self.subject(event_id))
             .await
@@ -83,7 +94,7 @@ impl SentLog {
             Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => {
                 Ok(false)
             }
-            Err(error) => Err(SentLogError(error.to_string())),
+            Err(error) => Err(SentLogError::new("cannot look the event up", error)),
         }
     }
 
@@ -94,9 +105,9 @@ impl SentLog {
         self.jetstream
             .publish_with_headers(self.subject(event_id), headers, Default::default())
             .await
-            .map_err(|error| SentLogError(error.to_string()))?
+            .map_err(|error| SentLogError::new("cannot record the event", error))?
             .await
-            .map_err(|error| SentLogError(error.to_string()))?;
+            .map_err(|error| SentLogError::new("the record was not acknowledged", error))?;
         Ok(())
     }
 }

@@ -65,10 +65,23 @@ pub struct Worker {
     pub mail_failures: Counter,
 }
 
-/// The stream or consumer could not be set up.
+/// The stream or consumer could not be set up: which, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct SetupError(String);
+#[error("{what}")]
+struct SetupError {
+    what: String,
+    #[source]
+    source: shippy_service::error::BoxError,
+}
+
+impl SetupError {
+    fn new(what: impl Into<String>, source: impl Into<shippy_service::error::BoxError>) -> Self {
+        Self {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
 
 /// Why an event was not mailed.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +110,11 @@ impl Worker {
     async fn consumer(&self) -> Result<PullConsumer, SetupError> {
         let stream = nats::user_events_stream(&self.jetstream, &self.stream, &self.subject)
             .await
-            .map_err(|error| SetupError(format!("stream {}: {error}", self.stream)))?;
+            .map_err(|error| SetupError::new(format!("stream {}", self.stream), error))?;
         self.sent
             .ensure()
             .await
-            .map_err(|error| SetupError(error.to_string()))?;
+            .map_err(|error| SetupError::new("the sent-mail log", error))?;
         let consumer = stream
             .get_or_create_consumer(
                 &self.consumer,
@@ -114,7 +127,7 @@ impl Worker {
                 },
             )
             .await
-            .map_err(|error| SetupError(format!("consumer {}: {error}", self.consumer)))?;
+            .map_err(|error| SetupError::new(format!("consumer {}", self.consumer), error))?;
         Ok(consumer)
     }
 

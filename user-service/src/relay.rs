@@ -31,10 +31,23 @@ pub struct EventPublisher {
     stream: String,
 }
 
-/// Publishing an event failed.
+/// Publishing an event failed: what was being done, and the driver's error.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PublishError(String);
+#[error("{doing}")]
+pub struct PublishError {
+    doing: String,
+    #[source]
+    source: shippy_service::error::BoxError,
+}
+
+impl PublishError {
+    fn new(doing: impl Into<String>, source: impl Into<shippy_service::error::BoxError>) -> Self {
+        Self {
+            doing: doing.into(),
+            source: source.into(),
+        }
+    }
+}
 
 impl EventPublisher {
     /// A client for `url` that connects (and reconnects) in the background.
@@ -52,7 +65,7 @@ impl EventPublisher {
         nats::user_events_stream(&self.jetstream, &self.stream, subject)
             .await
             .map_err(|error| {
-                PublishError(format!("cannot create stream {}: {error}", self.stream))
+                PublishError::new(format!("cannot create stream {}", self.stream), error)
             })?;
         Ok(())
     }
@@ -86,9 +99,9 @@ impl EventPublisher {
             .jetstream
             .publish_with_headers(event.subject, headers, event.payload.into())
             .await
-            .map_err(|error| PublishError(format!("publish failed: {error}")))?
+            .map_err(|error| PublishError::new("publish failed", error))?
             .await
-            .map_err(|error| PublishError(format!("JetStream did not acknowledge: {error}")))?;
+            .map_err(|error| PublishError::new("JetStream did not acknowledge", error))?;
         tracing::debug!(event.id = %event.id, sequence = ack.sequence, duplicate = ack.duplicate, "event published");
         Ok(())
     }

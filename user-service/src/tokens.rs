@@ -51,8 +51,8 @@ pub enum KeyError {
         reason: String,
     },
     /// Encoding a key or a token failed.
-    #[error("cannot encode a key or token: {0}")]
-    Encode(String),
+    #[error("cannot encode a key or token")]
+    Encode(#[source] shippy_service::error::BoxError),
 }
 
 struct Key {
@@ -114,10 +114,10 @@ impl TokenSigner {
                 let verifying = key.verifying_key();
                 let public_pem = verifying
                     .to_public_key_pem(LineEnding::LF)
-                    .map_err(|error| KeyError::Encode(error.to_string()))?;
+                    .map_err(|error| KeyError::Encode(error.into()))?;
                 let der = key
                     .to_pkcs8_der()
-                    .map_err(|error| KeyError::Encode(error.to_string()))?;
+                    .map_err(|error| KeyError::Encode(error.into()))?;
                 Ok(Key {
                     kid: thumbprint(verifying.as_bytes()),
                     encoding: EncodingKey::from_ed_der(der.as_bytes()),
@@ -136,8 +136,7 @@ impl TokenSigner {
                 valid_until,
             })
             .collect();
-        let verifier =
-            KeySet::new(&public_keys).map_err(|error| KeyError::Encode(error.to_string()))?;
+        let verifier = KeySet::new(&public_keys).map_err(|error| KeyError::Encode(error.into()))?;
         tracing::info!(
             kids = ?keys.iter().map(|key| &key.kid).collect::<Vec<_>>(),
             "token signing keys loaded"
@@ -168,7 +167,7 @@ impl TokenSigner {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|error| KeyError::Encode(error.to_string()))?;
+            .map_err(|error| KeyError::Encode(error.into()))?;
         Ok(SignedToken {
             token,
             expires_at: claims.exp,
@@ -278,7 +277,7 @@ pub fn generate_pem(count: usize) -> Result<String, KeyError> {
     for _ in 0..count {
         let pem = generate_key()?
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|error| KeyError::Encode(error.to_string()))?;
+            .map_err(|error| KeyError::Encode(error.into()))?;
         text.push_str(&pem);
     }
     Ok(text)
