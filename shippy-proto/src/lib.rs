@@ -3,8 +3,12 @@
 //! One module per proto package (`shippy.vessel.v1` is [`vessel::v1`], and so
 //! on), each with its messages, a `*_client` module and a `*_server` module.
 //! [`FILE_DESCRIPTOR_SET`] is what every server hands to gRPC reflection.
-//! Hand-written conversions and helpers for the generated types live beside
-//! them here, so services never run code generation themselves.
+//! Services never run code generation themselves.
+//!
+//! Only helpers that know nothing of a service's rules live here (e.g.
+//! [`timestamp`]). Conversions between these messages and a service's domain
+//! types live in that service's `domain.rs`, beside the rules they check
+//! (parse, don't validate): the contract is shared, the rules are not.
 
 /// Consignments: `shippy.consignment.v1`.
 pub mod consignment {

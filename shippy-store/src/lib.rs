@@ -1,7 +1,8 @@
 //! Opening the database `DATABASE_URL` names, for services that keep their
 //! data in PostgreSQL or MongoDB behind one repository trait
-//! (vessel-service, consignment-service), and telling apart the errors a
-//! caller should retry (`UNAVAILABLE`) from the rest.
+//! (vessel-service, consignment-service: [`open`], [`dispatch!`]) or in
+//! PostgreSQL only (user-service: [`open_postgres`]), and telling apart the
+//! errors a caller should retry (`UNAVAILABLE`) from the rest.
 
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub enum OpenError {
     /// The scheme is neither PostgreSQL's nor MongoDB's.
     #[error("DATABASE_URL scheme `{0}` is not supported: use postgres://… or mongodb://…")]
     UnsupportedScheme(String),
+    /// The service keeps its data in PostgreSQL only.
+    #[error("DATABASE_URL scheme `{0}` is not supported here: this service needs postgres://…")]
+    PostgresOnly(String),
     /// The URL is malformed for its database.
     #[error("DATABASE_URL is not a valid {database} URL")]
     InvalidUrl {
@@ -55,15 +59,7 @@ pub async fn open(
     app_name: &str,
 ) -> Result<Backend, OpenError> {
     match url.scheme() {
-        "postgres" | "postgresql" => PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(timeout)
-            .connect_lazy(url.expose())
-            .map(Backend::Postgres)
-            .map_err(|source| OpenError::InvalidUrl {
-                database: "PostgreSQL",
-                source: source.into(),
-            }),
+        "postgres" | "postgresql" => open_postgres(url, timeout).map(Backend::Postgres),
         "mongodb" | "mongodb+srv" => {
             let invalid = |source: mongodb::error::Error| OpenError::InvalidUrl {
                 database: "MongoDB",
@@ -82,6 +78,36 @@ pub async fn open(
         }
         other => Err(OpenError::UnsupportedScheme(other.to_owned())),
     }
+}
+
+/// Opens the PostgreSQL pool `url` names, for a service that keeps its data
+/// in PostgreSQL only (user-service) and for [`open`]: nothing connects yet,
+/// the first query waits at most `timeout` for a connection.
+pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenError> {
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(OpenError::PostgresOnly(url.scheme().to_owned()));
+    }
+    PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(timeout)
+        .connect_lazy(url.expose())
+        .map_err(|source| OpenError::InvalidUrl {
+            database: "PostgreSQL",
+            source: source.into(),
+        })
+}
+
+/// Forwards a call on a service's store enum — variants `Postgres` and
+/// `Mongo`, each holding a store that implements the service's repository
+/// trait — to the store inside: `dispatch!(Store, self, store => store.ping())`.
+#[macro_export]
+macro_rules! dispatch {
+    ($enum:ident, $self:ident, $store:ident => $call:expr) => {
+        match $self {
+            $enum::Postgres($store) => $call.await,
+            $enum::Mongo($store) => $call.await,
+        }
+    };
 }
 
 /// Whether a PostgreSQL error means the database cannot be reached now.

@@ -10,7 +10,6 @@ use shippy_service::{
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 
 use crate::{
@@ -40,10 +39,8 @@ pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
     /// `DATABASE_URL` is not a usable PostgreSQL URL.
-    #[error(
-        "DATABASE_URL is not a valid PostgreSQL URL (expected postgres://user:password@host:5432/users)"
-    )]
-    DatabaseUrl(#[source] sqlx::Error),
+    #[error(transparent)]
+    DatabaseUrl(#[from] shippy_store::OpenError),
     /// `NATS_URL` is not usable.
     #[error("NATS_URL `{url}` is not a valid NATS address (expected nats://host:4222)")]
     NatsUrl {
@@ -88,11 +85,8 @@ impl Application {
         )
         .await?;
         let metrics = base.metrics().clone();
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(STORE_TIMEOUT)
-            .connect_lazy(settings.database_url.expose())
-            .map_err(StartError::DatabaseUrl)?;
+        // The same pool as vessel- and consignment-service open.
+        let pool = shippy_store::open_postgres(&settings.database_url, STORE_TIMEOUT)?;
         let store = UserStore::new(pool);
         tracing::info!(url = %settings.database_url, "user store configured");
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shippy_service::settings::SecretUrl;
-use shippy_store::Backend;
 pub use shippy_store::OpenError;
+use shippy_store::{Backend, dispatch};
 
 use crate::domain::{Consignment, State};
 
@@ -111,34 +111,25 @@ impl Store {
     }
 }
 
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Postgres($store) => $call.await,
-            Store::Mongo($store) => $call.await,
-        }
-    };
-}
-
 impl ConsignmentStore for Store {
     async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, store => store.ping())
+        dispatch!(Store, self, store => store.ping())
     }
 
     async fn prepare(&self) -> Result<(), StoreError> {
-        dispatch!(self, store => store.prepare())
+        dispatch!(Store, self, store => store.prepare())
     }
 
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
-        dispatch!(self, store => store.insert(consignment))
+        dispatch!(Store, self, store => store.insert(consignment))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
-        dispatch!(self, store => store.get(id))
+        dispatch!(Store, self, store => store.get(id))
     }
 
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
-        dispatch!(self, store => store.transition(id, from, to))
+        dispatch!(Store, self, store => store.transition(id, from, to))
     }
 
     async fn unsettled(
@@ -147,7 +138,7 @@ impl ConsignmentStore for Store {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Consignment>, StoreError> {
-        dispatch!(self, store => store.unsettled(state, before, limit))
+        dispatch!(Store, self, store => store.unsettled(state, before, limit))
     }
 
     async fn list_by_owner(
@@ -156,6 +147,6 @@ impl ConsignmentStore for Store {
         after: Option<&After>,
         limit: u32,
     ) -> Result<Vec<Consignment>, StoreError> {
-        dispatch!(self, store => store.list_by_owner(owner, after, limit))
+        dispatch!(Store, self, store => store.list_by_owner(owner, after, limit))
     }
 }

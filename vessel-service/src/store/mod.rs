@@ -11,7 +11,7 @@ pub mod postgres;
 use std::time::Duration;
 
 use shippy_service::settings::SecretUrl;
-use shippy_store::Backend;
+use shippy_store::{Backend, dispatch};
 
 use crate::domain::{Reservation, ReservationId, Specification, Vessel, VesselId};
 
@@ -135,42 +135,33 @@ impl Store {
     }
 }
 
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Postgres($store) => $call.await,
-            Store::Mongo($store) => $call.await,
-        }
-    };
-}
-
 impl VesselStore for Store {
     async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, store => store.ping())
+        dispatch!(Store, self, store => store.ping())
     }
 
     async fn prepare(&self) -> Result<(), StoreError> {
-        dispatch!(self, store => store.prepare())
+        dispatch!(Store, self, store => store.prepare())
     }
 
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
-        dispatch!(self, store => store.insert(vessel))
+        dispatch!(Store, self, store => store.insert(vessel))
     }
 
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
-        dispatch!(self, store => store.insert_if_absent(vessel))
+        dispatch!(Store, self, store => store.insert_if_absent(vessel))
     }
 
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
-        dispatch!(self, store => store.get(id))
+        dispatch!(Store, self, store => store.get(id))
     }
 
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
-        dispatch!(self, store => store.list(after, limit))
+        dispatch!(Store, self, store => store.list(after, limit))
     }
 
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
-        dispatch!(self, store => store.find_available(spec))
+        dispatch!(Store, self, store => store.find_available(spec))
     }
 
     async fn reserve(
@@ -179,11 +170,11 @@ impl VesselStore for Store {
         spec: Specification,
         ttl: Duration,
     ) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(self, store => store.reserve(id, spec, ttl))
+        dispatch!(Store, self, store => store.reserve(id, spec, ttl))
     }
 
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(self, store => store.confirm(id))
+        dispatch!(Store, self, store => store.confirm(id))
     }
 
     async fn release(
@@ -191,10 +182,10 @@ impl VesselStore for Store {
         id: &ReservationId,
         only_if_held: bool,
     ) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(self, store => store.release(id, only_if_held))
+        dispatch!(Store, self, store => store.release(id, only_if_held))
     }
 
     async fn expire(&self) -> Result<u64, StoreError> {
-        dispatch!(self, store => store.expire())
+        dispatch!(Store, self, store => store.expire())
     }
 }
