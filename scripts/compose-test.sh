@@ -16,7 +16,8 @@
 # 5. through compose: user-cli create and login, consignment-cli create and
 #    list; the welcome mail in the mail container; spans of every service in
 #    the tracing container; user-service restarted and the saved token still
-#    accepted; `docker compose down -v`.
+#    accepted; the api-gateway; consignment-cli cancel (its room back);
+#    `docker compose down -v`.
 #
 # Each step prints a line; the last is `compose-test: PASS (…)` or `FAIL (…)`;
 # the exit status is 0 only when every step passed.
@@ -495,6 +496,32 @@ EOF
     run "api-gateway web UI" curl -fsS "http://127.0.0.1:$SHIPPY_GATEWAY_PORT/"
     grep -qi '<html' "$cache/logs/api-gateway-web-UI.log" || die "the gateway serves no web UI at /"
     ok "api-gateway: POST /api/v1/login, GET /api/v1/consignments (the consignment), GET / (the web UI)"
+
+    step "docker compose run --rm consignment-cli cancel ID: gone from the list, its room back"
+    local consignment_id
+    consignment_id=$(python3 - "$cache/logs/consignment-cli-list.log" <<'EOF'
+import json, sys
+# The pretty JSON array, among whatever docker compose printed around it.
+lines = open(sys.argv[1]).read().splitlines()
+start, end = lines.index("["), len(lines) - lines[::-1].index("]")
+print(json.loads("\n".join(lines[start:end]))[0]["id"])
+EOF
+) || die "no consignment id in consignment-cli's list"
+    run "consignment-cli cancel" compose run --rm -T consignment-cli cancel "$consignment_id"
+    grep -q "cancelled consignment $consignment_id" "$cache/logs/consignment-cli-cancel.log" ||
+        die "consignment-cli cancel did not say it cancelled $consignment_id"
+    run "api-gateway consignments after cancel" curl -fsS -H "authorization: Bearer $api_token" \
+        "http://127.0.0.1:$SHIPPY_GATEWAY_PORT/api/v1/consignments"
+    run "api-gateway vessels after cancel" curl -fsS -H "authorization: Bearer $api_token" \
+        "http://127.0.0.1:$SHIPPY_GATEWAY_PORT/api/v1/vessels"
+    python3 - "$cache/logs/api-gateway-consignments-after-cancel.log" \
+        "$cache/logs/api-gateway-vessels-after-cancel.log" <<'EOF' || die "the cancelled consignment is listed or still holds room"
+import json, sys
+assert json.load(open(sys.argv[1]))["consignments"] == [], "still listed"
+used = {v["id"]: v["used_capacity"] for v in json.load(open(sys.argv[2]))["vessels"]}
+assert not any(used.values()), f"room still used: {used}"
+EOF
+    ok "consignment-cli cancel: the consignment is gone and every vessel's room is free again"
 
     finish
 }

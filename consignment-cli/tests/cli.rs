@@ -1,7 +1,7 @@
 //! consignment-cli as a user runs it, against the real services in-process.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "../../consignment-service/tests/cluster/mod.rs"]
+#[path = "../../consignment-service/tests/consignment-service/cluster/mod.rs"]
 mod cluster;
 
 use std::{

@@ -15,7 +15,8 @@
 //!   task of a service watches.
 //! - [`server`]: a gRPC server that always serves `grpc.health.v1.Health` and
 //!   server reflection next to the service's own RPCs.
-//! - [`discovery`]: how a service finds the others (static addresses today).
+//! - [`discovery`]: how a service finds the others: Consul, `dns:///` names
+//!   re-resolved into balanced channels, or static addresses.
 //! - [`error`]: the one error type handlers return, mapped to `tonic::Status`.
 //! - [`healthcheck`]: `SERVICE healthcheck`, a container's probe of its own
 //!   gRPC health without a network tool.

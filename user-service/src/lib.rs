@@ -1,7 +1,8 @@
 //! user-service: accounts, logins and session tokens.
 //!
 //! - [`domain`]: users, emails and passwords as validated types.
-//! - [`password`]: bcrypt on the blocking pool, with equal time for unknown emails.
+//! - [`password`]: bcrypt on threads of its own (idle priority), with a queue
+//!   deadline and equal time for unknown emails.
 //! - [`tokens`]: EdDSA JWT signing keys (`JWT_SIGNING_KEY_FILE`), rotation, `kid`s.
 //! - [`store`]: users and the outbox in PostgreSQL (sqlx, compile-time checked).
 //! - [`relay`]: the outbox relay to NATS JetStream.

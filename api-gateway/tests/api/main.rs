@@ -7,7 +7,7 @@
     missing_debug_implementations
 )]
 
-#[path = "../../../consignment-service/tests/cluster/mod.rs"]
+#[path = "../../../consignment-service/tests/consignment-service/cluster/mod.rs"]
 mod cluster;
 
 mod routes;

@@ -1,5 +1,5 @@
 //! Where consignments are kept: one trait, one implementation per database,
-//! one contract test suite (`tests/store_contract.rs`) both must pass.
+//! one contract test suite (`tests/consignment-service/store_contract.rs`) both must pass.
 
 pub mod mongo;
 pub mod postgres;

@@ -2,7 +2,7 @@
 //!
 //! [`VesselStore`] is the contract; [`postgres::PostgresStore`] and
 //! [`mongo::MongoStore`] implement it, and both pass the same contract test
-//! suite (`tests/store_contract.rs`). [`Store`] is whichever of them the
+//! suite (`tests/vessel-service/store_contract.rs`). [`Store`] is whichever of them the
 //! scheme of `DATABASE_URL` chose.
 
 pub mod mongo;

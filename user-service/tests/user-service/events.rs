@@ -2,7 +2,7 @@
 //! created, and their events reach the stream once NATS is back.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! user-service over gRPC against real PostgreSQL and NATS JetStream.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! mid-way, a process that died before confirming, vessel-service down.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod cluster;
+use crate::cluster;
 
 use std::{
     collections::BTreeMap,

@@ -3,7 +3,7 @@
 //! ships consignments.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod cluster;
+use crate::cluster;
 
 use std::time::{Duration, Instant};
 
