@@ -35,6 +35,7 @@ pub mod breaker;
 pub mod discovery;
 pub mod error;
 pub mod healthcheck;
+pub mod main_macro;
 pub mod metrics;
 pub mod nats;
 pub mod pagination;
