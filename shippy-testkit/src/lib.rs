@@ -811,6 +811,22 @@ pub fn help_text(binary: &str, env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Starts `binary` with `env` (on a spare port, logs off, nothing else
+/// changed), expects it to refuse to start, and returns what it printed on
+/// stderr: how a configuration error reaches an operator.
+pub fn start_failure(binary: &str, env: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new(binary);
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "off");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run the binary");
+    assert!(!output.status.success(), "{binary} started with {env:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// Panics naming each of `wanted` that `text` lacks.
 pub fn assert_mentions(text: &str, wanted: &[&str]) {
     let missing: Vec<_> = wanted.iter().filter(|word| !text.contains(*word)).collect();

@@ -1,8 +1,6 @@
 //! The consignment-service binary as an operator meets it.
 
-use std::process::Command;
-
-use shippy_testkit::{assert_mentions, help_text};
+use shippy_testkit::{assert_mentions, help_text, start_failure};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_consignment-service");
 
@@ -29,15 +27,13 @@ fn help_lists_every_setting_with_its_environment_variable() {
 
 #[test]
 fn a_bad_peer_address_stops_the_start_with_a_clear_message() {
-    let output = Command::new(BINARY)
-        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/consignments")
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("VESSEL_SERVICE_URL", "vessel-service:50052")
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_failure(
+        BINARY,
+        &[
+            ("DATABASE_URL", "postgres://app@127.0.0.1:9/consignments"),
+            ("VESSEL_SERVICE_URL", "vessel-service:50052"),
+        ],
+    );
     assert!(
         stderr.contains("`vessel-service:50052` is not a valid service address"),
         "{stderr}"

@@ -1,8 +1,6 @@
 //! The email-service binary as an operator meets it.
 
-use std::process::Command;
-
-use shippy_testkit::{assert_mentions, help_text};
+use shippy_testkit::{assert_mentions, help_text, start_failure};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_email-service");
 
@@ -39,14 +37,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
 
 #[test]
 fn a_bad_sender_stops_the_start_with_a_clear_message() {
-    let output = Command::new(BINARY)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("MAIL_FROM", "nobody")
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_failure(BINARY, &[("MAIL_FROM", "nobody")]);
     assert!(
         stderr.contains("MAIL_FROM `nobody` is not a mail address"),
         "{stderr}"

@@ -1,8 +1,6 @@
 //! The user-service binary as an operator meets it.
 
-use std::process::Command;
-
-use shippy_testkit::{assert_mentions, help_text};
+use shippy_testkit::{assert_mentions, help_text, start_failure};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_user-service");
 
@@ -40,15 +38,13 @@ fn help_lists_every_setting_with_its_environment_variable() {
 
 #[test]
 fn a_bad_signing_key_file_stops_the_start_with_a_clear_message() {
-    let output = Command::new(BINARY)
-        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/users")
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("JWT_SIGNING_KEY_FILE", "/nonexistent/key.pem")
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_failure(
+        BINARY,
+        &[
+            ("DATABASE_URL", "postgres://app@127.0.0.1:9/users"),
+            ("JWT_SIGNING_KEY_FILE", "/nonexistent/key.pem"),
+        ],
+    );
     assert!(
         stderr.contains("cannot read JWT_SIGNING_KEY_FILE /nonexistent/key.pem"),
         "{stderr}"
@@ -57,12 +53,12 @@ fn a_bad_signing_key_file_stops_the_start_with_a_clear_message() {
 
 #[test]
 fn a_bcrypt_cost_out_of_range_is_refused() {
-    let output = Command::new(BINARY)
-        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/users")
-        .env("BCRYPT_COST", "3")
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_failure(
+        BINARY,
+        &[
+            ("DATABASE_URL", "postgres://app@127.0.0.1:9/users"),
+            ("BCRYPT_COST", "3"),
+        ],
+    );
     assert!(stderr.contains("--bcrypt-cost"), "{stderr}");
 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use shippy_testkit::{assert_mentions, help_text};
+use shippy_testkit::{assert_mentions, help_text, start_failure};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_vessel-service");
 
@@ -38,14 +38,10 @@ fn help_never_shows_the_database_password() {
 
 #[test]
 fn an_unsupported_database_scheme_is_refused_with_a_clear_message() {
-    let output = Command::new(BINARY)
-        .env("DATABASE_URL", "mysql://app:hunter2@127.0.0.1/vessels")
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_failure(
+        BINARY,
+        &[("DATABASE_URL", "mysql://app:hunter2@127.0.0.1/vessels")],
+    );
     assert!(
         stderr.contains("scheme `mysql` is not supported"),
         "{stderr}"
