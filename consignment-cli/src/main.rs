@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use shippy_cli::{self as cli, Failure, saved};
 use shippy_proto::consignment::v1::{
-    CancelRequest, Consignment, Container, GetRequest,
+    CancelRequest, Consignment, Container, GetRequest, Response,
     shipping_service_client::ShippingServiceClient,
 };
 use tonic::Status;
@@ -141,62 +141,58 @@ async fn main() -> ExitCode {
     cli::exit(run(Cli::parse()).await)
 }
 
+/// The consignment in a create or cancel answer.
+fn answered(
+    response: Result<tonic::Response<Response>, Status>,
+) -> Result<ConsignmentOut, Failure> {
+    response
+        .map_err(failed)?
+        .into_inner()
+        .consignment
+        .map(ConsignmentOut::from)
+        .ok_or_else(|| Failure("consignment-service answered without the consignment".into()))
+}
+
+/// Prints `consignment` as JSON, or `line` for people.
+fn show(json: bool, consignment: &ConsignmentOut, line: String) -> Result<(), Failure> {
+    if json {
+        cli::print_json(consignment)
+    } else {
+        println!("{line}");
+        Ok(())
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     let channel = cli::connect(&cli.addr)?;
+    let mut client = ShippingServiceClient::new(channel);
     match cli.command {
         Command::Create { file } => {
             let consignment = read_consignment(file)?;
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
-            let mut client = ShippingServiceClient::new(channel.clone());
             let request = saved::bearer(consignment, &token).map_err(Failure)?;
-            let stored = client
-                .create_consignment(request)
-                .await
-                .map_err(failed)?
-                .into_inner()
-                .consignment
-                .ok_or_else(|| {
-                    Failure("consignment-service answered without the consignment".into())
-                })?;
-            let stored = ConsignmentOut::from(stored);
-            if cli.json {
-                cli::print_json(&stored)?;
-            } else {
-                println!(
-                    "created consignment {} on vessel {} ({} containers, {} kg)",
-                    stored.id,
-                    stored.vessel_id,
-                    stored.containers.len(),
-                    stored.weight
-                );
-            }
+            let stored = answered(client.create_consignment(request).await)?;
+            let line = format!(
+                "created consignment {} on vessel {} ({} containers, {} kg)",
+                stored.id,
+                stored.vessel_id,
+                stored.containers.len(),
+                stored.weight
+            );
+            show(cli.json, &stored, line)?;
         }
         Command::Cancel { id } => {
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
-            let mut client = ShippingServiceClient::new(channel.clone());
             let request = saved::bearer(CancelRequest { id }, &token).map_err(Failure)?;
-            let cancelled = client
-                .cancel_consignment(request)
-                .await
-                .map_err(failed)?
-                .into_inner()
-                .consignment
-                .ok_or_else(|| {
-                    Failure("consignment-service answered without the consignment".into())
-                })?;
-            let cancelled = ConsignmentOut::from(cancelled);
-            if cli.json {
-                cli::print_json(&cancelled)?;
-            } else {
-                println!(
-                    "cancelled consignment {}; its room goes back to vessel {}",
-                    cancelled.id, cancelled.vessel_id
-                );
-            }
+            let cancelled = answered(client.cancel_consignment(request).await)?;
+            let line = format!(
+                "cancelled consignment {}; its room goes back to vessel {}",
+                cancelled.id, cancelled.vessel_id
+            );
+            show(cli.json, &cancelled, line)?;
         }
         Command::List { page_size } => {
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
-            let mut client = ShippingServiceClient::new(channel.clone());
             let mut all = Vec::new();
             let mut page_token = String::new();
             loop {
