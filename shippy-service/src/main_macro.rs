@@ -16,8 +16,8 @@
 /// }
 /// ```
 ///
-/// `application` needs `build(&settings)`, `local_addr()` and
-/// `run(self, Shutdown)`; `healthcheck:` names another probe than the gRPC
+/// `application` needs `build(&settings)`, `local_addr()`, `metrics_addr()`
+/// and `run(self, Shutdown)`; `healthcheck:` names another probe than the gRPC
 /// one (the api-gateway's is HTTP). The calling crate depends on `anyhow`,
 /// `clap`, `tokio` and `tracing`.
 #[macro_export]
@@ -50,7 +50,13 @@ macro_rules! service_main {
             let app = <$application>::build(&args.settings)
                 .await
                 .context(concat!($name, " cannot start"))?;
-            ::tracing::info!(address = %app.local_addr()?, concat!($name, " started"));
+            // Tests find the address in this line (shippy_testkit::ServiceProcess).
+            ::tracing::info!(
+                target: "shippy::started",
+                address = %app.local_addr()?,
+                metrics = %app.metrics_addr()?,
+                concat!($name, " started"),
+            );
             let stopped = app.run($crate::Shutdown::on_ctrl_c_or_sigterm()).await;
             ::tracing::info!(concat!($name, " stopped"));
             telemetry.shutdown().await;

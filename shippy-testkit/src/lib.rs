@@ -139,18 +139,25 @@ impl StoreKind {
 pub struct LateProxy {
     address: std::net::SocketAddr,
     upstream: std::net::SocketAddr,
+    /// Bound but not listening: the port is ours and connections to it are
+    /// refused, as to a server that is not up yet.
+    socket: Option<tokio::net::TcpSocket>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LateProxy {
-    /// Reserves a loopback port to forward to `upstream`, without listening yet.
+    /// Reserves a loopback port to forward to `upstream`, without listening
+    /// yet (the port stays bound, so nothing else can take it meanwhile).
     pub fn reserve(upstream: std::net::SocketAddr) -> Self {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let address = probe.local_addr().expect("local address");
-        drop(probe);
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        let address = socket.local_addr().expect("local address");
         Self {
             address,
             upstream,
+            socket: Some(socket),
             task: None,
         }
     }
@@ -162,9 +169,12 @@ impl LateProxy {
 
     /// Starts listening and forwarding.
     pub async fn start(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.address)
-            .await
-            .expect("bind the reserved proxy port");
+        let listener = match self.socket.take() {
+            Some(socket) => socket.listen(1024).expect("listen on the reserved port"),
+            None => tokio::net::TcpListener::bind(self.address)
+                .await
+                .expect("bind the proxy port again"),
+        };
         let upstream = self.upstream;
         self.task = Some(tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
@@ -700,6 +710,70 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// A loopback port that refuses connections for as long as this lives: bound
+/// but never listening, so nothing else can take it meanwhile (a port that is
+/// merely probed and dropped could be handed to another test).
+#[derive(Debug)]
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    /// The port, on 127.0.0.1.
+    pub address: std::net::SocketAddr,
+}
+
+impl ClosedPort {
+    /// Binds one.
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        let address = socket.local_addr().expect("local address");
+        Self {
+            _socket: socket,
+            address,
+        }
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The tracing target of the line every service logs once it listens
+/// (`shippy_service::service_main!`), with its `address`.
+pub const STARTED_TARGET: &str = "shippy::started";
+
+/// The address in a service's "started" log line (pretty or JSON, colours
+/// or not), if this is that line.
+pub fn started_address(line: &str) -> Option<std::net::SocketAddr> {
+    // Drop ANSI colour codes: ESC [ … m.
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    if !plain.contains(STARTED_TARGET) {
+        return None;
+    }
+    let after = &plain[plain.find("address")? + "address".len()..];
+    let start = after.find(|c: char| c.is_ascii_digit())?;
+    let text: String = after[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    text.parse().ok()
+}
+
 /// A service binary running in its own process. Stopped with SIGTERM (a
 /// graceful shutdown, which flushes its traces) by [`ServiceProcess::stop`],
 /// killed when dropped.
@@ -712,8 +786,9 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts binary `name` listening on a spare loopback port, with `env`
-    /// (plus `LISTEN_ADDR` and `METRICS_ADDR`), once its health is SERVING.
+    /// Starts binary `name` on loopback, with `env` (plus `LISTEN_ADDR` and
+    /// `METRICS_ADDR` on port 0: the service binds its own ports, so two
+    /// tests can never be handed the same one), once its health is SERVING.
     pub async fn start(name: &str, env: &[(&str, String)]) -> Self {
         Self::start_logging_to(name, env, None).await
     }
@@ -724,35 +799,53 @@ impl ServiceProcess {
         env: &[(&str, String)],
         log: Option<&std::path::Path>,
     ) -> Self {
-        let spare = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|listener| listener.local_addr())
-                .expect("a spare port")
-        };
-        let address = spare();
+        use std::io::{BufRead, Write};
+
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
         let mut command = std::process::Command::new(workspace_binary(name));
         command
-            .env("LISTEN_ADDR", address.to_string())
-            .env("METRICS_ADDR", spare().to_string())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("SERVICE_TOKEN", SERVICE_TOKEN)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(std::process::Stdio::null());
-        if std::env::var_os("TEST_LOG").is_some() {
-            command.stdout(std::process::Stdio::inherit());
-        }
-        if let Some(log) = log {
-            command.stdout(std::fs::File::create(log).expect("create the log file"));
-        }
+            .env("RUST_LOG", filter)
+            .stdout(std::process::Stdio::piped());
         if std::env::var_os("TEST_LOG").is_none() {
             command.stderr(std::process::Stdio::null());
         }
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().expect("start the service");
+        // Whatever the filter, the line that says where it listens.
+        let filter = command
+            .get_envs()
+            .find(|(key, _)| *key == "RUST_LOG")
+            .and_then(|(_, value)| value)
+            .map(|value| value.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        command.env("RUST_LOG", format!("{filter},{STARTED_TARGET}=info"));
+        let mut child = command.spawn().expect("start the service");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut sink: Box<dyn Write + Send> = match log {
+            Some(log) => Box::new(std::fs::File::create(log).expect("create the log file")),
+            None if std::env::var_os("TEST_LOG").is_some() => Box::new(std::io::stdout()),
+            None => Box::new(std::io::sink()),
+        };
+        let (found, address) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = started_address(&line) {
+                    let _ = found.send(address);
+                }
+                let _ = writeln!(sink, "{line}");
+            }
+        });
+        let address = tokio::task::spawn_blocking(move || {
+            address.recv_timeout(std::time::Duration::from_secs(60))
+        })
+        .await
+        .expect("wait task")
+        .unwrap_or_else(|_| panic!("{name} never said where it listens (did it start?)"));
         let process = Self {
             name: name.to_owned(),
             child: Some(child),

@@ -81,9 +81,8 @@ async fn a_service_that_is_down_is_503_and_not_ready() {
     let services = Services::start().await;
     let mut settings = services.settings();
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    settings.vessel_service_url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let closed = shippy_testkit::ClosedPort::new();
+    settings.vessel_service_url = format!("http://{}", closed.address);
     let gateway = Gateway::start_with(services, settings).await;
     let (_, token) = gateway.user("erin@example.com").await;
 
@@ -213,9 +212,8 @@ async fn the_healthcheck_subcommand_probes_healthz() {
     };
     let healthy = probe(gateway.address.to_string()).await.unwrap();
     assert!(healthy.status.success(), "{healthy:?}");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let nobody = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let closed = shippy_testkit::ClosedPort::new();
+    let nobody = closed.address.to_string();
     let down = probe(nobody).await.unwrap();
     assert_eq!(down.status.code(), Some(1), "{down:?}");
     assert!(

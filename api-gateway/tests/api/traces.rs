@@ -16,10 +16,26 @@ fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
-fn spare_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
+/// Where `child` says it listens: the "started" line of its log (stdout);
+/// the rest of the log is drained so the child never blocks on it.
+async fn started_at(child: &mut std::process::Child) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(address) = shippy_testkit::started_address(&line) {
+                let _ = found.send(address);
+            }
+        }
+    });
+    tokio::task::spawn_blocking(move || address.recv_timeout(std::time::Duration::from_secs(60)))
+        .await
         .unwrap()
+        .expect("api-gateway says where it listens")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,10 +65,10 @@ async fn a_traceparent_continues_through_the_gateway_into_the_service() {
     )
     .await;
 
-    let address = spare_port();
+    // Port 0: the gateway binds its own and says which.
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_api-gateway"))
-        .env("LISTEN_ADDR", address.to_string())
-        .env("METRICS_ADDR", spare_port().to_string())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env(otel.0, &otel.1)
         .env("USER_SERVICE_URL", &user_url)
         .env("VESSEL_SERVICE_URL", vessels.url())
@@ -60,11 +76,15 @@ async fn a_traceparent_continues_through_the_gateway_into_the_service() {
             "CONSIGNMENT_SERVICE_URL",
             format!("http://{}", helper.services.consignment_addr),
         )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env(
+            "RUST_LOG",
+            format!("warn,{}=info", shippy_testkit::STARTED_TARGET),
+        )
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start api-gateway");
+    let address = started_at(&mut gateway).await;
     let mut healthy = false;
     for _ in 0..100 {
         if raw_request(address, "GET", "/healthz", &[]).await.0 == 200 {

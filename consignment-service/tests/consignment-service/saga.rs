@@ -22,9 +22,8 @@ use shippy_proto::{
         vessel_service_client::VesselServiceClient,
     },
 };
-use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, StoreKind, wait_for_health};
+use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, StoreKind};
 use tonic::{Code, Request, metadata::MetadataValue};
-use tonic_health::pb::health_check_response::ServingStatus;
 
 fn bearer<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
@@ -306,22 +305,6 @@ async fn cancel_on(store: StoreKind) {
 
 // ---- failures between the steps ---------------------------------------------------
 
-/// A child process, SIGKILLed when asked or when the test ends.
-struct Killed(std::process::Child);
-
-impl Killed {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A consignment-service process killed after it reserved and before it
 /// stored: the room comes back once the hold expires, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,28 +317,19 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
     // The server notices a dead client even while its query waits for a lock.
     let mut url = database.expose().to_owned();
     url.push_str("?options=-c%20client_connection_check_interval%3D100");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Killed(
-        std::process::Command::new(env!("CARGO_BIN_EXE_consignment-service"))
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("DATABASE_URL", &url)
-            .env(
+    let child = shippy_testkit::ServiceProcess::start(
+        "consignment-service",
+        &[
+            ("DATABASE_URL", url),
+            (
                 "VESSEL_SERVICE_URL",
                 format!("http://{}", cluster.vessel_addr),
-            )
-            .env("USER_SERVICE_URL", format!("http://{}", cluster.user_addr))
-            .env("SERVICE_TOKEN", SERVICE_TOKEN)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let channel = cluster::channel(format!("127.0.0.1:{port}").parse().unwrap());
-    wait_for_health(&channel, ServingStatus::Serving).await;
+            ),
+            ("USER_SERVICE_URL", format!("http://{}", cluster.user_addr)),
+        ],
+    )
+    .await;
+    let channel = cluster::channel(child.address);
 
     // Hold the table so the insert waits: the process is between the steps.
     let mut lock = sqlx::PgConnection::connect(database.expose())
@@ -372,7 +346,7 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
     let reserved: BTreeMap<String, (i32, i32)> = [("vessel002".into(), (3, 55_000))].into();
     wait_for_used(&cluster, &token, &reserved, Duration::from_secs(10)).await;
 
-    child.kill();
+    drop(child); // SIGKILL
     let killed_at = Instant::now();
     assert!(
         create.await.unwrap().is_err(),

@@ -287,11 +287,8 @@ async fn mongodb_listing_is_answered_from_the_owner_index() {
 /// A database nobody answers for is `Unavailable` (what callers retry and
 /// report as `UNAVAILABLE`), not some other failure.
 async fn an_unreachable_database_is_unavailable(url: shippy_service::settings::SecretUrl) {
-    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let url = shippy_testkit::with_socket_addr(&url, nowhere);
+    let nowhere = shippy_testkit::ClosedPort::new();
+    let url = shippy_testkit::with_socket_addr(&url, nowhere.address);
     let store = Store::open(&url, Duration::from_millis(500)).await.unwrap();
     let error = store.ping().await.unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
