@@ -44,11 +44,11 @@ pub struct Consignment {
     /// The user who created it.
     pub owner_id: String,
     /// What it is.
-    pub description: String,
-    /// Total weight in kilograms, > 0.
-    pub weight: i32,
-    /// At least one, ids unique.
-    pub containers: Vec<Container>,
+    pub description: Description,
+    /// Total weight.
+    pub weight: Weight,
+    /// What it is packed in.
+    pub containers: Containers,
     /// The vessel that carries it.
     pub vessel_id: String,
     /// When it was created (microsecond precision).
@@ -103,15 +103,120 @@ impl State {
     }
 }
 
+/// What a consignment is: free text (line breaks may stay, NUL and other
+/// control characters not), not empty, at most 500 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    /// Checks a description given by a caller or read from the store.
+    pub fn parse(value: &str) -> Result<Self, InvalidInput> {
+        shippy_service::text::check("description", value)
+            .map_err(|error| InvalidInput(error.to_string()))?;
+        let value = bounded(value, "description")?;
+        if value.is_empty() {
+            return Err(InvalidInput("description must not be empty".into()));
+        }
+        Ok(Self(value))
+    }
+
+    /// The description as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A consignment's total weight in kilograms: greater than 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight(i32);
+
+impl Weight {
+    /// Checks a weight given by a caller or read from the store.
+    pub fn parse(kilograms: i32) -> Result<Self, InvalidInput> {
+        if kilograms <= 0 {
+            return Err(InvalidInput(format!(
+                "weight must be greater than 0, got {kilograms}"
+            )));
+        }
+        Ok(Self(kilograms))
+    }
+
+    /// The weight in kilograms.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+/// A consignment's containers: at least one, at most [`MAX_CONTAINERS`],
+/// ids present and unique, every field one line of at most 500 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Containers(Vec<Container>);
+
+/// Refuses a number of containers outside 1..=[`MAX_CONTAINERS`].
+fn check_count(count: usize) -> Result<(), InvalidInput> {
+    if count == 0 {
+        return Err(InvalidInput(
+            "a consignment needs at least one container".into(),
+        ));
+    }
+    if count > MAX_CONTAINERS {
+        return Err(InvalidInput(format!(
+            "a consignment holds at most {MAX_CONTAINERS} containers"
+        )));
+    }
+    Ok(())
+}
+
+impl Containers {
+    /// Checks containers given by a caller (ids and owners filled in) or
+    /// read from the store.
+    pub fn parse(containers: Vec<Container>) -> Result<Self, InvalidInput> {
+        check_count(containers.len())?;
+        let mut seen = HashSet::new();
+        let mut checked = Vec::with_capacity(containers.len());
+        for (index, container) in containers.into_iter().enumerate() {
+            let id = text(&container.id, "container id")?;
+            if id.is_empty() {
+                return Err(InvalidInput(format!("container {} has no id", index + 1)));
+            }
+            if !seen.insert(id.clone()) {
+                return Err(InvalidInput(format!(
+                    "container id {} appears more than once (container {})",
+                    shippy_service::text::excerpt(&id),
+                    index + 1
+                )));
+            }
+            checked.push(Container {
+                id,
+                customer_id: text(&container.customer_id, "container customer_id")?,
+                origin: text(&container.origin, "container origin")?,
+                user_id: text(&container.user_id, "container user_id")?,
+            });
+        }
+        Ok(Self(checked))
+    }
+
+    /// The containers.
+    pub fn as_slice(&self) -> &[Container] {
+        &self.0
+    }
+
+    /// How many containers a vessel must carry.
+    pub fn capacity_needed(&self) -> i32 {
+        i32::try_from(self.0.len()).unwrap_or(i32::MAX)
+    }
+}
+
 /// A consignment as a caller asks to create it, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewConsignment {
-    /// What it is; non-empty.
-    pub description: String,
-    /// Total weight, > 0.
-    pub weight: i32,
-    /// At least one, ids unique (empty ids get generated ones).
-    pub containers: Vec<Container>,
+    /// What it is.
+    pub description: Description,
+    /// Total weight.
+    pub weight: Weight,
+    /// Containers with ids (generated where the caller gave none) and owners
+    /// (the caller where none was given).
+    pub containers: Containers,
 }
 
 /// One line of text: no control characters.
@@ -133,67 +238,41 @@ fn bounded(value: &str, what: &str) -> Result<String, InvalidInput> {
 
 impl NewConsignment {
     /// Checks `consignment` as sent by `caller` (the token's subject): a
-    /// container's `user_id` defaults to the caller.
+    /// container without an id gets a generated one, without a `user_id`
+    /// the caller's.
     pub fn parse(consignment: proto::Consignment, caller: &str) -> Result<Self, InvalidInput> {
-        // Free text: line breaks and tabs may stay, NUL and the like not.
-        shippy_service::text::check("description", &consignment.description)
-            .map_err(|error| InvalidInput(error.to_string()))?;
-        let description = bounded(&consignment.description, "description")?;
-        if description.is_empty() {
-            return Err(InvalidInput("description must not be empty".into()));
-        }
-        if consignment.weight <= 0 {
-            return Err(InvalidInput(format!(
-                "weight must be greater than 0, got {}",
-                consignment.weight
-            )));
-        }
-        if consignment.containers.is_empty() {
-            return Err(InvalidInput(
-                "a consignment needs at least one container".into(),
-            ));
-        }
-        if consignment.containers.len() > MAX_CONTAINERS {
-            return Err(InvalidInput(format!(
-                "a consignment holds at most {MAX_CONTAINERS} containers"
-            )));
-        }
-        let mut seen = HashSet::new();
-        let mut containers = Vec::with_capacity(consignment.containers.len());
-        for (index, container) in consignment.containers.into_iter().enumerate() {
-            let mut id = text(&container.id, "container id")?;
-            if id.is_empty() {
-                id = uuid::Uuid::new_v4().to_string();
-            }
-            if !seen.insert(id.clone()) {
-                return Err(InvalidInput(format!(
-                    "container id {} appears more than once (container {})",
-                    shippy_service::text::excerpt(&id),
-                    index + 1
-                )));
-            }
-            let user_id = text(&container.user_id, "container user_id")?;
-            containers.push(Container {
-                id,
-                customer_id: text(&container.customer_id, "container customer_id")?,
-                origin: text(&container.origin, "container origin")?,
-                user_id: if user_id.is_empty() {
+        let description = Description::parse(&consignment.description)?;
+        let weight = Weight::parse(consignment.weight)?;
+        // Before any id is generated for a request that is too big.
+        check_count(consignment.containers.len())?;
+        let containers = consignment
+            .containers
+            .into_iter()
+            .map(|container| Container {
+                id: if container.id.trim().is_empty() {
+                    uuid::Uuid::new_v4().to_string()
+                } else {
+                    container.id
+                },
+                user_id: if container.user_id.trim().is_empty() {
                     caller.to_owned()
                 } else {
-                    user_id
+                    container.user_id
                 },
-            });
-        }
+                customer_id: container.customer_id,
+                origin: container.origin,
+            })
+            .collect();
         Ok(Self {
             description,
-            weight: consignment.weight,
-            containers,
+            weight,
+            containers: Containers::parse(containers)?,
         })
     }
 
     /// How many containers a vessel must carry.
     pub fn capacity_needed(&self) -> i32 {
-        i32::try_from(self.containers.len()).unwrap_or(i32::MAX)
+        self.containers.capacity_needed()
     }
 }
 
@@ -212,9 +291,14 @@ impl From<Consignment> for proto::Consignment {
     fn from(consignment: Consignment) -> Self {
         Self {
             id: consignment.id,
-            description: consignment.description,
-            weight: consignment.weight,
-            containers: consignment.containers.into_iter().map(Into::into).collect(),
+            description: consignment.description.0,
+            weight: consignment.weight.get(),
+            containers: consignment
+                .containers
+                .0
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             vessel_id: consignment.vessel_id,
             owner_id: consignment.owner_id,
             created_at: Some(shippy_proto::timestamp(consignment.created_at)),
@@ -251,9 +335,10 @@ mod tests {
     #[test]
     fn containers_default_to_the_caller_and_get_ids() {
         let parsed = NewConsignment::parse(sample(), "caller-1").unwrap();
-        assert_eq!(parsed.containers[0].user_id, "caller-1");
-        assert_eq!(parsed.containers[1].user_id, "someone");
-        assert!(!parsed.containers[1].id.is_empty());
+        let containers = parsed.containers.as_slice();
+        assert_eq!(containers[0].user_id, "caller-1");
+        assert_eq!(containers[1].user_id, "someone");
+        assert!(!containers[1].id.is_empty());
         assert_eq!(parsed.capacity_needed(), 2);
     }
 
@@ -331,8 +416,8 @@ mod properties {
             };
             match NewConsignment::parse(consignment, &caller) {
                 Ok(new) => {
-                    prop_assert!(!new.description.contains('\0'));
-                    for container in &new.containers {
+                    prop_assert!(!new.description.as_str().contains('\0'));
+                    for container in new.containers.as_slice() {
                         prop_assert!(!container.origin.chars().any(char::is_control));
                     }
                 }

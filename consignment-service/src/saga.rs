@@ -74,7 +74,7 @@ impl Saga {
         let id = consignment.id.clone();
         consignment.vessel_id = self
             .vessels
-            .reserve(&id, capacity, consignment.weight)
+            .reserve(&id, capacity, consignment.weight.get())
             .await?;
         tracing::Span::current().record("vessel.id", consignment.vessel_id.as_str());
         consignment.state = State::Pending;

@@ -11,7 +11,7 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 
 use super::{After, ConsignmentStore, StoreError};
-use crate::domain::{Consignment, Container, State};
+use crate::domain::{Consignment, Container, Containers, Description, InvalidInput, State, Weight};
 
 /// Consignments in a MongoDB collection named `consignments`.
 #[derive(Debug, Clone)]
@@ -42,10 +42,10 @@ impl From<&Consignment> for ConsignmentDocument {
         Self {
             id: consignment.id.clone(),
             owner_id: consignment.owner_id.clone(),
-            description: consignment.description.clone(),
-            weight: consignment.weight,
+            description: consignment.description.as_str().to_owned(),
+            weight: consignment.weight.get(),
             vessel_id: consignment.vessel_id.clone(),
-            containers: consignment.containers.clone(),
+            containers: consignment.containers.as_slice().to_vec(),
             created_at: bson::DateTime::from_millis(consignment.created_at.timestamp_millis()),
             created_at_us: consignment.created_at.timestamp_micros(),
             state: Some(consignment.state.as_str().to_owned()),
@@ -61,19 +61,22 @@ impl TryFrom<ConsignmentDocument> for Consignment {
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("consignment `{}`: bad time", document.id))
             })?;
+        let id = document.id.clone();
+        let corrupt =
+            |error: InvalidInput| StoreError::Corrupt(format!("consignment `{id}`: {error}"));
         let state = match document.state.as_deref() {
             None => State::Confirmed,
-            Some(name) => State::parse(name).ok_or_else(|| {
-                StoreError::Corrupt(format!("consignment `{}`: unknown state", document.id))
-            })?,
+            Some(name) => {
+                State::parse(name).ok_or_else(|| corrupt(InvalidInput("unknown state".into())))?
+            }
         };
         Ok(Self {
             state,
             id: document.id,
             owner_id: document.owner_id,
-            description: document.description,
-            weight: document.weight,
-            containers: document.containers,
+            description: Description::parse(&document.description).map_err(&corrupt)?,
+            weight: Weight::parse(document.weight).map_err(&corrupt)?,
+            containers: Containers::parse(document.containers).map_err(&corrupt)?,
             vessel_id: document.vessel_id,
             created_at,
         })

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, types::Json};
 
 use super::{After, ConsignmentStore, StoreError};
-use crate::domain::{Consignment, Container, State};
+use crate::domain::{Consignment, Container, Containers, Description, InvalidInput, State, Weight};
 
 /// The schema, embedded in the binary and applied by [`ConsignmentStore::prepare`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -45,15 +45,17 @@ impl TryFrom<ConsignmentRow> for Consignment {
     type Error = StoreError;
 
     fn try_from(row: ConsignmentRow) -> Result<Self, Self::Error> {
-        let state = State::parse(&row.state).ok_or_else(|| {
-            StoreError::Corrupt(format!("consignment `{}`: unknown state", row.id))
-        })?;
+        let id = row.id.clone();
+        let corrupt =
+            |error: InvalidInput| StoreError::Corrupt(format!("consignment `{id}`: {error}"));
+        let state = State::parse(&row.state)
+            .ok_or_else(|| corrupt(InvalidInput("unknown state".into())))?;
         Ok(Self {
             id: row.id,
             owner_id: row.owner_id,
-            description: row.description,
-            weight: row.weight,
-            containers: row.containers.0,
+            description: Description::parse(&row.description).map_err(&corrupt)?,
+            weight: Weight::parse(row.weight).map_err(&corrupt)?,
+            containers: Containers::parse(row.containers.0).map_err(&corrupt)?,
             vessel_id: row.vessel_id,
             created_at: row.created_at,
             state,
@@ -106,10 +108,10 @@ impl ConsignmentStore for PostgresStore {
         )
         .bind(&consignment.id)
         .bind(&consignment.owner_id)
-        .bind(&consignment.description)
-        .bind(consignment.weight)
+        .bind(consignment.description.as_str())
+        .bind(consignment.weight.get())
         .bind(&consignment.vessel_id)
-        .bind(Json(&consignment.containers))
+        .bind(Json(consignment.containers.as_slice()))
         .bind(consignment.created_at)
         .bind(consignment.state.as_str())
         .execute(&self.pool)

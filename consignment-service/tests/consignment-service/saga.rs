@@ -12,7 +12,9 @@ use std::{
 
 use cluster::Cluster;
 use consignment_service::{
-    domain::{Consignment as Stored, Container as StoredContainer, State},
+    domain::{
+        Consignment as Stored, Container as StoredContainer, Containers, Description, State, Weight,
+    },
     store::{ConsignmentStore, Store},
 };
 use shippy_proto::{
@@ -385,16 +387,19 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
     let orphan = |id: &str, vessel_id: &str| Stored {
         id: id.into(),
         owner_id: owner.clone(),
-        description: format!("left behind {id}"),
-        weight: 55_000,
-        containers: (0..3)
-            .map(|n| StoredContainer {
-                id: format!("c{n}"),
-                customer_id: "cust001".into(),
-                origin: "Derby".into(),
-                user_id: owner.clone(),
-            })
-            .collect(),
+        description: Description::parse(&format!("left behind {id}")).unwrap(),
+        weight: Weight::parse(55_000).unwrap(),
+        containers: Containers::parse(
+            (0..3)
+                .map(|n| StoredContainer {
+                    id: format!("c{n}"),
+                    customer_id: "cust001".into(),
+                    origin: "Derby".into(),
+                    user_id: owner.clone(),
+                })
+                .collect(),
+        )
+        .unwrap(),
         vessel_id: vessel_id.into(),
         created_at: chrono::Utc::now() - chrono::Duration::seconds(2),
         state: State::Pending,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use consignment_service::{
-    domain::{Consignment, Container, State},
+    domain::{Consignment, Container, Containers, Description, State, Weight},
     store::{After, ConsignmentStore, Store, StoreError},
 };
 use shippy_testkit::{
@@ -25,9 +25,9 @@ fn consignment(id: &str, owner: &str, created_at: DateTime<Utc>) -> Consignment 
     Consignment {
         id: id.into(),
         owner_id: owner.into(),
-        description: format!("Consignment {id}"),
-        weight: 55_000,
-        containers: vec![
+        description: Description::parse(&format!("Consignment {id}")).unwrap(),
+        weight: Weight::parse(55_000).unwrap(),
+        containers: Containers::parse(vec![
             Container {
                 id: "c1".into(),
                 customer_id: "cust001".into(),
@@ -40,7 +40,8 @@ fn consignment(id: &str, owner: &str, created_at: DateTime<Utc>) -> Consignment 
                 origin: "Derby, United Kingdom".into(),
                 user_id: "user001".into(),
             },
-        ],
+        ])
+        .unwrap(),
         vessel_id: "vessel001".into(),
         created_at,
         state: State::Confirmed,
@@ -310,4 +311,33 @@ async fn postgres_unreachable_is_unavailable() {
 async fn mongodb_unreachable_is_unavailable() {
     init_test_logging();
     an_unreachable_database_is_unavailable(fresh_mongodb_database("unreachable")).await;
+}
+
+/// PostgreSQL only: a row that breaks the rules (here, no containers — the
+/// table cannot say that) is refused as corrupt when read, never handed on.
+#[tokio::test]
+async fn postgres_rows_are_parsed_again_when_read() {
+    use sqlx::Connection as _;
+
+    init_test_logging();
+    let url = fresh_postgres_database("consignment_reparse").await;
+    let store = Store::open(&url, TIMEOUT).await.unwrap();
+    store.prepare().await.unwrap();
+    let mut connection = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO consignments (id, owner_id, description, weight, vessel_id, containers, created_at, state) \
+         VALUES ('bad', 'o', 'Empty', 5, 'vessel001', '[]', now(), 'confirmed')",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let error = store.list_by_owner("o", None, 10).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt(message) if message.contains("at least one container")),
+        "{error:?}"
+    );
+    assert!(matches!(
+        store.get("bad").await,
+        Err(StoreError::Corrupt(_))
+    ));
 }
