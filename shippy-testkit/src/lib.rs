@@ -840,17 +840,19 @@ impl ServiceProcess {
                 let _ = writeln!(sink, "{line}");
             }
         });
-        let address = tokio::task::spawn_blocking(move || {
+        // Owned before anything can fail, so a panic below kills the child.
+        let mut process = Self {
+            name: name.to_owned(),
+            child: Some(child),
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        process.address = tokio::task::spawn_blocking(move || {
             address.recv_timeout(std::time::Duration::from_secs(60))
         })
         .await
         .expect("wait task")
         .unwrap_or_else(|_| panic!("{name} never said where it listens (did it start?)"));
-        let process = Self {
-            name: name.to_owned(),
-            child: Some(child),
-            address,
-        };
+        let address = process.address;
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
             .expect("address")
             .connect_lazy();
