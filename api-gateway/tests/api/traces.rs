@@ -32,10 +32,16 @@ async fn started_at(child: &mut std::process::Child) -> std::net::SocketAddr {
             }
         }
     });
-    tokio::task::spawn_blocking(move || address.recv_timeout(std::time::Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .expect("api-gateway says where it listens")
+    let found = tokio::task::spawn_blocking(move || {
+        address.recv_timeout(std::time::Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    found.unwrap_or_else(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("api-gateway never said where it listens")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
