@@ -12,7 +12,7 @@ use shippy_auth::Authenticator;
 use crate::{
     domain::{Consignment, InvalidInput, MAX_CONSIGNMENT_BYTES, NewConsignment, State},
     saga::Saga,
-    store::{After, ConsignmentStore, Store, StoreError},
+    store::{ConsignmentStore, Cursor, Store, StoreError},
 };
 
 /// The longest consignment id `CancelConsignment` looks up (ours are UUIDs).
@@ -169,7 +169,7 @@ impl ShippingService for ShippingApi {
         let claims = self.auth.authenticate(&request).await?;
         tracing::Span::current().record("caller", &claims.sub);
         let wanted = request.into_inner();
-        let mut after: Option<After> = pagination::decode(&wanted.page_token)?;
+        let mut after: Option<Cursor> = pagination::decode(&wanted.page_token)?;
         let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         let store = self.store()?;
@@ -194,7 +194,7 @@ impl ShippingService for ShippingApi {
                     more = true;
                     break 'fill;
                 }
-                let cursor = After {
+                let cursor = Cursor {
                     created_at: consignment.created_at,
                     id: consignment.id.clone(),
                 };

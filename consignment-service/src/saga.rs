@@ -234,14 +234,15 @@ impl Saga {
             })?;
         let mut recovered = Recovered::default();
         let mut failures = 0;
-        for consignment in self
+        for id in self
             .store
             .unsettled(State::Pending, before, SWEEP_BATCH)
             .await?
         {
-            let id = consignment.id.as_str();
+            let id = id.as_str();
             match self.vessels.confirm(id).await {
                 Ok(()) => {
+                    failures = 0;
                     if self
                         .store
                         .transition(id, State::Pending, State::Confirmed)
@@ -271,12 +272,12 @@ impl Saga {
                 }
             }
         }
-        for consignment in self
+        for id in self
             .store
             .unsettled(State::Cancelling, before, SWEEP_BATCH)
             .await?
         {
-            if self.finish_cancel(&consignment.id).await {
+            if self.finish_cancel(&id).await {
                 recovered.cancelled += 1;
             }
         }

@@ -5,8 +5,7 @@
 //!   (gRPC and metrics listeners, Consul registration) and how it stops.
 //! - [`breaker`]: a circuit breaker per dependency, so a dead one costs
 //!   callers nothing but an immediate `UNAVAILABLE`.
-//! - [`cli`]: what the command-line programs share (one-line failures,
-//!   connecting, JSON output).
+//! - [`main_macro`]: `service_main!`, the whole `main` of a service binary.
 //! - [`settings`]: command-line flags that also read the environment
 //!   (`RUST_LOG`, `LOG_FORMAT`, …), and [`settings::SecretUrl`] for URLs that
 //!   carry credentials.
@@ -24,7 +23,7 @@
 //! - [`nats`]: connecting to NATS in the background; the user events stream.
 //! - [`pagination`]: opaque page tokens over a (creation time, id) order.
 //! - [`rpc_layer`]: a span (OpenTelemetry RPC conventions) and metrics per RPC.
-//! - [`retry`]: waiting for a dependency with backoff.
+//! - [`retry`]: backoff, computed one way, and waiting for a dependency.
 //! - [`text`]: short escaped excerpts of outside input for messages and
 //!   logs; refusing control characters.
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,

@@ -32,7 +32,7 @@ pub enum StoreError {
 
 /// Where a page of an owner's consignments starts: after this one, in
 /// newest-first order (the position a page token holds).
-pub use shippy_service::pagination::Cursor as After;
+pub use shippy_service::pagination::Cursor;
 
 /// The contract every consignment store fulfils.
 pub trait ConsignmentStore: Send + Sync {
@@ -63,21 +63,22 @@ pub trait ConsignmentStore: Send + Sync {
         to: State,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Up to `limit` consignments in state `state` created before `before`,
-    /// oldest first: what the recovery sweep finishes.
+    /// The ids of up to `limit` consignments in state `state` created before
+    /// `before`, oldest first: what the recovery sweep finishes. Ids only, so
+    /// one unreadable consignment never stops the sweep for the others.
     fn unsettled(
         &self,
         state: State,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<Consignment>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Up to `limit` of `owner`'s confirmed consignments, newest first (ties:
     /// greater id first), starting after `after`.
     fn list_by_owner(
         &self,
         owner: &str,
-        after: Option<&After>,
+        after: Option<&Cursor>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Consignment>, StoreError>> + Send;
 }
@@ -137,14 +138,14 @@ impl ConsignmentStore for Store {
         state: State,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Consignment>, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         dispatch!(Store, self, store => store.unsettled(state, before, limit))
     }
 
     async fn list_by_owner(
         &self,
         owner: &str,
-        after: Option<&After>,
+        after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Consignment>, StoreError> {
         dispatch!(Store, self, store => store.list_by_owner(owner, after, limit))

@@ -10,7 +10,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{After, ConsignmentStore, StoreError};
+use super::{ConsignmentStore, Cursor, StoreError};
 use crate::domain::{Consignment, Container, Containers, Description, InvalidInput, State, Weight};
 
 /// Consignments in a MongoDB collection named `consignments`.
@@ -106,7 +106,7 @@ pub const LISTING_INDEX: &str = "owner_id_1_created_at_us_-1__id_-1";
 /// The filter and sort of one page of `owner`'s consignments, newest first
 /// (ties broken by the greater id), after the cursor if any. Public so a test
 /// can ask the server how it plans exactly this query.
-pub fn listing_query(owner: &str, after: Option<&After>) -> (Document, Document) {
+pub fn listing_query(owner: &str, after: Option<&Cursor>) -> (Document, Document) {
     let confirmed = State::Confirmed.as_str();
     let filter = match after {
         None => doc! { "owner_id": owner, "state": confirmed },
@@ -207,7 +207,7 @@ impl ConsignmentStore for MongoStore {
     async fn list_by_owner(
         &self,
         owner: &str,
-        after: Option<&After>,
+        after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Consignment>, StoreError> {
         let (filter, sort) = listing_query(owner, after);
@@ -258,20 +258,27 @@ impl ConsignmentStore for MongoStore {
         state: State,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Consignment>, StoreError> {
-        let documents: Vec<ConsignmentDocument> = self
+    ) -> Result<Vec<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct Id {
+            #[serde(rename = "_id")]
+            id: String,
+        }
+        let ids: Vec<Id> = self
             .consignments
+            .clone_with_type::<Id>()
             .find(doc! {
                 "state": state.as_str(),
                 "created_at_us": { "$lt": before.timestamp_micros() },
             })
             .sort(doc! { "created_at_us": 1 })
+            .projection(doc! { "_id": 1 })
             .limit(i64::from(limit))
             .await
             .map_err(store_error)?
             .try_collect()
             .await
             .map_err(store_error)?;
-        documents.into_iter().map(Consignment::try_from).collect()
+        Ok(ids.into_iter().map(|found| found.id).collect())
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, types::Json};
 
-use super::{After, ConsignmentStore, StoreError};
+use super::{ConsignmentStore, Cursor, StoreError};
 use crate::domain::{Consignment, Container, Containers, Description, InvalidInput, State, Weight};
 
 /// The schema, embedded in the binary and applied by [`ConsignmentStore::prepare`].
@@ -132,7 +132,7 @@ impl ConsignmentStore for PostgresStore {
     async fn list_by_owner(
         &self,
         owner: &str,
-        after: Option<&After>,
+        after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Consignment>, StoreError> {
         let rows: Vec<ConsignmentRow> = match after {
@@ -205,19 +205,16 @@ impl ConsignmentStore for PostgresStore {
         state: State,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Consignment>, StoreError> {
-        let rows: Vec<ConsignmentRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM consignments WHERE state = $1 AND created_at < $2 \
-             ORDER BY created_at LIMIT $3"
-        ))
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM consignments WHERE state = $1 AND created_at < $2 \
+             ORDER BY created_at LIMIT $3",
+        )
         .bind(state.as_str())
         .bind(before)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(store_error)?;
-        rows.into_iter().map(Consignment::try_from).collect()
+        .map_err(store_error)
     }
 }
