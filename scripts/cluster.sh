@@ -188,7 +188,6 @@ up() {
     start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
         BCRYPT_COST="$bcrypt_cost" ADMIN_EMAILS="${ADMIN_EMAILS:-admin@example.com}" "${key_env[@]}"
     # The secret vessel-service's reservations need; only these two hold it.
-    local service_token
     service_token=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
     start_service vessel-service "$vessel_port" DATABASE_URL="$vessels_url" SERVICE_TOKEN="$service_token"
     # consignment-service finds vessel- and user-service through Consul.
@@ -310,24 +309,58 @@ bench() {
     # The load generator signs up as this admin to add a vessel with room for
     # every consignment it creates: the seed fleet takes only a few.
     export ADMIN_EMAILS=${ADMIN_EMAILS:-admin@example.com},bench-admin@example.com
+    [ "$store" = postgres ] || fail "make bench measures the PostgreSQL stores (the Go peer uses them): STORE=postgres"
+    command -v h2load >/dev/null || {
+        say "installing h2load (Debian's nghttp2-client): the load generator"
+        apt-get install -y -q nghttp2-client >/dev/null
+    }
+    say "building the Go peer (bench/go-peer, from Debian's Go packages)"
+    local go_peer=${CARGO_TARGET_DIR:-$repo/target}/release/go-peer
+    bench/go-peer/build.sh "$go_peer"
     up
     say "starting the baseline: a bare tonic echo server"
     local echo_port
     echo_port=$(spare_port)
     "$bin/echo-server" --listen-addr "127.0.0.1:$echo_port" >"$run/echo-server.log" 2>&1 &
     pids+=($!)
+    echo $! >"$run/echo-server.pid"
     local i
     for ((i = 0; i < 100; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$echo_port") 2>/dev/null && break
         sleep 0.1
     done
 
-    say "load: the same generator and concurrency against each (${BENCH_SECONDS:-10} s a scenario)"
+    say "starting the Go peer of consignment-service, on the same database and vessel-service"
+    local go_port
+    go_port=$(spare_port)
+    LISTEN_ADDR="127.0.0.1:$go_port" DATABASE_URL="$consignments_url" USER_SERVICE_URL="$USER_SERVICE_URL" \
+        VESSEL_SERVICE_URL="$VESSEL_SERVICE_URL" SERVICE_TOKEN="$service_token" \
+        "$go_peer" >"$run/go-peer.log" 2>&1 &
+    pids+=($!)
+    echo $! >"$run/go-peer.pid"
+    for ((i = 0; i < 300; i++)); do
+        grep -q '^listening on ' "$run/go-peer.log" 2>/dev/null && break
+        kill -0 "$(service_pid go-peer)" 2>/dev/null || { cat "$run/go-peer.log" >&2; fail "the Go peer exited"; }
+        sleep 0.1
+    done
+    ((i < 300)) || fail "the Go peer did not start (log: $run/go-peer.log)"
+
+    # PostgreSQL's postmaster: its CPU time and its backends' are measured.
+    local postmaster
+    postmaster=$(head -1 "$(psql -Atq "$TEST_DATABASE_URL" -c 'SHOW data_directory')/postmaster.pid")
+    local watched=(--pid "postgres+=$postmaster") name
+    for name in echo-server user-service consignment-service vessel-service go-peer; do
+        watched+=(--pid "$name=$(service_pid "$name")")
+    done
+
+    say "load: h2load against each, ${BENCH_ROUNDS:-5} interleaved rounds of ${BENCH_SECONDS:-5} s a scenario"
     "$bin/bench" --echo "http://127.0.0.1:$echo_port" --users "$USER_SERVICE_URL" \
-        --shipping "$CONSIGNMENT_SERVICE_URL" --vessels "$VESSEL_SERVICE_URL" \
-        --admin-email bench-admin@example.com --seconds "${BENCH_SECONDS:-10}" \
-        --concurrency "${BENCH_CONCURRENCY:-16}" --bcrypt-cost "$bcrypt_cost" \
-        --json bench/results.json --svg bench/results.svg || fail "the load generator failed"
+        --shipping "$CONSIGNMENT_SERVICE_URL" --go-shipping "http://127.0.0.1:$go_port" \
+        --vessels "$VESSEL_SERVICE_URL" --admin-email bench-admin@example.com "${watched[@]}" \
+        --seconds "${BENCH_SECONDS:-5}" --rounds "${BENCH_ROUNDS:-5}" --bcrypt-cost "$bcrypt_cost" \
+        --label "${BENCH_LABEL:-$(git rev-parse --short HEAD 2>/dev/null || echo this tree)}" \
+        --json "${BENCH_JSON:-bench/results.json}" --svg "${BENCH_SVG:-bench/results.svg}" ||
+        fail "the load generator failed (logs: $run)"
     keep_logs=0
 }
 
