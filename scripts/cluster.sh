@@ -9,9 +9,11 @@
 #                             step did what it should
 #   scripts/cluster.sh dev    start it and keep it up until Ctrl-C
 #   scripts/cluster.sh bench  release builds of it, plus a bare echo server as
-#                             the baseline, driven by shippy-bench's load
-#                             generator; results in bench/results.{json,svg}
+#                             the baseline and the Go peer (bench/go-peer),
+#                             driven by h2load in rounds (shippy-bench's
+#                             `bench`); results in bench/results.{json,svg}
 #
+# SHIPPY_PROFILE=release runs demo and dev on release builds (bench always does).
 # STORE=postgres (the default) or STORE=mongodb chooses where vessel- and
 # consignment-service keep their data; users are always in PostgreSQL. With
 # mongodb, infra.sh starts the MongoDB-compatible stand-in
@@ -22,7 +24,7 @@ repo=$PWD
 
 export SHIPPY_INFRA_DIR=${SHIPPY_INFRA_DIR:-$repo/.infra/cluster-$$}
 run=$SHIPPY_INFRA_DIR/run
-profile=debug
+profile=${SHIPPY_PROFILE:-debug}
 [ "${1:-}" = bench ] && profile=release
 bin=${CARGO_TARGET_DIR:-$repo/target}/$profile
 pids=()

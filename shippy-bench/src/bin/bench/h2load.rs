@@ -73,6 +73,13 @@ pub fn run(
     expect: Expect,
     log: &Path,
 ) -> anyhow::Result<Run> {
+    // h2load appends to its log: each run starts with none.
+    match std::fs::remove_file(log) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("remove {}", log.display()));
+        }
+        _ => {}
+    }
     let mut command = Command::new("h2load");
     command
         .args([

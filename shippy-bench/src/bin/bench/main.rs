@@ -256,7 +256,9 @@ async fn roomy_vessel(
 
 /// Creates a user and returns its token.
 async fn user(users: &Channel, tag: &str, password: &str) -> anyhow::Result<(String, String)> {
-    let email = format!("bench-{tag}-{}@example.com", std::process::id());
+    static USERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = USERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let email = format!("bench-{tag}-{}-{number}@example.com", std::process::id());
     let mut client = UserServiceClient::new(users.clone());
     client
         .create(User {
