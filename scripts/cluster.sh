@@ -142,7 +142,9 @@ metrics_url() { echo "http://127.0.0.1:$(cat "$run/$1.metrics-port")/metrics"; }
 
 up() {
     say "building ($profile)"
-    if [ "$profile" = release ]; then
+    if [ -n "${SHIPPY_SKIP_BUILD:-}" ]; then
+        echo "    SHIPPY_SKIP_BUILD is set: running the binaries in $bin as they are"
+    elif [ "$profile" = release ]; then
         cargo build --quiet --release --locked --bins
     else
         cargo build --quiet --locked --bins

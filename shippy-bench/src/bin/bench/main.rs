@@ -153,31 +153,40 @@ where
         let call = call.clone();
         workers.push(tokio::spawn(async move {
             let mut histogram = histogram();
-            let (mut requests, mut errors) = (0u64, 0u64);
+            let (mut requests, mut shed, mut errors) = (0u64, 0u64, 0u64);
             loop {
                 let began = Instant::now();
                 if began >= end {
                     break;
                 }
                 let result = call(channel.clone()).await;
-                if began >= measure_from {
-                    requests += 1;
-                    if result.is_err() {
-                        errors += 1;
+                if began < measure_from {
+                    continue;
+                }
+                match result {
+                    // Only answers count as throughput and latency.
+                    Ok(()) => {
+                        requests += 1;
+                        let micros =
+                            u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        let _ = histogram.record(micros.max(1));
                     }
-                    let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    let _ = histogram.record(micros.max(1));
+                    // Load shed by the service (user-service's bounded bcrypt
+                    // queue): what a flood is meant to meet, not a failure.
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => shed += 1,
+                    Err(_) => errors += 1,
                 }
             }
-            (histogram, requests, errors)
+            (histogram, requests, shed, errors)
         }));
     }
     let mut histogram = histogram();
-    let (mut requests, mut errors) = (0u64, 0u64);
+    let (mut requests, mut shed, mut errors) = (0u64, 0u64, 0u64);
     for worker in workers {
-        if let Ok((worker_histogram, worker_requests, worker_errors)) = worker.await {
+        if let Ok((worker_histogram, worker_requests, worker_shed, worker_errors)) = worker.await {
             let _ = histogram.add(worker_histogram);
             requests += worker_requests;
+            shed += worker_shed;
             errors += worker_errors;
         }
     }
@@ -185,14 +194,20 @@ where
         name: name.to_owned(),
         concurrency,
         requests,
+        shed,
         errors,
         requests_per_second: requests as f64 / duration.as_secs_f64(),
         p50_ms: histogram.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
     };
     eprintln!(
-        "{:<32} {:>9.0} req/s  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}",
-        figures.name, figures.requests_per_second, figures.p50_ms, figures.p99_ms, figures.errors
+        "  {:<32} {:>9.1} answered/s  p50 {:>8.2} ms  p99 {:>8.2} ms  shed {}  errors {}",
+        figures.name,
+        figures.requests_per_second,
+        figures.p50_ms,
+        figures.p99_ms,
+        figures.shed,
+        figures.errors
     );
     figures
 }
@@ -200,7 +215,8 @@ where
 fn consignment() -> Consignment {
     Consignment {
         description: "Benchmark consignment".into(),
-        weight: 55_000,
+        // Light, so the roomy vessel (i32::MAX kg) takes millions of them.
+        weight: 100,
         containers: (1..=3)
             .map(|n| Container {
                 customer_id: format!("cust00{n}"),
@@ -723,7 +739,7 @@ async fn bench(args: &Args, work: &std::path::Path) -> anyhow::Result<()> {
     .await;
     let _ = saturating.await;
     for probe in [&auth_alone, &unloaded, &loaded] {
-        if probe.errors > 0 {
+        if probe.errors > 0 || probe.requests == 0 {
             bail!(
                 "{}: {} of {} calls failed",
                 probe.name,
