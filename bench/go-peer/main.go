@@ -14,13 +14,15 @@
 //
 // Where it differs from consignment-service (app.rs, and what
 // shippy-service's GrpcServer wraps around every call):
-//   - GetConsignments runs one query per call (LIMIT page size + 1, rows
-//     read as they arrive); api.rs fetches in chunks of 10 rows (LIMIT 11
-//     each), so a full 50-item page is 6 queries there. Rows are checked as
-//     they are read, so a bad row past where a page ends is not seen here.
-//   - pgx does not test a pooled connection before handing it out; sqlx
-//     (test_before_acquire, on by default) pings it first: one more round
-//     trip to PostgreSQL before every query of the Rust service.
+//   - GetConsignments is one query per call in both (LIMIT page size + 1,
+//     rows read as they arrive, the read stopped once the page is full).
+//     Rows are checked as they are read, so a bad row past where a page
+//     ends is not seen here; consignment-service alike.
+//   - pgx hands out and takes back pooled connections without a round trip;
+//     sqlx (0.9) sends a Sync and waits for the answer each time a
+//     connection goes back to the pool (not configurable), so every query of
+//     the Rust service costs one more, small, round trip to PostgreSQL.
+//     (shippy-store turns off the other one, sqlx's ping before each use.)
 //   - No tracing: no spans, no OTLP export, no traceparent sent to
 //     vessel-service. Logs only failures, to stderr; the Rust service also
 //     logs every refused request and every created consignment (info).

@@ -1,6 +1,8 @@
 //! The `ShippingService` gRPC handlers. Every call needs a valid token;
 //! errors become `tonic::Status` through [`ApiError`] only.
 
+use std::ops::ControlFlow;
+
 use chrono::{SubsecRound, Utc};
 use prost::Message as _;
 use shippy_proto::consignment::v1::{self as proto, shipping_service_server::ShippingService};
@@ -27,10 +29,6 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 /// default 4 MiB message limit can read it. One consignment
 /// ([`crate::domain::MAX_CONSIGNMENT_BYTES`]) always fits.
 pub const PAGE_BYTES: usize = 3 * 1024 * 1024;
-/// Consignments fetched from the store at a time while filling a page, so
-/// a page of big consignments never holds more than this in memory at once
-/// beyond the page itself.
-const FETCH_CHUNK: u32 = 10;
 
 /// The handlers and what they share.
 #[derive(Debug, Clone)]
@@ -169,51 +167,46 @@ impl ShippingService for ShippingApi {
         let claims = self.auth.authenticate(&request).await?;
         tracing::Span::current().record("caller", &claims.sub);
         let wanted = request.into_inner();
-        let mut after: Option<Cursor> = pagination::decode(&wanted.page_token)?;
+        let after: Option<Cursor> = pagination::decode(&wanted.page_token)?;
         let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         let store = self.store()?;
-        let mut page: Vec<proto::Consignment> = Vec::new();
+        let mut page: Vec<proto::Consignment> = Vec::with_capacity(size.min(64));
         let mut bytes = 0;
         let mut last = None;
         let mut more = false;
-        'fill: loop {
-            let want = (size - page.len()).min(FETCH_CHUNK as usize);
-            // One more than wanted tells whether another follows.
-            let chunk = store
-                .list_by_owner(
-                    &claims.sub,
-                    after.as_ref(),
-                    u32::try_from(want + 1).unwrap_or(u32::MAX),
-                )
-                .await
-                .map_err(ApiError::from)?;
-            let exhausted = chunk.len() <= want;
-            for consignment in chunk {
-                if page.len() == size {
-                    more = true;
-                    break 'fill;
-                }
-                let cursor = Cursor {
-                    created_at: consignment.created_at,
-                    id: consignment.id.clone(),
-                };
-                let encoded = proto::Consignment::from(consignment);
-                // The repeated field's tag and length prefix included.
-                let length = encoded.encoded_len() + 16;
-                if !page.is_empty() && bytes + length > PAGE_BYTES {
-                    more = true;
-                    break 'fill;
-                }
-                bytes += length;
-                page.push(encoded);
-                last = Some(cursor);
-            }
-            if exhausted {
-                break;
-            }
-            after.clone_from(&last);
-        }
+        // One query for the page and one more row (which says whether
+        // another page follows); rows are read one at a time and the read
+        // stops as soon as the page is full, by count or by bytes.
+        store
+            .visit_by_owner(
+                &claims.sub,
+                after.as_ref(),
+                u32::try_from(size + 1).unwrap_or(u32::MAX),
+                |consignment| {
+                    if page.len() == size {
+                        more = true;
+                        return ControlFlow::Break(());
+                    }
+                    let cursor = Cursor {
+                        created_at: consignment.created_at,
+                        id: consignment.id.clone(),
+                    };
+                    let encoded = proto::Consignment::from(consignment);
+                    // The repeated field's tag and length prefix included.
+                    let length = encoded.encoded_len() + 16;
+                    if !page.is_empty() && bytes + length > PAGE_BYTES {
+                        more = true;
+                        return ControlFlow::Break(());
+                    }
+                    bytes += length;
+                    page.push(encoded);
+                    last = Some(cursor);
+                    ControlFlow::Continue(())
+                },
+            )
+            .await
+            .map_err(ApiError::from)?;
         let next_page_token = match last {
             Some(last) if more => pagination::encode(&last),
             _ => String::new(),

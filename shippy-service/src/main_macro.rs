@@ -3,7 +3,8 @@
 
 /// The whole `main` of a service binary: flags and environment parsed with
 /// `--help` from the given doc comment (the service's settings and the
-/// telemetry ones), `SERVICE healthcheck` answered, logging and tracing
+/// telemetry ones), [`Allocator`](crate::Allocator) as the global
+/// allocator, `SERVICE healthcheck` answered, logging and tracing
 /// started, the application built and run until SIGINT or SIGTERM, the
 /// traces flushed. Every service binary is one call:
 ///
@@ -38,6 +39,9 @@ macro_rules! service_main {
             #[command(flatten)]
             telemetry: $crate::settings::TelemetryArgs,
         }
+
+        #[global_allocator]
+        static ALLOCATOR: $crate::Allocator = $crate::Allocator;
 
         #[::tokio::main]
         async fn main() -> ::anyhow::Result<()> {

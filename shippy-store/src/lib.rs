@@ -20,6 +20,11 @@ pub const DEFAULT_MONGO_DATABASE: &str = "shippy";
 const DUPLICATE_KEY: i32 = 11000;
 /// PostgreSQL's `cannot_connect_now` (starting up or shutting down).
 const CANNOT_CONNECT_NOW: &str = "57P03";
+/// PostgreSQL's `admin_shutdown`: this connection was ended (a restart,
+/// `pg_terminate_backend`).
+const ADMIN_SHUTDOWN: &str = "57P01";
+/// PostgreSQL's `crash_shutdown`: the server is recovering from a crash.
+const CRASH_SHUTDOWN: &str = "57P02";
 
 /// A database handle, opened without contacting the server.
 #[derive(Debug, Clone)]
@@ -90,6 +95,11 @@ pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenE
     PgPoolOptions::new()
         .max_connections(10)
         .acquire_timeout(timeout)
+        // No `SELECT 1` round trip each time a connection is taken from the
+        // pool (sqlx's default): it cost every query a second round trip.
+        // A connection the server dropped fails its next query instead, as
+        // UNAVAILABLE (callers retry), and leaves the pool.
+        .test_before_acquire(false)
         .connect_lazy(url.expose())
         .map_err(|source| OpenError::InvalidUrl {
             database: "PostgreSQL",
@@ -118,7 +128,12 @@ pub fn postgres_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database) => database.code().as_deref() == Some(CANNOT_CONNECT_NOW),
+        // The server is starting or stopping, or it ended this connection
+        // (admin_shutdown, crash_shutdown): another connection may answer.
+        sqlx::Error::Database(database) => matches!(
+            database.code().as_deref(),
+            Some(CANNOT_CONNECT_NOW | ADMIN_SHUTDOWN | CRASH_SHUTDOWN)
+        ),
         _ => false,
     }
 }

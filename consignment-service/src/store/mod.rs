@@ -4,7 +4,7 @@
 pub mod mongo;
 pub mod postgres;
 
-use std::time::Duration;
+use std::{ops::ControlFlow, time::Duration};
 
 use chrono::{DateTime, Utc};
 use shippy_service::settings::SecretUrl;
@@ -73,6 +73,18 @@ pub trait ConsignmentStore: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
+    /// Hands `each` up to `limit` of `owner`'s confirmed consignments, newest
+    /// first (ties: greater id first), starting after `after` — one query,
+    /// read a row at a time, so `each` can stop it ([`ControlFlow::Break`])
+    /// once a page is full without the rest ever being held in memory.
+    fn visit_by_owner(
+        &self,
+        owner: &str,
+        after: Option<&Cursor>,
+        limit: u32,
+        each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Up to `limit` of `owner`'s confirmed consignments, newest first (ties:
     /// greater id first), starting after `after`.
     fn list_by_owner(
@@ -80,7 +92,17 @@ pub trait ConsignmentStore: Send + Sync {
         owner: &str,
         after: Option<&Cursor>,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<Consignment>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Consignment>, StoreError>> + Send {
+        async move {
+            let mut listed = Vec::new();
+            self.visit_by_owner(owner, after, limit, |consignment| {
+                listed.push(consignment);
+                ControlFlow::Continue(())
+            })
+            .await?;
+            Ok(listed)
+        }
+    }
 }
 
 /// The store `DATABASE_URL` chose.
@@ -142,12 +164,13 @@ impl ConsignmentStore for Store {
         dispatch!(Store, self, store => store.unsettled(state, before, limit))
     }
 
-    async fn list_by_owner(
+    async fn visit_by_owner(
         &self,
         owner: &str,
         after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Vec<Consignment>, StoreError> {
-        dispatch!(Store, self, store => store.list_by_owner(owner, after, limit))
+        each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
+    ) -> Result<(), StoreError> {
+        dispatch!(Store, self, store => store.visit_by_owner(owner, after, limit, each))
     }
 }

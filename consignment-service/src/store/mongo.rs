@@ -1,6 +1,8 @@
 //! The MongoDB consignment store (the official driver): one document per
 //! consignment, containers embedded.
 
+use std::ops::ControlFlow;
+
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
@@ -204,24 +206,29 @@ impl ConsignmentStore for MongoStore {
         fields(limit),
         err(Display, level = "debug")
     )]
-    async fn list_by_owner(
+    async fn visit_by_owner(
         &self,
         owner: &str,
         after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Vec<Consignment>, StoreError> {
+        mut each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
+    ) -> Result<(), StoreError> {
         let (filter, sort) = listing_query(owner, after);
-        let documents: Vec<ConsignmentDocument> = self
+        let mut documents = self
             .consignments
             .find(filter)
             .sort(sort)
             .limit(i64::from(limit))
             .await
-            .map_err(store_error)?
-            .try_collect()
-            .await
             .map_err(store_error)?;
-        documents.into_iter().map(Consignment::try_from).collect()
+        // A batch at a time from the server, a document at a time here; a
+        // stop drops the cursor (the driver closes it on the server).
+        while let Some(document) = documents.try_next().await.map_err(store_error)? {
+            if each(Consignment::try_from(document)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     #[tracing::instrument(name = "mongodb.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]

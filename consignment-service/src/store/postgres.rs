@@ -1,6 +1,9 @@
 //! The PostgreSQL consignment store (sqlx), with its schema from `migrations/`.
 
+use std::ops::ControlFlow;
+
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::{PgPool, types::Json};
 
 use super::{ConsignmentStore, Cursor, StoreError};
@@ -129,43 +132,44 @@ impl ConsignmentStore for PostgresStore {
         fields(limit),
         err(Display, level = "debug")
     )]
-    async fn list_by_owner(
+    async fn visit_by_owner(
         &self,
         owner: &str,
         after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Vec<Consignment>, StoreError> {
-        let rows: Vec<ConsignmentRow> = match after {
-            None => {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
-                     ORDER BY created_at DESC, id DESC LIMIT $2"
-                ))
-                .bind(owner)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-            }
-            Some(after) => {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
-                     AND (created_at, id) < ($2, $3) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
-                ))
-                .bind(owner)
-                .bind(after.created_at)
-                .bind(&after.id)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
+        mut each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
+    ) -> Result<(), StoreError> {
+        let mut rows = match after {
+            None => sqlx::query_as::<_, ConsignmentRow>(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
+                 ORDER BY created_at DESC, id DESC LIMIT $2"
+            ))
+            .bind(owner)
+            .bind(i64::from(limit))
+            .fetch(&self.pool),
+            Some(after) => sqlx::query_as::<_, ConsignmentRow>(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
+                 AND (created_at, id) < ($2, $3) \
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            ))
+            .bind(owner)
+            .bind(after.created_at)
+            .bind(&after.id)
+            .bind(i64::from(limit))
+            .fetch(&self.pool),
+        };
+        // Rows arrive one at a time; a stop leaves the rest unread (sqlx
+        // discards them before the connection's next query).
+        while let Some(row) = rows.try_next().await.map_err(store_error)? {
+            if each(Consignment::try_from(row)?).is_break() {
+                break;
             }
         }
-        .map_err(store_error)?;
-        rows.into_iter().map(Consignment::try_from).collect()
+        Ok(())
     }
 
     #[tracing::instrument(name = "postgres.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]

@@ -4,7 +4,7 @@
 //! server `scripts/infra.sh up mongodb` started (`TEST_MONGODB_URL`).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::{ops::ControlFlow, time::Duration};
 
 use chrono::{DateTime, Utc};
 use consignment_service::{
@@ -104,6 +104,38 @@ async fn owners_see_only_their_own_newest_first(store: impl ConsignmentStore) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A listing read row by row can be stopped: the caller gets what it took,
+/// and the rows it left unread never reach the next query on the pool.
+async fn a_visit_stopped_early_leaves_the_store_usable(store: impl ConsignmentStore) {
+    for n in 0..30 {
+        store
+            .insert(&consignment(&format!("v{n:02}"), "o", at(n)))
+            .await
+            .unwrap();
+    }
+    // More stopped visits than the pool has connections, so every
+    // connection has been handed back with rows unread at least once.
+    for round in 0..25 {
+        let mut taken = Vec::new();
+        store
+            .visit_by_owner("o", None, 30, |consignment| {
+                taken.push(consignment.id);
+                if taken.len() == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(taken, ["v29", "v28", "v27"], "round {round}");
+    }
+    let all = store.list_by_owner("o", None, 100).await.unwrap();
+    assert_eq!(all.len(), 30);
+    assert_eq!(all[0].id, "v29");
+    assert_eq!(all[29].id, "v00");
 }
 
 async fn pages_resume_after_the_cursor_even_at_equal_times(store: impl ConsignmentStore) {
@@ -250,6 +282,7 @@ store_contract!(
     a_taken_id_is_already_exists,
     owners_see_only_their_own_newest_first,
     pages_resume_after_the_cursor_even_at_equal_times,
+    a_visit_stopped_early_leaves_the_store_usable,
     preparing_twice_is_fine_and_ping_answers,
     ]
 );
@@ -311,6 +344,50 @@ async fn postgres_unreachable_is_unavailable() {
 async fn mongodb_unreachable_is_unavailable() {
     init_test_logging();
     an_unreachable_database_is_unavailable(fresh_mongodb_database("unreachable")).await;
+}
+
+/// PostgreSQL only: pooled connections are not pinged before use (that
+/// cost every query a second round trip), so connections the server has
+/// dropped are found by the next query on each: it fails `Unavailable`, the
+/// connection leaves the pool, and the store answers again — within one
+/// failure per dropped connection.
+#[tokio::test]
+async fn postgres_connections_the_server_dropped_leave_the_pool() {
+    use sqlx::Connection as _;
+
+    init_test_logging();
+    let url = fresh_postgres_database("consignment_dropped").await;
+    let store = Store::open(&url, TIMEOUT).await.unwrap();
+    store.prepare().await.unwrap();
+    // Several connections in the pool at once.
+    let listings: Vec<_> = (0..8).map(|_| store.list_by_owner("o", None, 10)).collect();
+    for listed in futures::future::join_all(listings).await {
+        listed.unwrap();
+    }
+    let mut admin = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS terminated",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(dropped >= 1, "the store held no connection");
+    let mut failures = 0;
+    let mut answered = 0;
+    for _ in 0..40 {
+        match store.list_by_owner("o", None, 10).await {
+            Ok(_) => answered += 1,
+            Err(StoreError::Unavailable(_)) => failures += 1,
+            Err(other) => panic!("a dropped connection should be Unavailable: {other:?}"),
+        }
+    }
+    assert!(
+        failures <= dropped,
+        "{failures} failures for {dropped} dropped connections: broken ones stay in the pool"
+    );
+    assert_eq!(answered + failures, 40);
+    store.ping().await.unwrap();
 }
 
 /// PostgreSQL only: a row that breaks the rules (here, no containers — the

@@ -104,33 +104,64 @@ impl TryFrom<ReservationRow> for Reservation {
     }
 }
 
-/// What one attempt to take room found: the vessel it picked (none: no
-/// vessel had the room) and whether it took the room there (not: another
-/// reserver took it first).
+/// What one attempt to reserve found: the vessel it picked (none: no vessel
+/// had the room, or a reservation with this id exists) and, if it took the
+/// room there, the reservation it stored (none: another reserver took the
+/// room first).
 #[derive(sqlx::FromRow)]
 struct Pick {
     picked: Option<String>,
-    taken: Option<String>,
+    id: Option<String>,
+    vessel_id: Option<String>,
+    capacity: Option<i32>,
+    weight: Option<i32>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
-/// Picks the smallest vessel with the room and takes it there in one
-/// statement. The `UPDATE` checks the room again on the row it locks, so two
-/// reservers never both take the last room: the later one finds `taken`
-/// empty and picks again.
-const TAKE_ROOM: &str = "\
-    WITH pick AS ( \
-        SELECT id FROM vessels \
-        WHERE available AND remaining_capacity >= $1 AND remaining_weight >= $2 \
-        ORDER BY capacity, max_weight, id LIMIT 1), \
-    taken AS ( \
-        UPDATE vessels v \
-        SET remaining_capacity = v.remaining_capacity - $1, \
-            remaining_weight = v.remaining_weight - $2 \
-        FROM pick \
-        WHERE v.id = pick.id AND v.available \
-          AND v.remaining_capacity >= $1 AND v.remaining_weight >= $2 \
-        RETURNING v.id) \
-    SELECT (SELECT id FROM pick) AS picked, (SELECT id FROM taken) AS taken";
+impl Pick {
+    /// The reservation stored, if one was.
+    fn stored(self) -> Option<ReservationRow> {
+        Some(ReservationRow {
+            id: self.id?,
+            vessel_id: self.vessel_id?,
+            capacity: self.capacity?,
+            weight: self.weight?,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// Picks the smallest vessel with the room, takes the room there and stores
+/// the reservation that holds it, in one statement: both or neither, and the
+/// vessel's row is locked only while the statement runs (no round trip to
+/// the service in between), which is what lets reservations on one busy
+/// vessel go through one after another quickly. The `UPDATE` checks the room
+/// again on the row it locks, so two reservers never both take the last
+/// room: the later one stores nothing and picks again. No room is taken for
+/// an id that is reserved already.
+const RESERVE: &str = concat!(
+    "WITH pick AS ( \
+         SELECT id FROM vessels \
+         WHERE available AND remaining_capacity >= $2 AND remaining_weight >= $3 \
+           AND NOT EXISTS (SELECT 1 FROM reservations WHERE id = $1) \
+         ORDER BY capacity, max_weight, id LIMIT 1), \
+     taken AS ( \
+         UPDATE vessels v \
+         SET remaining_capacity = v.remaining_capacity - $2, \
+             remaining_weight = v.remaining_weight - $3 \
+         FROM pick \
+         WHERE v.id = pick.id AND v.available \
+           AND v.remaining_capacity >= $2 AND v.remaining_weight >= $3 \
+         RETURNING v.id), \
+     stored AS ( \
+         INSERT INTO reservations (id, vessel_id, capacity, weight, expires_at) \
+         SELECT $1, taken.id, $2, $3, now() + $4 * interval '1 millisecond' FROM taken \
+         RETURNING ",
+    reservation_columns!(),
+    ") \
+     SELECT (SELECT id FROM pick) AS picked, stored.* \
+     FROM (SELECT 1) AS one LEFT JOIN stored ON true"
+);
 
 impl PostgresStore {
     /// A store on `pool` (which may not have connected yet).
@@ -270,66 +301,37 @@ impl VesselStore for PostgresStore {
         spec: Specification,
         ttl: Duration,
     ) -> Result<Option<Reservation>, StoreError> {
-        if let Some(existing) = self.reservation(id).await? {
-            return Ok(Some(existing));
-        }
-        // One transaction: the room taken and the reservation that holds it
-        // are both there or neither is.
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let mut attempts = 0;
-        let vessel_id = loop {
-            attempts += 1;
-            let pick: Pick = sqlx::query_as(TAKE_ROOM)
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        for _ in 0..PICK_ATTEMPTS {
+            let pick: Result<Pick, _> = sqlx::query_as(RESERVE)
+                .bind(id.as_str())
                 .bind(spec.capacity.get())
                 .bind(spec.max_weight.get())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(store_error)?;
+                .bind(ttl_ms)
+                .fetch_one(&self.pool)
+                .await;
             match pick {
-                Pick {
-                    taken: Some(vessel),
-                    ..
-                } => break vessel,
-                Pick { picked: None, .. } => return Ok(None),
-                Pick {
-                    picked: Some(_), ..
-                } if attempts < PICK_ATTEMPTS => continue,
-                Pick { .. } => {
-                    return Err(StoreError::Unavailable(
-                        format!("gave up after {PICK_ATTEMPTS} lost races for room").into(),
-                    ));
+                Ok(pick) if pick.picked.is_none() => {
+                    // No vessel has the room — or this id holds some already
+                    // (a retry): answer that reservation.
+                    return self.reservation(id).await;
                 }
+                Ok(pick) => {
+                    if let Some(row) = pick.stored() {
+                        tracing::Span::current().record("vessel.id", row.vessel_id.as_str());
+                        return Reservation::try_from(row).map(Some);
+                    }
+                    // Another reserver took that room first: pick again.
+                }
+                // A concurrent reserver with the same id stored first: the
+                // statement failed whole (our room is back); answer theirs.
+                Err(error) if unique_violation(&error) => return self.reservation(id).await,
+                Err(error) => return Err(store_error(error)),
             }
-        };
-        tracing::Span::current().record("vessel.id", vessel_id.as_str());
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let inserted: Result<ReservationRow, _> = sqlx::query_as(concat!(
-            "INSERT INTO reservations (id, vessel_id, capacity, weight, expires_at) \
-             VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond') \
-             RETURNING ",
-            reservation_columns!(),
-            ""
-        ))
-        .bind(id.as_str())
-        .bind(&vessel_id)
-        .bind(spec.capacity.get())
-        .bind(spec.max_weight.get())
-        .bind(ttl_ms)
-        .fetch_one(&mut *tx)
-        .await;
-        match inserted {
-            Ok(row) => {
-                tx.commit().await.map_err(store_error)?;
-                Reservation::try_from(row).map(Some)
-            }
-            // A concurrent reserver with the same id committed first: undo
-            // ours (the rollback gives the room back) and answer theirs.
-            Err(error) if unique_violation(&error) => {
-                tx.rollback().await.map_err(store_error)?;
-                self.reservation(id).await
-            }
-            Err(error) => Err(store_error(error)),
         }
+        Err(StoreError::Unavailable(
+            format!("gave up after {PICK_ATTEMPTS} lost races for room").into(),
+        ))
     }
 
     #[tracing::instrument(name = "postgres.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]

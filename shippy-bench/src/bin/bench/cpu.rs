@@ -97,21 +97,42 @@ fn every_process() -> HashMap<u32, Stat> {
         .collect()
 }
 
-/// `root`'s ticks and those of every process under it, living or reaped.
+/// Processes under a watched tree left out of it: PostgreSQL's autovacuum
+/// runs when it likes (often just after the creations of another scenario),
+/// so its CPU time would land on whichever run it overlaps.
+const BACKGROUND: &[&str] = &["autovacuum"];
+
+fn background(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|command| {
+        let command = String::from_utf8_lossy(&command);
+        BACKGROUND.iter().any(|name| command.contains(name))
+    })
+}
+
+/// `root`'s ticks and those of every living process under it (their own
+/// and their reaped children's), but for [`BACKGROUND`] ones. The root's
+/// reaped children are left out too: which of them ended during a run (a
+/// backend, an autovacuum worker) is not known.
 fn tree_ticks(all: &HashMap<u32, Stat>, root: u32) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![root];
+    let mut total = all.get(&root).map_or(0, |stat| stat.own);
+    let mut pending: Vec<u32> = children(all, root);
     while let Some(pid) = pending.pop() {
+        if background(pid) {
+            continue;
+        }
         if let Some(stat) = all.get(&pid) {
             total += stat.own + stat.children;
         }
-        pending.extend(
-            all.iter()
-                .filter(|(_, stat)| stat.parent == pid)
-                .map(|(child, _)| *child),
-        );
+        pending.extend(children(all, pid));
     }
     total
+}
+
+fn children(all: &HashMap<u32, Stat>, parent: u32) -> Vec<u32> {
+    all.iter()
+        .filter(|(_, stat)| stat.parent == parent)
+        .map(|(child, _)| *child)
+        .collect()
 }
 
 #[cfg(test)]
