@@ -32,8 +32,8 @@ COPY api-gateway/Cargo.toml api-gateway/
 RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-store shippy-cli; do \
         mkdir -p $crate/src && echo > $crate/src/lib.rs; \
     done \
- && mkdir -p shippy-bench/src/bin \
- && echo 'fn main() {}' > shippy-bench/src/bin/bench.rs \
+ && mkdir -p shippy-bench/src/bin/bench \
+ && echo 'fn main() {}' > shippy-bench/src/bin/bench/main.rs \
  && echo 'fn main() {}' > shippy-bench/src/bin/echo-server.rs \
  && for crate in vessel-service consignment-service user-service email-service consignment-cli user-cli api-gateway; do \
         mkdir -p $crate/src && echo 'fn main() {}' > $crate/src/main.rs && echo > $crate/src/lib.rs; \
