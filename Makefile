@@ -26,7 +26,7 @@ demo: ## natively: start everything, create a user, log in, ship consignment.jso
 dev: ## natively: the whole cluster on loopback until Ctrl-C
 	scripts/cluster.sh dev
 
-bench: ## natively, release builds: each scenario against a bare echo baseline; bench/results.{json,svg}
+bench: ## natively, release builds: h2load against a bare echo, our services and a Go peer, in rounds; CPU per request; bench/results.{json,svg}
 	scripts/cluster.sh bench
 
 up: ## docker compose: build and start the cluster in the background
