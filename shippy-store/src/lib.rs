@@ -95,9 +95,10 @@ pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenE
     PgPoolOptions::new()
         .max_connections(10)
         .acquire_timeout(timeout)
-        // No `SELECT 1` round trip each time a connection is taken from the
-        // pool (sqlx's default): it cost every query a second round trip.
-        // A connection the server dropped fails its next query instead, as
+        // No ping (a Sync round trip, sqlx's default) each time a connection
+        // is taken from the pool: it cost every query one more round trip.
+        // (sqlx 0.9 still sends one when a connection goes back.) A
+        // connection the server dropped fails its next query instead, as
         // UNAVAILABLE (callers retry), and leaves the pool.
         .test_before_acquire(false)
         .connect_lazy(url.expose())
