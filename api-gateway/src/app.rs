@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, State},
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{delete, get, post},
@@ -28,7 +28,8 @@ use crate::{
     error::HttpError,
     observe::{self, HttpMetrics},
     openapi,
-    settings::Settings,
+    serve::{self, BodyDeadline, ConnectionMetrics},
+    settings::{HttpLimits, Settings},
     ui,
 };
 
@@ -74,6 +75,8 @@ pub struct Application {
     metrics: Metrics,
     discovery: Discovery,
     router: Router,
+    limits: HttpLimits,
+    connections: ConnectionMetrics,
     background: Shutdown,
 }
 
@@ -106,13 +109,20 @@ impl Application {
                 &background,
             )?,
         };
-        let router = router(peers, HttpMetrics::register(&metrics));
+        let connections = ConnectionMetrics::register(&metrics);
+        let body_deadline = BodyDeadline {
+            timeout: settings.http.body_read_timeout.into(),
+            metrics: connections.clone(),
+        };
+        let router = router(peers, HttpMetrics::register(&metrics), body_deadline);
         Ok(Self {
             listener,
             metrics_listener,
             metrics,
             discovery,
             router,
+            limits: settings.http.clone(),
+            connections,
             background,
         })
     }
@@ -141,9 +151,14 @@ impl Application {
             }
             Err(_) => None,
         };
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.wait_owned())
-            .await;
+        let served = serve::serve(
+            self.listener,
+            self.router,
+            &self.limits,
+            self.connections,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.trigger();
         self.background.trigger();
         if let Some(task) = registration
@@ -161,7 +176,7 @@ impl Application {
 }
 
 /// Every route of the gateway.
-pub fn router(peers: Peers, metrics: HttpMetrics) -> Router {
+pub fn router(peers: Peers, metrics: HttpMetrics, body_deadline: BodyDeadline) -> Router {
     let api = Router::new()
         .route("/users", post(api::create_user))
         .route("/login", post(api::login))
@@ -183,7 +198,26 @@ pub fn router(peers: Peers, metrics: HttpMetrics) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            body_deadline,
+            serve::body_deadline,
+        ))
         .layer(middleware::from_fn_with_state(metrics, observe::observe))
+        .layer(middleware::map_response(no_sniff_no_store))
+}
+
+/// Every answer, errors included: never read as another type than it says,
+/// never stored by a cache (unless its route says otherwise: the UI's files
+/// are `no-cache`).
+async fn no_sniff_no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn not_found() -> HttpError {

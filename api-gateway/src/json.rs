@@ -74,6 +74,11 @@ pub struct NewConsignment {
     pub weight: i32,
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// Taken because the original's `consignment.json` names one, and passed
+    /// on as over gRPC: consignment-service picks the vessel itself (the
+    /// answer's `vessel_id` says which).
+    #[serde(default)]
+    pub vessel_id: String,
 }
 
 impl From<NewConsignment> for consignment::Consignment {
@@ -91,6 +96,7 @@ impl From<NewConsignment> for consignment::Consignment {
                     user_id: c.user_id,
                 })
                 .collect(),
+            vessel_id: new.vessel_id,
             ..Default::default()
         }
     }

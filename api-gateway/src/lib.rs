@@ -7,6 +7,8 @@
 //! - [`openapi`]: the OpenAPI 3 document, from the route table.
 //! - [`observe`]: a span per request continuing the caller's W3C trace; RED metrics.
 //! - [`ui`]: the web UI, embedded in the binary.
+//! - [`serve`]: the HTTP server loop: connection cap, header, body and
+//!   idle timeouts.
 //! - [`app`]: [`app::Application`], which binds and serves; `main` only
 //!   loads settings and runs it.
 
@@ -17,5 +19,6 @@ pub mod healthcheck;
 pub mod json;
 pub mod observe;
 pub mod openapi;
+pub mod serve;
 pub mod settings;
 pub mod ui;

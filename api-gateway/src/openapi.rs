@@ -140,7 +140,9 @@ fn schemas() -> Value {
         "Container": container,
         "NewConsignment": {"type": "object", "required": ["description", "weight"],
             "additionalProperties": false, "properties": {"description": string(),
-            "weight": int(), "containers": {"type": "array", "items": reference("Container")}}},
+            "weight": int(), "containers": {"type": "array", "items": reference("Container")},
+            "vessel_id": {"type": "string", "description":
+                "ignored: the service picks the vessel (taken so the original's consignment.json is)"}}},
         "Consignment": {"type": "object", "properties": {"id": string(),
             "description": string(), "weight": int(),
             "containers": {"type": "array", "items": reference("Container")},

@@ -1,6 +1,6 @@
 //! api-gateway's settings: flags that also read the environment.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use shippy_service::discovery::DiscoveryArgs;
 
@@ -42,4 +42,68 @@ pub struct Settings {
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+
+    /// How long clients may take and how many may connect at once.
+    #[command(flatten)]
+    pub http: HttpLimits,
+}
+
+/// The HTTP server's budgets: how long a client may take over each part of
+/// a request, and how many connections are served at once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimits {
+    /// How long a request's head (request line and headers) may take to
+    /// arrive, counted from its first byte; then the connection is closed.
+    #[arg(
+        long = "http-header-read-timeout",
+        env = "HTTP_HEADER_READ_TIMEOUT",
+        default_value_t = HttpLimits::HEADER_READ_TIMEOUT.into()
+    )]
+    pub header_read_timeout: humantime::Duration,
+
+    /// How long a request's body may take to arrive in full, counted from
+    /// the end of its head; then the answer is 408 and the connection closes.
+    #[arg(
+        long = "http-body-read-timeout",
+        env = "HTTP_BODY_READ_TIMEOUT",
+        default_value_t = HttpLimits::BODY_READ_TIMEOUT.into()
+    )]
+    pub body_read_timeout: humantime::Duration,
+
+    /// How long a connection may wait for its next request (a new one for
+    /// its first) before it is closed.
+    #[arg(
+        long = "http-idle-timeout",
+        env = "HTTP_IDLE_TIMEOUT",
+        default_value_t = HttpLimits::IDLE_TIMEOUT.into()
+    )]
+    pub idle_timeout: humantime::Duration,
+
+    /// The most connections served at once; one more is answered 503 and
+    /// closed at once. Keep it well below the open-files limit (`ulimit -n`).
+    #[arg(
+        long = "http-max-connections",
+        env = "HTTP_MAX_CONNECTIONS",
+        default_value_t = HttpLimits::MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+}
+
+impl HttpLimits {
+    const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    const MAX_CONNECTIONS: u32 = 512;
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Self::HEADER_READ_TIMEOUT.into(),
+            body_read_timeout: Self::BODY_READ_TIMEOUT.into(),
+            idle_timeout: Self::IDLE_TIMEOUT.into(),
+            max_connections: Self::MAX_CONNECTIONS,
+        }
+    }
 }

@@ -10,6 +10,7 @@
 #[path = "../../../consignment-service/tests/consignment-service/cluster/mod.rs"]
 mod cluster;
 
+mod edge;
 mod routes;
 mod service;
 mod traces;
@@ -90,6 +91,7 @@ impl Services {
             vessel_service_url: format!("http://{}", self.vessel_addr),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
+            http: Default::default(),
         }
     }
 }

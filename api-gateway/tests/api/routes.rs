@@ -404,3 +404,31 @@ async fn repeated_failed_logins_are_429_with_retry_after() {
         answer.text
     );
 }
+
+#[tokio::test]
+async fn the_repositorys_own_consignment_json_ships_as_it_does_over_grpc() {
+    let gateway = Gateway::start().await;
+    let (owner, token) = gateway.user("sample@example.com").await;
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../consignment.json"))
+        .expect("the repository's consignment.json");
+    let named: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+    assert_eq!(named["vessel_id"], "vessel001", "the file names a vessel");
+
+    let shipped = gateway
+        .send(
+            "POST",
+            "/api/v1/consignments",
+            Some(&token),
+            &[("content-type", "application/json")],
+            Some(sample),
+        )
+        .await;
+    assert_eq!(shipped.status, 201, "{}", shipped.text);
+    let consignment = &shipped.json["consignment"];
+    assert_eq!(consignment["description"], named["description"]);
+    assert_eq!(consignment["weight"], named["weight"]);
+    assert_eq!(consignment["owner_id"], owner.as_str());
+    assert_eq!(consignment["containers"].as_array().unwrap().len(), 3);
+    // The service picked the vessel: the smallest with room for 55 t.
+    assert_eq!(consignment["vessel_id"], "vessel002", "{consignment}");
+}

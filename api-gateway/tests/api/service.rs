@@ -2,6 +2,7 @@
 //! files, and how it answers when a service is down.
 
 use api_gateway::openapi::ROUTES;
+use serde_json::json;
 
 use crate::{Gateway, Services};
 
@@ -223,4 +224,51 @@ async fn the_healthcheck_subcommand_probes_healthz() {
     // Another HTTP server that is not the gateway: its /metrics has no /healthz.
     let other = probe(gateway.metrics.to_string()).await.unwrap();
     assert_eq!(other.status.code(), Some(1), "{other:?}");
+}
+
+#[tokio::test]
+async fn api_answers_and_errors_are_not_sniffed_nor_stored_and_the_ui_keeps_its_policy() {
+    let gateway = Gateway::start().await;
+    let email = "nosniff@example.com";
+    gateway.user(email).await;
+    let login = |password: &str| json!({"email": email, "password": password});
+    let answers = [
+        gateway
+            .post("/api/v1/login", None, login(crate::PASSWORD))
+            .await,
+        gateway.get("/healthz", None).await,
+        gateway.get("/api/openapi.json", None).await,
+        gateway.post("/api/v1/login", None, login("not it")).await,
+        gateway.get("/api/v1/me", None).await,
+        gateway.get("/api/v1/nothing", None).await,
+        gateway
+            .send("DELETE", "/api/v1/users", None, &[], None)
+            .await,
+    ];
+    let statuses: Vec<_> = answers.iter().map(|answer| answer.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 401, 401, 404, 405]);
+    for answer in &answers {
+        assert_eq!(
+            answer.headers["x-content-type-options"], "nosniff",
+            "{answer:?}"
+        );
+        assert_eq!(answer.headers["cache-control"], "no-store", "{answer:?}");
+        assert!(
+            answer.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{answer:?}"
+        );
+    }
+    // The UI's files are revalidated, not unstored, and keep their policy.
+    let page = gateway.get("/", None).await;
+    assert_eq!(page.headers["cache-control"], "no-cache");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
 }
