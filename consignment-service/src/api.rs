@@ -12,7 +12,10 @@ use tonic::{Request, Response, Status};
 use shippy_auth::Authenticator;
 
 use crate::{
-    domain::{Consignment, InvalidInput, MAX_CONSIGNMENT_BYTES, NewConsignment, State},
+    domain::{
+        Consignment, Idempotency, IdempotencyKey, InvalidInput, MAX_CONSIGNMENT_BYTES,
+        NewConsignment, State,
+    },
     saga::Saga,
     store::{ConsignmentStore, Cursor, Store, StoreError},
 };
@@ -62,6 +65,32 @@ impl ShippingApi {
     }
 }
 
+/// The metadata a create's idempotency key travels in.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The create's idempotency key, if it sent one: at most one, valid.
+fn idempotency_key(
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = metadata.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidArgument(format!(
+            "send one {IDEMPOTENCY_KEY}, not several"
+        )));
+    }
+    let text = value.to_str().map_err(|_| {
+        ApiError::InvalidArgument(format!(
+            "{IDEMPOTENCY_KEY} must be printable ASCII without spaces (a UUID is a good choice)"
+        ))
+    })?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(ApiError::from)
+}
+
 impl From<InvalidInput> for ApiError {
     fn from(error: InvalidInput) -> Self {
         ApiError::InvalidArgument(error.0)
@@ -74,6 +103,9 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::unavailable(
                 "the consignment database is unreachable; retry shortly",
                 error,
+            ),
+            StoreError::KeyTaken => ApiError::AlreadyExists(
+                "a consignment with this idempotency key is being created; retry shortly".into(),
             ),
             StoreError::AlreadyExists(_) | StoreError::Corrupt(_) | StoreError::Database(_) => {
                 ApiError::internal(error)
@@ -101,8 +133,10 @@ impl ShippingService for ShippingApi {
             ))
             .into());
         }
-        let new =
-            NewConsignment::parse(request.into_inner(), &claims.sub).map_err(ApiError::from)?;
+        let key = idempotency_key(request.metadata())?;
+        let sent = request.into_inner();
+        let idempotency = key.map(|key| Idempotency::of(key, &sent));
+        let new = NewConsignment::parse(sent, &claims.sub).map_err(ApiError::from)?;
         self.store()?;
         let capacity = new.capacity_needed();
         let consignment = Consignment {
@@ -115,7 +149,21 @@ impl ShippingService for ShippingApi {
             // Both stores keep microseconds; so does the answer.
             created_at: Utc::now().trunc_subsecs(6),
             state: State::Pending,
+            idempotency,
         };
+        // Generated ids and the owner are part of what is stored: the
+        // limit holds for the consignment as stored, not as sent.
+        let stored = consignment.stored_len_bound();
+        if stored > MAX_CONSIGNMENT_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "a consignment may be at most {MAX_CONSIGNMENT_BYTES} bytes ({} MiB) as stored, \
+                 its ids and owner included; this one would be up to {stored} (each container \
+                 without an id gets a 36-byte one and names its user): send fewer or smaller \
+                 containers",
+                MAX_CONSIGNMENT_BYTES / (1024 * 1024)
+            ))
+            .into());
+        }
         span.record("consignment.id", &consignment.id);
         let consignment = self.saga.place(consignment, capacity).await?;
         tracing::info!("consignment created");
@@ -152,7 +200,10 @@ impl ShippingService for ShippingApi {
         }
         span.record("consignment.id", id.as_str());
         self.store()?;
-        let consignment = self.saga.cancel(&id, &claims.sub).await?;
+        let consignment = self
+            .saga
+            .cancel(&id, &claims.sub, claims.is_admin())
+            .await?;
         Ok(Response::new(proto::Response {
             consignment: Some(consignment.into()),
             ..Default::default()

@@ -22,6 +22,15 @@ pub const MAX_CONSIGNMENT_BYTES: usize = 2 * 1024 * 1024;
 /// The largest request consignment-service decodes: a largest consignment
 /// and room for the rest; anything bigger is refused before it is decoded.
 pub const MAX_REQUEST_BYTES: usize = MAX_CONSIGNMENT_BYTES + 64 * 1024;
+/// The longest vessel id vessel-service hands out (its ids are at most 200
+/// bytes): what a consignment's size is reckoned with before its vessel is
+/// known.
+pub const MAX_VESSEL_ID_BYTES: usize = 200;
+/// The most bytes a `created_at` field takes encoded: tag and length (2),
+/// seconds (1 + 10) and nanos (1 + 5) at their longest.
+const MAX_TIMESTAMP_FIELD_BYTES: usize = 19;
+/// The longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
 /// One container of a consignment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +64,90 @@ pub struct Consignment {
     pub created_at: DateTime<Utc>,
     /// Where it is in its life: only confirmed ones are listed.
     pub state: State,
+    /// The caller's idempotency key and what it was sent with, if the
+    /// create carried one: one consignment per owner and key.
+    pub idempotency: Option<Idempotency>,
+}
+
+impl Consignment {
+    /// The most bytes this consignment takes encoded as `GetConsignments`
+    /// answers it (the documented limit, [`MAX_CONSIGNMENT_BYTES`]), its ids
+    /// and owner included, whichever vessel it lands on and whenever it is
+    /// created.
+    pub fn stored_len_bound(&self) -> usize {
+        use prost::Message as _;
+        let mut encoded = proto::Consignment::from(self.clone());
+        encoded.vessel_id.clear();
+        encoded.created_at = None;
+        encoded.encoded_len()
+            + 1
+            + prost::length_delimiter_len(MAX_VESSEL_ID_BYTES)
+            + MAX_VESSEL_ID_BYTES
+            + MAX_TIMESTAMP_FIELD_BYTES
+    }
+}
+
+/// A create's idempotency key (metadata `idempotency-key`): 1 to
+/// [`MAX_IDEMPOTENCY_KEY_BYTES`] bytes of printable ASCII without spaces,
+/// scoped to the caller's account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Checks a key given by a caller or read from the store.
+    pub fn parse(key: &str) -> Result<Self, InvalidInput> {
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY_BYTES
+            || !key.bytes().all(|byte| byte.is_ascii_graphic())
+        {
+            return Err(InvalidInput(format!(
+                "idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} characters of \
+                 printable ASCII without spaces (a UUID is a good choice), got {}",
+                shippy_service::text::excerpt(key)
+            )));
+        }
+        Ok(Self(key.to_owned()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What makes a create repeatable: its key, and a fingerprint of what was
+/// sent with it (so the same key with another consignment is told apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The caller's key.
+    pub key: IdempotencyKey,
+    /// SHA-256 (hex) of the consignment as sent: description, weight and
+    /// containers, before any id was generated.
+    pub fingerprint: String,
+}
+
+impl Idempotency {
+    /// `key` with the fingerprint of `sent`.
+    pub fn of(key: IdempotencyKey, sent: &proto::Consignment) -> Self {
+        use prost::Message as _;
+        use sha2::Digest as _;
+        use std::fmt::Write as _;
+        // What the caller chose; fields the service sets are left out.
+        let chosen = proto::Consignment {
+            description: sent.description.clone(),
+            weight: sent.weight,
+            containers: sent.containers.clone(),
+            ..Default::default()
+        };
+        let digest = sha2::Sha256::digest(chosen.encode_to_vec());
+        let fingerprint = digest
+            .iter()
+            .fold(String::with_capacity(64), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            });
+        Self { key, fingerprint }
+    }
 }
 
 /// Where a consignment is in its life. Placing one is a saga with

@@ -32,8 +32,8 @@ use chrono::Utc;
 use shippy_service::{ApiError, Shutdown, readiness::Ready, text::excerpt};
 
 use crate::{
-    domain::{Consignment, State},
-    store::{ConsignmentStore, Store},
+    domain::{Consignment, Idempotency, State},
+    store::{ConsignmentStore, Store, StoreError},
     vessels::{ConfirmError, Vessels},
 };
 
@@ -66,15 +66,37 @@ impl Saga {
     /// Places `consignment` (its id, owner and contents; vessel and state
     /// are set here): reserves room, stores it, confirms the room. Answers
     /// it as stored, confirmed.
+    ///
+    /// With an idempotency key, the owner's consignment placed with it
+    /// before is answered instead and nothing more is booked: as it is once
+    /// confirmed; finished (confirmed, as the sweep would) if still pending;
+    /// `ALREADY_EXISTS` if it was sent with another consignment;
+    /// `FAILED_PRECONDITION` if it was cancelled since. A placing that failed
+    /// freed its key, so a retry places anew. Of concurrent creates with one
+    /// key, one stores its consignment; the others give their hold back and
+    /// answer that one.
     pub async fn place(
         &self,
         mut consignment: Consignment,
         capacity: i32,
     ) -> Result<Consignment, ApiError> {
+        if let Some(wanted) = &consignment.idempotency
+            && let Some(earlier) = self
+                .store
+                .find_by_key(&consignment.owner_id, &wanted.key)
+                .await?
+        {
+            return self.replay(earlier, wanted).await;
+        }
         let id = consignment.id.clone();
         consignment.vessel_id = self
             .vessels
-            .reserve(&id, capacity, consignment.weight.get())
+            .reserve(
+                &id,
+                &consignment.owner_id,
+                capacity,
+                consignment.weight.get(),
+            )
             .await?;
         tracing::Span::current().record("vessel.id", consignment.vessel_id.as_str());
         consignment.state = State::Pending;
@@ -85,8 +107,25 @@ impl Saga {
             if let Err(release) = self.vessels.release(&id, true).await {
                 tracing::warn!(error = %release, "room not given back; it returns when its hold expires");
             }
+            // A concurrent create with the same key stored first: its
+            // consignment is the answer.
+            if let (StoreError::KeyTaken, Some(wanted)) = (&error, &consignment.idempotency)
+                && let Some(earlier) = self
+                    .store
+                    .find_by_key(&consignment.owner_id, &wanted.key)
+                    .await?
+            {
+                return self.replay(earlier, wanted).await;
+            }
             return Err(error.into());
         }
+        self.confirm_stored(consignment).await
+    }
+
+    /// Confirms the room of a stored, pending consignment and marks it
+    /// confirmed; answers it as confirmed.
+    async fn confirm_stored(&self, mut consignment: Consignment) -> Result<Consignment, ApiError> {
+        let id = consignment.id.clone();
         if let Err(error) = self.vessels.confirm(&id).await {
             let cause = match error {
                 ConfirmError::Lost(cause) | ConfirmError::Failed(cause) => cause,
@@ -110,6 +149,40 @@ impl Saga {
         }
         consignment.state = State::Confirmed;
         Ok(consignment)
+    }
+
+    /// Answers a create whose key the owner used before, for `earlier`.
+    async fn replay(
+        &self,
+        earlier: Consignment,
+        wanted: &Idempotency,
+    ) -> Result<Consignment, ApiError> {
+        let key = excerpt(wanted.key.as_str());
+        if earlier
+            .idempotency
+            .as_ref()
+            .is_none_or(|used| used.fingerprint != wanted.fingerprint)
+        {
+            return Err(ApiError::AlreadyExists(format!(
+                "idempotency key {key} was used for another consignment ({}) of this account; \
+                 send a new key to create a different one",
+                earlier.id
+            )));
+        }
+        tracing::Span::current().record("consignment.id", earlier.id.as_str());
+        tracing::Span::current().record("vessel.id", earlier.vessel_id.as_str());
+        tracing::info!("create repeated with its idempotency key; nothing more booked");
+        match earlier.state {
+            State::Confirmed => Ok(earlier),
+            // Still being placed (a concurrent create), or left pending by
+            // one that died: finish it, as the sweep would.
+            State::Pending => self.confirm_stored(earlier).await,
+            State::Cancelling | State::Cancelled => Err(ApiError::FailedPrecondition(format!(
+                "consignment {} (created with idempotency key {key}) was cancelled since; \
+                 send a new key to create it again",
+                earlier.id
+            ))),
+        }
     }
 
     /// The room of a stored, pending consignment could not be confirmed:
@@ -177,18 +250,30 @@ impl Saga {
         }
     }
 
-    /// Cancels `owner`'s consignment `id` and gives its room back. Not
-    /// theirs (or no such id): `NOT_FOUND`; still being placed:
-    /// `FAILED_PRECONDITION`. Cancelling again answers the same.
-    pub async fn cancel(&self, id: &str, owner: &str) -> Result<Consignment, ApiError> {
-        let not_found = || ApiError::NotFound(format!("you have no consignment {}", excerpt(id)));
+    /// Cancels consignment `id` for `caller` and gives its room back: their
+    /// own, or anyone's for an administrator (`admin`; logged, naming who
+    /// cancelled whose). Not theirs (or no such id): `NOT_FOUND`; still
+    /// being placed: `FAILED_PRECONDITION`. Cancelling again answers the same.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        caller: &str,
+        admin: bool,
+    ) -> Result<Consignment, ApiError> {
+        let not_found = || {
+            ApiError::NotFound(if admin {
+                format!("there is no consignment {}", excerpt(id))
+            } else {
+                format!("you have no consignment {}", excerpt(id))
+            })
+        };
         // A concurrent cancel may move it under us; three reads settle it.
         for _ in 0..3 {
             let mut consignment = self
                 .store
                 .get(id)
                 .await?
-                .filter(|consignment| consignment.owner_id == owner)
+                .filter(|consignment| admin || consignment.owner_id == caller)
                 .ok_or_else(not_found)?;
             match consignment.state {
                 State::Pending => {
@@ -214,7 +299,19 @@ impl Saga {
             } else {
                 State::Cancelling
             };
-            tracing::info!(state = consignment.state.as_str(), "consignment cancelled");
+            if consignment.owner_id == caller {
+                tracing::info!(state = consignment.state.as_str(), "consignment cancelled");
+            } else {
+                // The audit line: who cancelled whose consignment.
+                tracing::info!(
+                    target: "shippy::audit",
+                    admin = %caller,
+                    owner = %consignment.owner_id,
+                    consignment.id = %id,
+                    state = consignment.state.as_str(),
+                    "an administrator cancelled another account's consignment"
+                );
+            }
             return Ok(consignment);
         }
         Err(ApiError::unavailable(

@@ -87,7 +87,8 @@ impl Vessels {
             request.set_timeout(left);
             let result = tokio::time::timeout(left, send(self.client.clone(), request))
                 .await
-                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")));
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")))
+                .map_err(broken_connection_is_unavailable);
             match result {
                 Err(status) if status.code() == Code::Unavailable && attempt < ATTEMPTS => {
                     let pause = pauses.next().unwrap_or(PAUSES.max);
@@ -109,9 +110,11 @@ impl Vessels {
     }
 
     /// Takes room for `capacity` containers weighing `weight` kg in all on
-    /// the smallest vessel that still has it, held for `id`; answers the
-    /// vessel's id. No vessel has the room: `FAILED_PRECONDITION` naming the
-    /// need; vessel-service unreachable or too slow: `UNAVAILABLE`.
+    /// the smallest vessel that still has it, held for `id` on `owner`'s
+    /// account; answers the vessel's id. No vessel has the room:
+    /// `FAILED_PRECONDITION` naming the need; the account's cap would be
+    /// passed: `RESOURCE_EXHAUSTED` naming the cap and what it holds;
+    /// vessel-service unreachable or too slow: `UNAVAILABLE`.
     #[tracing::instrument(
         name = "shippy.vessel.v1.VesselService/Reserve",
         skip(self),
@@ -122,7 +125,13 @@ impl Vessels {
             rpc.method = "Reserve",
         )
     )]
-    pub async fn reserve(&self, id: &str, capacity: i32, weight: i32) -> Result<String, ApiError> {
+    pub async fn reserve(
+        &self,
+        id: &str,
+        owner: &str,
+        capacity: i32,
+        weight: i32,
+    ) -> Result<String, ApiError> {
         self.admit()?;
         let request = ReserveRequest {
             reservation_id: id.to_owned(),
@@ -130,6 +139,7 @@ impl Vessels {
                 capacity,
                 max_weight: weight,
             }),
+            owner_id: owner.to_owned(),
         };
         let reservation = self
             .call(request, |mut client, request| async move {
@@ -141,6 +151,22 @@ impl Vessels {
                     "no vessel has room left for this consignment \
                      ({capacity} containers, {weight} kg)"
                 )),
+                Code::ResourceExhausted => match AccountQuota::of(&status) {
+                    Some(quota) => ApiError::ResourceExhausted(format!(
+                        "this consignment ({capacity} containers, {weight} kg) would take your \
+                         account past its cap of {} containers and {} kg of room held or \
+                         confirmed; it holds {} containers and {} kg now. Cancel a \
+                         consignment to free room, or ask an administrator",
+                        quota.max_containers,
+                        quota.max_weight,
+                        quota.held_containers,
+                        quota.held_weight
+                    )),
+                    // vessel-service shedding load: it is busy, not full.
+                    None => {
+                        ApiError::unavailable("vessel-service is overloaded; retry shortly", status)
+                    }
+                },
                 _ => unexpected(status),
             })?;
         Some(reservation.vessel_id)
@@ -203,6 +229,49 @@ impl Vessels {
         .await
         .map(|released| released.released)
         .map_err(unexpected)
+    }
+}
+
+/// What `Reserve`'s metadata says of the per-account cap that refused it.
+struct AccountQuota {
+    held_containers: i64,
+    held_weight: i64,
+    max_containers: i64,
+    max_weight: i64,
+}
+
+impl AccountQuota {
+    /// The figures, if `status` is the cap's refusal (all four present).
+    fn of(status: &Status) -> Option<Self> {
+        use shippy_proto::vessel::quota;
+        let figure =
+            |key: &str| -> Option<i64> { status.metadata().get(key)?.to_str().ok()?.parse().ok() };
+        Some(Self {
+            held_containers: figure(quota::HELD_CONTAINERS)?,
+            held_weight: figure(quota::HELD_WEIGHT)?,
+            max_containers: figure(quota::MAX_CONTAINERS)?,
+            max_weight: figure(quota::MAX_WEIGHT)?,
+        })
+    }
+}
+
+/// A status made on this side because the connection broke mid-call
+/// (vessel-service died: reset, GOAWAY, end of stream) is `UNAVAILABLE`, as
+/// a connection refused is; tonic reports those as `UNKNOWN` or `INTERNAL`.
+/// They are told apart from a status vessel-service sent by their cause:
+/// tonic keeps the transport error as the status's source, while a status
+/// decoded from an answer has none. Every vessel call is idempotent, so
+/// one is retried like any other unreachable call.
+fn broken_connection_is_unavailable(status: Status) -> Status {
+    use std::error::Error as _;
+    if matches!(status.code(), Code::Unknown | Code::Internal) && status.source().is_some() {
+        tracing::debug!(%status, "connection to vessel-service broke mid-call");
+        Status::unavailable(format!(
+            "the connection to vessel-service broke mid-call: {}",
+            status.message()
+        ))
+    } else {
+        status
     }
 }
 

@@ -26,6 +26,20 @@ pub mod vessel {
         #![allow(missing_docs, clippy::all, missing_debug_implementations)]
         tonic::include_proto!("shippy.vessel.v1");
     }
+
+    /// The metadata of `Reserve`'s `RESOURCE_EXHAUSTED` answer when the
+    /// per-account cap refuses it: what the account holds (held and
+    /// confirmed) and the cap, each a decimal number.
+    pub mod quota {
+        /// Containers the account holds.
+        pub const HELD_CONTAINERS: &str = "x-quota-held-containers";
+        /// Kilograms the account holds.
+        pub const HELD_WEIGHT: &str = "x-quota-held-weight";
+        /// The most containers one account may hold.
+        pub const MAX_CONTAINERS: &str = "x-quota-max-containers";
+        /// The most kilograms one account may hold.
+        pub const MAX_WEIGHT: &str = "x-quota-max-weight";
+    }
 }
 
 /// Users, tokens and token keys: `shippy.user.v1`.

@@ -9,7 +9,10 @@ use shippy_service::{ApiError, pagination, readiness::Ready};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{InvalidInput, NewVessel, ReservationId, Specification, VesselId},
+    domain::{
+        AccountQuota, Held, InvalidInput, NewVessel, OwnerId, ReservationId, Reserved,
+        Specification, VesselId,
+    },
     store::{Store, StoreError, VesselStore},
 };
 
@@ -25,6 +28,8 @@ pub struct Reservations {
     pub ttl: Duration,
     /// The secret the reservation RPCs need; `None` refuses them all.
     pub service_token: Option<ServiceToken>,
+    /// The most room one account may hold.
+    pub quota: AccountQuota,
 }
 
 /// The handlers, over a store that may not be ready yet.
@@ -92,6 +97,32 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// `RESOURCE_EXHAUSTED` for a reservation the per-account cap refuses,
+/// with the figures in metadata (`shippy_proto::vessel::quota`) for the
+/// caller to tell its user.
+fn over_quota(held: Held, quota: AccountQuota, spec: Specification) -> Status {
+    use shippy_proto::vessel::quota as keys;
+    let mut status = Status::resource_exhausted(format!(
+        "the account holds {} containers and {} kg; {} containers and {} kg more would pass \
+         its cap of {} containers and {} kg",
+        held.containers,
+        held.weight,
+        spec.capacity.get(),
+        spec.max_weight.get(),
+        quota.containers,
+        quota.weight
+    ));
+    for (key, figure) in [
+        (keys::HELD_CONTAINERS, held.containers),
+        (keys::HELD_WEIGHT, held.weight),
+        (keys::MAX_CONTAINERS, quota.containers),
+        (keys::MAX_WEIGHT, quota.weight),
+    ] {
+        status.metadata_mut().insert(key, figure.into());
+    }
+    status
+}
+
 #[tonic::async_trait]
 impl VesselService for VesselApi {
     #[tracing::instrument(
@@ -129,17 +160,31 @@ impl VesselService for VesselApi {
             .specification
             .ok_or_else(|| ApiError::InvalidArgument("specification is required".into()))
             .and_then(|spec| Specification::try_from(spec).map_err(ApiError::from))?;
-        let reservation = store
-            .reserve(&id, spec, self.reservations.ttl)
+        let owner = OwnerId::parse(&wanted.owner_id).map_err(ApiError::from)?;
+        let quota = self.reservations.quota;
+        let reservation = match store
+            .reserve(&id, &owner, spec, self.reservations.ttl, quota)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| {
-                ApiError::FailedPrecondition(format!(
+        {
+            Reserved::Held(reservation) => reservation,
+            Reserved::NoRoom => {
+                return Err(ApiError::FailedPrecondition(format!(
                     "no vessel has room left for {} containers weighing {} kg",
                     spec.capacity.get(),
                     spec.max_weight.get()
                 ))
-            })?;
+                .into());
+            }
+            Reserved::OverQuota(held) => {
+                tracing::info!(
+                    held.containers = held.containers,
+                    held.weight = held.weight,
+                    "reservation refused: the account's cap"
+                );
+                return Err(over_quota(held, quota, spec));
+            }
+        };
         if reservation.taken != spec {
             return Err(ApiError::AlreadyExists(format!(
                 "reservation {id} holds {} containers / {} kg already, not {} / {}",

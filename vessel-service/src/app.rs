@@ -97,6 +97,7 @@ impl Application {
             Reservations {
                 ttl: settings.reservation_ttl.into(),
                 service_token: settings.service_token.clone(),
+                quota: settings.account_quota(),
             },
         );
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())

@@ -205,6 +205,89 @@ impl fmt::Display for ReservationId {
     }
 }
 
+/// The account a reservation's room is for (consignment-service: the
+/// consignment's owner): not empty, at most 200 bytes of printable text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnerId(String);
+
+impl OwnerId {
+    /// Checks an owner given by a caller.
+    pub fn parse(owner: &str) -> Result<Self, InvalidInput> {
+        if owner.is_empty() {
+            return Err(InvalidInput(
+                "owner_id is required: the account the room is for".into(),
+            ));
+        }
+        if owner.len() > MAX_TEXT_LEN || owner.chars().any(char::is_control) {
+            return Err(InvalidInput(format!(
+                "owner_id must be at most {MAX_TEXT_LEN} bytes of printable text"
+            )));
+        }
+        Ok(Self(owner.to_owned()))
+    }
+
+    /// The owner as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The most room one account may hold on the fleet, held and confirmed
+/// reservations together, so no account can take what everyone needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountQuota {
+    /// Containers.
+    pub containers: i64,
+    /// Kilograms.
+    pub weight: i64,
+}
+
+impl AccountQuota {
+    /// The default: a quarter of the seed fleet's room (1 700 containers,
+    /// 800 000 kg), so at least four accounts can always ship.
+    pub const DEFAULT: Self = Self {
+        containers: 425,
+        weight: 200_000,
+    };
+
+    /// Whether an account holding `held` may take `spec` more.
+    pub fn allows(self, held: Held, spec: Specification) -> bool {
+        held.containers + i64::from(spec.capacity.get()) <= self.containers
+            && held.weight + i64::from(spec.max_weight.get()) <= self.weight
+    }
+}
+
+/// The room an account holds: its held and confirmed reservations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Containers.
+    pub containers: i64,
+    /// Kilograms.
+    pub weight: i64,
+}
+
+/// How a reservation went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// The room is held for the id: taken now, or by an earlier call with
+    /// the same id (nothing more taken).
+    Held(Reservation),
+    /// No vessel has the room.
+    NoRoom,
+    /// The owner holds `.0` already; taking this too would pass the cap.
+    OverQuota(Held),
+}
+
+impl Reserved {
+    /// The reservation, if the room is held.
+    pub fn into_held(self) -> Option<Reservation> {
+        match self {
+            Self::Held(reservation) => Some(reservation),
+            Self::NoRoom | Self::OverQuota(_) => None,
+        }
+    }
+}
+
 /// Room taken on one vessel for one reservation id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {

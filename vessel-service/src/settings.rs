@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use shippy_auth::service::ServiceToken;
 use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
 
+use crate::domain::AccountQuota;
+
 /// What vessel-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -42,6 +44,28 @@ pub struct Settings {
     #[arg(long, env = "RESERVATION_SWEEP_INTERVAL", default_value = "5s")]
     pub reservation_sweep_interval: humantime::Duration,
 
+    /// The most containers one account may hold across the fleet, held and
+    /// confirmed reservations together (default: a quarter of the seed
+    /// fleet's 1 700).
+    #[arg(
+        long,
+        env = "ACCOUNT_MAX_CONTAINERS",
+        default_value_t = AccountQuota::DEFAULT.containers,
+        value_parser = clap::value_parser!(i64).range(1..)
+    )]
+    pub account_max_containers: i64,
+
+    /// The most kilograms one account may hold across the fleet, held and
+    /// confirmed reservations together (default: a quarter of the seed
+    /// fleet's 800 000 kg).
+    #[arg(
+        long,
+        env = "ACCOUNT_MAX_WEIGHT",
+        default_value_t = AccountQuota::DEFAULT.weight,
+        value_parser = clap::value_parser!(i64).range(1..)
+    )]
+    pub account_max_weight: i64,
+
     /// Where Prometheus scrapes `/metrics`.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9152")]
     pub metrics_addr: SocketAddr,
@@ -49,4 +73,14 @@ pub struct Settings {
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+}
+
+impl Settings {
+    /// The per-account cap these settings give.
+    pub fn account_quota(&self) -> AccountQuota {
+        AccountQuota {
+            containers: self.account_max_containers,
+            weight: self.account_max_weight,
+        }
+    }
 }

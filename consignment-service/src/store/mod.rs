@@ -11,7 +11,7 @@ use shippy_service::settings::SecretUrl;
 pub use shippy_store::OpenError;
 use shippy_store::{Backend, dispatch};
 
-use crate::domain::{Consignment, State};
+use crate::domain::{Consignment, IdempotencyKey, State};
 
 /// A store operation that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A consignment with this id exists already.
     #[error("a consignment with id `{0}` exists already")]
     AlreadyExists(String),
+    /// The owner has a consignment with this idempotency key already.
+    #[error("the owner has a consignment with this idempotency key already")]
+    KeyTaken,
     /// The database cannot be reached now.
     #[error("the consignment database is unreachable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -44,7 +47,8 @@ pub trait ConsignmentStore: Send + Sync {
     fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds a consignment, in its state; [`StoreError::AlreadyExists`] if its
-    /// id is taken.
+    /// id is taken, [`StoreError::KeyTaken`] if its owner has one with its
+    /// idempotency key (one per owner and key, whatever the state).
     fn insert(
         &self,
         consignment: &Consignment,
@@ -56,12 +60,22 @@ pub trait ConsignmentStore: Send + Sync {
 
     /// Moves consignment `id` from state `from` to `to`; says whether it did
     /// (not: it is in another state, or there is no such consignment).
+    /// `pending` to `cancelling` (its placing failed: nothing shipped) also
+    /// frees its idempotency key, so a retry with that key places it anew.
     fn transition(
         &self,
         id: &str,
         from: State,
         to: State,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// `owner`'s consignment created with idempotency key `key`, whatever
+    /// its state (none once its placing failed: the key was freed).
+    fn find_by_key(
+        &self,
+        owner: &str,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Consignment>, StoreError>> + Send;
 
     /// The ids of up to `limit` consignments in state `state` created before
     /// `before`, oldest first: what the recovery sweep finishes. Ids only, so
@@ -153,6 +167,14 @@ impl ConsignmentStore for Store {
 
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
         dispatch!(Store, self, store => store.transition(id, from, to))
+    }
+
+    async fn find_by_key(
+        &self,
+        owner: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Consignment>, StoreError> {
+        dispatch!(Store, self, store => store.find_by_key(owner, key))
     }
 
     async fn unsettled(

@@ -13,7 +13,10 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 
 use super::{ConsignmentStore, Cursor, StoreError};
-use crate::domain::{Consignment, Container, Containers, Description, InvalidInput, State, Weight};
+use crate::domain::{
+    Consignment, Container, Containers, Description, Idempotency, IdempotencyKey, InvalidInput,
+    State, Weight,
+};
 
 /// Consignments in a MongoDB collection named `consignments`.
 #[derive(Debug, Clone)]
@@ -37,6 +40,11 @@ struct ConsignmentDocument {
     /// Absent only on consignments stored before states; `prepare` fills it.
     #[serde(default)]
     state: Option<String>,
+    /// The caller's idempotency key; absent without one, or once freed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_fingerprint: Option<String>,
 }
 
 impl From<&Consignment> for ConsignmentDocument {
@@ -51,6 +59,14 @@ impl From<&Consignment> for ConsignmentDocument {
             created_at: bson::DateTime::from_millis(consignment.created_at.timestamp_millis()),
             created_at_us: consignment.created_at.timestamp_micros(),
             state: Some(consignment.state.as_str().to_owned()),
+            idempotency_key: consignment
+                .idempotency
+                .as_ref()
+                .map(|idempotency| idempotency.key.as_str().to_owned()),
+            request_fingerprint: consignment
+                .idempotency
+                .as_ref()
+                .map(|idempotency| idempotency.fingerprint.clone()),
         }
     }
 }
@@ -72,8 +88,16 @@ impl TryFrom<ConsignmentDocument> for Consignment {
                 State::parse(name).ok_or_else(|| corrupt(InvalidInput("unknown state".into())))?
             }
         };
+        let idempotency = match (document.idempotency_key, document.request_fingerprint) {
+            (Some(key), Some(fingerprint)) => Some(Idempotency {
+                key: IdempotencyKey::parse(&key).map_err(&corrupt)?,
+                fingerprint,
+            }),
+            _ => None,
+        };
         Ok(Self {
             state,
+            idempotency,
             id: document.id,
             owner_id: document.owner_id,
             description: Description::parse(&document.description).map_err(&corrupt)?,
@@ -101,6 +125,10 @@ fn listing_index() -> IndexModel {
 
 /// The index the recovery sweep finds half-done consignments by.
 pub const UNSETTLED_INDEX: &str = "state_1_created_at_us_1";
+
+/// The unique index that keeps one consignment per owner and key; only
+/// documents holding a key are in it.
+pub const KEY_INDEX: &str = "owner_id_1_idempotency_key_1_unique";
 
 /// The listing index's name (MongoDB's default name for its keys).
 pub const LISTING_INDEX: &str = "owner_id_1_created_at_us_-1__id_-1";
@@ -165,8 +193,18 @@ impl ConsignmentStore for MongoStore {
                     .build(),
             )
             .build();
+        let keys = IndexModel::builder()
+            .keys(doc! { "owner_id": 1, "idempotency_key": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(KEY_INDEX.to_owned())
+                    .unique(true)
+                    .partial_filter_expression(doc! { "idempotency_key": { "$type": "string" } })
+                    .build(),
+            )
+            .build();
         self.consignments
-            .create_indexes([listing_index(), unsettled])
+            .create_indexes([listing_index(), unsettled, keys])
             .await
             .map_err(store_error)?;
         // Consignments stored before states were placed whole: confirmed.
@@ -193,11 +231,35 @@ impl ConsignmentStore for MongoStore {
             .await
         {
             Ok(_) => Ok(()),
+            // Ids are UUIDs, so a clash is the key's; the id's is told
+            // apart by looking.
             Err(error) if shippy_store::mongo_duplicate_key(&error) => {
-                Err(StoreError::AlreadyExists(consignment.id.clone()))
+                if consignment.idempotency.is_some() && self.get(&consignment.id).await?.is_none() {
+                    Err(StoreError::KeyTaken)
+                } else {
+                    Err(StoreError::AlreadyExists(consignment.id.clone()))
+                }
             }
             Err(error) => Err(store_error(error)),
         }
+    }
+
+    #[tracing::instrument(
+        name = "mongodb.find_consignment_by_key",
+        skip_all,
+        err(Display, level = "debug")
+    )]
+    async fn find_by_key(
+        &self,
+        owner: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Consignment>, StoreError> {
+        self.consignments
+            .find_one(doc! { "owner_id": owner, "idempotency_key": key.as_str() })
+            .await
+            .map_err(store_error)?
+            .map(Consignment::try_from)
+            .transpose()
     }
 
     #[tracing::instrument(
@@ -248,12 +310,18 @@ impl ConsignmentStore for MongoStore {
         err(Display, level = "debug")
     )]
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
+        // A placing that failed frees its key (see the trait).
+        let update = if (from, to) == (State::Pending, State::Cancelling) {
+            doc! {
+                "$set": { "state": to.as_str() },
+                "$unset": { "idempotency_key": "" },
+            }
+        } else {
+            doc! { "$set": { "state": to.as_str() } }
+        };
         let moved = self
             .consignments
-            .update_one(
-                doc! { "_id": id, "state": from.as_str() },
-                doc! { "$set": { "state": to.as_str() } },
-            )
+            .update_one(doc! { "_id": id, "state": from.as_str() }, update)
             .await
             .map_err(store_error)?;
         Ok(moved.modified_count == 1)

@@ -7,7 +7,10 @@ use futures::TryStreamExt;
 use sqlx::{PgPool, types::Json};
 
 use super::{ConsignmentStore, Cursor, StoreError};
-use crate::domain::{Consignment, Container, Containers, Description, InvalidInput, State, Weight};
+use crate::domain::{
+    Consignment, Container, Containers, Description, Idempotency, IdempotencyKey, InvalidInput,
+    State, Weight,
+};
 
 /// The schema, embedded in the binary and applied by [`ConsignmentStore::prepare`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -35,12 +38,15 @@ struct ConsignmentRow {
     containers: Json<Vec<Container>>,
     created_at: DateTime<Utc>,
     state: String,
+    idempotency_key: Option<String>,
+    request_fingerprint: Option<String>,
 }
 
 /// The columns a [`ConsignmentRow`] reads (a macro, so queries stay `&'static str`).
 macro_rules! columns {
     () => {
-        "id, owner_id, description, weight, vessel_id, containers, created_at, state"
+        "id, owner_id, description, weight, vessel_id, containers, created_at, state, \
+         idempotency_key, request_fingerprint"
     };
 }
 
@@ -53,7 +59,15 @@ impl TryFrom<ConsignmentRow> for Consignment {
             |error: InvalidInput| StoreError::Corrupt(format!("consignment `{id}`: {error}"));
         let state = State::parse(&row.state)
             .ok_or_else(|| corrupt(InvalidInput("unknown state".into())))?;
+        let idempotency = match (row.idempotency_key, row.request_fingerprint) {
+            (Some(key), Some(fingerprint)) => Some(Idempotency {
+                key: IdempotencyKey::parse(&key).map_err(&corrupt)?,
+                fingerprint,
+            }),
+            _ => None,
+        };
         Ok(Self {
+            idempotency,
             id: row.id,
             owner_id: row.owner_id,
             description: Description::parse(&row.description).map_err(&corrupt)?,
@@ -66,7 +80,16 @@ impl TryFrom<ConsignmentRow> for Consignment {
     }
 }
 
+/// The unique index that keeps one consignment per owner and key.
+const KEY_INDEX: &str = "consignments_idempotency_key";
+
 fn store_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(database) = &error
+        && database.is_unique_violation()
+        && database.constraint() == Some(KEY_INDEX)
+    {
+        return StoreError::KeyTaken;
+    }
     if shippy_store::postgres_unavailable(&error) {
         StoreError::Unavailable(error.into())
     } else if matches!(
@@ -106,8 +129,9 @@ impl ConsignmentStore for PostgresStore {
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO consignments \
-             (id, owner_id, description, weight, vessel_id, containers, created_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+             (id, owner_id, description, weight, vessel_id, containers, created_at, state, \
+              idempotency_key, request_fingerprint) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&consignment.id)
         .bind(&consignment.owner_id)
@@ -117,6 +141,18 @@ impl ConsignmentStore for PostgresStore {
         .bind(Json(consignment.containers.as_slice()))
         .bind(consignment.created_at)
         .bind(consignment.state.as_str())
+        .bind(
+            consignment
+                .idempotency
+                .as_ref()
+                .map(|idempotency| idempotency.key.as_str()),
+        )
+        .bind(
+            consignment
+                .idempotency
+                .as_ref()
+                .map(|idempotency| idempotency.fingerprint.as_str()),
+        )
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -193,14 +229,42 @@ impl ConsignmentStore for PostgresStore {
         err(Display, level = "debug")
     )]
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
-        let moved = sqlx::query("UPDATE consignments SET state = $3 WHERE id = $1 AND state = $2")
-            .bind(id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
+        // A placing that failed frees its key (see the trait).
+        let moved = sqlx::query(
+            "UPDATE consignments SET state = $3, idempotency_key = CASE \
+                 WHEN $2 = 'pending' AND $3 = 'cancelling' THEN NULL ELSE idempotency_key END \
+             WHERE id = $1 AND state = $2",
+        )
+        .bind(id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
         Ok(moved.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(
+        name = "postgres.find_consignment_by_key",
+        skip_all,
+        err(Display, level = "debug")
+    )]
+    async fn find_by_key(
+        &self,
+        owner: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Consignment>, StoreError> {
+        let row: Option<ConsignmentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM consignments WHERE owner_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(owner)
+        .bind(key.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(Consignment::try_from).transpose()
     }
 
     #[tracing::instrument(name = "postgres.unsettled_consignments", skip_all, fields(state = state.as_str()), err(Display, level = "debug"))]

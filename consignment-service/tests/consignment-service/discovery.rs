@@ -61,6 +61,8 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
         service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
         reservation_ttl: shippy_testkit::RESERVATION_TTL.into(),
         reservation_sweep_interval: Duration::from_millis(100).into(),
+        account_max_containers: vessel_service::domain::AccountQuota::DEFAULT.containers,
+        account_max_weight: vessel_service::domain::AccountQuota::DEFAULT.weight,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery,
     })

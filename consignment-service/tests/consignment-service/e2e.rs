@@ -672,3 +672,78 @@ async fn health_is_not_serving_until_the_token_keys_are_held() {
     wait_for_health(&channel, ServingStatus::Serving).await;
     shutdown.trigger();
 }
+
+/// The 2 MiB limit holds for the consignment as stored, container ids and
+/// user ids the service fills in included (the probe stored 2 730 188 B):
+/// the largest input accepted stores within 2 MiB, and one byte more is
+/// `INVALID_ARGUMENT`.
+#[tokio::test]
+async fn the_largest_accepted_consignment_stores_within_2_mib_and_one_byte_more_is_invalid() {
+    use prost::Message as _;
+
+    const LIMIT: usize = 2 * 1024 * 1024;
+    const CONTAINERS: usize = 3_600;
+    let cluster = Cluster::start().await;
+    cluster.create_vessel(1_000_000, 1_000_000).await;
+    let (_, token) = cluster.user("limit@example.com").await;
+    // `extra` more bytes of origin than the base, spread over the
+    // containers; ids and user ids left for the service to fill in.
+    let padded = |extra: usize| Consignment {
+        description: "Bulk".into(),
+        weight: 1,
+        containers: (0..CONTAINERS)
+            .map(|n| Container {
+                customer_id: "c".into(),
+                origin: "o".repeat(300 + extra.saturating_sub(n * 200).min(200)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut shipping = cluster.shipping();
+    let mut attempt = async |extra: usize| {
+        shipping
+            .create_consignment(bearer(padded(extra), &token))
+            .await
+            .map(|response| response.into_inner().consignment.unwrap())
+    };
+    let (mut accepted, mut refused) = (0, CONTAINERS * 200);
+    let mut largest = attempt(accepted).await.expect("the smallest fits");
+    let status = attempt(refused).await.expect_err("the largest does not");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    while refused - accepted > 1 {
+        let middle = accepted + (refused - accepted) / 2;
+        match attempt(middle).await {
+            Ok(stored) => {
+                accepted = middle;
+                largest = stored;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+                assert!(status.message().contains("2097152"), "{status:?}");
+                refused = middle;
+            }
+        }
+    }
+    let sent = padded(accepted).encoded_len();
+    let stored = largest.encoded_len();
+    eprintln!("largest accepted: {sent} B sent, {stored} B stored");
+    assert!(stored <= LIMIT, "stored {stored} B");
+    assert!(stored > LIMIT - 1_024, "the bound is tight: {stored} B");
+    // Read back as GetConsignments answers it: the same size.
+    let listed = cluster
+        .shipping()
+        .get_consignments(bearer(
+            GetRequest {
+                page_size: 1,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .consignments;
+    assert_eq!(listed[0].id, largest.id);
+    assert!(listed[0].encoded_len() <= LIMIT);
+}

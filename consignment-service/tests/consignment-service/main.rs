@@ -6,6 +6,8 @@ mod binary;
 mod cluster;
 mod discovery;
 mod e2e;
+mod idempotency;
+mod quota;
 mod saga;
 mod store_contract;
 mod tracing;

@@ -27,7 +27,7 @@ use shippy_proto::{
 use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, StoreKind};
 use tonic::{Code, Request, metadata::MetadataValue};
 
-fn bearer<T>(message: T, token: &str) -> Request<T> {
+pub(crate) fn bearer<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
@@ -36,7 +36,7 @@ fn bearer<T>(message: T, token: &str) -> Request<T> {
     request
 }
 
-fn as_service<T>(message: T) -> Request<T> {
+pub(crate) fn as_service<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "x-service-token",
@@ -46,7 +46,7 @@ fn as_service<T>(message: T) -> Request<T> {
 }
 
 /// The original shippy's sample consignment: 3 containers, 55 000 kg.
-fn sample() -> Consignment {
+pub(crate) fn sample() -> Consignment {
     Consignment {
         description: "This is a test consignment".into(),
         weight: 55_000,
@@ -63,7 +63,7 @@ fn sample() -> Consignment {
 }
 
 /// The fleet as `ListVessels` shows it, by id.
-async fn fleet(cluster: &Cluster, token: &str) -> BTreeMap<String, Vessel> {
+pub(crate) async fn fleet(cluster: &Cluster, token: &str) -> BTreeMap<String, Vessel> {
     VesselServiceClient::new(cluster.vessels.clone())
         .list_vessels(bearer(ListRequest::default(), token))
         .await
@@ -76,7 +76,7 @@ async fn fleet(cluster: &Cluster, token: &str) -> BTreeMap<String, Vessel> {
 }
 
 /// `(used containers, used kg)` of every vessel with anything used.
-async fn used(cluster: &Cluster, token: &str) -> BTreeMap<String, (i32, i32)> {
+pub(crate) async fn used(cluster: &Cluster, token: &str) -> BTreeMap<String, (i32, i32)> {
     fleet(cluster, token)
         .await
         .into_iter()
@@ -85,7 +85,7 @@ async fn used(cluster: &Cluster, token: &str) -> BTreeMap<String, (i32, i32)> {
         .collect()
 }
 
-async fn listed(cluster: &Cluster, token: &str) -> Vec<Consignment> {
+pub(crate) async fn listed(cluster: &Cluster, token: &str) -> Vec<Consignment> {
     cluster
         .shipping()
         .get_consignments(bearer(
@@ -102,7 +102,7 @@ async fn listed(cluster: &Cluster, token: &str) -> Vec<Consignment> {
 }
 
 /// Waits until `used` shows `wanted`, up to `limit`.
-async fn wait_for_used(
+pub(crate) async fn wait_for_used(
     cluster: &Cluster,
     token: &str,
     wanted: &BTreeMap<String, (i32, i32)>,
@@ -403,6 +403,7 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
         vessel_id: vessel_id.into(),
         created_at: chrono::Utc::now() - chrono::Duration::seconds(2),
         state: State::Pending,
+        idempotency: None,
     };
     // One whose room is still held...
     let held = VesselServiceClient::new(cluster.vessels.clone())
@@ -412,6 +413,7 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
                 capacity: 3,
                 max_weight: 55_000,
             }),
+            owner_id: owner.clone(),
         }))
         .await
         .unwrap()
@@ -523,4 +525,78 @@ async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
         );
     }
     assert!(listed(&cluster, &token).await.is_empty());
+}
+
+/// vessel-service killed mid-call (a real process, its Reserve waiting on
+/// its database when it dies): the create is `UNAVAILABLE` — retry later —
+/// not `INTERNAL`, though tonic reports the broken connection as an
+/// unknown or internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vessel_service_killed_mid_call_is_unavailable() {
+    use sqlx::Connection as _;
+
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("midcall@example.com").await;
+    let database = shippy_testkit::fresh_postgres_database("vessel_killed_mid_call").await;
+    let vessels = shippy_testkit::ServiceProcess::start(
+        "vessel-service",
+        &[
+            ("DATABASE_URL", database.expose().to_owned()),
+            ("USER_SERVICE_URL", format!("http://{}", cluster.user_addr)),
+        ],
+    )
+    .await;
+    let (address, shutdown) = cluster::spawn_consignment_service(
+        shippy_testkit::fresh_postgres_database("vessel_killed_mid_call_c").await,
+        vessels.address,
+        cluster.user_addr,
+    )
+    .await;
+    let shipping = cluster::channel(address);
+    shippy_testkit::wait_for_health(
+        &shipping,
+        tonic_health::pb::health_check_response::ServingStatus::Serving,
+    )
+    .await;
+    // Hold the fleet so the Reserve waits inside vessel-service.
+    let mut lock = sqlx::PgConnection::connect(database.expose())
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE vessels IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let request = bearer(sample(), &token);
+    let mut client =
+        shippy_proto::consignment::v1::shipping_service_client::ShippingServiceClient::new(
+            shipping,
+        );
+    let create = tokio::spawn(async move { client.create_consignment(request).await });
+    let mut watch = sqlx::PgConnection::connect(database.expose())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE 'WITH held AS%'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Reserve never reached the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(vessels); // SIGKILL, mid-call
+    let status = create.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("retry"), "{status:?}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
+    shutdown.trigger();
 }

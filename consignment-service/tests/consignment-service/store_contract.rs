@@ -8,7 +8,10 @@ use std::{ops::ControlFlow, time::Duration};
 
 use chrono::{DateTime, Utc};
 use consignment_service::{
-    domain::{Consignment, Container, Containers, Description, State, Weight},
+    domain::{
+        Consignment, Container, Containers, Description, Idempotency, IdempotencyKey, State,
+        Weight,
+    },
     store::{ConsignmentStore, Cursor, Store, StoreError},
 };
 use shippy_testkit::{
@@ -45,6 +48,7 @@ fn consignment(id: &str, owner: &str, created_at: DateTime<Utc>) -> Consignment 
         vessel_id: "vessel001".into(),
         created_at,
         state: State::Confirmed,
+        idempotency: None,
     }
 }
 
@@ -246,6 +250,77 @@ async fn unsettled_finds_old_consignments_of_a_state_oldest_first(store: impl Co
     assert_eq!(cancelling, ["undo"]);
 }
 
+/// `consignment(id, owner, …)` created with idempotency key `key`, pending.
+fn keyed(id: &str, owner: &str, key: &str) -> Consignment {
+    Consignment {
+        state: State::Pending,
+        idempotency: Some(Idempotency {
+            key: IdempotencyKey::parse(key).unwrap(),
+            fingerprint: format!("fingerprint-of-{id}"),
+        }),
+        ..consignment(id, owner, at(7))
+    }
+}
+
+/// One consignment per owner and idempotency key (a unique index), found by
+/// both; a placing that failed (pending → cancelling) frees the key, a
+/// cancel of a confirmed one does not.
+async fn one_consignment_per_owner_and_key(store: impl ConsignmentStore) {
+    let key = IdempotencyKey::parse("order-1").unwrap();
+    let first = keyed("k1", "alice", "order-1");
+    store.insert(&first).await.unwrap();
+    assert_eq!(
+        store.find_by_key("alice", &key).await.unwrap(),
+        Some(first.clone()),
+        "read back whole, key and fingerprint included"
+    );
+    let error = store
+        .insert(&keyed("k2", "alice", "order-1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::KeyTaken), "{error:?}");
+    assert!(store.get("k2").await.unwrap().is_none());
+    // Keys are per owner; consignments without one never clash.
+    store.insert(&keyed("k3", "bob", "order-1")).await.unwrap();
+    store.insert(&consignment("n1", "alice", at(8))).await.unwrap();
+    store.insert(&consignment("n2", "alice", at(9))).await.unwrap();
+    assert!(
+        store
+            .find_by_key("carol", &key)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Its placing failed: the key is free for a retry to place anew.
+    assert!(
+        store
+            .transition("k1", State::Pending, State::Cancelling)
+            .await
+            .unwrap()
+    );
+    assert!(store.find_by_key("alice", &key).await.unwrap().is_none());
+    let retry = keyed("k4", "alice", "order-1");
+    store.insert(&retry).await.unwrap();
+    assert_eq!(store.find_by_key("alice", &key).await.unwrap(), Some(retry));
+
+    // A confirmed one cancelled keeps its key: the key was used.
+    assert!(
+        store
+            .transition("k4", State::Pending, State::Confirmed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .transition("k4", State::Confirmed, State::Cancelling)
+            .await
+            .unwrap()
+    );
+    let kept = store.find_by_key("alice", &key).await.unwrap().unwrap();
+    assert_eq!((kept.id.as_str(), kept.state), ("k4", State::Cancelling));
+}
+
 async fn preparing_twice_is_fine_and_ping_answers(store: impl ConsignmentStore) {
     store.prepare().await.unwrap();
     store.ping().await.unwrap();
@@ -280,6 +355,7 @@ store_contract!(
     unsettled_finds_old_consignments_of_a_state_oldest_first,
     inserted_consignment_reads_back_whole,
     a_taken_id_is_already_exists,
+    one_consignment_per_owner_and_key,
     owners_see_only_their_own_newest_first,
     pages_resume_after_the_cursor_even_at_equal_times,
     a_visit_stopped_early_leaves_the_store_usable,

@@ -13,7 +13,9 @@ use std::time::Duration;
 use shippy_service::settings::SecretUrl;
 use shippy_store::{Backend, dispatch};
 
-use crate::domain::{Reservation, ReservationId, Specification, Vessel, VesselId};
+use crate::domain::{
+    AccountQuota, OwnerId, Reservation, ReservationId, Reserved, Specification, Vessel, VesselId,
+};
 
 /// A store operation that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +74,21 @@ pub trait VesselStore: Send + Sync {
 
     /// Takes `spec`'s room on the vessel [`find_available`](Self::find_available)
     /// would answer, in one atomic step in the database, held for `id` for
-    /// `ttl`. The reservation `id` already holds, if any, is answered as it
-    /// is and nothing more is taken (so is a concurrent reserver's with the
-    /// same id). `None`: no vessel has the room.
+    /// `ttl`, on `owner`'s account. The reservation `id` already holds, if
+    /// any, is answered as it is and nothing more is taken (so is a
+    /// concurrent reserver's with the same id). [`Reserved::NoRoom`]: no
+    /// vessel has the room. [`Reserved::OverQuota`]: the owner's held and
+    /// confirmed room plus `spec` would pass `quota` — checked with the
+    /// owner's reservations serialised, so concurrent reservations of one
+    /// owner never pass it together.
     fn reserve(
         &self,
         id: &ReservationId,
+        owner: &OwnerId,
         spec: Specification,
         ttl: Duration,
-    ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+        quota: AccountQuota,
+    ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
 
     /// Keeps `id`'s held reservation until released (an already confirmed
     /// one is answered as it is). `None`: `id` holds nothing, or its hold
@@ -167,10 +175,12 @@ impl VesselStore for Store {
     async fn reserve(
         &self,
         id: &ReservationId,
+        owner: &OwnerId,
         spec: Specification,
         ttl: Duration,
-    ) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(Store, self, store => store.reserve(id, spec, ttl))
+        quota: AccountQuota,
+    ) -> Result<Reserved, StoreError> {
+        dispatch!(Store, self, store => store.reserve(id, owner, spec, ttl, quota))
     }
 
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {

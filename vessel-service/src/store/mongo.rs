@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, VesselStore};
 use crate::domain::{
-    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName, Weight,
+    AccountQuota, Capacity, Held, OwnerId, Reservation, ReservationId, Reserved, Room,
+    Specification, Vessel, VesselId, VesselName, Weight,
 };
 
 /// Vessels in a MongoDB collection named `vessels`. Each vessel's
@@ -24,7 +25,15 @@ pub struct MongoStore {
     database: Database,
     vessels: Collection<VesselDocument>,
     holders: Collection<HolderDocument>,
+    /// One lease per owner while a reservation of theirs is being taken.
+    account_leases: Collection<Document>,
 }
+
+/// How long an owner's lease lasts at most: a reserver that died holding it
+/// blocks that owner's reservations no longer than this.
+const LEASE: Duration = Duration::from_secs(10);
+/// How long a reserver waits for another's lease on the same owner.
+const LEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// One reservation, as an element of its vessel's `reservations` array.
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,6 +44,9 @@ struct ReservationDocument {
     weight: i32,
     /// `None` once confirmed.
     expires_at: Option<bson::DateTime>,
+    /// The account the room is for; empty on reservations from before owners.
+    #[serde(default)]
+    owner_id: String,
 }
 
 /// A vessel with only the reservations a query asked for.
@@ -71,6 +83,8 @@ pub const MAX_RESERVATIONS_PER_VESSEL: usize = 50_000;
 /// The name of the unique index on reservation ids: one id holds room on
 /// one vessel only, even when two reservers with it race.
 pub const RESERVATION_ID_INDEX: &str = "reservations__id_unique";
+/// The name of the index an owner's reservations are summed by.
+pub const RESERVATION_OWNER_INDEX: &str = "reservations_owner_id_1";
 /// The name of the index the expiry sweep finds held reservations by.
 pub const RESERVATION_EXPIRY_INDEX: &str = "reservations_expires_at_1";
 
@@ -176,6 +190,160 @@ impl MongoStore {
             database: database.clone(),
             vessels: database.collection("vessels"),
             holders: database.collection("vessels"),
+            account_leases: database.collection("account_leases"),
+        }
+    }
+
+    /// Takes `owner`'s lease (waiting up to [`LEASE_WAIT`] for another
+    /// reserver's); answers the token that gives it back. MongoDB has no
+    /// transaction here, so this is what serialises one owner's
+    /// reservations: the sum of what they hold cannot grow under one.
+    async fn lease(&self, owner: &OwnerId) -> Result<String, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            let now = bson::DateTime::now();
+            let until =
+                bson::DateTime::from_millis(now.timestamp_millis().saturating_add(lease_ms));
+            // Free (absent, or its time is up): ours. Held: the upsert's
+            // insert collides with it (duplicate key).
+            let taken = self
+                .account_leases
+                .update_one(
+                    doc! { "_id": owner.as_str(), "until": { "$lte": now } },
+                    doc! { "$set": { "until": until, "token": &token } },
+                )
+                .upsert(true)
+                .await;
+            match taken {
+                Ok(_) => return Ok(token),
+                Err(error) if shippy_store::mongo_duplicate_key(&error) => {}
+                Err(error) => return Err(store_error(error)),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(
+                    "another reservation of this account is still being taken".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Gives `owner`'s lease back (if it is still the one `token` took).
+    async fn unlease(&self, owner: &OwnerId, token: &str) -> Result<(), StoreError> {
+        self.account_leases
+            .delete_one(doc! { "_id": owner.as_str(), "token": token })
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// What `owner` holds: the sum of their reservations on every vessel.
+    async fn held(&self, owner: &OwnerId) -> Result<Held, StoreError> {
+        let mut sums = self
+            .vessels
+            .aggregate([
+                doc! { "$match": { "reservations.owner_id": owner.as_str() } },
+                doc! { "$unwind": "$reservations" },
+                doc! { "$match": { "reservations.owner_id": owner.as_str() } },
+                doc! { "$group": {
+                    "_id": null,
+                    "capacity": { "$sum": { "$toLong": "$reservations.capacity" } },
+                    "weight": { "$sum": { "$toLong": "$reservations.weight" } },
+                } },
+            ])
+            .await
+            .map_err(store_error)?;
+        let Some(sum) = sums.try_next().await.map_err(store_error)? else {
+            return Ok(Held::default());
+        };
+        let figure = |name: &str| {
+            sum.get_i64(name)
+                .map_err(|error| StoreError::Corrupt(format!("an owner's {name} sum: {error}")))
+        };
+        Ok(Held {
+            containers: figure("capacity")?,
+            weight: figure("weight")?,
+        })
+    }
+
+    /// [`VesselStore::reserve`], with the owner's lease held.
+    async fn reserve_leased(
+        &self,
+        id: &ReservationId,
+        owner: &OwnerId,
+        spec: Specification,
+        ttl: Duration,
+        quota: AccountQuota,
+    ) -> Result<Reserved, StoreError> {
+        let held = self.held(owner).await?;
+        if !quota.allows(held, spec) {
+            return Ok(Reserved::OverQuota(held));
+        }
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_at = bson::DateTime::from_millis(
+            bson::DateTime::now()
+                .timestamp_millis()
+                .saturating_add(ttl_ms),
+        );
+        let (mut filter, sort) = find_available_query(spec);
+        // A unique index does not look inside one document: a vessel already
+        // holding this id is left alone here, another one is refused by the
+        // index (duplicate key).
+        filter.insert("reservations._id", doc! { "$ne": id.as_str() });
+        // A document must stay well under MongoDB's 16 MiB: a vessel holding
+        // this many reservations counts as full here.
+        filter.insert(
+            format!("reservations.{}", MAX_RESERVATIONS_PER_VESSEL - 1),
+            doc! { "$exists": false },
+        );
+        // One findAndModify: the filter is checked on the document it
+        // updates, so the room taken is never more than the room left.
+        let taken = self
+            .vessels
+            .find_one_and_update(
+                filter,
+                doc! {
+                    "$inc": {
+                        "remaining_capacity": -spec.capacity.get(),
+                        "remaining_weight": -spec.max_weight.get(),
+                    },
+                    "$push": { "reservations": {
+                        "_id": id.as_str(),
+                        "capacity": spec.capacity.get(),
+                        "weight": spec.max_weight.get(),
+                        "expires_at": expires_at,
+                        "owner_id": owner.as_str(),
+                    } },
+                },
+            )
+            .sort(sort)
+            .projection(without_reservations())
+            .return_document(ReturnDocument::After)
+            .await;
+        let answer =
+            |existing: Option<Reservation>| existing.map_or(Reserved::NoRoom, Reserved::Held);
+        match taken {
+            Ok(Some(vessel)) => {
+                tracing::Span::current().record("vessel.id", vessel.id.as_str());
+                Ok(Reserved::Held(Reservation {
+                    id: id.clone(),
+                    vessel_id: VesselId::parse(&vessel.id)
+                        .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+                    taken: spec,
+                    expires_at: to_chrono(expires_at),
+                }))
+            }
+            // No vessel has the room — or the one that holds this id was
+            // left out above because a concurrent reserver with it was first.
+            Ok(None) => Ok(answer(self.reservation(id).await?)),
+            // A concurrent reserver with the same id was first (the unique
+            // index refused ours, so nothing was taken): answer theirs.
+            Err(error) if shippy_store::mongo_duplicate_key(&error) => {
+                Ok(answer(self.reservation(id).await?))
+            }
+            Err(error) => Err(store_error(error)),
         }
     }
 
@@ -276,8 +444,16 @@ impl VesselStore for MongoStore {
                     .build(),
             )
             .build();
+        let owners = IndexModel::builder()
+            .keys(doc! { "reservations.owner_id": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(RESERVATION_OWNER_INDEX.to_owned())
+                    .build(),
+            )
+            .build();
         self.vessels
-            .create_indexes([by_size, reservation_ids, expiry])
+            .create_indexes([by_size, reservation_ids, expiry, owners])
             .await
             .map_err(store_error)?;
         // Vessels stored before reservations existed start with all their room.
@@ -377,71 +553,23 @@ impl VesselStore for MongoStore {
     async fn reserve(
         &self,
         id: &ReservationId,
+        owner: &OwnerId,
         spec: Specification,
         ttl: Duration,
-    ) -> Result<Option<Reservation>, StoreError> {
+        quota: AccountQuota,
+    ) -> Result<Reserved, StoreError> {
+        // A retry: the reservation this id holds is the answer, whatever
+        // the cap says now.
         if let Some(existing) = self.reservation(id).await? {
-            return Ok(Some(existing));
+            return Ok(Reserved::Held(existing));
         }
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let expires_at = bson::DateTime::from_millis(
-            bson::DateTime::now()
-                .timestamp_millis()
-                .saturating_add(ttl_ms),
-        );
-        let (mut filter, sort) = find_available_query(spec);
-        // A unique index does not look inside one document: a vessel already
-        // holding this id is left alone here, another one is refused by the
-        // index (duplicate key).
-        filter.insert("reservations._id", doc! { "$ne": id.as_str() });
-        // A document must stay well under MongoDB's 16 MiB: a vessel holding
-        // this many reservations counts as full here.
-        filter.insert(
-            format!("reservations.{}", MAX_RESERVATIONS_PER_VESSEL - 1),
-            doc! { "$exists": false },
-        );
-        // One findAndModify: the filter is checked on the document it
-        // updates, so the room taken is never more than the room left.
-        let taken = self
-            .vessels
-            .find_one_and_update(
-                filter,
-                doc! {
-                    "$inc": {
-                        "remaining_capacity": -spec.capacity.get(),
-                        "remaining_weight": -spec.max_weight.get(),
-                    },
-                    "$push": { "reservations": {
-                        "_id": id.as_str(),
-                        "capacity": spec.capacity.get(),
-                        "weight": spec.max_weight.get(),
-                        "expires_at": expires_at,
-                    } },
-                },
-            )
-            .sort(sort)
-            .projection(without_reservations())
-            .return_document(ReturnDocument::After)
-            .await;
-        match taken {
-            Ok(Some(vessel)) => {
-                tracing::Span::current().record("vessel.id", vessel.id.as_str());
-                Ok(Some(Reservation {
-                    id: id.clone(),
-                    vessel_id: VesselId::parse(&vessel.id)
-                        .map_err(|error| StoreError::Corrupt(error.to_string()))?,
-                    taken: spec,
-                    expires_at: to_chrono(expires_at),
-                }))
-            }
-            // No vessel has the room — or the one that holds this id was
-            // left out above because a concurrent reserver with it was first.
-            Ok(None) => self.reservation(id).await,
-            // A concurrent reserver with the same id was first (the unique
-            // index refused ours, so nothing was taken): answer theirs.
-            Err(error) if shippy_store::mongo_duplicate_key(&error) => self.reservation(id).await,
-            Err(error) => Err(store_error(error)),
+        let token = self.lease(owner).await?;
+        let reserved = self.reserve_leased(id, owner, spec, ttl, quota).await;
+        // Given back whatever happened; if this fails, it ends with LEASE.
+        if let Err(error) = self.unlease(owner, &token).await {
+            tracing::warn!(%error, "an account's lease not given back; it lapses by itself");
         }
+        reserved
     }
 
     #[tracing::instrument(name = "mongodb.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]

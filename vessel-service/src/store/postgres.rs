@@ -7,7 +7,8 @@ use sqlx::PgPool;
 
 use super::{StoreError, VesselStore};
 use crate::domain::{
-    Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName, Weight,
+    AccountQuota, Capacity, Held, OwnerId, Reservation, ReservationId, Reserved, Room,
+    Specification, Vessel, VesselId, VesselName, Weight,
 };
 
 /// The columns a [`VesselRow`] reads (a macro, so queries stay `&'static str`).
@@ -111,6 +112,8 @@ impl TryFrom<ReservationRow> for Reservation {
 #[derive(sqlx::FromRow)]
 struct Pick {
     picked: Option<String>,
+    held_capacity: i64,
+    held_weight: i64,
     id: Option<String>,
     vessel_id: Option<String>,
     capacity: Option<i32>,
@@ -133,17 +136,26 @@ impl Pick {
 
 /// Picks the smallest vessel with the room, takes the room there and stores
 /// the reservation that holds it, in one statement: both or neither, and the
-/// vessel's row is locked only while the statement runs (no round trip to
-/// the service in between), which is what lets reservations on one busy
-/// vessel go through one after another quickly. The `UPDATE` checks the room
-/// again on the row it locks, so two reservers never both take the last
-/// room: the later one stores nothing and picks again. No room is taken for
-/// an id that is reserved already.
+/// vessel's row is locked only from this statement to the commit right after
+/// it (no other round trip in between), which is what lets reservations on
+/// one busy vessel go through one after another quickly. The `UPDATE` checks
+/// the room again on the row it locks, so two reservers never both take the
+/// last room: the later one stores nothing and picks again. No room is taken
+/// for an id that is reserved already, nor past the owner's cap: what the
+/// owner holds (`held`) is summed in the same statement, which runs under the
+/// owner's lock (see [`PostgresStore::reserve`]), so it sees every earlier
+/// reservation of theirs.
 const RESERVE: &str = concat!(
-    "WITH pick AS ( \
+    "WITH held AS ( \
+         SELECT coalesce(sum(capacity), 0)::bigint AS capacity, \
+                coalesce(sum(weight), 0)::bigint AS weight \
+         FROM reservations WHERE owner_id = $5), \
+     pick AS ( \
          SELECT id FROM vessels \
          WHERE available AND remaining_capacity >= $2 AND remaining_weight >= $3 \
            AND NOT EXISTS (SELECT 1 FROM reservations WHERE id = $1) \
+           AND (SELECT capacity FROM held) + $2 <= $6 \
+           AND (SELECT weight FROM held) + $3 <= $7 \
          ORDER BY capacity, max_weight, id LIMIT 1), \
      taken AS ( \
          UPDATE vessels v \
@@ -154,14 +166,21 @@ const RESERVE: &str = concat!(
            AND v.remaining_capacity >= $2 AND v.remaining_weight >= $3 \
          RETURNING v.id), \
      stored AS ( \
-         INSERT INTO reservations (id, vessel_id, capacity, weight, expires_at) \
-         SELECT $1, taken.id, $2, $3, now() + $4 * interval '1 millisecond' FROM taken \
+         INSERT INTO reservations (id, vessel_id, capacity, weight, expires_at, owner_id) \
+         SELECT $1, taken.id, $2, $3, now() + $4 * interval '1 millisecond', $5 FROM taken \
          RETURNING ",
     reservation_columns!(),
     ") \
-     SELECT (SELECT id FROM pick) AS picked, stored.* \
-     FROM (SELECT 1) AS one LEFT JOIN stored ON true"
+     SELECT (SELECT id FROM pick) AS picked, \
+            held.capacity AS held_capacity, held.weight AS held_weight, stored.* \
+     FROM held LEFT JOIN stored ON true"
 );
+
+/// Serialises one owner's reservations for the rest of the transaction, so
+/// the sum of what they hold cannot change under a reservation of theirs
+/// (releases and expiry only lower it: a sum that missed one is on the safe
+/// side). Owners whose keys collide merely wait for each other.
+const LOCK_OWNER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
 impl PostgresStore {
     /// A store on `pool` (which may not have connected yet).
@@ -298,34 +317,65 @@ impl VesselStore for PostgresStore {
     async fn reserve(
         &self,
         id: &ReservationId,
+        owner: &OwnerId,
         spec: Specification,
         ttl: Duration,
-    ) -> Result<Option<Reservation>, StoreError> {
+        quota: AccountQuota,
+    ) -> Result<Reserved, StoreError> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query(LOCK_OWNER)
+            .bind(format!("shippy.vessel.account:{}", owner.as_str()))
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         for _ in 0..PICK_ATTEMPTS {
             let pick: Result<Pick, _> = sqlx::query_as(RESERVE)
                 .bind(id.as_str())
                 .bind(spec.capacity.get())
                 .bind(spec.max_weight.get())
                 .bind(ttl_ms)
-                .fetch_one(&self.pool)
+                .bind(owner.as_str())
+                .bind(quota.containers)
+                .bind(quota.weight)
+                .fetch_one(&mut *transaction)
                 .await;
             match pick {
                 Ok(pick) if pick.picked.is_none() => {
-                    // No vessel has the room — or this id holds some already
-                    // (a retry): answer that reservation.
-                    return self.reservation(id).await;
+                    transaction.commit().await.map_err(store_error)?;
+                    // This id holds some already (a retry): that reservation
+                    // is the answer, whatever the cap says now.
+                    if let Some(existing) = self.reservation(id).await? {
+                        return Ok(Reserved::Held(existing));
+                    }
+                    let held = Held {
+                        containers: pick.held_capacity,
+                        weight: pick.held_weight,
+                    };
+                    return Ok(if quota.allows(held, spec) {
+                        Reserved::NoRoom
+                    } else {
+                        Reserved::OverQuota(held)
+                    });
                 }
                 Ok(pick) => {
                     if let Some(row) = pick.stored() {
+                        transaction.commit().await.map_err(store_error)?;
                         tracing::Span::current().record("vessel.id", row.vessel_id.as_str());
-                        return Reservation::try_from(row).map(Some);
+                        return Reservation::try_from(row).map(Reserved::Held);
                     }
                     // Another reserver took that room first: pick again.
                 }
                 // A concurrent reserver with the same id stored first: the
-                // statement failed whole (our room is back); answer theirs.
-                Err(error) if unique_violation(&error) => return self.reservation(id).await,
+                // statement failed whole (the transaction with it, so our
+                // room is back); answer theirs.
+                Err(error) if unique_violation(&error) => {
+                    drop(transaction);
+                    return Ok(self
+                        .reservation(id)
+                        .await?
+                        .map_or(Reserved::NoRoom, Reserved::Held));
+                }
                 Err(error) => return Err(store_error(error)),
             }
         }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
-use vessel_service::{app::Application, settings::Settings};
+use vessel_service::{app::Application, domain::AccountQuota, settings::Settings};
 
 const ADMIN: &str = "admin@example.com";
 /// Held reservations last this long here.
@@ -99,6 +99,13 @@ fn bearer<T>(message: T, token: &str) -> Request<T> {
     request
 }
 
+/// A cap as large as the seed fleet: one account may take all of it (what
+/// these tests of the fleet's room assume); the cap has its own test.
+const WHOLE_FLEET: AccountQuota = AccountQuota {
+    containers: 1_700,
+    weight: 800_000,
+};
+
 struct TestApp {
     users: Users,
     /// An administrator's token: `Create` needs it.
@@ -112,6 +119,10 @@ struct TestApp {
 
 impl TestApp {
     async fn spawn(database_url: SecretUrl) -> Self {
+        Self::spawn_with(database_url, WHOLE_FLEET).await
+    }
+
+    async fn spawn_with(database_url: SecretUrl, quota: AccountQuota) -> Self {
         init_test_logging();
         let users = Users::start().await;
         let admin = users.token(ADMIN).await;
@@ -122,6 +133,8 @@ impl TestApp {
             service_token: Some(SERVICE_TOKEN.parse().unwrap()),
             reservation_ttl: RESERVATION_TTL.into(),
             reservation_sweep_interval: Duration::from_millis(100).into(),
+            account_max_containers: quota.containers,
+            account_max_weight: quota.weight,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
@@ -145,7 +158,12 @@ impl TestApp {
 
     /// A server on a fresh database, once it reports `SERVING`.
     async fn ready() -> Self {
-        let app = Self::spawn(fresh_postgres_database("vessel_api").await).await;
+        Self::ready_with(WHOLE_FLEET).await
+    }
+
+    /// [`TestApp::ready`] with the per-account cap `quota`.
+    async fn ready_with(quota: AccountQuota) -> Self {
+        let app = Self::spawn_with(fresh_postgres_database("vessel_api").await, quota).await;
         app.wait_for(ServingStatus::Serving).await;
         app
     }
@@ -208,6 +226,7 @@ fn reserve(id: &str, capacity: i32, max_weight: i32) -> ReserveRequest {
     ReserveRequest {
         reservation_id: id.into(),
         specification: Some(spec(capacity, max_weight)),
+        owner_id: "account-1".into(),
     }
 }
 
@@ -817,8 +836,16 @@ async fn bad_reservations_are_refused_precisely_and_no_room_is_failed_preconditi
             ReserveRequest {
                 reservation_id: "ok".into(),
                 specification: None,
+                owner_id: "account-1".into(),
             },
             "specification",
+        ),
+        (
+            ReserveRequest {
+                owner_id: String::new(),
+                ..reserve("ok", 1, 1)
+            },
+            "owner_id",
         ),
     ] {
         let error = vessels.reserve(as_service(request)).await.unwrap_err();
@@ -833,5 +860,54 @@ async fn bad_reservations_are_refused_precisely_and_no_room_is_failed_preconditi
     assert_eq!(full.code(), Code::FailedPrecondition, "{full:?}");
     assert!(full.message().contains("1001 containers"), "{full:?}");
     assert_eq!(room_of(&app, "vessel003").await, (1_000, 500_000, 0, 0));
+    app.stop().await;
+}
+
+/// The per-account cap (the default: a quarter of the seed fleet): a
+/// reservation that would pass it is `RESOURCE_EXHAUSTED`, with what the
+/// account holds and the cap in metadata; nothing is taken; other accounts
+/// still reserve.
+#[tokio::test]
+async fn an_account_past_its_cap_is_resource_exhausted_with_the_figures() {
+    use shippy_proto::vessel::quota;
+
+    let app = TestApp::ready_with(AccountQuota::DEFAULT).await;
+    let mut vessels = app.vessels();
+    vessels
+        .reserve(as_service(reserve("first", 400, 150_000)))
+        .await
+        .unwrap();
+    let refused = vessels
+        .reserve(as_service(reserve("second", 26, 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let figure = |key: &str| {
+        refused
+            .metadata()
+            .get(key)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        [
+            figure(quota::HELD_CONTAINERS),
+            figure(quota::HELD_WEIGHT),
+            figure(quota::MAX_CONTAINERS),
+            figure(quota::MAX_WEIGHT),
+        ],
+        ["400", "150000", "425", "200000"]
+    );
+    assert!(
+        refused.message().contains("cap of 425 containers"),
+        "{refused:?}"
+    );
+    let other = ReserveRequest {
+        owner_id: "account-2".into(),
+        ..reserve("other", 26, 1)
+    };
+    vessels.reserve(as_service(other)).await.unwrap();
     app.stop().await;
 }

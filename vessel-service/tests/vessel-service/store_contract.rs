@@ -10,7 +10,10 @@ use shippy_testkit::{
     fresh_mongodb_database, fresh_postgres_database, init_test_logging, store_contract,
 };
 use vessel_service::{
-    domain::{Capacity, ReservationId, Room, Specification, Vessel, VesselId, VesselName, Weight},
+    domain::{
+        AccountQuota, Capacity, Held, OwnerId, ReservationId, Reserved, Room, Specification,
+        Vessel, VesselId, VesselName, Weight,
+    },
     fleet,
     store::{Store, StoreError, VesselStore},
 };
@@ -36,6 +39,16 @@ fn rid(id: &str) -> ReservationId {
     ReservationId::parse(id).unwrap()
 }
 
+fn owner(id: &str) -> OwnerId {
+    OwnerId::parse(id).unwrap()
+}
+
+/// A cap no test here reaches.
+const NO_CAP: AccountQuota = AccountQuota {
+    containers: i64::MAX / 4,
+    weight: i64::MAX / 4,
+};
+
 /// A long time: holds that must not expire during a test.
 const HOLD: Duration = Duration::from_secs(600);
 
@@ -57,9 +70,16 @@ async fn reserve_on(
     weight: i32,
 ) -> Option<String> {
     store
-        .reserve(&rid(id), spec(capacity, weight), HOLD)
+        .reserve(
+            &rid(id),
+            &owner(&format!("owner-of-{id}")),
+            spec(capacity, weight),
+            HOLD,
+            NO_CAP,
+        )
         .await
         .expect("reserve")
+        .into_held()
         .map(|reservation| reservation.vessel_id.as_str().to_owned())
 }
 
@@ -247,14 +267,16 @@ async fn reservations_take_room_on_the_smallest_vessel_that_still_has_it(store: 
 async fn reserving_again_with_the_same_id_takes_nothing_more(store: impl VesselStore) {
     store.insert(&vessel("a", 10, 100)).await.unwrap();
     let first = store
-        .reserve(&rid("r1"), spec(3, 30), HOLD)
+        .reserve(&rid("r1"), &owner("o"), spec(3, 30), HOLD, NO_CAP)
         .await
         .unwrap()
+        .into_held()
         .unwrap();
     let again = store
-        .reserve(&rid("r1"), spec(3, 30), HOLD)
+        .reserve(&rid("r1"), &owner("o"), spec(3, 30), HOLD, NO_CAP)
         .await
         .unwrap()
+        .into_held()
         .unwrap();
     assert_eq!(first, again);
     assert_eq!(room(&store, "a").await, (7, 70));
@@ -308,11 +330,20 @@ async fn concurrent_reservers_with_one_id_take_the_room_once(
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.reserve(&rid("same"), spec(2, 10), HOLD).await })
+            tokio::spawn(async move {
+                store
+                    .reserve(&rid("same"), &owner("o"), spec(2, 10), HOLD, NO_CAP)
+                    .await
+            })
         })
         .collect();
     for task in tasks {
-        let reservation = task.await.unwrap().expect("reserve").expect("room");
+        let reservation = task
+            .await
+            .unwrap()
+            .expect("reserve")
+            .into_held()
+            .expect("room");
         assert_eq!(reservation.vessel_id.as_str(), "a");
     }
     assert_eq!(room(&store, "a").await, (98, 990));
@@ -377,9 +408,10 @@ async fn held_reservations_expire_and_confirmed_ones_stay(
     let short = Duration::from_millis(300);
     for id in ["held", "kept", "late"] {
         store
-            .reserve(&rid(id), spec(2, 20), short)
+            .reserve(&rid(id), &owner("o"), spec(2, 20), short, NO_CAP)
             .await
             .unwrap()
+            .into_held()
             .unwrap();
     }
     let kept = store
@@ -434,6 +466,98 @@ async fn mongo_store() -> Store {
     store
 }
 
+/// One owner's held and confirmed room never passes the cap, however many
+/// of their reservations race; other owners are not held back; a released
+/// reservation's room counts no more; a retry of a held id is answered
+/// whatever the cap says.
+async fn an_owners_cap_holds_under_concurrency_and_frees_on_release(store: Store) {
+    store
+        .insert(&vessel("big", 1_000, 1_000_000))
+        .await
+        .unwrap();
+    let cap = AccountQuota {
+        containers: 10,
+        weight: 1_000,
+    };
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .reserve(
+                        &rid(&format!("q{n}")),
+                        &owner("greedy"),
+                        spec(1, 100),
+                        HOLD,
+                        cap,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let (mut held, mut refused) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await.unwrap().expect("reserve") {
+            Reserved::Held(reservation) => held.push(reservation),
+            Reserved::OverQuota(Held { containers, weight }) => {
+                assert!(
+                    containers + 1 > 10 || weight + 100 > 1_000,
+                    "{containers} {weight}"
+                );
+                refused += 1;
+            }
+            Reserved::NoRoom => panic!("the vessel has room"),
+        }
+    }
+    assert_eq!(
+        (held.len(), refused),
+        (10, 10),
+        "exactly the cap, never more"
+    );
+    assert_eq!(room(&store, "big").await, (990, 999_000));
+    // A confirmed reservation counts as much as a held one.
+    store.confirm(&held[0].id).await.unwrap().unwrap();
+    assert!(matches!(
+        store
+            .reserve(&rid("one-more"), &owner("greedy"), spec(1, 1), HOLD, cap)
+            .await
+            .unwrap(),
+        Reserved::OverQuota(Held {
+            containers: 10,
+            weight: 1_000
+        })
+    ));
+    // A retry of an id that holds room is answered, not refused.
+    let again = store
+        .reserve(&held[1].id, &owner("greedy"), spec(1, 100), HOLD, cap)
+        .await
+        .unwrap();
+    assert_eq!(again, Reserved::Held(held[1].clone()));
+    // Someone else is not held back by it.
+    assert!(matches!(
+        store
+            .reserve(&rid("modest"), &owner("modest"), spec(1, 1), HOLD, cap)
+            .await
+            .unwrap(),
+        Reserved::Held(_)
+    ));
+    // Released room (confirmed or not) counts no more.
+    store.release(&held[0].id, false).await.unwrap().unwrap();
+    assert!(matches!(
+        store
+            .reserve(
+                &rid("after-release"),
+                &owner("greedy"),
+                spec(1, 100),
+                HOLD,
+                cap
+            )
+            .await
+            .unwrap(),
+        Reserved::Held(_)
+    ));
+}
+
 store_contract!(
     postgres: postgres_store,
     mongodb: mongo_store,
@@ -452,6 +576,7 @@ store_contract!(
     release_gives_the_room_back_once,
     release_only_if_held_leaves_confirmed_room_taken,
     held_reservations_expire_and_confirmed_ones_stay,
+    an_owners_cap_holds_under_concurrency_and_frees_on_release,
     ping_answers,
     ]
 );

@@ -25,7 +25,9 @@ use shippy_testkit::{
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application as UserApp, settings::Settings as UserSettings, tokens};
-use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
+use vessel_service::{
+    app::Application as VesselApp, domain::AccountQuota, settings::Settings as VesselSettings,
+};
 
 pub const PASSWORD: &str = "correct horse battery";
 /// The cluster's administrator (`ADMIN_EMAILS`).
@@ -50,11 +52,28 @@ pub struct Cluster {
     pub vessel_addr: SocketAddr,
 }
 
+/// A per-account cap no test reaches by accident: tests of the fleet's room
+/// (and of big consignments) let one account take all of it. The cap's own
+/// tests start the cluster with [`AccountQuota::DEFAULT`].
+pub const UNCAPPED: AccountQuota = AccountQuota {
+    containers: 1 << 40,
+    weight: 1 << 50,
+};
+
 /// Starts vessel-service on `database_url` (verifying tokens with the keys
 /// of the user-service at `user_addr`) without waiting for it to serve.
 pub async fn spawn_vessel_service(
     database_url: SecretUrl,
     user_addr: SocketAddr,
+) -> (SocketAddr, Shutdown) {
+    spawn_vessel_service_with(database_url, user_addr, UNCAPPED).await
+}
+
+/// [`spawn_vessel_service`] with the per-account cap `quota`.
+pub async fn spawn_vessel_service_with(
+    database_url: SecretUrl,
+    user_addr: SocketAddr,
+    quota: AccountQuota,
 ) -> (SocketAddr, Shutdown) {
     let app = VesselApp::build(&VesselSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -63,6 +82,8 @@ pub async fn spawn_vessel_service(
         service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
         reservation_ttl: shippy_testkit::RESERVATION_TTL.into(),
         reservation_sweep_interval: Duration::from_millis(100).into(),
+        account_max_containers: quota.containers,
+        account_max_weight: quota.weight,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
     })
@@ -127,6 +148,11 @@ impl Cluster {
 
     /// Vessels and consignments in `store`'s kind of database.
     pub async fn start_on(store: StoreKind) -> Self {
+        Self::start_with(store, UNCAPPED).await
+    }
+
+    /// [`Cluster::start_on`], vessel-service capping each account at `quota`.
+    pub async fn start_with(store: StoreKind, quota: AccountQuota) -> Self {
         init_test_logging();
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let key_pem = tokens::generate_pem(1).unwrap();
@@ -154,7 +180,7 @@ impl Cluster {
 
         let vessel_database = store.fresh_database("e2e_vessels").await;
         let (vessel_addr, vessel_shutdown) =
-            spawn_vessel_service(vessel_database.clone(), user_addr).await;
+            spawn_vessel_service_with(vessel_database.clone(), user_addr, quota).await;
         let consignment_database = store.fresh_database("e2e_consignments").await;
         let (consignment_addr, consignment_shutdown) =
             spawn_consignment_service(consignment_database.clone(), vessel_addr, user_addr).await;

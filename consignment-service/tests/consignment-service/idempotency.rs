@@ -1,0 +1,260 @@
+//! Idempotent creation: a create sent again with its `idempotency-key`
+//! answers the consignment the first one placed and books nothing more —
+//! also when the first was cut off mid-way and the recovery sweep confirmed
+//! it; the same key with another consignment is `ALREADY_EXISTS`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use crate::{
+    cluster::{self, Cluster},
+    saga::{bearer, listed, sample, used},
+};
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use shippy_proto::consignment::v1::{
+    Consignment, Response, shipping_service_client::ShippingServiceClient,
+};
+use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+
+/// A create with `token` and idempotency key `key`.
+fn keyed(consignment: Consignment, token: &str, key: &str) -> Request<Consignment> {
+    let mut request = bearer(consignment, token);
+    request.metadata_mut().insert(
+        "idempotency-key",
+        MetadataValue::try_from(key).expect("an ASCII key"),
+    );
+    request
+}
+
+async fn create(shipping: Channel, request: Request<Consignment>) -> Result<Consignment, Status> {
+    ShippingServiceClient::new(shipping)
+        .create_consignment(request)
+        .await
+        .map(|response| {
+            let Response { consignment, .. } = response.into_inner();
+            consignment.expect("the consignment placed")
+        })
+}
+
+/// The sample consignment's room, on the vessel it goes to.
+fn one_sample_on(vessel: &str) -> BTreeMap<String, (i32, i32)> {
+    [(vessel.to_owned(), (3, 55_000))].into()
+}
+
+#[tokio::test]
+async fn the_same_key_twice_is_the_same_consignment_and_the_room_is_used_once() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("twice@example.com").await;
+    let first = create(cluster.shipping.clone(), keyed(sample(), &token, "order-1"))
+        .await
+        .unwrap();
+    let again = create(cluster.shipping.clone(), keyed(sample(), &token, "order-1"))
+        .await
+        .unwrap();
+    assert_eq!(again, first, "the same consignment, as placed");
+    assert_eq!(
+        used(&cluster, &token).await,
+        one_sample_on(&first.vessel_id)
+    );
+    assert_eq!(listed(&cluster, &token).await.len(), 1);
+
+    // Keys are per account: another account's "order-1" is its own.
+    let (_, other) = cluster.user("also-order-1@example.com").await;
+    let theirs = create(cluster.shipping.clone(), keyed(sample(), &other, "order-1"))
+        .await
+        .unwrap();
+    assert_ne!(theirs.id, first.id);
+    // A new key is a new consignment.
+    let second = create(cluster.shipping.clone(), keyed(sample(), &token, "order-2"))
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_consignment_is_already_exists_and_books_nothing() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("reused@example.com").await;
+    let first = create(cluster.shipping.clone(), keyed(sample(), &token, "order-1"))
+        .await
+        .unwrap();
+    let before = used(&cluster, &token).await;
+    let heavier = Consignment {
+        weight: 56_000,
+        ..sample()
+    };
+    let status = create(cluster.shipping.clone(), keyed(heavier, &token, "order-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    assert!(
+        status.message().contains("idempotency key \"order-1\"")
+            && status.message().contains(&first.id)
+            && status.message().contains("new key"),
+        "names the key, the consignment and what to do: {status:?}"
+    );
+    assert_eq!(used(&cluster, &token).await, before, "nothing more booked");
+}
+
+#[tokio::test]
+async fn bad_idempotency_keys_are_invalid_argument() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("badkey@example.com").await;
+    for key in ["", "has space", &"k".repeat(129), "tab\there"] {
+        let mut request = bearer(sample(), &token);
+        let Ok(value) = MetadataValue::try_from(key) else {
+            continue; // not sendable as metadata at all
+        };
+        request.metadata_mut().insert("idempotency-key", value);
+        let status = create(cluster.shipping.clone(), request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{key:?}: {status:?}");
+        assert!(status.message().contains("idempotency-key"), "{status:?}");
+        assert!(status.message().len() < 300, "bounded: {status:?}");
+    }
+    // Two keys in one request.
+    let mut request = keyed(sample(), &token, "one");
+    request
+        .metadata_mut()
+        .append("idempotency-key", MetadataValue::from_static("two"));
+    let status = create(cluster.shipping.clone(), request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(used(&cluster, &token).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_with_one_key_book_once() {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("impatient@example.com").await;
+    let creates: Vec<_> = (0..12)
+        .map(|_| {
+            let request = keyed(sample(), &token, "double-click");
+            tokio::spawn(create(cluster.shipping.clone(), request))
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for created in creates {
+        ids.push(created.await.unwrap().expect("every one answers it").id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one consignment: {ids:?}");
+    let placed = listed(&cluster, &token).await;
+    assert_eq!(placed.len(), 1);
+    assert_eq!(
+        used(&cluster, &token).await,
+        one_sample_on(&placed[0].vessel_id),
+        "its room, once"
+    );
+}
+
+/// The probe's case: a consignment-service killed after it stored a
+/// consignment and before it marked it confirmed (its caller got no
+/// answer, as with `UNAVAILABLE`); the recovery sweep of another instance
+/// confirms it. The caller's retry with the same key gets that consignment,
+/// and the room is booked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing_more() {
+    use sqlx::Connection as _;
+
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("cutoff@example.com").await;
+    let database = shippy_testkit::fresh_postgres_database("cut_off_create").await;
+    // The server notices a dead client even while its statement waits.
+    let mut url = database.expose().to_owned();
+    url.push_str("?options=-c%20client_connection_check_interval%3D100");
+    let child = shippy_testkit::ServiceProcess::start(
+        "consignment-service",
+        &[
+            ("DATABASE_URL", url),
+            (
+                "VESSEL_SERVICE_URL",
+                format!("http://{}", cluster.vessel_addr),
+            ),
+            ("USER_SERVICE_URL", format!("http://{}", cluster.user_addr)),
+            // Its own sweep must not finish the job: the other instance's does.
+            ("RECOVERY_INTERVAL", "1h".into()),
+        ],
+    )
+    .await;
+    let mut admin = sqlx::PgConnection::connect(database.expose())
+        .await
+        .unwrap();
+    // Marking a consignment confirmed stalls: the process is between storing
+    // (and confirming the room) and marking it.
+    sqlx::raw_sql(
+        "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS \
+             'BEGIN PERFORM pg_sleep(60); RETURN NEW; END'; \
+         CREATE TRIGGER stall BEFORE UPDATE ON consignments FOR EACH ROW \
+             WHEN (NEW.state = 'confirmed') EXECUTE FUNCTION stall();",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let request = keyed(sample(), &token, "cut-off-order");
+    let first = tokio::spawn(create(cluster::channel(child.address), request));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stalled: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE query LIKE 'UPDATE consignments%' AND state = 'active'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if stalled == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the create never reached the stall"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(child); // SIGKILL
+    assert!(
+        first.await.unwrap().is_err(),
+        "the caller learns nothing of the consignment"
+    );
+    sqlx::raw_sql("DROP TRIGGER stall ON consignments")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    // Another instance on the same database; its sweep confirms the
+    // consignment the dead one left pending.
+    let (address, shutdown) =
+        cluster::spawn_consignment_service(database, cluster.vessel_addr, cluster.user_addr).await;
+    let shipping = cluster::channel(address);
+    shippy_testkit::wait_for_health(
+        &shipping,
+        tonic_health::pb::health_check_response::ServingStatus::Serving,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let swept = loop {
+        let mut page = ShippingServiceClient::new(shipping.clone())
+            .get_consignments(bearer(Default::default(), &token))
+            .await
+            .unwrap()
+            .into_inner()
+            .consignments;
+        if let Some(swept) = page.pop() {
+            break swept;
+        }
+        assert!(Instant::now() < deadline, "the sweep never confirmed it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let retried = create(shipping.clone(), keyed(sample(), &token, "cut-off-order"))
+        .await
+        .expect("the retry answers the consignment placed");
+    assert_eq!(retried.id, swept.id);
+    assert_eq!(
+        used(&cluster, &token).await,
+        one_sample_on(&swept.vessel_id),
+        "booked once"
+    );
+    shutdown.trigger();
+}
