@@ -1,5 +1,6 @@
-//! Putting email-service together: health on its gRPC port, the worker, and
-//! health following the NATS connection.
+//! Putting email-service together: health on its gRPC port, the worker, the
+//! stuck-consumer watchdog, and health following the NATS connection and
+//! the watchdog.
 
 use std::{
     net::SocketAddr,
@@ -19,9 +20,11 @@ use shippy_service::{
 };
 
 use crate::{
+    dead::DeadLetters,
     mail::{ConfigError, Mailer, Template},
     sent::SentLog,
     settings::Settings,
+    watchdog::{Progress, Watchdog},
     worker::Worker,
 };
 
@@ -67,6 +70,7 @@ pub struct Application {
     health: Health,
     client: async_nats::Client,
     worker: Worker,
+    watchdog: Watchdog,
 }
 
 impl Application {
@@ -90,8 +94,26 @@ impl Application {
                 source,
             })?;
         let jetstream = nats::jetstream(client.clone());
+        let progress = Progress::new();
+        let watchdog = Watchdog {
+            jetstream: jetstream.clone(),
+            stream: settings.events_stream.clone(),
+            consumer: settings.consumer.clone(),
+            progress: progress.clone(),
+            stuck_after: settings.stuck_after.into(),
+            stuck: Arc::new(AtomicBool::new(false)),
+            stuck_gauge: metrics.gauge(
+                "email_consumer_stuck",
+                "1 while events wait and none was mailed or given up for MAIL_STUCK_AFTER",
+            ),
+            backlog_gauge: metrics.gauge(
+                "email_backlog",
+                "user.created events not yet delivered plus delivered and not yet settled",
+            ),
+        };
         let worker = Worker {
             sent: SentLog::new(jetstream.clone(), &settings.sent_stream, &settings.consumer),
+            dead: DeadLetters::new(jetstream.clone(), &settings.dead_stream, &settings.consumer),
             jetstream,
             stream: settings.events_stream.clone(),
             subject: settings.user_created_subject.clone(),
@@ -103,6 +125,13 @@ impl Application {
                 "email_failures",
                 "Attempts to mail that failed (the event comes back later)",
             ),
+            dead_letters: metrics.counter(
+                "email_dead_letters",
+                "Events given up (refused for good, an address that cannot be mailed, malformed, \
+                 or past MAIL_MAX_AGE) and kept in the dead-mail stream",
+            ),
+            max_age: settings.max_age.into(),
+            progress,
         };
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
         let health = server.health();
@@ -113,6 +142,7 @@ impl Application {
             health,
             client,
             worker,
+            watchdog,
         })
     }
 
@@ -141,10 +171,13 @@ impl Application {
             self.health.clone(),
             shutdown.clone(),
         ));
+        let stuck = self.watchdog.stuck.clone();
+        let watchdog = tokio::spawn(self.watchdog.run(shutdown.clone()));
         let health = tokio::spawn(follow_nats(
             self.client.clone(),
             self.health,
             alive,
+            stuck,
             shutdown.clone(),
         ));
         let died = Arc::new(AtomicBool::new(false));
@@ -158,7 +191,11 @@ impl Application {
         });
         let served = self
             .base
-            .run(self.server, shutdown, vec![supervisor, ("health", health)])
+            .run(
+                self.server,
+                shutdown,
+                vec![supervisor, ("health", health), ("watchdog", watchdog)],
+            )
             .await;
         if let Err(error) = self.client.drain().await {
             tracing::debug!(%error, "draining the NATS connection");
@@ -194,17 +231,20 @@ async fn supervise(
     true
 }
 
-/// Health answers `SERVING` while NATS is connected and the worker runs,
-/// `NOT_SERVING` otherwise.
+/// Health answers `SERVING` while NATS is connected, the worker runs and
+/// mail is not stuck, `NOT_SERVING` otherwise.
 async fn follow_nats(
     client: async_nats::Client,
     health: Health,
     alive: Arc<AtomicBool>,
+    stuck: Arc<AtomicBool>,
     shutdown: Shutdown,
 ) {
     let mut serving = false;
     loop {
-        let up = nats::is_connected(&client) && alive.load(Ordering::SeqCst);
+        let up = nats::is_connected(&client)
+            && alive.load(Ordering::SeqCst)
+            && !stuck.load(Ordering::SeqCst);
         if up != serving {
             serving = up;
             health.set(&[], serving).await;

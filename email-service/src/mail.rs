@@ -16,18 +16,65 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// (and the mail go out twice) while it is still being sent.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// SMTP answers that are permanent (5xx) but say our own side is wrong (the
+/// credentials, TLS), not the recipient: every mail would get them, so they
+/// are retried (and reported by the stuck-consumer health) rather than
+/// giving every event up: 530 authentication required, 534 mechanism too
+/// weak, 535 credentials invalid, 538 encryption required.
+const OUR_SETUP_IS_WRONG: [u16; 4] = [530, 534, 535, 538];
+
 /// Why a mail was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
     /// The event's address or name cannot make a mail: retrying will not help.
     #[error("cannot address a mail: {0}")]
     Invalid(String),
+    /// The SMTP server refused the mail for good (a 5xx answer): retrying
+    /// will not help.
+    #[error("the SMTP server refused the mail for good")]
+    Refused(#[source] lettre::transport::smtp::Error),
+    /// The address needs an SMTP extension the server does not offer
+    /// (SMTPUTF8 for a non-ASCII address): retrying will not help.
+    #[error(
+        "the address {0} is not ASCII and the SMTP server does not offer SMTPUTF8, which it needs"
+    )]
+    Unsupported(String, #[source] lettre::transport::smtp::Error),
     /// The SMTP server did not take it: retrying later may.
     #[error("the SMTP server did not accept the mail")]
     Smtp(#[from] lettre::transport::smtp::Error),
     /// The SMTP server took longer than [`SEND_TIMEOUT`]: retrying later may work.
     #[error("the SMTP server did not accept the mail within {SEND_TIMEOUT:?}")]
     Timeout,
+}
+
+impl MailError {
+    /// Whether retrying cannot help: the event is to be given up and kept
+    /// in the dead-mail stream.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Invalid(_) | Self::Refused(_) | Self::Unsupported(..)
+        )
+    }
+
+    /// Sorts what the SMTP transport said about the mail to `to`.
+    fn classify(error: lettre::transport::smtp::Error, to: &Address) -> Self {
+        let ours = error
+            .status()
+            .is_some_and(|code| OUR_SETUP_IS_WRONG.contains(&u16::from(code)));
+        if error.is_permanent() && !ours {
+            return Self::Refused(error);
+        }
+        // lettre refuses, before saying anything to the server, to send to
+        // a non-ASCII address when the server lacks SMTPUTF8 (a client
+        // error; the others are about TLS and authentication, which an
+        // ASCII address would meet as well).
+        let address: &str = to.as_ref();
+        if error.is_client() && !address.is_ascii() {
+            return Self::Unsupported(text::excerpt(address), error);
+        }
+        Self::Smtp(error)
+    }
 }
 
 /// A configuration that cannot work.
@@ -71,7 +118,8 @@ impl Mailer {
             Self::Smtp(transport) => {
                 tokio::time::timeout(SEND_TIMEOUT, transport.send(mail.message))
                     .await
-                    .map_err(|_| MailError::Timeout)??;
+                    .map_err(|_| MailError::Timeout)?
+                    .map_err(|error| MailError::classify(error, &mail.to.email))?;
                 Ok(())
             }
             Self::Log => {
@@ -216,6 +264,20 @@ mod tests {
             Err(MailError::Invalid(_))
         ));
         assert!(Template::new("nobody", "x").is_err());
+    }
+
+    #[test]
+    fn a_quoted_local_part_cannot_be_mailed_and_is_permanent() {
+        // lettre parses `"john doe"@example.com` but cannot put it in an
+        // envelope: such an event (older than user-service's refusal) is
+        // given up, not retried and not dropped silently.
+        let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
+        let error = template
+            .welcome(&event("John", "\"john doe\"@example.com"))
+            .unwrap_err();
+        assert!(matches!(error, MailError::Invalid(_)), "{error:?}");
+        assert!(error.is_permanent());
+        assert!(!MailError::Timeout.is_permanent());
     }
 
     #[test]

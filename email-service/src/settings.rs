@@ -54,6 +54,25 @@ pub struct Settings {
     #[arg(long, env = "SENT_MAIL_STREAM", default_value = "EMAIL_SENT")]
     pub sent_stream: String,
 
+    /// The JetStream stream that keeps the events that can never be mailed
+    /// (refused for good by the SMTP server, an address it or we cannot
+    /// take, a malformed event, or not mailed within `MAIL_MAX_AGE`), each
+    /// with the reason.
+    #[arg(long, env = "DEAD_MAIL_STREAM", default_value = "EMAIL_DEAD")]
+    pub dead_stream: String,
+
+    /// How long an event whose mail keeps failing for a reason that may
+    /// pass (SMTP server down, a 4xx answer) is retried before it is given
+    /// up and kept in the dead-mail stream.
+    #[arg(long, env = "MAIL_MAX_AGE", default_value = "24h")]
+    pub max_age: humantime::Duration,
+
+    /// Health turns `NOT_SERVING` when events are waiting and none has been
+    /// mailed or given up for this long (the SMTP server refuses everything,
+    /// say), and `SERVING` again once mail moves.
+    #[arg(long, env = "MAIL_STUCK_AFTER", default_value = "5m")]
+    pub stuck_after: humantime::Duration,
+
     /// Where Prometheus scrapes `/metrics`.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9154")]
     pub metrics_addr: SocketAddr,

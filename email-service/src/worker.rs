@@ -2,12 +2,20 @@
 //!
 //! A durable JetStream pull consumer delivers each event until it is
 //! acknowledged. The worker acknowledges only after the SMTP server accepted
-//! the mail (or the event was mailed before); an SMTP failure is a negative
-//! acknowledgement with a growing delay, so the event comes back later and
-//! is never dropped; a malformed event is terminated, so it does not come
-//! back forever and does not block the ones behind it.
+//! the mail (or the event was mailed before). A failure that may pass (the
+//! SMTP server down or answering 4xx, NATS trouble) is a negative
+//! acknowledgement with a growing delay, so the event comes back later; one
+//! that cannot (a 5xx answer, an address the server or our rules cannot
+//! take, a malformed event), or one that has not passed within
+//! `MAIL_MAX_AGE`, gives the event up: it is kept with the reason in the
+//! dead-mail stream ([`crate::dead`]), counted, logged once and terminated,
+//! so it neither comes back forever nor holds up the events behind it.
 
-use std::{collections::HashMap, panic::AssertUnwindSafe, time::Duration};
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    time::{Duration, SystemTime},
+};
 
 use async_nats::jetstream::{
     AckKind, Context, Message,
@@ -28,8 +36,10 @@ use shippy_service::{
 use tracing::Instrument;
 
 use crate::{
+    dead::{self, DeadLetter, DeadLetters},
     mail::{MailError, Mailer, Template},
     sent::{SentLog, SentLogError},
+    watchdog::Progress,
 };
 
 /// How long a delivered event may stay unacknowledged before redelivery
@@ -39,8 +49,24 @@ pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long one pull request stays open on the server. Short, so a stopped
 /// worker's last request soon stops taking events it will never handle.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
-/// The longest delay before an event whose mail failed comes back.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// The longest delay before an event whose mail failed comes back. With
+/// [`MAX_ACK_PENDING`] events waiting, their retries take at most
+/// 10,000 / 300 s = 33 attempts a second, so new mail still gets its turn.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// The first delay after the SMTP server answered "not now" (4xx) for this
+/// mail: such answers (greylisting, a full mailbox, a rate limit) do not
+/// pass in a second, and a flood of them retried every second would crowd
+/// out new mail. When the server could not be reached at all, the first
+/// retry comes after a second, so mail resumes soon after it is back.
+const ANSWERED_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// How many delivered events may wait unacknowledged (in flight, or waiting
+/// for a retry after a failure that may pass) before JetStream delivers no
+/// more. Events that can never be mailed are given up at once and never
+/// count here; the ones waiting for a retry leave after `MAIL_MAX_AGE` at
+/// the latest. JetStream's default, 1,000, let 1,000 refused sign-ups hold
+/// every later mail back (issue 23); 10,000 events waiting for a retry at
+/// once is a mail system in trouble, which the stuck-consumer health reports.
+pub const MAX_ACK_PENDING: i64 = 10_000;
 
 /// What the worker consumes and where it sends.
 #[derive(Debug, Clone)]
@@ -63,6 +89,14 @@ pub struct Worker {
     pub mails_sent: Counter,
     /// Attempts that failed (each comes back later).
     pub mail_failures: Counter,
+    /// The events given up.
+    pub dead: DeadLetters,
+    /// Events given up.
+    pub dead_letters: Counter,
+    /// How long an event may keep failing for reasons that may pass.
+    pub max_age: Duration,
+    /// Marked each time an event is settled.
+    pub progress: Progress,
 }
 
 /// The stream or consumer could not be set up: which, and why.
@@ -97,13 +131,99 @@ enum Failure {
     SentLog(#[from] SentLogError),
 }
 
-/// The delay before the `delivered`-th delivery's retry: 1 s, 2 s, 4 s, … up to a minute.
-fn retry_delay(delivered: i64) -> Duration {
+impl Failure {
+    /// Whether retrying cannot help.
+    fn is_permanent(&self) -> bool {
+        match self {
+            Self::Malformed(_) => true,
+            Self::Mail(error) => error.is_permanent(),
+            Self::SentLog(_) => false,
+        }
+    }
+
+    /// Whether the SMTP server answered (rather than not being reached).
+    fn answered(&self) -> bool {
+        matches!(self, Self::Mail(MailError::Smtp(error)) if error.status().is_some())
+    }
+}
+
+/// What the delivery metadata says about one delivery of an event.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    /// How many times it was delivered, this one included.
+    delivered: i64,
+    /// Its sequence in the events stream.
+    stream_sequence: u64,
+    /// When it was published, in nanoseconds since the Unix epoch.
+    published_ns: i128,
+}
+
+impl Delivery {
+    fn of(message: &Message) -> Self {
+        match message.info() {
+            Ok(info) => Self {
+                delivered: info.delivered,
+                stream_sequence: info.stream_sequence,
+                published_ns: info.published.unix_timestamp_nanos(),
+            },
+            // Not from a JetStream consumer: treat it as new.
+            Err(_) => Self {
+                delivered: 1,
+                stream_sequence: 0,
+                published_ns: now_ns(),
+            },
+        }
+    }
+
+    /// How long ago the event was published.
+    fn age(&self) -> Duration {
+        u64::try_from(now_ns() - self.published_ns)
+            .map(Duration::from_nanos)
+            .unwrap_or_default()
+    }
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since| i128::try_from(since.as_nanos()).unwrap_or(i128::MAX))
+        .unwrap_or_default()
+}
+
+/// Whether `id` can be an event id: short, and safe as a subject token.
+fn valid_event_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The id a given-up event is kept under: its event id, or `seq-<sequence>`
+/// when it has no usable one.
+fn dead_letter_id(payload: &[u8], stream_sequence: u64) -> String {
+    UserCreated::decode(payload)
+        .ok()
+        .map(|event| event.event_id)
+        .filter(|id| valid_event_id(id))
+        .unwrap_or_else(|| format!("seq-{stream_sequence}"))
+}
+
+/// The delay before the `delivered`-th delivery's retry: 1 s, 2 s, 4 s, …
+/// up to five minutes; when the server `answered` (4xx), from a minute up,
+/// each a random part longer, so a flood refused together is not retried
+/// together.
+fn retry_delay(delivered: i64, answered: bool) -> Duration {
+    let min = if answered {
+        ANSWERED_RETRY_DELAY
+    } else {
+        Duration::from_secs(1)
+    };
     Backoff {
-        min: Duration::from_secs(1),
+        min,
         max: MAX_RETRY_DELAY,
     }
-    .after(u32::try_from(delivered).unwrap_or(0), false)
+    .after(u32::try_from(delivered).unwrap_or(0), answered)
 }
 
 impl Worker {
@@ -115,20 +235,52 @@ impl Worker {
             .ensure()
             .await
             .map_err(|error| SetupError::new("the sent-mail log", error))?;
-        let consumer = stream
-            .get_or_create_consumer(
-                &self.consumer,
-                pull::Config {
-                    durable_name: Some(self.consumer.clone()),
-                    filter_subject: self.subject.clone(),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
-                    ..Default::default()
-                },
-            )
+        self.dead
+            .ensure()
+            .await
+            .map_err(|error| SetupError::new("the dead-mail stream", error))?;
+        let wanted = self.consumer_config();
+        let mut consumer = stream
+            .get_or_create_consumer(&self.consumer, wanted.clone())
             .await
             .map_err(|error| SetupError::new(format!("consumer {}", self.consumer), error))?;
+        // A consumer made by an older version keeps its old settings (the
+        // 1,000 ack-pending cap that let refused mail block the rest):
+        // JetStream lets these be changed in place.
+        let have = &consumer.cached_info().config;
+        if have.max_ack_pending != wanted.max_ack_pending
+            || have.ack_wait != wanted.ack_wait
+            || have.max_deliver != wanted.max_deliver
+        {
+            tracing::info!(
+                consumer = %self.consumer,
+                max_ack_pending.old = have.max_ack_pending,
+                max_ack_pending.new = wanted.max_ack_pending,
+                ack_wait_s.old = have.ack_wait.as_secs(),
+                max_deliver.old = have.max_deliver,
+                "updating the consumer's settings"
+            );
+            consumer = stream.create_consumer(wanted).await.map_err(|error| {
+                SetupError::new(format!("updating consumer {}", self.consumer), error)
+            })?;
+        }
         Ok(consumer)
+    }
+
+    /// The consumer's settings. `max_deliver` is unlimited on purpose:
+    /// JetStream's own giving up would drop an event silently (an advisory
+    /// at most); the worker gives up after `MAIL_MAX_AGE` instead, and keeps
+    /// the event with the reason.
+    fn consumer_config(&self) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.consumer.clone()),
+            filter_subject: self.subject.clone(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: MAX_ACK_PENDING,
+            max_deliver: -1,
+            ..Default::default()
+        }
     }
 
     /// Consumes until `shutdown` fires. A mail in flight when it fires is
@@ -210,8 +362,8 @@ impl Worker {
     }
 
     async fn handle_in_span(&self, message: Message) {
-        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
-        tracing::Span::current().record("delivered", delivered);
+        let delivery = Delivery::of(&message);
+        tracing::Span::current().record("delivered", delivery.delivered);
         // Whatever an event holds, a panic handling it terminates that event
         // and the worker goes on with the next.
         let processed = AssertUnwindSafe(self.process(&message.payload))
@@ -220,38 +372,86 @@ impl Worker {
             .unwrap_or_else(|_| Err(Failure::Malformed("handling the event panicked".to_owned())));
         let acknowledgement = match processed {
             Ok(()) => AckKind::Ack,
-            Err(Failure::Malformed(reason)) => {
-                tracing::warn!(%reason, "malformed event dropped");
-                AckKind::Term
+            Err(failure) if failure.is_permanent() => {
+                self.give_up(&message, delivery, &chain(&failure)).await
             }
             Err(failure) => {
                 self.mail_failures.inc();
-                let delay = retry_delay(delivered);
+                if delivery.age() >= self.max_age {
+                    let reason = format!(
+                        "not mailed within MAIL_MAX_AGE ({}); the last attempt: {}",
+                        humantime::format_duration(self.max_age),
+                        chain(&failure)
+                    );
+                    self.give_up(&message, delivery, &reason).await
+                } else {
+                    let delay = retry_delay(delivery.delivered, failure.answered());
+                    // The 1st, 2nd, 4th, 8th, … failure of an event is a
+                    // warning; the others are debug: a few lines per event
+                    // however long it fails.
+                    let error = dead::header_text(&chain(&failure));
+                    let retry_in_s = delay.as_secs();
+                    let note = "welcome mail not sent; the event will come back";
+                    if delivery.delivered.count_ones() == 1 {
+                        tracing::warn!(%error, retry_in_s, "{note}");
+                    } else {
+                        tracing::debug!(%error, retry_in_s, "{note}");
+                    }
+                    AckKind::Nak(Some(delay))
+                }
+            }
+        };
+        let settled = !matches!(acknowledgement, AckKind::Nak(_));
+        match message.ack_with(acknowledgement).await {
+            Ok(()) if settled => self.progress.moved(),
+            Ok(()) => {}
+            // Unacknowledged, the event comes back after ACK_WAIT; the
+            // sent-mail log keeps that from mailing twice.
+            Err(error) => tracing::warn!(%error, "cannot acknowledge the event"),
+        }
+    }
+
+    /// Keeps the event in the dead-mail stream with `reason`, counts it and
+    /// logs it (once, escaped); terminates it once kept. Should it not be
+    /// kept (NATS trouble), it comes back later instead, so giving up is
+    /// never silent.
+    async fn give_up(&self, message: &Message, delivery: Delivery, reason: &str) -> AckKind {
+        let id = dead_letter_id(&message.payload, delivery.stream_sequence);
+        let letter = DeadLetter {
+            id: &id,
+            payload: message.payload.clone(),
+            reason,
+            subject: &message.subject,
+            stream_sequence: delivery.stream_sequence,
+            delivered: delivery.delivered,
+        };
+        match self.dead.record(letter).await {
+            Ok(()) => {
+                self.dead_letters.inc();
                 tracing::warn!(
-                    error = %chain(&failure),
+                    dead.id = %id,
+                    dead.subject = %self.dead.subject(&id),
+                    reason = %dead::header_text(reason),
+                    "welcome mail given up; the event is kept in the dead-mail stream"
+                );
+                AckKind::Term
+            }
+            Err(error) => {
+                let delay = retry_delay(delivery.delivered, false);
+                tracing::warn!(
+                    error = %chain(&error),
                     retry_in_s = delay.as_secs(),
-                    "welcome mail not sent; the event will come back"
+                    "cannot keep the given-up event in the dead-mail stream; it will come back"
                 );
                 AckKind::Nak(Some(delay))
             }
-        };
-        if let Err(error) = message.ack_with(acknowledgement).await {
-            // Unacknowledged, the event comes back after ACK_WAIT; the
-            // sent-mail log keeps that from mailing twice.
-            tracing::warn!(%error, "cannot acknowledge the event");
         }
     }
 
     async fn process(&self, payload: &[u8]) -> Result<(), Failure> {
         let event = UserCreated::decode(payload)
             .map_err(|error| Failure::Malformed(format!("not a UserCreated: {error}")))?;
-        let valid_id = !event.event_id.is_empty()
-            && event.event_id.len() <= 64
-            && event
-                .event_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid_id {
+        if !valid_event_id(&event.event_id) {
             return Err(Failure::Malformed(format!(
                 "bad event id {}",
                 text::excerpt(&event.event_id)
@@ -262,10 +462,7 @@ impl Worker {
             tracing::info!("mailed before; not again");
             return Ok(());
         }
-        let mail = self.template.welcome(&event).map_err(|error| match error {
-            MailError::Invalid(reason) => Failure::Malformed(reason),
-            other => Failure::Mail(other),
-        })?;
+        let mail = self.template.welcome(&event)?;
         self.mailer.send(mail).await?;
         self.mails_sent.inc();
         tracing::info!("welcome mail sent");
@@ -290,10 +487,45 @@ mod tests {
     }
 
     #[test]
-    fn retries_back_off_up_to_a_minute() {
-        assert_eq!(retry_delay(1), Duration::from_secs(1));
-        assert_eq!(retry_delay(2), Duration::from_secs(2));
-        assert_eq!(retry_delay(4), Duration::from_secs(8));
-        assert_eq!(retry_delay(100), MAX_RETRY_DELAY);
+    fn retries_back_off_up_to_five_minutes() {
+        assert_eq!(retry_delay(1, false), Duration::from_secs(1));
+        assert_eq!(retry_delay(2, false), Duration::from_secs(2));
+        assert_eq!(retry_delay(4, false), Duration::from_secs(8));
+        assert_eq!(retry_delay(100, false), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn a_not_now_answer_is_retried_after_a_minute_or_more_spread_out() {
+        let first: Vec<Duration> = (0..20).map(|_| retry_delay(1, true)).collect();
+        assert!(
+            first
+                .iter()
+                .all(|delay| (ANSWERED_RETRY_DELAY..=2 * ANSWERED_RETRY_DELAY).contains(delay)),
+            "{first:?}"
+        );
+        assert!(first.iter().any(|delay| *delay != first[0]), "spread out");
+        assert!(retry_delay(100, true) <= 2 * MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn retries_keep_their_load_well_under_what_one_worker_sends() {
+        // Every waiting event retried at the longest delay: attempts a second.
+        let per_second = MAX_ACK_PENDING as f64 / MAX_RETRY_DELAY.as_secs_f64();
+        assert!(per_second < 50.0, "{per_second}");
+    }
+
+    #[test]
+    fn a_given_up_event_is_kept_under_its_id_or_its_sequence() {
+        let event = UserCreated {
+            event_id: "abc-123".into(),
+            ..Default::default()
+        };
+        assert_eq!(dead_letter_id(&event.encode_to_vec(), 7), "abc-123");
+        let bad = UserCreated {
+            event_id: "a.b>*".into(),
+            ..Default::default()
+        };
+        assert_eq!(dead_letter_id(&bad.encode_to_vec(), 7), "seq-7");
+        assert_eq!(dead_letter_id(b"\xff\xfe not protobuf", 9), "seq-9");
     }
 }

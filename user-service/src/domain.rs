@@ -124,10 +124,49 @@ impl Email {
         Ok(Self(email.to_lowercase()))
     }
 
+    /// Checks the address of a new account: [`Email::parse`], and one the
+    /// welcome mail can reach. Refused: a non-ASCII address (mail servers
+    /// without SMTPUTF8 cannot take it; issue 23's `ü1@example.com`) and a
+    /// local part that is not a plain dot-atom (a quoted one such as
+    /// `"john doe"@example.com`, which the mail library cannot address).
+    /// Logins and look-ups keep using [`Email::parse`], so an account made
+    /// before these rules still works.
+    pub fn parse_new(email: &str) -> Result<Self, InvalidInput> {
+        let parsed = Self::parse(email)?;
+        let address = parsed.as_str();
+        if !address.is_ascii() {
+            return Err(InvalidInput(format!(
+                "email {} has non-ASCII characters, which our mail cannot be sent to; use the \
+                 address's ASCII form (a non-ASCII domain in its punycode form, xn--…)",
+                text::excerpt(address)
+            )));
+        }
+        let local = address.rsplit_once('@').map_or("", |(local, _)| local);
+        if !is_dot_atom(local) {
+            return Err(InvalidInput(format!(
+                "email {} has a local part (before the @) that our mail cannot be sent to; use \
+                 letters, digits, dots and !#$%&'*+/=?^_`{{|}}~- only, no quotes or spaces",
+                text::excerpt(address)
+            )));
+        }
+        Ok(parsed)
+    }
+
     /// The address as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `local` is an RFC 5322 dot-atom: atoms of letters, digits and
+/// ``!#$%&'*+/=?^_`{|}~-``, joined by single dots.
+fn is_dot_atom(local: &str) -> bool {
+    local.split('.').all(|atom| {
+        !atom.is_empty()
+            && atom
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c))
+    })
 }
 
 impl fmt::Display for Email {
@@ -209,7 +248,7 @@ impl TryFrom<shippy_proto::user::v1::User> for NewUser {
         Ok(Self {
             name: UserName::parse(&user.name)?,
             company: Company::parse(&user.company)?,
-            email: Email::parse(&user.email)?,
+            email: Email::parse_new(&user.email)?,
             password: Password::parse_new(&user.password)?,
         })
     }
@@ -262,6 +301,39 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn new_accounts_need_an_address_the_welcome_mail_can_reach() {
+        for good in [
+            "ewan@example.com",
+            "first.last+tag@example.com",
+            "o'brien@example.com",
+            "a!#$%&'*+/=?^_`{|}~-z@sub.example.com",
+            "Ewan@Example.COM",
+        ] {
+            assert!(Email::parse_new(good).is_ok(), "{good:?} refused");
+        }
+        for (bad, says) in [
+            ("ü1@example.com", "non-ASCII"),
+            ("ewan@bücher.example", "non-ASCII"),
+            ("\"john doe\"@example.com", "local part"),
+            ("\"john\"@example.com", "local part"),
+        ] {
+            let error = Email::parse_new(bad).unwrap_err();
+            assert!(error.0.contains(says), "{bad:?}: {error}");
+            assert!(error.0.starts_with("email "), "names the field: {error}");
+        }
+        // Logins and look-ups still take what an older account was made with.
+        assert!(Email::parse("ü1@example.com").is_ok());
+        assert!(Email::parse("\"john doe\"@example.com").is_ok());
+        // And an address refused either way says what was wrong first.
+        assert!(
+            Email::parse_new("ewan")
+                .unwrap_err()
+                .0
+                .contains("not a valid")
+        );
     }
 
     #[test]
@@ -342,6 +414,10 @@ mod properties {
             }
             match Email::parse(&text) {
                 Ok(email) => prop_assert!(!email.as_str().chars().any(char::is_control)),
+                Err(error) => prop_assert!(short(&error)),
+            }
+            match Email::parse_new(&text) {
+                Ok(email) => prop_assert!(email.as_str().is_ascii() && !email.as_str().contains('"')),
                 Err(error) => prop_assert!(short(&error)),
             }
             if let Err(error) = UserId::parse(&text) {

@@ -2,7 +2,7 @@
 //! every user.created event becomes one welcome mail, none lost, none twice.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use async_nats::{HeaderMap, header::NATS_MESSAGE_ID, jetstream};
 use email_service::{app::Application, settings::Settings};
@@ -21,13 +21,13 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// One test's world: its own stream, subject, consumer and sent-mail log on
 /// the shared test NATS, and its own SMTP server.
-struct World {
-    settings: Settings,
-    jetstream: jetstream::Context,
+pub(crate) struct World {
+    pub(crate) settings: Settings,
+    pub(crate) jetstream: jetstream::Context,
 }
 
 impl World {
-    async fn new(nats_url: String, smtp_url: Option<String>) -> Self {
+    pub(crate) async fn new(nats_url: String, smtp_url: Option<String>) -> Self {
         init_test_logging();
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let settings = Settings {
@@ -40,6 +40,9 @@ impl World {
             user_created_subject: format!("test.{unique}.user.created"),
             consumer: format!("email_{unique}"),
             sent_stream: format!("SENT_{unique}"),
+            dead_stream: format!("DEAD_{unique}"),
+            max_age: Duration::from_secs(24 * 3600).into(),
+            stuck_after: Duration::from_secs(300).into(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };
@@ -59,7 +62,7 @@ impl World {
     }
 
     /// Publishes raw bytes as an event, with `msg_id` as Nats-Msg-Id.
-    async fn publish_raw(&self, msg_id: &str, payload: Vec<u8>) {
+    pub(crate) async fn publish_raw(&self, msg_id: &str, payload: Vec<u8>) {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, msg_id);
         self.jetstream
@@ -75,7 +78,7 @@ impl World {
     }
 
     /// Publishes a user.created event and returns it.
-    async fn publish(&self, name: &str, email: &str) -> UserCreated {
+    pub(crate) async fn publish(&self, name: &str, email: &str) -> UserCreated {
         let event = UserCreated {
             event_id: uuid::Uuid::new_v4().to_string(),
             occurred_at: None,
@@ -89,35 +92,63 @@ impl World {
         event
     }
 
-    async fn start(&self) -> Running {
+    pub(crate) async fn start(&self) -> Running {
         let app = Application::build(&self.settings).await.expect("build");
         let address = app.local_addr().unwrap();
+        let metrics = app.metrics_addr().unwrap();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         let channel =
             static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
         Running {
             channel,
+            metrics,
             shutdown,
             task,
         }
     }
+
+    /// The user events consumer, once the service made it.
+    pub(crate) async fn consumer(&self) -> jetstream::consumer::PullConsumer {
+        let stream = self
+            .jetstream
+            .get_stream(&self.settings.events_stream)
+            .await
+            .unwrap();
+        stream.get_consumer(&self.settings.consumer).await.unwrap()
+    }
+
+    /// Waits up to `wait` until the consumer has nothing left to deliver and
+    /// nothing unacknowledged; returns whether it came to that.
+    pub(crate) async fn wait_until_settled(&self, wait: Duration) -> bool {
+        let mut consumer = self.consumer().await;
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            let info = consumer.info().await.unwrap();
+            if info.num_ack_pending == 0 && info.num_pending == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
 }
 
-struct Running {
-    channel: tonic::transport::Channel,
+pub(crate) struct Running {
+    pub(crate) channel: tonic::transport::Channel,
+    pub(crate) metrics: SocketAddr,
     shutdown: Shutdown,
     task: JoinHandle<Result<(), email_service::app::RunError>>,
 }
 
 impl Running {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.trigger();
         self.task.await.unwrap().expect("clean stop");
     }
 }
 
-fn mails_to<'a>(mails: &'a [String], address: &str) -> Vec<&'a String> {
+pub(crate) fn mails_to<'a>(mails: &'a [String], address: &str) -> Vec<&'a String> {
     mails.iter().filter(|mail| mail.contains(address)).collect()
 }
 
@@ -288,6 +319,11 @@ async fn a_malformed_event_does_not_block_the_ones_after_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(settled, "nothing left pending or unacknowledged");
+    // Given up, not dropped: both are kept in the dead-mail stream.
+    assert_eq!(
+        crate::refusals::wait_for_dead(&world, 2, Duration::from_secs(10)).await,
+        2
+    );
     service.stop().await;
 }
 

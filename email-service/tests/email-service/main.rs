@@ -4,4 +4,5 @@
 
 mod binary;
 mod mail;
+mod refusals;
 mod tracing;

@@ -68,6 +68,34 @@ async fn bad_accounts_are_invalid_argument_naming_the_field() {
     app.stop().await;
 }
 
+/// Issue 23: `ü1@example.com` and `"john doe"@example.com` were accepted,
+/// and their welcome mail never went out (refused by the SMTP server, or
+/// dropped). Now sign-up refuses them, saying what to use instead.
+#[tokio::test]
+async fn addresses_the_welcome_mail_cannot_reach_are_refused_at_sign_up() {
+    let app = TestApp::spawn().await;
+    for (bad, says) in [
+        ("ü1@example.com", "ASCII form"),
+        ("ewan@bücher.example", "punycode"),
+        ("\"john doe\"@example.com", "no quotes or spaces"),
+    ] {
+        let status = app
+            .users()
+            .create(user("Refused", bad, PASSWORD))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad}: {status:?}");
+        assert!(
+            status.message().contains("email") && status.message().contains(says),
+            "{bad}: {}",
+            status.message()
+        );
+    }
+    app.create_user("Plain", "plain.address+tag@example.com")
+        .await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn control_characters_and_huge_strings_are_invalid_argument_with_a_short_escaped_message() {
     let app = TestApp::spawn().await;
