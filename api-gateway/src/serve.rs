@@ -5,9 +5,10 @@
 //! - At most [`HttpLimits::max_connections`] connections are served at
 //!   once; one more is answered 503 and closed at once, so it holds no file
 //!   descriptor.
-//! - A connection waiting for a request (new, or after an answer) is closed
-//!   when none starts within the idle timeout, and when a request's head
-//!   has not all arrived within the header timeout of its first byte.
+//! - A request's head must arrive within the header timeout: of the
+//!   connection's opening for its first request, of its first byte for the
+//!   next ones. A connection kept alive after an answer is closed when
+//!   nothing of a next request comes within the idle timeout.
 //! - A body's time is bounded by [`body_deadline`], a router layer.
 //!
 //! Each request carries the peer's address as axum's `ConnectInfo<SocketAddr>`.
@@ -253,12 +254,12 @@ async fn sleep_until_due(due: Option<(Instant, &'static str)>) {
 /// Where a connection stands, for its timers.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// Waiting for a request since `since`; `first_byte` once part of its
-    /// head has come.
-    Waiting {
-        since: Instant,
-        first_byte: Option<Instant>,
-    },
+    /// A request's head is due: the connection is new, or part of the head
+    /// has come since `since`.
+    Head { since: Instant },
+    /// Kept alive after an answer since `since`, nothing of the next
+    /// request yet.
+    Idle { since: Instant },
     /// A request is being answered; no connection timer runs.
     Busy,
 }
@@ -270,11 +271,11 @@ struct Activity {
 }
 
 impl Activity {
+    /// A new connection: its first request's head is due at once.
     fn new() -> Self {
         Self {
-            phase: Mutex::new(Phase::Waiting {
+            phase: Mutex::new(Phase::Head {
                 since: Instant::now(),
-                first_byte: None,
             }),
             changed: Notify::new(),
         }
@@ -292,15 +293,13 @@ impl Activity {
         self.changed.notify_one();
     }
 
-    /// Bytes came from the client.
+    /// Bytes came from the client: on an idle connection, a head begins.
     fn read(&self) {
         let mut phase = self.phase();
-        if let Phase::Waiting {
-            first_byte: first_byte @ None,
-            ..
-        } = &mut *phase
-        {
-            *first_byte = Some(Instant::now());
+        if let Phase::Idle { .. } = *phase {
+            *phase = Phase::Head {
+                since: Instant::now(),
+            };
             drop(phase);
             self.changed.notify_one();
         }
@@ -309,11 +308,8 @@ impl Activity {
     /// When the connection is to be closed, and which timeout that is.
     fn due(&self, timeouts: Timeouts) -> Option<(Instant, &'static str)> {
         match *self.phase() {
-            Phase::Waiting {
-                first_byte: Some(first),
-                ..
-            } => Some((first + timeouts.header, "header")),
-            Phase::Waiting { since, .. } => Some((since + timeouts.idle, "idle")),
+            Phase::Head { since } => Some((since + timeouts.header, "header")),
+            Phase::Idle { since } => Some((since + timeouts.idle, "idle")),
             Phase::Busy => None,
         }
     }
@@ -332,9 +328,8 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.set(Phase::Waiting {
+        self.0.set(Phase::Idle {
             since: Instant::now(),
-            first_byte: None,
         });
     }
 }

@@ -53,7 +53,8 @@ pub struct Settings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpLimits {
     /// How long a request's head (request line and headers) may take to
-    /// arrive, counted from its first byte; then the connection is closed.
+    /// arrive, counted from the connection's opening for its first request
+    /// and from its first byte for the next; then the connection is closed.
     #[arg(
         long = "http-header-read-timeout",
         env = "HTTP_HEADER_READ_TIMEOUT",
@@ -70,8 +71,8 @@ pub struct HttpLimits {
     )]
     pub body_read_timeout: humantime::Duration,
 
-    /// How long a connection may wait for its next request (a new one for
-    /// its first) before it is closed.
+    /// How long a connection kept alive after an answer may wait for the
+    /// next request before it is closed.
     #[arg(
         long = "http-idle-timeout",
         env = "HTTP_IDLE_TIMEOUT",
