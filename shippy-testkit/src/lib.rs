@@ -434,18 +434,98 @@ impl Drop for SmtpServer {
     }
 }
 
+/// The services that get a Consul ACL token each (`scripts/consul-acl.sh`).
+pub const CONSUL_SERVICES: [&str; 5] = [
+    "user-service",
+    "vessel-service",
+    "consignment-service",
+    "email-service",
+    "api-gateway",
+];
+
 /// A Consul dev agent of a test's own, on spare loopback ports (the binary
 /// `scripts/infra.sh` installed, in `TEST_CONSUL_BIN`). Killed when dropped.
+///
+/// [`ConsulAgent::start_with_acls`] runs it as `make dev` and compose do:
+/// ACLs on, default deny, and a token per service made by
+/// `scripts/consul-acl.sh` ([`ConsulAgent::token`]).
 #[derive(Debug)]
 pub struct ConsulAgent {
     ports: [u16; 5],
     process: Option<std::process::Child>,
+    acl: Option<ConsulAcl>,
+}
+
+/// The tokens of an agent with ACLs: fresh UUIDs, the same across restarts.
+#[derive(Debug)]
+struct ConsulAcl {
+    management: shippy_service::settings::Secret,
+    services: Vec<(&'static str, shippy_service::settings::Secret)>,
+}
+
+impl ConsulAcl {
+    fn new() -> Self {
+        let uuid = || {
+            uuid::Uuid::new_v4()
+                .hyphenated()
+                .to_string()
+                .parse()
+                .expect("a secret")
+        };
+        Self {
+            management: uuid(),
+            services: CONSUL_SERVICES.map(|name| (name, uuid())).into(),
+        }
+    }
+
+    /// The agent's ACL configuration (Consul 1.8 names the management token `master`).
+    fn hcl(&self) -> String {
+        let management = self.management.expose();
+        format!(
+            "acl {{ enabled = true, default_policy = \"deny\", enable_token_persistence = true, \
+             tokens {{ master = \"{management}\", agent = \"{management}\" }} }}"
+        )
+    }
+
+    /// Runs `scripts/consul-acl.sh` against the agent at `http_addr`.
+    async fn create_tokens(&self, http_addr: String) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/consul-acl.sh");
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg(script)
+            .args(CONSUL_SERVICES)
+            .env("CONSUL", infra_var("TEST_CONSUL_BIN"))
+            .env("CONSUL_HTTP_ADDR", http_addr)
+            .env("CONSUL_HTTP_TOKEN", self.management.expose());
+        for (name, secret) in &self.services {
+            let variable = format!("{}_CONSUL_TOKEN", name.to_uppercase().replace('-', "_"));
+            command.env(variable, secret.expose());
+        }
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("wait task")
+            .expect("run scripts/consul-acl.sh");
+        assert!(
+            output.status.success(),
+            "scripts/consul-acl.sh failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 impl ConsulAgent {
     /// Starts one and waits until it has elected itself leader.
     pub async fn start() -> Self {
         let mut agent = Self::reserve();
+        agent.restart().await;
+        agent
+    }
+
+    /// Starts one with ACLs on (default deny) and a token per service in
+    /// [`CONSUL_SERVICES`], as `make dev` and compose run it.
+    pub async fn start_with_acls() -> Self {
+        let mut agent = Self::reserve();
+        agent.acl = Some(ConsulAcl::new());
         agent.restart().await;
         agent
     }
@@ -463,12 +543,30 @@ impl ConsulAgent {
         Self {
             ports,
             process: None,
+            acl: None,
         }
     }
 
     /// `127.0.0.1:PORT`, as `CONSUL_HTTP_ADDR` takes it.
     pub fn http_addr(&self) -> String {
         format!("127.0.0.1:{}", self.ports[0])
+    }
+
+    /// The token `service` (one of [`CONSUL_SERVICES`]) gets as
+    /// `CONSUL_HTTP_TOKEN`; `None` for an agent without ACLs.
+    pub fn token(&self, service: &str) -> Option<shippy_service::settings::Secret> {
+        let acl = self.acl.as_ref()?;
+        let (_, secret) = acl
+            .services
+            .iter()
+            .find(|(name, _)| *name == service)
+            .unwrap_or_else(|| panic!("{service} is not one of {CONSUL_SERVICES:?}"));
+        Some(secret.clone())
+    }
+
+    /// The management token; `None` for an agent without ACLs.
+    pub fn management_token(&self) -> Option<shippy_service::settings::Secret> {
+        self.acl.as_ref().map(|acl| acl.management.clone())
     }
 
     /// Stops the agent (a dev agent forgets everything).
@@ -479,11 +577,12 @@ impl ConsulAgent {
         }
     }
 
-    /// Starts it again on the same ports.
+    /// Starts it again on the same ports (with ACLs: with the same tokens).
     pub async fn restart(&mut self) {
         self.stop();
         let [http, dns, serf_lan, serf_wan, server] = self.ports.map(|port| port.to_string());
-        let process = std::process::Command::new(infra_var("TEST_CONSUL_BIN"))
+        let mut command = std::process::Command::new(infra_var("TEST_CONSUL_BIN"));
+        command
             .args([
                 "agent",
                 "-dev",
@@ -502,20 +601,26 @@ impl ConsulAgent {
                 &server,
             ])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start consul");
-        self.process = Some(process);
+            .stderr(std::process::Stdio::null());
+        if let Some(acl) = &self.acl {
+            command.args(["-hcl", &acl.hcl()]);
+        }
+        self.process = Some(command.spawn().expect("start consul"));
         let leader = format!("http://127.0.0.1:{http}/v1/status/leader");
+        let mut elected = false;
         for _ in 0..300 {
             if let Ok(body) = http_get(&leader).await
                 && body.trim().trim_matches('"').len() > 1
             {
-                return;
+                elected = true;
+                break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("consul elected no leader on port {http}");
+        assert!(elected, "consul elected no leader on port {http}");
+        if let Some(acl) = &self.acl {
+            acl.create_tokens(self.http_addr()).await;
+        }
     }
 }
 

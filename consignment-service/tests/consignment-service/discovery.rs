@@ -1,6 +1,8 @@
 //! Discovery through a real Consul agent (1.8.7, a test's own dev agent):
 //! registration, deregistration, balancing across instances, and calls that
-//! keep working while an instance or Consul itself goes away.
+//! keep working while an instance or Consul itself goes away; with ACLs (as
+//! `make dev` and compose run Consul), only a service's own token registers
+//! its name; an instance restarted on its address replaces its registration.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::{net::SocketAddr, time::Duration};
@@ -14,22 +16,28 @@ use shippy_proto::{
 };
 use shippy_service::{
     Shutdown,
-    discovery::{CallTimeouts, DiscoveryArgs, consul::ConsulClient, static_channel},
+    discovery::{
+        CallTimeouts, DiscoveryArgs,
+        consul::{Check, ConsulClient, ConsulError, Registration},
+        static_channel,
+    },
     settings::SecretUrl,
 };
 use shippy_testkit::{
-    ConsulAgent, fresh_postgres_database, http_get, infra_var, init_test_logging, wait_for_health,
+    ConsulAgent, ServiceProcess, fresh_postgres_database, http_get, infra_var, init_test_logging,
+    wait_for_health,
 };
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
 use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
 
-fn consul_args(consul: &ConsulAgent) -> DiscoveryArgs {
+/// Discovery through `consul` for `service`, with its token when the agent has ACLs.
+fn consul_args(consul: &ConsulAgent, service: &str) -> DiscoveryArgs {
     DiscoveryArgs {
         consul_http_addr: Some(consul.http_addr()),
         advertise_addr: None,
-        consul_http_token: None,
+        consul_http_token: consul.token(service),
     }
 }
 
@@ -79,9 +87,11 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
     }
 }
 
-/// Waits until Consul lists exactly `count` passing instances of `service`.
+/// Waits until Consul lists exactly `count` passing instances of `service`
+/// (asking as consignment-service, with its token when the agent has ACLs).
 async fn wait_for_instances(consul: &ConsulAgent, service: &str, count: usize) -> Vec<String> {
-    let client = ConsulClient::new(&consul.http_addr(), None);
+    let token = consul.token("consignment-service");
+    let client = ConsulClient::new(&consul.http_addr(), token.as_ref());
     let mut urls = Vec::new();
     for _ in 0..150 {
         if let Ok(found) = client.healthy(service, None, Duration::ZERO).await {
@@ -104,7 +114,7 @@ async fn a_started_service_is_passing_and_is_gone_after_shutdown() {
     let consul = ConsulAgent::start().await;
     let vessels = vessel_service(
         fresh_postgres_database("disc_vessels").await,
-        consul_args(&consul),
+        consul_args(&consul, "vessel-service"),
     )
     .await;
     let urls = wait_for_instances(&consul, "vessel-service", 1).await;
@@ -127,7 +137,7 @@ async fn a_service_started_before_consul_registers_once_consul_is_up() {
     let mut consul = ConsulAgent::reserve();
     let vessels = vessel_service(
         fresh_postgres_database("disc_late").await,
-        consul_args(&consul),
+        consul_args(&consul, "vessel-service"),
     )
     .await;
     // Serving already, without Consul.
@@ -163,7 +173,7 @@ impl Cluster {
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: consul_args(consul),
+            discovery: consul_args(consul, "user-service"),
         })
         .await
         .unwrap();
@@ -180,7 +190,13 @@ impl Cluster {
         let vessel_database = fresh_postgres_database("disc_fleet").await;
         let mut vessels = Vec::new();
         for _ in 0..vessel_instances {
-            vessels.push(vessel_service(vessel_database.clone(), consul_args(consul)).await);
+            vessels.push(
+                vessel_service(
+                    vessel_database.clone(),
+                    consul_args(consul, "vessel-service"),
+                )
+                .await,
+            );
         }
         wait_for_instances(consul, "vessel-service", vessel_instances).await;
         wait_for_instances(consul, "user-service", 1).await;
@@ -195,7 +211,7 @@ impl Cluster {
             recovery_interval: Duration::from_millis(200).into(),
             recovery_after: Duration::from_secs(1).into(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: consul_args(consul),
+            discovery: consul_args(consul, "consignment-service"),
         })
         .await
         .unwrap();
@@ -302,4 +318,143 @@ async fn with_consul_stopped_calls_keep_reaching_known_instances() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     cluster.stop().await;
+}
+
+/// Issue 23, point 7: a fake vessel-service registered in the dev agent got
+/// the real service token and users' bearer tokens. With ACLs on (default
+/// deny, a token per service), registering the name `vessel-service` takes
+/// vessel-service's own token: with none, or another service's, Consul
+/// refuses (403), and discovery only ever finds the real instance.
+#[tokio::test]
+async fn with_acls_only_vessel_services_own_token_registers_that_name() {
+    let consul = ConsulAgent::start_with_acls().await;
+    let database = fresh_postgres_database("disc_acl").await;
+    // The impostor: a working server (it would pass Consul's check) that
+    // registers itself as vessel-service with email-service's token.
+    let impostor = vessel_service(
+        database.clone(),
+        DiscoveryArgs {
+            consul_http_token: consul.token("email-service"),
+            ..consul_args(&consul, "vessel-service")
+        },
+    )
+    .await;
+    let fake = Registration {
+        id: "vessel-service-impostor".into(),
+        name: "vessel-service".into(),
+        address: impostor.address.ip().to_string(),
+        port: impostor.address.port(),
+        tags: Vec::new(),
+        meta: Default::default(),
+        check: Check {
+            grpc: Some(impostor.address.to_string()),
+            http: None,
+            grpc_use_tls: false,
+            interval: "1s".into(),
+            timeout: "1s".into(),
+            deregister_critical_service_after: "1m".into(),
+        },
+    };
+    for (who, token) in [
+        ("no token", None),
+        ("email-service's token", consul.token("email-service")),
+    ] {
+        let refused = ConsulClient::new(&consul.http_addr(), token.as_ref())
+            .register(&fake)
+            .await;
+        assert!(
+            matches!(refused, Err(ConsulError::Forbidden(_))),
+            "with {who}: {refused:?}"
+        );
+    }
+
+    let real = vessel_service(database, consul_args(&consul, "vessel-service")).await;
+    let real_url = format!("http://{}", real.address);
+    assert_eq!(
+        wait_for_instances(&consul, "vessel-service", 1).await,
+        [real_url.as_str()]
+    );
+    // The impostor keeps retrying; still only the real one, registered or passing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reader = ConsulClient::new(&consul.http_addr(), consul.token("api-gateway").as_ref());
+    let registered: Vec<String> = reader
+        .registered("vessel-service")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|instance| instance.url)
+        .collect();
+    assert_eq!(registered, [real_url]);
+    impostor.stop().await;
+    real.stop().await;
+}
+
+/// With ACLs on, each service's own token is enough to register it and to
+/// find its peers: consignment-service reaches user- and vessel-service
+/// through Consul.
+#[tokio::test]
+async fn with_acls_each_services_token_registers_it_and_finds_its_peers() {
+    let consul = ConsulAgent::start_with_acls().await;
+    let cluster = Cluster::start(&consul, 1).await;
+    cluster.ship_once_ready().await;
+    wait_for_instances(&consul, "consignment-service", 1).await;
+    cluster.stop().await;
+}
+
+/// Issue 23, point 8: after a kill -9 and a restart on the same port, the
+/// dead instance's registration stayed, and passed (the new one answers its
+/// check): 3–4 duplicates. The id is stable per address now, so the new
+/// instance replaces it.
+#[tokio::test]
+async fn an_instance_killed_and_restarted_on_its_address_replaces_its_registration() {
+    let consul = ConsulAgent::start().await;
+    let database = fresh_postgres_database("disc_restart").await;
+    let log_dir = std::env::temp_dir().join(format!(
+        "shippy-disc-restart-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let env = |listen: String| {
+        vec![
+            ("LISTEN_ADDR", listen),
+            ("DATABASE_URL", database.expose().to_owned()),
+            ("CONSUL_HTTP_ADDR", consul.http_addr()),
+            ("RUST_LOG", "warn,shippy_service::discovery=info".to_owned()),
+        ]
+    };
+    let client = ConsulClient::new(&consul.http_addr(), None);
+    let mut address = None;
+    for round in 0..3 {
+        let listen =
+            address.map_or_else(|| "127.0.0.1:0".to_owned(), |a: SocketAddr| a.to_string());
+        let log = log_dir.join(format!("vessel-service-{round}.log"));
+        let process =
+            ServiceProcess::start_logging_to("vessel-service", &env(listen), Some(&log)).await;
+        address = Some(process.address);
+        // Its own registration is in (the log says so once the agent took it).
+        let mut registered = false;
+        for _ in 0..100 {
+            if std::fs::read_to_string(&log).is_ok_and(|text| text.contains("registered in Consul"))
+            {
+                registered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(registered, "round {round}: vessel-service never registered");
+        let here = format!("http://{}", process.address);
+        let instances = client.registered("vessel-service").await.unwrap();
+        let at_address: Vec<_> = instances
+            .iter()
+            .filter(|instance| instance.url == here)
+            .collect();
+        assert_eq!(
+            at_address.len(),
+            1,
+            "round {round}: one registration for {here}, not {instances:?}"
+        );
+        // kill -9: no deregistration.
+        drop(process);
+    }
+    let _ = std::fs::remove_dir_all(&log_dir);
 }

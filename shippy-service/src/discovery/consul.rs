@@ -28,6 +28,13 @@ pub enum ConsulError {
         /// What went wrong.
         reason: String,
     },
+    /// The agent refused the request for want of permission: with ACLs on,
+    /// the token (`CONSUL_HTTP_TOKEN`) is missing, unknown, or its policy
+    /// does not allow it (e.g. registering another service's name).
+    #[error(
+        "Consul refused it (403): the ACL token in CONSUL_HTTP_TOKEN is missing, unknown or lacks the permission ({0})"
+    )]
+    Forbidden(String),
     /// The agent refused the request.
     #[error("Consul refused the request: {0}")]
     Refused(String),
@@ -180,7 +187,12 @@ impl ConsulClient {
             .await
             .map(|body| String::from_utf8_lossy(&body.to_bytes()).into_owned())
             .unwrap_or_default();
-        Err(ConsulError::Refused(format!("{status}: {body}")))
+        // Consul's own words, quoted short and escaped.
+        let said = crate::text::excerpt(body.trim());
+        if status == http::StatusCode::FORBIDDEN {
+            return Err(ConsulError::Forbidden(said));
+        }
+        Err(ConsulError::Refused(format!("{status}: {said}")))
     }
 
     /// Registers (or updates) an instance with the agent.
@@ -204,6 +216,24 @@ impl ConsulClient {
         wait_after: Option<u64>,
         wait: Duration,
     ) -> Result<Instances, ConsulError> {
+        self.instances(service, true, wait_after, wait).await
+    }
+
+    /// Every registered instance of `service`, passing its check or not.
+    pub async fn registered(&self, service: &str) -> Result<Vec<Instance>, ConsulError> {
+        Ok(self
+            .instances(service, false, None, Duration::ZERO)
+            .await?
+            .instances)
+    }
+
+    async fn instances(
+        &self,
+        service: &str,
+        passing: bool,
+        wait_after: Option<u64>,
+        wait: Duration,
+    ) -> Result<Instances, ConsulError> {
         let options = QueryOptions {
             index: wait_after,
             wait: wait_after.map(|_| wait),
@@ -216,7 +246,7 @@ impl ConsulClient {
             .get_service_nodes(
                 GetServiceNodesRequest {
                     service,
-                    passing: true,
+                    passing,
                     ..Default::default()
                 },
                 Some(options),

@@ -27,7 +27,7 @@ use std::{
 use tokio::{sync::mpsc::Sender, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint, channel::Change};
 
-use self::consul::{Check, ConsulClient, Instances, Registration};
+use self::consul::{Check, ConsulClient, ConsulError, Instances, Registration};
 use crate::Shutdown;
 
 /// How long a blocking query waits for a change.
@@ -155,7 +155,7 @@ impl Discovery {
         let (grpc, http) = check(&host, port);
         let version = env!("CARGO_PKG_VERSION");
         let registration = Registration {
-            id: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
+            id: service_id(name, &host, port),
             name: name.to_owned(),
             address: host.clone(),
             port,
@@ -176,6 +176,26 @@ impl Discovery {
             shutdown,
         )))
     }
+}
+
+/// The Consul service id of `name` at `host:port`: one per address, so an
+/// instance restarted on the address of one that died without deregistering
+/// (kill -9, a crash) replaces that registration instead of adding a second
+/// one (which would pass its check too: the new instance answers it).
+/// Characters other than ASCII letters, digits, `.`, `-` and `_` (an IPv6
+/// host's `:`) become `_`, so the id is safe in a URL path.
+fn service_id(name: &str, host: &str, port: u16) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}-{host}-{port}")
 }
 
 /// The host and port peers should dial.
@@ -228,7 +248,23 @@ async fn keep_registered(consul: ConsulClient, registration: Registration, shutd
             }
             Err(error) => {
                 failures += 1;
-                tracing::warn!(%error, "cannot register in Consul yet; serving anyway, retrying");
+                // The first failure and every 20th after: a refusal that
+                // lasts (a token without the right) must not flood the log.
+                if failures == 1 || failures % 20 == 0 {
+                    if matches!(error, ConsulError::Forbidden(_)) {
+                        tracing::error!(
+                            %error,
+                            service = %registration.name,
+                            failures,
+                            "Consul refuses this instance's registration: give it a token \
+                             (CONSUL_HTTP_TOKEN) whose policy has service \"{}\" write; \
+                             serving anyway, retrying",
+                            registration.name
+                        );
+                    } else {
+                        tracing::warn!(%error, failures, "cannot register in Consul yet; serving anyway, retrying");
+                    }
+                }
             }
         }
         let pause = if failures == 0 {
@@ -403,6 +439,30 @@ mod tests {
         let (host, port) = advertised(any, None);
         assert!(!host.is_empty() && host != "0.0.0.0");
         assert_eq!(port, 50052);
+    }
+
+    #[test]
+    fn service_ids_are_one_per_address() {
+        assert_eq!(
+            service_id("vessel-service", "10.0.0.7", 50052),
+            "vessel-service-10.0.0.7-50052"
+        );
+        assert_eq!(
+            service_id("vessel-service", "vessel-service", 50052),
+            "vessel-service-vessel-service-50052"
+        );
+        assert_eq!(
+            service_id("api-gateway", "::1", 8080),
+            "api-gateway-__1-8080"
+        );
+        assert_eq!(
+            service_id("user-service", "a/b?c", 1),
+            "user-service-a_b_c-1"
+        );
+        assert_ne!(
+            service_id("user-service", "127.0.0.1", 1),
+            service_id("user-service", "127.0.0.1", 2)
+        );
     }
 
     #[tokio::test]
