@@ -114,11 +114,14 @@ impl Application {
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), saga.clone());
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
-            .add_service(
-                ShippingServiceServer::new(api)
-                    .max_decoding_message_size(crate::domain::MAX_REQUEST_BYTES),
-            );
+        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
+        if let Some(token) = &settings.service_token {
+            server = server.trust_forwarded_client(token.vouch());
+        }
+        let server = server.add_service(
+            ShippingServiceServer::new(api)
+                .max_decoding_message_size(crate::domain::MAX_REQUEST_BYTES),
+        );
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {

@@ -7,12 +7,16 @@
 //! the callee compares SHA-256 digests ([`ServiceToken::check`]), so how long
 //! the comparison takes says nothing about the secret.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, net::IpAddr, str::FromStr, sync::Arc};
 
 use sha2::{Digest, Sha256};
-use shippy_service::ApiError;
+use shippy_service::{
+    ApiError,
+    admission::{CLIENT_ADDRESS_KEY, Vouch},
+};
 use tonic::{
     Request,
+    codegen::http::HeaderMap,
     metadata::{AsciiMetadataValue, MetadataMap},
 };
 
@@ -74,7 +78,47 @@ impl ServiceToken {
     pub fn matches(&self, metadata: &MetadataMap) -> bool {
         metadata
             .get(METADATA_KEY)
-            .is_some_and(|sent| <[u8; 32]>::from(Sha256::digest(sent.as_bytes())) == self.digest)
+            .is_some_and(|sent| self.is(sent.as_bytes()))
+    }
+
+    /// Whether request `headers` carry this secret.
+    pub fn vouches(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(METADATA_KEY)
+            .is_some_and(|sent| self.is(sent.as_bytes()))
+    }
+
+    fn is(&self, sent: &[u8]) -> bool {
+        <[u8; 32]>::from(Sha256::digest(sent)) == self.digest
+    }
+
+    /// This secret as the server's [`Vouch`]: calls that carry it may name
+    /// the client they are forwarded for.
+    pub fn vouch(&self) -> Vouch {
+        let token = self.clone();
+        Arc::new(move |headers| token.vouches(headers))
+    }
+
+    /// Adds the secret and the address of the client a call is forwarded
+    /// for (the api-gateway calling for a browser).
+    pub fn forward_for<T>(&self, request: &mut Request<T>, client: IpAddr) {
+        self.attach(request);
+        if let Ok(value) = AsciiMetadataValue::try_from(client.to_string()) {
+            request.metadata_mut().insert(CLIENT_ADDRESS_KEY, value);
+        }
+    }
+
+    /// The client a call is for: the address it names in
+    /// [`CLIENT_ADDRESS_KEY`] when it carries the secret `expected` holds,
+    /// else its TCP peer. A call without the secret cannot choose the
+    /// address it is counted under.
+    pub fn client_of<T>(expected: Option<&ServiceToken>, request: &Request<T>) -> Option<IpAddr> {
+        let forwarded = expected
+            .filter(|token| token.matches(request.metadata()))
+            .and_then(|_| request.metadata().get(CLIENT_ADDRESS_KEY))
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok());
+        forwarded.or_else(|| request.remote_addr().map(|address| address.ip()))
     }
 
     /// `Ok` when `request` carries the secret `expected` holds;
@@ -142,5 +186,31 @@ mod tests {
             Err(ApiError::PermissionDenied(message)) if message.contains("SERVICE_TOKEN")
         ));
         assert_eq!(format!("{token:?}"), "ServiceToken(<redacted>)");
+    }
+
+    #[test]
+    fn only_a_call_with_the_secret_names_its_client() {
+        let token: ServiceToken = SECRET.parse().unwrap();
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let mut forwarded = Request::new(());
+        token.forward_for(&mut forwarded, client);
+        assert_eq!(
+            ServiceToken::client_of(Some(&token), &forwarded),
+            Some(client)
+        );
+        assert!(token.vouch()(&forwarded.metadata().clone().into_headers()));
+
+        // Anyone else naming an address is not believed (no TCP peer here: none).
+        let mut forged = Request::new(());
+        forged
+            .metadata_mut()
+            .insert(CLIENT_ADDRESS_KEY, "203.0.113.9".parse().unwrap());
+        assert_eq!(ServiceToken::client_of(Some(&token), &forged), None);
+        let other: ServiceToken = SECRET.replace('0', "1").parse().unwrap();
+        other.attach(&mut forged);
+        assert_eq!(ServiceToken::client_of(Some(&token), &forged), None);
+        assert!(!token.vouches(&forged.metadata().clone().into_headers()));
+        // Without a configured secret, nobody names a client.
+        assert_eq!(ServiceToken::client_of(None, &forwarded), None);
     }
 }

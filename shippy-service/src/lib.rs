@@ -1,6 +1,8 @@
 //! Plumbing every shippy-rs service shares, so each service's own code is
 //! only its domain.
 //!
+//! - [`admission`]: who gets a request slot: budgets per client address, a
+//!   slot only once a request's message has arrived, health never shed.
 //! - [`base`]: what every service binds and runs beside its own work
 //!   (gRPC and metrics listeners, Consul registration) and how it stops.
 //! - [`breaker`]: a circuit breaker per dependency, so a dead one costs
@@ -29,6 +31,7 @@
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
 //!   then keeping health in step with it.
 
+pub mod admission;
 pub mod base;
 pub mod breaker;
 pub mod discovery;

@@ -9,7 +9,6 @@
 use std::{collections::HashSet, convert::Infallible, time::Duration};
 
 use prost::Message as _;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 use http::{Request, Response};
 use tokio::net::TcpListener;
@@ -25,7 +24,12 @@ use tonic_health::{
 };
 use tower_service::Service;
 
-use crate::{Shutdown, metrics::Metrics, rpc_layer::RpcLayer};
+use crate::{
+    Shutdown,
+    admission::{self, AdmissionLayer, Budgets, Vouch},
+    metrics::Metrics,
+    rpc_layer::RpcLayer,
+};
 
 /// The server could not be put together or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct GrpcServer {
     routes: Routes,
-    concurrency_limit: usize,
+    budgets: Budgets,
     request_timeout: Duration,
     metrics: Metrics,
     health: Health,
@@ -53,6 +57,10 @@ pub struct GrpcServer {
 /// Requests a server handles at once unless told otherwise; more are shed
 /// (`RESOURCE_EXHAUSTED`) rather than queued.
 pub const DEFAULT_CONCURRENCY_LIMIT: usize = 256;
+
+/// Streams one HTTP/2 connection may have open at once; a client asking for
+/// more waits for its own to finish.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 /// The longest a request may take unless told otherwise (a client's
 /// shorter `grpc-timeout` wins); then it is cancelled and answered.
@@ -86,7 +94,12 @@ impl GrpcServer {
         );
         Self {
             routes: Routes::new(health_server),
-            concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
+            budgets: Budgets {
+                slots: DEFAULT_CONCURRENCY_LIMIT,
+                per_client: admission::DEFAULT_PER_CLIENT_LIMIT,
+                message_timeout: admission::DEFAULT_MESSAGE_TIMEOUT,
+                vouch: None,
+            },
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             metrics,
             health: Health { reporter },
@@ -97,9 +110,34 @@ impl GrpcServer {
 
     /// Handles at most `limit` requests at once across all connections;
     /// more are refused at once with `RESOURCE_EXHAUSTED` (load shedding)
-    /// rather than queued without end.
+    /// rather than queued without end. A request takes its slot only once
+    /// its message has arrived (see [`admission`]).
     pub fn concurrency_limit(mut self, limit: usize) -> Self {
-        self.concurrency_limit = limit.max(1);
+        self.budgets.slots = limit.max(1);
+        self
+    }
+
+    /// Lets one client (address) have at most `limit` requests in flight,
+    /// waiting for their message or handled; more from it are refused with
+    /// `RESOURCE_EXHAUSTED`.
+    pub fn per_client_limit(mut self, limit: usize) -> Self {
+        self.budgets.per_client = limit.max(1);
+        self
+    }
+
+    /// Answers a unary request whose message has not arrived within
+    /// `timeout` with `DEADLINE_EXCEEDED`.
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.budgets.message_timeout = timeout;
+        self
+    }
+
+    /// Believes the client address a request names in
+    /// [`admission::CLIENT_ADDRESS_KEY`] when `vouch` accepts its headers
+    /// (the services' shared credential): the api-gateway's calls then count
+    /// against the browser's budget, not the gateway's.
+    pub fn trust_forwarded_client(mut self, vouch: Vouch) -> Self {
+        self.budgets.vouch = Some(vouch);
         self
     }
 
@@ -109,11 +147,14 @@ impl GrpcServer {
         self
     }
 
-    /// `/package.Service/Method` of every method this server serves.
-    fn known_methods(&self) -> HashSet<String> {
+    /// `/package.Service/Method` of every method this server serves, and
+    /// of those whose request is a single message.
+    fn known_methods(&self) -> (HashSet<String>, HashSet<String>) {
         let mut known: HashSet<String> = STANDARD_METHODS.iter().map(|&m| m.to_owned()).collect();
+        // Health's Check is unary too, but health is never held back.
+        let mut unary = HashSet::new();
         let Ok(files) = prost_types::FileDescriptorSet::decode(self.descriptor_set) else {
-            return known;
+            return (known, unary);
         };
         for file in &files.file {
             for service in &file.service {
@@ -122,11 +163,15 @@ impl GrpcServer {
                     continue;
                 }
                 for method in &service.method {
-                    known.insert(format!("/{name}/{}", method.name()));
+                    let path = format!("/{name}/{}", method.name());
+                    if !method.client_streaming() {
+                        unary.insert(path.clone());
+                    }
+                    known.insert(path);
                 }
             }
         }
-        known
+        (known, unary)
     }
 
     /// The handle that sets what `grpc.health.v1.Health` answers.
@@ -154,7 +199,7 @@ impl GrpcServer {
     /// Serves on `listener` until `shutdown` fires, then lets requests in
     /// flight finish and returns.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), ServerError> {
-        let known = self.known_methods();
+        let (known, unary) = self.known_methods();
         let routes = self
             .routes
             .add_service(reflection(self.descriptor_set, &self.services).build_v1()?)
@@ -163,11 +208,12 @@ impl GrpcServer {
         tracing::info!(?address, services = ?self.services, "gRPC server listening");
         Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             // Past the limit, requests are refused at once, not queued.
             .load_shed(true)
             .timeout(self.request_timeout)
-            .layer(GlobalConcurrencyLimitLayer::new(self.concurrency_limit))
             .layer(RpcLayer::new(self.metrics.rpc().clone(), known))
+            .layer(AdmissionLayer::new(self.budgets, unary))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 // No Nagle: small unary answers must not wait for the peer's

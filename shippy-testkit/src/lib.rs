@@ -9,6 +9,8 @@
 //! Logs stay quiet unless `TEST_LOG=1`.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a panic is a test failure.
 
+pub mod calls;
+
 use shippy_service::settings::SecretUrl;
 use sqlx::{Connection, PgConnection};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{SubsecRound, Utc};
 use prost::Message;
-use shippy_auth::{Claims, TokenError, VerifiedTokens, token_from_metadata};
+use shippy_auth::{Claims, TokenError, VerifiedTokens, service::ServiceToken, token_from_metadata};
 use shippy_proto::{
     events::v1::UserCreated,
     user::v1::{self as proto, user_service_server::UserService},
@@ -275,7 +275,7 @@ impl UserService for UserApi {
 
     #[tracing::instrument(skip_all, fields(user.id))]
     async fn auth(&self, request: Request<proto::User>) -> Result<Response<proto::Token>, Status> {
-        let address = request.remote_addr().map(|address| address.ip());
+        let address = ServiceToken::client_of(self.throttle.service_token(), &request);
         let given = request.into_inner();
         let email = Email::parse(&given.email).map_err(ApiError::from)?;
         let password = Password::parse_given(&given.password).map_err(ApiError::from)?;

@@ -119,7 +119,11 @@ impl Application {
                 throttle: LoginThrottle::new(settings.login.clone()),
             },
         );
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
+        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
+        if let Some(token) = &settings.login.service_token {
+            server = server.trust_forwarded_client(token.vouch());
+        }
+        let server = server
             .add_service(UserServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;

@@ -4,6 +4,17 @@
 //! time. Other accounts (and other addresses) keep logging in. A successful
 //! login clears its account's count.
 //!
+//! An account's lock does not lock its owner out: an address the account
+//! logged in from before (within [`KNOWN_ADDRESS_TTL`]) may still try,
+//! under that address's own budget. So a guesser elsewhere cannot keep the
+//! owner out, and the guesser gains nothing from the owner's addresses
+//! unless it shares one (then the address budget still holds).
+//!
+//! The client address is the TCP peer's, or the one the api-gateway names
+//! for the browser it calls for, believed only with the services' shared
+//! secret (`SERVICE_TOKEN`): behind the gateway, each browser has its own
+//! budget rather than all sharing the gateway's.
+//!
 //! Memory is bounded: at most [`MAX_TRACKED`] accounts and addresses are
 //! tracked (least recently used go first), each entry keeping at most `limit`
 //! timestamps, and entries idle for a whole window are dropped.
@@ -15,10 +26,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use shippy_auth::service::ServiceToken;
+
 use crate::domain::Email;
 
 /// The most accounts and addresses tracked at once.
 pub const MAX_TRACKED: u64 = 100_000;
+
+/// How long an address an account logged in from stays known to it.
+pub const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How many failed logins are allowed, and over which window.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +63,13 @@ pub struct LoginLimits {
         default_value = "15m"
     )]
     pub window: humantime::Duration,
+
+    /// The services' shared secret (the same `SERVICE_TOKEN` as the other
+    /// services and the api-gateway): a call carrying it may name the client
+    /// address it is made for (`x-client-address`), which the throttle and
+    /// the request budgets then count. Unset: the TCP peer always counts.
+    #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<ServiceToken>,
 }
 
 impl Default for LoginLimits {
@@ -55,6 +78,7 @@ impl Default for LoginLimits {
             max_failures: 10,
             max_failures_per_address: 100,
             window: Duration::from_secs(15 * 60).into(),
+            service_token: None,
         }
     }
 }
@@ -100,6 +124,8 @@ pub struct LoginThrottle {
     limits: LoginLimits,
     accounts: moka::sync::Cache<Email, Failures>,
     addresses: moka::sync::Cache<IpAddr, Failures>,
+    /// The addresses each account logged in from.
+    known: moka::sync::Cache<(Email, IpAddr), ()>,
 }
 
 impl LoginThrottle {
@@ -109,15 +135,25 @@ impl LoginThrottle {
         Self {
             accounts: cache(window),
             addresses: cache(window),
+            known: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED)
+                .time_to_live(KNOWN_ADDRESS_TTL)
+                .build(),
             limits,
         }
     }
 
-    /// Refuses a login for `email` from `address` if either failed too often.
+    /// Refuses a login for `email` from `address` if either failed too
+    /// often; an account's lock does not hold for the addresses it logged
+    /// in from before.
     pub fn check(&self, email: &Email, address: Option<IpAddr>) -> Result<(), Throttled> {
         if let Some(retry_after) = self.blocked(self.accounts.get(email), self.limits.max_failures)
         {
-            return Err(Throttled::Account { retry_after });
+            let known =
+                address.is_some_and(|address| self.known.contains_key(&(email.clone(), address)));
+            if !known {
+                return Err(Throttled::Account { retry_after });
+            }
         }
         if let Some(address) = address {
             let failures = self.addresses.get(&address);
@@ -150,11 +186,20 @@ impl LoginThrottle {
     /// users behind one NAT or proxy share it).
     pub fn succeeded(&self, email: &Email, address: Option<IpAddr>) {
         self.accounts.invalidate(email);
-        if let Some(failures) = address.and_then(|address| self.addresses.get(&address))
+        let Some(address) = address else {
+            return;
+        };
+        self.known.insert((email.clone(), address), ());
+        if let Some(failures) = self.addresses.get(&address)
             && let Ok(mut failures) = failures.lock()
         {
             failures.pop_back();
         }
+    }
+
+    /// The secret that lets a call name the client it is made for.
+    pub fn service_token(&self) -> Option<&ServiceToken> {
+        self.limits.service_token.as_ref()
     }
 
     fn window(&self) -> Duration {
@@ -201,6 +246,7 @@ mod tests {
             max_failures,
             max_failures_per_address: per_address,
             window: window.into(),
+            service_token: None,
         }
     }
 
@@ -273,6 +319,37 @@ mod tests {
         assert!(
             throttle.check(&guesser, Some(proxy)).is_err(),
             "failures still count"
+        );
+    }
+
+    #[test]
+    fn a_locked_account_still_takes_logins_from_where_its_owner_logged_in_before() {
+        let throttle = LoginThrottle::new(limits(3, 100, Duration::from_secs(900)));
+        let owner = Email::parse("owner@example.com").unwrap();
+        let home: IpAddr = "198.51.100.7".parse().unwrap();
+        let attacker: IpAddr = "203.0.113.66".parse().unwrap();
+        throttle.check(&owner, Some(home)).unwrap();
+        throttle.failed(&owner, Some(home));
+        throttle.succeeded(&owner, Some(home));
+        for _ in 0..3 {
+            throttle.failed(&owner, Some(attacker));
+        }
+        assert!(matches!(
+            throttle.check(&owner, Some(attacker)),
+            Err(Throttled::Account { .. })
+        ));
+        assert!(matches!(
+            throttle.check(&owner, Some("192.0.2.200".parse().unwrap())),
+            Err(Throttled::Account { .. })
+        ));
+        assert!(matches!(
+            throttle.check(&owner, None),
+            Err(Throttled::Account { .. })
+        ));
+        assert_eq!(
+            throttle.check(&owner, Some(home)),
+            Ok(()),
+            "the owner's own address"
         );
     }
 }

@@ -100,10 +100,13 @@ impl Application {
                 quota: settings.account_quota(),
             },
         );
-        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())
-            .add_service(
-                VesselServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
-            );
+        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone());
+        if let Some(token) = &settings.service_token {
+            server = server.trust_forwarded_client(token.vouch());
+        }
+        let server = server.add_service(
+            VesselServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
+        );
         let health = server.health();
         health.set(&[SERVICE_NAME], false).await;
         Ok(Self {
