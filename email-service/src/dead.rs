@@ -8,11 +8,7 @@
 
 use std::time::Duration;
 
-use async_nats::{
-    HeaderMap,
-    header::NATS_MESSAGE_ID,
-    jetstream::{Context, stream},
-};
+use async_nats::{HeaderMap, header::NATS_MESSAGE_ID, jetstream::Context};
 use bytes::Bytes;
 use shippy_service::text;
 
@@ -90,23 +86,13 @@ impl DeadLetters {
         format!("{}.{id}", self.prefix)
     }
 
-    /// Creates the stream if it is missing.
+    /// Creates the stream if it is missing (or adds this consumer's subject).
     pub async fn ensure(&self) -> Result<(), DeadLetterError> {
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: self.stream_name.clone(),
-                subjects: vec![format!("{}.>", self.prefix)],
-                storage: stream::StorageType::File,
-                max_messages_per_subject: 1,
-                max_age: KEEP,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+        crate::sent::record_stream(&self.jetstream, &self.stream_name, &self.prefix, KEEP)
             .await
             .map_err(|error| {
                 DeadLetterError::new(format!("cannot create stream {}", self.stream_name), error)
-            })?;
-        Ok(())
+            })
     }
 
     /// Keeps `letter`; returns once JetStream has stored it.

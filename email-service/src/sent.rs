@@ -58,21 +58,11 @@ impl SentLog {
 
     /// Creates the stream if it is missing.
     pub async fn ensure(&self) -> Result<(), SentLogError> {
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: self.stream_name.clone(),
-                subjects: vec![format!("{}.>", self.prefix)],
-                storage: stream::StorageType::File,
-                max_messages_per_subject: 1,
-                max_age: KEEP,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+        record_stream(&self.jetstream, &self.stream_name, &self.prefix, KEEP)
             .await
             .map_err(|error| {
                 SentLogError::new(format!("cannot create stream {}", self.stream_name), error)
-            })?;
-        Ok(())
+            })
     }
 
     fn subject(&self, event_id: &str) -> String {
@@ -110,4 +100,36 @@ impl SentLog {
             .map_err(|error| SentLogError::new("the record was not acknowledged", error))?;
         Ok(())
     }
+}
+
+/// Makes sure the stream `name` keeps the last message of each subject
+/// under `<prefix>.>` for `keep`: creates it, or, when it exists without
+/// that subject (made for a consumer of another name), adds the subject, so
+/// a record is never refused for want of a stream.
+pub(crate) async fn record_stream(
+    jetstream: &Context,
+    name: &str,
+    prefix: &str,
+    keep: Duration,
+) -> Result<(), shippy_service::error::BoxError> {
+    let subject = format!("{prefix}.>");
+    let stream = jetstream
+        .get_or_create_stream(stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::File,
+            max_messages_per_subject: 1,
+            max_age: keep,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?;
+    let config = &stream.cached_info().config;
+    if !config.subjects.contains(&subject) {
+        tracing::info!(stream = %name, %subject, "adding this consumer's subject to the stream");
+        let mut config = config.clone();
+        config.subjects.push(subject);
+        jetstream.update_stream(config).await?;
+    }
+    Ok(())
 }

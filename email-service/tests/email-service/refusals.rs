@@ -454,3 +454,53 @@ async fn health_reports_mail_that_does_not_move_and_recovers_when_it_does() {
     service.stop().await;
     clean_up(&world).await;
 }
+
+/// Instances under two consumer names (a renamed `EMAIL_CONSUMER`, or two
+/// deployments) share the default sent- and dead-mail streams: each adds its
+/// subjects, so neither's records are refused (a refused dead-mail record
+/// would leave the event coming back forever).
+#[tokio::test]
+async fn two_consumer_names_share_the_sent_and_dead_mail_streams() {
+    let smtp = PickySmtp::start(false).await;
+    let first = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
+    let mut second = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
+    second.settings.sent_stream = first.settings.sent_stream.clone();
+    second.settings.dead_stream = first.settings.dead_stream.clone();
+
+    let mut gone = Vec::new();
+    for (n, world) in [&first, &second].into_iter().enumerate() {
+        let service = world.start().await;
+        wait_for_health(&service.channel, ServingStatus::Serving).await;
+        gone.push(world.publish("Gone", &format!("gone{n}@example.com")).await);
+        world.publish("Good", &format!("good{n}@example.com")).await;
+        assert_eq!(
+            mails_to(
+                &smtp.wait_for_mails(n + 1, Duration::from_secs(20)).await,
+                &format!("good{n}@example.com")
+            )
+            .len(),
+            1
+        );
+        assert!(world.wait_until_settled(Duration::from_secs(20)).await);
+        service.stop().await;
+    }
+    assert_eq!(dead_count(&first).await, 2);
+    dead_record(&first, &gone[0].event_id).await;
+    dead_record(&second, &gone[1].event_id).await;
+    let sent = first
+        .jetstream
+        .get_stream(&first.settings.sent_stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(sent, 2, "both mails recorded as sent");
+    clean_up(&first).await;
+    let _ = second
+        .jetstream
+        .delete_stream(&second.settings.events_stream)
+        .await;
+}

@@ -72,6 +72,7 @@ async fn a_user_created_and_the_welcome_mail_share_one_trace() {
             ("SMTP_URL", smtp.url()),
             ("EMAIL_CONSUMER", format!("email_{unique}")),
             ("SENT_MAIL_STREAM", format!("SENT_{unique}")),
+            ("DEAD_MAIL_STREAM", format!("DEAD_{unique}")),
         ],
     )
     .await;
