@@ -116,12 +116,33 @@ wait_registered() { # NAME...
     local name i
     for name in "$@"; do
         for ((i = 0; i < 100; i++)); do
-            curl -fs "http://$TEST_CONSUL_HTTP_ADDR/v1/health/service/$name?passing=true" | grep -q '"ServiceID"' && break
+            curl -fs -H "X-Consul-Token: $TEST_CONSUL_MANAGEMENT_TOKEN" \
+                "http://$TEST_CONSUL_HTTP_ADDR/v1/health/service/$name?passing=true" | grep -q '"ServiceID"' && break
             sleep 0.1
         done
         ((i < 100)) || fail "$name is not passing in Consul"
         echo "    $name is registered and passing in Consul"
     done
+}
+
+# consul_token NAME: the Consul ACL token made for NAME (a UUID).
+consul_token() { cat "$run/$1.consul-token"; }
+
+# Consul runs with ACLs on (default deny): each service gets a token that may
+# register only its own name and read the catalog (scripts/consul-acl.sh).
+make_consul_tokens() {
+    local name variable tokens=()
+    for name in user-service vessel-service consignment-service email-service api-gateway; do
+        (umask 077 && python3 -c 'import uuid; print(uuid.uuid4())' >"$run/$name.consul-token")
+        variable=$(printf '%s' "$name" | tr 'a-z-' 'A-Z_')_CONSUL_TOKEN
+        tokens+=("$variable=$(consul_token "$name")")
+    done
+    env CONSUL="$TEST_CONSUL_BIN" CONSUL_HTTP_ADDR="$TEST_CONSUL_HTTP_ADDR" \
+        CONSUL_HTTP_TOKEN="$TEST_CONSUL_MANAGEMENT_TOKEN" "${tokens[@]}" \
+        scripts/consul-acl.sh user-service vessel-service consignment-service email-service api-gateway \
+        2>"$run/consul-acl.log" || { cat "$run/consul-acl.log" >&2; fail "could not make the services' Consul tokens"; }
+    (umask 077 && printf '%s\n' "$TEST_CONSUL_MANAGEMENT_TOKEN" >"$run/consul-management-token")
+    echo "    a Consul ACL token per service (Consul's management token: $run/consul-management-token)"
 }
 
 start_service() { # NAME PORT ENV...
@@ -131,7 +152,7 @@ start_service() { # NAME PORT ENV...
     metrics_port=$(spare_port)
     printf '%s' "$metrics_port" >"$run/$name.metrics-port"
     env LISTEN_ADDR="127.0.0.1:$port" METRICS_ADDR="127.0.0.1:$metrics_port" \
-        CONSUL_HTTP_ADDR="$TEST_CONSUL_HTTP_ADDR" "$@" "$bin/$name" \
+        CONSUL_HTTP_ADDR="$TEST_CONSUL_HTTP_ADDR" CONSUL_HTTP_TOKEN="$(consul_token "$name")" "$@" "$bin/$name" \
         >"$run/$name.log" 2>&1 &
     pids+=($!)
     echo $! >"$run/$name.pid"
@@ -153,6 +174,9 @@ up() {
 
     mkdir -p "$SHIPPY_INFRA_DIR"
     trap stop_all EXIT
+    # A Consul agent given without its management token cannot hand out the
+    # services' ACL tokens: start our own instead.
+    [ -n "${TEST_CONSUL_MANAGEMENT_TOKEN:-}" ] || unset TEST_CONSUL_HTTP_ADDR
     if [ "$store" = mongodb ]; then
         say "starting PostgreSQL, NATS (JetStream), Consul and MongoDB (the DocumentDB stand-in) on loopback"
         eval "$(scripts/infra.sh up postgres nats consul mongodb)"
@@ -162,6 +186,7 @@ up() {
         eval "$(scripts/infra.sh up)"
     fi
     mkdir -p "$run"
+    make_consul_tokens
     local base=${TEST_DATABASE_URL%/*} db
     for db in users vessels consignments; do
         psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE $db" >/dev/null
@@ -189,17 +214,19 @@ up() {
         chmod 600 "$run/jwt-signing-key.pem"
         key_env=(JWT_SIGNING_KEY_FILE="$run/jwt-signing-key.pem")
     fi
-    start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
-        BCRYPT_COST="$bcrypt_cost" ADMIN_EMAILS="${ADMIN_EMAILS:-admin@example.com}" "${key_env[@]}"
-    # The secret vessel-service's reservations need; only these two hold it.
+    # The services' shared secret: vessel-service's reservations need it, and
+    # with it the api-gateway names each browser's address to the services.
     service_token=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+    start_service user-service "$user_port" DATABASE_URL="$base/users" NATS_URL="$TEST_NATS_URL" \
+        BCRYPT_COST="$bcrypt_cost" ADMIN_EMAILS="${ADMIN_EMAILS:-admin@example.com}" "${key_env[@]}" \
+        SERVICE_TOKEN="$service_token"
     start_service vessel-service "$vessel_port" DATABASE_URL="$vessels_url" SERVICE_TOKEN="$service_token"
     # consignment-service finds vessel- and user-service through Consul.
     start_service consignment-service "$consignment_port" DATABASE_URL="$consignments_url" \
         SERVICE_TOKEN="$service_token"
     start_service email-service "$email_port" NATS_URL="$TEST_NATS_URL" SMTP_URL="smtp://127.0.0.1:$smtp_port"
     # api-gateway finds the three services through Consul too.
-    start_service api-gateway "$gateway_port"
+    start_service api-gateway "$gateway_port" SERVICE_TOKEN="$service_token"
     wait_serving user-service "$user_port"
     wait_serving vessel-service "$vessel_port"
     wait_serving consignment-service "$consignment_port"
@@ -292,7 +319,8 @@ The shippy-rs cluster is up (Ctrl-C stops it):
                        $(metrics_url consignment-service) $(metrics_url email-service)
                        $(metrics_url api-gateway)
   store                vessels and consignments in $store (STORE=postgres|mongodb)
-  Consul UI            http://$TEST_CONSUL_HTTP_ADDR/ui
+  Consul UI            http://$TEST_CONSUL_HTTP_ADDR/ui (ACLs on: log in with the token in
+                       $run/consul-management-token)
   SMTP server          smtp://127.0.0.1:$smtp_port, mails in $maildir/new
   admin account        sign up as ${ADMIN_EMAILS:-admin@example.com} to add vessels (ADMIN_EMAILS)
   logs                 $run/*.log

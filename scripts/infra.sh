@@ -28,6 +28,10 @@
 # from), TEST_NATS_URL, TEST_CONSUL_HTTP_ADDR, TEST_MONGODB_URL (a MongoDB URL
 # whose user may create databases).
 #
+# Consul runs with ACLs on (default deny); its management token is exported as
+# TEST_CONSUL_MANAGEMENT_TOKEN (passed through with a reused agent, if set), for
+# scripts/consul-acl.sh to make the services' tokens.
+#
 # State lives in $SHIPPY_INFRA_DIR (default: .infra in the repository); the
 # export lines are also written to $SHIPPY_INFRA_DIR/env.
 set -euo pipefail
@@ -175,14 +179,35 @@ start_consul() {
     if [ -n "${TEST_CONSUL_HTTP_ADDR:-}" ]; then
         log "Consul: reusing TEST_CONSUL_HTTP_ADDR"
         echo "export TEST_CONSUL_HTTP_ADDR='$TEST_CONSUL_HTTP_ADDR'" >>"$envfile"
+        [ -z "${TEST_CONSUL_MANAGEMENT_TOKEN:-}" ] ||
+            echo "export TEST_CONSUL_MANAGEMENT_TOKEN='$TEST_CONSUL_MANAGEMENT_TOKEN'" >>"$envfile"
         return
     fi
-    local consul http dns serf_lan serf_wan server
+    local consul http dns serf_lan serf_wan server management
     consul=$(consul_binary)
     http=$(spare_port) dns=$(spare_port) serf_lan=$(spare_port) serf_wan=$(spare_port) server=$(spare_port)
+    # ACLs on, default deny: nothing registers or reads without a token.
+    # scripts/consul-acl.sh makes the services' tokens with this management
+    # token (Consul 1.8 calls it `master`; the agent uses it for itself too).
+    management=$(python3 -c 'import uuid; print(uuid.uuid4())')
+    (
+        umask 077
+        cat >"$state/consul-acl.hcl" <<EOF
+acl {
+  enabled = true
+  default_policy = "deny"
+  enable_token_persistence = true
+  tokens {
+    master = "$management"
+    agent = "$management"
+  }
+}
+EOF
+    )
     "$consul" agent -dev -node shippy-dev -bind 127.0.0.1 -client 127.0.0.1 \
         -http-port "$http" -dns-port "$dns" -grpc-port -1 \
         -serf-lan-port "$serf_lan" -serf-wan-port "$serf_wan" -server-port "$server" \
+        -config-file "$state/consul-acl.hcl" \
         -pid-file "$state/consul.pid" >"$state/consul.log" 2>&1 &
     wait_for_port "$http" consul
     # The HTTP port opens before the dev server has elected itself leader.
@@ -196,8 +221,9 @@ PY
         sleep 0.1
     done
     ((i < 300)) || die "consul elected no leader within 30s (see $state/consul.log)"
-    log "Consul agent listening on 127.0.0.1:$http (UI http://127.0.0.1:$http/ui, log: $state/consul.log)"
+    log "Consul agent (ACLs on, default deny) listening on 127.0.0.1:$http (UI http://127.0.0.1:$http/ui, log: $state/consul.log)"
     echo "export TEST_CONSUL_HTTP_ADDR='127.0.0.1:$http'" >>"$envfile"
+    echo "export TEST_CONSUL_MANAGEMENT_TOKEN='$management'" >>"$envfile"
 }
 
 stop_consul() {
@@ -296,5 +322,5 @@ case ${1:-} in
     up) shift; up "$@" ;;
     env) [ -f "$envfile" ] && cat "$envfile" || die "not up: run '$0 up'" ;;
     down) down_all ;;
-    *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
