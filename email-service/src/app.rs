@@ -100,7 +100,7 @@ impl Application {
             stream: settings.events_stream.clone(),
             consumer: settings.consumer.clone(),
             progress: progress.clone(),
-            stuck_after: settings.stuck_after.into(),
+            stuck_after: settings.mail_stuck_after.into(),
             stuck: Arc::new(AtomicBool::new(false)),
             stuck_gauge: metrics.gauge(
                 "email_consumer_stuck",
@@ -130,7 +130,7 @@ impl Application {
                 "Events given up (refused for good, an address that cannot be mailed, malformed, \
                  or past MAIL_MAX_AGE) and kept in the dead-mail stream",
             ),
-            max_age: settings.max_age.into(),
+            max_age: settings.mail_max_age.into(),
             progress,
         };
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());

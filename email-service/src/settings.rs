@@ -65,13 +65,13 @@ pub struct Settings {
     /// pass (SMTP server down, a 4xx answer) is retried before it is given
     /// up and kept in the dead-mail stream.
     #[arg(long, env = "MAIL_MAX_AGE", default_value = "24h")]
-    pub max_age: humantime::Duration,
+    pub mail_max_age: humantime::Duration,
 
     /// Health turns `NOT_SERVING` when events are waiting and none has been
     /// mailed or given up for this long (the SMTP server refuses everything,
     /// say), and `SERVING` again once mail moves.
     #[arg(long, env = "MAIL_STUCK_AFTER", default_value = "5m")]
-    pub stuck_after: humantime::Duration,
+    pub mail_stuck_after: humantime::Duration,
 
     /// Where Prometheus scrapes `/metrics`.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9154")]

@@ -41,8 +41,8 @@ impl World {
             consumer: format!("email_{unique}"),
             sent_stream: format!("SENT_{unique}"),
             dead_stream: format!("DEAD_{unique}"),
-            max_age: Duration::from_secs(24 * 3600).into(),
-            stuck_after: Duration::from_secs(300).into(),
+            mail_max_age: Duration::from_secs(24 * 3600).into(),
+            mail_stuck_after: Duration::from_secs(300).into(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
         };

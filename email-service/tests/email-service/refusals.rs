@@ -324,7 +324,7 @@ async fn mail_failing_for_longer_than_the_max_age_is_given_up_with_the_last_erro
     // A server that is never there: every attempt fails for now.
     let smtp = SmtpServer::reserve();
     let mut world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    world.settings.max_age = Duration::from_secs(3).into();
+    world.settings.mail_max_age = Duration::from_secs(3).into();
     let service = world.start().await;
     wait_for_health(&service.channel, ServingStatus::Serving).await;
 
@@ -431,7 +431,7 @@ async fn a_consumer_made_by_an_older_version_gets_the_new_settings() {
 async fn health_reports_mail_that_does_not_move_and_recovers_when_it_does() {
     let mut smtp = SmtpServer::reserve();
     let mut world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    world.settings.stuck_after = Duration::from_secs(2).into();
+    world.settings.mail_stuck_after = Duration::from_secs(2).into();
     let service = world.start().await;
     wait_for_health(&service.channel, ServingStatus::Serving).await;
     // Idle is not stuck.
