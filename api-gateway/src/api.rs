@@ -167,7 +167,8 @@ pub async fn create_consignment(
     body: Result<Json<json::NewConsignment>, JsonRejection>,
 ) -> Result<Response, HttpError> {
     let Json(new) = body?;
-    let request = with_token(&headers, consignment::Consignment::from(new))?;
+    let mut request = with_token(&headers, consignment::Consignment::from(new))?;
+    pass_idempotency_key(&headers, &mut request)?;
     let response = peers
         .shipping()
         .create_consignment(request)
@@ -176,6 +177,37 @@ pub async fn create_consignment(
     Ok(created(
         json!({ "consignment": response.consignment.map(json::Consignment::from) }),
     ))
+}
+
+/// The HTTP header a create's idempotency key comes in (the IETF draft's
+/// name), passed on as consignment-service's `idempotency-key` metadata,
+/// which checks it: the same key and body answer the same consignment and
+/// book nothing more; the same key with another body is 409.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The longest idempotency key passed on (consignment-service takes 128).
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 1024;
+
+/// Passes the request's `Idempotency-Key` header, if any, on to `request`.
+fn pass_idempotency_key<T>(
+    headers: &HeaderMap,
+    request: &mut tonic::Request<T>,
+) -> Result<(), HttpError> {
+    let mut keys = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(key) = keys.next() else {
+        return Ok(());
+    };
+    let invalid = || {
+        HttpError::invalid(
+            "Idempotency-Key must be one header of 1 to 128 printable ASCII characters \
+             without spaces (a UUID is a good choice)",
+        )
+    };
+    if keys.next().is_some() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(invalid());
+    }
+    let key = MetadataValue::try_from(key.as_bytes()).map_err(|_| invalid())?;
+    request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
+    Ok(())
 }
 
 /// `DELETE /api/v1/consignments/{id}`: cancels one of the caller's

@@ -11,7 +11,18 @@ use shippy_proto::consignment::v1::{
     CancelRequest, Consignment, Container, GetRequest, Response,
     shipping_service_client::ShippingServiceClient,
 };
-use tonic::Status;
+use backon::{ExponentialBuilder, Retryable};
+use std::time::Duration;
+use tonic::{Code, Status, metadata::MetadataValue};
+
+/// The metadata a create's idempotency key travels in.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Retries of a create answered `UNAVAILABLE`: three more, from 200 ms.
+const RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(200))
+    .with_max_delay(Duration::from_secs(2))
+    .with_max_times(3);
 
 /// The original shippy's sample consignment, used when no file is given and
 /// there is no `consignment.json` in the current directory.
@@ -44,10 +55,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Ship a consignment described in a JSON file.
+    /// Ship a consignment described in a JSON file. Sent with an
+    /// idempotency key (a fresh one each time, unless given), reused when
+    /// consignment-service is unavailable and the create is retried, so a
+    /// retry never books twice.
     Create {
         /// The file (default: ./consignment.json, else the original's sample).
         file: Option<PathBuf>,
+        /// The idempotency key to send: give the key a failed `create`
+        /// printed to retry it without booking twice (1 to 128 printable
+        /// ASCII characters, no spaces).
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// List your consignments, newest first.
     List {
@@ -167,11 +186,47 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let channel = cli::connect(&cli.addr)?;
     let mut client = ShippingServiceClient::new(channel);
     match cli.command {
-        Command::Create { file } => {
+        Command::Create {
+            file,
+            idempotency_key,
+        } => {
             let consignment = read_consignment(file)?;
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
-            let request = saved::bearer(consignment, &token).map_err(Failure)?;
-            let stored = answered(client.create_consignment(request).await)?;
+            let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let key_value = MetadataValue::try_from(key.as_str()).map_err(|_| {
+                Failure("--idempotency-key must be printable ASCII without spaces".into())
+            })?;
+            // One key for every attempt: a retry of a create that was placed
+            // after all answers that consignment instead of booking again.
+            let attempt = || {
+                let mut client = client.clone();
+                let request = saved::bearer(consignment.clone(), &token).map(|mut request| {
+                    request
+                        .metadata_mut()
+                        .insert(IDEMPOTENCY_KEY, key_value.clone());
+                    request
+                });
+                async move {
+                    match request {
+                        Ok(request) => client.create_consignment(request).await,
+                        Err(message) => Err(Status::invalid_argument(message)),
+                    }
+                }
+            };
+            let answer = attempt
+                .retry(RETRIES)
+                .when(|status: &Status| status.code() == Code::Unavailable)
+                .await;
+            let stored = match answer {
+                Err(status) if status.code() == Code::Unavailable => {
+                    let Failure(line) = failed(status);
+                    return Err(Failure(format!(
+                        "{line} (it may have been placed: run `create --idempotency-key {key}` \
+                         to retry without booking twice)"
+                    )));
+                }
+                answer => answered(answer)?,
+            };
             let line = format!(
                 "created consignment {} on vessel {} ({} containers, {} kg)",
                 stored.id,

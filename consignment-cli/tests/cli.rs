@@ -193,3 +193,70 @@ async fn failures_print_one_clear_line_and_exit_non_zero() {
         );
     }
 }
+
+/// `create` sends an idempotency key: the same key given twice answers the
+/// same consignment and books once; a create that could not reach the
+/// service says which key retries it safely.
+#[tokio::test]
+async fn create_with_one_idempotency_key_twice_books_once() {
+    let world = World::new().await;
+    let (_, token) = world.cluster.user("twice-cli@example.com").await;
+    let args = ["create", "--json", "--idempotency-key", "order-42"];
+    let first = world.run(&args, Some(&token)).await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = world.run(&args, Some(&token)).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    let first: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(first["id"], again["id"]);
+    let list = world.run(&["list", "--json"], Some(&token)).await;
+    let all: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(all.len(), 1, "booked once");
+    // Without a key given, each create is a new consignment.
+    let other = world.run(&["create", "--json"], Some(&token)).await;
+    let other: serde_json::Value = serde_json::from_str(&stdout(&other)).unwrap();
+    assert_ne!(other["id"], first["id"]);
+
+    let unreachable = world
+        .run(&["--addr", "http://127.0.0.1:9", "create"], Some(&token))
+        .await;
+    assert!(!unreachable.status.success());
+    let message = stderr(&unreachable);
+    assert!(
+        message.contains("cannot reach consignment-service")
+            && message.contains("create --idempotency-key "),
+        "{message}"
+    );
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    let bad = world
+        .run(&["create", "--idempotency-key", "has space"], Some(&token))
+        .await;
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("idempotency-key"), "{}", stderr(&bad));
+}
+
+/// consignment-service unavailable at first (it is not listening yet): the
+/// create is retried, with the same key, and succeeds once it is up.
+#[tokio::test]
+async fn create_retries_while_the_service_is_unavailable() {
+    let world = World::new().await;
+    let (_, token) = world.cluster.user("patient-cli@example.com").await;
+    let mut proxy = shippy_testkit::LateProxy::reserve(world.cluster.shipping_addr);
+    let address = format!("http://{}", proxy.address());
+    let run = {
+        let mut command = Command::new(BINARY);
+        command
+            .args(["--addr", &address, "create", "--json"])
+            .current_dir(&world.dir)
+            .env("SHIPPY_CONFIG_DIR", world.dir.join("config"))
+            .env("SHIPPY_TOKEN", &token);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    proxy.start().await;
+    let output = run.await.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let list = world.run(&["list", "--json"], Some(&token)).await;
+    let all: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(all.len(), 1);
+}

@@ -12,6 +12,10 @@ const state = {
   nextPage: "",
   vesselNames: new Map(),
   nextVessels: "",
+  // The consignment being shipped and its idempotency key: kept while its
+  // create may have gone through unanswered, so shipping it again cannot
+  // book it twice; a new consignment (or an answered one) gets a new key.
+  shipping: null,
 };
 
 // What to tell a person for each status the API can answer.
@@ -38,8 +42,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const headers = { accept: "application/json" };
+async function api(method, path, body, extraHeaders = {}) {
+  const headers = { accept: "application/json", ...extraHeaders };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (state.token) headers.authorization = `Bearer ${state.token}`;
   let response;
@@ -128,6 +132,44 @@ function integer(text, what) {
   return value;
 }
 
+// A fresh idempotency key: 128 random bits as hex (crypto.getRandomValues
+// works on plain http too, unlike crypto.randomUUID).
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+// Whether a failed create may still have been placed (no answer, or the
+// service was unavailable): then a retry must send the same key.
+function mayHaveGoneThrough(error) {
+  return error instanceof ApiError && [0, 502, 503, 504].includes(error.status);
+}
+
+// Ships `consignment`: one idempotency key per consignment the user ships,
+// the same on the automatic retry and when the user sends it again after a
+// failure that may have gone through.
+async function ship(consignment) {
+  const body = JSON.stringify(consignment);
+  if (!state.shipping || state.shipping.body !== body) {
+    state.shipping = { body, key: newKey() };
+  }
+  const headers = { "idempotency-key": state.shipping.key };
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const answer = await api("POST", "/consignments", consignment, headers);
+      state.shipping = null;
+      return answer;
+    } catch (error) {
+      if (!mayHaveGoneThrough(error)) {
+        state.shipping = null;
+        throw error;
+      }
+      if (attempt === 3) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
+  }
+}
+
 async function busy(event, work) {
   const buttons = event.target.querySelectorAll("button");
   buttons.forEach((button) => (button.disabled = true));
@@ -168,6 +210,7 @@ async function enter() {
 }
 
 function signOut(announce = true) {
+  state.shipping = null;
   state.token = null;
   sessionStorage.removeItem(TOKEN);
   show($("#session"), false);
@@ -289,7 +332,7 @@ $("#ship-form").addEventListener("submit", (event) => {
       customer_id: li.querySelector("[name=customer_id]").value,
       origin: li.querySelector("[name=origin]").value,
     }));
-    const { consignment } = await api("POST", "/consignments", {
+    const { consignment } = await ship({
       description: fields.description,
       weight: integer(fields.weight, "Weight"),
       containers,

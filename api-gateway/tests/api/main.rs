@@ -11,6 +11,7 @@
 mod cluster;
 
 mod edge;
+mod idempotency;
 mod routes;
 mod service;
 mod traces;
