@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks docker-compose.yml against the binaries, since no Docker engine runs
 here to try it: it parses, names every service, and each service sets only
-environment variables its binary reads (as its `--help` lists them).
+environment variables its binary reads (as its `--help` lists them); Consul
+runs with ACLs on (default deny) and each service registers with a token of
+its own, which the consul-acl one-shot makes before the service starts.
 
     check_compose.py BIN_DIR      prints one "ok - ..." / "not ok - ..." line per check
 """
@@ -13,7 +15,7 @@ import yaml
 
 BINARIES = ["consignment-service", "vessel-service", "user-service", "email-service",
             "consignment-cli", "user-cli", "api-gateway"]
-INFRASTRUCTURE = ["mongodb", "postgres", "nats", "consul", "jaeger", "mail"]
+INFRASTRUCTURE = ["mongodb", "postgres", "nats", "consul", "consul-acl", "jaeger", "mail"]
 
 
 def env_names(binary_path):
@@ -82,6 +84,8 @@ def main():
     check(not uses_wget or str(nats.get("image", "")).endswith("-alpine"),
           f"nats' image has the wget its healthcheck runs ({nats.get('image')})")
 
+    check_consul_acls(services, check)
+
     # The Dockerfile's dependency stage needs every workspace member's manifest.
     members = re.findall(r'^\s*"([a-z-]+)",\s*$', open("Cargo.toml").read(), re.MULTILINE)
     dockerfile = open("Dockerfile").read()
@@ -89,6 +93,38 @@ def main():
     check(bool(members) and not missing,
           "the Dockerfile copies every workspace member's manifest" + (f" (missing: {missing})" if missing else ""))
     return 1 if failed else 0
+
+
+def check_consul_acls(services, check):
+    """Consul with ACLs on, default deny; a token per registering service,
+    made by consul-acl (scripts/consul-acl.sh) before the service starts."""
+    consul = services.get("consul") or {}
+    hcl = " ".join(str(part) for part in consul.get("command") or [])
+    check("enabled = true" in hcl and 'default_policy = "deny"' in hcl,
+          "consul runs with ACLs on, default deny")
+    management = (consul.get("environment") or {}).get("CONSUL_HTTP_TOKEN", "")
+    check(bool(management) and f'master = "{management}"' in hcl and f'agent = "{management}"' in hcl,
+          "consul's management token (acl.tokens.master) is the one its healthcheck and consul-acl use")
+    acl = services.get("consul-acl") or {}
+    acl_env = acl.get("environment") or {}
+    check(acl.get("entrypoint") == ["/bin/sh", "/consul-acl.sh"]
+          and "./scripts/consul-acl.sh:/consul-acl.sh:ro" in (acl.get("volumes") or [])
+          and acl_env.get("CONSUL_HTTP_TOKEN") == management
+          and ((acl.get("depends_on") or {}).get("consul") or {}).get("condition") == "service_healthy",
+          "consul-acl runs scripts/consul-acl.sh with the management token once consul is healthy")
+    registering = [name for name in BINARIES
+                   if "CONSUL_HTTP_ADDR" in ((services.get(name) or {}).get("environment") or {})]
+    tokens = {}
+    for name in registering:
+        service = services.get(name) or {}
+        token = (service.get("environment") or {}).get("CONSUL_HTTP_TOKEN", "")
+        tokens[name] = token
+        made = acl_env.get(name.upper().replace("-", "_") + "_CONSUL_TOKEN")
+        check(bool(token) and token != management and made == token and name in (acl.get("command") or []),
+              f"{name} registers with its own Consul token, which consul-acl makes")
+        waits = ((service.get("depends_on") or {}).get("consul-acl") or {}).get("condition")
+        check(waits == "service_completed_successfully", f"{name} starts once consul-acl has made the tokens")
+    check(len(set(tokens.values())) == len(tokens), "no two services share a Consul token")
 
 
 if __name__ == "__main__":

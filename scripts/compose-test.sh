@@ -13,7 +13,10 @@
 #    Debian packages, tagged with the upstream name; see its README);
 # 4. the project image, built by `docker compose build` from the real
 #    Dockerfile; `docker compose up -d --wait` of the real compose file;
-# 5. through compose: user-cli create and login, consignment-cli create and
+# 5. Consul's ACLs: a registration as vessel-service with no token or with
+#    another service's is refused (403), every service is registered and
+#    passing with its own token;
+# 6. through compose: user-cli create and login, consignment-cli create and
 #    list; the welcome mail in the mail container; spans of every service in
 #    the tracing container; user-service restarted and the saved token still
 #    accepted; the api-gateway; consignment-cli cancel (its room back);
@@ -429,6 +432,30 @@ EOF
     }
     ok "every service healthy (or running, where it has no healthcheck) in $((SECONDS - t0))s"
     compose ps --format 'table {{.Service}}\t{{.Status}}' >&2
+
+    step "Consul: ACLs on; only a service's own token registers its name"
+    local consul_url="http://127.0.0.1:$SHIPPY_CONSUL_PORT" management email_token token who code service i
+    # shellcheck disable=SC2016 # expanded in the container
+    management=$(compose exec -T consul sh -c 'echo "$CONSUL_HTTP_TOKEN"') || die "the consul container has no CONSUL_HTTP_TOKEN"
+    # shellcheck disable=SC2016
+    email_token=$(compose exec -T email-service sh -c 'echo "$CONSUL_HTTP_TOKEN"') || die "email-service has no CONSUL_HTTP_TOKEN"
+    for token in "" "$email_token"; do
+        code=$(curl -s -o "$cache/logs/consul-impostor.log" -w '%{http_code}' -X PUT -H "X-Consul-Token: $token" \
+            --data '{"ID": "impostor", "Name": "vessel-service", "Address": "127.0.0.1", "Port": 9}' \
+            "$consul_url/v1/agent/service/register")
+        who="no token"
+        [ -z "$token" ] || who="email-service's token"
+        [ "$code" = 403 ] || die "Consul answered $code, not 403, to a vessel-service registration with $who"
+    done
+    for service in user-service vessel-service consignment-service email-service api-gateway; do
+        for ((i = 0; i < 60; i++)); do
+            curl -fs -H "X-Consul-Token: $management" "$consul_url/v1/health/service/$service?passing=true" |
+                grep -q '"ServiceID"' && break
+            sleep 1
+        done
+        ((i < 60)) || die "$service is not registered and passing in Consul (its token? see: compose logs consul-acl $service)"
+    done
+    ok "Consul refuses vessel-service's name without its token (403); all five services registered and passing with theirs"
 
     local email name password
     email="first-$(date +%s)@example.com" name="Ewan" password="correct horse battery"
