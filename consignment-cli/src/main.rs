@@ -4,6 +4,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use backon::{ExponentialBuilder, Retryable};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use shippy_cli::{self as cli, Failure, saved};
@@ -11,7 +12,6 @@ use shippy_proto::consignment::v1::{
     CancelRequest, Consignment, Container, GetRequest, Response,
     shipping_service_client::ShippingServiceClient,
 };
-use backon::{ExponentialBuilder, Retryable};
 use std::time::Duration;
 use tonic::{Code, Status, metadata::MetadataValue};
 

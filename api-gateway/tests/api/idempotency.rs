@@ -50,7 +50,11 @@ async fn a_create_sent_again_with_its_idempotency_key_books_once() {
 
     let other = ship(&gateway, &token, &["order-9"], &consignment(41)).await;
     assert_eq!(other.status, 409, "{}", other.text);
-    assert!(other.message().contains("idempotency key"), "{}", other.text);
+    assert!(
+        other.message().contains("idempotency key"),
+        "{}",
+        other.text
+    );
 
     for keys in [&["has space"][..], &["a", "b"][..]] {
         let bad = ship(&gateway, &token, keys, &consignment(40)).await;

@@ -440,7 +440,10 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
         if ids == ["held-orphan"] && lost == State::Cancelled {
             break;
         }
-        assert!(Instant::now() < deadline, "listed {ids:?}; lost-orphan {lost:?}");
+        assert!(
+            Instant::now() < deadline,
+            "listed {ids:?}; lost-orphan {lost:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Confirmed: its room outlives the hold time.

@@ -9,8 +9,7 @@ use std::{ops::ControlFlow, time::Duration};
 use chrono::{DateTime, Utc};
 use consignment_service::{
     domain::{
-        Consignment, Container, Containers, Description, Idempotency, IdempotencyKey, State,
-        Weight,
+        Consignment, Container, Containers, Description, Idempotency, IdempotencyKey, State, Weight,
     },
     store::{ConsignmentStore, Cursor, Store, StoreError},
 };
@@ -282,15 +281,15 @@ async fn one_consignment_per_owner_and_key(store: impl ConsignmentStore) {
     assert!(store.get("k2").await.unwrap().is_none());
     // Keys are per owner; consignments without one never clash.
     store.insert(&keyed("k3", "bob", "order-1")).await.unwrap();
-    store.insert(&consignment("n1", "alice", at(8))).await.unwrap();
-    store.insert(&consignment("n2", "alice", at(9))).await.unwrap();
-    assert!(
-        store
-            .find_by_key("carol", &key)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    store
+        .insert(&consignment("n1", "alice", at(8)))
+        .await
+        .unwrap();
+    store
+        .insert(&consignment("n2", "alice", at(9)))
+        .await
+        .unwrap();
+    assert!(store.find_by_key("carol", &key).await.unwrap().is_none());
 
     // Its placing failed: the key is free for a retry to place anew.
     assert!(
