@@ -341,6 +341,10 @@ bench() {
     # The load generator signs up as this admin to add a vessel with room for
     # every consignment it creates: the seed fleet takes only a few.
     export ADMIN_EMAILS=${ADMIN_EMAILS:-admin@example.com},bench-admin@example.com
+    # Its accounts create far more than vessel-service's per-account cap
+    # (a quarter of the seed fleet) allows: the cap is lifted for the bench.
+    export ACCOUNT_MAX_CONTAINERS=${ACCOUNT_MAX_CONTAINERS:-1000000000000}
+    export ACCOUNT_MAX_WEIGHT=${ACCOUNT_MAX_WEIGHT:-1000000000000000}
     [ "$store" = postgres ] || fail "make bench measures the PostgreSQL stores (the Go peer uses them): STORE=postgres"
     command -v h2load >/dev/null || {
         say "installing h2load (Debian's nghttp2-client): the load generator"

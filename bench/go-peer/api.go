@@ -116,7 +116,7 @@ func dropUnknownFields(c *consignmentpb.Consignment) {
 // place reserves room for c, stores it pending, confirms the room and
 // marks it confirmed (saga.rs's place); on success c is as stored.
 func (a *shippingAPI) place(ctx context.Context, c *consignment, capacity int32) error {
-	vessel, err := a.vessels.reserve(ctx, c.ID, capacity, c.Weight)
+	vessel, err := a.vessels.reserve(ctx, c.ID, c.OwnerID, capacity, c.Weight)
 	if err != nil {
 		return err
 	}

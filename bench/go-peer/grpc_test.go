@@ -87,7 +87,7 @@ func TestVesselCallsCarryTheTokenAndDeadlineAndRetryUnavailable(t *testing.T) {
 	fake := &fakeVessels{fail: []codes.Code{codes.Unavailable, codes.Unavailable}, vessel: "v1"}
 	conn := serve(t, func(s *grpc.Server) { vesselpb.RegisterVesselServiceServer(s, fake) })
 	v := &vessels{client: vesselpb.NewVesselServiceClient(conn), token: strings.Repeat("s", 32)}
-	vessel, err := v.reserve(context.Background(), "id-1", 2, 100)
+	vessel, err := v.reserve(context.Background(), "id-1", "owner-1", 2, 100)
 	if err != nil || vessel != "v1" {
 		t.Fatalf("reserve: %q, %v", vessel, err)
 	}
@@ -118,7 +118,7 @@ func TestVesselCallsCarryTheTokenAndDeadlineAndRetryUnavailable(t *testing.T) {
 		fake := c.fake
 		conn := serve(t, func(s *grpc.Server) { vesselpb.RegisterVesselServiceServer(s, fake) })
 		v := &vessels{client: vesselpb.NewVesselServiceClient(conn)}
-		_, err := v.reserve(context.Background(), "id-1", 2, 100)
+		_, err := v.reserve(context.Background(), "id-1", "owner-1", 2, 100)
 		if status.Code(err) != c.code || status.Convert(err).Message() != c.msg {
 			t.Errorf("got %v, want %v %q", err, c.code, c.msg)
 		}

@@ -80,13 +80,15 @@ func unexpected(err error) error {
 }
 
 // reserve takes room for capacity containers weighing weight kg on the
-// smallest vessel that has it, held for id; answers the vessel's id.
-func (v *vessels) reserve(ctx context.Context, id string, capacity, weight int32) (string, error) {
+// smallest vessel that has it, held for id on owner's account; answers the
+// vessel's id.
+func (v *vessels) reserve(ctx context.Context, id, owner string, capacity, weight int32) (string, error) {
 	var reservation *vesselpb.Reservation
 	err := v.call(ctx, func(ctx context.Context) (err error) {
 		reservation, err = v.client.Reserve(ctx, &vesselpb.ReserveRequest{
 			ReservationId: id,
 			Specification: &vesselpb.Specification{Capacity: capacity, MaxWeight: weight},
+			OwnerId:       owner,
 		})
 		return err
 	})
