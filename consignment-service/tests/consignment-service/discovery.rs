@@ -377,14 +377,23 @@ async fn with_acls_only_vessel_services_own_token_registers_that_name() {
     // The impostor keeps retrying; still only the real one, registered or passing.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let reader = ConsulClient::new(&consul.http_addr(), consul.token("api-gateway").as_ref());
-    let registered: Vec<String> = reader
-        .registered("vessel-service")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|instance| instance.url)
-        .collect();
-    assert_eq!(registered, [real_url]);
+    let registered = reader.registered("vessel-service").await.unwrap();
+    let urls: Vec<&str> = registered.iter().map(|i| i.url.as_str()).collect();
+    assert_eq!(urls, [real_url.as_str()]);
+    // Nor can the impostor take the real one out.
+    for token in [None, consul.token("email-service")] {
+        let refused = ConsulClient::new(&consul.http_addr(), token.as_ref())
+            .deregister(&registered[0].id)
+            .await;
+        assert!(
+            matches!(refused, Err(ConsulError::Forbidden(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        reader.registered("vessel-service").await.unwrap(),
+        registered
+    );
     impostor.stop().await;
     real.stop().await;
 }
