@@ -2,10 +2,12 @@
 //! passed on, JSON out. The services decide who may do what; the gateway
 //! only translates.
 
+use std::sync::Arc;
+
 use axum::{
     Json,
     extract::{
-        Path, Query, State,
+        FromRef, Path, Query, State,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderMap, StatusCode, header},
@@ -24,6 +26,7 @@ use tonic::{
 
 use crate::{
     error::HttpError,
+    forwarding::{Caller, Forwarding},
     json::{self, Page},
 };
 
@@ -36,6 +39,14 @@ pub struct Peers {
     pub consignments: Channel,
     /// vessel-service.
     pub vessels: Channel,
+    /// Who the client is, and naming it to the services.
+    pub forwarding: Arc<Forwarding>,
+}
+
+impl FromRef<Peers> for Arc<Forwarding> {
+    fn from_ref(peers: &Peers) -> Self {
+        peers.forwarding.clone()
+    }
 }
 
 type Traced = InterceptedService<Channel, TraceInterceptor>;
@@ -57,11 +68,13 @@ impl Peers {
 /// The longest `authorization` header passed on.
 const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 
-/// `message` with the caller's `authorization` header, if any, as gRPC
-/// metadata. No header: the service answers UNAUTHENTICATED itself.
-fn with_token<T>(headers: &HeaderMap, message: T) -> Result<tonic::Request<T>, HttpError> {
+/// `message` for `caller`: its `authorization` header, if any, as gRPC
+/// metadata, and its address with the services' secret. No header: the
+/// service answers UNAUTHENTICATED itself.
+fn with_token<T>(caller: &Caller, message: T) -> Result<tonic::Request<T>, HttpError> {
     let mut request = tonic::Request::new(message);
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
+    caller.forward(&mut request);
+    if let Some(value) = caller.headers.get(header::AUTHORIZATION) {
         if value.len() > MAX_AUTHORIZATION_BYTES {
             return Err(HttpError::unauthenticated(
                 "the authorization header is too long to be a token",
@@ -102,20 +115,19 @@ fn created(body: serde_json::Value) -> Response {
 /// `POST /api/v1/users`: signs up.
 pub async fn create_user(
     State(peers): State<Peers>,
+    caller: Caller,
     body: Result<Json<json::NewUser>, JsonRejection>,
 ) -> Result<Response, HttpError> {
     let Json(new) = body?;
-    let response = peers
-        .users()
-        .create(user::User {
-            name: new.name,
-            email: new.email,
-            company: new.company,
-            password: new.password,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(user::User {
+        name: new.name,
+        email: new.email,
+        company: new.company,
+        password: new.password,
+        ..Default::default()
+    });
+    caller.forward(&mut request);
+    let response = peers.users().create(request).await?.into_inner();
     let user = response.user.map(json::User::from);
     Ok(created(json!({ "user": user })))
 }
@@ -123,34 +135,32 @@ pub async fn create_user(
 /// `POST /api/v1/login`: a token for email and password.
 pub async fn login(
     State(peers): State<Peers>,
+    caller: Caller,
     body: Result<Json<json::Login>, JsonRejection>,
 ) -> Result<Response, HttpError> {
     let Json(login) = body?;
-    let token = peers
-        .users()
-        .auth(user::User {
-            email: login.email,
-            password: login.password,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(user::User {
+        email: login.email,
+        password: login.password,
+        ..Default::default()
+    });
+    caller.forward(&mut request);
+    let token = peers.users().auth(request).await?.into_inner();
     Ok(Json(json!({ "token": token.token })).into_response())
 }
 
 /// `GET /api/v1/me`: the caller's profile.
-pub async fn me(State(peers): State<Peers>, headers: HeaderMap) -> Result<Response, HttpError> {
-    let token = bearer_token(&headers)?;
+pub async fn me(State(peers): State<Peers>, caller: Caller) -> Result<Response, HttpError> {
+    let token = bearer_token(&caller.headers)?;
     let mut users = peers.users();
-    let validated = users
-        .validate_token(user::Token {
-            token,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut validate = tonic::Request::new(user::Token {
+        token,
+        ..Default::default()
+    });
+    caller.forward(&mut validate);
+    let validated = users.validate_token(validate).await?.into_inner();
     let request = with_token(
-        &headers,
+        &caller,
         user::User {
             id: validated.user_id,
             ..Default::default()
@@ -163,12 +173,12 @@ pub async fn me(State(peers): State<Peers>, headers: HeaderMap) -> Result<Respon
 /// `POST /api/v1/consignments`: ships a consignment as the caller.
 pub async fn create_consignment(
     State(peers): State<Peers>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Json<json::NewConsignment>, JsonRejection>,
 ) -> Result<Response, HttpError> {
     let Json(new) = body?;
-    let mut request = with_token(&headers, consignment::Consignment::from(new))?;
-    pass_idempotency_key(&headers, &mut request)?;
+    let mut request = with_token(&caller, consignment::Consignment::from(new))?;
+    pass_idempotency_key(&caller.headers, &mut request)?;
     let response = peers
         .shipping()
         .create_consignment(request)
@@ -214,11 +224,11 @@ fn pass_idempotency_key<T>(
 /// consignments; its room goes back to its vessel.
 pub async fn cancel_consignment(
     State(peers): State<Peers>,
-    headers: HeaderMap,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HttpError> {
     let Path(id) = id?;
-    let request = with_token(&headers, consignment::CancelRequest { id })?;
+    let request = with_token(&caller, consignment::CancelRequest { id })?;
     let response = peers
         .shipping()
         .cancel_consignment(request)
@@ -233,12 +243,12 @@ pub async fn cancel_consignment(
 /// `GET /api/v1/consignments`: the caller's consignments, newest first.
 pub async fn list_consignments(
     State(peers): State<Peers>,
-    headers: HeaderMap,
+    caller: Caller,
     page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, HttpError> {
     let Query(page) = page?;
     let request = with_token(
-        &headers,
+        &caller,
         consignment::GetRequest {
             page_size: page.page_size,
             page_token: page.page_token,
@@ -264,11 +274,11 @@ pub async fn list_consignments(
 /// `POST /api/v1/vessels`: adds a vessel (admins only; vessel-service decides).
 pub async fn create_vessel(
     State(peers): State<Peers>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Json<json::NewVessel>, JsonRejection>,
 ) -> Result<Response, HttpError> {
     let Json(new) = body?;
-    let request = with_token(&headers, vessel::Vessel::from(new))?;
+    let request = with_token(&caller, vessel::Vessel::from(new))?;
     let response = peers.vessels().create(request).await?.into_inner();
     Ok(created(
         json!({ "vessel": response.vessel.map(json::Vessel::from) }),
@@ -278,12 +288,12 @@ pub async fn create_vessel(
 /// `GET /api/v1/vessels`: the fleet, ordered by id (any signed-in user).
 pub async fn list_vessels(
     State(peers): State<Peers>,
-    headers: HeaderMap,
+    caller: Caller,
     page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, HttpError> {
     let Query(page) = page?;
     let request = with_token(
-        &headers,
+        &caller,
         vessel::ListRequest {
             page_size: page.page_size,
             page_token: page.page_token,

@@ -1,7 +1,7 @@
 //! Putting api-gateway together: bind, find the services, serve the JSON
 //! API, the OpenAPI document, the web UI and the probes.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -108,6 +108,7 @@ impl Application {
                 CALLS,
                 &background,
             )?,
+            forwarding: Arc::new(settings.forwarding.clone()),
         };
         let connections = ConnectionMetrics::register(&metrics);
         let body_deadline = BodyDeadline {

@@ -7,6 +7,8 @@
 //! - [`openapi`]: the OpenAPI 3 document, from the route table.
 //! - [`observe`]: a span per request continuing the caller's W3C trace; RED metrics.
 //! - [`ui`]: the web UI, embedded in the binary.
+//! - [`forwarding`]: who the client is (through trusted proxies only), named
+//!   to the services with their shared secret.
 //! - [`serve`]: the HTTP server loop: connection cap, header, body and
 //!   idle timeouts.
 //! - [`app`]: [`app::Application`], which binds and serves; `main` only
@@ -15,6 +17,7 @@
 pub mod api;
 pub mod app;
 pub mod error;
+pub mod forwarding;
 pub mod healthcheck;
 pub mod json;
 pub mod observe;

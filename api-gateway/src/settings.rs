@@ -46,6 +46,10 @@ pub struct Settings {
     /// How long clients may take and how many may connect at once.
     #[command(flatten)]
     pub http: HttpLimits,
+
+    /// Who the client is (trusted proxies) and naming it to the services.
+    #[command(flatten)]
+    pub forwarding: crate::forwarding::Forwarding,
 }
 
 /// The HTTP server's budgets: how long a client may take over each part of
@@ -58,7 +62,8 @@ pub struct HttpLimits {
     #[arg(
         long = "http-header-read-timeout",
         env = "HTTP_HEADER_READ_TIMEOUT",
-        default_value_t = HttpLimits::HEADER_READ_TIMEOUT.into()
+        default_value_t = HttpLimits::HEADER_READ_TIMEOUT.into(),
+        value_parser = positive_duration
     )]
     pub header_read_timeout: humantime::Duration,
 
@@ -67,7 +72,8 @@ pub struct HttpLimits {
     #[arg(
         long = "http-body-read-timeout",
         env = "HTTP_BODY_READ_TIMEOUT",
-        default_value_t = HttpLimits::BODY_READ_TIMEOUT.into()
+        default_value_t = HttpLimits::BODY_READ_TIMEOUT.into(),
+        value_parser = positive_duration
     )]
     pub body_read_timeout: humantime::Duration,
 
@@ -76,7 +82,8 @@ pub struct HttpLimits {
     #[arg(
         long = "http-idle-timeout",
         env = "HTTP_IDLE_TIMEOUT",
-        default_value_t = HttpLimits::IDLE_TIMEOUT.into()
+        default_value_t = HttpLimits::IDLE_TIMEOUT.into(),
+        value_parser = positive_duration
     )]
     pub idle_timeout: humantime::Duration,
 
@@ -98,6 +105,15 @@ impl HttpLimits {
     const MAX_CONNECTIONS: u32 = 512;
 }
 
+/// A duration above zero (a zero timeout would close every connection).
+fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+    let duration: humantime::Duration = text.parse().map_err(|error| format!("{error}"))?;
+    if duration.is_zero() {
+        return Err("must be above zero, e.g. `10s`".into());
+    }
+    Ok(duration)
+}
+
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
@@ -106,5 +122,20 @@ impl Default for HttpLimits {
             idle_timeout: Self::IDLE_TIMEOUT.into(),
             max_connections: Self::MAX_CONNECTIONS,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_humantime_durations_above_zero() {
+        assert_eq!(
+            positive_duration("250ms").map(Duration::from),
+            Ok(Duration::from_millis(250))
+        );
+        assert!(positive_duration("0s").is_err_and(|error| error.contains("above zero")));
+        assert!(positive_duration("soon").is_err());
     }
 }

@@ -40,6 +40,7 @@ impl Edge {
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
             http,
+            forwarding: Default::default(),
         };
         let app = Application::build(&settings).await.unwrap();
         let address = app.local_addr().unwrap();

@@ -11,6 +11,7 @@
 mod cluster;
 
 mod edge;
+mod forwarding;
 mod idempotency;
 mod routes;
 mod service;
@@ -53,7 +54,11 @@ impl Services {
             jwt_ttl: std::time::Duration::from_secs(3600).into(),
             bcrypt_cost: 4,
             admin_emails: vec![ADMIN.into()],
-            login: Default::default(),
+            // The gateway names each browser to user-service with it.
+            login: user_service::throttle::LoginLimits {
+                service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+                ..Default::default()
+            },
             events_stream: format!("USERS_{unique}"),
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -93,6 +98,10 @@ impl Services {
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
             http: Default::default(),
+            forwarding: api_gateway::forwarding::Forwarding {
+                service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+                trusted_proxies: Vec::new(),
+            },
         }
     }
 }
@@ -168,6 +177,31 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Answer {
+        self.send_with(&self.client, method, path, token, headers, body)
+            .await
+    }
+
+    /// Posts JSON from the loopback address `source` (another client, as
+    /// the gateway sees it).
+    pub async fn post_from(&self, source: std::net::IpAddr, path: &str, body: &Value) -> Answer {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(source));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let body = serde_json::to_vec(body).unwrap();
+        let json = [("content-type", "application/json")];
+        self.send_with(&client, "POST", path, None, &json, Some(body))
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.address));
@@ -180,7 +214,7 @@ impl Gateway {
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .unwrap();
-        let response = self.client.request(request).await.expect("HTTP answer");
+        let response = client.request(request).await.expect("HTTP answer");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
