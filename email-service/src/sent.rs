@@ -102,10 +102,16 @@ impl SentLog {
     }
 }
 
+/// The most records a stream of records keeps: the oldest go first past it,
+/// so a flood of sign-ups cannot fill the broker's disk (a record is a few
+/// hundred bytes).
+const MAX_RECORDS: i64 = 1_000_000;
+
 /// Makes sure the stream `name` keeps the last message of each subject
-/// under `<prefix>.>` for `keep`: creates it, or, when it exists without
-/// that subject (made for a consumer of another name), adds the subject, so
-/// a record is never refused for want of a stream.
+/// under `<prefix>.>` for `keep`, [`MAX_RECORDS`] at most: creates it, or,
+/// when it exists without that subject (made for a consumer of another
+/// name), adds the subject, so a record is never refused for want of a
+/// stream.
 pub(crate) async fn record_stream(
     jetstream: &Context,
     name: &str,
@@ -119,6 +125,7 @@ pub(crate) async fn record_stream(
             subjects: vec![subject.clone()],
             storage: stream::StorageType::File,
             max_messages_per_subject: 1,
+            max_messages: MAX_RECORDS,
             max_age: keep,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()

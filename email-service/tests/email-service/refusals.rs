@@ -274,6 +274,14 @@ async fn a_recipient_refused_for_good_is_kept_with_the_reason_and_later_mail_flo
     );
     assert!(world.wait_until_settled(Duration::from_secs(10)).await);
     assert_eq!(metric(service.metrics, "email_dead_letters_total").await, 1);
+    // The record stream is bounded: a flood of refused sign-ups cannot fill
+    // the broker's disk.
+    for stream in [&world.settings.dead_stream, &world.settings.sent_stream] {
+        let mut stream = world.jetstream.get_stream(stream).await.unwrap();
+        let config = &stream.info().await.unwrap().config;
+        assert_eq!(config.max_messages, 1_000_000);
+        assert_eq!(config.max_messages_per_subject, 1);
+    }
     service.stop().await;
     clean_up(&world).await;
 }
