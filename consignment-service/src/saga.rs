@@ -2,7 +2,9 @@
 //! database and vessel-service's.
 //!
 //! ```text
-//! CreateConsignment  ── Reserve(id, room) ──▶ vessel-service   room held for id, until its TTL
+//! CreateConsignment  ── key used before? ──▶ consignments     answer that one, book nothing
+//!                    ── Reserve(id, owner, room) ▶ vessel-service  held for id, until its TTL,
+//!                                                                  within the owner's cap
 //!                    ── insert (pending) ───▶ consignments     nothing listed yet
 //!                    ── Confirm(id) ────────▶ vessel-service   room kept for good
 //!                    ── pending → confirmed ▶ consignments     listed
@@ -14,7 +16,8 @@
 //! second instance or the [`Saga::recover`] sweep never undoes another's
 //! step. Where a step fails:
 //!
-//! - no vessel has room: nothing was taken (`FAILED_PRECONDITION`);
+//! - no vessel has room: nothing was taken (`FAILED_PRECONDITION`); the
+//!   owner's cap would be passed: nothing was taken (`RESOURCE_EXHAUSTED`);
 //! - storing fails: the room is released if it is still only held (a
 //!   consignment the sweep confirmed meanwhile — the insert landed after
 //!   all — keeps it); it would expire anyway;
@@ -25,6 +28,11 @@
 //!   (or, if its hold expired first, cancelled), one left `cancelling` has
 //!   its room released — so a stored consignment never loses its room and
 //!   no room stays held for nothing.
+//!
+//! A create with an idempotency key stores the key with the consignment
+//! (one per owner and key); sent again, it is answered from there whatever
+//! became of the first call, so a retry never books twice (see
+//! [`Saga::place`]).
 
 use std::time::Duration;
 
@@ -122,16 +130,22 @@ impl Saga {
         self.confirm_stored(consignment).await
     }
 
-    /// Confirms the room of a stored, pending consignment and marks it
-    /// confirmed; answers it as confirmed.
-    async fn confirm_stored(&self, mut consignment: Consignment) -> Result<Consignment, ApiError> {
-        let id = consignment.id.clone();
-        if let Err(error) = self.vessels.confirm(&id).await {
+    /// Confirms the room of the consignment this call stored (pending) and
+    /// marks it confirmed; answers it as confirmed. Not confirmed: undone.
+    async fn confirm_stored(&self, consignment: Consignment) -> Result<Consignment, ApiError> {
+        if let Err(error) = self.vessels.confirm(&consignment.id).await {
             let cause = match error {
                 ConfirmError::Lost(cause) | ConfirmError::Failed(cause) => cause,
             };
             return self.undo(consignment, cause).await;
         }
+        self.mark_confirmed(consignment).await
+    }
+
+    /// Marks a pending consignment whose room is confirmed as confirmed;
+    /// answers it so.
+    async fn mark_confirmed(&self, mut consignment: Consignment) -> Result<Consignment, ApiError> {
+        let id = consignment.id.clone();
         match self
             .store
             .transition(&id, State::Pending, State::Confirmed)
@@ -176,7 +190,14 @@ impl Saga {
             State::Confirmed => Ok(earlier),
             // Still being placed (a concurrent create), or left pending by
             // one that died: finish it, as the sweep would.
-            State::Pending => self.confirm_stored(earlier).await,
+            State::Pending => match self.vessels.confirm(&earlier.id).await {
+                Ok(()) => self.mark_confirmed(earlier).await,
+                // Its hold is gone: nothing ships; the key is freed.
+                Err(ConfirmError::Lost(cause)) => self.undo(earlier, cause).await,
+                // Left pending: the call placing it, or the sweep, settles
+                // it; this retry's retry finds out how.
+                Err(ConfirmError::Failed(cause)) => Err(cause),
+            },
             State::Cancelling | State::Cancelled => Err(ApiError::FailedPrecondition(format!(
                 "consignment {} (created with idempotency key {key}) was cancelled since; \
                  send a new key to create it again",
