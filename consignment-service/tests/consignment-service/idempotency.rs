@@ -258,3 +258,35 @@ async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing
     );
     shutdown.trigger();
 }
+
+/// A consignment cancelled since its create: the key's retry is
+/// `FAILED_PRECONDITION` (send a new key), and books nothing.
+#[tokio::test]
+async fn a_retry_of_a_cancelled_consignment_is_failed_precondition() {
+    use shippy_proto::consignment::v1::CancelRequest;
+
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("changed-mind@example.com").await;
+    let placed = create(cluster.shipping.clone(), keyed(sample(), &token, "order-5"))
+        .await
+        .unwrap();
+    cluster
+        .shipping()
+        .cancel_consignment(bearer(
+            CancelRequest {
+                id: placed.id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let status = create(cluster.shipping.clone(), keyed(sample(), &token, "order-5"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(&placed.id) && status.message().contains("new key"),
+        "{status:?}"
+    );
+    assert!(used(&cluster, &token).await.is_empty(), "nothing booked");
+}
