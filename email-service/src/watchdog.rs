@@ -5,7 +5,9 @@
 //! [`Watchdog`] reads the consumer's backlog from JetStream now and then.
 //! Work waiting and no progress for `MAIL_STUCK_AFTER`: health turns
 //! `NOT_SERVING`, one warning is logged and the `email_consumer_stuck` gauge
-//! is 1, until mail moves again. A consumer with nothing to do is not stuck.
+//! is 1, until mail moves again. A consumer with nothing to do is not stuck;
+//! one whose backlog cannot be read (it was never set up, say) counts as
+//! having work.
 
 use std::{
     sync::{
@@ -99,42 +101,43 @@ impl Watchdog {
                 () = shutdown.wait() => break,
                 () = tokio::time::sleep(self.interval()) => {}
             }
-            match self.backlog().await {
-                // NATS unreachable (health says so already) or the consumer
-                // not set up yet: nothing to judge.
-                Err(error) => {
-                    tracing::debug!(error = %chain(&*error), "reading the consumer's backlog")
-                }
-                Ok(backlog) => self.judge(backlog),
+            let backlog = self.backlog().await;
+            if let Err(error) = &backlog {
+                // NATS unreachable (health says so already), or the consumer
+                // not set up (yet): the worker says why.
+                tracing::debug!(error = %chain(&**error), "reading the consumer's backlog");
             }
+            self.judge(backlog.ok());
         }
     }
 
-    /// Decides whether a consumer with `backlog` events is stuck, and says
-    /// so when that changes.
-    fn judge(&self, backlog: u64) {
-        self.backlog_gauge
-            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
-        if backlog == 0 {
+    /// Decides whether a consumer with `backlog` events (`None`: it cannot
+    /// be read) is stuck, and says so when that changes.
+    fn judge(&self, backlog: Option<u64>) {
+        if let Some(backlog) = backlog {
+            self.backlog_gauge
+                .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        }
+        if backlog == Some(0) {
             // Nothing to do is not stuck; the clock starts when work arrives.
             self.progress.moved();
         }
         let idle = self.progress.idle_for();
-        let stuck = backlog > 0 && idle >= self.stuck_after;
+        let stuck = backlog != Some(0) && idle >= self.stuck_after;
         if stuck == self.stuck.swap(stuck, Ordering::SeqCst) {
             return;
         }
         self.stuck_gauge.set(i64::from(stuck));
         if stuck {
             tracing::warn!(
-                backlog,
+                backlog = backlog.map_or_else(|| "unknown".to_owned(), |b| b.to_string()),
                 idle_s = idle.as_secs(),
                 stuck_after = %humantime::format_duration(self.stuck_after),
                 "mail is stuck: events wait and none was mailed or given up for MAIL_STUCK_AFTER; \
                  health is NOT_SERVING until mail moves (is the SMTP server up and taking mail?)"
             );
         } else {
-            tracing::info!(backlog, "mail moves again; health is SERVING");
+            tracing::info!(backlog = ?backlog, "mail moves again; health is SERVING");
         }
     }
 }

@@ -512,3 +512,30 @@ async fn two_consumer_names_share_the_sent_and_dead_mail_streams() {
         .delete_stream(&second.settings.events_stream)
         .await;
 }
+
+/// A consumer that can never be set up (here another stream already takes
+/// the dead-mail subjects) consumes nothing: health says so after
+/// MAIL_STUCK_AFTER, rather than SERVING while no mail goes out.
+#[tokio::test]
+async fn health_reports_a_consumer_that_cannot_be_set_up() {
+    let smtp = SmtpServer::start().await;
+    let mut world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
+    world.settings.mail_stuck_after = Duration::from_secs(2).into();
+    let blocker = format!("BLOCK_{}", world.settings.consumer);
+    world
+        .jetstream
+        .create_stream(jetstream::stream::Config {
+            name: blocker.clone(),
+            subjects: vec![format!("email.dead.{}.>", world.settings.consumer)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let service = world.start().await;
+    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    wait_for_health(&service.channel, ServingStatus::NotServing).await;
+    assert_eq!(metric(service.metrics, "email_consumer_stuck").await, 1);
+    service.stop().await;
+    let _ = world.jetstream.delete_stream(&blocker).await;
+    clean_up(&world).await;
+}
