@@ -17,6 +17,7 @@ use std::{
 use shippy_proto::consignment::v1::{
     Consignment, Response, shipping_service_client::ShippingServiceClient,
 };
+use shippy_testkit::StoreKind;
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 
 /// A create with `token` and idempotency key `key`.
@@ -126,7 +127,17 @@ async fn bad_idempotency_keys_are_invalid_argument() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_with_one_key_book_once() {
-    let cluster = Cluster::start().await;
+    concurrent_creates_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_concurrent_creates_with_one_key_book_once() {
+    concurrent_creates_on(StoreKind::MongoDb).await;
+}
+
+async fn concurrent_creates_on(store: StoreKind) {
+    let cluster = Cluster::start_on(store).await;
     let (_, token) = cluster.user("impatient@example.com").await;
     let creates: Vec<_> = (0..12)
         .map(|_| {

@@ -34,7 +34,17 @@ fn one_container_of(tonnes: i32) -> Consignment {
 /// the cap and what it holds; another user's 1 kg ships.
 #[tokio::test]
 async fn one_accounts_three_big_consignments_do_not_fill_the_fleet() {
-    let cluster = Cluster::start_with(StoreKind::Postgres, AccountQuota::DEFAULT).await;
+    three_big_consignments_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test]
+#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_one_accounts_three_big_consignments_do_not_fill_the_fleet() {
+    three_big_consignments_on(StoreKind::MongoDb).await;
+}
+
+async fn three_big_consignments_on(store: StoreKind) {
+    let cluster = Cluster::start_with(store, AccountQuota::DEFAULT).await;
     let (_, greedy) = cluster.user("greedy@example.com").await;
     let (_, modest) = cluster.user("modest@example.com").await;
 
@@ -88,7 +98,17 @@ async fn one_accounts_three_big_consignments_do_not_fill_the_fleet() {
 /// 30 t consignments at once, exactly six (180 t) are placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_creates_by_one_account_stop_at_the_cap() {
-    let cluster = Cluster::start_with(StoreKind::Postgres, AccountQuota::DEFAULT).await;
+    parallel_creates_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+async fn on_mongodb_parallel_creates_by_one_account_stop_at_the_cap() {
+    parallel_creates_on(StoreKind::MongoDb).await;
+}
+
+async fn parallel_creates_on(store: StoreKind) {
+    let cluster = Cluster::start_with(store, AccountQuota::DEFAULT).await;
     let (_, token) = cluster.user("parallel@example.com").await;
     let creates: Vec<_> = (0..12)
         .map(|_| {
