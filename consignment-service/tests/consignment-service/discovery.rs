@@ -331,12 +331,19 @@ async fn with_acls_only_vessel_services_own_token_registers_that_name() {
     let database = fresh_postgres_database("disc_acl").await;
     // The impostor: a working server (it would pass Consul's check) that
     // registers itself as vessel-service with email-service's token.
-    let impostor = vessel_service(
-        database.clone(),
-        DiscoveryArgs {
-            consul_http_token: consul.token("email-service"),
-            ..consul_args(&consul, "vessel-service")
-        },
+    let email_token = consul.token("email-service").unwrap();
+    let log = std::env::temp_dir().join(format!(
+        "shippy-impostor-{}.log",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let impostor = ServiceProcess::start_logging_to(
+        "vessel-service",
+        &[
+            ("DATABASE_URL", database.expose().to_owned()),
+            ("CONSUL_HTTP_ADDR", consul.http_addr()),
+            ("CONSUL_HTTP_TOKEN", email_token.expose().to_owned()),
+        ],
+        Some(&log),
     )
     .await;
     let fake = Registration {
@@ -394,6 +401,17 @@ async fn with_acls_only_vessel_services_own_token_registers_that_name() {
         reader.registered("vessel-service").await.unwrap(),
         registered
     );
+    // The impostor was told why, once (its retries do not flood the log),
+    // what to fix, and its token never appeared.
+    let said = std::fs::read_to_string(&log).unwrap();
+    let refusals: Vec<&str> = said.lines().filter(|line| line.contains("403")).collect();
+    assert_eq!(refusals.len(), 1, "{said}");
+    assert!(
+        refusals[0].contains("CONSUL_HTTP_TOKEN") && refusals[0].contains("write"),
+        "{said}"
+    );
+    assert!(!said.contains(email_token.expose()), "{said}");
+    let _ = std::fs::remove_file(&log);
     impostor.stop().await;
     real.stop().await;
 }
