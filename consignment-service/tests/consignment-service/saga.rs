@@ -580,7 +580,7 @@ async fn vessel_service_killed_mid_call_is_unavailable() {
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND query LIKE 'WITH held AS%'",
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
         )
         .fetch_one(&mut watch)
         .await
