@@ -544,6 +544,8 @@ async fn vessel_service_killed_mid_call_is_unavailable() {
         &[
             ("DATABASE_URL", database.expose().to_owned()),
             ("USER_SERVICE_URL", format!("http://{}", cluster.user_addr)),
+            // Its expiry sweep must not be what waits on the lock below.
+            ("RESERVATION_SWEEP_INTERVAL", "1h".into()),
         ],
     )
     .await;
