@@ -26,6 +26,7 @@ struct Edge {
     address: SocketAddr,
     metrics: SocketAddr,
     shutdown: Shutdown,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Edge {
@@ -46,11 +47,12 @@ impl Edge {
         let address = app.local_addr().unwrap();
         let metrics = app.metrics_addr().unwrap();
         let shutdown = Shutdown::new();
-        tokio::spawn(app.run(shutdown.clone()));
+        let running = Some(tokio::spawn(app.run(shutdown.clone())));
         Self {
             address,
             metrics,
             shutdown,
+            running,
         }
     }
 
@@ -297,5 +299,45 @@ async fn connections_past_the_cap_are_closed_at_once_and_the_count_goes_down() {
     assert_eq!(
         edge.metric("http_server_connections_refused_total").await,
         Some(f64::from(40 - cap + 1))
+    );
+}
+
+#[tokio::test]
+async fn a_stop_is_not_held_up_by_slow_or_silent_clients() {
+    let header = Duration::from_secs(1);
+    let mut edge = Edge::start(limits(
+        header,
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+        512,
+    ))
+    .await;
+    // Kept alive after an answer, half a head, and nothing at all.
+    let mut kept = TcpStream::connect(edge.address).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    assert!(kept.read(&mut buffer).await.unwrap() > 0);
+    let mut half = TcpStream::connect(edge.address).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nhost: loc")
+        .await
+        .unwrap();
+    let _silent = TcpStream::connect(edge.address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopping = Instant::now();
+    edge.shutdown.trigger();
+    let running = edge.running.take().unwrap();
+    let stopped = tokio::time::timeout(header + SLACK * 3, running).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "not stopped after {:?}: {stopped:?}",
+        stopping.elapsed()
+    );
+    assert!(
+        stopping.elapsed() <= header + SLACK,
+        "{:?}",
+        stopping.elapsed()
     );
 }
