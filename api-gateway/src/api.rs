@@ -7,10 +7,11 @@ use std::sync::Arc;
 use axum::{
     Json,
     extract::{
-        FromRef, Path, Query, State,
+        FromRef, Path, Query, Request, State,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderMap, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -88,7 +89,8 @@ fn with_token<T>(caller: &Caller, message: T) -> Result<tonic::Request<T>, HttpE
     Ok(request)
 }
 
-/// The bearer token of the request, for `ValidateToken`.
+/// The bearer token of the request: `authorization: Bearer <JWT>`, the JWT
+/// being three base64url parts (whether it is valid, the services decide).
 fn bearer_token(headers: &HeaderMap) -> Result<String, HttpError> {
     let missing = || {
         HttpError::unauthenticated(
@@ -96,16 +98,42 @@ fn bearer_token(headers: &HeaderMap) -> Result<String, HttpError> {
         )
     };
     let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(HttpError::unauthenticated(
+            "the authorization header is too long to be a token",
+        ));
+    }
     let text = value.to_str().map_err(|_| missing())?;
     let token = text
         .strip_prefix("Bearer ")
         .or_else(|| text.strip_prefix("bearer "))
         .ok_or_else(missing)?
         .trim();
-    if token.is_empty() || token.len() > MAX_AUTHORIZATION_BYTES {
-        return Err(missing());
+    let parts: Vec<&str> = token.split('.').collect();
+    let base64url = |part: &&str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+    };
+    if parts.len() != 3 || !parts.iter().all(base64url) {
+        return Err(HttpError::unauthenticated(
+            "the token is not a JWT (three base64url parts joined by dots); \
+             get one from POST /api/v1/login",
+        ));
     }
     Ok(token.to_owned())
+}
+
+/// Layer of the routes that need a signed-in caller: a request without a
+/// well-formed `authorization: Bearer <token>` is 401 before its body is
+/// read, so an anonymous caller learns nothing of the body's schema and
+/// sends no body for nothing. The token itself is checked by the services.
+pub async fn require_bearer(request: Request, next: Next) -> Response {
+    match bearer_token(request.headers()) {
+        Ok(_) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 fn created(body: serde_json::Value) -> Response {

@@ -178,9 +178,8 @@ impl Application {
 
 /// Every route of the gateway.
 pub fn router(peers: Peers, metrics: HttpMetrics, body_deadline: BodyDeadline) -> Router {
-    let api = Router::new()
-        .route("/users", post(api::create_user))
-        .route("/login", post(api::login))
+    // Signed-in callers only: 401 before any body is read.
+    let protected = Router::new()
         .route("/me", get(api::me))
         .route(
             "/consignments",
@@ -188,6 +187,11 @@ pub fn router(peers: Peers, metrics: HttpMetrics, body_deadline: BodyDeadline) -
         )
         .route("/consignments/{id}", delete(api::cancel_consignment))
         .route("/vessels", post(api::create_vessel).get(api::list_vessels))
+        .route_layer(middleware::from_fn(api::require_bearer));
+    let api = Router::new()
+        .route("/users", post(api::create_user))
+        .route("/login", post(api::login))
+        .merge(protected)
         .fallback(not_found)
         .with_state(peers.clone());
     Router::new()
@@ -222,10 +226,10 @@ async fn no_sniff_no_store(mut response: Response) -> Response {
 }
 
 async fn not_found() -> HttpError {
-    HttpError {
-        code: Code::NotFound,
-        message: "no such route; GET /api/openapi.json lists them".into(),
-    }
+    HttpError::new(
+        Code::NotFound,
+        "no such route; GET /api/openapi.json lists them",
+    )
 }
 
 async fn method_not_allowed() -> Response {

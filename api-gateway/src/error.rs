@@ -7,8 +7,10 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use std::time::Duration;
+
 use serde::Serialize;
-use shippy_service::text::clipped;
+use shippy_service::{error::whole_seconds, text::clipped};
 use tonic::Code;
 
 /// The most characters of a parser's explanation (which may quote the
@@ -22,23 +24,29 @@ pub struct HttpError {
     pub code: Code,
     /// What went wrong, for a person.
     pub message: String,
+    /// When a retry can succeed, sent as `Retry-After`; a `RESOURCE_EXHAUSTED`
+    /// without one says 1 s.
+    pub retry_after: Option<Duration>,
 }
 
 impl HttpError {
+    /// An error with `code` and `message`, and no retry hint.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
     /// An `INVALID_ARGUMENT` (400).
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self {
-            code: Code::InvalidArgument,
-            message: message.into(),
-        }
+        Self::new(Code::InvalidArgument, message)
     }
 
     /// An `UNAUTHENTICATED` (401).
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self {
-            code: Code::Unauthenticated,
-            message: message.into(),
-        }
+        Self::new(Code::Unauthenticated, message)
     }
 }
 
@@ -83,18 +91,6 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// Seconds to wait, from a message like "…; retry in 42s"; at least 1.
-pub fn retry_after_secs(message: &str) -> u64 {
-    message
-        .rsplit_once("retry in ")
-        .and_then(|(_, rest)| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<u64>().ok()
-        })
-        .unwrap_or(1)
-        .clamp(1, 24 * 3600)
-}
-
 impl From<tonic::Status> for HttpError {
     fn from(status: tonic::Status) -> Self {
         // A status made here by the transport (it has a source error) would
@@ -111,6 +107,8 @@ impl From<tonic::Status> for HttpError {
         Self {
             code: status.code(),
             message,
+            // From the status's metadata: its text is for people.
+            retry_after: shippy_service::error::retry_after(&status),
         }
     }
 }
@@ -122,13 +120,13 @@ impl From<JsonRejection> for HttpError {
                 "send the body as JSON with `content-type: application/json`".to_owned()
             }
             _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Self {
-                    code: Code::OutOfRange,
-                    message: format!(
+                return Self::new(
+                    Code::OutOfRange,
+                    format!(
                         "the request body is larger than {} bytes",
                         crate::app::MAX_BODY_BYTES
                     ),
-                };
+                );
             }
             _ => format!(
                 "the request body is not the JSON expected: {}",
@@ -186,11 +184,15 @@ impl IntoResponse for HttpError {
             }),
         )
             .into_response();
-        if self.code == Code::ResourceExhausted {
-            let seconds = retry_after_secs(&self.message);
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        let retry_after = match (self.retry_after, self.code) {
+            (Some(wait), _) => Some(whole_seconds(wait)),
+            (None, Code::ResourceExhausted) => Some(1),
+            (None, _) => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -219,14 +221,31 @@ mod tests {
     }
 
     #[test]
-    fn resource_exhausted_carries_retry_after() {
-        let response = HttpError::from(tonic::Status::resource_exhausted(
-            "too many failed logins for this account; retry in 42s",
-        ))
-        .into_response();
+    fn retry_after_comes_from_the_statuss_metadata_not_its_text() {
+        let mut status = tonic::Status::resource_exhausted("too many; retry in 42s");
+        status
+            .metadata_mut()
+            .insert(shippy_service::error::RETRY_AFTER_SECONDS, 7.into());
+        let response = HttpError::from(status).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
-        assert_eq!(retry_after_secs("slow down"), 1);
-        assert_eq!(retry_after_secs("retry in 0s"), 1);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+
+        // Only text: the message is not parsed; the default is 1 s.
+        let response =
+            HttpError::from(tonic::Status::resource_exhausted("slow down; retry in 42s"))
+                .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        // Any error may carry a wait (an open circuit's 503).
+        let open = HttpError {
+            retry_after: Some(Duration::from_millis(2500)),
+            ..HttpError::new(Code::Unavailable, "circuit open")
+        };
+        assert_eq!(open.into_response().headers()[header::RETRY_AFTER], "3");
+        assert!(
+            !HttpError::invalid("bad")
+                .into_response()
+                .headers()
+                .contains_key(header::RETRY_AFTER)
+        );
     }
 }

@@ -6,9 +6,9 @@
 //! [`ApiError::Unavailable`] and [`ApiError::Internal`] are logged with their
 //! whole chain and never sent.
 
-use std::error::Error as StdError;
+use std::{error::Error as StdError, time::Duration};
 
-use tonic::Status;
+use tonic::{Code, Status, metadata::MetadataValue};
 
 /// A boxed error cause.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -29,6 +29,16 @@ pub enum ApiError {
     /// when to retry (`RESOURCE_EXHAUSTED`).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Like [`ApiError::ResourceExhausted`], with the wait before a retry can
+    /// succeed, which travels as [`RETRY_AFTER_SECONDS`] metadata as well as
+    /// in the message (`RESOURCE_EXHAUSTED`).
+    #[error("{message}")]
+    Throttled {
+        /// Sent to the caller.
+        message: String,
+        /// How long until a retry can succeed.
+        retry_after: Duration,
+    },
     /// What the request names does not exist (`NOT_FOUND`).
     #[error("{0}")]
     NotFound(String),
@@ -74,6 +84,17 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::ResourceExhausted(message) => Status::resource_exhausted(message),
+            ApiError::Throttled {
+                message,
+                retry_after,
+            } => {
+                let mut status = Status::resource_exhausted(message);
+                status.metadata_mut().insert(
+                    RETRY_AFTER_SECONDS,
+                    MetadataValue::from(whole_seconds(retry_after)),
+                );
+                status
+            }
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::AlreadyExists(message) => Status::already_exists(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
@@ -95,6 +116,37 @@ impl From<ApiError> for Status {
     }
 }
 
+/// The metadata key of a `RESOURCE_EXHAUSTED` status's wait: whole seconds
+/// (at least 1) before a retry can succeed, as decimal digits. Callers read
+/// it with [`retry_after`], never from the message.
+pub const RETRY_AFTER_SECONDS: &str = "retry-after-seconds";
+
+/// The most seconds a wait may say (a day): a longer figure is clamped.
+const MAX_RETRY_AFTER_SECS: u64 = 24 * 3600;
+
+/// `wait` in whole seconds, rounded up, from 1 to a day.
+pub fn whole_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.clamp(1, MAX_RETRY_AFTER_SECS)
+}
+
+/// The wait a `RESOURCE_EXHAUSTED` status names in its
+/// [`RETRY_AFTER_SECONDS`] metadata (from 1 s to a day); `None` for any
+/// other status, or when the metadata is missing or not a number.
+pub fn retry_after(status: &Status) -> Option<Duration> {
+    if status.code() != Code::ResourceExhausted {
+        return None;
+    }
+    let seconds: u64 = status
+        .metadata()
+        .get(RETRY_AFTER_SECONDS)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.clamp(1, MAX_RETRY_AFTER_SECS)))
+}
+
 /// An error and all its causes on one line: `outer: cause: root cause`.
 pub fn chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
@@ -113,7 +165,7 @@ pub fn chain(error: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tonic::Code;
+    #![allow(clippy::unwrap_used)]
 
     use super::*;
 
@@ -149,6 +201,31 @@ mod tests {
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), message);
         }
+    }
+
+    #[test]
+    fn a_throttle_sends_its_wait_as_metadata() {
+        let status = Status::from(ApiError::Throttled {
+            message: "slow down".into(),
+            retry_after: Duration::from_millis(41_200),
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "slow down");
+        assert_eq!(status.metadata().get(RETRY_AFTER_SECONDS).unwrap(), "42");
+        assert_eq!(retry_after(&status), Some(Duration::from_secs(42)));
+
+        let plain = Status::from(ApiError::ResourceExhausted("retry in 42s".into()));
+        assert_eq!(retry_after(&plain), None, "the message is never parsed");
+        let mut garbage = Status::resource_exhausted("x");
+        garbage
+            .metadata_mut()
+            .insert(RETRY_AFTER_SECONDS, MetadataValue::from_static("soon"));
+        assert_eq!(retry_after(&garbage), None);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(
+            whole_seconds(Duration::from_secs(10 * 24 * 3600)),
+            24 * 3600
+        );
     }
 
     #[test]

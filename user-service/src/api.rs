@@ -282,7 +282,7 @@ impl UserService for UserApi {
         // Refused before any bcrypt time is spent.
         self.throttle
             .check(&email, address)
-            .map_err(|throttled| ApiError::ResourceExhausted(throttled.to_string()))?;
+            .map_err(ApiError::from)?;
         // Counted as failed until it succeeds, so guesses sent all at once
         // count at once too.
         self.throttle.failed(&email, address);

@@ -27,6 +27,7 @@ use std::{
 };
 
 use shippy_auth::service::ServiceToken;
+use shippy_service::error::{ApiError, whole_seconds};
 
 use crate::domain::Email;
 
@@ -89,7 +90,7 @@ pub enum Throttled {
     /// Too many failures for this account.
     #[error(
         "too many failed logins for this account; retry in {}s",
-        retry_after.as_secs().max(1)
+        whole_seconds(*retry_after)
     )]
     Account {
         /// When the oldest counted failure leaves the window.
@@ -98,12 +99,32 @@ pub enum Throttled {
     /// Too many failures from this address.
     #[error(
         "too many failed logins from your address; retry in {}s",
-        retry_after.as_secs().max(1)
+        whole_seconds(*retry_after)
     )]
     Address {
         /// When the oldest counted failure leaves the window.
         retry_after: Duration,
     },
+}
+
+impl Throttled {
+    /// How long until a login can be tried again.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Self::Account { retry_after } | Self::Address { retry_after } => *retry_after,
+        }
+    }
+}
+
+/// `RESOURCE_EXHAUSTED` with the wait as `retry-after-seconds` metadata, so
+/// callers (the api-gateway's `Retry-After`) never read it from the text.
+impl From<Throttled> for ApiError {
+    fn from(throttled: Throttled) -> Self {
+        Self::Throttled {
+            message: throttled.to_string(),
+            retry_after: throttled.retry_after(),
+        }
+    }
 }
 
 type Failures = Arc<Mutex<VecDeque<Instant>>>;
@@ -263,7 +284,18 @@ mod tests {
         assert!(
             matches!(refused, Throttled::Account { retry_after } if retry_after > Duration::from_secs(890))
         );
-        assert!(refused.to_string().contains("retry in 89"), "{refused}");
+        let wait = whole_seconds(refused.retry_after());
+        assert!(
+            refused.to_string().contains(&format!("retry in {wait}s")),
+            "{refused}"
+        );
+        // The wait travels as metadata, not only as text.
+        let status = tonic::Status::from(ApiError::from(refused));
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            shippy_service::error::retry_after(&status),
+            Some(Duration::from_secs(wait))
+        );
         assert!(throttle.check(&other, None).is_ok());
     }
 
