@@ -46,20 +46,27 @@ impl Forwarding {
         if !self.trusts(peer) {
             return Some(peer);
         }
-        let hops: Vec<IpAddr> = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .map(|hop| hop.trim().parse().ok())
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default();
-        Some(
-            hops.into_iter()
-                .rev()
-                .find(|&hop| !self.trusts(hop))
-                .unwrap_or(peer),
-        )
+            .collect();
+        // From the nearest hop outwards: past trusted proxies to the first
+        // address they vouch for. A hop that is no address ends the walk
+        // there (what lies beyond it proves nothing): the last trusted hop
+        // then counts.
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Some(address) = parse_hop(hop) else {
+                break;
+            };
+            client = address;
+            if !self.trusts(address) {
+                break;
+            }
+        }
+        Some(client)
     }
 
     fn trusts(&self, address: IpAddr) -> bool {
@@ -71,6 +78,15 @@ impl Forwarding {
             .iter()
             .any(|net| net.contains(&address))
     }
+}
+
+/// One `X-Forwarded-For` hop: an address, with or without a port
+/// (`203.0.113.7`, `203.0.113.7:4711`, `[2001:db8::7]:4711`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|address| address.ip()))
 }
 
 /// The caller of one request: its headers (for its token) and its address.
@@ -158,6 +174,16 @@ mod tests {
         assert_eq!(
             proxies.client(Some(proxy), &xff("not an address")),
             Some(proxy)
+        );
+        // Garbage further out than the real client changes nothing; hops
+        // with ports are addresses too.
+        assert_eq!(
+            proxies.client(Some(proxy), &xff("x, 198.51.100.9:4711, 10.9.9.9")),
+            Some("198.51.100.9".parse().unwrap())
+        );
+        assert_eq!(
+            proxies.client(Some(proxy), &xff("[2001:db8::7]:4711")),
+            Some("2001:db8::7".parse().unwrap())
         );
         assert_eq!(proxies.client(Some(proxy), &HeaderMap::new()), Some(proxy));
         // An IPv4 peer seen as IPv6-mapped is still trusted.

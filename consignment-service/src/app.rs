@@ -114,7 +114,8 @@ impl Application {
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), saga.clone());
-        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
+        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
+            .max_message_bytes(crate::domain::MAX_REQUEST_BYTES);
         if let Some(token) = &settings.service_token {
             server = server.trust_forwarded_client(token.vouch());
         }

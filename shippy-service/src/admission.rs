@@ -10,6 +10,12 @@
 //! ([`DEFAULT_PER_CLIENT_LIMIT`] at once): past it, that client alone is
 //! answered `RESOURCE_EXHAUSTED`, whatever everybody else does.
 //!
+//! A message is buffered only up to the server's largest request
+//! ([`Budgets::max_message_bytes`]), and messages waiting for a slot or
+//! being handled may hold at most [`DEFAULT_BUFFER_BUDGET`] bytes in all and
+//! a quarter of that per client: past either, `RESOURCE_EXHAUSTED` at once,
+//! so a client cannot make the server hold its memory either.
+//!
 //! A client is its address: the TCP peer's, or, when the request carries the
 //! services' shared credential (the api-gateway forwarding a browser's
 //! call), the address in [`CLIENT_ADDRESS_KEY`]. IPv6 addresses count per
@@ -25,9 +31,9 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, body::Body, transport::server::TcpConnectInfo};
 use tower::{Layer, Service};
@@ -45,9 +51,17 @@ pub const DEFAULT_PER_CLIENT_LIMIT: usize = 128;
 /// after this, not after the whole request timeout.
 pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The largest request body buffered before a slot is taken: tonic's own
-/// largest message (4 MiB) and its frame header, with room to spare.
-pub const MAX_BUFFERED_BYTES: usize = 4 * 1024 * 1024 + 1024;
+/// The largest request body buffered before a slot is taken unless told
+/// otherwise: tonic's own largest message (4 MiB) and its frame header.
+pub const MAX_BUFFERED_BYTES: usize = 4 * 1024 * 1024 + 5;
+
+/// Bytes of request messages a server holds at once (buffered, waiting for
+/// a slot or being handled) unless told otherwise; a client may hold a
+/// quarter of it.
+pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
+
+/// gRPC's frame header before each message: a flag byte and a 4-byte length.
+const FRAME_HEADER_BYTES: usize = 5;
 
 /// Whether a request's headers carry the credential that lets it name the
 /// client it is forwarded for (the services' shared secret, checked by the
@@ -64,6 +78,12 @@ pub struct Budgets {
     pub per_client: usize,
     /// How long a unary request's message may take to arrive.
     pub message_timeout: Duration,
+    /// The largest request message (the body of a unary request, less its
+    /// frame header) buffered; bigger is `RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
+    /// Bytes of messages held at once across all clients; a client may
+    /// hold a quarter.
+    pub buffer_budget: usize,
     /// Who may name the client it forwards for; `None`: nobody.
     pub vouch: Option<Vouch>,
 }
@@ -74,6 +94,8 @@ impl fmt::Debug for Budgets {
             .field("slots", &self.slots)
             .field("per_client", &self.per_client)
             .field("message_timeout", &self.message_timeout)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("buffer_budget", &self.buffer_budget)
             .field("vouch", &self.vouch.is_some())
             .finish()
     }
@@ -89,9 +111,18 @@ pub struct AdmissionLayer {
 struct Shared {
     slots: Arc<Semaphore>,
     budgets: Budgets,
-    in_flight: Mutex<HashMap<Client, usize>>,
+    usage: Mutex<Usage>,
     /// Paths whose request is one message, buffered before a slot is taken.
     unary: HashSet<String>,
+}
+
+/// What clients hold now.
+#[derive(Debug, Default)]
+struct Usage {
+    /// Per client: requests in flight and bytes of messages held.
+    clients: HashMap<Client, (usize, usize)>,
+    /// Bytes of messages held, all clients together.
+    bytes: usize,
 }
 
 /// A client, as budgets count them.
@@ -123,7 +154,7 @@ impl AdmissionLayer {
             shared: Arc::new(Shared {
                 slots: Arc::new(Semaphore::new(budgets.slots.max(1))),
                 budgets,
-                in_flight: Mutex::new(HashMap::new()),
+                usage: Mutex::new(Usage::default()),
                 unary,
             }),
         }
@@ -148,20 +179,54 @@ pub struct Admission<S> {
     shared: Arc<Shared>,
 }
 
-/// One request counted against its client until dropped.
+/// One request counted against its client until dropped, with the bytes
+/// of its message it holds.
 struct Counted {
     shared: Arc<Shared>,
     client: Client,
+    bytes: usize,
+}
+
+/// Which budget a message's bytes would pass.
+enum OverBudget {
+    Client,
+    Server,
+}
+
+impl Counted {
+    /// Takes `more` bytes from the client's and the server's budgets.
+    fn hold(&mut self, more: usize) -> Result<(), OverBudget> {
+        let budget = self.shared.budgets.buffer_budget;
+        let Ok(mut usage) = self.shared.usage.lock() else {
+            return Err(OverBudget::Server);
+        };
+        if usage.bytes + more > budget {
+            return Err(OverBudget::Server);
+        }
+        let Some(entry) = usage.clients.get_mut(&self.client) else {
+            return Err(OverBudget::Server);
+        };
+        if entry.1 + more > budget / 4 {
+            return Err(OverBudget::Client);
+        }
+        entry.1 += more;
+        usage.bytes += more;
+        self.bytes += more;
+        Ok(())
+    }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if let Ok(mut in_flight) = self.shared.in_flight.lock()
-            && let Some(count) = in_flight.get_mut(&self.client)
-        {
-            *count -= 1;
-            if *count == 0 {
-                in_flight.remove(&self.client);
+        let Ok(mut usage) = self.shared.usage.lock() else {
+            return;
+        };
+        usage.bytes = usage.bytes.saturating_sub(self.bytes);
+        if let Some(entry) = usage.clients.get_mut(&self.client) {
+            entry.0 = entry.0.saturating_sub(1);
+            entry.1 = entry.1.saturating_sub(self.bytes);
+            if entry.0 == 0 {
+                usage.clients.remove(&self.client);
             }
         }
     }
@@ -187,16 +252,62 @@ impl Shared {
 
     /// Counts a request against `client`, or `None` past its budget.
     fn count(self: &Arc<Self>, client: Client) -> Option<Counted> {
-        let mut in_flight = self.in_flight.lock().ok()?;
-        let count = in_flight.entry(client).or_insert(0);
-        if *count >= self.budgets.per_client {
+        let mut usage = self.usage.lock().ok()?;
+        let entry = usage.clients.entry(client).or_insert((0, 0));
+        if entry.0 >= self.budgets.per_client {
             return None;
         }
-        *count += 1;
+        entry.0 += 1;
         Some(Counted {
             shared: self.clone(),
             client,
+            bytes: 0,
         })
+    }
+
+    /// Reads a unary request's body into memory within the message timeout,
+    /// the size limit and the byte budgets; or the answer refusing it.
+    async fn buffer(&self, body: Body, counted: &mut Counted) -> Result<Bytes, Status> {
+        let limit = self.budgets.max_message_bytes + FRAME_HEADER_BYTES;
+        let timeout = self.budgets.message_timeout;
+        let read = async {
+            let mut body = body;
+            let mut buffered = BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| {
+                    Status::cancelled("the request message was cut off before it ended")
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if buffered.len() + data.len() > limit {
+                    return Err(Status::resource_exhausted(format!(
+                        "the request message is larger than this server takes ({} bytes)",
+                        self.budgets.max_message_bytes
+                    )));
+                }
+                counted.hold(data.len()).map_err(|over| match over {
+                    OverBudget::Client => Status::resource_exhausted(
+                        "your requests in flight hold too much data already; retry when some \
+                         have finished",
+                    ),
+                    OverBudget::Server => Status::resource_exhausted(
+                        "the server is busy receiving other requests; retry shortly",
+                    ),
+                })?;
+                buffered.extend_from_slice(&data);
+            }
+            Ok(buffered.freeze())
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "the request message did not arrive within {}s of the request; send it with \
+                 the request",
+                    timeout.as_secs_f32()
+                )))
+            })
     }
 }
 
@@ -233,7 +344,7 @@ where
         let unary = shared.unary.contains(path);
         Box::pin(async move {
             let client = shared.client(&request);
-            let Some(counted) = shared.count(client) else {
+            let Some(mut counted) = shared.count(client) else {
                 return Ok(refuse(Status::resource_exhausted(format!(
                     "too many requests in flight from your address (at most {} at once); \
                      retry when some have finished",
@@ -242,30 +353,9 @@ where
             };
             let request = if unary {
                 let (parts, body) = request.into_parts();
-                let timeout = shared.budgets.message_timeout;
-                let read = Limited::new(body, MAX_BUFFERED_BYTES).collect();
-                match tokio::time::timeout(timeout, read).await {
-                    Ok(Ok(collected)) => Request::from_parts(
-                        parts,
-                        Body::new(Full::<Bytes>::new(collected.to_bytes())),
-                    ),
-                    Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-                        return Ok(refuse(Status::resource_exhausted(format!(
-                            "the request message is larger than {MAX_BUFFERED_BYTES} bytes"
-                        ))));
-                    }
-                    Ok(Err(_)) => {
-                        return Ok(refuse(Status::cancelled(
-                            "the request message was cut off before it ended",
-                        )));
-                    }
-                    Err(_) => {
-                        return Ok(refuse(Status::deadline_exceeded(format!(
-                            "the request message did not arrive within {}s of the request; \
-                             send it with the request",
-                            timeout.as_secs_f32()
-                        ))));
-                    }
+                match shared.buffer(body, &mut counted).await {
+                    Ok(message) => Request::from_parts(parts, Body::new(Full::new(message))),
+                    Err(status) => return Ok(refuse(status)),
                 }
             } else {
                 request

@@ -98,6 +98,8 @@ impl GrpcServer {
                 slots: DEFAULT_CONCURRENCY_LIMIT,
                 per_client: admission::DEFAULT_PER_CLIENT_LIMIT,
                 message_timeout: admission::DEFAULT_MESSAGE_TIMEOUT,
+                max_message_bytes: admission::MAX_BUFFERED_BYTES,
+                buffer_budget: admission::DEFAULT_BUFFER_BUDGET,
                 vouch: None,
             },
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -129,6 +131,20 @@ impl GrpcServer {
     /// `timeout` with `DEADLINE_EXCEEDED`.
     pub fn message_timeout(mut self, timeout: Duration) -> Self {
         self.budgets.message_timeout = timeout;
+        self
+    }
+
+    /// Buffers request messages of at most `bytes` (the services' own
+    /// decoding limit); a bigger one is refused before it is read whole.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.budgets.max_message_bytes = bytes;
+        self
+    }
+
+    /// Holds at most `bytes` of request messages at once across all
+    /// clients, a quarter of it per client.
+    pub fn buffer_budget(mut self, bytes: usize) -> Self {
+        self.budgets.buffer_budget = bytes;
         self
     }
 
@@ -364,6 +380,70 @@ mod tests {
             answers.iter().any(Result::is_ok),
             "one was served: {answers:?}"
         );
+        shutdown.trigger();
+    }
+
+    /// Opens a call to `FindAvailable` that sends a message of `bytes`
+    /// bytes and never ends its body; returns the code it is answered with.
+    fn hold_a_message(
+        channel: &tonic::transport::Channel,
+        bytes: usize,
+    ) -> tokio::task::JoinHandle<Code> {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        tokio::spawn(async move {
+            grpc.ready().await.unwrap();
+            let message = tokio_stream::StreamExt::chain(
+                tokio_stream::once(vec![7u8; bytes]),
+                tokio_stream::pending(),
+            );
+            let answer = grpc
+                .client_streaming::<_, Vec<u8>, (), _>(
+                    Request::new(message),
+                    http::uri::PathAndQuery::from_static(
+                        "/shippy.vessel.v1.VesselService/FindAvailable",
+                    ),
+                    tonic_prost::ProstCodec::default(),
+                )
+                .await;
+            answer.map_or_else(|status| status.code(), |_| Code::Ok)
+        })
+    }
+
+    #[tokio::test]
+    async fn a_client_cannot_make_the_server_hold_more_than_its_share_of_bytes() {
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
+            .buffer_budget(4 * 1024 * 1024)
+            .message_timeout(Duration::from_secs(3))
+            .add_service(VesselServiceServer::new(Slow));
+        let (channel, shutdown) = serve(server).await;
+        // A quarter of 4 MiB per client: the first 700 kB message is held,
+        // the second would pass 1 MiB and is refused at once.
+        let first = hold_a_message(&channel, 700_000);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = tokio::time::Instant::now();
+        let second = hold_a_message(&channel, 700_000).await.unwrap();
+        assert_eq!(second, Code::ResourceExhausted);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refused at once"
+        );
+        assert_eq!(first.await.unwrap(), Code::DeadlineExceeded);
+        // What it held is given back: the next one is held again.
+        assert_eq!(
+            hold_a_message(&channel, 700_000).await.unwrap(),
+            Code::DeadlineExceeded
+        );
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_message_bigger_than_the_server_takes_is_refused_before_it_is_held() {
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
+            .max_message_bytes(64 * 1024)
+            .add_service(VesselServiceServer::new(Slow));
+        let (channel, shutdown) = serve(server).await;
+        let code = hold_a_message(&channel, 100_000).await.unwrap();
+        assert_eq!(code, Code::ResourceExhausted);
         shutdown.trigger();
     }
 

@@ -119,7 +119,8 @@ impl Application {
                 throttle: LoginThrottle::new(settings.login.clone()),
             },
         );
-        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
+        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
+            .max_message_bytes(MAX_REQUEST_BYTES);
         if let Some(token) = &settings.login.service_token {
             server = server.trust_forwarded_client(token.vouch());
         }

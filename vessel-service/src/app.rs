@@ -100,7 +100,8 @@ impl Application {
                 quota: settings.account_quota(),
             },
         );
-        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone());
+        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())
+            .max_message_bytes(MAX_REQUEST_BYTES);
         if let Some(token) = &settings.service_token {
             server = server.trust_forwarded_client(token.vouch());
         }
