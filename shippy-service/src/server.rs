@@ -447,6 +447,73 @@ mod tests {
         shutdown.trigger();
     }
 
+    /// Two overlapping `FindAvailable` calls, with `headers`; how many were shed.
+    async fn two_at_once(
+        channel: &tonic::transport::Channel,
+        headers: &[(&'static str, &'static str)],
+    ) -> usize {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let mut client = VesselServiceClient::new(channel.clone());
+                let mut request = Request::new(Specification::default());
+                for (name, value) in headers {
+                    request.metadata_mut().insert(*name, value.parse().unwrap());
+                }
+                tokio::spawn(async move { client.find_available(request).await })
+            })
+            .collect();
+        let mut shed = 0;
+        for call in calls {
+            if let Err(status) = call.await.unwrap() {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                shed += 1;
+            }
+        }
+        shed
+    }
+
+    #[tokio::test]
+    async fn a_client_past_its_budget_is_shed_and_a_vouched_service_is_not() {
+        let vouch: Vouch = std::sync::Arc::new(|headers: &http::HeaderMap| {
+            headers
+                .get("x-service-token")
+                .is_some_and(|token| token == "right")
+        });
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
+            .per_client_limit(1)
+            .trust_forwarded_client(vouch)
+            .add_service(VesselServiceServer::new(Slow));
+        let (channel, shutdown) = serve(server).await;
+        assert_eq!(
+            two_at_once(&channel, &[]).await,
+            1,
+            "one client, one at a time"
+        );
+        assert_eq!(
+            two_at_once(&channel, &[("x-service-token", "wrong")]).await,
+            1,
+            "a wrong credential is nobody special"
+        );
+        assert_eq!(
+            two_at_once(&channel, &[("x-service-token", "right")]).await,
+            0,
+            "a service calling for nobody in particular has the server's budget"
+        );
+        assert_eq!(
+            two_at_once(
+                &channel,
+                &[
+                    ("x-service-token", "right"),
+                    (admission::CLIENT_ADDRESS_KEY, "203.0.113.5")
+                ]
+            )
+            .await,
+            1,
+            "a service calling for a client: that client's budget"
+        );
+        shutdown.trigger();
+    }
+
     #[tokio::test]
     async fn requests_past_the_server_timeout_are_cancelled() {
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())

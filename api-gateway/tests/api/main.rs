@@ -63,6 +63,7 @@ impl Services {
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
+            keys: Default::default(),
         };
         let user_app = UserApp::build(&user_settings).await.unwrap();
         let user_addr = user_app.local_addr().unwrap();
