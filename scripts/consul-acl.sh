@@ -12,6 +12,8 @@
 #   service_prefix "" { policy = "read" }
 #   node_prefix ""    { policy = "read" }
 #
+# (user-service's may also read its signing keys: key_prefix "shippy/jwt/".)
+#
 # and a token with that policy whose secret is $<NAME>_CONSUL_TOKEN (NAME in
 # capitals, `-` as `_`): the value that service gets as CONSUL_HTTP_TOKEN.
 # Consul wants a UUID there. Running it again changes nothing that exists (a
@@ -30,7 +32,7 @@ consul=${CONSUL:-consul}
 say() { printf 'consul-acl: %s\n' "$*" >&2; }
 
 [ -n "${CONSUL_HTTP_TOKEN:-}" ] || { say "CONSUL_HTTP_TOKEN must be the agent's management token"; exit 2; }
-[ $# -gt 0 ] || { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 tries=0
 until "$consul" acl policy list >/dev/null 2>&1; do
@@ -53,6 +55,9 @@ for name in "$@"; do
     rules="service \"$name\" { policy = \"write\" }
 service_prefix \"\" { policy = \"read\" }
 node_prefix \"\" { policy = \"read\" }"
+    # user-service reads its signing keys from KV (JWT_SIGNING_KEYS_CONSUL_KEY).
+    [ "$name" != user-service ] || rules="$rules
+key_prefix \"shippy/jwt/\" { policy = \"read\" }"
     if "$consul" acl policy read -name "$name" >/dev/null 2>&1; then
         "$consul" acl policy update -name "$name" -rules "$rules" >/dev/null
     else

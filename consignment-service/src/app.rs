@@ -105,12 +105,15 @@ impl Application {
             );
         }
         let saga = Saga::new(store.clone(), vessels);
-        let auth = Authenticator::new(discovery.channel(
-            "user-service",
-            &settings.user_service_url,
-            CALLS,
-            &background,
-        )?);
+        let auth = Authenticator::new(
+            discovery.channel(
+                "user-service",
+                &settings.user_service_url,
+                CALLS,
+                &background,
+            )?,
+            &settings.keys,
+        );
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), saga.clone());

@@ -90,6 +90,59 @@ pub struct PublicKey {
     pub valid_until: i64,
 }
 
+/// A public key as an RFC 7517 JSON Web Key (RFC 8037's `OKP` type for
+/// Ed25519), for a JWKS document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// `OKP`.
+    pub kty: String,
+    /// `Ed25519`.
+    pub crv: String,
+    /// The 32-byte public key, base64url without padding.
+    pub x: String,
+    /// The `kid` tokens name (the key's RFC 7638 thumbprint).
+    pub kid: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    pub key_use: String,
+    /// `EdDSA`.
+    pub alg: String,
+}
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), before the
+/// 32 key bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+impl PublicKey {
+    /// The key as a JWK; `None` if its PEM is not an Ed25519 public key.
+    pub fn to_jwk(&self) -> Option<Jwk> {
+        use base64::Engine as _;
+        let body: String = self
+            .pem
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .ok()?;
+        let key = der.strip_prefix(&ED25519_SPKI_PREFIX[..])?;
+        if key.len() != 32 {
+            return None;
+        }
+        Some(Jwk {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key),
+            kid: self.kid.clone(),
+            key_use: "sig".into(),
+            alg: ALGORITHM_NAME.into(),
+        })
+    }
+}
+
 /// A public key that is not an Ed25519 SPKI PEM.
 #[derive(Debug, thiserror::Error)]
 #[error("public key `{kid}` is not a usable {ALGORITHM_NAME} key")]
@@ -100,9 +153,15 @@ pub struct InvalidKey {
 }
 
 /// The public keys that verify tokens, by `kid`.
+///
+/// A key whose [`PublicKey::valid_until`] has passed verifies nothing: a
+/// verifier that cannot reach user-service keeps the last keys it fetched
+/// only until then (user-service says `valid_until` is one token lifetime,
+/// `JWT_TTL`, after it answered; every token it had signed by then has
+/// expired by then). `valid_until` 0 means no bound.
 #[derive(Clone, Default)]
 pub struct KeySet {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, (DecodingKey, i64)>,
     validation: Option<Validation>,
 }
 
@@ -121,7 +180,7 @@ impl KeySet {
             .into_iter()
             .map(|key| {
                 DecodingKey::from_ed_pem(key.pem.as_bytes())
-                    .map(|decoding| (key.kid.clone(), decoding))
+                    .map(|decoding| (key.kid.clone(), (decoding, key.valid_until)))
                     .map_err(|source| InvalidKey {
                         kid: key.kid.clone(),
                         source,
@@ -146,26 +205,42 @@ impl KeySet {
         Self::new(&keys)
     }
 
-    /// Whether a key with this `kid` is known.
+    /// Whether a key with this `kid` is known and still honoured.
     pub fn contains(&self, kid: &str) -> bool {
-        self.keys.contains_key(kid)
+        self.key(kid).is_some()
     }
 
-    /// How many keys there are.
+    /// The `kid`s of the keys, honoured or not, sorted.
+    pub fn kids(&self) -> Vec<&str> {
+        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        kids
+    }
+
+    /// How many keys are still honoured.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        let now = chrono::Utc::now().timestamp();
+        self.keys
+            .values()
+            .filter(|(_, until)| honoured(*until, now))
+            .count()
     }
 
-    /// Whether there are none.
+    /// Whether none is honoured.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
+    }
+
+    fn key(&self, kid: &str) -> Option<&DecodingKey> {
+        let (key, until) = self.keys.get(kid)?;
+        honoured(*until, chrono::Utc::now().timestamp()).then_some(key)
     }
 
     /// The claims of `token` if one of these keys signed it with EdDSA, for
     /// [`AUDIENCE`], by [`ISSUER`], and it has not expired.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let kid = token_kid(token)?;
-        let (Some(key), Some(validation)) = (self.keys.get(&kid), &self.validation) else {
+        let (Some(key), Some(validation)) = (self.key(&kid), &self.validation) else {
             return Err(TokenError::UnknownKey(kid));
         };
         let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
@@ -182,15 +257,28 @@ impl KeySet {
     }
 }
 
+fn honoured(valid_until: i64, now: i64) -> bool {
+    valid_until == 0 || now <= valid_until
+}
+
 /// Remembers tokens that verified, so a client that sends the same token
 /// with every request pays for one signature check, not one per request.
 ///
 /// Only tokens that verified are kept, keyed by the whole token, for at most
 /// [`VerifiedTokens::KEEP`] and never past their expiry; a forged token can
-/// only hit the cache by being byte-for-byte a token that verified.
+/// only hit the cache by being byte-for-byte a token that verified. A
+/// remembered token counts only while its key is still in the key set it is
+/// checked against, so a revoked key stops its tokens at once.
 #[derive(Debug, Clone)]
 pub struct VerifiedTokens {
-    cache: moka::sync::Cache<String, Claims>,
+    cache: moka::sync::Cache<String, Verified>,
+}
+
+/// A token that verified: the key that signed it and what it says.
+#[derive(Debug, Clone)]
+struct Verified {
+    kid: String,
+    claims: Claims,
 }
 
 impl Default for VerifiedTokens {
@@ -200,8 +288,7 @@ impl Default for VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// The longest a verified token is remembered. A key withdrawn from the
-    /// key set stops verifying its tokens within this time.
+    /// The longest a verified token is remembered.
     pub const KEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
     /// An empty cache holding at most 100 000 tokens.
@@ -217,14 +304,21 @@ impl VerifiedTokens {
     /// `token`'s claims, from the cache or by verifying it with `keys`.
     pub fn verify(&self, keys: &KeySet, token: &str) -> Result<Claims, TokenError> {
         let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-        if let Some(claims) = self.cache.get(token) {
-            if claims.exp > now {
-                return Ok(claims);
+        if let Some(verified) = self.cache.get(token) {
+            if verified.claims.exp > now && keys.contains(&verified.kid) {
+                return Ok(verified.claims);
             }
             self.cache.invalidate(token);
         }
         let claims = keys.verify(token)?;
-        self.cache.insert(token.to_owned(), claims.clone());
+        let kid = token_kid(token)?;
+        self.cache.insert(
+            token.to_owned(),
+            Verified {
+                kid,
+                claims: claims.clone(),
+            },
+        );
         Ok(claims)
     }
 
@@ -351,7 +445,7 @@ mod tests {
     #[test]
     fn the_cache_only_remembers_tokens_that_verified() {
         let cache = VerifiedTokens::new();
-        let keys = KeySet::default();
+        let keys = KeySet::new(&[test_key("k", 0)]).unwrap();
         assert!(cache.verify(&keys, "garbage").is_err());
         assert!(cache.cache.get("garbage").is_none());
         let claims = Claims {
@@ -362,14 +456,107 @@ mod tests {
             exp: u64::MAX,
             roles: Vec::new(),
         };
-        cache.cache.insert("verified-before".into(), claims.clone());
+        let verified = |claims: Claims| Verified {
+            kid: "k".into(),
+            claims,
+        };
+        cache
+            .cache
+            .insert("verified-before".into(), verified(claims.clone()));
         assert_eq!(cache.verify(&keys, "verified-before"), Ok(claims.clone()));
         let expired = Claims { exp: 1, ..claims };
-        cache.cache.insert("expired".into(), expired);
+        cache.cache.insert("expired".into(), verified(expired));
         assert!(
             cache.verify(&keys, "expired").is_err(),
             "expired claims are not served"
         );
+    }
+
+    /// A test key pair (never used outside tests).
+    const TEST_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ2IILnefH9SdZYQFsBSyfDhLHSVaA7Z9knziQDMzGKt\n-----END PRIVATE KEY-----\n";
+    const TEST_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAZtTqsLFYSort5eXaFSwX2hklI8LgA4d4gl389FPu4GE=\n-----END PUBLIC KEY-----\n";
+
+    fn test_token(kid: &str) -> String {
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+        let claims = Claims {
+            sub: "u1".into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + 3600,
+            roles: Vec::new(),
+        };
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.into());
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(TEST_PRIVATE_PEM.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    fn test_key(kid: &str, valid_until: i64) -> PublicKey {
+        PublicKey {
+            kid: kid.into(),
+            pem: TEST_PUBLIC_PEM.into(),
+            valid_until,
+        }
+    }
+
+    #[test]
+    fn a_cached_verification_ends_when_its_key_leaves_the_set() {
+        let cache = VerifiedTokens::new();
+        let token = test_token("k1");
+        let with = KeySet::new(&[test_key("k1", 0)]).unwrap();
+        assert!(cache.verify(&with, &token).is_ok(), "verifies with its key");
+        let without = KeySet::new(&[test_key("k2", 0)]).unwrap();
+        assert!(
+            matches!(
+                cache.verify(&without, &token),
+                Err(TokenError::UnknownKey(_))
+            ),
+            "a revoked key's token is refused though it verified a moment ago"
+        );
+        assert!(cache.verify(&with, &token).is_ok());
+    }
+
+    #[test]
+    fn a_public_key_becomes_an_okp_jwk_whose_thumbprint_is_its_kid() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let jwk = test_key("k1", 0).to_jwk().unwrap();
+        assert_eq!(
+            (jwk.kty.as_str(), jwk.crv.as_str(), jwk.key_use.as_str(), jwk.alg.as_str()),
+            ("OKP", "Ed25519", "sig", "EdDSA")
+        );
+        assert_eq!(jwk.x, "ZtTqsLFYSort5eXaFSwX2hklI8LgA4d4gl389FPu4GE");
+        // RFC 7638: the thumbprint of the required members, sorted.
+        let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, jwk.x);
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(canonical.as_bytes()));
+        assert_eq!(thumbprint.len(), 43);
+        let json = serde_json::to_value(&jwk).unwrap();
+        assert_eq!(json["use"], "sig");
+        assert!(
+            PublicKey {
+                pem: "not a key".into(),
+                ..test_key("k", 0)
+            }
+            .to_jwk()
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn a_key_past_its_valid_until_verifies_nothing() {
+        let token = test_token("k1");
+        let now = chrono::Utc::now().timestamp();
+        let fresh = KeySet::new(&[test_key("k1", now + 60)]).unwrap();
+        assert!(fresh.verify(&token).is_ok());
+        let stale = KeySet::new(&[test_key("k1", now - 1)]).unwrap();
+        assert!(matches!(
+            stale.verify(&token),
+            Err(TokenError::UnknownKey(_))
+        ));
+        assert!(stale.is_empty(), "no key is honoured any more");
+        assert_eq!(stale.kids(), ["k1"]);
     }
 
     #[test]

@@ -2,12 +2,21 @@
 //! hands out (`GetPublicKeys`): what every service but user-service itself
 //! uses (consignment-service for every call, vessel-service for `Create`).
 //!
-//! The keys are fetched at start (retried until user-service answers) and
-//! again when a token names an unknown `kid` (user-service rotated its key).
-//! Those refetches happen at most once per [`REFRESH_INTERVAL`], so a flood
-//! of forged `kid`s cannot turn into a flood of calls; requests that arrive
-//! during a refetch wait for it and then use the new keys. No request waits
-//! on user-service otherwise.
+//! The keys are fetched at start (retried until user-service answers), again
+//! every `KEYS_REFRESH_INTERVAL` ([`KeyRefresh`]) so a key user-service
+//! dropped (revoked) stops verifying here within that interval, tokens
+//! already remembered as verified included, and again when a token names an
+//! unknown `kid` (user-service rotated its key). Refetches for unknown
+//! `kid`s happen at most once per [`REFRESH_INTERVAL`], so a flood of forged
+//! `kid`s cannot turn into a flood of calls; requests that arrive during a
+//! refetch wait for it and then use the new keys. No request waits on
+//! user-service otherwise.
+//!
+//! When user-service cannot be reached, the last keys fetched stay in use,
+//! each until its `valid_until` (one `JWT_TTL`, 24 h by default, after
+//! user-service last handed it out): by then every token it signed before
+//! has expired. After that the key verifies nothing, and with no key left
+//! calls are `UNAVAILABLE` until user-service answers again.
 
 use std::{
     sync::Arc,
@@ -24,8 +33,44 @@ use shippy_service::{
 use tokio::sync::{Mutex, RwLock};
 use tonic::{Request, service::interceptor::InterceptedService, transport::Channel};
 
-/// The shortest time between two fetches of the keys.
+/// The shortest time between two fetches of the keys for an unknown `kid`.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the public keys are refetched (`KEYS_REFRESH_INTERVAL`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyRefresh {
+    /// How often user-service's public keys are fetched again, e.g. `30s`: a
+    /// key dropped from user-service's key ring (revoked) stops verifying
+    /// here within this time (plus user-service's reload).
+    #[arg(
+        long = "keys-refresh-interval",
+        env = "KEYS_REFRESH_INTERVAL",
+        default_value_t = KeyRefresh::DEFAULT.into(),
+        value_parser = positive_duration
+    )]
+    pub interval: humantime::Duration,
+}
+
+impl KeyRefresh {
+    /// The default interval.
+    pub const DEFAULT: Duration = Duration::from_secs(30);
+}
+
+impl Default for KeyRefresh {
+    fn default() -> Self {
+        Self {
+            interval: Self::DEFAULT.into(),
+        }
+    }
+}
+
+fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+    let duration: humantime::Duration = text.parse().map_err(|error| format!("{error}"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero, e.g. `30s`".into());
+    }
+    Ok(duration)
+}
 
 /// The keys could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +99,21 @@ struct Inner {
 }
 
 impl Authenticator {
-    /// An authenticator that fetches keys through `channel` (to user-service).
-    pub fn new(channel: Channel) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                client: UserServiceClient::with_interceptor(channel, TraceInterceptor),
-                keys: RwLock::new(KeySet::default()),
-                verified: VerifiedTokens::new(),
-                last_refresh: Mutex::new(None),
-            }),
-        }
+    /// An authenticator that fetches keys through `channel` (to user-service)
+    /// and again every `refresh.interval`, for as long as it (or a clone) lives.
+    /// Needs a Tokio runtime.
+    pub fn new(channel: Channel, refresh: &KeyRefresh) -> Self {
+        let inner = Arc::new(Inner {
+            client: UserServiceClient::with_interceptor(channel, TraceInterceptor),
+            keys: RwLock::new(KeySet::default()),
+            verified: VerifiedTokens::new(),
+            last_refresh: Mutex::new(None),
+        });
+        tokio::spawn(refresh_every(
+            Arc::downgrade(&inner),
+            refresh.interval.into(),
+        ));
+        Self { inner }
     }
 
     /// Fetches the keys, retrying with backoff until user-service answers or
@@ -92,17 +142,7 @@ impl Authenticator {
     }
 
     async fn fetch(&self) -> Result<usize, FetchError> {
-        let answer = self
-            .inner
-            .client
-            .clone()
-            .get_public_keys(GetPublicKeysRequest {})
-            .await?
-            .into_inner();
-        let keys = KeySet::from_proto(&answer)?;
-        let count = keys.len();
-        *self.inner.keys.write().await = keys;
-        Ok(count)
+        self.inner.fetch().await
     }
 
     /// Refetches unless that happened less than [`REFRESH_INTERVAL`] ago.
@@ -151,7 +191,7 @@ impl Authenticator {
         let keys = self.inner.keys.read().await;
         if keys.is_empty() {
             return Err(ApiError::Unavailable {
-                message: "cannot verify tokens yet: user-service has not handed out its keys; retry shortly"
+                message: "cannot verify tokens: user-service has not handed out its keys (or not for too long); retry shortly"
                     .into(),
                 source: None,
             });
@@ -160,6 +200,45 @@ impl Authenticator {
             .verified
             .verify(&keys, token)
             .map_err(unauthenticated)
+    }
+}
+
+impl Inner {
+    async fn fetch(&self) -> Result<usize, FetchError> {
+        let answer = self
+            .client
+            .clone()
+            .get_public_keys(GetPublicKeysRequest {})
+            .await?
+            .into_inner();
+        let keys = KeySet::from_proto(&answer)?;
+        let count = keys.len();
+        let mut held = self.keys.write().await;
+        if held.kids() != keys.kids() {
+            tracing::info!(kids = ?keys.kids(), "token keys changed");
+        }
+        *held = keys;
+        Ok(count)
+    }
+}
+
+/// Refetches the keys every `interval` until the authenticator is dropped;
+/// a failed fetch keeps the keys held (see the module's doc for how long).
+async fn refresh_every(inner: std::sync::Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if let Err(error) = inner.fetch().await {
+            tracing::warn!(
+                %error,
+                "cannot refetch token keys; the last ones fetched stay in use until their valid_until"
+            );
+        }
     }
 }
 

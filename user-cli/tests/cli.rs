@@ -42,6 +42,7 @@ impl World {
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
+            keys: Default::default(),
         };
         let app = Application::build(&settings).await.unwrap();
         let addr = format!("http://{}", app.local_addr().unwrap());

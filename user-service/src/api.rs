@@ -103,7 +103,7 @@ impl UserApi {
     /// `token`'s claims (remembered for a while once verified).
     fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         self.verified
-            .verify(self.signer.verifier(), token)
+            .verify(&self.signer.verifier(), token)
             .map_err(unauthenticated)
     }
 }

@@ -15,13 +15,14 @@ use tokio::sync::Notify;
 use crate::{
     api::{Access, UserApi},
     domain::InvalidInput,
+    keys::{self, KeySource, SourceError},
     password::{HashError, PasswordHasher},
     relay::{EventPublisher, Relay},
     roles::Admins,
     settings::Settings,
     store::UserStore,
     throttle::LoginThrottle,
-    tokens::{KeyError, TokenSigner},
+    tokens::TokenSigner,
 };
 
 /// The largest request decoded: a user, a token or a page request is at
@@ -52,7 +53,7 @@ pub enum StartError {
     },
     /// The signing keys cannot be loaded.
     #[error(transparent)]
-    Keys(#[from] KeyError),
+    Keys(#[from] SourceError),
     /// `ADMIN_EMAILS` lists something that is not an email.
     #[error("{0}")]
     Admins(InvalidInput),
@@ -70,6 +71,15 @@ pub struct Application {
     store: UserStore,
     ready: Ready,
     relay: Relay,
+    keys: KeyFollower,
+}
+
+/// What follows the key source while the service runs.
+#[derive(Debug)]
+struct KeyFollower {
+    source: KeySource,
+    signer: Arc<TokenSigner>,
+    failures: prometheus_client::metrics::counter::Counter,
 }
 
 impl Application {
@@ -97,10 +107,17 @@ impl Application {
                     url: settings.nats_url.to_string(),
                     source,
                 })?;
-        let signer = Arc::new(TokenSigner::load(
+        let source = KeySource::new(
             settings.jwt_signing_key_file.as_deref(),
-            settings.jwt_ttl.into(),
-        )?);
+            &settings.keys,
+            &settings.discovery,
+        )?;
+        let signer = Arc::new(source.load(settings.jwt_ttl.into()).await?);
+        let keys = KeyFollower {
+            source,
+            signer: signer.clone(),
+            failures: keys::failures_counter(&metrics),
+        };
         let hasher = PasswordHasher::new(settings.bcrypt_cost).await?;
         let admins = Admins::parse(&settings.admin_emails).map_err(StartError::Admins)?;
         tracing::info!(admins = admins.len(), "administrators configured");
@@ -145,6 +162,7 @@ impl Application {
             store,
             ready,
             relay,
+            keys,
         })
     }
 
@@ -175,11 +193,21 @@ impl Application {
             |store| async move { store.ping().await },
         ));
         let relay = tokio::spawn(self.relay.run(self.ready, shutdown.clone()));
+        let keys = tokio::spawn(keys::follow(
+            self.keys.source,
+            self.keys.signer,
+            self.keys.failures,
+            shutdown.clone(),
+        ));
         self.base
             .run(
                 self.server,
                 shutdown,
-                vec![("store readiness", readiness), ("outbox relay", relay)],
+                vec![
+                    ("store readiness", readiness),
+                    ("outbox relay", relay),
+                    ("signing key source", keys),
+                ],
             )
             .await
     }

@@ -3,7 +3,9 @@
 //! - [`domain`]: users, emails and passwords as validated types.
 //! - [`password`]: bcrypt on threads of its own (idle priority), with a queue
 //!   deadline and equal time for unknown emails.
-//! - [`tokens`]: EdDSA JWT signing keys (`JWT_SIGNING_KEY_FILE`), rotation, `kid`s.
+//! - [`tokens`]: EdDSA JWT signing with a key ring swapped whole, `kid`s.
+//! - [`keys`]: where the ring comes from (key file or Consul KV), followed
+//!   live; `user-service keys …`, the operator's command.
 //! - [`store`]: users and the outbox in PostgreSQL (sqlx, compile-time checked).
 //! - [`relay`]: the outbox relay to NATS JetStream.
 //! - [`api`]: the `shippy.user.v1.UserService` handlers.
@@ -12,6 +14,7 @@
 pub mod api;
 pub mod app;
 pub mod domain;
+pub mod keys;
 pub mod password;
 pub mod relay;
 pub mod roles;

@@ -25,8 +25,10 @@ pub struct Settings {
     pub nats_url: SecretUrl,
 
     /// PEM file of Ed25519 PKCS#8 private keys: the first signs tokens, the
-    /// others (older keys) still verify. Missing (its directory exists): created
-    /// with one new key and kept. Unset: a fresh key per start.
+    /// others (older or next keys) verify too. Read again when it changes
+    /// (checked every second) and on SIGHUP; a bad file changes nothing.
+    /// Missing (its directory exists): created with one new key and kept.
+    /// Unset (and no JWT_SIGNING_KEYS_CONSUL_KEY): a fresh key per start.
     #[arg(long, env = "JWT_SIGNING_KEY_FILE")]
     pub jwt_signing_key_file: Option<PathBuf>,
 
@@ -63,4 +65,8 @@ pub struct Settings {
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+
+    /// The signing keys in Consul KV, instead of JWT_SIGNING_KEY_FILE.
+    #[command(flatten)]
+    pub keys: crate::keys::KeySourceArgs,
 }

@@ -1,14 +1,17 @@
-//! Signing session tokens: EdDSA (Ed25519) JWTs, keys from a PEM file or
-//! generated at start.
+//! Signing session tokens: EdDSA (Ed25519) JWTs, signed with a key ring
+//! that can be replaced while the service runs.
 //!
-//! `JWT_SIGNING_KEY_FILE` holds one or more PKCS#8 `PRIVATE KEY` blocks: the
-//! first signs new tokens; the others are older keys whose tokens are still
-//! honoured, so keys rotate without restarting other services (they fetch
-//! the public keys with `GetPublicKeys` and refetch on an unknown `kid`).
-//! A key's `kid` is its RFC 7638 JWK thumbprint.
+//! A ring is one or more PKCS#8 `PRIVATE KEY` blocks (from
+//! `JWT_SIGNING_KEY_FILE`, a Consul KV value, or one key generated at
+//! start): the first signs new tokens; the others are older (or next) keys
+//! whose tokens are honoured too. [`TokenSigner::replace`] swaps the whole
+//! ring at once (`crate::keys` follows the source and calls it), so a
+//! request signs and verifies with one ring, the old or the new one. A key's
+//! `kid` is its RFC 7638 JWK thumbprint.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
+use arc_swap::{ArcSwap, Guard};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use ed25519_dalek::{
@@ -21,31 +24,32 @@ use shippy_auth::{AUDIENCE, Claims, ISSUER, KeySet, PublicKey};
 
 use crate::domain::UserId;
 
-/// The signing keys could not be loaded or used.
+/// The signing keys could not be loaded or used. `source` names where they
+/// come from (`JWT_SIGNING_KEY_FILE /path`, `Consul KV key …`).
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key file cannot be read.
-    #[error("cannot read JWT_SIGNING_KEY_FILE {path}")]
+    #[error("cannot read {path}")]
     Read {
-        /// The file.
+        /// The source.
         path: String,
         /// Why not.
         #[source]
         source: std::io::Error,
     },
-    /// The key file holds no usable Ed25519 private key.
+    /// The source holds no usable Ed25519 private key.
     #[error(
-        "JWT_SIGNING_KEY_FILE {path} holds no Ed25519 PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`); \
-         make one with `openssl genpkey -algorithm ed25519`"
+        "{path} holds no Ed25519 PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`); \
+         make one with `openssl genpkey -algorithm ed25519` or `user-service keys rotate`"
     )]
     NoKey {
-        /// The file.
+        /// The source.
         path: String,
     },
     /// A block is not an Ed25519 PKCS#8 key.
-    #[error("JWT_SIGNING_KEY_FILE {path}: {reason}")]
+    #[error("{path}: {reason}")]
     Invalid {
-        /// The file.
+        /// The source.
         path: String,
         /// What is wrong.
         reason: String,
@@ -61,53 +65,24 @@ struct Key {
     public_pem: String,
 }
 
-/// The keys that sign tokens, and how long tokens live.
-pub struct TokenSigner {
-    /// `keys[0]` signs; the rest only verify.
+/// One set of keys: the first signs, all verify.
+pub struct Ring {
     keys: Vec<Key>,
-    ttl: Duration,
     verifier: KeySet,
-    public_keys: Vec<PublicKey>,
 }
 
-impl std::fmt::Debug for TokenSigner {
+impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner")
-            .field(
-                "kids",
-                &self.keys.iter().map(|key| &key.kid).collect::<Vec<_>>(),
-            )
-            .field("ttl", &self.ttl)
-            .finish()
+        f.debug_struct("Ring").field("kids", &self.kids()).finish()
     }
 }
 
-/// A freshly signed token.
-#[derive(Debug, Clone)]
-pub struct SignedToken {
-    /// The JWT.
-    pub token: String,
-    /// Its `exp`, seconds since the epoch.
-    pub expires_at: u64,
-}
-
-impl TokenSigner {
-    /// Keys from a PEM file (the first block signs), or one fresh key.
-    pub fn load(path: Option<&Path>, ttl: Duration) -> Result<Self, KeyError> {
-        let keys = match path {
-            Some(path) => read_or_create_keys(path)?,
-            None => {
-                tracing::warn!(
-                    "JWT_SIGNING_KEY_FILE is not set: signing with a key generated for this run; \
-                     tokens stop working when the service restarts (fine for a demo, not for production)"
-                );
-                vec![generate_key()?]
-            }
-        };
-        Self::new(keys, ttl)
-    }
-
-    fn new(keys: Vec<SigningKey>, ttl: Duration) -> Result<Self, KeyError> {
+impl Ring {
+    /// The ring of `keys` (`keys[0]` signs); at least one.
+    pub fn new(keys: &[SigningKey]) -> Result<Self, KeyError> {
+        if keys.is_empty() {
+            return Err(KeyError::Encode("a key ring needs at least one key".into()));
+        }
         let keys = keys
             .iter()
             .map(|key| {
@@ -125,33 +100,123 @@ impl TokenSigner {
                 })
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
-        // A token signed now by the current key, or before now by an older
-        // one, expires within one TTL from now.
-        let valid_until = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        // The ring verifies its own tokens for as long as it is the ring.
         let public_keys: Vec<PublicKey> = keys
             .iter()
             .map(|key| PublicKey {
                 kid: key.kid.clone(),
                 pem: key.public_pem.clone(),
-                valid_until,
+                valid_until: 0,
             })
             .collect();
         let verifier = KeySet::new(&public_keys).map_err(|error| KeyError::Encode(error.into()))?;
-        tracing::info!(
-            kids = ?keys.iter().map(|key| &key.kid).collect::<Vec<_>>(),
-            "token signing keys loaded"
-        );
-        Ok(Self {
-            keys,
+        Ok(Self { keys, verifier })
+    }
+
+    /// The ring in PEM text (`source` names it in errors).
+    pub fn parse(text: &str, source: &str) -> Result<Self, KeyError> {
+        Self::new(&parse_keys(text, source)?)
+    }
+
+    /// The keys' `kid`s, the signing one first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|key| key.kid.as_str()).collect()
+    }
+}
+
+/// The key ring that signs tokens, and how long tokens live.
+pub struct TokenSigner {
+    ring: ArcSwap<Ring>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("ring", &self.ring.load())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// A freshly signed token.
+#[derive(Debug, Clone)]
+pub struct SignedToken {
+    /// The JWT.
+    pub token: String,
+    /// Its `exp`, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// The key set of the ring in use when it was asked for.
+pub struct Verifier(Guard<Arc<Ring>>);
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Verifier {
+    type Target = KeySet;
+
+    fn deref(&self) -> &KeySet {
+        &self.0.verifier
+    }
+}
+
+impl TokenSigner {
+    /// Keys from a PEM file (the first block signs), or one fresh key.
+    pub fn load(path: Option<&Path>, ttl: Duration) -> Result<Self, KeyError> {
+        let keys = match path {
+            Some(path) => read_or_create_keys(path)?,
+            None => {
+                tracing::warn!(
+                    "neither JWT_SIGNING_KEY_FILE nor JWT_SIGNING_KEYS_CONSUL_KEY is set: signing with \
+                     a key generated for this run; tokens stop working when the service restarts \
+                     (fine for a demo, not for production)"
+                );
+                vec![generate_key()?]
+            }
+        };
+        Ok(Self::new(Ring::new(&keys)?, ttl))
+    }
+
+    /// A signer with `ring`.
+    pub fn new(ring: Ring, ttl: Duration) -> Self {
+        tracing::info!(kids = ?ring.kids(), "token signing keys loaded");
+        Self {
+            ring: ArcSwap::from_pointee(ring),
             ttl,
-            verifier,
-            public_keys,
-        })
+        }
+    }
+
+    /// Puts `ring` in place of the current one, at once for every request
+    /// that starts after; whether its keys differ from the current ones.
+    pub fn replace(&self, ring: Ring) -> bool {
+        let old = self.ring.swap(Arc::new(ring));
+        let new = self.ring.load();
+        let changed = old.kids() != new.kids();
+        if changed {
+            tracing::info!(kids = ?new.kids(), old = ?old.kids(), "token signing keys replaced");
+        }
+        changed
+    }
+
+    /// The `kid`s of the ring in use, the signing one first.
+    pub fn kids(&self) -> Vec<String> {
+        self.ring
+            .load()
+            .kids()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// A token for `user` with `roles`, valid for the TTL from now.
     pub fn sign(&self, user: UserId, roles: &[&str]) -> Result<SignedToken, KeyError> {
-        let key = self
+        let ring = self.ring.load();
+        let key = ring
             .keys
             .first()
             .ok_or_else(|| KeyError::Encode("no signing key".into()))?;
@@ -174,24 +239,28 @@ impl TokenSigner {
         })
     }
 
-    /// The public keys of every key, for `GetPublicKeys`. `valid_until` is
-    /// computed now: a token signed now (or earlier, by an older key)
-    /// expires within one TTL from now.
+    /// The public keys of every key of the ring, for `GetPublicKeys`.
+    /// `valid_until` is computed now: a token signed now (or earlier, by an
+    /// older key) expires within one TTL from now, so a verifier that
+    /// cannot ask again may honour the key until then and no longer.
     pub fn public_keys(&self) -> Vec<PublicKey> {
         let valid_until =
             Utc::now().timestamp() + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
-        self.public_keys
+        self.ring
+            .load()
+            .keys
             .iter()
             .map(|key| PublicKey {
+                kid: key.kid.clone(),
+                pem: key.public_pem.clone(),
                 valid_until,
-                ..key.clone()
             })
             .collect()
     }
 
-    /// Verifies tokens signed by any of these keys.
-    pub fn verifier(&self) -> &KeySet {
-        &self.verifier
+    /// Verifies tokens signed by any key of the ring in use now.
+    pub fn verifier(&self) -> Verifier {
+        Verifier(self.ring.load())
     }
 }
 
@@ -246,13 +315,24 @@ fn create_key_file(path: &Path) -> Result<(), KeyError> {
 }
 
 fn read_keys(path: &Path) -> Result<Vec<SigningKey>, KeyError> {
-    let shown = path.display().to_string();
+    let shown = file_source(path);
     let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
         path: shown.clone(),
         source,
     })?;
-    let blocks = pem::parse_many(&text).map_err(|error| KeyError::Invalid {
-        path: shown.clone(),
+    parse_keys(&text, &shown)
+}
+
+/// How a key file is named in errors.
+pub fn file_source(path: &Path) -> String {
+    format!("JWT_SIGNING_KEY_FILE {}", path.display())
+}
+
+/// The Ed25519 keys of the `PRIVATE KEY` blocks in `text`, in order; at
+/// least one. `source` names where the text came from, in errors.
+pub fn parse_keys(text: &str, source: &str) -> Result<Vec<SigningKey>, KeyError> {
+    let blocks = pem::parse_many(text).map_err(|error| KeyError::Invalid {
+        path: source.to_owned(),
         reason: error.to_string(),
     })?;
     let keys = blocks
@@ -260,15 +340,39 @@ fn read_keys(path: &Path) -> Result<Vec<SigningKey>, KeyError> {
         .filter(|block| block.tag() == "PRIVATE KEY")
         .map(|block| {
             SigningKey::from_pkcs8_der(block.contents()).map_err(|error| KeyError::Invalid {
-                path: shown.clone(),
+                path: source.to_owned(),
                 reason: format!("not an Ed25519 private key ({error})"),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
-        return Err(KeyError::NoKey { path: shown });
+        return Err(KeyError::NoKey {
+            path: source.to_owned(),
+        });
     }
     Ok(keys)
+}
+
+/// `keys` as PKCS#8 PEM blocks, in order.
+pub fn to_pem(keys: &[SigningKey]) -> Result<String, KeyError> {
+    let mut text = String::new();
+    for key in keys {
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|error| KeyError::Encode(error.into()))?;
+        text.push_str(&pem);
+    }
+    Ok(text)
+}
+
+/// The `kid` of `key`.
+pub fn kid_of(key: &SigningKey) -> String {
+    thumbprint(key.verifying_key().as_bytes())
+}
+
+/// A new random key.
+pub fn new_key() -> Result<SigningKey, KeyError> {
+    generate_key()
 }
 
 /// Writes `count` fresh keys as PKCS#8 PEM, for tests and key rotation.

@@ -77,12 +77,15 @@ impl Application {
         tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
 
         let background = Shutdown::new();
-        let auth = Authenticator::new(base.discovery().channel(
-            "user-service",
-            &settings.user_service_url,
-            CALLS,
-            &background,
-        )?);
+        let auth = Authenticator::new(
+            base.discovery().channel(
+                "user-service",
+                &settings.user_service_url,
+                CALLS,
+                &background,
+            )?,
+            &settings.keys,
+        );
 
         let ready = Ready::new();
         if settings.service_token.is_none() {

@@ -73,6 +73,10 @@ pub struct Settings {
     /// Service discovery: Consul, or static addresses.
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+
+    /// How often the keys that verify tokens are refetched (`KEYS_REFRESH_INTERVAL`).
+    #[command(flatten)]
+    pub keys: shippy_auth::remote::KeyRefresh,
 }
 
 impl Settings {

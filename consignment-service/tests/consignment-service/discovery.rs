@@ -73,6 +73,7 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
         account_max_weight: vessel_service::domain::AccountQuota::DEFAULT.weight,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery,
+        keys: Default::default(),
     })
     .await
     .unwrap();
@@ -174,6 +175,7 @@ impl Cluster {
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: consul_args(consul, "user-service"),
+            keys: Default::default(),
         })
         .await
         .unwrap();
@@ -212,6 +214,7 @@ impl Cluster {
             recovery_after: Duration::from_secs(1).into(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: consul_args(consul, "consignment-service"),
+            keys: Default::default(),
         })
         .await
         .unwrap();

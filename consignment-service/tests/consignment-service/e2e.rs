@@ -654,6 +654,7 @@ async fn health_is_not_serving_until_the_token_keys_are_held() {
         recovery_after: Duration::from_secs(1).into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
+        keys: Default::default(),
     })
     .await
     .unwrap();

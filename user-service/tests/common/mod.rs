@@ -62,6 +62,7 @@ impl TestApp {
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
+            keys: Default::default(),
         };
         adjust(&mut settings);
         Self::spawn_with(settings, key_pem).await

@@ -9,3 +9,4 @@ mod admission;
 mod api;
 mod binary;
 mod events;
+mod keys;

@@ -55,6 +55,7 @@ impl Users {
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
+            keys: Default::default(),
         };
         let app = UserApp::build(&settings).await.expect("user-service");
         let url = format!("http://{}", app.local_addr().unwrap());
@@ -137,6 +138,7 @@ impl TestApp {
             account_max_weight: quota.weight,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
+            keys: Default::default(),
         };
         let app = Application::build(&settings).await.expect("build");
         let address = app.local_addr().unwrap();

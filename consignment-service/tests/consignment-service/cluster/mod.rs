@@ -86,6 +86,7 @@ pub async fn spawn_vessel_service_with(
         account_max_weight: quota.weight,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
+        keys: Default::default(),
     })
     .await
     .unwrap();
@@ -127,6 +128,7 @@ pub async fn spawn_consignment_service_at(
         recovery_after: Duration::from_secs(1).into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
+        keys: Default::default(),
     })
     .await
     .unwrap();
@@ -172,6 +174,7 @@ impl Cluster {
             user_created_subject: format!("test.{unique}.user.created"),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
+            keys: Default::default(),
         };
         let user_app = UserApp::build(&user_settings).await.unwrap();
         let user_addr = user_app.local_addr().unwrap();
