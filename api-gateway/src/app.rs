@@ -26,6 +26,7 @@ use tonic_health::pb::{
 use crate::{
     api::{self, Peers},
     error::HttpError,
+    limit::{self, Limiter},
     observe::{self, HttpMetrics},
     openapi,
     serve::{self, BodyDeadline, ConnectionMetrics},
@@ -115,7 +116,13 @@ impl Application {
             timeout: settings.http.body_read_timeout.into(),
             metrics: connections.clone(),
         };
-        let router = router(peers, HttpMetrics::register(&metrics), body_deadline);
+        let limiter = Limiter::new(&settings.rate_limits, peers.forwarding.clone(), &metrics);
+        let router = router(
+            peers,
+            HttpMetrics::register(&metrics),
+            body_deadline,
+            limiter,
+        );
         Ok(Self {
             listener,
             metrics_listener,
@@ -177,7 +184,12 @@ impl Application {
 }
 
 /// Every route of the gateway.
-pub fn router(peers: Peers, metrics: HttpMetrics, body_deadline: BodyDeadline) -> Router {
+pub fn router(
+    peers: Peers,
+    metrics: HttpMetrics,
+    body_deadline: BodyDeadline,
+    limiter: Limiter,
+) -> Router {
     // Signed-in callers only: 401 before any body is read.
     let protected = Router::new()
         .route("/me", get(api::me))
@@ -207,6 +219,7 @@ pub fn router(peers: Peers, metrics: HttpMetrics, body_deadline: BodyDeadline) -
             body_deadline,
             serve::body_deadline,
         ))
+        .layer(middleware::from_fn_with_state(limiter, limit::rate_limit))
         .layer(middleware::from_fn_with_state(metrics, observe::observe))
         .layer(middleware::map_response(no_sniff_no_store))
 }

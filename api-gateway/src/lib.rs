@@ -9,6 +9,7 @@
 //! - [`ui`]: the web UI, embedded in the binary.
 //! - [`forwarding`]: who the client is (through trusted proxies only), named
 //!   to the services with their shared secret.
+//! - [`limit`]: rate limits per client address (token buckets).
 //! - [`serve`]: the HTTP server loop: connection cap, header, body and
 //!   idle timeouts.
 //! - [`app`]: [`app::Application`], which binds and serves; `main` only
@@ -20,6 +21,7 @@ pub mod error;
 pub mod forwarding;
 pub mod healthcheck;
 pub mod json;
+pub mod limit;
 pub mod observe;
 pub mod openapi;
 pub mod serve;

@@ -50,6 +50,10 @@ pub struct Settings {
     /// Who the client is (trusted proxies) and naming it to the services.
     #[command(flatten)]
     pub forwarding: crate::forwarding::Forwarding,
+
+    /// Requests per client address.
+    #[command(flatten)]
+    pub rate_limits: crate::limit::RateLimits,
 }
 
 /// The HTTP server's budgets: how long a client may take over each part of

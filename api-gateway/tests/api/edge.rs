@@ -42,6 +42,7 @@ impl Edge {
             discovery: Default::default(),
             http,
             forwarding: Default::default(),
+            rate_limits: crate::generous_limits(),
         };
         let app = Application::build(&settings).await.unwrap();
         let address = app.local_addr().unwrap();

@@ -13,6 +13,7 @@ mod cluster;
 mod edge;
 mod forwarding;
 mod idempotency;
+mod limits;
 mod routes;
 mod service;
 mod traces;
@@ -99,11 +100,24 @@ impl Services {
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             discovery: Default::default(),
             http: Default::default(),
+            rate_limits: generous_limits(),
             forwarding: api_gateway::forwarding::Forwarding {
                 service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
                 trusted_proxies: Vec::new(),
             },
         }
+    }
+}
+
+/// Rate limits no test meets by accident (tests that fire many requests
+/// from one address); `limits` sets its own.
+pub fn generous_limits() -> api_gateway::limit::RateLimits {
+    api_gateway::limit::RateLimits {
+        per_second: 100_000,
+        burst: 100_000,
+        login_per_second: 100_000,
+        login_burst: 100_000,
+        ..Default::default()
     }
 }
 
@@ -185,12 +199,25 @@ impl Gateway {
     /// Posts JSON from the loopback address `source` (another client, as
     /// the gateway sees it).
     pub async fn post_from(&self, source: std::net::IpAddr, path: &str, body: &Value) -> Answer {
+        let body = serde_json::to_vec(body).unwrap();
+        let json = [("content-type", "application/json")];
+        self.send_from(source, "POST", path, &json, Some(body))
+            .await
+    }
+
+    /// Sends a request with `headers` from the loopback address `source`.
+    pub async fn send_from(
+        &self,
+        source: std::net::IpAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(source));
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let body = serde_json::to_vec(body).unwrap();
-        let json = [("content-type", "application/json")];
-        self.send_with(&client, "POST", path, None, &json, Some(body))
+        self.send_with(&client, method, path, None, headers, body)
             .await
     }
 
