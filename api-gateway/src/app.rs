@@ -116,11 +116,13 @@ impl Application {
             timeout: settings.http.body_read_timeout.into(),
             metrics: connections.clone(),
         };
+        let jwks = crate::jwks::routes(peers.users.clone(), settings.keys.interval.into());
         let limiter = Limiter::new(&settings.rate_limits, peers.forwarding.clone(), &metrics);
         let router = router(
             peers,
             HttpMetrics::register(&metrics),
             body_deadline,
+            jwks,
             limiter,
         );
         Ok(Self {
@@ -188,6 +190,7 @@ pub fn router(
     peers: Peers,
     metrics: HttpMetrics,
     body_deadline: BodyDeadline,
+    jwks: Router,
     limiter: Limiter,
 ) -> Router {
     // Signed-in callers only: 401 before any body is read.
@@ -212,6 +215,7 @@ pub fn router(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(peers))
         .merge(ui::routes())
+        .merge(jwks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -7,6 +7,7 @@
 //! - [`openapi`]: the OpenAPI 3 document, from the route table.
 //! - [`observe`]: a span per request continuing the caller's W3C trace; RED metrics.
 //! - [`ui`]: the web UI, embedded in the binary.
+//! - [`jwks`]: `/.well-known/jwks.json`, user-service's public keys as a JWK Set.
 //! - [`forwarding`]: who the client is (through trusted proxies only), named
 //!   to the services with their shared secret.
 //! - [`limit`]: rate limits per client address (token buckets).
@@ -21,6 +22,7 @@ pub mod error;
 pub mod forwarding;
 pub mod healthcheck;
 pub mod json;
+pub mod jwks;
 pub mod limit;
 pub mod observe;
 pub mod openapi;

@@ -54,6 +54,11 @@ pub struct Settings {
     /// Requests per client address.
     #[command(flatten)]
     pub rate_limits: crate::limit::RateLimits,
+
+    /// How long the JWKS may be cached (`KEYS_REFRESH_INTERVAL`, the
+    /// verifiers' refresh).
+    #[command(flatten)]
+    pub keys: shippy_auth::remote::KeyRefresh,
 }
 
 /// The HTTP server's budgets: how long a client may take over each part of

@@ -13,6 +13,7 @@ mod cluster;
 mod edge;
 mod forwarding;
 mod idempotency;
+mod keys;
 mod limits;
 mod routes;
 mod service;
@@ -101,6 +102,7 @@ impl Services {
             discovery: Default::default(),
             http: Default::default(),
             rate_limits: generous_limits(),
+            keys: Default::default(),
             forwarding: api_gateway::forwarding::Forwarding {
                 service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
                 trusted_proxies: Vec::new(),
