@@ -199,3 +199,26 @@ impl VesselStore for Store {
         dispatch!(Store, self, store => store.expire())
     }
 }
+
+/// How many owner locks a process has: owners share one by hash, so an
+/// owner waits behind another only if both hash alike and reserve at once.
+const OWNER_LOCKS: usize = 64;
+
+/// This process's turn for `owner`'s next reservation: one owner's
+/// reservations take turns here (first come, first served) before they take
+/// a database connection or poll a lease, so a burst from one account holds
+/// nothing everyone else needs. Each store then serialises the owner across
+/// processes (PostgreSQL: an advisory lock; MongoDB: a lease).
+pub(crate) async fn owner_turn(owner: &OwnerId) -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCKS: std::sync::LazyLock<Vec<tokio::sync::Mutex<()>>> =
+        std::sync::LazyLock::new(|| {
+            (0..OWNER_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect()
+        });
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(owner.as_str(), &mut hasher);
+    let index =
+        usize::try_from(std::hash::Hasher::finish(&hasher) % OWNER_LOCKS as u64).unwrap_or(0);
+    LOCKS[index].lock().await
+}

@@ -563,6 +563,7 @@ impl VesselStore for MongoStore {
         if let Some(existing) = self.reservation(id).await? {
             return Ok(Reserved::Held(existing));
         }
+        let _turn = super::owner_turn(owner).await;
         let token = self.lease(owner).await?;
         let reserved = self.reserve_leased(id, owner, spec, ttl, quota).await;
         // Given back whatever happened; if this fails, it ends with LEASE.

@@ -182,25 +182,6 @@ const RESERVE: &str = concat!(
 /// side). Owners whose keys collide merely wait for each other.
 const LOCK_OWNER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
-/// How many owner locks a process has: owners share one by hash, so an
-/// owner waits behind another only if both hash alike and reserve at once.
-const OWNER_LOCKS: usize = 64;
-
-/// This process's turn for `owner`'s next reservation (see `reserve`).
-async fn owner_turn(owner: &OwnerId) -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCKS: std::sync::LazyLock<Vec<tokio::sync::Mutex<()>>> =
-        std::sync::LazyLock::new(|| {
-            (0..OWNER_LOCKS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect()
-        });
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    std::hash::Hash::hash(owner.as_str(), &mut hasher);
-    let index =
-        usize::try_from(std::hash::Hasher::finish(&hasher) % OWNER_LOCKS as u64).unwrap_or(0);
-    LOCKS[index].lock().await
-}
-
 impl PostgresStore {
     /// A store on `pool` (which may not have connected yet).
     pub fn new(pool: PgPool) -> Self {
@@ -346,7 +327,7 @@ impl VesselStore for PostgresStore {
         // pooled connection, so a burst from one account cannot take the
         // pool from everyone else; the advisory lock below does the same
         // across processes.
-        let _turn = owner_turn(owner).await;
+        let _turn = super::owner_turn(owner).await;
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         sqlx::query(LOCK_OWNER)
             .bind(format!("shippy.vessel.account:{}", owner.as_str()))
