@@ -18,6 +18,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
             "DATABASE_URL",
             "VESSEL_SERVICE_URL",
             "USER_SERVICE_URL",
+            "KEYS_REFRESH_INTERVAL",
             "RUST_LOG",
             "LOG_FORMAT",
         ],

@@ -19,6 +19,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
             "--database-url",
             "DATABASE_URL",
             "USER_SERVICE_URL",
+            "KEYS_REFRESH_INTERVAL",
             "--log-filter",
             "RUST_LOG",
             "--log-format",
