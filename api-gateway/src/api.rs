@@ -29,6 +29,7 @@ use crate::{
     error::HttpError,
     forwarding::{Caller, Forwarding},
     json::{self, Page},
+    upstream::Guarded,
 };
 
 /// The channels to the services.
@@ -42,6 +43,19 @@ pub struct Peers {
     pub vessels: Channel,
     /// Who the client is, and naming it to the services.
     pub forwarding: Arc<Forwarding>,
+    /// The same services behind their circuit breakers: what the API calls.
+    pub upstreams: Upstreams,
+}
+
+/// The services behind their circuit breakers.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    /// user-service.
+    pub users: Guarded,
+    /// consignment-service.
+    pub consignments: Guarded,
+    /// vessel-service.
+    pub vessels: Guarded,
 }
 
 impl FromRef<Peers> for Arc<Forwarding> {
@@ -50,19 +64,22 @@ impl FromRef<Peers> for Arc<Forwarding> {
     }
 }
 
-type Traced = InterceptedService<Channel, TraceInterceptor>;
+type Traced = InterceptedService<Guarded, TraceInterceptor>;
 
 impl Peers {
     fn users(&self) -> UserServiceClient<Traced> {
-        UserServiceClient::with_interceptor(self.users.clone(), TraceInterceptor)
+        UserServiceClient::with_interceptor(self.upstreams.users.clone(), TraceInterceptor)
     }
 
     fn shipping(&self) -> ShippingServiceClient<Traced> {
-        ShippingServiceClient::with_interceptor(self.consignments.clone(), TraceInterceptor)
+        ShippingServiceClient::with_interceptor(
+            self.upstreams.consignments.clone(),
+            TraceInterceptor,
+        )
     }
 
     fn vessels(&self) -> VesselServiceClient<Traced> {
-        VesselServiceClient::with_interceptor(self.vessels.clone(), TraceInterceptor)
+        VesselServiceClient::with_interceptor(self.upstreams.vessels.clone(), TraceInterceptor)
     }
 }
 

@@ -14,7 +14,7 @@ use axum::{
 use serde_json::json;
 use shippy_service::{
     Shutdown,
-    discovery::{CallTimeouts, Discovery, InvalidAddress},
+    discovery::{Discovery, InvalidAddress},
     metrics::Metrics,
 };
 use tokio::net::TcpListener;
@@ -24,7 +24,7 @@ use tonic_health::pb::{
 };
 
 use crate::{
-    api::{self, Peers},
+    api::{self, Peers, Upstreams},
     error::HttpError,
     limit::{self, Limiter},
     observe::{self, HttpMetrics},
@@ -32,16 +32,12 @@ use crate::{
     serve::{self, BodyDeadline, ConnectionMetrics},
     settings::{HttpLimits, Settings},
     ui,
+    upstream::{Breakers, CircuitMetrics, Guarded},
 };
 
 /// The largest request body read: a consignment with many containers is a
 /// few kilobytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Calls to the services: connecting, and each call.
-const CALLS: CallTimeouts = CallTimeouts {
-    connect: Duration::from_secs(1),
-    request: Duration::from_secs(5),
-};
 /// How long `/readyz` waits for each service's health.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -90,26 +86,42 @@ impl Application {
         let metrics = Metrics::new();
         let discovery = Discovery::new(&settings.discovery);
         let background = Shutdown::new();
-        let peers = Peers {
-            users: discovery.channel(
-                "user-service",
-                &settings.user_service_url,
-                CALLS,
-                &background,
-            )?,
-            consignments: discovery.channel(
+        let breakers = &settings.breakers;
+        let users = discovery.channel(
+            "user-service",
+            &settings.user_service_url,
+            Breakers::calls(breakers.user_service_timeout),
+            &background,
+        )?;
+        let consignments = discovery.channel(
+            "consignment-service",
+            &settings.consignment_service_url,
+            Breakers::calls(breakers.consignment_service_timeout),
+            &background,
+        )?;
+        let vessels = discovery.channel(
+            "vessel-service",
+            &settings.vessel_service_url,
+            Breakers::calls(breakers.vessel_service_timeout),
+            &background,
+        )?;
+        let circuits = CircuitMetrics::register(&metrics);
+        let upstreams = Upstreams {
+            users: Guarded::new("user-service", users.clone(), breakers, &circuits),
+            consignments: Guarded::new(
                 "consignment-service",
-                &settings.consignment_service_url,
-                CALLS,
-                &background,
-            )?,
-            vessels: discovery.channel(
-                "vessel-service",
-                &settings.vessel_service_url,
-                CALLS,
-                &background,
-            )?,
+                consignments.clone(),
+                breakers,
+                &circuits,
+            ),
+            vessels: Guarded::new("vessel-service", vessels.clone(), breakers, &circuits),
+        };
+        let peers = Peers {
+            users,
+            consignments,
+            vessels,
             forwarding: Arc::new(settings.forwarding.clone()),
+            upstreams,
         };
         let connections = ConnectionMetrics::register(&metrics);
         let body_deadline = BodyDeadline {
@@ -281,6 +293,14 @@ async fn serving(channel: Channel) -> Result<(), String> {
 /// `/readyz`: 200 when every service the API needs is serving, else 503
 /// naming the ones that are not.
 async fn readyz(State(peers): State<Peers>) -> Response {
+    let mut breakers = serde_json::Map::new();
+    for upstream in [
+        &peers.upstreams.users,
+        &peers.upstreams.consignments,
+        &peers.upstreams.vessels,
+    ] {
+        breakers.insert(upstream.name().into(), json!(upstream.circuit().as_str()));
+    }
     let (users, consignments, vessels) = tokio::join!(
         serving(peers.users),
         serving(peers.consignments),
@@ -306,7 +326,11 @@ async fn readyz(State(peers): State<Peers>) -> Response {
     };
     (
         status,
-        Json(json!({"status": if ready { "ready" } else { "not ready" }, "services": services})),
+        Json(json!({
+            "status": if ready { "ready" } else { "not ready" },
+            "services": services,
+            "breakers": breakers,
+        })),
     )
         .into_response()
 }

@@ -11,6 +11,7 @@
 //! - [`forwarding`]: who the client is (through trusted proxies only), named
 //!   to the services with their shared secret.
 //! - [`limit`]: rate limits per client address (token buckets).
+//! - [`upstream`]: a circuit breaker and a timeout per upstream service.
 //! - [`serve`]: the HTTP server loop: connection cap, header, body and
 //!   idle timeouts.
 //! - [`app`]: [`app::Application`], which binds and serves; `main` only
@@ -29,3 +30,4 @@ pub mod openapi;
 pub mod serve;
 pub mod settings;
 pub mod ui;
+pub mod upstream;

@@ -55,6 +55,10 @@ pub struct Settings {
     #[command(flatten)]
     pub rate_limits: crate::limit::RateLimits,
 
+    /// Each upstream's timeout and circuit breaker.
+    #[command(flatten)]
+    pub breakers: crate::upstream::Breakers,
+
     /// How long the JWKS may be cached (`KEYS_REFRESH_INTERVAL`, the
     /// verifiers' refresh).
     #[command(flatten)]
@@ -115,7 +119,7 @@ impl HttpLimits {
 }
 
 /// A duration above zero (a zero timeout would close every connection).
-fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+pub(crate) fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
     let duration: humantime::Duration = text.parse().map_err(|error| format!("{error}"))?;
     if duration.is_zero() {
         return Err("must be above zero, e.g. `10s`".into());

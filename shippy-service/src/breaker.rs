@@ -17,6 +17,28 @@ pub struct Open {
     pub retry_after: Duration,
 }
 
+/// Where a circuit stands, for metrics and readiness reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    /// Calls go out.
+    Closed,
+    /// Calls are refused until the cool-down has passed.
+    Open,
+    /// The cool-down has passed: the next call probes.
+    HalfOpen,
+}
+
+impl Circuit {
+    /// `closed`, `open` or `half-open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     consecutive_failures: u32,
@@ -81,6 +103,18 @@ impl CircuitBreaker {
         Ok(())
     }
 
+    /// Where the circuit stands now (no side effect, unlike [`Self::allow`]).
+    pub fn circuit(&self) -> Circuit {
+        let Ok(state) = self.state.lock() else {
+            return Circuit::Closed;
+        };
+        match state.open_until {
+            None => Circuit::Closed,
+            Some(until) if Instant::now() < until => Circuit::Open,
+            Some(_) => Circuit::HalfOpen,
+        }
+    }
+
     /// Records the outcome of a call that was allowed: `reachable` is false
     /// when the dependency could not be reached or did not answer in time.
     pub fn record(&self, reachable: bool) {
@@ -125,6 +159,12 @@ mod tests {
         breaker.record(true);
         assert!(breaker.allow().is_ok());
         assert!(breaker.allow().is_ok());
+        assert_eq!(breaker.circuit(), Circuit::Closed);
+        breaker.record(false);
+        breaker.record(false);
+        assert_eq!(breaker.circuit(), Circuit::Open);
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(breaker.circuit(), Circuit::HalfOpen);
     }
 
     #[test]

@@ -130,11 +130,11 @@ pub fn whole_seconds(wait: Duration) -> u64 {
     seconds.clamp(1, MAX_RETRY_AFTER_SECS)
 }
 
-/// The wait a `RESOURCE_EXHAUSTED` status names in its
+/// The wait a `RESOURCE_EXHAUSTED` or `UNAVAILABLE` status names in its
 /// [`RETRY_AFTER_SECONDS`] metadata (from 1 s to a day); `None` for any
 /// other status, or when the metadata is missing or not a number.
 pub fn retry_after(status: &Status) -> Option<Duration> {
-    if status.code() != Code::ResourceExhausted {
+    if !matches!(status.code(), Code::ResourceExhausted | Code::Unavailable) {
         return None;
     }
     let seconds: u64 = status

@@ -976,6 +976,11 @@ impl ServiceProcess {
         format!("http://{}", self.address)
     }
 
+    /// Its process id (to stop and continue it with signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// SIGTERM, then waits for it to exit.
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {

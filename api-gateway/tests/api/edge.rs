@@ -43,6 +43,7 @@ impl Edge {
             http,
             forwarding: Default::default(),
             rate_limits: crate::generous_limits(),
+            breakers: Default::default(),
             keys: Default::default(),
         };
         let app = Application::build(&settings).await.unwrap();

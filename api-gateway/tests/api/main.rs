@@ -10,6 +10,7 @@
 #[path = "../../../consignment-service/tests/consignment-service/cluster/mod.rs"]
 mod cluster;
 
+mod breakers;
 mod edge;
 mod forwarding;
 mod idempotency;
@@ -102,6 +103,7 @@ impl Services {
             discovery: Default::default(),
             http: Default::default(),
             rate_limits: generous_limits(),
+            breakers: Default::default(),
             keys: Default::default(),
             forwarding: api_gateway::forwarding::Forwarding {
                 service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
