@@ -23,7 +23,9 @@ pub enum KvError {
     )]
     BadKey(String),
     /// The key does not exist.
-    #[error("Consul KV key {0} does not exist")]
+    #[error(
+        "Consul KV key {0} does not exist: put the signing keys there, e.g. `user-service keys rotate --consul-key {0}` (with a token that may write it)"
+    )]
     Missing(String),
     /// The key holds no value.
     #[error("Consul KV key {0} is empty")]

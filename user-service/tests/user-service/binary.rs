@@ -278,3 +278,37 @@ async fn sighup_reloads_the_keys_and_a_bad_file_is_counted_not_used() {
     let _ = child.wait();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_consul_key_without_an_agent_or_missing_from_it_stops_the_start_with_what_to_do() {
+    let stderr = start_failure(
+        BINARY,
+        &[
+            ("DATABASE_URL", "postgres://app@127.0.0.1:9/users"),
+            ("JWT_SIGNING_KEYS_CONSUL_KEY", "shippy/jwt/signing-keys"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert!(stderr.contains("needs CONSUL_HTTP_ADDR"), "{stderr}");
+
+    let consul = shippy_testkit::ConsulAgent::start().await;
+    let address = consul.http_addr();
+    let stderr = tokio::task::spawn_blocking(move || {
+        start_failure(
+            BINARY,
+            &[
+                ("DATABASE_URL", "postgres://app@127.0.0.1:9/users"),
+                ("JWT_SIGNING_KEYS_CONSUL_KEY", "shippy/jwt/signing-keys"),
+                ("METRICS_ADDR", "127.0.0.1:0"),
+                ("CONSUL_HTTP_ADDR", &address),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        stderr.contains("shippy/jwt/signing-keys does not exist")
+            && stderr.contains("user-service keys rotate --consul-key"),
+        "{stderr}"
+    );
+}
