@@ -525,3 +525,30 @@ async fn the_jwks_lists_every_key_as_an_okp_jwk_cacheable_no_longer_than_the_ref
         "the signing key first"
     );
 }
+
+#[tokio::test]
+async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
+    let dir = std::env::temp_dir().join(format!("shippy-down-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwt.pem");
+    std::fs::write(&file, tokens::generate_pem(1).unwrap()).unwrap();
+    let keyed = Keyed::start(Source::File(file)).await;
+    let (_, token) = keyed.gateway.user("down@example.com").await;
+    assert_eq!(keyed.at_consignments(&token).await, Ok(()));
+    let Keyed { gateway, user, .. } = keyed;
+    user.stop().await;
+    // Several refreshes fail meanwhile; the keys fetched before stay.
+    tokio::time::sleep(REFRESH * 4).await;
+    let answer = ShippingServiceClient::new(cluster::channel(gateway.services.consignment_addr))
+        .get_consignments(bearer(GetRequest::default(), &token))
+        .await;
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(
+        gateway
+            .get("/api/v1/consignments", Some(&token))
+            .await
+            .status,
+        200
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
