@@ -523,7 +523,12 @@ mod tests {
         use sha2::Digest as _;
         let jwk = test_key("k1", 0).to_jwk().unwrap();
         assert_eq!(
-            (jwk.kty.as_str(), jwk.crv.as_str(), jwk.key_use.as_str(), jwk.alg.as_str()),
+            (
+                jwk.kty.as_str(),
+                jwk.crv.as_str(),
+                jwk.key_use.as_str(),
+                jwk.alg.as_str()
+            ),
             ("OKP", "Ed25519", "sig", "EdDSA")
         );
         assert_eq!(jwk.x, "ZtTqsLFYSort5eXaFSwX2hklI8LgA4d4gl389FPu4GE");
