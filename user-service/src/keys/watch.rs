@@ -93,11 +93,8 @@ async fn follow_file(
     shutdown: &Shutdown,
 ) {
     let source = file_source(path);
-    // What was loaded at start counts as seen.
-    follower.seen = match tokio::fs::read_to_string(path).await {
-        Ok(text) => Seen::Text(text),
-        Err(_) => Seen::Nothing,
-    };
+    // The first check reads what was loaded at start again (the same keys:
+    // nothing to log), so a change made meanwhile is not missed.
     let mut ticks = tokio::time::interval(FILE_CHECK_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
