@@ -40,13 +40,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy", "kubernetes")
 OVERLAYS = ["dev", "production"]
 SERVICES = ["consignment-service", "vessel-service", "user-service", "email-service"]
+# The HTTP edge, probed over HTTP (/healthz, /readyz) rather than gRPC health.
+GATEWAY = "api-gateway"
+BINARIES = SERVICES + [GATEWAY]
 # What each service may still be doing after SIGTERM (and the preStop pause).
 # The server sets no drain deadline of its own: it waits for every request in
 # flight. Those are short (consignment-service's call to vessel-service is
 # bounded at 2 s, retries included; a bcrypt hash, a store write), taken as
 # 10 s, then traces flush (3 s export timeout). email-service finishes the
 # mail in flight, whose SMTP commands may each take lettre's 60 s timeout.
-DRAIN_SECONDS = {"consignment-service": 13, "vessel-service": 13, "user-service": 13, "email-service": 63}
+# api-gateway: a request waits at most its upstream's 5 s timeout after its
+# body (10 s), then traces flush.
+DRAIN_SECONDS = {"consignment-service": 13, "vessel-service": 13, "user-service": 13, "email-service": 63,
+                 GATEWAY: 18}
 # Which peer each discovery variable must point at.
 PEER_VARIABLES = {"VESSEL_SERVICE_URL": "vessel-service", "USER_SERVICE_URL": "user-service"}
 SECRET_NAME = re.compile(r"(^|_)(DATABASE_URL|NATS_URL|SMTP_URL|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?|PRIVATE_KEY|API_KEY)($|_)|_KEY$")
@@ -177,7 +183,7 @@ class Checks:
 
     def binaries_and_images(self):
         version = self.ctx["version"]
-        for name in SERVICES:
+        for name in BINARIES:
             d = self.deployment(name)
             if d is None:
                 yield False, f"{name} has a Deployment"
@@ -190,7 +196,7 @@ class Checks:
         for d, c in self.containers():
             repo, tag = image_parts(c.get("image", ""))
             name = d["metadata"]["name"]
-            if name in SERVICES:
+            if name in BINARIES:
                 if repo.rsplit("/", 1)[-1] != "shippy-rs" or tag != version:
                     wrong.append(f"{name}: {c.get('image')} (want shippy-rs:{version})")
             elif self.overlay == "production":
@@ -202,7 +208,7 @@ class Checks:
                           + (f": {wrong}" if wrong else ""))
 
     def environment(self):
-        for name in SERVICES:
+        for name in BINARIES:
             d = self.deployment(name)
             if d is None:
                 continue
@@ -326,6 +332,37 @@ class Checks:
                         "it serves /metrics on" + (f" ({bad})" if bad else ""))
 
         bad = []
+        d = self.deployment(GATEWAY)
+        if d is None:
+            bad.append(f"no {GATEWAY} Deployment")
+        else:
+            c = (pod_spec(d).get("containers") or [{}])[0]
+            env = self.effective_env(c)
+            ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
+            listen = str((env.get("LISTEN_ADDR") or (None, None, ""))[2] or "").rpartition(":")[2]
+            metrics = str((env.get("METRICS_ADDR") or (None, None, ""))[2] or "").rpartition(":")[2]
+            annotations = ((d["spec"].get("template") or {}).get("metadata") or {}).get("annotations") or {}
+            if not listen.isdigit() or int(listen) != ports.get("http"):
+                bad.append(f"LISTEN_ADDR port {listen or '(unset)'}, http port {ports.get('http')}")
+            for kind, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+                get = (c.get(kind) or {}).get("httpGet") or {}
+                if get.get("path") != path or get.get("port") not in ("http", ports.get("http")):
+                    bad.append(f"{kind}: {get.get('path')} on {get.get('port')} (want {path} on the http port)")
+            if not metrics.isdigit() or int(metrics) != ports.get("metrics") or annotations.get("prometheus.io/port") != metrics:
+                bad.append(f"METRICS_ADDR port {metrics or '(unset)'}, metrics port {ports.get('metrics')}, "
+                           f"prometheus.io/port {annotations.get('prometheus.io/port')}")
+            if "TRUSTED_PROXIES" not in env:
+                bad.append("no TRUSTED_PROXIES for the ingress in front of it")
+            ingresses = [i for i in self.of_kind("Ingress")
+                         if any(((p.get("backend") or {}).get("service") or {}).get("name") == GATEWAY
+                                for r in (i.get("spec") or {}).get("rules") or []
+                                for p in (r.get("http") or {}).get("paths") or [])]
+            if not ingresses:
+                bad.append("no Ingress routes to it")
+        yield not bad, (f"{GATEWAY} is probed over HTTP (/readyz, /healthz) on the port it listens on, scraped on "
+                        "its metrics port, behind an Ingress it trusts (TRUSTED_PROXIES)" + (f" ({bad})" if bad else ""))
+
+        bad = []
         for svc in self.of_kind("Service"):
             selector = (svc.get("spec") or {}).get("selector") or {}
             pods = [d for d in self.deployments()
@@ -346,6 +383,7 @@ class Checks:
         callers = {
             "consignment-service": PEER_VARIABLES,
             "vessel-service": {"USER_SERVICE_URL": "user-service"},
+            GATEWAY: {**PEER_VARIABLES, "CONSIGNMENT_SERVICE_URL": "consignment-service"},
         }
         for caller, peers in callers.items():
             d = self.deployment(caller)
@@ -379,7 +417,7 @@ class Checks:
 
     def locked_down(self):
         loose = []
-        for name in SERVICES:
+        for name in BINARIES:
             d = self.deployment(name)
             if d is None:
                 continue
@@ -405,7 +443,7 @@ class Checks:
 
     def termination(self):
         short = []
-        for name in SERVICES:
+        for name in BINARIES:
             d = self.deployment(name)
             if d is None:
                 continue
@@ -423,7 +461,7 @@ class Checks:
         problems = []
         pdbs = self.of_kind("PodDisruptionBudget")
         hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in self.of_kind("HorizontalPodAutoscaler")}
-        for name in SERVICES:
+        for name in BINARIES:
             d = self.deployment(name)
             if d is None:
                 continue
@@ -464,9 +502,9 @@ def loopback(var, value):
     return re.sub(r"^([a-z][a-z0-9+.-]*://)([^@/]*@)?[^/:?]+(:\d+)?", r"\g<1>\g<2>127.0.0.1:1", value)
 
 
-def starts(binary, env, limit=60):
-    """Runs `binary` with only `env`; None once it logs that its gRPC server
-    listens (it serves before its database answers), else why not."""
+def starts(binary, env, limit=60, marker="gRPC server listening"):
+    """Runs `binary` with only `env`; None once it logs `marker` (that its
+    gRPC server listens: it serves before its database answers), else why not."""
     process = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, errors="replace")
     lines, listening = [], threading.Event()
@@ -474,7 +512,7 @@ def starts(binary, env, limit=60):
     def read():
         for line in process.stdout:
             lines.append(line.strip())
-            if "gRPC server listening" in line:
+            if marker in line:
                 listening.set()
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -494,7 +532,7 @@ def starts(binary, env, limit=60):
         return None
     errors = [line for line in lines if line and not line.startswith("{")] or lines
     return (" | ".join(errors[:3]) if process.returncode is not None and errors
-            else f"no 'gRPC server listening' within {limit}s")[:300]
+            else f"no '{marker}' within {limit}s")[:300]
 
 
 def binaries_start(checks):
@@ -503,7 +541,7 @@ def binaries_start(checks):
     the values, not only the names, are ones it accepts."""
     bin_dir = checks.ctx["bin_dir"]
     with tempfile.TemporaryDirectory(prefix="shippy-k8s-run-") as files:
-        for name in SERVICES:
+        for name in BINARIES:
             d = checks.deployment(name)
             if d is None:
                 continue
@@ -535,8 +573,10 @@ def binaries_start(checks):
                                 f.write(base64.b64decode(data[key]))
                             env[var] = path
             # The line waited for is logged at info, whatever the overlay's filter.
-            env["RUST_LOG"] = env.get("RUST_LOG", "info") + ",shippy_service::server=info"
-            problem = starts(os.path.join(bin_dir, name), env)
+            env["RUST_LOG"] = env.get("RUST_LOG", "info") + ",shippy_service::server=info,shippy::started=info"
+            # The gateway serves HTTP: its line is the one every binary logs once bound.
+            marker = "shippy::started" if name == GATEWAY else "gRPC server listening"
+            problem = starts(os.path.join(bin_dir, name), env, marker=marker)
             yield problem is None, f"{name} starts with the overlay's configuration (hosts on loopback)" + (
                 f": {problem}" if problem else "")
 
@@ -561,6 +601,11 @@ BREAKAGES = [
      lambda objs: _container(objs, "vessel-service")["env"].append({"name": "VESSEL_SERVICE_URLS", "value": "x"})),
     ("dev", "a foreign image", "binaries_and_images",
      lambda objs: _container(objs, "user-service").update(image="docker.io/library/busybox:latest")),
+    ("dev", "the gateway's readiness probe on /healthz (not /readyz)", "ports",
+     lambda objs: _container(objs, "api-gateway")["readinessProbe"]["httpGet"].update(path="/healthz")),
+    ("dev", "a gateway that calls consignment-service through its ClusterIP", "discovery",
+     lambda objs: _configmap(objs, "api-gateway-")["data"].update(
+         CONSIGNMENT_SERVICE_URL="http://consignment-service.shippy.svc.cluster.local:50051")),
     ("dev", "a readiness probe on a port the container lacks", "ports",
      lambda objs: _container(objs, "vessel-service")["readinessProbe"]["grpc"].update(port=50099)),
     ("dev", "a database URL in a ConfigMap", "secrets_stay_secret",
@@ -617,7 +662,7 @@ def main():
         "version": workspace_version(),
         "infra_images": compose_images(),
         "bin_dir": args.bin_dir,
-        "env": {name: env_names(os.path.join(args.bin_dir, name)) for name in SERVICES},
+        "env": {name: env_names(os.path.join(args.bin_dir, name)) for name in BINARIES},
         "docs": open(os.path.join(ROOT, "docs", "kubernetes.md")).read()
         if os.path.exists(os.path.join(ROOT, "docs", "kubernetes.md")) else "",
     }
