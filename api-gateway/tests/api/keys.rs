@@ -420,6 +420,8 @@ async fn rotate_under_load_then_revoke(source: Source) {
         &failures[..failures.len().min(5)]
     );
     assert!(calls > 200, "only {calls} calls made");
+    // Shown with --nocapture: how many calls went through the rotation.
+    eprintln!("rotation under load: {calls} calls, none failed");
     // user-service is the process started above: nothing restarted it.
     assert_eq!(keyed.jwks_kids().await, [new_kid.clone(), old_kid.clone()]);
     let new_token = keyed.login(email).await;
