@@ -96,7 +96,14 @@ impl From<tonic::Status> for HttpError {
         // A status made here by the transport (it has a source error) would
         // describe our network; a service's own status never has one.
         let local = std::error::Error::source(&status).is_some();
-        let message = match status.code() {
+        // tonic reports its own deadline passing as CANCELLED: it is the
+        // service not answering in time.
+        let code = if local && timed_out(&status) {
+            Code::DeadlineExceeded
+        } else {
+            status.code()
+        };
+        let message = match code {
             Code::DeadlineExceeded if local => {
                 "a service this request needs did not answer in time; retry shortly".to_owned()
             }
@@ -105,12 +112,24 @@ impl From<tonic::Status> for HttpError {
             _ => status.message().to_owned(),
         };
         Self {
-            code: status.code(),
+            code,
             message,
             // From the status's metadata: its text is for people.
             retry_after: shippy_service::error::retry_after(&status),
         }
     }
+}
+
+/// Whether `status` was made by tonic because its call's timeout passed.
+fn timed_out(status: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl From<JsonRejection> for HttpError {
