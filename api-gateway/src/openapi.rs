@@ -156,8 +156,7 @@ fn schemas() -> Value {
         "NewVessel": {"type": "object", "required": ["name", "capacity", "max_weight"],
             "additionalProperties": false, "properties": {"id": string(), "name": string(),
             "capacity": int(), "max_weight": int(), "available": {"type": "boolean"},
-            "owner_id": string(), "remaining_capacity": int(), "remaining_weight": int(),
-            "used_capacity": int(), "used_weight": int()}},
+            "owner_id": string()}},
         "Vessel": {"type": "object", "properties": {"id": string(), "name": string(),
             "capacity": int(), "max_weight": int(), "available": {"type": "boolean"},
             "owner_id": string(), "remaining_capacity": int(), "remaining_weight": int(),
@@ -182,12 +181,32 @@ pub fn build() -> Value {
             json!({"description": "success",
                 "content": {"application/json": {"schema": reference(op.success.1)}}}),
         );
-        for status in op.errors {
+        // Every route may also be rate limited (429), find its service's
+        // circuit open (503) or its service too slow (504).
+        let mut statuses = op.errors.to_vec();
+        statuses.extend([429, 503, 504]);
+        statuses.sort_unstable();
+        statuses.dedup();
+        for status in statuses {
             let mut response = json!({"description": "error",
                 "content": {"application/json": {"schema": reference("Error")}}});
-            if *status == 429 {
-                response["headers"] = json!({"Retry-After": {"schema": {"type": "integer"},
-                    "description": "seconds to wait"}});
+            let seconds = |description: &str| json!({"schema": {"type": "integer", "minimum": 0}, "description": description});
+            match status {
+                429 => {
+                    response["headers"] = json!({
+                        "Retry-After": seconds("seconds until a retry can succeed"),
+                        "RateLimit-Limit": seconds("requests the client may send at once (draft-ietf-httpapi-ratelimit-headers-07)"),
+                        "RateLimit-Remaining": seconds("requests left at once"),
+                        "RateLimit-Reset": seconds("seconds until the whole allowance is back"),
+                        "RateLimit-Policy": {"schema": {"type": "string"},
+                            "description": "the allowance and the seconds it takes to refill, e.g. `40;w=2`"},
+                    });
+                }
+                503 => {
+                    response["headers"] = json!({"Retry-After": seconds(
+                        "seconds until the service is tried again (its circuit is open)")});
+                }
+                _ => {}
             }
             responses.insert(status.to_string(), response);
         }
@@ -228,4 +247,73 @@ pub fn build() -> Value {
 /// `GET /api/openapi.json`.
 pub async fn document() -> Json<Value> {
     Json(build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_documents_the_edges_own_answers() {
+        let document = build();
+        for op in ROUTES {
+            let responses = &document["paths"][op.path][op.method]["responses"];
+            let limited = &responses["429"]["headers"];
+            for header in [
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+            ] {
+                assert!(
+                    limited[header].is_object(),
+                    "{} {}: 429 {header}",
+                    op.method,
+                    op.path
+                );
+            }
+            assert!(
+                responses["503"]["headers"]["Retry-After"].is_object(),
+                "{} {}: 503 (open circuit) Retry-After",
+                op.method,
+                op.path
+            );
+            assert!(
+                responses["504"].is_object(),
+                "{} {}: 504",
+                op.method,
+                op.path
+            );
+            if op.bearer {
+                assert!(
+                    responses["401"].is_object(),
+                    "{} {}: 401",
+                    op.method,
+                    op.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_vessel_documents_only_the_fields_it_takes() {
+        let properties = build()["components"]["schemas"]["NewVessel"]["properties"].clone();
+        let mut names: Vec<_> = properties
+            .as_object()
+            .map(|fields| fields.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "available",
+                "capacity",
+                "id",
+                "max_weight",
+                "name",
+                "owner_id"
+            ]
+        );
+    }
 }
