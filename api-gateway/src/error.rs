@@ -203,12 +203,9 @@ impl IntoResponse for HttpError {
             }),
         )
             .into_response();
-        let retry_after = match (self.retry_after, self.code) {
-            (Some(wait), _) => Some(whole_seconds(wait)),
-            (None, Code::ResourceExhausted) => Some(1),
-            (None, _) => None,
-        };
-        if let Some(seconds) = retry_after {
+        // Only a wait the service named: a RESOURCE_EXHAUSTED without one
+        // (an account's quota) is not cured by waiting.
+        if let Some(seconds) = self.retry_after.map(whole_seconds) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -249,11 +246,13 @@ mod tests {
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
 
-        // Only text: the message is not parsed; the default is 1 s.
+        // Only text: the message is not parsed, and without a wait named
+        // (a quota, which waiting does not cure) there is no Retry-After.
         let response =
             HttpError::from(tonic::Status::resource_exhausted("slow down; retry in 42s"))
                 .into_response();
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
         // Any error may carry a wait (an open circuit's 503).
         let open = HttpError {
             retry_after: Some(Duration::from_millis(2500)),

@@ -36,6 +36,8 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, body::Body, transport::server::TcpConnectInfo};
+
+use crate::error::RETRY_AFTER_SECONDS;
 use tower::{Layer, Service};
 
 /// The metadata key in which a trusted forwarder (the api-gateway) names the
@@ -297,13 +299,13 @@ impl Shared {
                     )));
                 }
                 counted.hold(data.len()).map_err(|over| match over {
-                    OverBudget::Client => Status::resource_exhausted(
+                    OverBudget::Client => shed(
                         "your requests in flight hold too much data already; retry when some \
                          have finished",
                     ),
-                    OverBudget::Server => Status::resource_exhausted(
-                        "the server is busy receiving other requests; retry shortly",
-                    ),
+                    OverBudget::Server => {
+                        shed("the server is busy receiving other requests; retry shortly")
+                    }
                 })?;
                 buffered.extend_from_slice(&data);
             }
@@ -323,6 +325,17 @@ impl Shared {
 
 fn refuse(status: Status) -> Response<Body> {
     status.into_http()
+}
+
+/// `RESOURCE_EXHAUSTED` for a budget that frees up as requests finish:
+/// worth retrying in a second ([`RETRY_AFTER_SECONDS`] metadata).
+fn shed(message: impl Into<String>) -> Status {
+    let mut status = Status::resource_exhausted(message);
+    status.metadata_mut().insert(
+        RETRY_AFTER_SECONDS,
+        tonic::metadata::MetadataValue::from(1u32),
+    );
+    status
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -355,7 +368,7 @@ where
         Box::pin(async move {
             let client = shared.client(&request);
             let Some(mut counted) = shared.count(client) else {
-                return Ok(refuse(Status::resource_exhausted(format!(
+                return Ok(refuse(shed(format!(
                     "too many requests in flight from your address (at most {} at once); \
                      retry when some have finished",
                     shared.budgets.per_client
@@ -373,7 +386,7 @@ where
             let Ok(permit): Result<OwnedSemaphorePermit, _> =
                 shared.slots.clone().try_acquire_owned()
             else {
-                return Ok(refuse(Status::resource_exhausted(
+                return Ok(refuse(shed(
                     "the server is busy with other requests; retry shortly",
                 )));
             };

@@ -466,6 +466,11 @@ mod tests {
         for call in calls {
             if let Err(status) = call.await.unwrap() {
                 assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert_eq!(
+                    status.metadata().get(crate::error::RETRY_AFTER_SECONDS),
+                    Some(&tonic::metadata::MetadataValue::from(1u32)),
+                    "worth retrying in a second: {status:?}"
+                );
                 shed += 1;
             }
         }

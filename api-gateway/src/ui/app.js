@@ -27,7 +27,7 @@ const ADVICE = {
   409: "Already exists",
   413: "Too much data",
   422: "Cannot do that now",
-  429: "Too many attempts",
+  429: "Limit reached",
   500: "Something went wrong on our side",
   503: "The service is unavailable; please retry shortly",
   504: "The service took too long; please retry",
