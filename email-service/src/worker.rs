@@ -145,6 +145,12 @@ impl Failure {
     fn answered(&self) -> bool {
         matches!(self, Self::Mail(MailError::Smtp(error)) if error.status().is_some())
     }
+
+    /// Whether the SMTP server answered "not now" for this recipient (4xx):
+    /// it takes mail, this mailbox does not yet.
+    fn not_now(&self) -> bool {
+        matches!(self, Self::Mail(MailError::Smtp(error)) if error.is_transient())
+    }
 }
 
 /// What the delivery metadata says about one delivery of an event.
@@ -385,6 +391,7 @@ impl Worker {
                     );
                     self.give_up(&message, delivery, &reason).await
                 } else {
+                    self.progress.retried(failure.not_now());
                     let delay = retry_delay(delivery.delivered, failure.answered());
                     // The 1st, 2nd, 4th, 8th, … failure of an event is a
                     // warning; the others are debug: a few lines per event

@@ -463,6 +463,39 @@ async fn health_reports_mail_that_does_not_move_and_recovers_when_it_does() {
     clean_up(&world).await;
 }
 
+/// One recipient answered "not now" (451) on an otherwise quiet system is
+/// not a stuck consumer: the server takes mail, that mailbox not yet, and
+/// its retry comes when its time comes. New mail arriving meanwhile still
+/// goes out, and health stays `SERVING` throughout.
+#[tokio::test]
+async fn one_recipients_not_now_on_a_quiet_system_is_not_stuck() {
+    let smtp = PickySmtp::start(false).await;
+    let mut world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
+    world.settings.mail_stuck_after = Duration::from_secs(1).into();
+    let service = world.start().await;
+    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    world.publish("Full mailbox", "later1@example.com").await;
+    // Well past MAIL_STUCK_AFTER, and the first retry is a minute away.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            shippy_testkit::health_status(service.channel.clone(), "").await,
+            ServingStatus::Serving,
+            "a recipient's 451 is not the consumer stuck"
+        );
+    }
+    assert_eq!(metric(service.metrics, "email_consumer_stuck").await, 0);
+    assert!(
+        metric(service.metrics, "email_backlog").await >= 1,
+        "it is still waiting"
+    );
+    world.publish("Next", "next@example.com").await;
+    let mails = smtp.wait_for_mails(1, Duration::from_secs(20)).await;
+    assert_eq!(mails_to(&mails, "next@example.com").len(), 1);
+    service.stop().await;
+    clean_up(&world).await;
+}
+
 /// Instances under two consumer names (a renamed `EMAIL_CONSUMER`, or two
 /// deployments) share the default sent- and dead-mail streams: each adds its
 /// subjects, so neither's records are refused (a refused dead-mail record
