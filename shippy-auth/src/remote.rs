@@ -94,8 +94,16 @@ struct Inner {
     client: UserServiceClient<InterceptedService<Channel, TraceInterceptor>>,
     keys: RwLock<KeySet>,
     verified: VerifiedTokens,
-    /// When an unknown `kid` last made us refetch; also serialises refetches.
+    /// When a refetch for an unknown `kid` last finished; also serialises
+    /// those refetches.
     last_refresh: Mutex<Option<Instant>>,
+    /// Fetches started so far: each answer is applied only if no fetch
+    /// started after it was applied already, so a slow older answer (the
+    /// periodic fetch racing a refetch) cannot bring back a revoked key.
+    fetches: std::sync::atomic::AtomicU64,
+    /// The number of the fetch whose answer the held keys are; guarded by
+    /// the `keys` lock.
+    applied: std::sync::atomic::AtomicU64,
 }
 
 impl Authenticator {
@@ -108,6 +116,8 @@ impl Authenticator {
             keys: RwLock::new(KeySet::default()),
             verified: VerifiedTokens::new(),
             last_refresh: Mutex::new(None),
+            fetches: std::sync::atomic::AtomicU64::new(0),
+            applied: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(refresh_every(
             Arc::downgrade(&inner),
@@ -145,14 +155,18 @@ impl Authenticator {
         self.inner.fetch().await
     }
 
-    /// Refetches unless that happened less than [`REFRESH_INTERVAL`] ago.
+    /// Refetches unless one finished less than [`REFRESH_INTERVAL`] ago, or
+    /// after this caller began to wait (callers waiting behind a slow
+    /// refetch take its answer rather than each asking again).
     async fn refresh(&self) {
+        let asked = Instant::now();
         let mut last = self.inner.last_refresh.lock().await;
-        if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+        if last.is_some_and(|at| at >= asked || at.elapsed() < REFRESH_INTERVAL) {
             return;
         }
+        let fetched = self.fetch().await;
         *last = Some(Instant::now());
-        match self.fetch().await {
+        match fetched {
             Ok(count) => tracing::info!(keys = count, "token keys refetched for an unknown kid"),
             Err(error) => tracing::warn!(%error, "cannot refetch token keys"),
         }
@@ -205,6 +219,8 @@ impl Authenticator {
 
 impl Inner {
     async fn fetch(&self) -> Result<usize, FetchError> {
+        use std::sync::atomic::Ordering;
+        let number = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         let answer = self
             .client
             .clone()
@@ -214,6 +230,11 @@ impl Inner {
         let keys = KeySet::from_proto(&answer)?;
         let count = keys.len();
         let mut held = self.keys.write().await;
+        if self.applied.load(Ordering::SeqCst) > number {
+            // A fetch started later was applied already: this answer is older.
+            return Ok(held.len());
+        }
+        self.applied.store(number, Ordering::SeqCst);
         if held.kids() != keys.kids() {
             tracing::info!(kids = ?keys.kids(), "token keys changed");
         }

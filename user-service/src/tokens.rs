@@ -335,6 +335,21 @@ pub fn parse_keys(text: &str, source: &str) -> Result<Vec<SigningKey>, KeyError>
         path: source.to_owned(),
         reason: error.to_string(),
     })?;
+    // The PEM parser stops quietly at a block it cannot finish: a file read
+    // while being written (`cat new.pem old.pem > keys.pem`) would lose its
+    // later keys. Every block begun must have been read, and nothing may
+    // follow the last one.
+    let begun = text.matches("-----BEGIN ").count();
+    if begun != blocks.len() || (begun > 0 && !text.trim_end().ends_with("-----")) {
+        return Err(KeyError::Invalid {
+            path: source.to_owned(),
+            reason: format!(
+                "{begun} PEM blocks begun, {} complete: the text ends in an unfinished block \
+                 (still being written?)",
+                blocks.len()
+            ),
+        });
+    }
     let keys = blocks
         .iter()
         .filter(|block| block.tag() == "PRIVATE KEY")
@@ -401,6 +416,21 @@ mod tests {
     use super::*;
 
     const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn a_ring_read_while_being_written_is_refused_not_cut_short() {
+        let two = generate_pem(2).unwrap();
+        assert_eq!(parse_keys(&two, "keys.pem").unwrap().len(), 2);
+        // Cut inside the second block: the first alone must not be taken.
+        let cut = &two[..two.len() - 40];
+        assert!(matches!(
+            parse_keys(cut, "keys.pem"),
+            Err(KeyError::Invalid { reason, .. }) if reason.contains("unfinished")
+        ));
+        // Cut right after the second block's BEGIN line, too.
+        let second = two.rfind("-----BEGIN").unwrap();
+        assert!(parse_keys(&two[..second + 28], "keys.pem").is_err());
+    }
 
     #[test]
     fn valid_until_is_computed_when_asked_not_at_start() {

@@ -262,7 +262,11 @@ async fn sighup_reloads_the_keys_and_a_bad_file_is_counted_not_used() {
     assert!(child.try_wait().unwrap().is_none(), "SIGHUP did not end it");
 
     // A broken file: nothing changes, the failure is counted once.
-    std::fs::write(&file, "garbage").unwrap();
+    // Written whole and renamed over it: a reader never sees it half
+    // written (an empty file would be a second, different failure).
+    let garbage = file.with_extension("new");
+    std::fs::write(&garbage, "garbage").unwrap();
+    std::fs::rename(&garbage, &file).unwrap();
     hangup(child.id());
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(published().await, wanted);
