@@ -329,8 +329,10 @@ until_ok() {
 }
 
 saved_token_refused() { # the CLI's saved token is UNAUTHENTICATED now
-    if compose run --rm -T consignment-cli list; then return 1; fi
-    compose run --rm -T consignment-cli list 2>&1 | grep -qi 'unknown key\|unauthenticated\|log in'
+    local said
+    if said=$(compose run --rm -T consignment-cli list 2>&1); then return 1; fi
+    printf '%s\n' "$said"
+    grep -qi 'unknown key\|unauthenticated\|log in' <<<"$said"
 }
 
 mail_arrived() { # EMAIL
