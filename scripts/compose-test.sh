@@ -19,9 +19,9 @@
 # 6. through compose: user-cli create and login, consignment-cli create and
 #    list; the welcome mail in the mail container; spans of every service in
 #    the tracing container; user-service restarted and the saved token still
-#    accepted; the api-gateway; the signing key rotated and the old one
-#    revoked on the jwt-keys volume (the saved token refused, a new login
-#    working); consignment-cli cancel (its room back);
+#    accepted; the api-gateway; consignment-cli cancel (its room back); the
+#    signing key rotated and the old one revoked on the jwt-keys volume (the
+#    saved token refused, a new login working);
 #    `docker compose down -v`.
 #
 # Each step prints a line; the last is `compose-test: PASS (…)` or `FAIL (…)`;
@@ -533,20 +533,6 @@ EOF
     grep -qi '<html' "$cache/logs/api-gateway-web-UI.log" || die "the gateway serves no web UI at /"
     ok "api-gateway: POST /api/v1/login, GET /api/v1/consignments (the consignment), GET / (the web UI)"
 
-    step "rotate the signing key on the jwt-keys volume, revoke the old one: the saved token fails, a new login works"
-    local key_file=/keys/jwt-signing-key.pem old_kid
-    run "keys list" compose exec -T user-service user-service keys list --file "$key_file"
-    old_kid=$(awk 'NR == 1 { print $1 }' "$cache/logs/keys-list.log")
-    [ -n "$old_kid" ] || die "user-service keys list printed no key"
-    run "keys rotate" compose exec -T user-service user-service keys rotate --file "$key_file"
-    run "keys revoke" compose exec -T user-service user-service keys revoke --kid "$old_kid" --file "$key_file"
-    # Within KEYS_REFRESH_INTERVAL (30 s) and user-service's reload (1 s).
-    until_ok 60 "the saved token still works after its key was revoked" saved_token_refused
-    cat "$cache/logs/until.log" >&2
-    run "user-cli login after revocation" compose run --rm -T user-cli login --email "$email" --password "$password"
-    run "consignment-cli list after revocation" compose run --rm -T consignment-cli list
-    ok "key $old_kid revoked without a restart: the saved token is refused, a new login's token works"
-
     step "docker compose run --rm consignment-cli cancel ID: gone from the list, its room back"
     local consignment_id
     consignment_id=$(python3 - "$cache/logs/consignment-cli-list.log" <<'EOF'
@@ -572,6 +558,20 @@ used = {v["id"]: v["used_capacity"] for v in json.load(open(sys.argv[2]))["vesse
 assert not any(used.values()), f"room still used: {used}"
 EOF
     ok "consignment-cli cancel: the consignment is gone and every vessel's room is free again"
+
+    step "rotate the signing key on the jwt-keys volume, revoke the old one: the saved token fails, a new login works"
+    local key_file=/keys/jwt-signing-key.pem old_kid
+    run "keys list" compose exec -T user-service user-service keys list --file "$key_file"
+    old_kid=$(awk 'NR == 1 { print $1 }' "$cache/logs/keys-list.log")
+    [ -n "$old_kid" ] || die "user-service keys list printed no key"
+    run "keys rotate" compose exec -T user-service user-service keys rotate --file "$key_file"
+    run "keys revoke" compose exec -T user-service user-service keys revoke --kid "$old_kid" --file "$key_file"
+    # Within KEYS_REFRESH_INTERVAL (30 s) and user-service's reload (1 s).
+    until_ok 60 "the saved token still works after its key was revoked" saved_token_refused
+    cat "$cache/logs/until.log" >&2
+    run "user-cli login after revocation" compose run --rm -T user-cli login --email "$email" --password "$password"
+    run "consignment-cli list after revocation" compose run --rm -T consignment-cli list
+    ok "key $old_kid revoked without a restart: the saved token is refused, a new login's token works"
 
     finish
 }
