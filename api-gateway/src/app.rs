@@ -107,14 +107,27 @@ impl Application {
         )?;
         let circuits = CircuitMetrics::register(&metrics);
         let upstreams = Upstreams {
-            users: Guarded::new("user-service", users.clone(), breakers, &circuits),
-            consignments: Guarded::new(
-                "consignment-service",
-                consignments.clone(),
+            users: Guarded::new(
+                "user-service",
+                users.clone(),
+                breakers.user_service_timeout,
                 breakers,
                 &circuits,
             ),
-            vessels: Guarded::new("vessel-service", vessels.clone(), breakers, &circuits),
+            consignments: Guarded::new(
+                "consignment-service",
+                consignments.clone(),
+                breakers.consignment_service_timeout,
+                breakers,
+                &circuits,
+            ),
+            vessels: Guarded::new(
+                "vessel-service",
+                vessels.clone(),
+                breakers.vessel_service_timeout,
+                breakers,
+                &circuits,
+            ),
         };
         let peers = Peers {
             users,

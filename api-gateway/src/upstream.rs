@@ -206,13 +206,17 @@ impl Upstream {
 pub struct Guarded {
     channel: Channel,
     upstream: Arc<Upstream>,
+    /// The longest a call may take in all, waiting for an instance included.
+    timeout: Duration,
 }
 
 impl Guarded {
-    /// `channel` to `name`, behind a breaker of `breakers`' settings.
+    /// `channel` to `name`, behind a breaker of `breakers`' settings; a call
+    /// fails after `timeout` in all.
     pub fn new(
         name: &'static str,
         channel: Channel,
+        timeout: humantime::Duration,
         breakers: &Breakers,
         metrics: &CircuitMetrics,
     ) -> Self {
@@ -222,6 +226,7 @@ impl Guarded {
             .set(0);
         Self {
             channel,
+            timeout: timeout.into(),
             upstream: Arc::new(Upstream {
                 name,
                 breaker: CircuitBreaker::with(breakers.failures, breakers.cool_down.into()),
@@ -248,8 +253,13 @@ impl tower::Service<http::Request<Body>> for Guarded {
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        tower::Service::poll_ready(&mut self.channel, cx).map_err(Into::into)
+    /// Always ready: the channel's own readiness is awaited inside the
+    /// call, under its timeout, so a channel that never gets ready (no
+    /// instance known, a full buffer) costs a timeout and counts against the
+    /// circuit instead of holding the request forever — and an open circuit
+    /// answers at once whatever the channel does.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
@@ -273,11 +283,19 @@ impl tower::Service<http::Request<Body>> for Guarded {
             // tonic's client turns a boxed Status back into that Status.
             return Box::pin(async move { Err(Box::new(status) as BoxError) });
         }
-        // The channel made ready is the one called (tower's usual dance).
-        let clone = self.channel.clone();
-        let mut channel = std::mem::replace(&mut self.channel, clone);
+        let channel = self.channel.clone();
+        let timeout = self.timeout;
         Box::pin(async move {
-            let answered = tower::Service::call(&mut channel, request).await;
+            let call = tower::ServiceExt::oneshot(channel, request);
+            let Ok(answered) = tokio::time::timeout(timeout, call).await else {
+                upstream.record(false);
+                let status = Status::deadline_exceeded(format!(
+                    "{} did not answer in time ({}s); retry shortly",
+                    upstream.name,
+                    timeout.as_secs_f32()
+                ));
+                return Err(Box::new(status) as BoxError);
+            };
             // An error here is the transport's: unreachable, or no answer
             // within the timeout. An answer, whatever its status, is the
             // upstream working.

@@ -155,3 +155,44 @@ async fn a_hung_upstream_gets_fast_503s_once_its_circuit_opens_and_200_after_it_
     assert_eq!(ready.json["breakers"]["consignment-service"], "closed");
     consignments.stop().await;
 }
+
+/// An upstream with no instance at all (its name resolves to nothing, as
+/// when Consul lists none): the call waits for one no longer than the
+/// upstream's timeout, is a 504, counts against the circuit, and once the
+/// circuit is open the answer is an immediate 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_with_no_instance_costs_its_timeout_not_forever() {
+    let services = Services::start().await;
+    let mut settings = services.settings();
+    settings.consignment_service_url = "dns:///nowhere.invalid:50051".into();
+    settings.breakers.consignment_service_timeout = DEADLINE.into();
+    settings.breakers.failures = 2;
+    settings.breakers.cool_down = COOL_DOWN.into();
+    let gateway = Gateway::start_with(services, settings).await;
+    let (_, token) = gateway.user("nowhere@example.com").await;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            DEADLINE * 10,
+            gateway.get("/api/v1/consignments", Some(&token)),
+        )
+        .await
+        .expect("answered, not held forever");
+        assert_eq!(
+            (answer.status, answer.code()),
+            (504, "DEADLINE_EXCEEDED"),
+            "{}",
+            answer.text
+        );
+        assert!(started.elapsed() >= DEADLINE / 2, "{:?}", started.elapsed());
+    }
+    let started = Instant::now();
+    let answer = gateway.get("/api/v1/consignments", Some(&token)).await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (503, "UNAVAILABLE"),
+        "{}",
+        answer.text
+    );
+    assert!(started.elapsed() < DEADLINE / 2, "{:?}", started.elapsed());
+}
