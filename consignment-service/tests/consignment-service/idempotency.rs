@@ -171,24 +171,10 @@ async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing
 
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("cutoff@example.com").await;
-    let database = shippy_testkit::fresh_postgres_database("cut_off_create").await;
-    // The server notices a dead client even while its statement waits.
-    let mut url = database.expose().to_owned();
-    url.push_str("?options=-c%20client_connection_check_interval%3D100");
-    let child = shippy_testkit::ServiceProcess::start(
-        "consignment-service",
-        &[
-            ("DATABASE_URL", url),
-            (
-                "VESSEL_SERVICE_URL",
-                format!("http://{}", cluster.vessel_addr),
-            ),
-            ("USER_SERVICE_URL", format!("http://{}", cluster.user_addr)),
-            // Its own sweep must not finish the job: the other instance's does.
-            ("RECOVERY_INTERVAL", "1h".into()),
-        ],
-    )
-    .await;
+    // Its own sweep must not finish the job: the other instance's does.
+    let (child, database) = cluster
+        .consignment_process("cut_off_create", &[("RECOVERY_INTERVAL", "1h".into())])
+        .await;
     let mut admin = sqlx::PgConnection::connect(database.expose())
         .await
         .unwrap();

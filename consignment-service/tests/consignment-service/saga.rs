@@ -315,22 +315,7 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
 
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("killed@example.com").await;
-    let database = shippy_testkit::fresh_postgres_database("killed_mid_saga").await;
-    // The server notices a dead client even while its query waits for a lock.
-    let mut url = database.expose().to_owned();
-    url.push_str("?options=-c%20client_connection_check_interval%3D100");
-    let child = shippy_testkit::ServiceProcess::start(
-        "consignment-service",
-        &[
-            ("DATABASE_URL", url),
-            (
-                "VESSEL_SERVICE_URL",
-                format!("http://{}", cluster.vessel_addr),
-            ),
-            ("USER_SERVICE_URL", format!("http://{}", cluster.user_addr)),
-        ],
-    )
-    .await;
+    let (child, database) = cluster.consignment_process("killed_mid_saga", &[]).await;
     let channel = cluster::channel(child.address);
 
     // Hold the table so the insert waits: the process is between the steps.

@@ -241,6 +241,31 @@ impl Cluster {
             .token;
         (id, token)
     }
+
+    /// A consignment-service process (the real binary, to be killed) on a
+    /// fresh PostgreSQL database named after `name`, wired to this cluster,
+    /// with `extra` settings; and that database, for a test to hold its
+    /// tables. The database notices a dead client even while its statement
+    /// waits, so a killed process leaves no statement running.
+    pub async fn consignment_process(
+        &self,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> (shippy_testkit::ServiceProcess, SecretUrl) {
+        let database = fresh_postgres_database(name).await;
+        let url = format!(
+            "{}?options=-c%20client_connection_check_interval%3D100",
+            database.expose()
+        );
+        let mut env = vec![
+            ("DATABASE_URL", url),
+            ("VESSEL_SERVICE_URL", format!("http://{}", self.vessel_addr)),
+            ("USER_SERVICE_URL", format!("http://{}", self.user_addr)),
+        ];
+        env.extend(extra.iter().cloned());
+        let process = shippy_testkit::ServiceProcess::start("consignment-service", &env).await;
+        (process, database)
+    }
 }
 
 impl Cluster {
