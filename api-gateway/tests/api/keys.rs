@@ -11,16 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use consignment_service::{
-    app::Application as ConsignmentApp, settings::Settings as ConsignmentSettings,
-};
 use shippy_auth::remote::KeyRefresh;
 use shippy_proto::{
     consignment::v1::{GetRequest, shipping_service_client::ShippingServiceClient},
     user::v1::{User, user_service_client::UserServiceClient},
     vessel::v1::{Vessel, vessel_service_client::VesselServiceClient},
 };
-use shippy_service::{Shutdown, settings::SecretUrl};
 use shippy_testkit::{
     ConsulAgent, ServiceProcess, fresh_postgres_database, infra_var, wait_for_health,
 };
@@ -28,7 +24,6 @@ use tokio::sync::RwLock;
 use tonic::{Code, Request, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{keys::consul::KvKey, tokens};
-use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
 
 use crate::{ADMIN, Gateway, PASSWORD, Services, cluster};
 
@@ -121,13 +116,19 @@ impl Keyed {
         let user = ServiceProcess::start("user-service", &env).await;
         let user_addr = user.address;
         let mut shutdowns = Vec::new();
-        let (vessel_addr, shutdown) =
-            spawn_vessel(fresh_postgres_database("keys_vessels").await, user_addr).await;
-        shutdowns.push(shutdown);
-        let (consignment_addr, shutdown) = spawn_consignment(
-            fresh_postgres_database("keys_consignments").await,
-            vessel_addr,
+        let (vessel_addr, shutdown) = cluster::spawn_vessel_service_with(
+            fresh_postgres_database("keys_vessels").await,
             user_addr,
+            cluster::UNCAPPED,
+            refresh(),
+        )
+        .await;
+        shutdowns.push(shutdown);
+        let (consignment_addr, shutdown) = cluster::spawn_consignment_service_at(
+            fresh_postgres_database("keys_consignments").await,
+            format!("http://{vessel_addr}"),
+            format!("http://{user_addr}"),
+            refresh(),
         )
         .await;
         shutdowns.push(shutdown);
@@ -243,56 +244,6 @@ fn bearer<T>(message: T, token: &str) -> Request<T> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
-}
-
-async fn spawn_vessel(
-    database_url: SecretUrl,
-    user_addr: std::net::SocketAddr,
-) -> (std::net::SocketAddr, Shutdown) {
-    let app = VesselApp::build(&VesselSettings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url,
-        user_service_url: format!("http://{user_addr}"),
-        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
-        reservation_ttl: shippy_testkit::RESERVATION_TTL.into(),
-        reservation_sweep_interval: Duration::from_millis(100).into(),
-        account_max_containers: cluster::UNCAPPED.containers,
-        account_max_weight: cluster::UNCAPPED.weight,
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        discovery: Default::default(),
-        keys: refresh(),
-    })
-    .await
-    .unwrap();
-    let address = app.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    (address, shutdown)
-}
-
-async fn spawn_consignment(
-    database_url: SecretUrl,
-    vessel_addr: std::net::SocketAddr,
-    user_addr: std::net::SocketAddr,
-) -> (std::net::SocketAddr, Shutdown) {
-    let app = ConsignmentApp::build(&ConsignmentSettings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url,
-        vessel_service_url: format!("http://{vessel_addr}"),
-        user_service_url: format!("http://{user_addr}"),
-        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
-        recovery_interval: Duration::from_millis(200).into(),
-        recovery_after: Duration::from_secs(1).into(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        discovery: Default::default(),
-        keys: refresh(),
-    })
-    .await
-    .unwrap();
-    let address = app.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    (address, shutdown)
 }
 
 /// A client calling consignment-service and the gateway every few

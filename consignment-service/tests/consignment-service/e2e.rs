@@ -527,6 +527,7 @@ async fn peers_named_by_dns_are_found_through_the_system_resolver() {
             "dns:///localhost:{}",
             cluster.user_settings.listen_addr.port()
         ),
+        Default::default(),
     )
     .await;
     let shipping = cluster::channel(shipping_addr);

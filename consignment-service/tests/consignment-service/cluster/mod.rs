@@ -66,14 +66,16 @@ pub async fn spawn_vessel_service(
     database_url: SecretUrl,
     user_addr: SocketAddr,
 ) -> (SocketAddr, Shutdown) {
-    spawn_vessel_service_with(database_url, user_addr, UNCAPPED).await
+    spawn_vessel_service_with(database_url, user_addr, UNCAPPED, Default::default()).await
 }
 
-/// [`spawn_vessel_service`] with the per-account cap `quota`.
+/// [`spawn_vessel_service`] with the per-account cap `quota`, refetching
+/// user-service's keys as `keys` says.
 pub async fn spawn_vessel_service_with(
     database_url: SecretUrl,
     user_addr: SocketAddr,
     quota: AccountQuota,
+    keys: shippy_auth::remote::KeyRefresh,
 ) -> (SocketAddr, Shutdown) {
     let app = VesselApp::build(&VesselSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -86,7 +88,7 @@ pub async fn spawn_vessel_service_with(
         account_max_weight: quota.weight,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
-        keys: Default::default(),
+        keys,
     })
     .await
     .unwrap();
@@ -107,16 +109,19 @@ pub async fn spawn_consignment_service(
         database_url,
         format!("http://{vessel_addr}"),
         format!("http://{user_addr}"),
+        Default::default(),
     )
     .await
 }
 
 /// Starts consignment-service on `database_url`, finding the vessel- and
-/// user-service at these URLs (`http://…` or `dns:///…`).
+/// user-service at these URLs (`http://…` or `dns:///…`), refetching
+/// user-service's keys as `keys` says.
 pub async fn spawn_consignment_service_at(
     database_url: SecretUrl,
     vessel_service_url: String,
     user_service_url: String,
+    keys: shippy_auth::remote::KeyRefresh,
 ) -> (SocketAddr, Shutdown) {
     let app = ConsignmentApp::build(&ConsignmentSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -128,7 +133,7 @@ pub async fn spawn_consignment_service_at(
         recovery_after: Duration::from_secs(1).into(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         discovery: Default::default(),
-        keys: Default::default(),
+        keys,
     })
     .await
     .unwrap();
@@ -182,8 +187,13 @@ impl Cluster {
         tokio::spawn(user_app.run(user_shutdown.clone()));
 
         let vessel_database = store.fresh_database("e2e_vessels").await;
-        let (vessel_addr, vessel_shutdown) =
-            spawn_vessel_service_with(vessel_database.clone(), user_addr, quota).await;
+        let (vessel_addr, vessel_shutdown) = spawn_vessel_service_with(
+            vessel_database.clone(),
+            user_addr,
+            quota,
+            Default::default(),
+        )
+        .await;
         let consignment_database = store.fresh_database("e2e_consignments").await;
         let (consignment_addr, consignment_shutdown) =
             spawn_consignment_service(consignment_database.clone(), vessel_addr, user_addr).await;
