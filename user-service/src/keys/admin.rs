@@ -69,14 +69,15 @@ pub enum Action {
     Add,
     /// Makes a key sign: `--kid` an added one, or a new one.
     Rotate {
-        /// The kid of an added key; unset: a new key.
-        #[arg(long)]
+        /// The kid of an added key; unset: a new key. A kid may begin with
+        /// `-` (it is base64url), so the value is taken as it is.
+        #[arg(long, allow_hyphen_values = true)]
         kid: Option<String>,
     },
     /// Drops a key: its tokens stop verifying.
     Revoke {
-        /// The kid to drop.
-        #[arg(long)]
+        /// The kid to drop (may begin with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -279,4 +280,30 @@ fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
         let _ = std::fs::File::open(dir).and_then(|dir| dir.sync_all());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Action, KeysCommand};
+
+    #[test]
+    fn a_kid_beginning_with_a_hyphen_is_a_value_not_an_option() {
+        // A thumbprint is base64url: one kid in 32 begins with `-`.
+        let kid = "-Axn6-XTz23Ph8PGHhUg3SyGWa_liBlv98Ghv5ZFdGI";
+        for (words, expected) in [
+            (["keys", "rotate", "--kid", kid], "rotate"),
+            (["keys", "revoke", "--kid", kid], "revoke"),
+        ] {
+            let command = KeysCommand::try_parse_from(words)
+                .unwrap_or_else(|error| panic!("{expected} --kid {kid}: {error}"));
+            let parsed = match command.action {
+                Action::Rotate { kid } => kid,
+                Action::Revoke { kid } => Some(kid),
+                other => panic!("{expected} parsed as {other:?}"),
+            };
+            assert_eq!(parsed.as_deref(), Some(kid), "{expected}");
+        }
+    }
 }
