@@ -80,6 +80,7 @@ struct KeyFollower {
     source: KeySource,
     signer: Arc<TokenSigner>,
     failures: prometheus_client::metrics::counter::Counter,
+    hangups: keys::Hangups,
 }
 
 impl Application {
@@ -87,6 +88,8 @@ impl Application {
     /// NATS without waiting for either: health answers `NOT_SERVING` until
     /// the database is migrated; events wait in the outbox until NATS answers.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        // Before anything that can wait: a SIGHUP from now on rereads the keys.
+        let hangups = keys::Hangups::listen();
         let base = ServiceBase::bind(
             "user-service",
             settings.listen_addr,
@@ -117,6 +120,7 @@ impl Application {
             source,
             signer: signer.clone(),
             failures: keys::failures_counter(&metrics),
+            hangups,
         };
         let hasher = PasswordHasher::new(settings.bcrypt_cost).await?;
         let admins = Admins::parse(&settings.admin_emails).map_err(StartError::Admins)?;
@@ -197,6 +201,7 @@ impl Application {
             self.keys.source,
             self.keys.signer,
             self.keys.failures,
+            self.keys.hangups,
             shutdown.clone(),
         ));
         self.base

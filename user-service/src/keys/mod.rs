@@ -16,7 +16,7 @@ use std::{path::PathBuf, time::Duration};
 
 use shippy_service::{discovery::DiscoveryArgs, metrics::Metrics};
 
-pub use watch::follow;
+pub use watch::{Hangups, follow};
 
 use crate::tokens::{KeyError, Ring, TokenSigner};
 

@@ -71,6 +71,7 @@ pub async fn follow(
     source: KeySource,
     signer: Arc<TokenSigner>,
     failures: Counter,
+    mut hangups: Hangups,
     shutdown: Shutdown,
 ) {
     let mut follower = Follower {
@@ -78,7 +79,6 @@ pub async fn follow(
         failures,
         seen: Seen::Nothing,
     };
-    let mut hangups = Hangups::new();
     match source {
         KeySource::Generated => {}
         KeySource::File(path) => follow_file(&path, &mut follower, &mut hangups, &shutdown).await,
@@ -149,10 +149,16 @@ async fn follow_kv(
 }
 
 /// `SIGHUP`s to this process (none if the handler cannot be installed).
-struct Hangups(Option<tokio::signal::unix::Signal>);
+/// `SIGHUP`s, listened for from the moment this is made: made first thing
+/// at start-up, so a `SIGHUP` while the service still waits for Consul or
+/// its database is taken (and acted on once the keys are followed) instead
+/// of ending the process, which is the signal's default.
+#[derive(Debug)]
+pub struct Hangups(Option<tokio::signal::unix::Signal>);
 
 impl Hangups {
-    fn new() -> Self {
+    /// Starts listening.
+    pub fn listen() -> Self {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(signal) => Self(Some(signal)),
             Err(error) => {

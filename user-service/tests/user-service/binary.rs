@@ -316,3 +316,36 @@ async fn a_consul_key_without_an_agent_or_missing_from_it_stops_the_start_with_w
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_sighup_while_the_start_waits_for_consul_does_not_end_the_process() {
+    // Consul cannot be reached: the start retries reading the keys for
+    // several seconds, long enough for an operator's SIGHUP to land.
+    let consul = shippy_testkit::ClosedPort::new();
+    let mut child = std::process::Command::new(BINARY)
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/users")
+        .env("JWT_SIGNING_KEYS_CONSUL_KEY", "shippy/jwt/signing-keys")
+        .env("CONSUL_HTTP_ADDR", consul.address.to_string())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(child.try_wait().unwrap().is_none(), "still starting");
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        exited.is_none(),
+        "SIGHUP during the start ended the process: {exited:?}"
+    );
+}
