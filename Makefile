@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-.PHONY: help build test lint fmt demo dev bench up down compose-test infra-up infra-down
+.PHONY: help build test lint fmt demo dev bench chaos up down compose-test infra-up infra-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -28,6 +28,9 @@ dev: ## natively: the whole cluster on loopback until Ctrl-C
 
 bench: ## natively, release builds: h2load against a bare echo, our services and a Go peer, in rounds; CPU per request; bench/results.{json,svg}
 	scripts/cluster.sh bench
+
+chaos: ## natively, own infra: mixed load and seeded random faults (CHAOS_DURATION=5m, CHAOS_SEED, STORE=postgres|mongodb), then a checker; report in target/chaos/
+	shippy-chaos/chaos.sh
 
 up: ## docker compose: build and start the cluster in the background
 	docker compose up --build -d
