@@ -141,7 +141,8 @@ impl Application {
             timeout: settings.http.body_read_timeout.into(),
             metrics: connections.clone(),
         };
-        let jwks = crate::jwks::routes(peers.users.clone(), settings.keys.interval.into());
+        let jwks =
+            crate::jwks::routes(peers.upstreams.users.clone(), settings.keys.interval.into());
         let limiter = Limiter::new(&settings.rate_limits, peers.forwarding.clone(), &metrics);
         let router = router(
             peers,

@@ -480,6 +480,68 @@ async fn the_jwks_lists_every_key_as_an_okp_jwk_cacheable_no_longer_than_the_ref
 }
 
 #[tokio::test]
+async fn the_jwks_serves_the_last_set_while_user_service_hangs() {
+    let dir = std::env::temp_dir().join(format!(
+        "shippy-jwks-hung-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwt.pem");
+    std::fs::write(&file, tokens::generate_pem(2).unwrap()).unwrap();
+    let keyed = Keyed::start(Source::File(file)).await;
+    let kids = |answer: &crate::Answer| -> Vec<String> {
+        answer.json["keys"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|key| key["kid"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let first = keyed.gateway.get("/.well-known/jwks.json", None).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(kids(&first).len(), 2, "{}", first.text);
+
+    // Hung, not refusing: a call to it only ends at the gateway's timeout.
+    let pid = keyed.user.pid().expect("running").to_string();
+    let hang = |signal: &'static str| {
+        let pid = pid.clone();
+        move || {
+            let status = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {signal} {pid}");
+        }
+    };
+    hang("-STOP")();
+    tokio::time::sleep(jwks_fresh_for() + Duration::from_millis(200)).await;
+    let path = "/.well-known/jwks.json";
+    let (a, b, c) = tokio::join!(
+        keyed.gateway.get(path, None),
+        keyed.gateway.get(path, None),
+        keyed.gateway.get(path, None)
+    );
+    // Its circuit is open by now: asked again, no wait for it.
+    let d = keyed.gateway.get(path, None).await;
+    let answers = [a, b, c, d];
+    hang("-CONT")();
+    for answer in &answers {
+        assert_eq!(
+            (answer.status, kids(answer)),
+            (200, kids(&first)),
+            "while user-service hangs, the last set it gave: {}",
+            answer.text
+        );
+    }
+}
+
+fn jwks_fresh_for() -> Duration {
+    api_gateway::jwks::FRESH_FOR
+}
+
+#[tokio::test]
 async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
     let dir = std::env::temp_dir().join(format!("shippy-down-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
