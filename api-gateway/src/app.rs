@@ -144,13 +144,9 @@ impl Application {
         let jwks =
             crate::jwks::routes(peers.upstreams.users.clone(), settings.keys.interval.into());
         let limiter = Limiter::new(&settings.rate_limits, peers.forwarding.clone(), &metrics);
-        let router = router(
-            peers,
-            HttpMetrics::register(&metrics),
-            body_deadline,
-            jwks,
-            limiter,
-        );
+        let http_metrics = HttpMetrics::register(&metrics);
+        let ops = crate::ops::routes(&peers, &http_metrics, &settings.keys);
+        let router = router(peers, http_metrics, body_deadline, jwks, limiter, ops);
         Ok(Self {
             listener,
             metrics_listener,
@@ -218,6 +214,7 @@ pub fn router(
     body_deadline: BodyDeadline,
     jwks: Router,
     limiter: Limiter,
+    ops: Router<Peers>,
 ) -> Router {
     // Signed-in callers only: 401 before any body is read.
     let protected = Router::new()
@@ -233,6 +230,7 @@ pub fn router(
         .route("/users", post(api::create_user))
         .route("/login", post(api::login))
         .merge(protected)
+        .merge(ops)
         .fallback(not_found)
         .with_state(peers.clone());
     Router::new()
@@ -291,12 +289,14 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn serving(channel: Channel) -> Result<(), String> {
+/// Whether the service behind `channel` answers its health check
+/// `SERVING` within `timeout`; what it answered otherwise.
+pub(crate) async fn serving(channel: Channel, timeout: Duration) -> Result<(), String> {
     let mut client = HealthClient::new(channel);
     let asked = client.check(HealthCheckRequest {
         service: String::new(),
     });
-    match tokio::time::timeout(READY_TIMEOUT, asked).await {
+    match tokio::time::timeout(timeout, asked).await {
         Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
         Ok(Ok(response)) => Err(format!("{:?}", response.get_ref().status())),
         Ok(Err(status)) => Err(format!("{:?}", status.code())),
@@ -316,9 +316,9 @@ async fn readyz(State(peers): State<Peers>) -> Response {
         breakers.insert(upstream.name().into(), json!(upstream.circuit().as_str()));
     }
     let (users, consignments, vessels) = tokio::join!(
-        serving(peers.users),
-        serving(peers.consignments),
-        serving(peers.vessels)
+        serving(peers.users, READY_TIMEOUT),
+        serving(peers.consignments, READY_TIMEOUT),
+        serving(peers.vessels, READY_TIMEOUT)
     );
     let mut services = serde_json::Map::new();
     let mut ready = true;

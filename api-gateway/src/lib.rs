@@ -7,6 +7,8 @@
 //! - [`openapi`]: the OpenAPI 3 document, from the route table.
 //! - [`observe`]: a span per request continuing the caller's W3C trace; RED metrics.
 //! - [`ui`]: the web UI, embedded in the binary.
+//! - [`ops`]: `/api/v1/ops`, the ops dashboard's figures (admins only):
+//!   each upstream's health and circuit, each route's rates and p99.
 //! - [`jwks`]: `/.well-known/jwks.json`, user-service's public keys as a JWK Set.
 //! - [`forwarding`]: who the client is (through trusted proxies only), named
 //!   to the services with their shared secret.
@@ -27,6 +29,7 @@ pub mod jwks;
 pub mod limit;
 pub mod observe;
 pub mod openapi;
+pub mod ops;
 pub mod serve;
 pub mod settings;
 pub mod ui;

@@ -5,13 +5,18 @@ by Selenium through chromium-driver, against a running api-gateway.
     browser.py GATEWAY_URL OUT_DIR [ADMIN_EMAIL]
 
 Prints one "ok - ..." / "not ok - ..." line per check and saves a screenshot
-of each page under OUT_DIR; exits non-zero if any check failed.
+of each page under OUT_DIR; exits non-zero if any check failed. With
+CONSIGNMENT_PID set (consignment-service's process), the admin's ops
+dashboard is watched while that process is stopped (SIGSTOP) and resumed.
 """
 import os
+import signal
 import sys
 import tempfile
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
@@ -23,6 +28,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 URL, OUT = sys.argv[1].rstrip("/"), sys.argv[2]
 ADMIN = sys.argv[3] if len(sys.argv) > 3 else None
+CONSIGNMENT_PID = int(os.environ["CONSIGNMENT_PID"]) if os.environ.get("CONSIGNMENT_PID") else None
+UPSTREAMS = ("user-service", "consignment-service", "vessel-service")
 PASSWORD = "correct horse battery"
 failed = False
 
@@ -133,6 +140,12 @@ def run(driver):
     rows_now = driver.find_elements(By.CSS_SELECTOR, "#consignments tbody tr")
     check(len(rows_now) == 1, "nothing was shipped by the bad input", len(rows_now))
     check(not find(By.ID, "fleet").is_displayed(), "a user does not see the admin's fleet section")
+    check(not find(By.ID, "ops-link").is_displayed(), "a user has no link to the ops dashboard")
+    driver.execute_script("location.hash = '#ops'")
+    time.sleep(0.5)
+    check(not find(By.ID, "ops").is_displayed() and find(By.ID, "signed-in").is_displayed(),
+          "a user who types #ops still sees the shipping page")
+    driver.execute_script("location.hash = ''")
 
     # Cancel it: gone from the list, its room free again.
     find(By.CSS_SELECTOR, "#consignments tbody tr button.cancel").click()
@@ -169,6 +182,109 @@ def run(driver):
         check("4 containers, 4000 kg" in fleet and "200 containers, 100000 kg" in fleet,
               "the fleet shows each vessel's room left (the cancelled room is back)", fleet)
         shot("07-admin-fleet.png")
+        ops_dashboard(driver, wait, shot)
+
+
+def get_status(path, token):
+    """GET path with token: the HTTP status."""
+    request = urllib.request.Request(URL + path, headers={"authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def upstream_states(driver):
+    """{name: (health, circuit)} as the dashboard shows them (read in one
+    script: the page replaces its rows at every refresh)."""
+    states = driver.execute_script("""
+        const states = {};
+        for (const row of document.querySelectorAll("#ops-upstreams tbody tr")) {
+          states[row.dataset.upstream] = [row.querySelector("td.health").dataset.state,
+                                          row.querySelector("td.circuit").dataset.state];
+        }
+        return states;""")
+    return {name: tuple(state) for name, state in states.items()}
+
+
+def route_row(driver, route):
+    """(text, class) of the dashboard's row for `route`, e.g. "GET /api/v1/vessels"; None without one."""
+    row = driver.execute_script("""
+        const row = [...document.querySelectorAll("#ops-routes tbody tr")]
+          .find((r) => r.dataset.route === arguments[0]);
+        return row ? [row.innerText, row.className] : null;""", route)
+    return tuple(row) if row else None
+
+
+def wait_for_states(driver, wanted, seconds):
+    """Waits until every upstream in `wanted` shows its (health, circuit); whether it did."""
+    try:
+        WebDriverWait(driver, seconds, poll_frequency=0.2).until(
+            lambda d: all(upstream_states(d).get(name) == state for name, state in wanted.items()))
+        return True
+    except TimeoutException:
+        return False
+
+
+def ops_dashboard(driver, wait, shot):
+    """The admin's ops dashboard: all healthy; consignment-service stopped,
+    its circuit shown open without a reload; resumed, shown closed again."""
+    find = driver.find_element
+    find(By.ID, "ops-link").click()
+    wait.until(when.visibility_of_element_located((By.ID, "ops")))
+    check(not find(By.ID, "signed-in").is_displayed(), "the ops dashboard is a page of its own")
+    check(driver.switch_to.active_element == find(By.ID, "ops-title"), "opening it moves the focus to its heading")
+    healthy = {name: ("healthy", "closed") for name in UPSTREAMS}
+    check(wait_for_states(driver, healthy, 15), "the dashboard shows all three upstreams healthy, circuits closed",
+          upstream_states(driver))
+    try:
+        row = wait.until(lambda d: route_row(d, "GET /api/v1/vessels"))[0]
+    except TimeoutException:
+        row = ""
+    check("req/s" in row and " %" in row and " ms" in row,
+          "each route shows its rate, error shares and p99 with units", row)
+    check("All upstream services healthy" in find(By.ID, "ops-summary").text, "the summary says all is well",
+          find(By.ID, "ops-summary").text)
+    if CONSIGNMENT_PID is None:
+        return
+    # A mark that a reload would wipe: the page must update itself.
+    driver.execute_script("window.shippyNoReload = true")
+    token = driver.execute_script("return sessionStorage.getItem('shippy.token')")
+    os.kill(CONSIGNMENT_PID, signal.SIGSTOP)
+    try:
+        # Two calls wait out the 2 s deadline (504), then the circuit is open (503 at once).
+        statuses = [get_status("/api/v1/consignments", token) for _ in range(3)]
+        check(statuses == [504, 504, 503], "stopped consignment-service: 504 twice, then 503 (circuit open)",
+              statuses)
+        opened = wait_for_states(driver, {"consignment-service": ("unhealthy", "open")}, 15)
+        check(opened, "the dashboard shows consignment-service unhealthy with its circuit open",
+              upstream_states(driver))
+        others = {name: ("healthy", "closed") for name in ("user-service", "vessel-service")}
+        check(wait_for_states(driver, others, 5), "and the other upstreams still healthy and closed",
+              upstream_states(driver))
+        summary = find(By.ID, "ops-summary").text
+        check("consignment-service" in summary and "open" in summary, "the summary names the open circuit", summary)
+        check(driver.execute_script("return window.shippyNoReload === true"), "without a reload")
+        failing = route_row(driver, "GET /api/v1/consignments") or ("", "")
+        check(failing[1] == "failing", "the failing route (5xx answers) is marked", failing)
+        driver.set_window_size(1200, 1300)  # the whole dashboard (docs/ops-dashboard.png)
+        shot("08-ops-breaker-open.png")
+    finally:
+        os.kill(CONSIGNMENT_PID, signal.SIGCONT)
+    # After the cool-down (6 s) one call probes and closes the circuit.
+    deadline = time.monotonic() + 45
+    status = None
+    while time.monotonic() < deadline:
+        status = get_status("/api/v1/consignments", token)
+        if status == 200:
+            break
+        time.sleep(0.5)
+    check(status == 200, "resumed consignment-service answers again", status)
+    check(wait_for_states(driver, healthy, 15), "the dashboard shows its circuit closed again, healthy",
+          upstream_states(driver))
+    check(driver.execute_script("return window.shippyNoReload === true"), "still without a reload")
+    shot("09-ops-recovered.png")
 
 
 if __name__ == "__main__":

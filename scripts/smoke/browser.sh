@@ -4,7 +4,9 @@
 # databases), then headless Chromium (Debian's chromium + chromium-driver)
 # driven by Python Selenium (scripts/smoke/browser.py): sign up, log in,
 # ship a consignment with two containers, see it listed with its vessel, see
-# a bad input's error, log out, and an admin's fleet. Prints one "ok - …" /
+# a bad input's error, log out, an admin's fleet, and the admin's ops
+# dashboard showing consignment-service's circuit open while it is stopped
+# (SIGSTOP) and closed again after SIGCONT. Prints one "ok - …" /
 # "not ok - …" line per check; screenshots in $BROWSER_OUT (default:
 # target/browser).
 #
@@ -43,7 +45,8 @@ start() { # NAME PORT ENV...
 }
 stop() {
     local pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    # A process left stopped (SIGSTOP) takes SIGTERM only once continued.
+    for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
     rm -rf "$run"
 }
@@ -58,8 +61,13 @@ start vessel-service "$vessel_port" DATABASE_URL="$base/browser_vessels_$$" USER
 start consignment-service "$consignment_port" DATABASE_URL="$base/browser_consignments_$$" \
     USER_SERVICE_URL="http://127.0.0.1:$user_port" VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" \
     SERVICE_TOKEN="$service_token"
+consignment_pid=${pids[-1]}
+# A short deadline for consignment-service, so the dashboard check sees its
+# circuit open within seconds of stopping it; a cool-down long enough that
+# the page (refreshing every 2 s) sees it open before it half-opens.
 start api-gateway "$gateway_port" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
-    VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" CONSIGNMENT_SERVICE_URL="http://127.0.0.1:$consignment_port"
+    VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" CONSIGNMENT_SERVICE_URL="http://127.0.0.1:$consignment_port" \
+    CONSIGNMENT_SERVICE_TIMEOUT=2s BREAKER_FAILURES=2 BREAKER_COOL_DOWN=6s
 
 url=http://127.0.0.1:$gateway_port
 for _ in $(seq 300); do
@@ -72,7 +80,7 @@ if ! curl -fs "$url/readyz" >/dev/null; then
     exit 1
 fi
 echo "ok - browser: api-gateway is ready at $url (services from their binaries)"
-python3 scripts/smoke/browser.py "$url" "$out" "$admin"
+CONSIGNMENT_PID=$consignment_pid python3 scripts/smoke/browser.py "$url" "$out" "$admin"
 status=$?
 echo "browser: screenshots in $out" >&2
 exit $status

@@ -16,7 +16,15 @@ const state = {
   // create may have gone through unanswered, so shipping it again cannot
   // book it twice; a new consignment (or an answered one) gets a new key.
   shipping: null,
+  // The ops dashboard's refresh loop: whether it runs, its number (a new
+  // loop ends the old one) and its pending timer.
+  opsRunning: false,
+  opsLoop: 0,
+  opsTimer: null,
 };
+
+// How often the ops dashboard asks for new figures.
+const OPS_REFRESH_MS = 2000;
 
 // What to tell a person for each status the API can answer.
 const ADVICE = {
@@ -198,23 +206,26 @@ async function enter() {
   $("#whoami").textContent = `${user.name} <${user.email}>`;
   show($("#session"), true);
   show($("#signed-out"), false);
-  show($("#signed-in"), true);
   show($("#fleet"), isAdmin());
+  show($("#ops-link"), isAdmin());
+  showView(false);
   state.pageTokens = [""];
   state.vesselNames.clear();
   state.nextVessels = "";
   $("#vessels tbody").replaceChildren();
   await loadVessels();
   await loadConsignments("");
-  $("#ship-form input[name=description]").focus();
+  if (!opsWanted()) $("#ship-form input[name=description]").focus();
 }
 
 function signOut(announce = true) {
   state.shipping = null;
   state.token = null;
   sessionStorage.removeItem(TOKEN);
+  stopOps();
   show($("#session"), false);
   show($("#signed-in"), false);
+  show($("#ops"), false);
   show($("#signed-out"), true);
   $("#consignments tbody").replaceChildren();
   if (announce) say("You are logged out.");
@@ -304,6 +315,146 @@ function addContainer(focus = true) {
   if (focus) row.querySelector("input").focus();
 }
 
+// ---- the ops dashboard (admins) ---------------------------------------------
+
+function opsWanted() {
+  return location.hash === "#ops" && Boolean(state.token) && isAdmin();
+}
+
+// Shows the shipping page or the ops dashboard, as the address says (#ops);
+// `focus` moves the focus to the page's heading (after a link was followed).
+function showView(focus) {
+  if (!state.token) return;
+  const ops = opsWanted();
+  show($("#signed-in"), !ops);
+  show($("#ops"), ops);
+  for (const [link, current] of [[$("#shipping-link"), !ops], [$("#ops-link"), ops]]) {
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  if (ops) {
+    startOps();
+    if (focus) $("#ops-title").focus();
+  } else {
+    stopOps();
+    if (focus) $("#ship-form input[name=description]").focus();
+  }
+}
+
+function startOps() {
+  if (state.opsRunning) return;
+  state.opsRunning = true;
+  state.opsLoop += 1;
+  refreshOps(state.opsLoop);
+}
+
+function stopOps() {
+  clearTimeout(state.opsTimer);
+  state.opsTimer = null;
+  state.opsRunning = false;
+  state.opsLoop += 1; // an answer still on its way is dropped
+}
+
+// One refresh, then the next one OPS_REFRESH_MS after it is answered (so a
+// slow answer never piles requests up), for as long as loop `loop` runs.
+async function refreshOps(loop) {
+  state.opsTimer = null;
+  try {
+    const report = await api("GET", "/ops");
+    if (loop !== state.opsLoop) return;
+    renderOps(report);
+  } catch (error) {
+    if (loop !== state.opsLoop) return;
+    if (error instanceof ApiError && error.status === 401) {
+      fail(error);
+      return;
+    }
+    const advice = (error instanceof ApiError && ADVICE[error.status]) || "Error";
+    $("#ops-updated").textContent =
+      `Not refreshed at ${new Date().toLocaleTimeString()}: ${advice}: ${error.message}; retrying every ${OPS_REFRESH_MS / 1000} s`;
+  }
+  if (loop === state.opsLoop) {
+    state.opsTimer = setTimeout(() => refreshOps(loop), OPS_REFRESH_MS);
+  }
+}
+
+function badge(text, tone) {
+  const span = document.createElement("span");
+  span.className = `state state-${tone}`;
+  span.textContent = text;
+  return span;
+}
+
+const CIRCUIT_TONE = { closed: "ok", "half-open": "warn", open: "bad" };
+
+function percent(ratio) {
+  return `${(ratio * 100).toFixed(ratio > 0 && ratio < 0.1 ? 1 : 0)} %`;
+}
+
+function milliseconds(ms) {
+  if (ms === null || ms === undefined) return "–";
+  if (ms >= 1000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`;
+}
+
+function numberCell(row, text) {
+  const td = document.createElement("td");
+  td.className = "number";
+  td.textContent = text;
+  row.append(td);
+}
+
+function renderOps(report) {
+  const upstreams = report.upstreams.map((u) => {
+    const row = document.createElement("tr");
+    row.dataset.upstream = u.name;
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.textContent = u.name;
+    const health = document.createElement("td");
+    health.className = "health";
+    health.dataset.state = u.healthy ? "healthy" : "unhealthy";
+    health.append(badge(u.healthy ? "✓ healthy" : "✗ unhealthy", u.healthy ? "ok" : "bad"));
+    if (!u.healthy) health.append(` (${u.health})`);
+    const circuit = document.createElement("td");
+    circuit.className = "circuit";
+    circuit.dataset.state = u.circuit;
+    circuit.append(badge(u.circuit, CIRCUIT_TONE[u.circuit] || "warn"));
+    row.append(name, health, circuit);
+    return row;
+  });
+  $("#ops-upstreams tbody").replaceChildren(...upstreams);
+
+  const routes = report.routes.map((r) => {
+    const row = document.createElement("tr");
+    row.dataset.route = `${r.method} ${r.route}`;
+    if (r.server_error_ratio > 0) row.className = "failing";
+    cell(row, r.method);
+    cell(row, r.route);
+    numberCell(row, String(r.requests));
+    numberCell(row, `${r.requests_per_second.toFixed(2)} req/s`);
+    numberCell(row, percent(r.error_ratio));
+    numberCell(row, percent(r.server_error_ratio));
+    numberCell(row, milliseconds(r.p99_ms));
+    return row;
+  });
+  $("#ops-routes tbody").replaceChildren(...routes);
+  $("#ops-routes-caption").textContent = `Routes (the last ${report.window_seconds} s)`;
+
+  const troubled = report.upstreams.filter((u) => !u.healthy || u.circuit !== "closed");
+  const summary = troubled.length === 0
+    ? "All upstream services healthy, every circuit closed."
+    : "Attention: " + troubled
+      .map((u) => `${u.name} ${u.healthy ? "healthy" : "unhealthy"}, circuit ${u.circuit}`)
+      .join("; ") + ".";
+  const line = $("#ops-summary");
+  // Rewritten only when it changes, so screen readers announce changes only.
+  if (line.textContent !== summary) line.textContent = summary;
+  line.classList.toggle("attention", troubled.length > 0);
+  $("#ops-updated").textContent =
+    `Updated ${new Date().toLocaleTimeString()}; refreshes every ${OPS_REFRESH_MS / 1000} s.`;
+}
+
 // ---- wiring -------------------------------------------------------------------
 
 $("#login-form").addEventListener("submit", (event) => {
@@ -322,6 +473,12 @@ $("#signup-form").addEventListener("submit", (event) => {
 });
 
 $("#logout").addEventListener("click", () => signOut());
+
+window.addEventListener("hashchange", () => {
+  say("");
+  show($("#message"), false);
+  showView(true);
+});
 
 $("#add-container").addEventListener("click", () => addContainer());
 

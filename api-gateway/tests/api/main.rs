@@ -16,6 +16,7 @@ mod forwarding;
 mod idempotency;
 mod keys;
 mod limits;
+mod ops;
 mod routes;
 mod service;
 mod traces;

@@ -1,0 +1,227 @@
+//! The ops dashboard's figures, `GET /api/v1/ops`: admins only; each
+//! route's requests and errors counted as they are answered; a stopped
+//! upstream (SIGSTOP: its port takes connections, nothing answers) shown
+//! unhealthy with its circuit open, and closed again once it resumes.
+
+use std::time::{Duration, Instant};
+
+use api_gateway::ops::{CircuitState, OpsReport, UpstreamReport};
+use shippy_testkit::ServiceProcess;
+
+use crate::{ADMIN, Gateway, Services};
+
+async fn report(gateway: &Gateway, token: &str) -> OpsReport {
+    let answer = gateway.get("/api/v1/ops", Some(token)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    serde_json::from_value(answer.json).expect("an ops report")
+}
+
+fn upstream<'a>(report: &'a OpsReport, name: &str) -> &'a UpstreamReport {
+    report
+        .upstreams
+        .iter()
+        .find(|upstream| upstream.name == name)
+        .unwrap_or_else(|| panic!("{name} missing: {report:?}"))
+}
+
+#[tokio::test]
+async fn the_ops_report_is_for_admins_only() {
+    let gateway = Gateway::start().await;
+    let (_, user) = gateway.user("ops-user@example.com").await;
+    let (_, admin) = gateway.user(ADMIN).await;
+
+    let anonymous = gateway.get("/api/v1/ops", None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "UNAUTHENTICATED"),
+        "{}",
+        anonymous.text
+    );
+    let forged = gateway.get("/api/v1/ops", Some("aaa.bbb.ccc")).await;
+    assert_eq!(forged.status, 401, "{}", forged.text);
+    let forbidden = gateway.get("/api/v1/ops", Some(&user)).await;
+    assert_eq!(
+        (forbidden.status, forbidden.code()),
+        (403, "PERMISSION_DENIED"),
+        "{}",
+        forbidden.text
+    );
+    assert!(forbidden.message().contains("admins"), "{}", forbidden.text);
+
+    let report = report(&gateway, &admin).await;
+    let names: Vec<_> = report.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["user-service", "consignment-service", "vessel-service"]
+    );
+    for upstream in &report.upstreams {
+        assert!(upstream.healthy, "{upstream:?}");
+        assert_eq!(upstream.health, "SERVING");
+        assert_eq!(upstream.circuit, CircuitState::Closed);
+    }
+    assert_eq!(report.window_seconds, 10);
+}
+
+#[tokio::test]
+async fn the_ops_report_counts_each_routes_requests_and_errors() {
+    let gateway = Gateway::start().await;
+    let (_, admin) = gateway.user(ADMIN).await;
+    for _ in 0..5 {
+        let listed = gateway.get("/api/v1/vessels", Some(&admin)).await;
+        assert_eq!(listed.status, 200, "{}", listed.text);
+    }
+    for _ in 0..3 {
+        assert_eq!(gateway.get("/api/v1/me", None).await.status, 401);
+    }
+    // Raw paths become their route: never a series per URL.
+    for id in ["raw-id-1", "raw-id-2"] {
+        let path = format!("/api/v1/consignments/{id}");
+        let cancelled = gateway.send("DELETE", &path, Some(&admin), &[], None).await;
+        assert_eq!(cancelled.status, 404, "{}", cancelled.text);
+    }
+    assert_eq!(gateway.get("/api/v1/raw-nothing", None).await.status, 404);
+
+    let first = report(&gateway, &admin).await;
+    let route = |method: &str, route: &str| {
+        first
+            .routes
+            .iter()
+            .find(|figures| figures.method == method && figures.route == route)
+            .unwrap_or_else(|| panic!("{method} {route} missing: {:?}", first.routes))
+            .clone()
+    };
+    let vessels = route("GET", "/api/v1/vessels");
+    assert_eq!(vessels.requests, 5, "{vessels:?}");
+    assert_eq!(vessels.error_ratio, 0.0, "{vessels:?}");
+    assert!(vessels.requests_per_second > 0.0, "{vessels:?}");
+    assert!(vessels.p99_ms.is_some_and(|ms| ms > 0.0), "{vessels:?}");
+    let me = route("GET", "/api/v1/me");
+    assert_eq!(me.requests, 3, "{me:?}");
+    assert_eq!(me.error_ratio, 1.0, "{me:?}");
+    assert_eq!(me.server_error_ratio, 0.0, "{me:?}");
+    let cancel = route("DELETE", "/api/v1/consignments/{id}");
+    assert_eq!(
+        (cancel.requests, cancel.error_ratio),
+        (2, 1.0),
+        "{cancel:?}"
+    );
+    assert!(
+        first
+            .routes
+            .iter()
+            .all(|figures| !figures.route.contains("raw")),
+        "{:?}",
+        first.routes
+    );
+
+    // More traffic moves the figures: five more, all failing.
+    for _ in 0..5 {
+        assert_eq!(gateway.get("/api/v1/vessels", None).await.status, 401);
+    }
+    let after = report(&gateway, &admin).await;
+    let vessels = after
+        .routes
+        .iter()
+        .find(|figures| figures.method == "GET" && figures.route == "/api/v1/vessels")
+        .unwrap();
+    assert_eq!(vessels.requests, 10, "{vessels:?}");
+    assert_eq!(vessels.error_ratio, 0.5, "{vessels:?}");
+}
+
+fn signal(process: &ServiceProcess, name: &str) {
+    let pid = process.pid().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([name, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {name} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_upstream_is_shown_unhealthy_with_its_circuit_open_then_closed() {
+    const DEADLINE: Duration = Duration::from_secs(1);
+    const COOL_DOWN: Duration = Duration::from_secs(10);
+    let services = Services::start().await;
+    let consignments = ServiceProcess::start(
+        "consignment-service",
+        &[
+            (
+                "DATABASE_URL",
+                shippy_testkit::fresh_postgres_database("gw_ops")
+                    .await
+                    .expose()
+                    .to_owned(),
+            ),
+            (
+                "VESSEL_SERVICE_URL",
+                format!("http://{}", services.vessel_addr),
+            ),
+            ("USER_SERVICE_URL", format!("http://{}", services.user_addr)),
+        ],
+    )
+    .await;
+    let mut settings = services.settings();
+    settings.consignment_service_url = consignments.url();
+    settings.breakers.consignment_service_timeout = DEADLINE.into();
+    settings.breakers.failures = 2;
+    settings.breakers.cool_down = COOL_DOWN.into();
+    let gateway = Gateway::start_with(services, settings).await;
+    let (_, admin) = gateway.user(ADMIN).await;
+    let listed = gateway.get("/api/v1/consignments", Some(&admin)).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let before = report(&gateway, &admin).await;
+    assert_eq!(
+        upstream(&before, "consignment-service").circuit,
+        CircuitState::Closed
+    );
+
+    signal(&consignments, "-STOP");
+    for _ in 0..2 {
+        let answer = gateway.get("/api/v1/consignments", Some(&admin)).await;
+        assert_eq!(answer.status, 504, "{}", answer.text);
+    }
+    let refused = gateway.get("/api/v1/consignments", Some(&admin)).await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    let stopped = report(&gateway, &admin).await;
+    let shown = upstream(&stopped, "consignment-service");
+    assert_eq!(shown.circuit, CircuitState::Open, "{stopped:?}");
+    assert!(!shown.healthy && shown.health != "SERVING", "{stopped:?}");
+    for name in ["user-service", "vessel-service"] {
+        let other = upstream(&stopped, name);
+        assert!(other.healthy, "{stopped:?}");
+        assert_eq!(other.circuit, CircuitState::Closed, "{stopped:?}");
+    }
+    let failing = stopped
+        .routes
+        .iter()
+        .find(|figures| figures.method == "GET" && figures.route == "/api/v1/consignments")
+        .unwrap();
+    // 1 answered, 2 timed out (504), 1 refused (503).
+    assert_eq!(failing.requests, 4, "{failing:?}");
+    assert_eq!(failing.server_error_ratio, 0.75, "{failing:?}");
+    assert!(
+        failing.p99_ms.is_some_and(|ms| ms >= 500.0),
+        "the timed-out calls are the p99: {failing:?}"
+    );
+
+    signal(&consignments, "-CONT");
+    let resumed = Instant::now();
+    loop {
+        let answer = gateway.get("/api/v1/consignments", Some(&admin)).await;
+        if answer.status == 200 {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < COOL_DOWN * 4,
+            "still {} after SIGCONT: {}",
+            answer.status,
+            answer.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let closed = report(&gateway, &admin).await;
+    let shown = upstream(&closed, "consignment-service");
+    assert_eq!(shown.circuit, CircuitState::Closed, "{closed:?}");
+    assert!(shown.healthy, "{closed:?}");
+    consignments.stop().await;
+}
