@@ -41,6 +41,11 @@ echo
 echo "browser: the web UI in headless Chromium (Selenium), screenshots in ${CARGO_TARGET_DIR:-target}/browser"
 BROWSER_OUT=${CARGO_TARGET_DIR:-target}/browser scripts/smoke/browser.sh 2>&1 | tee -a "$log.smoke" || status=1
 
+# The gateway's OpenAPI document against the gateway (Schemathesis, PyPI).
+echo
+echo "openapi: Schemathesis fuzzes api-gateway against /api/openapi.json, report in ${CARGO_TARGET_DIR:-target}/openapi"
+OPENAPI_OUT=${CARGO_TARGET_DIR:-target}/openapi scripts/smoke/openapi.sh 2>&1 | tee -a "$log.smoke" || status=1
+
 # No Docker engine here: check the compose file against the binaries instead.
 echo
 echo "compose: docker-compose.yml against the binaries' --help"

@@ -1,6 +1,7 @@
 //! The `/api/v1` handlers: JSON in, a gRPC call with the caller's token
 //! passed on, JSON out. The services decide who may do what; the gateway
-//! only translates.
+//! only translates. Each handler's `#[utoipa::path]` documents it, and
+//! [`routes`] routes and documents it in one go.
 
 use std::sync::Arc;
 
@@ -11,10 +12,9 @@ use axum::{
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderMap, StatusCode, header},
-    middleware::Next,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 use shippy_proto::{
     consignment::v1::{self as consignment, shipping_service_client::ShippingServiceClient},
     user::v1::{self as user, user_service_client::UserServiceClient},
@@ -22,15 +22,35 @@ use shippy_proto::{
 };
 use shippy_service::telemetry::propagation::TraceInterceptor;
 use tonic::{
-    metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
+    Code, metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
 };
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::HttpError,
     forwarding::{Caller, Forwarding},
     json::{self, Page},
+    openapi::{ApiDoc, ErrorBody},
     upstream::Guarded,
 };
+
+/// Every route of the JSON API under `/api/v1`, with its documentation:
+/// each `routes!` both routes a handler and adds its `#[utoipa::path]`.
+pub fn routes() -> OpenApiRouter<Peers> {
+    // Signed-in callers only: 401 before any body is read.
+    let protected = OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(create_consignment, list_consignments))
+        .routes(routes!(cancel_consignment))
+        .routes(routes!(create_vessel, list_vessels))
+        .route_layer(middleware::from_fn(require_bearer));
+    let api = OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(login))
+        .merge(protected);
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api)
+}
 
 /// The channels to the services.
 #[derive(Debug, Clone)]
@@ -153,11 +173,31 @@ pub async fn require_bearer(request: Request, next: Next) -> Response {
     }
 }
 
-fn created(body: serde_json::Value) -> Response {
+fn created<T: serde::Serialize>(body: T) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-/// `POST /api/v1/users`: signs up.
+/// What a service's answer lacked: its message is required, so this is the
+/// service's fault.
+fn missing(what: &str) -> HttpError {
+    HttpError::new(
+        Code::Internal,
+        format!("the service answered without the {what}"),
+    )
+}
+
+/// Sign up.
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "users",
+    request_body = json::NewUser,
+    responses(
+        (status = 201, description = "signed up", body = json::UserResponse),
+        (status = 400, description = "a field is invalid, or the body is not the JSON expected", body = ErrorBody),
+        (status = 409, description = "an account has this email", body = ErrorBody),
+    ),
+)]
 pub async fn create_user(
     State(peers): State<Peers>,
     caller: Caller,
@@ -173,11 +213,27 @@ pub async fn create_user(
     });
     caller.forward(&mut request);
     let response = peers.users().create(request).await?.into_inner();
-    let user = response.user.map(json::User::from);
-    Ok(created(json!({ "user": user })))
+    let user = response
+        .user
+        .map(json::User::from)
+        .ok_or_else(|| missing("user"))?;
+    Ok(created(json::UserResponse { user }))
 }
 
-/// `POST /api/v1/login`: a token for email and password.
+/// Log in: a token for email and password.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "users",
+    request_body = json::Login,
+    responses(
+        (status = 200, description = "a token", body = json::TokenResponse),
+        (status = 400, description = "a field is invalid, or the body is not the JSON expected", body = ErrorBody),
+        (status = 401, description = "email or password is incorrect", body = ErrorBody),
+        (status = 429, description = "too many failed logins for this account or address: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds until a login can succeed"))),
+    ),
+)]
 pub async fn login(
     State(peers): State<Peers>,
     caller: Caller,
@@ -191,10 +247,20 @@ pub async fn login(
     });
     caller.forward(&mut request);
     let token = peers.users().auth(request).await?.into_inner();
-    Ok(Json(json!({ "token": token.token })).into_response())
+    Ok(Json(json::TokenResponse { token: token.token }).into_response())
 }
 
-/// `GET /api/v1/me`: the caller's profile.
+/// The caller's profile.
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the caller's profile", body = json::UserResponse),
+        (status = 404, description = "the token's account no longer exists", body = ErrorBody),
+    ),
+)]
 pub async fn me(State(peers): State<Peers>, caller: Caller) -> Result<Response, HttpError> {
     let token = bearer_token(&caller.headers)?;
     let mut users = peers.users();
@@ -211,11 +277,35 @@ pub async fn me(State(peers): State<Peers>, caller: Caller) -> Result<Response, 
             ..Default::default()
         },
     )?;
-    let profile = users.get(request).await?.into_inner().user;
-    Ok(Json(json!({ "user": profile.map(json::User::from) })).into_response())
+    let user = users
+        .get(request)
+        .await?
+        .into_inner()
+        .user
+        .map(json::User::from)
+        .ok_or_else(|| missing("user"))?;
+    Ok(Json(json::UserResponse { user }).into_response())
 }
 
-/// `POST /api/v1/consignments`: ships a consignment as the caller.
+/// Ship a consignment on the smallest vessel with room left for it.
+#[utoipa::path(
+    post,
+    path = "/consignments",
+    tag = "consignments",
+    security(("bearer" = [])),
+    request_body = json::NewConsignment,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,128}$", max_length = 128, min_length = 1,
+            description = "1 to 128 printable ASCII characters without spaces (a UUID is a good choice): \
+                the same key and body answer the same consignment and book nothing more"),
+    ),
+    responses(
+        (status = 201, description = "shipped", body = json::ConsignmentResponse),
+        (status = 400, description = "a field is invalid (e.g. a container id repeated), or the body is not the JSON expected", body = ErrorBody),
+        (status = 409, description = "this Idempotency-Key was used with another body, or its first request is still being placed", body = ErrorBody),
+        (status = 422, description = "no vessel has room for it, or the account's quota is used up", body = ErrorBody),
+    ),
+)]
 pub async fn create_consignment(
     State(peers): State<Peers>,
     caller: Caller,
@@ -229,9 +319,11 @@ pub async fn create_consignment(
         .create_consignment(request)
         .await?
         .into_inner();
-    Ok(created(
-        json!({ "consignment": response.consignment.map(json::Consignment::from) }),
-    ))
+    let consignment = response
+        .consignment
+        .map(json::Consignment::from)
+        .ok_or_else(|| missing("consignment"))?;
+    Ok(created(json::ConsignmentResponse { consignment }))
 }
 
 /// The HTTP header a create's idempotency key comes in (the IETF draft's
@@ -265,8 +357,21 @@ fn pass_idempotency_key<T>(
     Ok(())
 }
 
-/// `DELETE /api/v1/consignments/{id}`: cancels one of the caller's
-/// consignments; its room goes back to its vessel.
+/// Cancel one of the caller's consignments; its room goes back to its vessel.
+#[utoipa::path(
+    delete,
+    path = "/consignments/{id}",
+    tag = "consignments",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "One of the caller's consignments (admins: anyone's): one line, not blank",
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$")),
+    responses(
+        (status = 200, description = "cancelled", body = json::ConsignmentResponse),
+        (status = 400, description = "the id is blank or not one line", body = ErrorBody),
+        (status = 404, description = "the caller has no consignment with this id", body = ErrorBody),
+        (status = 422, description = "it cannot be cancelled any more (already cancelled, or still being placed)", body = ErrorBody),
+    ),
+)]
 pub async fn cancel_consignment(
     State(peers): State<Peers>,
     caller: Caller,
@@ -279,13 +384,25 @@ pub async fn cancel_consignment(
         .cancel_consignment(request)
         .await?
         .into_inner();
-    Ok(
-        Json(json!({ "consignment": response.consignment.map(json::Consignment::from) }))
-            .into_response(),
-    )
+    let consignment = response
+        .consignment
+        .map(json::Consignment::from)
+        .ok_or_else(|| missing("consignment"))?;
+    Ok(Json(json::ConsignmentResponse { consignment }).into_response())
 }
 
-/// `GET /api/v1/consignments`: the caller's consignments, newest first.
+/// The caller's consignments, newest first.
+#[utoipa::path(
+    get,
+    path = "/consignments",
+    tag = "consignments",
+    security(("bearer" = [])),
+    params(Page),
+    responses(
+        (status = 200, description = "a page of them", body = json::ConsignmentPage),
+        (status = 400, description = "a query parameter is invalid (a page_token not given out, an unknown parameter)", body = ErrorBody),
+    ),
+)]
 pub async fn list_consignments(
     State(peers): State<Peers>,
     caller: Caller,
@@ -309,14 +426,27 @@ pub async fn list_consignments(
         .into_iter()
         .map(json::Consignment::from)
         .collect();
-    Ok(Json(json!({
-        "consignments": consignments,
-        "next_page_token": response.next_page_token,
-    }))
+    Ok(Json(json::ConsignmentPage {
+        consignments,
+        next_page_token: response.next_page_token,
+    })
     .into_response())
 }
 
-/// `POST /api/v1/vessels`: adds a vessel (admins only; vessel-service decides).
+/// Add a vessel to the fleet (admins only; vessel-service decides).
+#[utoipa::path(
+    post,
+    path = "/vessels",
+    tag = "vessels",
+    security(("bearer" = [])),
+    request_body = json::NewVessel,
+    responses(
+        (status = 201, description = "added", body = json::VesselResponse),
+        (status = 400, description = "a field is invalid, or the body is not the JSON expected", body = ErrorBody),
+        (status = 403, description = "the caller is not an admin", body = ErrorBody),
+        (status = 409, description = "a vessel has this id", body = ErrorBody),
+    ),
+)]
 pub async fn create_vessel(
     State(peers): State<Peers>,
     caller: Caller,
@@ -325,16 +455,29 @@ pub async fn create_vessel(
     let Json(new) = body?;
     let request = with_token(&caller, vessel::Vessel::from(new))?;
     let response = peers.vessels().create(request).await?.into_inner();
-    Ok(created(
-        json!({ "vessel": response.vessel.map(json::Vessel::from) }),
-    ))
+    let vessel = response
+        .vessel
+        .map(json::Vessel::from)
+        .ok_or_else(|| missing("vessel"))?;
+    Ok(created(json::VesselResponse { vessel }))
 }
 
-/// `GET /api/v1/vessels`: the fleet, ordered by id (any signed-in user).
+/// The fleet, ordered by id (any signed-in user).
+#[utoipa::path(
+    get,
+    path = "/vessels",
+    tag = "vessels",
+    security(("bearer" = [])),
+    params(json::FleetPage),
+    responses(
+        (status = 200, description = "a page of it", body = json::VesselPage),
+        (status = 400, description = "a query parameter is invalid (a page_token not given out, an unknown parameter)", body = ErrorBody),
+    ),
+)]
 pub async fn list_vessels(
     State(peers): State<Peers>,
     caller: Caller,
-    page: Result<Query<Page>, QueryRejection>,
+    page: Result<Query<json::FleetPage>, QueryRejection>,
 ) -> Result<Response, HttpError> {
     let Query(page) = page?;
     let request = with_token(
@@ -350,9 +493,9 @@ pub async fn list_vessels(
         .into_iter()
         .map(json::Vessel::from)
         .collect();
-    Ok(Json(json!({
-        "vessels": vessels,
-        "next_page_token": response.next_page_token,
-    }))
+    Ok(Json(json::VesselPage {
+        vessels,
+        next_page_token: response.next_page_token,
+    })
     .into_response())
 }

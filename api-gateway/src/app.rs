@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
-    routing::{delete, get, post},
+    routing::get,
 };
 use serde_json::json;
 use shippy_service::{
@@ -216,26 +216,16 @@ pub fn router(
     limiter: Limiter,
     ops: Router<Peers>,
 ) -> Router {
-    // Signed-in callers only: 401 before any body is read.
-    let protected = Router::new()
-        .route("/me", get(api::me))
-        .route(
-            "/consignments",
-            post(api::create_consignment).get(api::list_consignments),
-        )
-        .route("/consignments/{id}", delete(api::cancel_consignment))
-        .route("/vessels", post(api::create_vessel).get(api::list_vessels))
-        .route_layer(middleware::from_fn(api::require_bearer));
-    let api = Router::new()
-        .route("/users", post(api::create_user))
-        .route("/login", post(api::login))
-        .merge(protected)
-        .merge(ops)
-        .fallback(not_found)
-        .with_state(peers.clone());
+    // The JSON API and its document come from the same routes (api::routes).
+    let (api, _) = api::routes().split_for_parts();
+    let api = api.nest("/api/v1", ops).with_state(peers.clone());
+    let document = Arc::new(openapi::document());
     Router::new()
-        .nest("/api/v1", api)
-        .route("/api/openapi.json", get(openapi::document))
+        .merge(api)
+        .route(
+            "/api/openapi.json",
+            get(openapi::serve).with_state(document),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(peers))
         .merge(ui::routes())

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The api-gateway's OpenAPI document against the gateway itself: user-,
+# vessel- and consignment-service and api-gateway started from their
+# binaries (static addresses, fresh databases, rate limits out of the way),
+# an admin signed up and logged in, then Schemathesis (PyPI, a pinned
+# version in a virtualenv cached outside the clone) fuzzes every operation
+# of /api/openapi.json with the admin's token: no 5xx, every answer's
+# status, content type and body as documented, requests valid by the
+# document accepted and invalid ones refused. Prints "ok - …" /
+# "not ok - …" lines; the report (JUnit, and the failures' reproductions)
+# in $OPENAPI_OUT (default: target/openapi).
+#
+# OPENAPI_MAX_EXAMPLES (default 200): test cases per operation and phase.
+# OPENAPI_SCHEMA=file: fuzz against that document instead of the served
+# one (to see a wrong document fail the run).
+#
+# Needs TEST_DATABASE_URL and TEST_NATS_URL (scripts/infra.sh up).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+version=4.32.5
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/shippy-rs
+venv=$cache/schemathesis-venv-$version
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
+    rm -rf "$venv"
+    { python3 -m venv "$venv" &&
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "schemathesis==$version"; } >&2 ||
+        { echo "not ok - openapi: install schemathesis $version from PyPI into $venv"; exit 1; }
+fi
+
+bin=${CARGO_TARGET_DIR:-target}/debug
+for name in user-service vessel-service consignment-service api-gateway; do
+    [ -x "$bin/$name" ] || cargo build --quiet --locked -p "$name" >&2
+done
+out=${OPENAPI_OUT:-${CARGO_TARGET_DIR:-target}/openapi}
+rm -rf "$out"
+mkdir -p "$out"
+run=$(mktemp -d)
+spare_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+base=${TEST_DATABASE_URL%/*}
+for db in users vessels consignments; do
+    psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE openapi_${db}_$$" >/dev/null
+done
+user_port=$(spare_port) vessel_port=$(spare_port) consignment_port=$(spare_port) gateway_port=$(spare_port)
+pids=()
+gateway_metrics_port=$(spare_port)
+start() { # NAME PORT ENV...
+    local name=$1 port=$2 metrics
+    shift 2
+    metrics=$(spare_port)
+    [ "$name" = api-gateway ] && metrics=$gateway_metrics_port
+    env LISTEN_ADDR="127.0.0.1:$port" METRICS_ADDR="127.0.0.1:$metrics" RUST_LOG=warn "$@" \
+        "$bin/$name" >"$run/$name.log" 2>&1 &
+    pids+=($!)
+}
+stop() {
+    local pid db
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+    cp "$run"/*.log "$out/" 2>/dev/null
+    rm -rf "$run"
+    for db in users vessels consignments; do
+        psql -q "$TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS openapi_${db}_$$ WITH (FORCE)" >/dev/null 2>&1
+    done
+}
+trap stop EXIT
+
+# The fuzzer sends thousands of requests from one address, and logs in with
+# made-up passwords: every limit is raised far above that (the defaults are
+# tested by the gateway's and user-service's own tests).
+admin="admin-$$@example.com"
+start user-service "$user_port" DATABASE_URL="$base/openapi_users_$$" NATS_URL="$TEST_NATS_URL" \
+    BCRYPT_COST=4 ADMIN_EMAILS="$admin" USER_EVENTS_STREAM="OPENAPI_$$" USER_CREATED_SUBJECT="openapi.$$.user.created" \
+    LOGIN_MAX_FAILURES=1000000 LOGIN_MAX_FAILURES_PER_ADDRESS=1000000
+service_token=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+start vessel-service "$vessel_port" DATABASE_URL="$base/openapi_vessels_$$" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
+    SERVICE_TOKEN="$service_token" ACCOUNT_MAX_CONTAINERS=2000000000 ACCOUNT_MAX_WEIGHT=2000000000
+start consignment-service "$consignment_port" DATABASE_URL="$base/openapi_consignments_$$" \
+    USER_SERVICE_URL="http://127.0.0.1:$user_port" VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" \
+    SERVICE_TOKEN="$service_token"
+start api-gateway "$gateway_port" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
+    VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" CONSIGNMENT_SERVICE_URL="http://127.0.0.1:$consignment_port" \
+    RATE_LIMIT_PER_SECOND=100000 RATE_LIMIT_BURST=100000 \
+    LOGIN_RATE_LIMIT_PER_SECOND=100000 LOGIN_RATE_LIMIT_BURST=100000
+
+url=http://127.0.0.1:$gateway_port
+for _ in $(seq 300); do
+    curl -fs "$url/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+if ! curl -fs "$url/readyz" >/dev/null; then
+    echo "not ok - openapi: the gateway and services became ready: $(curl -s "$url/readyz")"
+    tail -n 5 "$run"/*.log
+    exit 1
+fi
+
+password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+curl -fs -X POST "$url/api/v1/users" -H 'content-type: application/json' \
+    -d "{\"name\": \"Fuzz Admin\", \"email\": \"$admin\", \"password\": \"$password\"}" >/dev/null
+token=$(curl -fs -X POST "$url/api/v1/login" -H 'content-type: application/json' \
+    -d "{\"email\": \"$admin\", \"password\": \"$password\"}" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' 2>/dev/null)
+if [ -z "$token" ]; then
+    echo "not ok - openapi: an admin signs up and logs in through the gateway"
+    exit 1
+fi
+echo "ok - openapi: api-gateway is ready at $url (services from their binaries), an admin logged in"
+
+schema=${OPENAPI_SCHEMA:-$url/api/openapi.json}
+started=$(date +%s)
+PYTHONPATH=scripts/smoke SCHEMATHESIS_HOOKS=openapi_hooks \
+    "$venv/bin/schemathesis" --config-file scripts/smoke/openapi.toml run "$schema" \
+    --url "$url" \
+    --header "Authorization: Bearer $token" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,positive_data_acceptance,negative_data_rejection \
+    --phases examples,coverage,fuzzing \
+    --max-examples "${OPENAPI_MAX_EXAMPLES:-200}" \
+    --seed "${OPENAPI_SEED:-$RANDOM}" \
+    --workers 2 \
+    --request-timeout 10 \
+    --generation-database none \
+    --no-color --output-sanitize false \
+    --report junit --report-dir "$out" >"$out/schemathesis.log" 2>&1
+status=$?
+took=$(($(date +%s) - started))
+# The run's summary (and, on failure, each failure with its curl to
+# reproduce it) for the log.
+sed -n '/SUMMARY/,$p' "$out/schemathesis.log" | head -n 200 >&2
+[ "$status" -eq 0 ] || sed -n '/FAILURES/,/SUMMARY/p' "$out/schemathesis.log" | head -n 300 >&2
+# What the gateway answered, by route and status (its own metrics): the
+# fuzz reached the services, not only the edge's refusals.
+curl -fs "http://127.0.0.1:$gateway_metrics_port/metrics" |
+    sed -n 's/^http_server_requests_total{method="\([A-Z]*\)",route="\([^"]*\)",status="\([0-9]*\)"} \([0-9]*\)$/\1 \2 \3: \4/p' |
+    sort >"$out/statuses.txt"
+echo "openapi: the gateway's answers during the run (method route status: count):" >&2
+sed 's/^/    /' "$out/statuses.txt" >&2
+operations=$(sed -n 's/^ *Tested: \([0-9]*\).*/\1/p' "$out/schemathesis.log" | head -n 1)
+cases=$(sed -n 's/^ *\([0-9]* generated.*\)/\1/p' "$out/schemathesis.log" | head -n 1)
+summary="${operations:-?} operations, ${cases:-no test cases}"
+if [ "$status" -eq 0 ]; then
+    echo "ok - openapi: schemathesis $version found the gateway as its document says (${took}s; $summary)"
+else
+    echo "not ok - openapi: schemathesis $version found the gateway not as its document says (exit $status, ${took}s; $summary; see $out/schemathesis.log)"
+fi
+exit "$status"
