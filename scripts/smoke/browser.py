@@ -272,7 +272,7 @@ def ops_dashboard(driver, wait, shot):
         shot("08-ops-breaker-open.png")
     finally:
         os.kill(CONSIGNMENT_PID, signal.SIGCONT)
-    # After the cool-down (6 s) one call probes and closes the circuit.
+    # After the cool-down (8 s) one call probes and closes the circuit.
     deadline = time.monotonic() + 45
     status = None
     while time.monotonic() < deadline:

@@ -67,7 +67,7 @@ consignment_pid=${pids[-1]}
 # the page (refreshing every 2 s) sees it open before it half-opens.
 start api-gateway "$gateway_port" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
     VESSEL_SERVICE_URL="http://127.0.0.1:$vessel_port" CONSIGNMENT_SERVICE_URL="http://127.0.0.1:$consignment_port" \
-    CONSIGNMENT_SERVICE_TIMEOUT=2s BREAKER_FAILURES=2 BREAKER_COOL_DOWN=6s
+    CONSIGNMENT_SERVICE_TIMEOUT=2s BREAKER_FAILURES=2 BREAKER_COOL_DOWN=8s
 
 url=http://127.0.0.1:$gateway_port
 for _ in $(seq 300); do
