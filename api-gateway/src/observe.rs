@@ -218,7 +218,7 @@ impl Window {
 }
 
 /// A route's figures over the window, as the ops dashboard shows them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RouteFigures {
     /// e.g. `GET`.
     pub method: String,

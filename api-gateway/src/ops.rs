@@ -9,18 +9,24 @@
 //! (the one verifier every service uses, [`shippy_auth::Authenticator`]),
 //! so the dashboard keeps working while an upstream is down: no token is
 //! 401, a token without the admin role 403.
+//!
+//! The route is routed and documented by the same `routes!` call
+//! ([`routes`] and [`document`]), like the rest of the JSON API.
 
 use std::time::Duration;
 
-use axum::{Json, Router, extract::State, http::HeaderMap, routing::get};
+use axum::{Json, Router, extract::State, http::HeaderMap};
 use shippy_auth::{Authenticator, remote::KeyRefresh};
 use shippy_service::breaker::Circuit;
 use tonic::{metadata::MetadataMap, transport::Channel};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     api::Peers,
     error::HttpError,
     observe::{self, HttpMetrics, RouteFigures, RouteWindows},
+    openapi::ErrorBody,
     upstream::Guarded,
 };
 
@@ -29,7 +35,7 @@ use crate::{
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where an upstream's circuit stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CircuitState {
     /// Calls go out.
@@ -51,7 +57,7 @@ impl From<Circuit> for CircuitState {
 }
 
 /// One upstream service, as the dashboard shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct UpstreamReport {
     /// e.g. `consignment-service`.
     pub name: String,
@@ -65,7 +71,7 @@ pub struct UpstreamReport {
 }
 
 /// The body of `GET /api/v1/ops`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct OpsReport {
     /// The seconds the route figures cover.
     pub window_seconds: u64,
@@ -103,11 +109,37 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         windows: metrics.windows(),
         authenticator: Authenticator::new(peers.users.clone(), keys),
     };
-    Router::new().route("/ops", get(report)).with_state(ops)
+    let (router, _) = operations().split_for_parts();
+    router.with_state(ops)
+}
+
+/// The `/ops` route and its `#[utoipa::path]`, from one `routes!` call.
+fn operations() -> OpenApiRouter<Ops> {
+    OpenApiRouter::new().routes(routes!(report))
+}
+
+/// `GET /api/v1/ops` as an OpenAPI document, to be merged into the
+/// gateway's (`crate::openapi::document`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, document) = OpenApiRouter::<Ops>::new()
+        .nest("/api/v1", operations())
+        .split_for_parts();
+    document
 }
 
 /// The ops dashboard's figures (admins only): each upstream's health and
 /// circuit, each route's rate, error shares and p99 latency.
+#[utoipa::path(
+    get,
+    path = "/ops",
+    tag = "ops",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the upstreams and the routes, now", body = OpsReport),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "the token's account is not an admin", body = ErrorBody),
+    ),
+)]
 async fn report(State(ops): State<Ops>, headers: HeaderMap) -> Result<Json<OpsReport>, HttpError> {
     let request = tonic::Request::from_parts(
         MetadataMap::from_headers(headers),
@@ -141,4 +173,27 @@ async fn report(State(ops): State<Ops>, headers: HeaderMap) -> Result<Json<OpsRe
         upstreams,
         routes: ops.windows.figures(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_route_is_documented_under_api_v1_with_its_schemas() {
+        let document = serde_json::to_value(super::document()).unwrap_or_default();
+        let operation = &document["paths"]["/api/v1/ops"]["get"];
+        for status in ["200", "401", "403"] {
+            assert!(operation["responses"][status].is_object(), "{document}");
+        }
+        for schema in [
+            "OpsReport",
+            "UpstreamReport",
+            "RouteFigures",
+            "CircuitState",
+        ] {
+            assert!(
+                document["components"]["schemas"][schema].is_object(),
+                "{schema}: {document}"
+            );
+        }
+    }
 }
