@@ -45,10 +45,11 @@ pub struct ErrorDetail {
     message: String,
 }
 
-/// The whole document, as served: the routed operations plus what every
-/// route may answer from the edge.
+/// The whole document, as served: the routed operations (the JSON API's
+/// and the ops dashboard's) plus what every route may answer from the edge.
 pub fn document() -> Value {
-    let (_, openapi) = crate::api::routes().split_for_parts();
+    let (_, mut openapi) = crate::api::routes().split_for_parts();
+    openapi.merge(crate::ops::document());
     let mut document = serde_json::to_value(&openapi).unwrap_or_else(|_| json!({}));
     document["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
     document["components"]["securitySchemes"] =

@@ -35,6 +35,7 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
             "DELETE /api/v1/consignments/{id}",
             "GET /api/v1/consignments",
             "GET /api/v1/me",
+            "GET /api/v1/ops",
             "GET /api/v1/vessels",
             "POST /api/v1/consignments",
             "POST /api/v1/login",
