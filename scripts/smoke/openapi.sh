@@ -11,8 +11,10 @@
 # in $OPENAPI_OUT (default: target/openapi).
 #
 # OPENAPI_MAX_EXAMPLES (default 200): test cases per operation and phase.
+# OPENAPI_SEED: the run's seed (printed in the log), to replay it.
 # OPENAPI_SCHEMA=file: fuzz against that document instead of the served
 # one (to see a wrong document fail the run).
+# Arguments are passed on to `schemathesis run` (e.g. --mode negative).
 #
 # Needs TEST_DATABASE_URL and TEST_NATS_URL (scripts/infra.sh up).
 set -uo pipefail
@@ -120,7 +122,7 @@ PYTHONPATH=scripts/smoke SCHEMATHESIS_HOOKS=openapi_hooks \
     --request-timeout 10 \
     --generation-database none \
     --no-color --output-sanitize false \
-    --report junit --report-dir "$out" >"$out/schemathesis.log" 2>&1
+    --report junit --report-dir "$out" "$@" >"$out/schemathesis.log" 2>&1
 status=$?
 took=$(($(date +%s) - started))
 # The run's summary (and, on failure, each failure with its curl to
