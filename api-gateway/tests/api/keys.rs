@@ -204,15 +204,29 @@ impl Keyed {
             .status
     }
 
-    async fn jwks_kids(&self) -> Vec<String> {
-        let answer = self.gateway.get("/.well-known/jwks.json", None).await;
-        assert_eq!(answer.status, 200, "{}", answer.text);
-        answer.json["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|key| key["kid"].as_str().unwrap().to_owned())
-            .collect()
+    /// Waits until the gateway's JWKS lists `expected`, in order: at most
+    /// as long as the gateway keeps an answer of user-service, and a second.
+    async fn assert_jwks_lists(&self, expected: &[String]) {
+        let bound = jwks_fresh_for() + Duration::from_secs(1);
+        let start = Instant::now();
+        loop {
+            let answer = self.gateway.get("/.well-known/jwks.json", None).await;
+            assert_eq!(answer.status, 200, "{}", answer.text);
+            let kids: Vec<String> = answer.json["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|key| key["kid"].as_str().unwrap().to_owned())
+                .collect();
+            if kids == expected {
+                return;
+            }
+            assert!(
+                start.elapsed() < bound,
+                "after {bound:?} the JWKS lists {kids:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits (at most `bound`) until a new login's token names `kid`.
@@ -346,7 +360,9 @@ async fn rotate_under_load_then_revoke(source: Source) {
     let (_, old_token) = keyed.gateway.user(email).await;
     let old_kid = shippy_auth::token_kid(&old_token).unwrap();
     assert_eq!(listed(&keyed.source), std::slice::from_ref(&old_kid));
-    assert_eq!(keyed.jwks_kids().await, std::slice::from_ref(&old_kid));
+    keyed
+        .assert_jwks_lists(std::slice::from_ref(&old_kid))
+        .await;
     // The old token verifies (and is remembered) everywhere.
     assert_eq!(keyed.at_consignments(&old_token).await, Ok(()));
     assert_eq!(keyed.at_vessels(&old_token).await, Code::PermissionDenied);
@@ -374,7 +390,9 @@ async fn rotate_under_load_then_revoke(source: Source) {
     // Shown with --nocapture: how many calls went through the rotation.
     eprintln!("rotation under load: {calls} calls, none failed");
     // user-service is the process started above: nothing restarted it.
-    assert_eq!(keyed.jwks_kids().await, [new_kid.clone(), old_kid.clone()]);
+    keyed
+        .assert_jwks_lists(&[new_kid.clone(), old_kid.clone()])
+        .await;
     let new_token = keyed.login(email).await;
     assert_eq!(shippy_auth::token_kid(&new_token).unwrap(), new_kid);
     assert_eq!(
@@ -402,7 +420,9 @@ async fn rotate_under_load_then_revoke(source: Source) {
     }
     let me = keyed.gateway.get("/api/v1/me", Some(&old_token)).await;
     assert_eq!(me.status, 401, "{}", me.text);
-    assert_eq!(keyed.jwks_kids().await, std::slice::from_ref(&new_kid));
+    keyed
+        .assert_jwks_lists(std::slice::from_ref(&new_kid))
+        .await;
     // The remaining key's tokens keep working.
     assert_eq!(keyed.at_consignments(&new_token).await, Ok(()));
     assert_eq!(keyed.at_vessels(&new_token).await, Code::PermissionDenied);
