@@ -176,7 +176,7 @@ impl Template {
         // lettre panics on some header values it cannot encode; one such
         // event must not stop the worker, so a panic here is a bad event.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.build(name, &event.email, address)
+            self.build(name, &event.email, address, &event.event_id)
         }))
         .unwrap_or_else(|_| {
             Err(MailError::Invalid(format!(
@@ -186,7 +186,27 @@ impl Template {
         })
     }
 
-    fn build(&self, name: &str, email: &str, address: Address) -> Result<WelcomeMail, MailError> {
+    /// The mail's `Message-ID`: the event's id at the sender's domain, so
+    /// the one mail a crash between the SMTP server's acceptance and the
+    /// sent-mail record sends twice is the same message both times (which
+    /// mail stores and readers recognise), never two different ones. `None`
+    /// (no header) for an id that is not a plain token.
+    fn message_id(&self, event_id: &str) -> Option<String> {
+        let plain = !event_id.is_empty()
+            && event_id.len() <= 64
+            && event_id
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+        plain.then(|| format!("<{event_id}@{}>", self.from.email.domain()))
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        email: &str,
+        address: Address,
+        event_id: &str,
+    ) -> Result<WelcomeMail, MailError> {
         let to = Mailbox::new((!name.is_empty()).then(|| name.to_owned()), address);
         let greeting = if name.is_empty() { "Hello" } else { name };
         let text = format!(
@@ -202,10 +222,14 @@ impl Template {
             greeting = escape(greeting),
             email = escape(email)
         );
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to.clone())
-            .subject(&self.subject)
+            .subject(&self.subject);
+        if let Some(id) = self.message_id(event_id) {
+            builder = builder.message_id(Some(id));
+        }
+        let message = builder
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))
             .map_err(|error| MailError::Invalid(text::excerpt(&error.to_string())))?;
         // Encoding happens here too, so a panic in it is caught above.
@@ -254,6 +278,33 @@ mod tests {
             raw.contains("Hi Ewan &lt;b&gt;,"),
             "HTML is escaped:\n{raw}"
         );
+    }
+
+    #[test]
+    fn the_message_id_is_the_events_so_a_mail_sent_again_is_the_same_message() {
+        let template = Template::new("Shippy <no-reply@shippy.example>", "Welcome").unwrap();
+        let raw = |event_id: &str| {
+            let mut event = event("Ewan", "ewan@example.com");
+            event.event_id = event_id.into();
+            String::from_utf8(template.welcome(&event).unwrap().message.formatted()).unwrap()
+        };
+        let id = "8df1841b-2f11-42fc-9ff1-40869f493390";
+        let first = raw(id);
+        assert!(
+            first.contains(&format!("Message-ID: <{id}@shippy.example>\r\n")),
+            "{first}"
+        );
+        // A redelivery of the same event builds the same message again.
+        assert_eq!(
+            first.lines().find(|line| line.starts_with("Message-ID")),
+            raw(id).lines().find(|line| line.starts_with("Message-ID"))
+        );
+        assert!(
+            raw("5e0c3a47-0000-4000-8000-000000000001")
+                .contains("<5e0c3a47-0000-4000-8000-000000000001@shippy.example>")
+        );
+        // An id that is not a plain token makes no header of it.
+        assert!(!raw("e1>\r\nBcc: x@y").contains("Bcc"));
     }
 
     #[test]
