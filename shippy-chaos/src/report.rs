@@ -66,6 +66,16 @@ pub fn markdown(report: &Report) -> String {
             }
         );
     }
+    for verdict in report
+        .verdicts
+        .iter()
+        .filter(|verdict| !verdict.notes.is_empty())
+    {
+        let _ = writeln!(text, "\n### {}: notes (allowed)\n", verdict.name);
+        for note in &verdict.notes {
+            let _ = writeln!(text, "- {note}");
+        }
+    }
     for verdict in report.verdicts.iter().filter(|verdict| !verdict.holds()) {
         let _ = writeln!(text, "\n### {}: counter-examples\n", verdict.name);
         for example in verdict.counterexamples.iter().take(50) {

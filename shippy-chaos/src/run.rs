@@ -225,9 +225,9 @@ impl Soak {
             self.config.out.join("mails.txt"),
             mails.join("\n----- next mail -----\n"),
         );
-        let mail_recipients = mails
+        let mails = mails
             .iter()
-            .flat_map(|mail| checker::recipients(mail))
+            .map(|mail| checker::ReceivedMail::parse(mail))
             .collect();
         let mut panics = Vec::new();
         for log in self.cluster.logs() {
@@ -252,7 +252,7 @@ impl Soak {
         Ok(Observed {
             snapshot,
             listings,
-            mail_recipients,
+            mails,
             samples: self
                 .samples
                 .lock()
@@ -338,7 +338,7 @@ impl Report {
 pub fn report(soak: &Soak, history: &[Entry], observed: &Observed) -> Report {
     let mut totals = BTreeMap::new();
     totals.insert("users".to_owned(), observed.snapshot.users.len());
-    totals.insert("mails".to_owned(), observed.mail_recipients.len());
+    totals.insert("mails".to_owned(), observed.mails.len());
     for consignment in &observed.snapshot.consignments {
         *totals
             .entry(format!("consignments {}", consignment.state))

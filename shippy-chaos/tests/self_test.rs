@@ -184,7 +184,7 @@ async fn every_invariant_fails_when_broken_behind_the_systems_back() {
     assert!(mentions(room, &format!("vessel {vessel}")), "{room:?}");
     let mails = verdict(&broken, "welcome-mails");
     assert!(
-        mentions(mails, &format!("{user}: 2 welcome mails")),
+        mentions(mails, &format!("{user}: 2 different welcome mails")),
         "{mails:?}"
     );
     let recovery = verdict(&broken, "recovery");
