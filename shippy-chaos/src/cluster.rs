@@ -280,7 +280,7 @@ pub struct VesselSpec {
 }
 
 /// The fleet: small, so the fleet fills and some creates cannot fit.
-pub const FLEET: [(i32, i32); 4] = [(40, 60_000), (60, 90_000), (80, 120_000), (120, 200_000)];
+pub const FLEET: [(i32, i32); 4] = [(60, 80_000), (100, 130_000), (150, 200_000), (200, 260_000)];
 
 /// The whole cluster.
 #[derive(Debug)]

@@ -443,7 +443,7 @@ impl Client {
         let key = uuid::Uuid::new_v4().to_string();
         // Mostly small; one in ten larger than any vessel.
         let containers: usize = if self.rng.random_bool(0.1) {
-            self.rng.random_range(121..=160)
+            self.rng.random_range(201..=260)
         } else {
             self.rng.random_range(1..=8)
         };
