@@ -86,13 +86,13 @@ start api-gateway "$gateway_port" USER_SERVICE_URL="http://127.0.0.1:$user_port"
     LOGIN_RATE_LIMIT_PER_SECOND=100000 LOGIN_RATE_LIMIT_BURST=100000
 
 url=http://127.0.0.1:$gateway_port
-for _ in $(seq 300); do
+for _ in $(seq 600); do
     curl -fs "$url/readyz" >/dev/null 2>&1 && break
     sleep 0.1
 done
 if ! curl -fs "$url/readyz" >/dev/null; then
     echo "not ok - openapi: the gateway and services became ready: $(curl -s "$url/readyz")"
-    tail -n 5 "$run"/*.log
+    tail -n 5 "$run"/*.log >&2
     exit 1
 fi
 
