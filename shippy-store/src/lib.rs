@@ -121,6 +121,11 @@ macro_rules! dispatch {
     };
 }
 
+/// How sqlx's error begins (where in sqlx follows) when the connection
+/// closed where the server's answer to the TLS request (`S` or `N`) should
+/// have been.
+const SERVER_HUNG_UP_ON_TLS_REQUEST: &str = "unexpected response from SSLRequest: 0x00";
+
 /// Whether a PostgreSQL error means the database cannot be reached now.
 pub fn postgres_unavailable(error: &sqlx::Error) -> bool {
     match error {
@@ -129,6 +134,12 @@ pub fn postgres_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
+        // The server hung up before answering the TLS request (sqlx reads
+        // the end of the stream as a 0 byte): what a TCP proxy or load
+        // balancer in front of a PostgreSQL that is down does. Found by
+        // `make chaos` (a partition through its proxy), where it was
+        // answered INTERNAL.
+        sqlx::Error::Protocol(message) => message.starts_with(SERVER_HUNG_UP_ON_TLS_REQUEST),
         // The server is starting or stopping, or it ended this connection
         // (admin_shutdown, crash_shutdown): another connection may answer.
         sqlx::Error::Database(database) => matches!(
@@ -157,4 +168,37 @@ pub fn mongo_duplicate_key(error: &mongodb::error::Error) -> bool {
         *error.kind,
         ErrorKind::Write(WriteFailure::WriteError(ref write)) if write.code == DUPLICATE_KEY
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A listener that takes each connection's first message (the TLS
+    /// request) and closes it unanswered, as a TCP proxy or load balancer
+    /// does when the server behind it is down.
+    async fn hangs_up() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 8];
+                let _ = socket.read_exact(&mut request).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_server_that_hangs_up_during_the_handshake_is_unavailable() {
+        let url: SecretUrl = format!("postgres://shippy:secret@{}/shippy", hangs_up().await)
+            .parse()
+            .unwrap();
+        let pool = open_postgres(&url, Duration::from_secs(5)).unwrap();
+        let error = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
+        assert!(postgres_unavailable(&error), "{error:?}");
+    }
 }
