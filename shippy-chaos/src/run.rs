@@ -102,6 +102,10 @@ impl Soak {
         )
         .await?;
         let schedule = nemesis::schedule(config.seed, config.faults, config.pause_postgres);
+        std::fs::write(
+            config.out.join("schedule.json"),
+            serde_json::to_vec_pretty(&schedule)?,
+        )?;
         Ok(Self {
             cluster,
             view,
@@ -339,6 +343,16 @@ pub fn report(soak: &Soak, history: &[Entry], observed: &Observed) -> Report {
     let mut totals = BTreeMap::new();
     totals.insert("users".to_owned(), observed.snapshot.users.len());
     totals.insert("mails".to_owned(), observed.mails.len());
+    // Not an invariant, but worth a look: an outage should be UNAVAILABLE.
+    let internal = history
+        .iter()
+        .filter(|entry| entry.kind == crate::history::Kind::Indeterminate)
+        .filter(|entry| {
+            let error = entry.result["error"].as_str().unwrap_or_default();
+            error.starts_with("Internal") || error.starts_with("500")
+        })
+        .count();
+    totals.insert("answers INTERNAL / 500".to_owned(), internal);
     for consignment in &observed.snapshot.consignments {
         *totals
             .entry(format!("consignments {}", consignment.state))
