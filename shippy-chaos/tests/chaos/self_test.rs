@@ -3,10 +3,8 @@
 //! deleted, one stored for a create that was refused, room taken in the database directly, a
 //! welcome mail sent twice by hand, a service down and a panic in a log —
 //! and each must be reported as a violation, naming what broke.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-mod common;
 
-use std::time::Duration;
+use std::{io::Write as _, time::Duration};
 
 use shippy_chaos::{
     checker::{Verdict, check},
@@ -14,8 +12,9 @@ use shippy_chaos::{
     history::Kind,
     run::{Config, Soak},
 };
-use std::io::Write as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+use crate::common;
 
 /// Sends one mail to `to` through the SMTP server at `address`, by hand.
 async fn send_mail(address: &str, to: &str) {
@@ -73,6 +72,7 @@ fn mentions(verdict: &Verdict, what: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_invariant_fails_when_broken_behind_the_systems_back() {
+    let _turn = common::one_at_a_time().await;
     shippy_testkit::init_test_logging();
     let out = common::out("self-test");
     let mut config = Config::new(Store::Postgres, common::seed(5), Duration::ZERO, out);

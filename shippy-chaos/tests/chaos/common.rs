@@ -1,5 +1,4 @@
 //! What the chaos tests share.
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::{path::PathBuf, time::Duration};
 
@@ -7,6 +6,13 @@ use shippy_chaos::{
     cluster::Store,
     run::{self, Config},
 };
+
+/// Waits for this test's turn: one cluster at a time (tokio's mutex wakes
+/// a waiter on another test's runtime too).
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
 
 /// The seed: `CHAOS_SEED`, or `default`.
 pub fn seed(default: u64) -> u64 {

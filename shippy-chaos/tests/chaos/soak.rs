@@ -1,0 +1,21 @@
+//! `make test`'s short chaos soaks: a minute of seeded faults under mixed
+//! load, then the checker (`CHAOS_SEED` picks another schedule).
+
+use std::time::Duration;
+
+use shippy_chaos::cluster::Store;
+
+use crate::common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_soak_on_postgresql_keeps_every_promise() {
+    let _turn = common::one_at_a_time().await;
+    common::soak(Store::Postgres, common::seed(27), Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a MongoDB server (TEST_MONGODB_URL); make test runs it"]
+async fn a_seeded_soak_on_mongodb_keeps_every_promise() {
+    let _turn = common::one_at_a_time().await;
+    common::soak(Store::MongoDb, common::seed(28), Duration::from_secs(60)).await;
+}
