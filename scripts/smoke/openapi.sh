@@ -4,7 +4,9 @@
 # binaries (static addresses, fresh databases, rate limits out of the way),
 # an admin signed up and logged in, then Schemathesis (PyPI, a pinned
 # version in a virtualenv cached outside the clone) fuzzes every operation
-# of /api/openapi.json with the admin's token: no 5xx, every answer's
+# of /api/openapi.json with the admin's token (examples, coverage, fuzzing,
+# and stateful sequences along the links it infers, e.g. a created
+# consignment's id into its cancel): no 5xx, every answer's
 # status, content type and body as documented, requests valid by the
 # document accepted and invalid ones refused. Prints "ok - …" /
 # "not ok - …" lines; the report (JUnit, and the failures' reproductions)
@@ -115,7 +117,7 @@ PYTHONPATH=scripts/smoke SCHEMATHESIS_HOOKS=openapi_hooks \
     --url "$url" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,positive_data_acceptance,negative_data_rejection \
-    --phases examples,coverage,fuzzing \
+    --phases examples,coverage,fuzzing,stateful \
     --max-examples "${OPENAPI_MAX_EXAMPLES:-200}" \
     --seed "${OPENAPI_SEED:-$RANDOM}" \
     --workers 2 \
