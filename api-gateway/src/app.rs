@@ -145,7 +145,7 @@ impl Application {
             crate::jwks::routes(peers.upstreams.users.clone(), settings.keys.interval.into());
         let limiter = Limiter::new(&settings.rate_limits, peers.forwarding.clone(), &metrics);
         let http_metrics = HttpMetrics::register(&metrics);
-        let ops = crate::ops::routes(&peers, &http_metrics, &settings.keys);
+        let ops = crate::ops::routes(&peers, &http_metrics, &settings.keys, &background);
         let router = router(peers, http_metrics, body_deadline, jwks, limiter, ops);
         Ok(Self {
             listener,

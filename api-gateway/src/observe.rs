@@ -347,7 +347,8 @@ impl RouteWindows {
 }
 
 /// The `quantile` of `requests` spread over `latency`'s buckets: the upper
-/// bound of the bucket it falls in, capped at `slowest`.
+/// bound of the bucket it falls in, capped at `slowest`; in the last bucket
+/// (which has no upper bound), `slowest`.
 fn percentile_ms(
     latency: &[u64; LATENCY_BUCKETS],
     requests: u64,
@@ -363,6 +364,9 @@ fn percentile_ms(
     for (index, count) in latency.iter().enumerate() {
         seen += count;
         if seen >= rank {
+            if index == LATENCY_BUCKETS - 1 {
+                return Some(slowest_ms);
+            }
             return Some(bucket_bound_ms(index).min(slowest_ms));
         }
     }
@@ -414,5 +418,18 @@ mod tests {
         assert!(get.requests_per_second > 0.0);
         // One request: its p99 is itself (capped at the slowest).
         assert_eq!(figures[1].p99_ms, Some(30.0));
+    }
+
+    #[test]
+    fn a_p99_past_the_last_bound_is_the_slowest_request_not_the_bound() {
+        let mut latency = [0; LATENCY_BUCKETS];
+        latency[LATENCY_BUCKETS - 1] = 3;
+        let slowest = Duration::from_secs(600);
+        assert_eq!(
+            percentile_ms(&latency, 3, 0.99, slowest),
+            Some(600_000.0),
+            "the last bucket's bound is {} ms",
+            bucket_bound_ms(LATENCY_BUCKETS - 1)
+        );
     }
 }

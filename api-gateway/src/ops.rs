@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::{Json, Router, extract::State, http::HeaderMap};
 use shippy_auth::{Authenticator, remote::KeyRefresh};
-use shippy_service::breaker::Circuit;
+use shippy_service::{Shutdown, breaker::Circuit};
 use tonic::{metadata::MetadataMap, transport::Channel};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -32,7 +32,7 @@ use crate::{
 
 /// How long the dashboard waits for each upstream's health check: an
 /// upstream that has not answered by then is shown unhealthy.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where an upstream's circuit stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, ToSchema)]
@@ -61,7 +61,7 @@ impl From<Circuit> for CircuitState {
 pub struct UpstreamReport {
     /// e.g. `consignment-service`.
     pub name: String,
-    /// Whether its health check answered `SERVING` within a second.
+    /// Whether its health check answered `SERVING` within two seconds.
     pub healthy: bool,
     /// `SERVING`, or what it answered instead (`NOT_SERVING`, a gRPC code,
     /// `no answer in time`).
@@ -93,12 +93,20 @@ struct Ops {
 
 /// The `/ops` route (nested under `/api/v1`), for the services of `peers`
 /// and the routes `metrics` counts; tokens are verified with user-service's
-/// keys, refetched every `keys.interval`. Needs a Tokio runtime.
+/// keys, refetched every `keys.interval` and fetched at once in the
+/// background (until `background` fires), so the dashboard can verify an
+/// admin's token even if user-service goes down before anyone opened it.
+/// Needs a Tokio runtime.
 pub fn routes<S: Clone + Send + Sync + 'static>(
     peers: &Peers,
     metrics: &HttpMetrics,
     keys: &KeyRefresh,
+    background: &Shutdown,
 ) -> Router<S> {
+    let authenticator = Authenticator::new(peers.users.clone(), keys);
+    let fetcher = authenticator.clone();
+    let until = background.clone();
+    tokio::spawn(async move { fetcher.fetch_until_ready(&until).await });
     let upstreams = &peers.upstreams;
     let ops = Ops {
         upstreams: [
@@ -107,7 +115,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
             (upstreams.vessels.clone(), peers.vessels.clone()),
         ],
         windows: metrics.windows(),
-        authenticator: Authenticator::new(peers.users.clone(), keys),
+        authenticator,
     };
     let (router, _) = operations().split_for_parts();
     router.with_state(ops)

@@ -93,6 +93,11 @@ struct Keyed {
 
 impl Keyed {
     async fn start(source: Source) -> Self {
+        Self::start_with_gateway_keys(source, refresh()).await
+    }
+
+    /// The gateway refetching the keys on its own every `gateway_keys`.
+    async fn start_with_gateway_keys(source: Source, gateway_keys: KeyRefresh) -> Self {
         shippy_testkit::init_test_logging();
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut env = source.env(false);
@@ -142,7 +147,7 @@ impl Keyed {
             shutdowns,
         };
         let mut settings = services.settings();
-        settings.keys = refresh();
+        settings.keys = gateway_keys;
         let gateway = Gateway::start_with(services, settings).await;
         Self {
             gateway,
@@ -538,16 +543,21 @@ async fn the_jwks_serves_the_last_set_while_user_service_hangs() {
     hang("-STOP")();
     tokio::time::sleep(jwks_fresh_for() + Duration::from_millis(200)).await;
     let path = "/.well-known/jwks.json";
+    // Past its freshness the set is served at once while a fetch (which
+    // hangs) runs in the background: no request waits for user-service.
+    let timeout: Duration = api_gateway::upstream::Breakers::default()
+        .user_service_timeout
+        .into();
+    let asked = Instant::now();
     let (a, b, c) = tokio::join!(
         keyed.gateway.get(path, None),
         keyed.gateway.get(path, None),
         keyed.gateway.get(path, None)
     );
-    // Its circuit is open by now: asked again, no wait for it.
     let d = keyed.gateway.get(path, None).await;
-    let answers = [a, b, c, d];
+    let took = asked.elapsed();
     hang("-CONT")();
-    for answer in &answers {
+    for answer in [&a, &b, &c, &d] {
         assert_eq!(
             (answer.status, kids(answer)),
             (200, kids(&first)),
@@ -555,6 +565,46 @@ async fn the_jwks_serves_the_last_set_while_user_service_hangs() {
             answer.text
         );
     }
+    assert!(
+        took < timeout,
+        "four answers took {took:?}: they waited for the hung user-service ({timeout:?} each)"
+    );
+}
+
+#[tokio::test]
+async fn the_ops_dashboard_verifies_an_admin_while_user_service_hangs_though_none_opened_it_before()
+{
+    let dir =
+        std::env::temp_dir().join(format!("shippy-ops-hung-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwt.pem");
+    std::fs::write(&file, tokens::generate_pem(1).unwrap()).unwrap();
+    // The gateway's own refresh is far off: only a fetch at its start can
+    // have given it the keys.
+    let keyed = Keyed::start_with_gateway_keys(Source::File(file), KeyRefresh::default()).await;
+    let (_, admin) = keyed.gateway.user(ADMIN).await;
+    let pid = keyed.user.pid().expect("running").to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let answer = keyed.gateway.get("/api/v1/ops", Some(&admin)).await;
+    signal("-CONT");
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let users = answer.json["upstreams"]
+        .as_array()
+        .and_then(|upstreams| {
+            upstreams
+                .iter()
+                .find(|upstream| upstream["name"] == "user-service")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(users["healthy"], false, "{}", answer.text);
 }
 
 fn jwks_fresh_for() -> Duration {

@@ -148,8 +148,8 @@ async fn follow_kv(
     }
 }
 
-/// `SIGHUP`s to this process (none if the handler cannot be installed).
-/// `SIGHUP`s, listened for from the moment this is made: made first thing
+/// `SIGHUP`s to this process (none if the handler cannot be installed),
+/// listened for from the moment this is made: made first thing
 /// at start-up, so a `SIGHUP` while the service still waits for Consul or
 /// its database is taken (and acted on once the keys are followed) instead
 /// of ending the process, which is the signal's default.
