@@ -219,7 +219,7 @@ pub fn router(
     // The JSON API and its document come from the same routes (api::routes).
     let (api, _) = api::routes().split_for_parts();
     let api = api.nest("/api/v1", ops).with_state(peers.clone());
-    let document = Arc::new(openapi::document());
+    let document = openapi::served();
     Router::new()
         .merge(api)
         .route(

@@ -140,6 +140,8 @@ pub struct NewConsignment {
     pub weight: i32,
     /// consignment-service refuses a consignment without containers, so
     /// documented as required although a missing list parses as empty.
+    /// At most 10 000, and the whole body at most 64 KiB (else 413): a
+    /// list at its limit fits only with short fields.
     #[serde(default)]
     #[schema(required = true, min_items = 1, max_items = 10_000)]
     pub containers: Vec<Container>,

@@ -14,6 +14,8 @@ use axum::{Json, extract::State};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
+use crate::error::HttpError;
+
 /// The document's fixed parts; the operations come from [`crate::api::routes`].
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -45,26 +47,42 @@ pub struct ErrorDetail {
     message: String,
 }
 
+/// The HTTP methods of an OpenAPI path item: its other keys (`parameters`,
+/// `summary`, `servers`, …) are not operations.
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
 /// The whole document, as served: the routed operations (the JSON API's
 /// and the ops dashboard's) plus what every route may answer from the edge.
-pub fn document() -> Value {
+/// An error only if the generated document cannot be turned into JSON,
+/// which the gateway's start reports instead of serving an empty one.
+pub fn document() -> Result<Value, serde_json::Error> {
     let (_, mut openapi) = crate::api::routes().split_for_parts();
     openapi.merge(crate::ops::document());
-    let mut document = serde_json::to_value(&openapi).unwrap_or_else(|_| json!({}));
+    let mut document = serde_json::to_value(&openapi)?;
     document["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
     document["components"]["securitySchemes"] =
         json!({"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}});
-    if let Some(paths) = document["paths"].as_object_mut() {
-        for item in paths.values_mut() {
-            let Some(item) = item.as_object_mut() else {
-                continue;
-            };
-            for operation in item.values_mut() {
+    add_edge_answers_to(&mut document["paths"]);
+    Ok(document)
+}
+
+/// [`add_edge_answers`] to every operation of `paths`.
+fn add_edge_answers_to(paths: &mut Value) {
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            if METHODS.contains(&method.as_str()) && operation.is_object() {
                 add_edge_answers(operation);
             }
         }
     }
-    document
 }
 
 fn error(description: &str) -> Value {
@@ -138,9 +156,28 @@ fn add_edge_answers(operation: &mut Value) {
     }
 }
 
+/// The document `GET /api/openapi.json` serves, made once at the start.
+/// One that cannot be made is logged as an error there, and the route
+/// answers 500 saying so, never an empty document.
+pub fn served() -> Arc<Option<Value>> {
+    match document() {
+        Ok(document) => Arc::new(Some(document)),
+        Err(error) => {
+            tracing::error!(%error, "the OpenAPI document could not be generated: /api/openapi.json answers 500");
+            Arc::new(None)
+        }
+    }
+}
+
 /// `GET /api/openapi.json`.
-pub async fn serve(State(document): State<Arc<Value>>) -> Json<Value> {
-    Json(Value::clone(&document))
+pub async fn serve(State(document): State<Arc<Option<Value>>>) -> Result<Json<Value>, HttpError> {
+    match document.as_ref() {
+        Some(document) => Ok(Json(document.clone())),
+        None => Err(HttpError::new(
+            tonic::Code::Internal,
+            "the OpenAPI document could not be generated; the gateway's log at its start says why",
+        )),
+    }
 }
 
 /// The schemas of fields whose rules the services check beyond their JSON
@@ -225,34 +262,41 @@ pub mod schema {
         )
     }
 
-    /// The RFC 5322 dot-atom local part (at most one dot documented, so
-    /// that 64 characters bound it) and a DNS domain of at least two labels.
-    const EMAIL: &str = concat!(
-        r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,32}(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,31})?",
+    /// An RFC 5322 dot-atom local part of at most 64 characters (the
+    /// lookahead; ECMA 262 and Python's `re` both take it) and a DNS domain
+    /// of at least two labels: what user-service's `Email::parse_new` takes.
+    const NEW_EMAIL: &str = concat!(
+        r"^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*",
         r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
     );
 
-    fn email_with(description: &str) -> RefOr<Schema> {
+    /// A new account's address: one the welcome mail can reach.
+    pub fn new_email() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
-            .pattern(Some(EMAIL))
+            .pattern(Some(NEW_EMAIL))
             .max_length(Some(254))
-            .description(Some(description))
+            .description(Some(
+                "ASCII, a plain dot-atom of at most 64 characters before the @ (no quotes, \
+                 spaces or IP literals); compared without case.",
+            ))
             .into()
     }
 
-    /// A new account's address: one the welcome mail can reach.
-    pub fn new_email() -> RefOr<Schema> {
-        email_with(
-            "ASCII, a plain dot-atom before the @ (no quotes, spaces or IP literals); \
-             compared without case.",
-        )
-    }
-
-    /// An address at login.
+    /// An address at login: loose, since an account made before the sign-up
+    /// rules (a non-ASCII or quoted address) still logs in. One that is no
+    /// address at all is 400, one of no account 401.
     pub fn email() -> RefOr<Schema> {
-        email_with("The account's address; compared without case.")
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^{LINE}*$")))
+            .max_length(Some(254))
+            .description(Some(
+                "The account's address, as it signed up (older accounts may have non-ASCII or \
+                 quoted addresses); compared without case. One line, at most 254 bytes.",
+            ))
+            .into()
     }
 
     fn password_with(min: usize, description: &str) -> RefOr<Schema> {
@@ -363,7 +407,7 @@ mod tests {
 
     #[test]
     fn every_operation_documents_the_edges_own_answers() {
-        let document = document();
+        let document = document().expect("the document is JSON");
         let paths = document["paths"].as_object().cloned().unwrap_or_default();
         assert!(paths.len() >= 5, "{document}");
         for (path, item) in paths {
@@ -396,8 +440,25 @@ mod tests {
     }
 
     #[test]
+    fn a_path_items_keys_other_than_methods_are_left_alone() {
+        let parameters = json!([{"name": "id", "in": "path", "required": true,
+            "schema": {"type": "string"}}]);
+        let mut paths = json!({"/things/{id}": {
+            "summary": "a thing",
+            "parameters": parameters,
+            "get": {"responses": {"200": {"description": "the thing"}}},
+        }});
+        add_edge_answers_to(&mut paths);
+        let item = &paths["/things/{id}"];
+        assert_eq!(item["summary"], "a thing");
+        assert_eq!(item["parameters"], parameters);
+        assert!(item["get"]["responses"]["429"].is_object(), "{item}");
+        assert!(item["get"]["responses"]["200"].is_object(), "{item}");
+    }
+
+    #[test]
     fn a_new_vessel_documents_only_the_fields_it_takes() {
-        let document = document();
+        let document = document().expect("the document is JSON");
         let schema = &document["components"]["schemas"]["NewVessel"];
         let mut names: Vec<_> = schema["properties"]
             .as_object()

@@ -12,8 +12,19 @@
 # "not ok - …" lines; the report (JUnit, and the failures' reproductions)
 # in $OPENAPI_OUT (default: target/openapi).
 #
+# After the run, it also fails unless all 9 operations were tested and the
+# gateway's own metrics show the protected routes succeeding (POST
+# /api/v1/vessels 201, POST /api/v1/consignments 201, DELETE
+# /api/v1/consignments/{id} 200, GET /api/v1/me 200, GET /api/v1/ops 200):
+# a run that only met 401s or 403s behind the bearer and admin checks
+# exercised nothing.
+#
 # OPENAPI_MAX_EXAMPLES (default 200): test cases per operation and phase.
-# OPENAPI_SEED: the run's seed (printed in the log), to replay it.
+# OPENAPI_SEED: the run's seed (default 1, the same cases every run;
+# "random" for a new one), printed in the ok/not ok line to replay it.
+# OPENAPI_ADMIN: the address the fuzz run signs up and logs in with
+# (default: one of ADMIN_EMAILS); another one is no admin, so the admin's
+# routes are refused and the run fails (to see the post-run check work).
 # OPENAPI_SCHEMA=file: fuzz against that document instead of the served
 # one (to see a wrong document fail the run).
 # Arguments are passed on to `schemathesis run` (e.g. --mode negative).
@@ -22,28 +33,46 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-version=4.32.5
+# Schemathesis and all it needs at the versions of openapi-requirements.txt,
+# in a virtualenv cached outside the clone under the hash of that file and
+# of the Python that runs it (another list or Python: another venv).
+requirements=scripts/smoke/openapi-requirements.txt
+version=$(sed -n 's/^schemathesis==//p' "$requirements")
+key=$({ cat "$requirements"; python3 --version; } | sha256sum | cut -c1-16)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/shippy-rs
-venv=$cache/schemathesis-venv-$version
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
+venv=$cache/schemathesis-venv-$key
+# A venv cannot move (its scripts name its path): made in place, and marked
+# complete last, so an interrupted install is made again.
+if ! [ -f "$venv/installed" ] || ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
+    # Debian's python3 has no venv (ensurepip) without python3-venv.
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        { apt-get install -y -q python3-venv || { apt-get update -q && apt-get install -y -q python3-venv; }; } >&2 ||
+            { echo "not ok - openapi: install python3-venv (apt-get) for python3 -m venv"; exit 1; }
+    fi
+    mkdir -p "$cache"
     rm -rf "$venv"
     { python3 -m venv "$venv" &&
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check "schemathesis==$version"; } >&2 ||
-        { echo "not ok - openapi: install schemathesis $version from PyPI into $venv"; exit 1; }
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements" &&
+        "$venv/bin/python" -m pip check && cp "$requirements" "$venv/installed"; } >&2 ||
+        { echo "not ok - openapi: install $requirements from PyPI into $venv"; exit 1; }
 fi
 
+# Cheap when the binaries are fresh, and never a stale one fuzzed.
 bin=${CARGO_TARGET_DIR:-target}/debug
-for name in user-service vessel-service consignment-service api-gateway; do
-    [ -x "$bin/$name" ] || cargo build --quiet --locked -p "$name" >&2
-done
+cargo build --quiet --locked -p user-service -p vessel-service -p consignment-service -p api-gateway >&2 ||
+    { echo "not ok - openapi: cargo build the services and api-gateway"; exit 1; }
 out=${OPENAPI_OUT:-${CARGO_TARGET_DIR:-target}/openapi}
 rm -rf "$out"
 mkdir -p "$out"
 run=$(mktemp -d)
+# Nothing written into the clone: Hypothesis's examples database and
+# Python's bytecode of the hooks stay out of it.
+export HYPOTHESIS_STORAGE_DIRECTORY=$run/hypothesis PYTHONDONTWRITEBYTECODE=1
 spare_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 base=${TEST_DATABASE_URL%/*}
 for db in users vessels consignments; do
-    psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE openapi_${db}_$$" >/dev/null
+    psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE openapi_${db}_$$" >/dev/null ||
+        { echo "not ok - openapi: create database openapi_${db}_$$ at TEST_DATABASE_URL"; rm -rf "$run"; exit 1; }
 done
 user_port=$(spare_port) vessel_port=$(spare_port) consignment_port=$(spare_port) gateway_port=$(spare_port)
 pids=()
@@ -99,33 +128,56 @@ if ! curl -fs "$url/readyz" >/dev/null; then
 fi
 
 password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+fuzzer=${OPENAPI_ADMIN:-$admin}
 curl -fs -X POST "$url/api/v1/users" -H 'content-type: application/json' \
-    -d "{\"name\": \"Fuzz Admin\", \"email\": \"$admin\", \"password\": \"$password\"}" >/dev/null
+    -d "{\"name\": \"Fuzz Admin\", \"email\": \"$fuzzer\", \"password\": \"$password\"}" >/dev/null
 token=$(curl -fs -X POST "$url/api/v1/login" -H 'content-type: application/json' \
-    -d "{\"email\": \"$admin\", \"password\": \"$password\"}" |
+    -d "{\"email\": \"$fuzzer\", \"password\": \"$password\"}" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' 2>/dev/null)
 if [ -z "$token" ]; then
     echo "not ok - openapi: an admin signs up and logs in through the gateway"
     exit 1
 fi
-echo "ok - openapi: api-gateway is ready at $url (services from their binaries), an admin logged in"
+echo "ok - openapi: api-gateway is ready at $url (services from their binaries), $fuzzer logged in"
 
 schema=${OPENAPI_SCHEMA:-$url/api/openapi.json}
+# The sign-up address pattern as Python (Hypothesis) reads it: a dot-atom
+# with any number of dots and at most 64 characters before the @.
+if ! curl -fs "$schema" -o "$run/document.json" 2>/dev/null; then cp "$schema" "$run/document.json"; fi
+if ! python3 - "$run/document.json" <<'PY' >&2; then
+import json, re, sys
+schemas = json.load(open(sys.argv[1]))["components"]["schemas"]
+pattern = re.compile(schemas["NewUser"]["properties"]["email"]["pattern"])
+for good in ["john.q.public@example.com", "a.b.c.d@mail.example.co.uk", "x" * 64 + "@example.com"]:
+    assert pattern.search(good), f"sign-up pattern refuses {good}"
+for bad in ["x" * 65 + "@example.com", "a..b@example.com", ".a@example.com", "a.@example.com", '"q"@example.com']:
+    assert not pattern.search(bad), f"sign-up pattern takes {bad}"
+PY
+    echo "not ok - openapi: the document's sign-up email pattern is a dot-atom of at most 64 characters"
+    exit 1
+fi
+echo "ok - openapi: the document's sign-up email pattern takes dot-atoms of up to 64 characters (Python re)"
+
+case ${OPENAPI_SEED:-1} in
+random) seed=$(python3 -c 'import secrets; print(secrets.randbelow(2**31))') ;;
+*) seed=${OPENAPI_SEED:-1} ;;
+esac
 started=$(date +%s)
 PYTHONPATH=scripts/smoke SCHEMATHESIS_HOOKS=openapi_hooks \
-    "$venv/bin/schemathesis" --config-file scripts/smoke/openapi.toml run "$schema" \
+    timeout 900 "$venv/bin/schemathesis" --config-file scripts/smoke/openapi.toml run "$schema" \
     --url "$url" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,positive_data_acceptance,negative_data_rejection \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "${OPENAPI_MAX_EXAMPLES:-200}" \
-    --seed "${OPENAPI_SEED:-$RANDOM}" \
+    --seed "$seed" \
     --workers 2 \
     --request-timeout 10 \
     --generation-database none \
     --no-color --output-sanitize false \
     --report junit --report-dir "$out" "$@" >"$out/schemathesis.log" 2>&1
 status=$?
+[ "$status" -eq 124 ] && echo "openapi: schemathesis did not finish in 900 s" >&2
 took=$(($(date +%s) - started))
 # The run's summary (and, on failure, each failure with its curl to
 # reproduce it) for the log.
@@ -140,10 +192,26 @@ echo "openapi: the gateway's answers during the run (method route status: count)
 sed 's/^/    /' "$out/statuses.txt" >&2
 operations=$(sed -n 's/^ *Tested: \([0-9]*\).*/\1/p' "$out/schemathesis.log" | head -n 1)
 cases=$(sed -n 's/^ *\([0-9]* generated.*\)/\1/p' "$out/schemathesis.log" | head -n 1)
-summary="${operations:-?} operations, ${cases:-no test cases}"
+summary="${operations:-?} operations, ${cases:-no test cases}, seed $seed"
 if [ "$status" -eq 0 ]; then
     echo "ok - openapi: schemathesis $version found the gateway as its document says (${took}s; $summary)"
 else
     echo "not ok - openapi: schemathesis $version found the gateway not as its document says (exit $status, ${took}s; $summary; see $out/schemathesis.log)"
+fi
+# The fuzz reached behind the bearer check and the admin check: each
+# protected route succeeded at least once, and every operation was tested.
+missing=()
+for success in "POST /api/v1/vessels 201" "POST /api/v1/consignments 201" \
+    "DELETE /api/v1/consignments/{id} 200" "GET /api/v1/me 200" "GET /api/v1/ops 200"; do
+    grep -qF "$success: " "$out/statuses.txt" || missing+=("$success")
+done
+if [ "${operations:-0}" -ne 9 ]; then
+    missing+=("all 9 operations tested (${operations:-none})")
+fi
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "ok - openapi: the fuzz run reached every operation and the protected routes succeeded (seed $seed)"
+else
+    echo "not ok - openapi: the fuzz run reached every operation and the protected routes succeeded (seed $seed); missing: $(printf '%s; ' "${missing[@]}")see $out/statuses.txt"
+    status=1
 fi
 exit "$status"

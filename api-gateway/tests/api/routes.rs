@@ -619,3 +619,36 @@ async fn what_the_document_allows_at_its_limits_is_taken() {
         login.text
     );
 }
+
+#[tokio::test]
+async fn an_address_with_several_dots_signs_up_and_login_takes_any_address() {
+    // The document's sign-up pattern is a dot-atom (any number of dots, as
+    // user-service takes), and login's email is loose (accounts made
+    // before the sign-up rules log in with what they signed up with).
+    // scripts/smoke/openapi.sh checks the served pattern itself in Python.
+    let gateway = Gateway::start().await;
+    let document = gateway.get("/api/openapi.json", None).await.json;
+    let schemas = &document["components"]["schemas"];
+    let pattern = schemas["NewUser"]["properties"]["email"]["pattern"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        pattern.contains(r"(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@"),
+        "the local part takes any number of dots: {pattern}"
+    );
+    let login = &schemas["Login"]["properties"]["email"];
+    assert_eq!(login["maxLength"], 254, "{login}");
+    assert!(login.get("format").is_none(), "{login}");
+
+    let email = "john.q.public@example.com";
+    let created = gateway
+        .post(
+            "/api/v1/users",
+            None,
+            json!({"name": "John Q. Public", "email": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["user"]["email"], email);
+    gateway.login(email).await;
+}
