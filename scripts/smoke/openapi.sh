@@ -44,15 +44,16 @@ venv=$cache/schemathesis-venv-$key
 # A venv cannot move (its scripts name its path): made in place, and marked
 # complete last, so an interrupted install is made again.
 if ! [ -f "$venv/installed" ] || ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
-    # Debian's python3 has no venv (ensurepip) without python3-venv.
-    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-        { apt-get install -y -q python3-venv || { apt-get update -q && apt-get install -y -q python3-venv; }; } >&2 ||
-            { echo "not ok - openapi: install python3-venv (apt-get) for python3 -m venv"; exit 1; }
-    fi
     mkdir -p "$cache"
     rm -rf "$venv"
-    { python3 -m venv "$venv" &&
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements" &&
+    # Debian's python3 makes no venv (no ensurepip) without python3-venv.
+    if ! python3 -m venv "$venv" >&2; then
+        rm -rf "$venv"
+        { apt-get install -y -q python3-venv || { apt-get update -q && apt-get install -y -q python3-venv; }; } >&2 ||
+            { echo "not ok - openapi: install python3-venv (apt-get) for python3 -m venv"; exit 1; }
+        python3 -m venv "$venv" >&2 || { echo "not ok - openapi: python3 -m venv $venv"; exit 1; }
+    fi
+    { "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements" &&
         "$venv/bin/python" -m pip check && cp "$requirements" "$venv/installed"; } >&2 ||
         { echo "not ok - openapi: install $requirements from PyPI into $venv"; exit 1; }
 fi
