@@ -221,6 +221,8 @@ struct Client {
     timeout: Duration,
     think: Duration,
     account: Option<Account>,
+    /// Accounts signed up before the current one, with consignments left.
+    earlier: Vec<Account>,
     signups: u32,
 }
 
@@ -246,6 +248,7 @@ impl Client {
             timeout: load.call_timeout,
             think: load.think,
             account: None,
+            earlier: Vec::new(),
             signups: 0,
         })
     }
@@ -367,6 +370,14 @@ impl Client {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             }
+        }
+        // The account before keeps its consignments, to cancel some later
+        // (else a full fleet would stay full).
+        if let Some(old) = self.account.take()
+            && old.token.is_some()
+            && !old.live.is_empty()
+        {
+            self.earlier.push(old);
         }
         // Indeterminate three times: it may exist; logging in tells.
         self.account = Some(Account {
@@ -539,24 +550,22 @@ impl Client {
     }
 
     async fn cancel(&mut self) {
-        let live = self
+        // One of this client's consignments, of any of its accounts.
+        let mut owners: Vec<&mut Account> = self
             .account
-            .as_ref()
-            .map_or(0, |account| account.live.len());
-        let at = if live > 0 {
-            self.rng.random_range(0..live)
-        } else {
-            0
-        };
-        let Some((email, token, id)) = self.account.as_mut().and_then(|account| {
-            let token = account.token.clone()?;
-            if account.live.is_empty() {
-                return None;
-            }
-            Some((account.email.clone(), token, account.live.swap_remove(at)))
-        }) else {
+            .iter_mut()
+            .chain(self.earlier.iter_mut())
+            .filter(|account| account.token.is_some() && !account.live.is_empty())
+            .collect();
+        if owners.is_empty() {
             return self.list().await;
-        };
+        }
+        let which = self.rng.random_range(0..owners.len());
+        let account = &mut owners[which];
+        let at = self.rng.random_range(0..account.live.len());
+        let id = account.live.swap_remove(at);
+        let email = account.email.clone();
+        let token = account.token.clone().unwrap_or_default();
         let args = json!({ "email": email, "id": id });
         let _ = if self.http {
             let gateway = self.gateway.clone();
