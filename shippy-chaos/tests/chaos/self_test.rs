@@ -165,6 +165,9 @@ async fn every_invariant_fails_when_broken_behind_the_systems_back() {
 
     let observed = soak.observe().await.unwrap();
     let broken = check(&history, &observed);
+    for verdict in &broken {
+        println!("{}: {:?}", verdict.name, verdict.counterexamples);
+    }
     let acknowledged = verdict(&broken, "acknowledged-creates");
     assert!(
         mentions(acknowledged, &format!("{deleted} (key")),
