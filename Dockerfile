@@ -21,6 +21,7 @@ COPY shippy-auth/Cargo.toml shippy-auth/
 COPY shippy-store/Cargo.toml shippy-store/
 COPY shippy-cli/Cargo.toml shippy-cli/
 COPY shippy-bench/Cargo.toml shippy-bench/
+COPY shippy-chaos/Cargo.toml shippy-chaos/
 COPY vessel-service/Cargo.toml vessel-service/
 COPY consignment-service/Cargo.toml consignment-service/
 COPY user-service/Cargo.toml user-service/
@@ -35,7 +36,7 @@ RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-s
  && mkdir -p shippy-bench/src/bin/bench \
  && echo 'fn main() {}' > shippy-bench/src/bin/bench/main.rs \
  && echo 'fn main() {}' > shippy-bench/src/bin/echo-server.rs \
- && for crate in vessel-service consignment-service user-service email-service consignment-cli user-cli api-gateway; do \
+ && for crate in shippy-chaos vessel-service consignment-service user-service email-service consignment-cli user-cli api-gateway; do \
         mkdir -p $crate/src && echo 'fn main() {}' > $crate/src/main.rs && echo > $crate/src/lib.rs; \
     done \
  && cargo build --release --locked --workspace --bins
