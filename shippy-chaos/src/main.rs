@@ -1,6 +1,7 @@
 //! `shippy-chaos`: one soak, configured from the environment
 //! (`CHAOS_DURATION`, `CHAOS_SEED`, `STORE`, `CHAOS_OUT`, `CHAOS_CLIENTS`,
 //! `CHAOS_HTTP_CLIENTS`, `CHAOS_PAUSE_POSTGRES`); exits 1 on any violation.
+//! `shippy-chaos plot HISTORY SVG` draws a history's throughput plot again.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -28,7 +29,29 @@ fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     })
 }
 
+/// `shippy-chaos plot HISTORY SVG`: the throughput plot of a history again.
+fn plot(history: &str, svg: &str) -> anyhow::Result<()> {
+    use shippy_chaos::history::Kind;
+    let history = shippy_chaos::history::load(std::path::Path::new(history))?;
+    let faults = history
+        .iter()
+        .filter(|entry| matches!(entry.kind, Kind::FaultStart | Kind::FaultEnd))
+        .map(|entry| entry.time);
+    let window = faults.fold((f64::MAX, 0.0_f64), |(first, last), time| {
+        (first.min(time), last.max(time))
+    });
+    std::fs::write(svg, shippy_chaos::report::throughput_svg(&history, window))?;
+    Ok(())
+}
+
 async fn main_result() -> anyhow::Result<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, command, history, svg] = args.as_slice()
+        && command == "plot"
+    {
+        plot(history, svg)?;
+        return Ok(true);
+    }
     let store: Store = var("STORE").unwrap_or_default().parse()?;
     let faults = parse_duration(&var("CHAOS_DURATION").unwrap_or_else(|| "5m".into()))?;
     let seed = match var("CHAOS_SEED") {

@@ -110,15 +110,27 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The colour of a fault's kind in the plot.
+fn colour(kind: &str) -> &'static str {
+    match kind {
+        "kill" => "#d62728",
+        "pause" => "#9467bd",
+        "partition-refuse" => "#ff7f0e",
+        _ => "#8c564b",
+    }
+}
+
 /// Completed operations per second (ok, fail, indeterminate) over the run,
-/// faults as shaded bands labelled with kind and target.
+/// averaged over wider buckets for a long run (about 300 points), faults as
+/// shaded bands (labelled with kind and target when there are few).
 pub fn throughput_svg(history: &[Entry], window: (f64, f64)) -> String {
     let end = history
         .iter()
         .map(|entry| entry.time)
         .fold(1.0_f64, f64::max)
         .ceil() as usize;
-    let mut buckets = vec![[0usize; 3]; end + 1];
+    let width = end.div_ceil(300).max(1);
+    let mut counts = vec![[0usize; 3]; end / width + 1];
     for entry in history.iter().filter(|entry| entry.process != "nemesis") {
         let slot = match entry.kind {
             Kind::Ok => 0,
@@ -126,33 +138,40 @@ pub fn throughput_svg(history: &[Entry], window: (f64, f64)) -> String {
             Kind::Indeterminate => 2,
             _ => continue,
         };
-        if let Some(bucket) = buckets.get_mut(entry.time as usize) {
+        if let Some(bucket) = counts.get_mut(entry.time as usize / width) {
             bucket[slot] += 1;
         }
     }
-    let peak = buckets
+    let rates: Vec<[f64; 3]> = counts
+        .iter()
+        .map(|bucket| bucket.map(|count| count as f64 / width as f64))
+        .collect();
+    let peak = rates
         .iter()
         .flat_map(|bucket| bucket.iter().copied())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let (width, height, left, top, bottom) = (1000.0, 360.0, 50.0, 30.0, 40.0);
-    let plot_w = width - left - 20.0;
-    let plot_h = height - top - bottom;
+        .fold(1.0_f64, f64::max);
+    let labelled = history
+        .iter()
+        .filter(|entry| entry.kind == Kind::FaultStart)
+        .count()
+        <= 40;
+    let (svg_w, svg_h, left, top, bottom) = (1000.0, 380.0, 50.0, 30.0, 60.0);
+    let plot_w = svg_w - left - 20.0;
+    let plot_h = svg_h - top - bottom;
     let x = |t: f64| left + t / end.max(1) as f64 * plot_w;
     let y = |v: f64| top + plot_h - v / peak * plot_h;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{svg_w}" height="{svg_h}" font-family="sans-serif" font-size="11">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         svg,
-        r#"<text x="{left}" y="18" font-size="13">Operations completed per second; faults shaded (faults from {:.0} s to {:.0} s)</text>"#,
+        r#"<text x="{left}" y="18" font-size="13">Operations completed per second (over {width} s); faults shaded (from {:.0} s to {:.0} s)</text>"#,
         window.0, window.1
     );
-    // Faults: pair each start with its end.
+    // Faults: each start paired with its end.
     let mut open: BTreeMap<u64, &Entry> = BTreeMap::new();
     let mut lane = 0;
     for entry in history.iter().filter(|entry| entry.process == "nemesis") {
@@ -161,22 +180,20 @@ pub fn throughput_svg(history: &[Entry], window: (f64, f64)) -> String {
                 open.insert(entry.seq, entry);
             }
             Kind::FaultEnd => {
-                if let Some(start) = open.remove(&entry.seq) {
-                    let colour = match start.op.as_str() {
-                        "kill" => "#d62728",
-                        "pause" => "#9467bd",
-                        "partition-refuse" => "#ff7f0e",
-                        _ => "#8c564b",
-                    };
-                    let (x0, x1) = (x(start.time), x(entry.time));
-                    let label = escape(&format!("{} {}", start.op, start.via));
-                    let _ = writeln!(
-                        svg,
-                        r#"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{plot_h}" fill="{colour}" fill-opacity="0.15"><title>{label} ({:.1}–{:.1} s)</title></rect>"#,
-                        (x1 - x0).max(1.0),
-                        start.time,
-                        entry.time
-                    );
+                let Some(start) = open.remove(&entry.seq) else {
+                    continue;
+                };
+                let colour = colour(&start.op);
+                let (x0, x1) = (x(start.time), x(entry.time));
+                let label = escape(&format!("{} {}", start.op, start.via));
+                let _ = writeln!(
+                    svg,
+                    r#"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{plot_h}" fill="{colour}" fill-opacity="0.15"><title>{label} ({:.1}–{:.1} s)</title></rect>"#,
+                    (x1 - x0).max(1.0),
+                    start.time,
+                    entry.time
+                );
+                if labelled {
                     let _ = writeln!(
                         svg,
                         r#"<text x="{x0:.1}" y="{:.1}" fill="{colour}" font-size="9">{label}</text>"#,
@@ -213,7 +230,9 @@ pub fn throughput_svg(history: &[Entry], window: (f64, f64)) -> String {
             top + plot_h + 16.0
         );
     }
-    for (slot, (colour, name)) in [
+    // Legend: outcomes, then fault kinds.
+    let legend_y = svg_h - 12.0;
+    for (n, (colour, name)) in [
         ("#2ca02c", "ok"),
         ("#1f77b4", "fail"),
         ("#d62728", "indeterminate"),
@@ -221,10 +240,13 @@ pub fn throughput_svg(history: &[Entry], window: (f64, f64)) -> String {
     .into_iter()
     .enumerate()
     {
-        let points: Vec<String> = buckets
+        let points: Vec<String> = rates
             .iter()
             .enumerate()
-            .map(|(t, bucket)| format!("{:.1},{:.1}", x(t as f64 + 0.5), y(bucket[slot] as f64)))
+            .map(|(bucket, rate)| {
+                let middle = ((bucket * width) as f64 + width as f64 / 2.0).min(end as f64);
+                format!("{:.1},{:.1}", x(middle), y(rate[n]))
+            })
             .collect();
         let _ = writeln!(
             svg,
@@ -233,11 +255,59 @@ pub fn throughput_svg(history: &[Entry], window: (f64, f64)) -> String {
         );
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{name}</text>"#,
-            left + plot_w - 240.0 + slot as f64 * 70.0,
-            height - 8.0
+            r#"<line x1="{0:.1}" y1="{1:.1}" x2="{2:.1}" y2="{1:.1}" stroke="{colour}" stroke-width="2"/><text x="{3:.1}" y="{4:.1}">{name}</text>"#,
+            left + n as f64 * 110.0,
+            legend_y - 4.0,
+            left + 16.0 + n as f64 * 110.0,
+            left + 20.0 + n as f64 * 110.0,
+            legend_y
+        );
+    }
+    for (n, kind) in ["kill", "pause", "partition-refuse", "partition-blackhole"]
+        .into_iter()
+        .enumerate()
+    {
+        let at = left + 360.0 + n as f64 * 140.0;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{at:.1}" y="{:.1}" width="12" height="10" fill="{}" fill-opacity="0.4"/><text x="{:.1}" y="{legend_y:.1}">{kind}</text>"#,
+            legend_y - 9.0,
+            colour(kind),
+            at + 16.0
         );
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plot_marks_each_fault_and_escapes_its_label() {
+        let entry = |time: f64, process: &str, kind: Kind, op: &str, via: &str| Entry {
+            time,
+            process: process.into(),
+            seq: 1,
+            kind,
+            op: op.into(),
+            via: via.into(),
+            args: serde_json::Value::Null,
+            result: serde_json::Value::Null,
+        };
+        let history = [
+            entry(0.5, "c0", Kind::Ok, "create", "grpc"),
+            entry(1.0, "nemesis", Kind::FaultStart, "kill", "<x>"),
+            entry(2.0, "nemesis", Kind::FaultEnd, "kill", "<x>"),
+            entry(2.5, "c0", Kind::Indeterminate, "create", "grpc"),
+        ];
+        let svg = throughput_svg(&history, (1.0, 2.0));
+        assert!(
+            svg.contains("<title>kill &lt;x&gt; (1.0–2.0 s)</title>"),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert!(svg.trim_end().ends_with("</svg>"));
+    }
 }
