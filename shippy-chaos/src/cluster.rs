@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use shippy_service::settings::SecretUrl;
-use shippy_testkit::SmtpServer;
+use shippy_testkit::{ConsulAgent, SmtpServer};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -300,6 +300,9 @@ pub struct Cluster {
     pub nats: Proc,
     /// The SMTP sink.
     pub smtp: SmtpServer,
+    /// The Consul agent the services register with and find each other
+    /// through (ACLs on, a token each), when the run has one.
+    pub consul: Option<ConsulAgent>,
     /// The services, in [`SERVICES`] order.
     pub services: Vec<Proc>,
     /// The run's timing settings.
@@ -341,7 +344,12 @@ async fn fresh(store: Store, prefix: &str) -> SecretUrl {
 impl Cluster {
     /// Starts everything under `dir` (logs in `dir/logs`) and waits until
     /// every service serves.
-    pub async fn start(store: Store, timing: Timing, dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(
+        store: Store,
+        timing: Timing,
+        dir: &Path,
+        with_consul: bool,
+    ) -> anyhow::Result<Self> {
         let log_dir = dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
         let nats_address = spare_address()?;
@@ -367,6 +375,11 @@ impl Cluster {
             bail!("nats-server did not start (is it installed? scripts/infra.sh installs it)");
         }
         let smtp = SmtpServer::start().await;
+        let consul = if with_consul {
+            Some(ConsulAgent::start_with_acls().await)
+        } else {
+            None
+        };
 
         let users_db = shippy_testkit::fresh_postgres_database("chaos_users").await;
         let vessels_db = fresh(store, "chaos_vessels").await;
@@ -479,6 +492,23 @@ impl Cluster {
         ]);
         envs.push(env);
 
+        if let Some(consul) = &consul {
+            // Registered in Consul and found through it; vessel-service is
+            // advertised at its proxy, so consignment-service still reaches
+            // it through the link the nemesis cuts.
+            for (name, env) in SERVICES.into_iter().zip(envs.iter_mut()) {
+                env.push(("CONSUL_HTTP_ADDR".into(), consul.http_addr()));
+                if let Some(token) = consul.token(name) {
+                    env.push(("CONSUL_HTTP_TOKEN".into(), token.expose().to_owned()));
+                }
+                if name == "vessel-service" {
+                    env.push((
+                        "ADVERTISE_ADDR".into(),
+                        proxy("consignment-vessel")?.to_string(),
+                    ));
+                }
+            }
+        }
         let mut services = Vec::new();
         for ((name, env), address) in SERVICES.into_iter().zip(envs).zip(addresses) {
             let ready = if name == "api-gateway" {
@@ -512,6 +542,7 @@ impl Cluster {
             proxies,
             nats,
             smtp,
+            consul,
             services,
             timing,
             dir: dir.to_owned(),

@@ -1,6 +1,7 @@
 //! `shippy-chaos`: one soak, configured from the environment
 //! (`CHAOS_DURATION`, `CHAOS_SEED`, `STORE`, `CHAOS_OUT`, `CHAOS_CLIENTS`,
-//! `CHAOS_HTTP_CLIENTS`, `CHAOS_PAUSE_POSTGRES`); exits 1 on any violation.
+//! `CHAOS_HTTP_CLIENTS`, `CHAOS_PAUSE_POSTGRES`, `CHAOS_CONSUL`); exits 1 on
+//! any violation.
 //! `shippy-chaos plot HISTORY SVG` draws a history's throughput plot again.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -71,6 +72,7 @@ async fn main_result() -> anyhow::Result<bool> {
             .context("CHAOS_HTTP_CLIENTS must be a number")?;
     }
     config.pause_postgres = var("CHAOS_PAUSE_POSTGRES").is_some_and(|value| value == "1");
+    config.consul = var("CHAOS_CONSUL").is_some_and(|value| value == "1");
     eprintln!(
         "chaos: store {}, seed {seed}, {} s of faults, output in {}",
         store.name(),

@@ -9,6 +9,8 @@ use rand::{Rng as _, SeedableRng as _, rngs::StdRng, seq::IndexedRandom as _};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use shippy_testkit::ConsulAgent;
+
 use crate::{
     cluster::{Cluster, SERVICES, signal},
     history::{Kind, Recorder},
@@ -66,8 +68,9 @@ pub const LINKS: [&str; 6] = [
 
 /// The schedule for `seed` over `duration`: one fault at a time, a quiet
 /// gap of 1–3 s between them. `postgres` is paused only when
-/// `pause_postgres` (it must be a server of the run's own).
-pub fn schedule(seed: u64, duration: Duration, pause_postgres: bool) -> Vec<Fault> {
+/// `pause_postgres` (it must be a server of the run's own); `consul` is a
+/// target only when the run has one.
+pub fn schedule(seed: u64, duration: Duration, pause_postgres: bool, consul: bool) -> Vec<Fault> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut kill: Vec<&str> = SERVICES.to_vec();
     kill.extend(["nats", "smtp"]);
@@ -75,6 +78,10 @@ pub fn schedule(seed: u64, duration: Duration, pause_postgres: bool) -> Vec<Faul
     pause.push("nats");
     if pause_postgres {
         pause.push("postgres");
+    }
+    if consul {
+        kill.push("consul");
+        pause.push("consul");
     }
     let mut faults = Vec::new();
     let mut at = rng.random_range(1.0..3.0);
@@ -213,6 +220,12 @@ async fn pids(cluster: &Cluster, target: &str) -> Vec<u32> {
     match target {
         "postgres" => cluster.postgres_backends().await,
         "nats" => cluster.nats.pid().into_iter().collect(),
+        "consul" => cluster
+            .consul
+            .as_ref()
+            .and_then(ConsulAgent::pid)
+            .into_iter()
+            .collect(),
         service => cluster
             .service(service)
             .and_then(|service| service.pid())
@@ -230,6 +243,15 @@ async fn kill(cluster: &mut Cluster, target: &str, down: Duration) -> serde_json
             cluster.smtp.restart().await;
             json!({ "restarted": true })
         }
+        "consul" => match cluster.consul.as_mut() {
+            Some(consul) => {
+                consul.stop();
+                tokio::time::sleep(down).await;
+                consul.restart().await;
+                json!({ "restarted": true })
+            }
+            None => json!({ "error": "no Consul in this run" }),
+        },
         "nats" => {
             cluster.nats.kill();
             tokio::time::sleep(down).await;
@@ -268,9 +290,9 @@ mod tests {
 
     #[test]
     fn the_schedule_is_the_seeds() {
-        let one = schedule(7, Duration::from_secs(60), true);
-        assert_eq!(one, schedule(7, Duration::from_secs(60), true));
-        assert_ne!(one, schedule(8, Duration::from_secs(60), true));
+        let one = schedule(7, Duration::from_secs(60), true, false);
+        assert_eq!(one, schedule(7, Duration::from_secs(60), true, false));
+        assert_ne!(one, schedule(8, Duration::from_secs(60), true, false));
         assert!(one.iter().all(|fault| fault.at + fault.hold <= 60.5));
         assert!(one.len() > 5, "{one:?}");
     }

@@ -47,6 +47,10 @@ pub struct Config {
     pub pause_postgres: bool,
     /// How soon after the last fault every service must be ready again.
     pub recovery_limit: Duration,
+    /// Whether the services register with a Consul agent of the run's own
+    /// and find each other through it (the nemesis then kills and pauses
+    /// Consul too); needs `TEST_CONSUL_BIN`.
+    pub consul: bool,
 }
 
 impl Config {
@@ -63,6 +67,7 @@ impl Config {
             timing: Timing::default(),
             pause_postgres: false,
             recovery_limit: Duration::from_secs(30),
+            consul: false,
         }
     }
 }
@@ -92,7 +97,8 @@ impl Soak {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.out)?;
         let recorder = Recorder::new(Some(&config.out.join("history.jsonl")))?;
-        let cluster = Cluster::start(config.store, config.timing, &config.out).await?;
+        let cluster =
+            Cluster::start(config.store, config.timing, &config.out, config.consul).await?;
         workload::create_fleet(endpoints(&cluster)).await?;
         let view = View::connect(
             config.store,
@@ -101,7 +107,12 @@ impl Soak {
             &cluster.consignments_db,
         )
         .await?;
-        let schedule = nemesis::schedule(config.seed, config.faults, config.pause_postgres);
+        let schedule = nemesis::schedule(
+            config.seed,
+            config.faults,
+            config.pause_postgres,
+            config.consul,
+        );
         std::fs::write(
             config.out.join("schedule.json"),
             serde_json::to_vec_pretty(&schedule)?,

@@ -579,6 +579,11 @@ impl ConsulAgent {
         }
     }
 
+    /// Its process id while it runs (to stop and continue it with signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(std::process::Child::id)
+    }
+
     /// Starts it again on the same ports (with ACLs: with the same tokens).
     pub async fn restart(&mut self) {
         self.stop();

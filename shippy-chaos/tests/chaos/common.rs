@@ -41,13 +41,15 @@ pub fn may_pause_postgres() -> bool {
     }
 }
 
-/// A short seeded soak on `store`: `faults` of faults; panics, with the
-/// report, on any violation.
-pub async fn soak(store: Store, seed: u64, faults: Duration) {
+/// A short seeded soak on `store`: `faults` of faults, the services found
+/// through Consul when `consul` (and the infrastructure runs one:
+/// `TEST_CONSUL_BIN`); panics, with the report, on any violation.
+pub async fn soak(store: Store, seed: u64, faults: Duration, consul: bool) {
     shippy_testkit::init_test_logging();
     let out = out(&format!("soak-{}-{seed}", store.name()));
     let mut config = Config::new(store, seed, faults, out.clone());
     config.pause_postgres = may_pause_postgres();
+    config.consul = consul && std::env::var_os("TEST_CONSUL_BIN").is_some();
     let report = run::soak(config).await.expect("the soak runs");
     let text = shippy_chaos::report::markdown(&report);
     println!("{text}");

@@ -1,9 +1,11 @@
 //! `make test`'s short chaos soaks: a minute of seeded faults under mixed
 //! load, then the checker (`CHAOS_SEED` picks another schedule). The seeds
-//! are chosen for their minute's schedule: 295 kills user-, vessel-,
-//! consignment-, email-service, the gateway and NATS, pauses PostgreSQL (on
-//! `make test`'s own server) and cuts the database links; 132 kills NATS,
-//! email-, vessel- and user-service and the gateway, and partitions the rest.
+//! are chosen for their minute's schedule: on PostgreSQL, with the services
+//! finding each other through Consul, 228 kills consignment-, email- and
+//! vessel-service, the gateway and Consul, pauses PostgreSQL (on `make
+//! test`'s own server) and Consul, and cuts every database link; on MongoDB,
+//! 132 kills NATS, email-, vessel- and user-service and the gateway, and
+//! partitions the rest.
 
 use std::time::Duration;
 
@@ -14,12 +16,24 @@ use crate::common;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_soak_on_postgresql_keeps_every_promise() {
     let _turn = common::one_at_a_time().await;
-    common::soak(Store::Postgres, common::seed(295), Duration::from_secs(60)).await;
+    common::soak(
+        Store::Postgres,
+        common::seed(228),
+        Duration::from_secs(60),
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a MongoDB server (TEST_MONGODB_URL); make test runs it"]
 async fn a_seeded_soak_on_mongodb_keeps_every_promise() {
     let _turn = common::one_at_a_time().await;
-    common::soak(Store::MongoDb, common::seed(132), Duration::from_secs(60)).await;
+    common::soak(
+        Store::MongoDb,
+        common::seed(132),
+        Duration::from_secs(60),
+        false,
+    )
+    .await;
 }
