@@ -97,11 +97,14 @@ impl From<tonic::Status> for HttpError {
         // describe our network; a service's own status never has one.
         let local = std::error::Error::source(&status).is_some();
         // tonic reports its own deadline passing as CANCELLED: it is the
-        // service not answering in time.
-        let code = if local && timed_out(&status) {
-            Code::DeadlineExceeded
-        } else {
-            status.code()
+        // service not answering in time. Any other status tonic makes (a
+        // refused connection, or one that broke mid-call: UNKNOWN when the
+        // service was killed while answering) is the service unreachable,
+        // which a retry may cure: 503, not 500.
+        let code = match (local, status.code()) {
+            (true, _) if timed_out(&status) => Code::DeadlineExceeded,
+            (true, _) => Code::Unavailable,
+            (false, code) => code,
         };
         let message = match code {
             Code::DeadlineExceeded if local => {
@@ -234,6 +237,30 @@ mod tests {
         ] {
             assert_eq!(http_status(code).as_u16(), status, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_connection_that_broke_mid_call_is_unavailable_not_a_500() {
+        // What tonic answers when the service is killed while answering:
+        // UNKNOWN, made from the transport's error (found by make chaos).
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )));
+        assert_eq!(broken.code(), Code::Unknown);
+        let error = HttpError::from(broken);
+        assert_eq!(error.code, Code::Unavailable);
+        assert_eq!(
+            error.message,
+            "a service this request needs is unreachable; retry shortly"
+        );
+        assert_eq!(
+            error.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // A service's own UNKNOWN (no transport error in it) stays a 500.
+        let own = HttpError::from(tonic::Status::unknown("odd"));
+        assert_eq!(own.code, Code::Unknown);
     }
 
     #[test]
