@@ -23,6 +23,10 @@
 //!   all — keeps it); it would expire anyway;
 //! - confirming fails: the consignment goes to `cancelling` and its room is
 //!   released; the caller gets `UNAVAILABLE` and nothing ships;
+//! - marking it confirmed fails (the room is confirmed): it ships, and the
+//!   sweep marks it once the database answers; the caller gets
+//!   `UNAVAILABLE` (maybe placed), never an OK for a consignment its owner
+//!   cannot list or cancel yet — a retry with the idempotency key answers it;
 //! - the process dies between the steps: a held reservation expires in
 //!   vessel-service; a consignment left `pending` is confirmed by the sweep
 //!   (or, if its hold expired first, cancelled), one left `cancelling` has
@@ -155,10 +159,22 @@ impl Saga {
             // The sweep got there first (this call was slow): it confirms
             // what this call confirmed, or it found the hold gone.
             Ok(false) => return self.settled_elsewhere(consignment, None).await,
-            // Room confirmed and consignment stored: it ships. The sweep
-            // marks it confirmed (listed) once the database answers again.
+            // Room confirmed and consignment stored: it ships, and the sweep
+            // marks it confirmed (listed) once the database answers again —
+            // but until then its owner could neither list nor cancel it, so
+            // it is not answered as placed: the caller learns it may have
+            // been (`UNAVAILABLE`), and the same create sent again with its
+            // idempotency key answers it once it is marked.
             Err(error) => {
                 tracing::warn!(%error, "consignment confirmed but not yet marked; the recovery sweep marks it");
+                return Err(ApiError::unavailable(
+                    format!(
+                        "consignment {id} has its room but could not be recorded yet; send the \
+                         create again with the same idempotency key to get it (it ships, and \
+                         is listed once recorded)"
+                    ),
+                    error,
+                ));
             }
         }
         consignment.state = State::Confirmed;

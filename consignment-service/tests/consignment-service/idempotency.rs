@@ -287,3 +287,60 @@ async fn a_retry_of_a_cancelled_consignment_is_failed_precondition() {
     );
     assert!(used(&cluster, &token).await.is_empty(), "nothing booked");
 }
+
+/// The room is confirmed but marking the consignment confirmed fails (here:
+/// a trigger refuses it; in production, the database dropping away between
+/// the two steps): the create is not answered OK, since its owner could
+/// neither list nor cancel it yet — it is `UNAVAILABLE`, and sent again with
+/// its key once the database takes it, it answers the one consignment,
+/// listed, its room used once. (Found by `make chaos`, seed 3031.)
+#[tokio::test]
+async fn a_create_whose_confirmed_room_cannot_be_recorded_is_not_answered_placed() {
+    use sqlx::Connection as _;
+
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user("unrecorded@example.com").await;
+    let mut database = sqlx::PgConnection::connect(cluster.consignment_database.expose())
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_confirming() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'confirming refused by the test'; END $$;
+         CREATE TRIGGER refuse_confirming BEFORE UPDATE ON consignments
+           FOR EACH ROW WHEN (NEW.state = 'confirmed') EXECUTE FUNCTION refuse_confirming();",
+    )
+    .execute(&mut database)
+    .await
+    .unwrap();
+    let first = create(cluster.shipping.clone(), keyed(sample(), &token, "order-9")).await;
+    match &first {
+        Ok(placed) => assert!(
+            listed(&cluster, &token)
+                .await
+                .iter()
+                .any(|listed| listed.id == placed.id),
+            "answered OK but not listed to its owner: {placed:?}"
+        ),
+        Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+    }
+    assert!(
+        first.is_err(),
+        "not answered placed while unrecorded: {first:?}"
+    );
+    sqlx::raw_sql("DROP TRIGGER refuse_confirming ON consignments")
+        .execute(&mut database)
+        .await
+        .unwrap();
+    let again = create(cluster.shipping.clone(), keyed(sample(), &token, "order-9"))
+        .await
+        .unwrap();
+    let listed = listed(&cluster, &token).await;
+    assert_eq!(
+        listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [again.id.as_str()]
+    );
+    assert_eq!(
+        used(&cluster, &token).await,
+        one_sample_on(&again.vessel_id)
+    );
+}
