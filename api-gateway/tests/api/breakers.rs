@@ -6,24 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use shippy_testkit::ServiceProcess;
-
-use crate::{Gateway, Services};
+use crate::{Gateway, Services, signal};
 
 /// The gateway's deadline for consignment-service in this test.
 const DEADLINE: Duration = Duration::from_secs(1);
 /// How long an open circuit refuses before one call probes: long enough
 /// that the checks made while it is open finish inside it on a loaded machine.
 const COOL_DOWN: Duration = Duration::from_secs(10);
-
-fn signal(process: &ServiceProcess, name: &str) {
-    let pid = process.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([name, &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {name} {pid}");
-}
 
 async fn metric(gateway: &Gateway, line_start: &str) -> Option<f64> {
     let (_, text) = crate::raw_request(gateway.metrics, "GET", "/metrics", &[]).await;
@@ -33,31 +22,8 @@ async fn metric(gateway: &Gateway, line_start: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_upstream_gets_fast_503s_once_its_circuit_opens_and_200_after_it_resumes() {
-    let services = Services::start().await;
-    let consignments = ServiceProcess::start(
-        "consignment-service",
-        &[
-            (
-                "DATABASE_URL",
-                shippy_testkit::fresh_postgres_database("gw_hung")
-                    .await
-                    .expose()
-                    .to_owned(),
-            ),
-            (
-                "VESSEL_SERVICE_URL",
-                format!("http://{}", services.vessel_addr),
-            ),
-            ("USER_SERVICE_URL", format!("http://{}", services.user_addr)),
-        ],
-    )
-    .await;
-    let mut settings = services.settings();
-    settings.consignment_service_url = consignments.url();
-    settings.breakers.consignment_service_timeout = DEADLINE.into();
-    settings.breakers.failures = 2;
-    settings.breakers.cool_down = COOL_DOWN.into();
-    let gateway = Gateway::start_with(services, settings).await;
+    let (gateway, consignments) =
+        crate::gateway_with_stoppable_consignments("gw_hung", DEADLINE, COOL_DOWN).await;
     let (_, token) = gateway.user("hung@example.com").await;
     let listed = gateway.get("/api/v1/consignments", Some(&token)).await;
     assert_eq!(listed.status, 200, "{}", listed.text);

@@ -529,18 +529,7 @@ async fn the_jwks_serves_the_last_set_while_user_service_hangs() {
     assert_eq!(kids(&first).len(), 2, "{}", first.text);
 
     // Hung, not refusing: a call to it only ends at the gateway's timeout.
-    let pid = keyed.user.pid().expect("running").to_string();
-    let hang = |signal: &'static str| {
-        let pid = pid.clone();
-        move || {
-            let status = std::process::Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .expect("kill runs");
-            assert!(status.success(), "kill {signal} {pid}");
-        }
-    };
-    hang("-STOP")();
+    crate::signal(&keyed.user, "-STOP");
     tokio::time::sleep(jwks_fresh_for() + Duration::from_millis(200)).await;
     let path = "/.well-known/jwks.json";
     // Past its freshness the set is served at once while a fetch (which
@@ -556,7 +545,7 @@ async fn the_jwks_serves_the_last_set_while_user_service_hangs() {
     );
     let d = keyed.gateway.get(path, None).await;
     let took = asked.elapsed();
-    hang("-CONT")();
+    crate::signal(&keyed.user, "-CONT");
     for answer in [&a, &b, &c, &d] {
         assert_eq!(
             (answer.status, kids(answer)),
@@ -583,17 +572,9 @@ async fn the_ops_dashboard_verifies_an_admin_while_user_service_hangs_though_non
     // have given it the keys.
     let keyed = Keyed::start_with_gateway_keys(Source::File(file), KeyRefresh::default()).await;
     let (_, admin) = keyed.gateway.user(ADMIN).await;
-    let pid = keyed.user.pid().expect("running").to_string();
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {name} {pid}");
-    };
-    signal("-STOP");
+    crate::signal(&keyed.user, "-STOP");
     let answer = keyed.gateway.get("/api/v1/ops", Some(&admin)).await;
-    signal("-CONT");
+    crate::signal(&keyed.user, "-CONT");
     assert_eq!(answer.status, 200, "{}", answer.text);
     let users = answer.json["upstreams"]
         .as_array()

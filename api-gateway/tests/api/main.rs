@@ -114,6 +114,52 @@ impl Services {
     }
 }
 
+/// A gateway whose consignment-service is a real process (so a test can
+/// stop it with SIGSTOP: its port takes connections, nothing answers), its
+/// calls timed out after `deadline`, its circuit opening after two failures
+/// and refusing for `cool_down`.
+pub async fn gateway_with_stoppable_consignments(
+    database_prefix: &str,
+    deadline: std::time::Duration,
+    cool_down: std::time::Duration,
+) -> (Gateway, shippy_testkit::ServiceProcess) {
+    let services = Services::start().await;
+    let consignments = shippy_testkit::ServiceProcess::start(
+        "consignment-service",
+        &[
+            (
+                "DATABASE_URL",
+                fresh_postgres_database(database_prefix)
+                    .await
+                    .expose()
+                    .to_owned(),
+            ),
+            (
+                "VESSEL_SERVICE_URL",
+                format!("http://{}", services.vessel_addr),
+            ),
+            ("USER_SERVICE_URL", format!("http://{}", services.user_addr)),
+        ],
+    )
+    .await;
+    let mut settings = services.settings();
+    settings.consignment_service_url = consignments.url();
+    settings.breakers.consignment_service_timeout = deadline.into();
+    settings.breakers.failures = 2;
+    settings.breakers.cool_down = cool_down.into();
+    (Gateway::start_with(services, settings).await, consignments)
+}
+
+/// Sends signal `name` (`-STOP`, `-CONT`, …) to `process`.
+pub fn signal(process: &shippy_testkit::ServiceProcess, name: &str) {
+    let pid = process.pid().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([name, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {name} {pid}");
+}
+
 /// Rate limits no test meets by accident (tests that fire many requests
 /// from one address); `limits` sets its own.
 pub fn generous_limits() -> api_gateway::limit::RateLimits {

@@ -5,10 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::{ADMIN, Gateway, signal};
 use api_gateway::ops::{CircuitState, OpsReport, UpstreamReport};
-use shippy_testkit::ServiceProcess;
-
-use crate::{ADMIN, Gateway, Services};
 
 async fn report(gateway: &Gateway, token: &str) -> OpsReport {
     let answer = gateway.get("/api/v1/ops", Some(token)).await;
@@ -128,44 +126,12 @@ async fn the_ops_report_counts_each_routes_requests_and_errors() {
     assert_eq!(vessels.error_ratio, 0.5, "{vessels:?}");
 }
 
-fn signal(process: &ServiceProcess, name: &str) {
-    let pid = process.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([name, &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {name} {pid}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_upstream_is_shown_unhealthy_with_its_circuit_open_then_closed() {
     const DEADLINE: Duration = Duration::from_secs(1);
     const COOL_DOWN: Duration = Duration::from_secs(10);
-    let services = Services::start().await;
-    let consignments = ServiceProcess::start(
-        "consignment-service",
-        &[
-            (
-                "DATABASE_URL",
-                shippy_testkit::fresh_postgres_database("gw_ops")
-                    .await
-                    .expose()
-                    .to_owned(),
-            ),
-            (
-                "VESSEL_SERVICE_URL",
-                format!("http://{}", services.vessel_addr),
-            ),
-            ("USER_SERVICE_URL", format!("http://{}", services.user_addr)),
-        ],
-    )
-    .await;
-    let mut settings = services.settings();
-    settings.consignment_service_url = consignments.url();
-    settings.breakers.consignment_service_timeout = DEADLINE.into();
-    settings.breakers.failures = 2;
-    settings.breakers.cool_down = COOL_DOWN.into();
-    let gateway = Gateway::start_with(services, settings).await;
+    let (gateway, consignments) =
+        crate::gateway_with_stoppable_consignments("gw_ops", DEADLINE, COOL_DOWN).await;
     let (_, admin) = gateway.user(ADMIN).await;
     let listed = gateway.get("/api/v1/consignments", Some(&admin)).await;
     assert_eq!(listed.status, 200, "{}", listed.text);
