@@ -130,55 +130,28 @@ pub async fn run(cluster: &mut Cluster, faults: &[Fault], recorder: &Recorder, o
         let args = json!({ "hold": fault.hold });
         let kind = fault.kind.name();
         let hold = Duration::from_secs_f64(fault.hold);
+        let target = fault.target.as_str();
+        // The fault's start and end, in the history.
+        let mark = |edge: Kind, result: serde_json::Value| {
+            recorder.record("nemesis", seq, edge, kind, target, args.clone(), result);
+        };
         match fault.kind {
             FaultKind::Kill => {
-                recorder.record(
-                    "nemesis",
-                    seq,
-                    Kind::FaultStart,
-                    kind,
-                    &fault.target,
-                    args.clone(),
-                    json!(null),
-                );
-                let result = kill(cluster, &fault.target, hold).await;
-                recorder.record(
-                    "nemesis",
-                    seq,
-                    Kind::FaultEnd,
-                    kind,
-                    &fault.target,
-                    args,
-                    result,
-                );
+                mark(Kind::FaultStart, json!(null));
+                let result = kill(cluster, target, hold).await;
+                mark(Kind::FaultEnd, result);
             }
             FaultKind::Pause => {
-                let pids = pids(cluster, &fault.target).await;
+                let pids = pids(cluster, target).await;
                 for pid in &pids {
                     signal(*pid, "-STOP");
                 }
-                recorder.record(
-                    "nemesis",
-                    seq,
-                    Kind::FaultStart,
-                    kind,
-                    &fault.target,
-                    args.clone(),
-                    json!({ "pids": pids }),
-                );
+                mark(Kind::FaultStart, json!({ "pids": pids }));
                 tokio::time::sleep(hold).await;
                 for pid in &pids {
                     signal(*pid, "-CONT");
                 }
-                recorder.record(
-                    "nemesis",
-                    seq,
-                    Kind::FaultEnd,
-                    kind,
-                    &fault.target,
-                    args,
-                    json!(null),
-                );
+                mark(Kind::FaultEnd, json!(null));
             }
             FaultKind::PartitionRefuse | FaultKind::PartitionBlackhole => {
                 let mode = if fault.kind == FaultKind::PartitionRefuse {
@@ -186,31 +159,16 @@ pub async fn run(cluster: &mut Cluster, faults: &[Fault], recorder: &Recorder, o
                 } else {
                     Mode::Blackhole
                 };
-                if let Some(proxy) = cluster.proxy(&fault.target) {
+                let proxy = cluster.proxy(target);
+                if let Some(proxy) = proxy {
                     proxy.set(mode);
                 }
-                recorder.record(
-                    "nemesis",
-                    seq,
-                    Kind::FaultStart,
-                    kind,
-                    &fault.target,
-                    args.clone(),
-                    json!(null),
-                );
+                mark(Kind::FaultStart, json!(null));
                 tokio::time::sleep(hold).await;
-                if let Some(proxy) = cluster.proxy(&fault.target) {
+                if let Some(proxy) = proxy {
                     proxy.set(Mode::Pass);
                 }
-                recorder.record(
-                    "nemesis",
-                    seq,
-                    Kind::FaultEnd,
-                    kind,
-                    &fault.target,
-                    args,
-                    json!(null),
-                );
+                mark(Kind::FaultEnd, json!(null));
             }
         }
     }

@@ -150,15 +150,7 @@ pub async fn create_fleet(endpoints: Endpoints) -> anyhow::Result<Vec<String>> {
             ..Default::default()
         })
         .await?;
-    let token = users
-        .auth(User {
-            email: ADMIN.into(),
-            password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .token;
+    let token = login(endpoints.users, ADMIN).await?;
     let mut vessels = VesselServiceClient::new(channel(endpoints.vessels)?);
     let mut ids = Vec::new();
     for (n, (capacity, max_weight)) in FLEET.into_iter().enumerate() {
