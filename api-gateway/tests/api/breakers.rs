@@ -98,20 +98,7 @@ async fn a_hung_upstream_gets_fast_503s_once_its_circuit_opens_and_200_after_it_
 
     // Resumed: within a cool-down (and a probe) it answers again.
     signal(&consignments, "-CONT");
-    let resumed = Instant::now();
-    loop {
-        let answer = gateway.get("/api/v1/consignments", Some(&token)).await;
-        if answer.status == 200 {
-            break;
-        }
-        assert!(
-            resumed.elapsed() < COOL_DOWN * 4,
-            "still {} after SIGCONT: {}",
-            answer.status,
-            answer.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::wait_until_consignments_answer(&gateway, &token, COOL_DOWN * 4).await;
     assert_eq!(metric(&gateway, open).await, Some(0.0));
     let closed =
         "upstream_circuit_transitions_total{upstream=\"consignment-service\",to=\"closed\"}";

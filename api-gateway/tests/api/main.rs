@@ -150,6 +150,30 @@ pub async fn gateway_with_stoppable_consignments(
     (Gateway::start_with(services, settings).await, consignments)
 }
 
+/// Waits (at most `bound`) until listing consignments through `gateway`
+/// answers 200 again, e.g. once a stopped consignment-service resumed and
+/// a probe closed its circuit.
+pub async fn wait_until_consignments_answer(
+    gateway: &Gateway,
+    token: &str,
+    bound: std::time::Duration,
+) {
+    let resumed = std::time::Instant::now();
+    loop {
+        let answer = gateway.get("/api/v1/consignments", Some(token)).await;
+        if answer.status == 200 {
+            return;
+        }
+        assert!(
+            resumed.elapsed() < bound,
+            "still {} after {bound:?}: {}",
+            answer.status,
+            answer.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Sends signal `name` (`-STOP`, `-CONT`, …) to `process`.
 pub fn signal(process: &shippy_testkit::ServiceProcess, name: &str) {
     let pid = process.pid().expect("running").to_string();

@@ -3,7 +3,7 @@
 //! upstream (SIGSTOP: its port takes connections, nothing answers) shown
 //! unhealthy with its circuit open, and closed again once it resumes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{ADMIN, Gateway, signal};
 use api_gateway::ops::{CircuitState, OpsReport, UpstreamReport};
@@ -171,20 +171,7 @@ async fn a_stopped_upstream_is_shown_unhealthy_with_its_circuit_open_then_closed
     );
 
     signal(&consignments, "-CONT");
-    let resumed = Instant::now();
-    loop {
-        let answer = gateway.get("/api/v1/consignments", Some(&admin)).await;
-        if answer.status == 200 {
-            break;
-        }
-        assert!(
-            resumed.elapsed() < COOL_DOWN * 4,
-            "still {} after SIGCONT: {}",
-            answer.status,
-            answer.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::wait_until_consignments_answer(&gateway, &admin, COOL_DOWN * 4).await;
     let closed = report(&gateway, &admin).await;
     let shown = upstream(&closed, "consignment-service");
     assert_eq!(shown.circuit, CircuitState::Closed, "{closed:?}");
