@@ -3,18 +3,31 @@
 //! shared secret; each is idempotent (keyed by the consignment's id), so one
 //! that cannot reach an instance is retried with jittered backoff, and one
 //! instance going away does not fail the call while others serve.
+//!
+//! Reservations and confirmations made at the same time go as one
+//! `ReserveBatch` / `ConfirmBatch` call ([`shippy_store::batch`]): one
+//! request, one transaction in vessel-service, each item answered as its own
+//! call would have been. A vessel-service too old to know the batch calls
+//! (`UNIMPLEMENTED`) is sent one call per item.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use shippy_auth::service::ServiceToken;
 use shippy_proto::vessel::v1::{
-    ReleaseRequest, ReservationRef, ReserveRequest, Specification,
-    vessel_service_client::VesselServiceClient,
+    self as proto, ConfirmBatchRequest, ReleaseRequest, ReservationRef, ReserveBatchRequest,
+    ReserveRequest, Specification, vessel_service_client::VesselServiceClient,
 };
 use shippy_service::{
     ApiError, breaker::CircuitBreaker, retry::Backoff, telemetry::propagation::TraceInterceptor,
 };
-use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
+use shippy_store::batch::Coalescer;
+use tonic::{
+    Code, Status,
+    metadata::{MetadataKey, MetadataMap, MetadataValue},
+    service::interceptor::InterceptedService,
+    transport::Channel,
+};
+use tracing::Instrument;
 
 /// How many times an unreachable vessel-service is tried in one call.
 const ATTEMPTS: u32 = 3;
@@ -24,11 +37,25 @@ const PAUSES: Backoff = Backoff {
     max: Duration::from_millis(400),
 };
 
+/// The most items one batch call carries (vessel-service takes up to 256).
+const MAX_BATCH: usize = 128;
+
 type Client = VesselServiceClient<InterceptedService<Channel, TraceInterceptor>>;
+
+/// What one item of a batch call was answered.
+type Answer = Result<proto::Reservation, Status>;
 
 /// vessel-service, through a lazily connecting channel.
 #[derive(Debug, Clone)]
 pub struct Vessels {
+    caller: Caller,
+    reservations: Arc<Coalescer<ReserveRequest, Answer>>,
+    confirmations: Arc<Coalescer<String, Answer>>,
+}
+
+/// Sends calls: with the secret, the deadline, retries and the breaker.
+#[derive(Debug, Clone)]
+struct Caller {
     client: Client,
     deadline: Duration,
     breaker: CircuitBreaker,
@@ -49,14 +76,39 @@ impl Vessels {
     /// Calls through `channel`, each call given `deadline`, with `token`
     /// (vessel-service refuses reservations without it).
     pub fn new(channel: Channel, deadline: Duration, token: Option<ServiceToken>) -> Self {
-        Self {
+        let caller = Caller {
             client: VesselServiceClient::with_interceptor(channel, TraceInterceptor),
             deadline,
             breaker: CircuitBreaker::new(),
             token,
+        };
+        let reserver = caller.clone();
+        let confirmer = caller.clone();
+        Self {
+            reservations: Arc::new(Coalescer::new(MAX_BATCH, move |batch| {
+                reserver.clone().reserve_batch(batch)
+            })),
+            confirmations: Arc::new(Coalescer::new(MAX_BATCH, move |batch| {
+                confirmer.clone().confirm_batch(batch)
+            })),
+            caller,
         }
     }
 
+    /// Runs `item` in the next batch of `coalescer`, within the deadline.
+    async fn batched<In: Send + 'static>(
+        &self,
+        coalescer: &Coalescer<In, Answer>,
+        item: In,
+    ) -> Answer {
+        tokio::time::timeout(self.caller.deadline, coalescer.call(item))
+            .await
+            .map_err(|_| Status::deadline_exceeded("no answer in time"))?
+            .map_err(|unanswered| Status::unavailable(unanswered.to_string()))?
+    }
+}
+
+impl Caller {
     /// After repeated failures, refuses at once instead of waiting out the
     /// deadline for a service that is not there.
     fn admit(&self) -> Result<(), ApiError> {
@@ -109,6 +161,139 @@ impl Vessels {
         answer.map(tonic::Response::into_inner)
     }
 
+    /// `Reserve` for each of `batch`, one by one.
+    async fn reserve_each(&self, batch: Vec<ReserveRequest>) -> Vec<Answer> {
+        let mut answers = Vec::with_capacity(batch.len());
+        for item in batch {
+            answers.push(
+                self.call(item, |mut client, request| async move {
+                    client.reserve(request).await
+                })
+                .await,
+            );
+        }
+        answers
+    }
+
+    /// `Confirm` for each of `batch`, one by one.
+    async fn confirm_each(&self, batch: Vec<String>) -> Vec<Answer> {
+        let mut answers = Vec::with_capacity(batch.len());
+        for reservation_id in batch {
+            let request = ReservationRef { reservation_id };
+            answers.push(
+                self.call(request, |mut client, request| async move {
+                    client.confirm(request).await
+                })
+                .await,
+            );
+        }
+        answers
+    }
+
+    /// `batch` as one `ReserveBatch` (a lone item as a plain `Reserve`);
+    /// each item's answer, in order.
+    async fn reserve_batch(self, batch: Vec<ReserveRequest>) -> Vec<Answer> {
+        if batch.len() == 1 {
+            return self.reserve_each(batch).await;
+        }
+        let items = batch.len();
+        let request = ReserveBatchRequest {
+            reservations: batch,
+        };
+        let answer = self
+            .call(request.clone(), |mut client, request| async move {
+                client.reserve_batch(request).await
+            })
+            .instrument(batch_span("ReserveBatch", items))
+            .await;
+        match answer {
+            Ok(response) => unpack(response, items),
+            Err(status) if status.code() == Code::Unimplemented => {
+                self.reserve_each(request.reservations).await
+            }
+            Err(status) => vec![Err(status); items],
+        }
+    }
+
+    /// `batch` as one `ConfirmBatch` (a lone item as a plain `Confirm`);
+    /// each item's answer, in order.
+    async fn confirm_batch(self, batch: Vec<String>) -> Vec<Answer> {
+        if batch.len() == 1 {
+            return self.confirm_each(batch).await;
+        }
+        let items = batch.len();
+        let request = ConfirmBatchRequest {
+            reservation_ids: batch,
+        };
+        let answer = self
+            .call(request.clone(), |mut client, request| async move {
+                client.confirm_batch(request).await
+            })
+            .instrument(batch_span("ConfirmBatch", items))
+            .await;
+        match answer {
+            Ok(response) => unpack(response, items),
+            Err(status) if status.code() == Code::Unimplemented => {
+                self.confirm_each(request.reservation_ids).await
+            }
+            Err(status) => vec![Err(status); items],
+        }
+    }
+}
+
+/// The client span of a batch call, in the trace of its first item's call.
+fn batch_span(method: &'static str, items: usize) -> tracing::Span {
+    tracing::info_span!(
+        "shippy.vessel.v1.VesselService/batch",
+        otel.name = %format!("shippy.vessel.v1.VesselService/{method}"),
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.service = "shippy.vessel.v1.VesselService",
+        rpc.method = method,
+        batch.size = items,
+    )
+}
+
+/// A batch call's answers as the statuses each item's own call would have
+/// had; an answer short of `items` fails the rest.
+fn unpack(response: proto::BatchResponse, items: usize) -> Vec<Answer> {
+    let mut answers: Vec<Answer> = response
+        .outcomes
+        .into_iter()
+        .take(items)
+        .map(|outcome| match outcome.reservation {
+            Some(reservation) if outcome.code == 0 => Ok(reservation),
+            _ => {
+                let mut metadata = MetadataMap::new();
+                for (key, value) in outcome.metadata {
+                    if let (Ok(key), Ok(value)) = (
+                        MetadataKey::from_bytes(key.as_bytes()),
+                        MetadataValue::try_from(value.as_str()),
+                    ) {
+                        metadata.insert(key, value);
+                    }
+                }
+                Err(Status::with_metadata(
+                    Code::from(outcome.code),
+                    outcome.message,
+                    metadata,
+                ))
+            }
+        })
+        .collect();
+    while answers.len() < items {
+        answers.push(Err(Status::internal(
+            "vessel-service answered a batch with fewer outcomes than items",
+        )));
+    }
+    answers
+}
+
+impl Vessels {
+    fn admit(&self) -> Result<(), ApiError> {
+        self.caller.admit()
+    }
+
     /// Takes room for `capacity` containers weighing `weight` kg in all on
     /// the smallest vessel that still has it, held for `id` on `owner`'s
     /// account; answers the vessel's id. No vessel has the room:
@@ -142,9 +327,7 @@ impl Vessels {
             owner_id: owner.to_owned(),
         };
         let reservation = self
-            .call(request, |mut client, request| async move {
-                client.reserve(request).await
-            })
+            .batched(&self.reservations, request)
             .await
             .map_err(|status| match status.code() {
                 Code::FailedPrecondition => ApiError::FailedPrecondition(format!(
@@ -187,22 +370,17 @@ impl Vessels {
     )]
     pub async fn confirm(&self, id: &str) -> Result<(), ConfirmError> {
         self.admit().map_err(ConfirmError::Failed)?;
-        let request = ReservationRef {
-            reservation_id: id.to_owned(),
-        };
-        self.call(request, |mut client, request| async move {
-            client.confirm(request).await
-        })
-        .await
-        .map(drop)
-        .map_err(|status| match status.code() {
-            Code::NotFound => ConfirmError::Lost(ApiError::unavailable(
-                "the vessel's room for this consignment was not held long enough to \
+        self.batched(&self.confirmations, id.to_owned())
+            .await
+            .map(drop)
+            .map_err(|status| match status.code() {
+                Code::NotFound => ConfirmError::Lost(ApiError::unavailable(
+                    "the vessel's room for this consignment was not held long enough to \
                      confirm it; nothing was shipped; retry",
-                status,
-            )),
-            _ => ConfirmError::Failed(unexpected(status)),
-        })
+                    status,
+                )),
+                _ => ConfirmError::Failed(unexpected(status)),
+            })
     }
 
     /// Gives `id`'s room back — held or confirmed, or only if still held
@@ -223,12 +401,13 @@ impl Vessels {
             reservation_id: id.to_owned(),
             only_if_held,
         };
-        self.call(request, |mut client, request| async move {
-            client.release(request).await
-        })
-        .await
-        .map(|released| released.released)
-        .map_err(unexpected)
+        self.caller
+            .call(request, |mut client, request| async move {
+                client.release(request).await
+            })
+            .await
+            .map(|released| released.released)
+            .map_err(unexpected)
     }
 }
 

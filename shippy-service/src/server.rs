@@ -341,6 +341,20 @@ mod tests {
         ) -> Result<tonic::Response<proto::ReleaseResponse>, Status> {
             Err(Status::unimplemented("not here"))
         }
+
+        async fn reserve_batch(
+            &self,
+            _: Request<proto::ReserveBatchRequest>,
+        ) -> Result<tonic::Response<proto::BatchResponse>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+
+        async fn confirm_batch(
+            &self,
+            _: Request<proto::ConfirmBatchRequest>,
+        ) -> Result<tonic::Response<proto::BatchResponse>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
     }
 
     async fn serve(server: GrpcServer) -> (tonic::transport::Channel, Shutdown) {

@@ -4,6 +4,8 @@
 //! PostgreSQL only (user-service: [`open_postgres`]), and telling apart the
 //! errors a caller should retry (`UNAVAILABLE`) from the rest.
 
+pub mod batch;
+
 use std::time::Duration;
 
 use mongodb::{
@@ -25,6 +27,9 @@ const CANNOT_CONNECT_NOW: &str = "57P03";
 const ADMIN_SHUTDOWN: &str = "57P01";
 /// PostgreSQL's `crash_shutdown`: the server is recovering from a crash.
 const CRASH_SHUTDOWN: &str = "57P02";
+/// PostgreSQL's `deadlock_detected`: this transaction was chosen to end a
+/// cycle of waits; run again, it goes through.
+const DEADLOCK_DETECTED: &str = "40P01";
 
 /// A database handle, opened without contacting the server.
 #[derive(Debug, Clone)]
@@ -142,9 +147,10 @@ pub fn postgres_unavailable(error: &sqlx::Error) -> bool {
         sqlx::Error::Protocol(message) => message.starts_with(SERVER_HUNG_UP_ON_TLS_REQUEST),
         // The server is starting or stopping, or it ended this connection
         // (admin_shutdown, crash_shutdown): another connection may answer.
+        // Or it broke a deadlock by ending this transaction: a retry passes.
         sqlx::Error::Database(database) => matches!(
             database.code().as_deref(),
-            Some(CANNOT_CONNECT_NOW | ADMIN_SHUTDOWN | CRASH_SHUTDOWN)
+            Some(CANNOT_CONNECT_NOW | ADMIN_SHUTDOWN | CRASH_SHUTDOWN | DEADLOCK_DETECTED)
         ),
         _ => false,
     }

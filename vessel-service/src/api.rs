@@ -10,10 +10,10 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{
-        AccountQuota, Held, InvalidInput, NewVessel, OwnerId, ReservationId, Reserved,
+        AccountQuota, Held, InvalidInput, NewVessel, OwnerId, Reservation, ReservationId, Reserved,
         Specification, VesselId,
     },
-    store::{Store, StoreError, VesselStore},
+    store::{Store, StoreError, VesselStore, Wanted},
 };
 
 /// `ListVessels` page size when none is asked for.
@@ -123,6 +123,113 @@ fn over_quota(held: Held, quota: AccountQuota, spec: Specification) -> Status {
     status
 }
 
+/// The most items a `ReserveBatch` or `ConfirmBatch` takes.
+const MAX_BATCH: usize = 256;
+
+/// `INVALID_ARGUMENT` for a batch over [`MAX_BATCH`] items.
+fn batch_size(items: usize) -> Result<(), ApiError> {
+    tracing::Span::current().record("batch.size", items);
+    if items > MAX_BATCH {
+        return Err(ApiError::InvalidArgument(format!(
+            "a batch takes at most {MAX_BATCH} items, not {items}; split it"
+        )));
+    }
+    Ok(())
+}
+
+/// A `Reserve` request, parsed.
+fn wanted(request: proto::ReserveRequest) -> Result<Wanted, ApiError> {
+    Ok(Wanted {
+        id: ReservationId::parse(&request.reservation_id)?,
+        spec: request
+            .specification
+            .ok_or_else(|| ApiError::InvalidArgument("specification is required".into()))
+            .and_then(|spec| Specification::try_from(spec).map_err(ApiError::from))?,
+        owner: OwnerId::parse(&request.owner_id)?,
+    })
+}
+
+/// What `Reserve` answers for `wanted`, which the store `reserved` (or not).
+fn reserve_answer(
+    wanted: &Wanted,
+    quota: AccountQuota,
+    reserved: Reserved,
+) -> Result<proto::Reservation, Status> {
+    let Wanted { id, spec, .. } = wanted;
+    let reservation = match reserved {
+        Reserved::Held(reservation) => reservation,
+        Reserved::NoRoom => {
+            return Err(ApiError::FailedPrecondition(format!(
+                "no vessel has room left for {} containers weighing {} kg",
+                spec.capacity.get(),
+                spec.max_weight.get()
+            ))
+            .into());
+        }
+        Reserved::OverQuota(held) => {
+            tracing::info!(
+                reservation.id = id.as_str(),
+                held.containers = held.containers,
+                held.weight = held.weight,
+                "reservation refused: the account's cap"
+            );
+            return Err(over_quota(held, quota, *spec));
+        }
+    };
+    if reservation.taken != *spec {
+        return Err(ApiError::AlreadyExists(format!(
+            "reservation {id} holds {} containers / {} kg already, not {} / {}",
+            reservation.taken.capacity.get(),
+            reservation.taken.max_weight.get(),
+            spec.capacity.get(),
+            spec.max_weight.get()
+        ))
+        .into());
+    }
+    Ok(reservation.into())
+}
+
+/// What `Confirm` answers for `id`, which the store `confirmed` (or not).
+fn confirm_answer(
+    id: &ReservationId,
+    confirmed: Option<Reservation>,
+) -> Result<proto::Reservation, Status> {
+    let reservation = confirmed.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "reservation {id} holds nothing: it expired, was released, or never was"
+        ))
+    })?;
+    Ok(reservation.into())
+}
+
+/// A batch's answers, each as its own call would have had it.
+fn outcomes(answers: Vec<Result<proto::Reservation, Status>>) -> proto::BatchResponse {
+    let outcomes = answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(reservation) => proto::Outcome {
+                reservation: Some(reservation),
+                ..Default::default()
+            },
+            Err(status) => proto::Outcome {
+                reservation: None,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+                metadata: status
+                    .metadata()
+                    .clone()
+                    .into_headers()
+                    .iter()
+                    .filter_map(|(key, value)| {
+                        Some((key.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                    })
+                    .collect(),
+            },
+        })
+        .collect();
+    proto::BatchResponse { outcomes }
+}
+
 #[tonic::async_trait]
 impl VesselService for VesselApi {
     #[tracing::instrument(
@@ -153,51 +260,17 @@ impl VesselService for VesselApi {
         request: Request<proto::ReserveRequest>,
     ) -> Result<Response<proto::Reservation>, Status> {
         let store = self.reservation_call(&request, "Reserve")?;
-        let wanted = request.into_inner();
-        let id = ReservationId::parse(&wanted.reservation_id).map_err(ApiError::from)?;
-        tracing::Span::current().record("reservation.id", id.as_str());
-        let spec = wanted
-            .specification
-            .ok_or_else(|| ApiError::InvalidArgument("specification is required".into()))
-            .and_then(|spec| Specification::try_from(spec).map_err(ApiError::from))?;
-        let owner = OwnerId::parse(&wanted.owner_id).map_err(ApiError::from)?;
-        let quota = self.reservations.quota;
-        let reservation = match store
-            .reserve(&id, &owner, spec, self.reservations.ttl, quota)
+        let wanted = wanted(request.into_inner())?;
+        tracing::Span::current().record("reservation.id", wanted.id.as_str());
+        let Reservations { ttl, quota, .. } = self.reservations;
+        let reserved = store
+            .reserve(&wanted.id, &wanted.owner, wanted.spec, ttl, quota)
             .await
-            .map_err(ApiError::from)?
-        {
-            Reserved::Held(reservation) => reservation,
-            Reserved::NoRoom => {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "no vessel has room left for {} containers weighing {} kg",
-                    spec.capacity.get(),
-                    spec.max_weight.get()
-                ))
-                .into());
-            }
-            Reserved::OverQuota(held) => {
-                tracing::info!(
-                    held.containers = held.containers,
-                    held.weight = held.weight,
-                    "reservation refused: the account's cap"
-                );
-                return Err(over_quota(held, quota, spec));
-            }
-        };
-        if reservation.taken != spec {
-            return Err(ApiError::AlreadyExists(format!(
-                "reservation {id} holds {} containers / {} kg already, not {} / {}",
-                reservation.taken.capacity.get(),
-                reservation.taken.max_weight.get(),
-                spec.capacity.get(),
-                spec.max_weight.get()
-            ))
-            .into());
-        }
-        tracing::Span::current().record("vessel.id", reservation.vessel_id.as_str());
+            .map_err(ApiError::from)?;
+        let reservation = reserve_answer(&wanted, quota, reserved)?;
+        tracing::Span::current().record("vessel.id", &reservation.vessel_id);
         tracing::info!("room reserved");
-        Ok(Response::new(reservation.into()))
+        Ok(Response::new(reservation))
     }
 
     #[tracing::instrument(skip_all, fields(reservation.id))]
@@ -208,17 +281,71 @@ impl VesselService for VesselApi {
         let store = self.reservation_call(&request, "Confirm")?;
         let id = ReservationId::parse(&request.get_ref().reservation_id).map_err(ApiError::from)?;
         tracing::Span::current().record("reservation.id", id.as_str());
-        let reservation = store
-            .confirm(&id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "reservation {id} holds nothing: it expired, was released, or never was"
-                ))
-            })?;
+        let confirmed = store.confirm(&id).await.map_err(ApiError::from)?;
+        let reservation = confirm_answer(&id, confirmed)?;
         tracing::info!("reservation confirmed");
-        Ok(Response::new(reservation.into()))
+        Ok(Response::new(reservation))
+    }
+
+    #[tracing::instrument(skip_all, fields(batch.size, reserved))]
+    async fn reserve_batch(
+        &self,
+        request: Request<proto::ReserveBatchRequest>,
+    ) -> Result<Response<proto::BatchResponse>, Status> {
+        let store = self.reservation_call(&request, "ReserveBatch")?;
+        let items = request.into_inner().reservations;
+        batch_size(items.len())?;
+        let parsed: Vec<Result<Wanted, Status>> = items
+            .into_iter()
+            .map(|item| wanted(item).map_err(Status::from))
+            .collect();
+        let valid: Vec<Wanted> = parsed.iter().flatten().cloned().collect();
+        let Reservations { ttl, quota, .. } = self.reservations;
+        let mut reserved = store.reserve_many(&valid, ttl, quota).await.into_iter();
+        let answers: Vec<Result<proto::Reservation, Status>> = parsed
+            .into_iter()
+            .map(|item| {
+                let wanted = item?;
+                let taken = reserved
+                    .next()
+                    .ok_or_else(|| Status::internal("the store answered a batch short"))?;
+                reserve_answer(&wanted, quota, taken.map_err(ApiError::from)?)
+            })
+            .collect();
+        let held = answers.iter().filter(|answer| answer.is_ok()).count();
+        tracing::Span::current().record("reserved", held);
+        tracing::info!("batch of reservations answered");
+        Ok(Response::new(outcomes(answers)))
+    }
+
+    #[tracing::instrument(skip_all, fields(batch.size, confirmed))]
+    async fn confirm_batch(
+        &self,
+        request: Request<proto::ConfirmBatchRequest>,
+    ) -> Result<Response<proto::BatchResponse>, Status> {
+        let store = self.reservation_call(&request, "ConfirmBatch")?;
+        let items = request.into_inner().reservation_ids;
+        batch_size(items.len())?;
+        let parsed: Vec<Result<ReservationId, Status>> = items
+            .iter()
+            .map(|id| ReservationId::parse(id).map_err(|error| ApiError::from(error).into()))
+            .collect();
+        let valid: Vec<ReservationId> = parsed.iter().flatten().cloned().collect();
+        let mut confirmed = store.confirm_many(&valid).await.into_iter();
+        let answers: Vec<Result<proto::Reservation, Status>> = parsed
+            .into_iter()
+            .map(|item| {
+                let id = item?;
+                let found = confirmed
+                    .next()
+                    .ok_or_else(|| Status::internal("the store answered a batch short"))?;
+                confirm_answer(&id, found.map_err(ApiError::from)?)
+            })
+            .collect();
+        let kept = answers.iter().filter(|answer| answer.is_ok()).count();
+        tracing::Span::current().record("confirmed", kept);
+        tracing::info!("batch of confirmations answered");
+        Ok(Response::new(outcomes(answers)))
     }
 
     #[tracing::instrument(skip_all, fields(reservation.id, released))]

@@ -1,9 +1,10 @@
 //! The PostgreSQL consignment store (sqlx), with its schema from `migrations/`.
 
-use std::ops::ControlFlow;
+use std::{collections::HashSet, ops::ControlFlow, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use shippy_store::batch::Coalescer;
 use sqlx::{PgPool, types::Json};
 
 use super::{ConsignmentStore, Cursor, StoreError};
@@ -16,16 +17,181 @@ use crate::domain::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Consignments in a PostgreSQL table; containers as a JSONB array.
+///
+/// The two writes every creation makes — the insert and the move from
+/// `pending` to `confirmed` — are coalesced ([`shippy_store::batch`]):
+/// made at the same time, they go as one statement and one commit.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    inserts: Arc<Coalescer<Consignment, Result<(), StoreError>>>,
+    confirmations: Arc<Coalescer<String, Result<bool, StoreError>>>,
 }
+
+/// The most writes of one kind one statement makes.
+const MAX_BATCH: usize = 256;
 
 impl PostgresStore {
     /// A store on `pool` (which may not have connected yet).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let (for_inserts, for_confirmations) = (pool.clone(), pool.clone());
+        Self {
+            inserts: Arc::new(Coalescer::new(MAX_BATCH, move |batch| {
+                insert_batch(for_inserts.clone(), batch)
+            })),
+            confirmations: Arc::new(Coalescer::new(MAX_BATCH, move |batch| {
+                confirm_batch(for_confirmations.clone(), batch)
+            })),
+            pool,
+        }
     }
+}
+
+/// Inserts `batch` in one statement; each answered as [`insert_one`] would.
+#[tracing::instrument(name = "postgres.insert_consignments", skip_all, fields(batch.size = batch.len()))]
+async fn insert_batch(pool: PgPool, batch: Vec<Consignment>) -> Vec<Result<(), StoreError>> {
+    if let [consignment] = batch.as_slice() {
+        return vec![insert_one(&pool, consignment).await];
+    }
+    let column = |value: fn(&Consignment) -> Option<&str>| -> Vec<Option<&str>> {
+        batch.iter().map(value).collect()
+    };
+    // Any unique index may turn a row away (the id, the owner's key); those
+    // are inserted alone below, which tells which.
+    let inserted: Result<Vec<String>, _> = sqlx::query_scalar(
+        "INSERT INTO consignments \
+         (id, owner_id, description, weight, vessel_id, containers, created_at, state, \
+          idempotency_key, request_fingerprint) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], \
+                              $6::jsonb[], $7::timestamptz[], $8::text[], $9::text[], $10::text[]) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(column(|c| Some(c.id.as_str())))
+    .bind(column(|c| Some(c.owner_id.as_str())))
+    .bind(column(|c| Some(c.description.as_str())))
+    .bind(batch.iter().map(|c| c.weight.get()).collect::<Vec<_>>())
+    .bind(column(|c| Some(c.vessel_id.as_str())))
+    .bind(
+        batch
+            .iter()
+            .map(|c| Json(c.containers.as_slice()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(batch.iter().map(|c| c.created_at).collect::<Vec<_>>())
+    .bind(column(|c| Some(c.state.as_str())))
+    .bind(column(|c| c.idempotency.as_ref().map(|i| i.key.as_str())))
+    .bind(column(|c| {
+        c.idempotency.as_ref().map(|i| i.fingerprint.as_str())
+    }))
+    .fetch_all(&pool)
+    .await;
+    let mut inserted: HashSet<String> = match inserted {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(error) => {
+            tracing::debug!(error = %store_error(error), "batch of inserts made one by one");
+            HashSet::new()
+        }
+    };
+    let mut answers = Vec::with_capacity(batch.len());
+    for consignment in &batch {
+        // An id sent twice was inserted once: the first is answered so.
+        answers.push(if inserted.remove(&consignment.id) {
+            Ok(())
+        } else {
+            insert_one(&pool, consignment).await
+        });
+    }
+    answers
+}
+
+/// Inserts one consignment: see [`ConsignmentStore::insert`].
+async fn insert_one(pool: &PgPool, consignment: &Consignment) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO consignments \
+         (id, owner_id, description, weight, vessel_id, containers, created_at, state, \
+          idempotency_key, request_fingerprint) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&consignment.id)
+    .bind(&consignment.owner_id)
+    .bind(consignment.description.as_str())
+    .bind(consignment.weight.get())
+    .bind(&consignment.vessel_id)
+    .bind(Json(consignment.containers.as_slice()))
+    .bind(consignment.created_at)
+    .bind(consignment.state.as_str())
+    .bind(
+        consignment
+            .idempotency
+            .as_ref()
+            .map(|idempotency| idempotency.key.as_str()),
+    )
+    .bind(
+        consignment
+            .idempotency
+            .as_ref()
+            .map(|idempotency| idempotency.fingerprint.as_str()),
+    )
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists(consignment.id.clone()));
+    }
+    Ok(())
+}
+
+/// Moves each of `batch` from `pending` to `confirmed` in one statement;
+/// each answered as [`transition_one`] would.
+#[tracing::instrument(name = "postgres.confirm_consignments", skip_all, fields(batch.size = batch.len()))]
+async fn confirm_batch(pool: PgPool, batch: Vec<String>) -> Vec<Result<bool, StoreError>> {
+    if let [id] = batch.as_slice() {
+        return vec![transition_one(&pool, id, State::Pending, State::Confirmed).await];
+    }
+    let moved: Result<Vec<String>, _> = sqlx::query_scalar(
+        "UPDATE consignments SET state = 'confirmed' \
+         WHERE id = ANY($1) AND state = 'pending' RETURNING id",
+    )
+    .bind(&batch)
+    .fetch_all(&pool)
+    .await;
+    match moved {
+        Ok(ids) => {
+            let mut moved: HashSet<String> = ids.into_iter().collect();
+            // An id sent twice moved once: the first is answered so.
+            batch.iter().map(|id| Ok(moved.remove(id))).collect()
+        }
+        Err(error) => {
+            tracing::debug!(error = %store_error(error), "batch of confirmations made one by one");
+            let mut answers = Vec::with_capacity(batch.len());
+            for id in &batch {
+                answers.push(transition_one(&pool, id, State::Pending, State::Confirmed).await);
+            }
+            answers
+        }
+    }
+}
+
+/// Moves one consignment: see [`ConsignmentStore::transition`].
+async fn transition_one(
+    pool: &PgPool,
+    id: &str,
+    from: State,
+    to: State,
+) -> Result<bool, StoreError> {
+    // A placing that failed frees its key (see the trait).
+    let moved = sqlx::query(
+        "UPDATE consignments SET state = $3, idempotency_key = CASE \
+             WHEN $2 = 'pending' AND $3 = 'cancelling' THEN NULL ELSE idempotency_key END \
+         WHERE id = $1 AND state = $2",
+    )
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(moved.rows_affected() == 1)
 }
 
 #[derive(sqlx::FromRow)]
@@ -127,39 +293,10 @@ impl ConsignmentStore for PostgresStore {
         err(Display, level = "debug")
     )]
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO consignments \
-             (id, owner_id, description, weight, vessel_id, containers, created_at, state, \
-              idempotency_key, request_fingerprint) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&consignment.id)
-        .bind(&consignment.owner_id)
-        .bind(consignment.description.as_str())
-        .bind(consignment.weight.get())
-        .bind(&consignment.vessel_id)
-        .bind(Json(consignment.containers.as_slice()))
-        .bind(consignment.created_at)
-        .bind(consignment.state.as_str())
-        .bind(
-            consignment
-                .idempotency
-                .as_ref()
-                .map(|idempotency| idempotency.key.as_str()),
-        )
-        .bind(
-            consignment
-                .idempotency
-                .as_ref()
-                .map(|idempotency| idempotency.fingerprint.as_str()),
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists(consignment.id.clone()));
-        }
-        Ok(())
+        self.inserts
+            .call(consignment.clone())
+            .await
+            .map_err(|unanswered| StoreError::Unavailable(unanswered.into()))?
     }
 
     #[tracing::instrument(
@@ -229,19 +366,14 @@ impl ConsignmentStore for PostgresStore {
         err(Display, level = "debug")
     )]
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
-        // A placing that failed frees its key (see the trait).
-        let moved = sqlx::query(
-            "UPDATE consignments SET state = $3, idempotency_key = CASE \
-                 WHEN $2 = 'pending' AND $3 = 'cancelling' THEN NULL ELSE idempotency_key END \
-             WHERE id = $1 AND state = $2",
-        )
-        .bind(id)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(moved.rows_affected() == 1)
+        if (from, to) == (State::Pending, State::Confirmed) {
+            self.confirmations
+                .call(id.to_owned())
+                .await
+                .map_err(|unanswered| StoreError::Unavailable(unanswered.into()))?
+        } else {
+            transition_one(&self.pool, id, from, to).await
+        }
     }
 
     #[tracing::instrument(

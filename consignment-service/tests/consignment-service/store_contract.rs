@@ -320,6 +320,78 @@ async fn one_consignment_per_owner_and_key(store: impl ConsignmentStore) {
     assert_eq!((kept.id.as_str(), kept.state), ("k4", State::Cancelling));
 }
 
+/// Writes made at the same time (which the PostgreSQL store sends as one
+/// statement) are each answered as they would have been alone: one of
+/// several inserts with an id or an owner's key stores, the others are told
+/// why not; one of several moves of a consignment moves it.
+async fn concurrent_writes_are_each_answered_as_alone(store: Store) {
+    let insert = |consignment: Consignment| {
+        let store = store.clone();
+        tokio::spawn(async move { store.insert(&consignment).await })
+    };
+    let mut fresh = Vec::new();
+    for n in 0..40 {
+        fresh.push(insert(Consignment {
+            state: State::Pending,
+            ..consignment(&format!("c{n}"), "o", at(n))
+        }));
+    }
+    let same_id: Vec<_> = (0..5)
+        .map(|n| insert(consignment("twin", "o", at(100 + n))))
+        .collect();
+    let same_key: Vec<_> = (0..5)
+        .map(|n| insert(keyed(&format!("k{n}"), "o", "order-9")))
+        .collect();
+    for task in fresh {
+        task.await.unwrap().unwrap();
+    }
+    let mut stored = 0;
+    for task in same_id {
+        match task.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(StoreError::AlreadyExists(id)) => assert_eq!(id, "twin"),
+            Err(error) => panic!("{error:?}"),
+        }
+    }
+    assert_eq!(stored, 1, "one consignment per id");
+    stored = 0;
+    for task in same_key {
+        match task.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(StoreError::KeyTaken) => {}
+            Err(error) => panic!("{error:?}"),
+        }
+    }
+    assert_eq!(stored, 1, "one consignment per owner and key");
+
+    let moves: Vec<_> = (0..40)
+        .chain(0..10)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .transition(&format!("c{n}"), State::Pending, State::Confirmed)
+                    .await
+            })
+        })
+        .collect();
+    let mut moved = 0;
+    for task in moves {
+        moved += u32::from(task.await.unwrap().unwrap());
+    }
+    assert_eq!(moved, 40, "each moved once");
+    let listed = store.list_by_owner("o", None, 100).await.unwrap();
+    assert_eq!(listed.len(), 41, "the 40 moved and the twin");
+    assert_eq!(
+        store.get("c7").await.unwrap().unwrap(),
+        Consignment {
+            state: State::Confirmed,
+            ..consignment("c7", "o", at(7))
+        },
+        "stored whole"
+    );
+}
+
 async fn preparing_twice_is_fine_and_ping_answers(store: impl ConsignmentStore) {
     store.prepare().await.unwrap();
     store.ping().await.unwrap();
@@ -359,6 +431,7 @@ store_contract!(
     pages_resume_after_the_cursor_even_at_equal_times,
     a_visit_stopped_early_leaves_the_store_usable,
     preparing_twice_is_fine_and_ping_answers,
+    concurrent_writes_are_each_answered_as_alone,
     ]
 );
 

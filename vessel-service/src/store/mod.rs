@@ -90,6 +90,28 @@ pub trait VesselStore: Send + Sync {
         quota: AccountQuota,
     ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
 
+    /// [`reserve`](Self::reserve) for each of `wanted`, in order (first
+    /// come, first served), each answered as it would have been alone. A
+    /// store that can takes them all in one transaction; this default takes
+    /// them one by one.
+    fn reserve_many(
+        &self,
+        wanted: &[Wanted],
+        ttl: Duration,
+        quota: AccountQuota,
+    ) -> impl Future<Output = Vec<Result<Reserved, StoreError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(wanted.len());
+            for item in wanted {
+                answers.push(
+                    self.reserve(&item.id, &item.owner, item.spec, ttl, quota)
+                        .await,
+                );
+            }
+            answers
+        }
+    }
+
     /// Keeps `id`'s held reservation until released (an already confirmed
     /// one is answered as it is). `None`: `id` holds nothing, or its hold
     /// has expired.
@@ -97,6 +119,22 @@ pub trait VesselStore: Send + Sync {
         &self,
         id: &ReservationId,
     ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+
+    /// [`confirm`](Self::confirm) for each of `ids`, each answered as it
+    /// would have been alone. A store that can confirms them all in one
+    /// statement; this default confirms them one by one.
+    fn confirm_many(
+        &self,
+        ids: &[ReservationId],
+    ) -> impl Future<Output = Vec<Result<Option<Reservation>, StoreError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(ids.len());
+            for id in ids {
+                answers.push(self.confirm(id).await);
+            }
+            answers
+        }
+    }
 
     /// Gives `id`'s room back to its vessel, held or confirmed (only if still
     /// held, with `only_if_held`), in one atomic step; answers what it gave
@@ -111,6 +149,17 @@ pub trait VesselStore: Send + Sync {
     /// answers how many. Safe to run from several instances at once: each
     /// reservation's room returns once.
     fn expire(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// One reservation of a batch ([`VesselStore::reserve_many`]).
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// The reservation's id.
+    pub id: ReservationId,
+    /// Whose room it is.
+    pub owner: OwnerId,
+    /// The room it takes.
+    pub spec: Specification,
 }
 
 /// The store `DATABASE_URL` chose.
@@ -183,8 +232,24 @@ impl VesselStore for Store {
         dispatch!(Store, self, store => store.reserve(id, owner, spec, ttl, quota))
     }
 
+    async fn reserve_many(
+        &self,
+        wanted: &[Wanted],
+        ttl: Duration,
+        quota: AccountQuota,
+    ) -> Vec<Result<Reserved, StoreError>> {
+        dispatch!(Store, self, store => store.reserve_many(wanted, ttl, quota))
+    }
+
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
         dispatch!(Store, self, store => store.confirm(id))
+    }
+
+    async fn confirm_many(
+        &self,
+        ids: &[ReservationId],
+    ) -> Vec<Result<Option<Reservation>, StoreError>> {
+        dispatch!(Store, self, store => store.confirm_many(ids))
     }
 
     async fn release(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::{StoreError, VesselStore};
+use super::{StoreError, VesselStore, Wanted};
 use crate::domain::{
     AccountQuota, Capacity, Held, OwnerId, Reservation, ReservationId, Reserved, Room,
     Specification, Vessel, VesselId, VesselName, Weight,
@@ -77,7 +77,7 @@ impl TryFrom<VesselRow> for Vessel {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct ReservationRow {
     id: String,
     vessel_id: String,
@@ -149,7 +149,7 @@ const RESERVE: &str = concat!(
     "WITH held AS ( \
          SELECT coalesce(sum(capacity), 0)::bigint AS capacity, \
                 coalesce(sum(weight), 0)::bigint AS weight \
-         FROM reservations WHERE owner_id = $5), \
+         FROM account_holdings WHERE owner_id = $5), \
      pick AS ( \
          SELECT id FROM vessels \
          WHERE available AND remaining_capacity >= $2 AND remaining_weight >= $3 \
@@ -170,17 +170,25 @@ const RESERVE: &str = concat!(
          SELECT $1, taken.id, $2, $3, now() + $4 * interval '1 millisecond', $5 FROM taken \
          RETURNING ",
     reservation_columns!(),
-    ") \
+    "), \
+     counted AS ( \
+         INSERT INTO account_holdings AS a (owner_id, capacity, weight) \
+         SELECT $5, $2, $3 FROM stored \
+         ON CONFLICT (owner_id) DO UPDATE \
+         SET capacity = a.capacity + EXCLUDED.capacity, weight = a.weight + EXCLUDED.weight) \
      SELECT (SELECT id FROM pick) AS picked, \
             held.capacity AS held_capacity, held.weight AS held_weight, stored.* \
      FROM held LEFT JOIN stored ON true"
 );
 
-/// Serialises one owner's reservations for the rest of the transaction, so
-/// the sum of what they hold cannot change under a reservation of theirs
-/// (releases and expiry only lower it: a sum that missed one is on the safe
-/// side). Owners whose keys collide merely wait for each other.
-const LOCK_OWNER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+/// Serialises the owners' reservations for the rest of the transaction, so
+/// what an owner holds cannot change under a reservation of theirs (releases
+/// and expiry only lower it: a figure that missed one is on the safe side).
+/// Owners whose keys collide merely wait for each other. The locks are taken
+/// in the order of their keys, whatever order the owners came in.
+const LOCK_OWNERS: &str = "SELECT count(pg_advisory_xact_lock(key)) FROM ( \
+         SELECT DISTINCT hashtextextended(owner, 0) AS key \
+         FROM unnest($1::text[]) AS owner ORDER BY key) AS keys";
 
 impl PostgresStore {
     /// A store on `pool` (which may not have connected yet).
@@ -322,71 +330,68 @@ impl VesselStore for PostgresStore {
         ttl: Duration,
         quota: AccountQuota,
     ) -> Result<Reserved, StoreError> {
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         // One owner's reservations wait for each other here, holding no
         // pooled connection, so a burst from one account cannot take the
         // pool from everyone else; the advisory lock below does the same
         // across processes.
         let _turn = super::owner_turn(owner).await;
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query(LOCK_OWNER)
-            .bind(format!("shippy.vessel.account:{}", owner.as_str()))
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-        for _ in 0..PICK_ATTEMPTS {
-            let pick: Result<Pick, _> = sqlx::query_as(RESERVE)
-                .bind(id.as_str())
-                .bind(spec.capacity.get())
-                .bind(spec.max_weight.get())
-                .bind(ttl_ms)
-                .bind(owner.as_str())
-                .bind(quota.containers)
-                .bind(quota.weight)
-                .fetch_one(&mut *transaction)
-                .await;
-            match pick {
-                Ok(pick) if pick.picked.is_none() => {
-                    transaction.commit().await.map_err(store_error)?;
-                    // This id holds some already (a retry): that reservation
-                    // is the answer, whatever the cap says now.
-                    if let Some(existing) = self.reservation(id).await? {
-                        return Ok(Reserved::Held(existing));
-                    }
-                    let held = Held {
-                        containers: pick.held_capacity,
-                        weight: pick.held_weight,
-                    };
-                    return Ok(if quota.allows(held, spec) {
-                        Reserved::NoRoom
-                    } else {
-                        Reserved::OverQuota(held)
-                    });
+        lock_owners(&mut transaction, std::slice::from_ref(owner)).await?;
+        let wanted = Wanted {
+            id: id.clone(),
+            owner: owner.clone(),
+            spec,
+        };
+        match take_room(&mut transaction, &wanted, ttl, quota).await {
+            Ok(reserved) => {
+                transaction.commit().await.map_err(store_error)?;
+                if let Reserved::Held(reservation) = &reserved {
+                    tracing::Span::current().record("vessel.id", reservation.vessel_id.as_str());
                 }
-                Ok(pick) => {
-                    if let Some(row) = pick.stored() {
-                        transaction.commit().await.map_err(store_error)?;
-                        tracing::Span::current().record("vessel.id", row.vessel_id.as_str());
-                        return Reservation::try_from(row).map(Reserved::Held);
-                    }
-                    // Another reserver took that room first: pick again.
+                Ok(reserved)
+            }
+            // A concurrent reserver with the same id stored first: the
+            // statement failed whole (the transaction with it, so our room
+            // is back); answer theirs.
+            Err(Taking::SameIdFirst) => {
+                drop(transaction);
+                Ok(self
+                    .reservation(id)
+                    .await?
+                    .map_or(Reserved::NoRoom, Reserved::Held))
+            }
+            Err(Taking::Failed(error)) => Err(error),
+        }
+    }
+
+    #[tracing::instrument(
+        name = "postgres.reserve_many",
+        skip_all,
+        fields(batch.size = wanted.len())
+    )]
+    async fn reserve_many(
+        &self,
+        wanted: &[Wanted],
+        ttl: Duration,
+        quota: AccountQuota,
+    ) -> Vec<Result<Reserved, StoreError>> {
+        match self.reserve_together(wanted, ttl, quota).await {
+            Ok(reserved) => reserved.into_iter().map(Ok).collect(),
+            // Rare (a concurrent reserver with one of these ids, a deadlock
+            // with another instance's batch, the database going away): each
+            // is taken alone instead, and answered with its own outcome.
+            Err(error) => {
+                tracing::debug!(%error, "batch of reservations taken one by one");
+                let mut answers = Vec::with_capacity(wanted.len());
+                for item in wanted {
+                    answers.push(
+                        self.reserve(&item.id, &item.owner, item.spec, ttl, quota)
+                            .await,
+                    );
                 }
-                // A concurrent reserver with the same id stored first: the
-                // statement failed whole (the transaction with it, so our
-                // room is back); answer theirs.
-                Err(error) if unique_violation(&error) => {
-                    drop(transaction);
-                    return Ok(self
-                        .reservation(id)
-                        .await?
-                        .map_or(Reserved::NoRoom, Reserved::Held));
-                }
-                Err(error) => return Err(store_error(error)),
+                answers
             }
         }
-        Err(StoreError::Unavailable(
-            format!("gave up after {PICK_ATTEMPTS} lost races for room").into(),
-        ))
     }
 
     #[tracing::instrument(name = "postgres.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
@@ -405,6 +410,42 @@ impl VesselStore for PostgresStore {
         row.map(Reservation::try_from).transpose()
     }
 
+    #[tracing::instrument(name = "postgres.confirm_many", skip_all, fields(batch.size = ids.len()))]
+    async fn confirm_many(
+        &self,
+        ids: &[ReservationId],
+    ) -> Vec<Result<Option<Reservation>, StoreError>> {
+        let rows: Result<Vec<ReservationRow>, _> = sqlx::query_as(concat!(
+            "UPDATE reservations SET expires_at = NULL \
+             WHERE id = ANY($1) AND (expires_at IS NULL OR expires_at > now()) \
+             RETURNING ",
+            reservation_columns!(),
+            ""
+        ))
+        .bind(ids.iter().map(ReservationId::as_str).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await;
+        let confirmed: std::collections::HashMap<String, ReservationRow> = match rows {
+            Ok(rows) => rows.into_iter().map(|row| (row.id.clone(), row)).collect(),
+            Err(error) => {
+                let error = store_error(error);
+                tracing::debug!(%error, "batch of confirmations made one by one");
+                let mut answers = Vec::with_capacity(ids.len());
+                for id in ids {
+                    answers.push(self.confirm(id).await);
+                }
+                return answers;
+            }
+        };
+        // An id sent twice is answered twice.
+        ids.iter()
+            .map(|id| match confirmed.get(id.as_str()) {
+                Some(row) => Reservation::try_from(row.clone()).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     #[tracing::instrument(name = "postgres.release", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
     async fn release(
         &self,
@@ -421,7 +462,11 @@ impl VesselStore for PostgresStore {
                  UPDATE vessels v \
                  SET remaining_capacity = v.remaining_capacity + gone.capacity, \
                      remaining_weight = v.remaining_weight + gone.weight \
-                 FROM gone WHERE v.id = gone.vessel_id RETURNING v.id) \
+                 FROM gone WHERE v.id = gone.vessel_id RETURNING v.id), \
+             uncounted AS ( \
+                 UPDATE account_holdings a \
+                 SET capacity = a.capacity - gone.capacity, weight = a.weight - gone.weight \
+                 FROM gone WHERE a.owner_id = gone.owner_id RETURNING a.owner_id) \
              SELECT ",
             reservation_columns!(),
             " FROM gone"
@@ -440,7 +485,7 @@ impl VesselStore for PostgresStore {
             "WITH gone AS ( \
                  DELETE FROM reservations \
                  WHERE expires_at IS NOT NULL AND expires_at <= now() \
-                 RETURNING vessel_id, capacity, weight), \
+                 RETURNING vessel_id, owner_id, capacity, weight), \
              per_vessel AS ( \
                  SELECT vessel_id, sum(capacity)::int AS capacity, sum(weight)::int AS weight \
                  FROM gone GROUP BY vessel_id), \
@@ -448,7 +493,15 @@ impl VesselStore for PostgresStore {
                  UPDATE vessels v \
                  SET remaining_capacity = v.remaining_capacity + per_vessel.capacity, \
                      remaining_weight = v.remaining_weight + per_vessel.weight \
-                 FROM per_vessel WHERE v.id = per_vessel.vessel_id RETURNING v.id) \
+                 FROM per_vessel WHERE v.id = per_vessel.vessel_id RETURNING v.id), \
+             per_owner AS ( \
+                 SELECT owner_id, sum(capacity) AS capacity, sum(weight) AS weight \
+                 FROM gone GROUP BY owner_id), \
+             uncounted AS ( \
+                 UPDATE account_holdings a \
+                 SET capacity = a.capacity - per_owner.capacity, \
+                     weight = a.weight - per_owner.weight \
+                 FROM per_owner WHERE a.owner_id = per_owner.owner_id RETURNING a.owner_id) \
              SELECT count(*) FROM gone",
         )
         .fetch_one(&self.pool)
@@ -459,6 +512,33 @@ impl VesselStore for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Takes the room of each of `wanted`, in order, in one transaction: the
+    /// owners locked once, one commit for all. Any failure undoes them all.
+    async fn reserve_together(
+        &self,
+        wanted: &[Wanted],
+        ttl: Duration,
+        quota: AccountQuota,
+    ) -> Result<Vec<Reserved>, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let owners: Vec<OwnerId> = wanted.iter().map(|item| item.owner.clone()).collect();
+        lock_owners(&mut transaction, &owners).await?;
+        let mut answers = Vec::with_capacity(wanted.len());
+        for item in wanted {
+            match take_room(&mut transaction, item, ttl, quota).await {
+                Ok(reserved) => answers.push(reserved),
+                Err(Taking::SameIdFirst) => {
+                    return Err(StoreError::Database(
+                        "a concurrent reserver stored one of these ids first".into(),
+                    ));
+                }
+                Err(Taking::Failed(error)) => return Err(error),
+            }
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(answers)
+    }
+
     async fn reservation(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
         let row: Option<ReservationRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -471,4 +551,97 @@ impl PostgresStore {
         .map_err(store_error)?;
         row.map(Reservation::try_from).transpose()
     }
+}
+
+/// Why taking room inside a transaction stopped.
+enum Taking {
+    /// A concurrent reserver stored a reservation with this id first; the
+    /// transaction is spoiled.
+    SameIdFirst,
+    /// Anything else.
+    Failed(StoreError),
+}
+
+/// Takes the owners' locks (see [`LOCK_OWNERS`]), each once, in the order of
+/// their keys: two transactions that lock owners in common take them in the
+/// same order, so they never wait for each other in a cycle.
+async fn lock_owners(
+    transaction: &mut sqlx::PgConnection,
+    owners: &[OwnerId],
+) -> Result<(), StoreError> {
+    let keys: Vec<String> = owners
+        .iter()
+        .map(|owner| format!("shippy.vessel.account:{}", owner.as_str()))
+        .collect();
+    sqlx::query(LOCK_OWNERS)
+        .bind(keys)
+        .execute(transaction)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// Takes `wanted`'s room in the transaction `connection` is in, with its
+/// owner's lock held: see [`RESERVE`].
+async fn take_room(
+    connection: &mut sqlx::PgConnection,
+    wanted: &Wanted,
+    ttl: Duration,
+    quota: AccountQuota,
+) -> Result<Reserved, Taking> {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let Wanted { id, owner, spec } = wanted;
+    for _ in 0..PICK_ATTEMPTS {
+        let pick: Pick = match sqlx::query_as(RESERVE)
+            .bind(id.as_str())
+            .bind(spec.capacity.get())
+            .bind(spec.max_weight.get())
+            .bind(ttl_ms)
+            .bind(owner.as_str())
+            .bind(quota.containers)
+            .bind(quota.weight)
+            .fetch_one(&mut *connection)
+            .await
+        {
+            Ok(pick) => pick,
+            Err(error) if unique_violation(&error) => return Err(Taking::SameIdFirst),
+            Err(error) => return Err(Taking::Failed(store_error(error))),
+        };
+        if pick.picked.is_none() {
+            // This id holds some already (a retry): that reservation is the
+            // answer, whatever the cap says now.
+            let existing: Option<ReservationRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                reservation_columns!(),
+                " FROM reservations WHERE id = $1"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(|error| Taking::Failed(store_error(error)))?;
+            if let Some(existing) = existing {
+                return Reservation::try_from(existing)
+                    .map(Reserved::Held)
+                    .map_err(Taking::Failed);
+            }
+            let held = Held {
+                containers: pick.held_capacity,
+                weight: pick.held_weight,
+            };
+            return Ok(if quota.allows(held, *spec) {
+                Reserved::NoRoom
+            } else {
+                Reserved::OverQuota(held)
+            });
+        }
+        if let Some(row) = pick.stored() {
+            return Reservation::try_from(row)
+                .map(Reserved::Held)
+                .map_err(Taking::Failed);
+        }
+        // Another reserver took that room first: pick again.
+    }
+    Err(Taking::Failed(StoreError::Unavailable(
+        format!("gave up after {PICK_ATTEMPTS} lost races for room").into(),
+    )))
 }

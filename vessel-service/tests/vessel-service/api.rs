@@ -107,7 +107,7 @@ const WHOLE_FLEET: AccountQuota = AccountQuota {
     weight: 800_000,
 };
 
-struct TestApp {
+pub(crate) struct TestApp {
     users: Users,
     /// An administrator's token: `Create` needs it.
     admin: String,
@@ -164,7 +164,7 @@ impl TestApp {
     }
 
     /// [`TestApp::ready`] with the per-account cap `quota`.
-    async fn ready_with(quota: AccountQuota) -> Self {
+    pub(crate) async fn ready_with(quota: AccountQuota) -> Self {
         let app = Self::spawn_with(fresh_postgres_database("vessel_api").await, quota).await;
         app.wait_for(ServingStatus::Serving).await;
         app
@@ -175,7 +175,7 @@ impl TestApp {
         bearer(vessel, &self.admin)
     }
 
-    fn vessels(&self) -> VesselServiceClient<Channel> {
+    pub(crate) fn vessels(&self) -> VesselServiceClient<Channel> {
         VesselServiceClient::new(self.channel.clone())
     }
 
@@ -187,7 +187,7 @@ impl TestApp {
         wait_for_health(&self.channel, wanted).await;
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.trigger();
         self.server
             .await
@@ -215,7 +215,7 @@ fn new_vessel(id: &str, name: &str, capacity: i32, max_weight: i32) -> Vessel {
 }
 
 /// `message` with the services' shared secret.
-fn as_service<T>(message: T) -> Request<T> {
+pub(crate) fn as_service<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "x-service-token",
@@ -224,7 +224,7 @@ fn as_service<T>(message: T) -> Request<T> {
     request
 }
 
-fn reserve(id: &str, capacity: i32, max_weight: i32) -> ReserveRequest {
+pub(crate) fn reserve(id: &str, capacity: i32, max_weight: i32) -> ReserveRequest {
     ReserveRequest {
         reservation_id: id.into(),
         specification: Some(spec(capacity, max_weight)),
@@ -247,7 +247,7 @@ fn reference(id: &str) -> ReservationRef {
 
 /// `(remaining capacity, remaining weight, used capacity, used weight)` of
 /// vessel `id`, as `ListVessels` shows it.
-async fn room_of(app: &TestApp, id: &str) -> (i32, i32, i32, i32) {
+pub(crate) async fn room_of(app: &TestApp, id: &str) -> (i32, i32, i32, i32) {
     let fleet = app
         .vessels()
         .list_vessels(bearer(ListRequest::default(), &app.admin))

@@ -3,6 +3,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod api;
+mod batch_calls;
+mod batches;
 mod cli;
 mod logs;
 mod store_contract;

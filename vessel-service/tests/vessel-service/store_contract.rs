@@ -20,7 +20,7 @@ use vessel_service::{
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn vessel(id: &str, capacity: i32, max_weight: i32) -> Vessel {
+pub(crate) fn vessel(id: &str, capacity: i32, max_weight: i32) -> Vessel {
     Vessel {
         id: VesselId::parse(id).unwrap(),
         name: VesselName::parse(&format!("Ship {id}")).unwrap(),
@@ -35,25 +35,25 @@ fn vessel(id: &str, capacity: i32, max_weight: i32) -> Vessel {
     }
 }
 
-fn rid(id: &str) -> ReservationId {
+pub(crate) fn rid(id: &str) -> ReservationId {
     ReservationId::parse(id).unwrap()
 }
 
-fn owner(id: &str) -> OwnerId {
+pub(crate) fn owner(id: &str) -> OwnerId {
     OwnerId::parse(id).unwrap()
 }
 
 /// A cap no test here reaches.
-const NO_CAP: AccountQuota = AccountQuota {
+pub(crate) const NO_CAP: AccountQuota = AccountQuota {
     containers: i64::MAX / 4,
     weight: i64::MAX / 4,
 };
 
 /// A long time: holds that must not expire during a test.
-const HOLD: Duration = Duration::from_secs(600);
+pub(crate) const HOLD: Duration = Duration::from_secs(600);
 
 /// `(remaining capacity, remaining weight)` of vessel `id`.
-async fn room(store: &impl VesselStore, id: &str) -> (i32, i32) {
+pub(crate) async fn room(store: &impl VesselStore, id: &str) -> (i32, i32) {
     let vessel = store
         .get(&VesselId::parse(id).unwrap())
         .await
@@ -83,7 +83,7 @@ async fn reserve_on(
         .map(|reservation| reservation.vessel_id.as_str().to_owned())
 }
 
-fn spec(capacity: i32, max_weight: i32) -> Specification {
+pub(crate) fn spec(capacity: i32, max_weight: i32) -> Specification {
     Specification {
         capacity: Capacity::parse(capacity, "capacity").unwrap(),
         max_weight: Weight::parse(max_weight, "max_weight").unwrap(),
@@ -448,7 +448,7 @@ async fn ping_answers(store: impl VesselStore) {
 
 // ---- each store --------------------------------------------------------------
 
-async fn postgres_store() -> Store {
+pub(crate) async fn postgres_store() -> Store {
     init_test_logging();
     let url = fresh_postgres_database("vessel_contract").await;
     let store = Store::open(&url, TIMEOUT).await.expect("valid URL");
@@ -457,7 +457,7 @@ async fn postgres_store() -> Store {
     store
 }
 
-async fn mongo_store() -> Store {
+pub(crate) async fn mongo_store() -> Store {
     init_test_logging();
     let url = fresh_mongodb_database("vessel_contract");
     let store = Store::open(&url, TIMEOUT).await.expect("valid MongoDB URL");
