@@ -4,6 +4,42 @@
 
 use shippy_service::settings::SecretUrl;
 
+/// A loopback port that refuses connections for as long as this lives (or
+/// until [`ClosedPort::listen`]): bound but not listening, so nothing else
+/// can take it meanwhile (a port that is merely probed and dropped could be
+/// handed to another test).
+#[derive(Debug)]
+pub struct ClosedPort {
+    socket: tokio::net::TcpSocket,
+    /// The port, on 127.0.0.1.
+    pub address: std::net::SocketAddr,
+}
+
+impl ClosedPort {
+    /// Binds one.
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        let address = socket.local_addr().expect("local address");
+        Self { socket, address }
+    }
+
+    /// Starts listening on it: from now on, connections are accepted.
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket
+            .listen(1024)
+            .expect("listen on the reserved port")
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A TCP proxy on loopback that forwards to `upstream` once started: stands
 /// in for a dependency that comes up late or goes away, while the real
 /// server behind it does the work.
@@ -11,9 +47,9 @@ use shippy_service::settings::SecretUrl;
 pub struct LateProxy {
     address: std::net::SocketAddr,
     upstream: std::net::SocketAddr,
-    /// Bound but not listening: the port is ours and connections to it are
-    /// refused, as to a server that is not up yet.
-    socket: Option<tokio::net::TcpSocket>,
+    /// Until started, connections to the port are refused, as to a server
+    /// that is not up yet.
+    closed: Option<ClosedPort>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -21,15 +57,11 @@ impl LateProxy {
     /// Reserves a loopback port to forward to `upstream`, without listening
     /// yet (the port stays bound, so nothing else can take it meanwhile).
     pub fn reserve(upstream: std::net::SocketAddr) -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
-        socket
-            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("bind a loopback port");
-        let address = socket.local_addr().expect("local address");
+        let closed = ClosedPort::new();
         Self {
-            address,
+            address: closed.address,
             upstream,
-            socket: Some(socket),
+            closed: Some(closed),
             task: None,
         }
     }
@@ -41,8 +73,8 @@ impl LateProxy {
 
     /// Starts listening and forwarding.
     pub async fn start(&mut self) {
-        let listener = match self.socket.take() {
-            Some(socket) => socket.listen(1024).expect("listen on the reserved port"),
+        let listener = match self.closed.take() {
+            Some(closed) => closed.listen(),
             None => tokio::net::TcpListener::bind(self.address)
                 .await
                 .expect("bind the proxy port again"),
@@ -86,37 +118,6 @@ pub fn with_socket_addr(url: &SecretUrl, address: std::net::SocketAddr) -> Secre
     url.set_port(Some(address.port()))
         .expect("URL can have a port");
     url.as_str().parse().expect("still a valid URL")
-}
-
-/// A loopback port that refuses connections for as long as this lives: bound
-/// but never listening, so nothing else can take it meanwhile (a port that is
-/// merely probed and dropped could be handed to another test).
-#[derive(Debug)]
-pub struct ClosedPort {
-    _socket: tokio::net::TcpSocket,
-    /// The port, on 127.0.0.1.
-    pub address: std::net::SocketAddr,
-}
-
-impl ClosedPort {
-    /// Binds one.
-    pub fn new() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
-        socket
-            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("bind a loopback port");
-        let address = socket.local_addr().expect("local address");
-        Self {
-            _socket: socket,
-            address,
-        }
-    }
-}
-
-impl Default for ClosedPort {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// A plain HTTP/1.0 GET on loopback, for test probes.
