@@ -28,6 +28,8 @@ profile=${SHIPPY_PROFILE:-debug}
 [ "${1:-}" = bench ] && profile=release
 bin=${CARGO_TARGET_DIR:-$repo/target}/$profile
 pids=()
+# make bench times each service's cold start (start_service) with these.
+cold_start_clock='' clocks=()
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf '\n\033[31mFAILED: %s\033[0m\n' "$*" >&2; exit 1; }
@@ -146,16 +148,22 @@ make_consul_tokens() {
 }
 
 start_service() { # NAME PORT ENV...
-    local name=$1 port=$2 metrics_port
+    local name=$1 port=$2 metrics_port since probe=--grpc
     shift 2
     # Spare metrics ports too, so a second cluster (a `make dev` elsewhere) never collides.
     metrics_port=$(spare_port)
     printf '%s' "$metrics_port" >"$run/$name.metrics-port"
+    since=$EPOCHREALTIME
     env LISTEN_ADDR="127.0.0.1:$port" METRICS_ADDR="127.0.0.1:$metrics_port" \
         CONSUL_HTTP_ADDR="$TEST_CONSUL_HTTP_ADDR" CONSUL_HTTP_TOKEN="$(consul_token "$name")" "$@" "$bin/$name" \
         >"$run/$name.log" 2>&1 &
     pids+=($!)
     echo $! >"$run/$name.pid"
+    [ -n "$cold_start_clock" ] || return 0
+    # make bench: spawn to first SERVING (the api-gateway's: ready), in ms, into NAME.cold-start.
+    [ "$name" = api-gateway ] && probe=--readyz
+    "$bin/serving-clock" --since "$since" "$probe" "127.0.0.1:$port" >"$run/$name.cold-start" 2>>"$run/serving-clock.log" &
+    pids+=($!) clocks+=($!)
 }
 
 # metrics_url NAME: where NAME's Prometheus metrics are.
@@ -353,6 +361,7 @@ bench() {
     say "building the Go peer (bench/go-peer, from Debian's Go packages)"
     local go_peer=${CARGO_TARGET_DIR:-$repo/target}/release/go-peer
     bench/go-peer/build.sh "$go_peer"
+    cold_start_clock=1
     up
     say "starting the baseline: a bare tonic echo server"
     local echo_port
@@ -384,9 +393,13 @@ bench() {
     # PostgreSQL's postmaster: its CPU time and its backends' are measured.
     local postmaster
     postmaster=$(head -1 "$(psql -Atq "$TEST_DATABASE_URL" -c 'SHOW data_directory')/postmaster.pid")
-    local watched=(--pid "postgres+=$postmaster") name
-    for name in echo-server user-service consignment-service vessel-service go-peer; do
+    local watched=(--pid "postgres+=$postmaster") name pid
+    for name in echo-server user-service consignment-service vessel-service email-service api-gateway go-peer; do
         watched+=(--pid "$name=$(service_pid "$name")")
+    done
+    for pid in "${clocks[@]}"; do wait "$pid" || true; done
+    for name in user-service consignment-service vessel-service email-service api-gateway; do
+        if [ -s "$run/$name.cold-start" ]; then watched+=(--started "$name=$(cat "$run/$name.cold-start")"); fi
     done
 
     say "load: h2load against each, ${BENCH_ROUNDS:-5} interleaved rounds of ${BENCH_SECONDS:-5} s a scenario"

@@ -128,6 +128,19 @@ fn tree_ticks(all: &HashMap<u32, Stat>, root: u32) -> u64 {
     total
 }
 
+/// `root` and every living process under it (PostgreSQL's postmaster and
+/// its backends, autovacuum included: they all hold memory).
+pub fn tree_pids(root: u32) -> Vec<u32> {
+    let all = every_process();
+    let mut tree = vec![root];
+    let mut pending = children(&all, root);
+    while let Some(pid) = pending.pop() {
+        tree.push(pid);
+        pending.extend(children(&all, pid));
+    }
+    tree
+}
+
 fn children(all: &HashMap<u32, Stat>, parent: u32) -> Vec<u32> {
     all.iter()
         .filter(|(_, stat)| stat.parent == parent)

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::footprint::Footprint;
+
 /// One scenario's figures in one round.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoundFigures {
@@ -15,6 +17,11 @@ pub struct RoundFigures {
     /// CPU time per request of each process involved, in µs.
     pub cpu_us: HashMap<String, f64>,
     pub wall_seconds: f64,
+    /// Resident memory of each process involved during the timed run, in
+    /// MiB: the peak and the mean of samples every 250 ms (`VmRSS`;
+    /// PostgreSQL's processes' `Pss` summed: see `memory.rs`).
+    pub rss_peak_mib: HashMap<String, f64>,
+    pub rss_mean_mib: HashMap<String, f64>,
 }
 
 /// One scenario's figures: the median over the rounds of each.
@@ -31,6 +38,14 @@ pub struct Figures {
     pub ratio_to_echo: f64,
     /// Its throughput over the Go peer's, in the same round.
     pub ratio_to_peer: Option<f64>,
+    /// Each process's peak and mean resident memory during a timed run, in
+    /// MiB (the median over the rounds).
+    pub rss_peak_mib: BTreeMap<String, f64>,
+    pub rss_mean_mib: BTreeMap<String, f64>,
+    /// The scenario it is compared with (the Go peer's), if any.
+    pub peer: Option<String>,
+    /// Its serving process's peak resident memory over the peer's.
+    pub rss_ratio_to_peer: Option<f64>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -61,19 +76,29 @@ impl Figures {
         let of = |pick: &dyn Fn(&[RoundFigures]) -> f64| {
             median(rounds.iter().map(|round| pick(round)).collect())
         };
-        let cpu_us = processes
-            .iter()
-            .map(|process| {
-                let value = of(&|round| {
-                    round[index]
-                        .cpu_us
-                        .get(*process)
-                        .copied()
-                        .unwrap_or(f64::NAN)
-                });
-                ((*process).to_owned(), value)
-            })
-            .collect();
+        // Each process's median of one per-process figure; a process with
+        // no figure in any round (gone, unreadable) is left out.
+        let per_process = |pick: &dyn Fn(&RoundFigures) -> &HashMap<String, f64>| {
+            processes
+                .iter()
+                .map(|process| {
+                    let value = of(&|round| {
+                        pick(&round[index])
+                            .get(*process)
+                            .copied()
+                            .unwrap_or(f64::NAN)
+                    });
+                    ((*process).to_owned(), value)
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        let cpu_us = per_process(&|round| &round.cpu_us);
+        let measured = |figures: BTreeMap<String, f64>| {
+            figures
+                .into_iter()
+                .filter(|(_, value)| *value > 0.0)
+                .collect()
+        };
         Self {
             name: name.to_owned(),
             processes: processes
@@ -90,7 +115,34 @@ impl Figures {
             ratio_to_peer: peer.map(|peer| {
                 of(&|round| round[index].requests_per_second / round[peer].requests_per_second)
             }),
+            rss_peak_mib: measured(per_process(&|round| &round.rss_peak_mib)),
+            rss_mean_mib: measured(per_process(&|round| &round.rss_mean_mib)),
+            peer: None,
+            rss_ratio_to_peer: None,
         }
+    }
+
+    /// The process that serves the scenario's requests.
+    pub fn serving(&self) -> &str {
+        self.processes
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The serving process's median peak resident memory, in MiB.
+    pub fn serving_peak_mib(&self) -> Option<f64> {
+        self.rss_peak_mib.get(self.serving()).copied()
+    }
+
+    /// Names `peer` as the scenario this one is compared with, and compares
+    /// their serving processes' peak memory.
+    pub fn compare_with(&mut self, peer: &Self) {
+        self.peer = Some(peer.name.clone());
+        self.rss_ratio_to_peer = self
+            .serving_peak_mib()
+            .zip(peer.serving_peak_mib())
+            .map(|(ours, theirs)| ours / theirs);
     }
 
     /// The median CPU µs per request of `process` (0 if not involved).
@@ -161,19 +213,22 @@ pub struct Report {
     pub scenarios: Vec<Figures>,
     pub login_flood: Vec<Probe>,
     pub goals: Vec<Goal>,
+    /// Memory at idle, the cluster's cold starts, the compose images.
+    pub footprint: Footprint,
     pub raw_rounds: Vec<Vec<RoundFigures>>,
 }
 
-/// `cpu` as `name 12.3, other 4.5`, in `order`.
-pub fn cpu_text(cpu: &HashMap<String, f64>, order: &[&str]) -> String {
+/// A figure per process as `name 12.3, other 4.5`, in `order`.
+pub fn per_process_text(figures: &HashMap<String, f64>, order: &[&str]) -> String {
     order
         .iter()
-        .filter_map(|name| Some(format!("{name} {:.1}", cpu.get(*name)?)))
+        .filter_map(|name| Some(format!("{name} {:.1}", figures.get(*name)?)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn cell(value: Option<f64>, decimals: usize) -> String {
+/// `value` with `decimals` decimals, or `–` where there is none.
+pub fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".to_owned(), |value| format!("{value:.decimals$}"))
 }
 
@@ -182,8 +237,8 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "{}{} cores; {} rounds of {} s per scenario, {} in flight, {}; medians over the rounds\n\n\
-             | scenario | req/s | p50 ms | p99 ms | service CPU µs/req | vessel-service CPU µs/req | PostgreSQL CPU µs/req | ratio to echo | ours ÷ Go peer |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | scenario | req/s | p50 ms | p99 ms | service CPU µs/req | vessel-service CPU µs/req | PostgreSQL CPU µs/req | ratio to echo | ours ÷ Go peer | service RSS MiB, idle → peak |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             if self.label.is_empty() {
                 String::new()
             } else {
@@ -196,13 +251,9 @@ impl Report {
             self.load_generator
         );
         for figures in &self.scenarios {
-            let serving = figures
-                .processes
-                .first()
-                .map(String::as_str)
-                .unwrap_or_default();
+            let serving = figures.serving();
             out.push_str(&format!(
-                "| {} | {:.0} | {:.2} | {:.2} | {} ({serving}) | {} | {} | {:.3} | {} |\n",
+                "| {} | {:.0} | {:.2} | {:.2} | {} ({serving}) | {} | {} | {:.3} | {} | {} → {} |\n",
                 figures.name,
                 figures.requests_per_second,
                 figures.p50_ms,
@@ -212,6 +263,8 @@ impl Report {
                 cell(figures.cpu_us.get("postgres").copied(), 1),
                 figures.ratio_to_echo,
                 cell(figures.ratio_to_peer, 2),
+                cell(self.footprint.idle_rss_mib.get(serving).copied(), 1),
+                cell(figures.serving_peak_mib(), 1),
             ));
         }
         out.push_str(&format!(
@@ -231,6 +284,7 @@ impl Report {
                 probe.errors
             ));
         }
+        out.push_str(&self.footprint.markdown(&self.scenarios));
         out.push_str("\n| goal | target | measured | |\n|---|---:|---:|---|\n");
         for goal in &self.goals {
             out.push_str(&format!(
@@ -296,6 +350,8 @@ mod tests {
                 requests: 10,
                 cpu_us: HashMap::from([("svc".to_owned(), *rps / 100.0)]),
                 wall_seconds: 1.0,
+                rss_peak_mib: HashMap::from([("svc".to_owned(), *rps / 10.0)]),
+                rss_mean_mib: HashMap::from([("svc".to_owned(), *rps / 20.0)]),
             })
             .collect()
     }
@@ -315,6 +371,21 @@ mod tests {
         assert!((ours.requests_per_second - 200.0).abs() < 1e-9);
         assert!((ours.cpu_us("svc") - 2.0).abs() < 1e-9);
         assert_eq!(ours.cpu_us("absent"), 0.0);
+        assert_eq!(ours.rss_peak_mib["svc"], 20.0);
+        assert_eq!(ours.rss_mean_mib["svc"], 10.0);
+    }
+
+    #[test]
+    fn memory_is_compared_with_the_peers_serving_process() {
+        let mut rounds = vec![round(&[1000.0, 200.0, 100.0])];
+        rounds[0][2].rss_peak_mib = HashMap::from([("go".to_owned(), 40.0)]);
+        let mut ours = Figures::from_rounds("ours", &["svc", "db"], &rounds, 1, 0, Some(2));
+        let theirs = Figures::from_rounds("theirs", &["go", "db"], &rounds, 2, 0, None);
+        // A process never measured has no memory figure, not a zero.
+        assert!(!ours.rss_peak_mib.contains_key("db"));
+        ours.compare_with(&theirs);
+        assert_eq!(ours.peer.as_deref(), Some("theirs"));
+        assert_eq!(ours.rss_ratio_to_peer, Some(0.5));
     }
 
     #[test]
