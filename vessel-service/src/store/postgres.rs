@@ -25,11 +25,6 @@ macro_rules! reservation_columns {
     };
 }
 
-/// How many times [`PostgresStore::reserve`] picks again after another
-/// reserver took the room it picked first. Each lost race means another
-/// reservation went through, so this bounds only pathological churn.
-const PICK_ATTEMPTS: u32 = 100;
-
 /// The schema, embedded in the binary and applied by [`VesselStore::prepare`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -105,90 +100,64 @@ impl TryFrom<ReservationRow> for Reservation {
     }
 }
 
-/// What one attempt to reserve found: the vessel it picked (none: no vessel
-/// had the room, or a reservation with this id exists) and, if it took the
-/// room there, the reservation it stored (none: another reserver took the
-/// room first).
+/// What `reserve_many` (the SQL function, `migrations/…_reserve_many.sql`)
+/// answers for one reservation: held (now, or before by a call with its
+/// id), no room, or over the owner's cap with what they hold.
 #[derive(sqlx::FromRow)]
-struct Pick {
-    picked: Option<String>,
+struct Outcome {
+    outcome: String,
     held_capacity: i64,
     held_weight: i64,
-    id: Option<String>,
-    vessel_id: Option<String>,
-    capacity: Option<i32>,
-    weight: Option<i32>,
-    expires_at: Option<DateTime<Utc>>,
+    reservation_id: Option<String>,
+    reservation_vessel: Option<String>,
+    reservation_capacity: Option<i32>,
+    reservation_weight: Option<i32>,
+    reservation_expires_at: Option<DateTime<Utc>>,
 }
 
-impl Pick {
-    /// The reservation stored, if one was.
-    fn stored(self) -> Option<ReservationRow> {
-        Some(ReservationRow {
-            id: self.id?,
-            vessel_id: self.vessel_id?,
-            capacity: self.capacity?,
-            weight: self.weight?,
-            expires_at: self.expires_at,
-        })
+impl TryFrom<Outcome> for Reserved {
+    type Error = StoreError;
+
+    fn try_from(answer: Outcome) -> Result<Self, Self::Error> {
+        let held = Held {
+            containers: answer.held_capacity,
+            weight: answer.held_weight,
+        };
+        match answer.outcome.as_str() {
+            "no_room" => Ok(Reserved::NoRoom),
+            "over_quota" => Ok(Reserved::OverQuota(held)),
+            "held" => {
+                let row = answer
+                    .reservation_id
+                    .zip(answer.reservation_vessel)
+                    .zip(answer.reservation_capacity.zip(answer.reservation_weight))
+                    .map(|((id, vessel_id), (capacity, weight))| ReservationRow {
+                        id,
+                        vessel_id,
+                        capacity,
+                        weight,
+                        expires_at: answer.reservation_expires_at,
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("a held reservation without its room".into())
+                    })?;
+                Reservation::try_from(row).map(Reserved::Held)
+            }
+            other => Err(StoreError::Corrupt(format!(
+                "reserve_many answered `{}`",
+                shippy_service::text::excerpt(other)
+            ))),
+        }
     }
 }
 
-/// Picks the smallest vessel with the room, takes the room there and stores
-/// the reservation that holds it, in one statement: both or neither, and the
-/// vessel's row is locked only from this statement to the commit right after
-/// it (no other round trip in between), which is what lets reservations on
-/// one busy vessel go through one after another quickly. The `UPDATE` checks
-/// the room again on the row it locks, so two reservers never both take the
-/// last room: the later one stores nothing and picks again. No room is taken
-/// for an id that is reserved already, nor past the owner's cap: what the
-/// owner holds (`held`) is summed in the same statement, which runs under the
-/// owner's lock (see [`PostgresStore::reserve`]), so it sees every earlier
-/// reservation of theirs.
-const RESERVE: &str = concat!(
-    "WITH held AS ( \
-         SELECT coalesce(sum(capacity), 0)::bigint AS capacity, \
-                coalesce(sum(weight), 0)::bigint AS weight \
-         FROM account_holdings WHERE owner_id = $5), \
-     pick AS ( \
-         SELECT id FROM vessels \
-         WHERE available AND remaining_capacity >= $2 AND remaining_weight >= $3 \
-           AND NOT EXISTS (SELECT 1 FROM reservations WHERE id = $1) \
-           AND (SELECT capacity FROM held) + $2 <= $6 \
-           AND (SELECT weight FROM held) + $3 <= $7 \
-         ORDER BY capacity, max_weight, id LIMIT 1), \
-     taken AS ( \
-         UPDATE vessels v \
-         SET remaining_capacity = v.remaining_capacity - $2, \
-             remaining_weight = v.remaining_weight - $3 \
-         FROM pick \
-         WHERE v.id = pick.id AND v.available \
-           AND v.remaining_capacity >= $2 AND v.remaining_weight >= $3 \
-         RETURNING v.id), \
-     stored AS ( \
-         INSERT INTO reservations (id, vessel_id, capacity, weight, expires_at, owner_id) \
-         SELECT $1, taken.id, $2, $3, now() + $4 * interval '1 millisecond', $5 FROM taken \
-         RETURNING ",
-    reservation_columns!(),
-    "), \
-     counted AS ( \
-         INSERT INTO account_holdings AS a (owner_id, capacity, weight) \
-         SELECT $5, $2, $3 FROM stored \
-         ON CONFLICT (owner_id) DO UPDATE \
-         SET capacity = a.capacity + EXCLUDED.capacity, weight = a.weight + EXCLUDED.weight) \
-     SELECT (SELECT id FROM pick) AS picked, \
-            held.capacity AS held_capacity, held.weight AS held_weight, stored.* \
-     FROM held LEFT JOIN stored ON true"
-);
+/// Reserves for a batch in one statement: see the function's migration.
+const RESERVE_MANY: &str = "SELECT outcome, held_capacity, held_weight, reservation_id, \
+     reservation_vessel, reservation_capacity, reservation_weight, reservation_expires_at \
+     FROM reserve_many($1, $2, $3, $4, $5, $6, $7)";
 
-/// Serialises the owners' reservations for the rest of the transaction, so
-/// what an owner holds cannot change under a reservation of theirs (releases
-/// and expiry only lower it: a figure that missed one is on the safe side).
-/// Owners whose keys collide merely wait for each other. The locks are taken
-/// in the order of their keys, whatever order the owners came in.
-const LOCK_OWNERS: &str = "SELECT count(pg_advisory_xact_lock(key)) FROM ( \
-         SELECT DISTINCT hashtextextended(owner, 0) AS key \
-         FROM unnest($1::text[]) AS owner ORDER BY key) AS keys";
+/// `reserve_many`'s code for giving up after too many lost races for room.
+const TOO_MANY_LOST_RACES: &str = "55P03";
 
 impl PostgresStore {
     /// A store on `pool` (which may not have connected yet).
@@ -332,43 +301,38 @@ impl VesselStore for PostgresStore {
     ) -> Result<Reserved, StoreError> {
         // One owner's reservations wait for each other here, holding no
         // pooled connection, so a burst from one account cannot take the
-        // pool from everyone else; the advisory lock below does the same
-        // across processes.
+        // pool from everyone else; the advisory lock does the same across
+        // processes.
         let _turn = super::owner_turn(owner).await;
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        lock_owners(&mut transaction, std::slice::from_ref(owner)).await?;
         let wanted = Wanted {
             id: id.clone(),
             owner: owner.clone(),
             spec,
         };
-        match take_room(&mut transaction, &wanted, ttl, quota).await {
-            Ok(reserved) => {
-                transaction.commit().await.map_err(store_error)?;
+        match self
+            .reserve_together(std::slice::from_ref(&wanted), ttl, quota)
+            .await
+        {
+            Ok(mut reserved) => {
+                let reserved = reserved
+                    .pop()
+                    .ok_or_else(|| StoreError::Corrupt("reserve_many answered nothing".into()))?;
                 if let Reserved::Held(reservation) = &reserved {
                     tracing::Span::current().record("vessel.id", reservation.vessel_id.as_str());
                 }
                 Ok(reserved)
             }
             // A concurrent reserver with the same id stored first: the
-            // statement failed whole (the transaction with it, so our room
-            // is back); answer theirs.
-            Err(Taking::SameIdFirst) => {
-                drop(transaction);
-                Ok(self
-                    .reservation(id)
-                    .await?
-                    .map_or(Reserved::NoRoom, Reserved::Held))
-            }
-            Err(Taking::Failed(error)) => Err(error),
+            // statement failed whole (so our room is back); answer theirs.
+            Err(error) if unique_violation(&error) => Ok(self
+                .reservation(id)
+                .await?
+                .map_or(Reserved::NoRoom, Reserved::Held)),
+            Err(error) => Err(reserve_error(error)),
         }
     }
 
-    #[tracing::instrument(
-        name = "postgres.reserve_many",
-        skip_all,
-        fields(batch.size = wanted.len())
-    )]
+    #[tracing::instrument(name = "postgres.reserve_many", skip_all, fields(batch.size = wanted.len()))]
     async fn reserve_many(
         &self,
         wanted: &[Wanted],
@@ -376,12 +340,16 @@ impl VesselStore for PostgresStore {
         quota: AccountQuota,
     ) -> Vec<Result<Reserved, StoreError>> {
         match self.reserve_together(wanted, ttl, quota).await {
-            Ok(reserved) => reserved.into_iter().map(Ok).collect(),
-            // Rare (a concurrent reserver with one of these ids, a deadlock
-            // with another instance's batch, the database going away): each
-            // is taken alone instead, and answered with its own outcome.
-            Err(error) => {
-                tracing::debug!(%error, "batch of reservations taken one by one");
+            Ok(reserved) if reserved.len() == wanted.len() => {
+                reserved.into_iter().map(Ok).collect()
+            }
+            // Rare (a concurrent reserver with one of these ids, the
+            // database going away): each is taken alone instead, and
+            // answered with its own outcome.
+            other => {
+                if let Err(error) = other {
+                    tracing::debug!(error = %reserve_error(error), "batch of reservations taken one by one");
+                }
                 let mut answers = Vec::with_capacity(wanted.len());
                 for item in wanted {
                     answers.push(
@@ -512,31 +480,50 @@ impl VesselStore for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Takes the room of each of `wanted`, in order, in one transaction: the
-    /// owners locked once, one commit for all. Any failure undoes them all.
+    /// Takes the room of each of `wanted`, in order, in one statement
+    /// ([`RESERVE_MANY`]): all of it or, if the statement fails, none.
     async fn reserve_together(
         &self,
         wanted: &[Wanted],
         ttl: Duration,
         quota: AccountQuota,
-    ) -> Result<Vec<Reserved>, StoreError> {
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let owners: Vec<OwnerId> = wanted.iter().map(|item| item.owner.clone()).collect();
-        lock_owners(&mut transaction, &owners).await?;
-        let mut answers = Vec::with_capacity(wanted.len());
-        for item in wanted {
-            match take_room(&mut transaction, item, ttl, quota).await {
-                Ok(reserved) => answers.push(reserved),
-                Err(Taking::SameIdFirst) => {
-                    return Err(StoreError::Database(
-                        "a concurrent reserver stored one of these ids first".into(),
-                    ));
-                }
-                Err(Taking::Failed(error)) => return Err(error),
-            }
-        }
-        transaction.commit().await.map_err(store_error)?;
-        Ok(answers)
+    ) -> Result<Vec<Reserved>, sqlx::Error> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let answers: Vec<Outcome> = sqlx::query_as(RESERVE_MANY)
+            .bind(
+                wanted
+                    .iter()
+                    .map(|item| item.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                wanted
+                    .iter()
+                    .map(|item| item.owner.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                wanted
+                    .iter()
+                    .map(|item| item.spec.capacity.get())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                wanted
+                    .iter()
+                    .map(|item| item.spec.max_weight.get())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(ttl_ms)
+            .bind(quota.containers)
+            .bind(quota.weight)
+            .fetch_all(&self.pool)
+            .await?;
+        answers
+            .into_iter()
+            .map(Reserved::try_from)
+            .collect::<Result<_, StoreError>>()
+            .map_err(|error| sqlx::Error::Decode(error.into()))
     }
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
@@ -553,95 +540,16 @@ impl PostgresStore {
     }
 }
 
-/// Why taking room inside a transaction stopped.
-enum Taking {
-    /// A concurrent reserver stored a reservation with this id first; the
-    /// transaction is spoiled.
-    SameIdFirst,
-    /// Anything else.
-    Failed(StoreError),
-}
-
-/// Takes the owners' locks (see [`LOCK_OWNERS`]), each once, in the order of
-/// their keys: two transactions that lock owners in common take them in the
-/// same order, so they never wait for each other in a cycle.
-async fn lock_owners(
-    transaction: &mut sqlx::PgConnection,
-    owners: &[OwnerId],
-) -> Result<(), StoreError> {
-    let keys: Vec<String> = owners
-        .iter()
-        .map(|owner| format!("shippy.vessel.account:{}", owner.as_str()))
-        .collect();
-    sqlx::query(LOCK_OWNERS)
-        .bind(keys)
-        .execute(transaction)
-        .await
-        .map_err(store_error)?;
-    Ok(())
-}
-
-/// Takes `wanted`'s room in the transaction `connection` is in, with its
-/// owner's lock held: see [`RESERVE`].
-async fn take_room(
-    connection: &mut sqlx::PgConnection,
-    wanted: &Wanted,
-    ttl: Duration,
-    quota: AccountQuota,
-) -> Result<Reserved, Taking> {
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let Wanted { id, owner, spec } = wanted;
-    for _ in 0..PICK_ATTEMPTS {
-        let pick: Pick = match sqlx::query_as(RESERVE)
-            .bind(id.as_str())
-            .bind(spec.capacity.get())
-            .bind(spec.max_weight.get())
-            .bind(ttl_ms)
-            .bind(owner.as_str())
-            .bind(quota.containers)
-            .bind(quota.weight)
-            .fetch_one(&mut *connection)
-            .await
+/// A failed `reserve_many` as a store error: giving up after too many lost
+/// races is worth a retry, as an unreachable database is.
+fn reserve_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database)
+            if database.code().as_deref() == Some(TOO_MANY_LOST_RACES) =>
         {
-            Ok(pick) => pick,
-            Err(error) if unique_violation(&error) => return Err(Taking::SameIdFirst),
-            Err(error) => return Err(Taking::Failed(store_error(error))),
-        };
-        if pick.picked.is_none() {
-            // This id holds some already (a retry): that reservation is the
-            // answer, whatever the cap says now.
-            let existing: Option<ReservationRow> = sqlx::query_as(concat!(
-                "SELECT ",
-                reservation_columns!(),
-                " FROM reservations WHERE id = $1"
-            ))
-            .bind(id.as_str())
-            .fetch_optional(&mut *connection)
-            .await
-            .map_err(|error| Taking::Failed(store_error(error)))?;
-            if let Some(existing) = existing {
-                return Reservation::try_from(existing)
-                    .map(Reserved::Held)
-                    .map_err(Taking::Failed);
-            }
-            let held = Held {
-                containers: pick.held_capacity,
-                weight: pick.held_weight,
-            };
-            return Ok(if quota.allows(held, *spec) {
-                Reserved::NoRoom
-            } else {
-                Reserved::OverQuota(held)
-            });
+            StoreError::Unavailable(error.into())
         }
-        if let Some(row) = pick.stored() {
-            return Reservation::try_from(row)
-                .map(Reserved::Held)
-                .map_err(Taking::Failed);
-        }
-        // Another reserver took that room first: pick again.
+        sqlx::Error::Decode(_) => StoreError::Corrupt(error.to_string()),
+        _ => store_error(error),
     }
-    Err(Taking::Failed(StoreError::Unavailable(
-        format!("gave up after {PICK_ATTEMPTS} lost races for room").into(),
-    )))
 }
