@@ -160,7 +160,7 @@ start_service() { # NAME PORT ENV...
     pids+=($!)
     echo $! >"$run/$name.pid"
     [ -n "$cold_start_clock" ] || return 0
-    # make bench: spawn to first SERVING (the api-gateway's: ready), in ms, into NAME.cold-start.
+    # make bench: ms from spawn to first SERVING (the api-gateway's: ready) and to listening, into NAME.cold-start.
     [ "$name" = api-gateway ] && probe=--readyz
     "$bin/serving-clock" --since "$since" "$probe" "127.0.0.1:$port" >"$run/$name.cold-start" 2>>"$run/serving-clock.log" &
     pids+=($!) clocks+=($!)
@@ -398,8 +398,10 @@ bench() {
         watched+=(--pid "$name=$(service_pid "$name")")
     done
     for pid in "${clocks[@]}"; do wait "$pid" || true; done
+    local serving listening
     for name in user-service consignment-service vessel-service email-service api-gateway; do
-        if [ -s "$run/$name.cold-start" ]; then watched+=(--started "$name=$(cat "$run/$name.cold-start")"); fi
+        read -r serving listening <"$run/$name.cold-start" || continue
+        watched+=(--started "$name=$serving" --listening "$name=$listening")
     done
 
     say "load: h2load against each, ${BENCH_ROUNDS:-5} interleaved rounds of ${BENCH_SECONDS:-5} s a scenario"

@@ -3,7 +3,10 @@
 //! milliseconds until its first SERVING health answer (`--grpc`) or its first
 //! `200` from `/readyz` (`--readyz`, the api-gateway), and prints the
 //! milliseconds since the spawn (`--since`, bash's `$EPOCHREALTIME` taken
-//! just before it). `bench --started NAME=MILLIS` reports the figure.
+//! just before it) to that, and to when the service first accepted a
+//! connection: `SERVING_MS LISTENING_MS`. The gap is the service waiting on
+//! what it depends on (its database, the services it calls). `bench
+//! --started NAME=SERVING_MS --listening NAME=LISTENING_MS` reports them.
 
 use std::{
     net::SocketAddr,
@@ -52,56 +55,91 @@ fn parse_since(text: &str) -> Result<SystemTime, String> {
     Ok(UNIX_EPOCH + Duration::from_secs_f64(seconds))
 }
 
-/// Whether the gRPC server at `address` answers SERVING now.
-async fn serving(address: SocketAddr) -> bool {
+/// Where a starting server stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing accepts a connection yet.
+    Down,
+    /// It accepts connections, but is not serving yet.
+    Listening,
+    Serving,
+}
+
+/// Where the gRPC server at `address` stands: SERVING by its health service.
+async fn grpc_state(address: SocketAddr) -> State {
     let Ok(endpoint) = Endpoint::from_shared(format!("http://{address}")) else {
-        return false;
+        return State::Down;
     };
     let Ok(channel) = endpoint
         .connect_timeout(Duration::from_secs(1))
         .connect()
         .await
     else {
-        return false;
+        return State::Down;
     };
-    HealthClient::new(channel)
+    let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: String::new(),
         })
-        .await
-        .is_ok_and(|answer| answer.into_inner().status() == ServingStatus::Serving)
+        .await;
+    match answer {
+        Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => State::Serving,
+        _ => State::Listening,
+    }
 }
 
-/// Whether the HTTP server at `address` answers `GET /readyz` with 200 now.
-async fn ready(address: SocketAddr) -> bool {
+/// Where the HTTP server at `address` stands: serving once `GET /readyz`
+/// answers 200.
+async fn http_state(address: SocketAddr) -> State {
     let Ok(mut stream) = TcpStream::connect(address).await else {
-        return false;
+        return State::Down;
     };
     let request = format!("GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
     // The status line is all that is needed: `HTTP/1.1 200 OK`.
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.is_ok() && matches!(&head, b"HTTP/1.1 200" | b"HTTP/1.0 200")
+    let ready = stream.write_all(request.as_bytes()).await.is_ok()
+        && stream.read_exact(&mut head).await.is_ok()
+        && matches!(&head, b"HTTP/1.1 200" | b"HTTP/1.0 200");
+    if ready {
+        State::Serving
+    } else {
+        State::Listening
+    }
 }
 
-/// Polls until the server is up, and returns the time since `since`; `None`
-/// after `timeout`.
-async fn wait(args: &Args) -> Option<Duration> {
+/// How long a server took from its spawn.
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    /// To its first accepted connection.
+    listening: Duration,
+    /// To its first SERVING (or ready) answer.
+    serving: Duration,
+}
+
+/// Polls until the server serves; `None` after `timeout`.
+async fn wait(args: &Args) -> Option<Started> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_seconds);
+    let since = || {
+        SystemTime::now()
+            .duration_since(args.since)
+            .unwrap_or_default()
+    };
+    let mut listening = None;
     loop {
-        let up = match (args.grpc, args.readyz) {
-            (Some(address), _) => serving(address).await,
-            (None, Some(address)) => ready(address).await,
-            (None, None) => false,
+        let state = match (args.grpc, args.readyz) {
+            (Some(address), _) => grpc_state(address).await,
+            (None, Some(address)) => http_state(address).await,
+            (None, None) => State::Down,
         };
-        if up {
-            return Some(
-                SystemTime::now()
-                    .duration_since(args.since)
-                    .unwrap_or_default(),
-            );
+        if state != State::Down && listening.is_none() {
+            listening = Some(since());
+        }
+        if state == State::Serving {
+            let serving = since();
+            return Some(Started {
+                listening: listening.unwrap_or(serving),
+                serving,
+            });
         }
         if tokio::time::Instant::now() >= deadline {
             return None;
@@ -114,8 +152,12 @@ async fn wait(args: &Args) -> Option<Duration> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     match wait(&args).await {
-        Some(taken) => {
-            println!("{:.1}", taken.as_secs_f64() * 1000.0);
+        Some(started) => {
+            println!(
+                "{:.1} {:.1}",
+                started.serving.as_secs_f64() * 1000.0,
+                started.listening.as_secs_f64() * 1000.0
+            );
             ExitCode::SUCCESS
         }
         None => {
@@ -167,11 +209,19 @@ mod tests {
         );
         let clock = tokio::spawn(async move { wait(&args(Some(address), None)).await });
         // Listening and answering NOT_SERVING for a while: not up yet.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(!clock.is_finished(), "counted as up while NOT_SERVING");
         reporter.set_service_status("", Status::Serving).await;
-        let taken = clock.await.unwrap().expect("up once SERVING");
-        assert!(taken >= Duration::from_millis(300), "{taken:?}");
+        let started = clock.await.unwrap().expect("up once SERVING");
+        assert!(
+            started.serving >= Duration::from_millis(1000),
+            "{started:?}"
+        );
+        // It was listening from the first poll, long before it served.
+        assert!(
+            started.listening + Duration::from_millis(500) <= started.serving,
+            "{started:?}"
+        );
     }
 
     #[tokio::test]
@@ -192,9 +242,16 @@ mod tests {
             let mut request = [0u8; 15];
             stream.read_exact(&mut request).await.unwrap();
             assert_eq!(&request, b"GET /readyz HTT");
+            if status.starts_with("200") {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
             stream.write_all(answer.as_bytes()).await.unwrap();
         }
-        assert!(clock.await.unwrap().is_some());
+        let started = clock.await.unwrap().expect("up once ready");
+        assert!(
+            started.listening + Duration::from_millis(400) <= started.serving,
+            "{started:?}"
+        );
     }
 }

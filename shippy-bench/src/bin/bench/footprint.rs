@@ -24,7 +24,8 @@ pub const CLUSTER: [&str; 5] = [
 
 /// A service's cold start, as `--started NAME=MILLIS`: from its spawn to
 /// its first SERVING health answer (the api-gateway's: its first ready
-/// `/readyz`), measured by `serving-clock` as `scripts/cluster.sh` starts it.
+/// `/readyz`), measured by `serving-clock` as `scripts/cluster.sh` starts it;
+/// or, as `--listening NAME=MILLIS`, to its first accepted connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColdStart {
     pub name: String,
@@ -56,6 +57,9 @@ pub struct ClusterProcess {
     pub idle_rss_mib: Option<f64>,
     /// Spawn to first SERVING (the api-gateway: to ready), if measured.
     pub cold_start_ms: Option<f64>,
+    /// Spawn to its first accepted connection, if measured: the rest of the
+    /// cold start it waits on what it depends on.
+    pub listening_ms: Option<f64>,
 }
 
 /// Memory at idle, the cluster's cold starts, the compose images.
@@ -72,16 +76,25 @@ pub struct Footprint {
 }
 
 impl Footprint {
-    pub fn new(idle: HashMap<String, f64>, cold_starts: &[ColdStart], images: Images) -> Self {
+    pub fn new(
+        idle: HashMap<String, f64>,
+        cold_starts: &[ColdStart],
+        listening: &[ColdStart],
+        images: Images,
+    ) -> Self {
+        let of = |starts: &[ColdStart], name: &str| {
+            starts
+                .iter()
+                .find(|start| start.name == name)
+                .map(|start| start.millis)
+        };
         let cluster: Vec<ClusterProcess> = CLUSTER
             .iter()
             .map(|name| ClusterProcess {
                 name: (*name).to_owned(),
                 idle_rss_mib: idle.get(*name).copied(),
-                cold_start_ms: cold_starts
-                    .iter()
-                    .find(|start| start.name == *name)
-                    .map(|start| start.millis),
+                cold_start_ms: of(cold_starts, name),
+                listening_ms: of(listening, name),
             })
             .collect();
         Self {
@@ -148,21 +161,24 @@ impl Footprint {
 
     fn cluster_markdown(&self) -> String {
         let mut out = String::from(
-            "\nThe cluster's release processes at idle, and each one's cold start (spawn to its \
-             first SERVING health answer; the api-gateway's: to its first ready /readyz; all \
-             five started at once, as `make dev` does):\n\n\
-             | process | idle RSS MiB | cold start ms |\n|---|---:|---:|\n",
+            "\nThe cluster's release processes at idle, and each one's cold start: from its \
+             spawn to its first accepted connection, and to its first SERVING health answer \
+             (the api-gateway's: its first ready /readyz); a service serves once what it \
+             depends on answers (its database, the services it calls, found through Consul). \
+             All five start at once, as in `make dev`:\n\n\
+             | process | idle RSS MiB | listening ms | cold start to SERVING ms |\n|---|---:|---:|---:|\n",
         );
         for process in &self.cluster {
             out.push_str(&format!(
-                "| {} | {} | {} |\n",
+                "| {} | {} | {} | {} |\n",
                 process.name,
                 cell(process.idle_rss_mib, 1),
+                cell(process.listening_ms, 0),
                 cell(process.cold_start_ms, 0)
             ));
         }
         out.push_str(&format!(
-            "| **all five** | **{:.1}** | |\n",
+            "| **all five** | **{:.1}** | | |\n",
             self.cluster_idle_rss_mib
         ));
         out
@@ -245,7 +261,9 @@ mod tests {
             ("go-peer".to_owned(), 9.0),
         ]);
         let starts = [ColdStart::parse("api-gateway=131").unwrap()];
-        let footprint = Footprint::new(idle, &starts, Images::not_measured("no docker"));
+        let listening = [ColdStart::parse("api-gateway=12").unwrap()];
+        let footprint =
+            Footprint::new(idle, &starts, &listening, Images::not_measured("no docker"));
         // Only the cluster's five count, and only those measured.
         assert_eq!(footprint.cluster_idle_rss_mib, 30.0);
         assert_eq!(footprint.cluster[4].cold_start_ms, Some(131.0));
@@ -268,8 +286,8 @@ mod tests {
             text.contains("| Get | 20.0 (consignment-service) | 25.0 (go-peer) | 0.80 |"),
             "{text}"
         );
-        assert!(text.contains("| api-gateway | 7.5 | 131 |"), "{text}");
-        assert!(text.contains("| **all five** | **30.0** | |"), "{text}");
+        assert!(text.contains("| api-gateway | 7.5 | 12 | 131 |"), "{text}");
+        assert!(text.contains("| **all five** | **30.0** | | |"), "{text}");
         assert!(text.contains("no docker"), "{text}");
     }
 }

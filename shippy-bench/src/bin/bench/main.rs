@@ -69,6 +69,10 @@ struct Args {
     /// SERVING answer (scripts/cluster.sh measures it with serving-clock).
     #[arg(long = "started", value_parser = ColdStart::parse)]
     cold_starts: Vec<ColdStart>,
+    /// When a service first accepted a connection, as NAME=MILLIS since its
+    /// spawn (serving-clock too).
+    #[arg(long = "listening", value_parser = ColdStart::parse)]
+    listening: Vec<ColdStart>,
     /// The compose file whose images' sizes are reported (if built).
     #[arg(long, default_value = "docker-compose.yml")]
     compose_file: PathBuf,
@@ -151,7 +155,7 @@ async fn bench(args: &Args, work: &std::path::Path) -> anyhow::Result<()> {
         scenarios: summaries,
         login_flood: vec![flood.auth_alone, flood.unloaded, flood.loaded],
         goals,
-        footprint: Footprint::new(idle, &args.cold_starts, images),
+        footprint: Footprint::new(idle, &args.cold_starts, &args.listening, images),
         raw_rounds: rounds,
     };
     if let Some(dir) = args.json.parent() {
