@@ -202,11 +202,12 @@ impl State {
 pub struct Description(String);
 
 impl Description {
-    /// Checks a description given by a caller or read from the store.
-    pub fn parse(value: &str) -> Result<Self, InvalidInput> {
-        shippy_service::text::check("description", value)
+    /// Checks a description given by a caller or read from the store (an
+    /// owned one is kept, not copied).
+    pub fn parse(value: impl AsRef<str> + Into<String>) -> Result<Self, InvalidInput> {
+        shippy_service::text::check("description", value.as_ref())
             .map_err(|error| InvalidInput(error.to_string()))?;
-        let value = bounded(value, "description")?;
+        let value = bounded(value.into(), "description")?;
         if value.is_empty() {
             return Err(InvalidInput("description must not be empty".into()));
         }
@@ -265,26 +266,28 @@ impl Containers {
     /// read from the store.
     pub fn parse(containers: Vec<Container>) -> Result<Self, InvalidInput> {
         check_count(containers.len())?;
-        let mut seen = HashSet::new();
         let mut checked = Vec::with_capacity(containers.len());
         for (index, container) in containers.into_iter().enumerate() {
-            let id = text(&container.id, "container id")?;
+            let id = text(container.id, "container id")?;
             if id.is_empty() {
                 return Err(InvalidInput(format!("container {} has no id", index + 1)));
             }
-            if !seen.insert(id.clone()) {
+            checked.push(Container {
+                id,
+                customer_id: text(container.customer_id, "container customer_id")?,
+                origin: text(container.origin, "container origin")?,
+                user_id: text(container.user_id, "container user_id")?,
+            });
+        }
+        let mut seen = HashSet::with_capacity(checked.len());
+        for (index, container) in checked.iter().enumerate() {
+            if !seen.insert(container.id.as_str()) {
                 return Err(InvalidInput(format!(
                     "container id {} appears more than once (container {})",
-                    shippy_service::text::excerpt(&id),
+                    shippy_service::text::excerpt(&container.id),
                     index + 1
                 )));
             }
-            checked.push(Container {
-                id,
-                customer_id: text(&container.customer_id, "container customer_id")?,
-                origin: text(&container.origin, "container origin")?,
-                user_id: text(&container.user_id, "container user_id")?,
-            });
         }
         Ok(Self(checked))
     }
@@ -313,20 +316,26 @@ pub struct NewConsignment {
 }
 
 /// One line of text: no control characters.
-fn text(value: &str, what: &str) -> Result<String, InvalidInput> {
-    shippy_service::text::check_line(what, value)
+fn text(value: String, what: &str) -> Result<String, InvalidInput> {
+    shippy_service::text::check_line(what, &value)
         .map_err(|error| InvalidInput(error.to_string()))?;
     bounded(value, what)
 }
 
-fn bounded(value: &str, what: &str) -> Result<String, InvalidInput> {
-    let value = value.trim();
-    if value.len() > MAX_TEXT_LEN {
+/// `value` trimmed, if at most [`MAX_TEXT_LEN`] bytes; kept as it is (not
+/// copied) when there was nothing to trim, as there never is when read back.
+fn bounded(value: String, what: &str) -> Result<String, InvalidInput> {
+    let trimmed = value.trim();
+    if trimmed.len() > MAX_TEXT_LEN {
         return Err(InvalidInput(format!(
             "{what} must be at most {MAX_TEXT_LEN} bytes"
         )));
     }
-    Ok(value.to_owned())
+    Ok(if trimmed.len() == value.len() {
+        value
+    } else {
+        trimmed.to_owned()
+    })
 }
 
 impl NewConsignment {

@@ -36,7 +36,7 @@ const KV_KEY: &str = "shippy/jwt/signing-keys";
 /// Where user-service's keys are, and how the `keys` command reaches them.
 enum Source {
     File(std::path::PathBuf),
-    Consul(ConsulAgent),
+    Consul(Box<ConsulAgent>),
 }
 
 impl Source {
@@ -456,7 +456,7 @@ async fn a_consul_kv_rotation_under_load_fails_no_request_and_a_revoked_key_stop
     .write(&tokens::generate_pem(1).unwrap(), 0)
     .await
     .unwrap();
-    rotate_under_load_then_revoke(Source::Consul(consul)).await;
+    rotate_under_load_then_revoke(Source::Consul(Box::new(consul))).await;
 }
 
 #[tokio::test]

@@ -100,7 +100,7 @@ impl TryFrom<ConsignmentDocument> for Consignment {
             idempotency,
             id: document.id,
             owner_id: document.owner_id,
-            description: Description::parse(&document.description).map_err(&corrupt)?,
+            description: Description::parse(document.description).map_err(&corrupt)?,
             weight: Weight::parse(document.weight).map_err(&corrupt)?,
             containers: Containers::parse(document.containers).map_err(&corrupt)?,
             vessel_id: document.vessel_id,

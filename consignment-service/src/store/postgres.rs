@@ -194,7 +194,8 @@ async fn transition_one(
     Ok(moved.rows_affected() == 1)
 }
 
-#[derive(sqlx::FromRow)]
+/// A row of [`columns!`], read by position (every row listed is read here,
+/// and finding each column by name cost more than decoding it).
 struct ConsignmentRow {
     id: String,
     owner_id: String,
@@ -208,12 +209,40 @@ struct ConsignmentRow {
     request_fingerprint: Option<String>,
 }
 
-/// The columns a [`ConsignmentRow`] reads (a macro, so queries stay `&'static str`).
+/// The columns a [`ConsignmentRow`] reads, in its order (a macro, so queries
+/// stay `&'static str`).
 macro_rules! columns {
     () => {
         "id, owner_id, description, weight, vessel_id, containers, created_at, state, \
          idempotency_key, request_fingerprint"
     };
+}
+
+/// [`columns!`] for listing: a listed consignment's idempotency key is not
+/// answered, so it is not read.
+macro_rules! listed_columns {
+    () => {
+        "id, owner_id, description, weight, vessel_id, containers, created_at, state, \
+         NULL::text, NULL::text"
+    };
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for ConsignmentRow {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        Ok(Self {
+            id: row.try_get(0)?,
+            owner_id: row.try_get(1)?,
+            description: row.try_get(2)?,
+            weight: row.try_get(3)?,
+            vessel_id: row.try_get(4)?,
+            containers: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+            state: row.try_get(7)?,
+            idempotency_key: row.try_get(8)?,
+            request_fingerprint: row.try_get(9)?,
+        })
+    }
 }
 
 impl TryFrom<ConsignmentRow> for Consignment {
@@ -236,7 +265,7 @@ impl TryFrom<ConsignmentRow> for Consignment {
             idempotency,
             id: row.id,
             owner_id: row.owner_id,
-            description: Description::parse(&row.description).map_err(&corrupt)?,
+            description: Description::parse(row.description).map_err(&corrupt)?,
             weight: Weight::parse(row.weight).map_err(&corrupt)?,
             containers: Containers::parse(row.containers.0).map_err(&corrupt)?,
             vessel_id: row.vessel_id,
@@ -315,7 +344,7 @@ impl ConsignmentStore for PostgresStore {
         let mut rows = match after {
             None => sqlx::query_as::<_, ConsignmentRow>(concat!(
                 "SELECT ",
-                columns!(),
+                listed_columns!(),
                 " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
                  ORDER BY created_at DESC, id DESC LIMIT $2"
             ))
@@ -324,7 +353,7 @@ impl ConsignmentStore for PostgresStore {
             .fetch(&self.pool),
             Some(after) => sqlx::query_as::<_, ConsignmentRow>(concat!(
                 "SELECT ",
-                columns!(),
+                listed_columns!(),
                 " FROM consignments WHERE owner_id = $1 AND state = 'confirmed' \
                  AND (created_at, id) < ($2, $3) \
                  ORDER BY created_at DESC, id DESC LIMIT $4"

@@ -372,7 +372,7 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
     let orphan = |id: &str, vessel_id: &str| Stored {
         id: id.into(),
         owner_id: owner.clone(),
-        description: Description::parse(&format!("left behind {id}")).unwrap(),
+        description: Description::parse(format!("left behind {id}")).unwrap(),
         weight: Weight::parse(55_000).unwrap(),
         containers: Containers::parse(
             (0..3)

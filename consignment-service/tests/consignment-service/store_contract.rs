@@ -27,7 +27,7 @@ fn consignment(id: &str, owner: &str, created_at: DateTime<Utc>) -> Consignment 
     Consignment {
         id: id.into(),
         owner_id: owner.into(),
-        description: Description::parse(&format!("Consignment {id}")).unwrap(),
+        description: Description::parse(format!("Consignment {id}")).unwrap(),
         weight: Weight::parse(55_000).unwrap(),
         containers: Containers::parse(vec![
             Container {
