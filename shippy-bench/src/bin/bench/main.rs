@@ -34,7 +34,7 @@ use crate::{
     footprint::{ColdStart, Footprint},
     images::Images,
     report::{Figures, Goal, Report},
-    scenarios::{CREATE, GET, VALIDATE},
+    scenarios::{CREATE, ECHO, GET, VALIDATE},
 };
 
 #[derive(Debug, Parser)]
@@ -180,24 +180,39 @@ fn goals(summaries: &[Figures], flood: &Flood, cores: usize, verify: Duration) -
         0.5,
         figure(VALIDATE).map_or(0.0, |figures| figures.ratio_to_echo),
     )];
+    // CPU in echoes: µs per request ÷ the echo server's, in this run.
+    let echo_us = figure(ECHO).map_or(0.0, |echo| echo.cpu_us("echo-server"));
+    let in_echoes = |micros: f64| {
+        if echo_us > 0.0 { micros / echo_us } else { 0.0 }
+    };
     if let Some(get) = figure(GET) {
+        goals.push(Goal::at_least(
+            "GetConsignments / echo",
+            0.12,
+            get.ratio_to_echo,
+        ));
         goals.push(Goal::at_most(
-            "GetConsignments: consignment-service CPU µs per request",
-            45.0,
-            get.cpu_us("consignment-service"),
+            "GetConsignments: consignment-service CPU per page of 20, in echoes",
+            5.0,
+            in_echoes(get.cpu_us("consignment-service")),
         ));
         if let Some(ratio) = get.ratio_to_peer {
             goals.push(Goal::at_least("GetConsignments / Go peer", 1.3, ratio));
         }
     }
     if let Some(create) = figure(CREATE) {
+        goals.push(Goal::at_least(
+            "CreateConsignment / echo",
+            0.05,
+            create.ratio_to_echo,
+        ));
         goals.push(Goal::at_most(
-            "CreateConsignment: consignment- + vessel-service CPU µs per request",
-            70.0,
-            create.cpu_us("consignment-service") + create.cpu_us("vessel-service"),
+            "CreateConsignment: PostgreSQL CPU per creation, in echoes",
+            15.0,
+            in_echoes(create.cpu_us("postgres")),
         ));
         if let Some(ratio) = create.ratio_to_peer {
-            goals.push(Goal::at_least("CreateConsignment / Go peer", 1.3, ratio));
+            goals.push(Goal::at_least("CreateConsignment / Go peer", 1.5, ratio));
         }
     }
     goals.push(Goal::at_least(
