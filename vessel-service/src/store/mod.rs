@@ -100,16 +100,7 @@ pub trait VesselStore: Send + Sync {
         ttl: Duration,
         quota: AccountQuota,
     ) -> impl Future<Output = Vec<Result<Reserved, StoreError>>> + Send {
-        async move {
-            let mut answers = Vec::with_capacity(wanted.len());
-            for item in wanted {
-                answers.push(
-                    self.reserve(&item.id, &item.owner, item.spec, ttl, quota)
-                        .await,
-                );
-            }
-            answers
-        }
+        reserve_each(self, wanted, ttl, quota)
     }
 
     /// Keeps `id`'s held reservation until released (an already confirmed
@@ -127,13 +118,7 @@ pub trait VesselStore: Send + Sync {
         &self,
         ids: &[ReservationId],
     ) -> impl Future<Output = Vec<Result<Option<Reservation>, StoreError>>> + Send {
-        async move {
-            let mut answers = Vec::with_capacity(ids.len());
-            for id in ids {
-                answers.push(self.confirm(id).await);
-            }
-            answers
-        }
+        confirm_each(self, ids)
     }
 
     /// Gives `id`'s room back to its vessel, held or confirmed (only if still
@@ -149,6 +134,36 @@ pub trait VesselStore: Send + Sync {
     /// answers how many. Safe to run from several instances at once: each
     /// reservation's room returns once.
     fn expire(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// [`VesselStore::reserve`] for each of `wanted`, one after another.
+pub(crate) async fn reserve_each(
+    store: &(impl VesselStore + ?Sized),
+    wanted: &[Wanted],
+    ttl: Duration,
+    quota: AccountQuota,
+) -> Vec<Result<Reserved, StoreError>> {
+    let mut answers = Vec::with_capacity(wanted.len());
+    for item in wanted {
+        answers.push(
+            store
+                .reserve(&item.id, &item.owner, item.spec, ttl, quota)
+                .await,
+        );
+    }
+    answers
+}
+
+/// [`VesselStore::confirm`] for each of `ids`, one after another.
+pub(crate) async fn confirm_each(
+    store: &(impl VesselStore + ?Sized),
+    ids: &[ReservationId],
+) -> Vec<Result<Option<Reservation>, StoreError>> {
+    let mut answers = Vec::with_capacity(ids.len());
+    for id in ids {
+        answers.push(store.confirm(id).await);
+    }
+    answers
 }
 
 /// One reservation of a batch ([`VesselStore::reserve_many`]).

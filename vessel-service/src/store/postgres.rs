@@ -350,14 +350,7 @@ impl VesselStore for PostgresStore {
                 if let Err(error) = other {
                     tracing::debug!(error = %reserve_error(error), "batch of reservations taken one by one");
                 }
-                let mut answers = Vec::with_capacity(wanted.len());
-                for item in wanted {
-                    answers.push(
-                        self.reserve(&item.id, &item.owner, item.spec, ttl, quota)
-                            .await,
-                    );
-                }
-                answers
+                super::reserve_each(self, wanted, ttl, quota).await
             }
         }
     }
@@ -398,11 +391,7 @@ impl VesselStore for PostgresStore {
             Err(error) => {
                 let error = store_error(error);
                 tracing::debug!(%error, "batch of confirmations made one by one");
-                let mut answers = Vec::with_capacity(ids.len());
-                for id in ids {
-                    answers.push(self.confirm(id).await);
-                }
-                return answers;
+                return super::confirm_each(self, ids).await;
             }
         };
         // An id sent twice is answered twice.

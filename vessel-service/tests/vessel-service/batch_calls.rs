@@ -13,8 +13,9 @@ use crate::api::{TestApp, as_service, reserve, room_of};
 
 /// Each outcome as `(code, what it says)`: the vessel for a success, the
 /// message (and the quota figures, if any) otherwise.
-fn outcomes(response: BatchResponse) -> Vec<(Code, String)> {
+fn outcomes(response: tonic::Response<BatchResponse>) -> Vec<(Code, String)> {
     response
+        .into_inner()
         .outcomes
         .into_iter()
         .map(|outcome| match outcome.reservation {
@@ -36,6 +37,10 @@ fn outcomes(response: BatchResponse) -> Vec<(Code, String)> {
             }
         })
         .collect()
+}
+
+fn codes(answers: &[(Code, String)]) -> Vec<Code> {
+    answers.iter().map(|(code, _)| *code).collect()
 }
 
 #[tokio::test]
@@ -61,16 +66,9 @@ async fn a_batch_answers_each_item_as_its_own_call_would() {
             reserve("first", 1, 1),
         ],
     };
-    let answers = outcomes(
-        vessels
-            .reserve_batch(as_service(batch))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
-    let codes: Vec<Code> = answers.iter().map(|(code, _)| *code).collect();
+    let answers = outcomes(vessels.reserve_batch(as_service(batch)).await.unwrap());
     assert_eq!(
-        codes,
+        codes(&answers),
         [
             Code::Ok,
             Code::ResourceExhausted,
@@ -108,12 +106,10 @@ async fn a_batch_answers_each_item_as_its_own_call_would() {
         vessels
             .confirm_batch(as_service(confirmations))
             .await
-            .unwrap()
-            .into_inner(),
+            .unwrap(),
     );
-    let codes: Vec<Code> = answers.iter().map(|(code, _)| *code).collect();
     assert_eq!(
-        codes,
+        codes(&answers),
         [Code::Ok, Code::NotFound, Code::InvalidArgument],
         "{answers:#?}"
     );
