@@ -1,4 +1,7 @@
-//! The MongoDB vessel store (the official driver), one document per vessel.
+//! The MongoDB vessel store (the official driver), one document per vessel
+//! (the documents' layout in `mongo/documents.rs`).
+
+mod documents;
 
 use std::time::Duration;
 
@@ -8,12 +11,12 @@ use mongodb::{
     bson::{self, Document, doc},
     options::{IndexOptions, ReturnDocument},
 };
-use serde::{Deserialize, Serialize};
 
+use self::documents::{HolderDocument, VesselDocument, to_chrono};
 use super::{StoreError, VesselStore};
 use crate::domain::{
-    AccountQuota, Capacity, Held, OwnerId, Reservation, ReservationId, Reserved, Room,
-    Specification, Vessel, VesselId, VesselName, Weight,
+    AccountQuota, Held, OwnerId, Reservation, ReservationId, Reserved, Specification, Vessel,
+    VesselId,
 };
 
 /// Vessels in a MongoDB collection named `vessels`. Each vessel's
@@ -35,46 +38,6 @@ const LEASE: Duration = Duration::from_secs(10);
 /// How long a reserver waits for another's lease on the same owner.
 const LEASE_WAIT: Duration = Duration::from_secs(5);
 
-/// One reservation, as an element of its vessel's `reservations` array.
-#[derive(Debug, Serialize, Deserialize)]
-struct ReservationDocument {
-    #[serde(rename = "_id")]
-    id: String,
-    capacity: i32,
-    weight: i32,
-    /// `None` once confirmed.
-    expires_at: Option<bson::DateTime>,
-    /// The account the room is for; empty on reservations from before owners.
-    #[serde(default)]
-    owner_id: String,
-}
-
-/// A vessel with only the reservations a query asked for.
-#[derive(Debug, Deserialize)]
-struct HolderDocument {
-    #[serde(rename = "_id")]
-    id: String,
-    #[serde(default)]
-    reservations: Vec<ReservationDocument>,
-}
-
-impl ReservationDocument {
-    fn into_reservation(self, vessel_id: &str) -> Result<Reservation, StoreError> {
-        let corrupt = |error: crate::domain::InvalidInput| {
-            StoreError::Corrupt(format!("reservation `{}`: {error}", self.id))
-        };
-        Ok(Reservation {
-            id: ReservationId::parse(&self.id).map_err(corrupt)?,
-            vessel_id: VesselId::parse(vessel_id).map_err(corrupt)?,
-            taken: Specification {
-                capacity: Capacity::parse(self.capacity, "capacity").map_err(corrupt)?,
-                max_weight: Weight::parse(self.weight, "weight").map_err(corrupt)?,
-            },
-            expires_at: self.expires_at.and_then(to_chrono),
-        })
-    }
-}
-
 /// The most reservations one vessel's document holds (each ~100 bytes, so
 /// a few MiB at most, under MongoDB's 16 MiB document limit); past it the
 /// vessel counts as full.
@@ -87,64 +50,6 @@ pub const RESERVATION_ID_INDEX: &str = "reservations__id_unique";
 pub const RESERVATION_OWNER_INDEX: &str = "reservations_owner_id_1";
 /// The name of the index the expiry sweep finds held reservations by.
 pub const RESERVATION_EXPIRY_INDEX: &str = "reservations_expires_at_1";
-
-#[derive(Debug, Serialize, Deserialize)]
-struct VesselDocument {
-    #[serde(rename = "_id")]
-    id: String,
-    name: String,
-    capacity: i32,
-    max_weight: i32,
-    available: bool,
-    #[serde(default)]
-    owner_id: String,
-    /// Absent only on vessels stored before reservations; `prepare` fills it.
-    #[serde(default)]
-    remaining_capacity: Option<i32>,
-    #[serde(default)]
-    remaining_weight: Option<i32>,
-}
-
-impl From<&Vessel> for VesselDocument {
-    fn from(vessel: &Vessel) -> Self {
-        Self {
-            id: vessel.id.as_str().to_owned(),
-            name: vessel.name.as_str().to_owned(),
-            capacity: vessel.capacity.get(),
-            max_weight: vessel.max_weight.get(),
-            available: vessel.available,
-            owner_id: vessel.owner_id.clone(),
-            remaining_capacity: Some(vessel.remaining.capacity),
-            remaining_weight: Some(vessel.remaining.weight),
-        }
-    }
-}
-
-impl TryFrom<VesselDocument> for Vessel {
-    type Error = StoreError;
-
-    fn try_from(document: VesselDocument) -> Result<Self, Self::Error> {
-        let corrupt = |error: crate::domain::InvalidInput| {
-            StoreError::Corrupt(format!("vessel `{}`: {error}", document.id))
-        };
-        let capacity = Capacity::parse(document.capacity, "capacity").map_err(corrupt)?;
-        let max_weight = Weight::parse(document.max_weight, "max_weight").map_err(corrupt)?;
-        Ok(Vessel {
-            id: VesselId::parse(&document.id).map_err(corrupt)?,
-            name: VesselName::parse(&document.name).map_err(corrupt)?,
-            remaining: Room::parse(
-                document.remaining_capacity.unwrap_or(capacity.get()),
-                document.remaining_weight.unwrap_or(max_weight.get()),
-                (capacity, max_weight),
-            )
-            .map_err(corrupt)?,
-            capacity,
-            max_weight,
-            available: document.available,
-            owner_id: document.owner_id,
-        })
-    }
-}
 
 /// The name of the index `find_available` is answered from (MongoDB's
 /// default name for its keys). Vessel ids are `_id`, unique by MongoDB's own
@@ -164,10 +69,6 @@ pub fn find_available_query(spec: Specification) -> (Document, Document) {
         "remaining_weight": { "$gte": spec.max_weight.get() },
     };
     (filter, doc! { "capacity": 1, "max_weight": 1, "_id": 1 })
-}
-
-fn to_chrono(at: bson::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp_millis(at.timestamp_millis())
 }
 
 /// Vessel reads leave the reservations out: they can be many.

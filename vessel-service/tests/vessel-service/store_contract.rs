@@ -2,7 +2,11 @@
 //! PostgreSQL and MongoDB, a fresh database per test. The MongoDB cases are
 //! marked ignored for a plain `cargo test`; `make test` includes them, on the
 //! server `scripts/infra.sh up mongodb` started (`TEST_MONGODB_URL`).
+//! The cases on vessels are here, those on reservations in
+//! [`reservations`]; both run through the one `store_contract!` below.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod reservations;
 
 use std::time::Duration;
 
@@ -11,11 +15,21 @@ use shippy_testkit::{
 };
 use vessel_service::{
     domain::{
-        AccountQuota, Capacity, Held, OwnerId, ReservationId, Reserved, Room, Specification,
-        Vessel, VesselId, VesselName, Weight,
+        AccountQuota, Capacity, OwnerId, ReservationId, Room, Specification, Vessel, VesselId,
+        VesselName, Weight,
     },
     fleet,
     store::{Store, StoreError, VesselStore},
+};
+
+use self::reservations::{
+    an_owners_cap_holds_under_concurrency_and_frees_on_release,
+    concurrent_reservers_never_overbook_a_vessel,
+    concurrent_reservers_with_one_id_take_the_room_once,
+    held_reservations_expire_and_confirmed_ones_stay, release_gives_the_room_back_once,
+    release_only_if_held_leaves_confirmed_room_taken,
+    reservations_take_room_on_the_smallest_vessel_that_still_has_it,
+    reserving_again_with_the_same_id_takes_nothing_more,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,27 +74,6 @@ pub(crate) async fn room(store: &impl VesselStore, id: &str) -> (i32, i32) {
         .expect("get")
         .expect("the vessel exists");
     (vessel.remaining.capacity, vessel.remaining.weight)
-}
-
-/// Reserves and answers the vessel's id (`None`: no room).
-async fn reserve_on(
-    store: &impl VesselStore,
-    id: &str,
-    capacity: i32,
-    weight: i32,
-) -> Option<String> {
-    store
-        .reserve(
-            &rid(id),
-            &owner(&format!("owner-of-{id}")),
-            spec(capacity, weight),
-            HOLD,
-            NO_CAP,
-        )
-        .await
-        .expect("reserve")
-        .into_held()
-        .map(|reservation| reservation.vessel_id.as_str().to_owned())
 }
 
 pub(crate) fn spec(capacity: i32, max_weight: i32) -> Specification {
@@ -236,212 +229,6 @@ async fn list_pages_through_the_fleet_in_id_order(store: impl VesselStore) {
     );
 }
 
-async fn reservations_take_room_on_the_smallest_vessel_that_still_has_it(store: impl VesselStore) {
-    store.insert(&vessel("a", 10, 100)).await.unwrap();
-    store.insert(&vessel("b", 20, 200)).await.unwrap();
-    assert_eq!(reserve_on(&store, "r1", 6, 10).await.as_deref(), Some("a"));
-    assert_eq!(room(&store, "a").await, (4, 90));
-    // a has 4 containers left: 6 more go to b.
-    assert_eq!(found_id(&store, 6, 10).await.as_deref(), Some("b"));
-    assert_eq!(reserve_on(&store, "r2", 6, 10).await.as_deref(), Some("b"));
-    // Exactly what is left of a still fits a.
-    assert_eq!(reserve_on(&store, "r3", 4, 90).await.as_deref(), Some("a"));
-    assert_eq!(room(&store, "a").await, (0, 0));
-    assert_eq!(reserve_on(&store, "r4", 1, 1).await.as_deref(), Some("b"));
-    assert_eq!(room(&store, "b").await, (13, 189));
-    // Nothing has 14 containers left; the failed attempt takes nothing.
-    assert_eq!(reserve_on(&store, "r5", 14, 1).await, None);
-    assert_eq!(found_id(&store, 14, 1).await, None);
-    assert_eq!(room(&store, "b").await, (13, 189));
-    // An unavailable vessel is never reserved.
-    store
-        .insert(&Vessel {
-            available: false,
-            ..vessel("c", 1, 1)
-        })
-        .await
-        .unwrap();
-    assert_eq!(reserve_on(&store, "r6", 1, 1).await.as_deref(), Some("b"));
-}
-
-async fn reserving_again_with_the_same_id_takes_nothing_more(store: impl VesselStore) {
-    store.insert(&vessel("a", 10, 100)).await.unwrap();
-    let first = store
-        .reserve(&rid("r1"), &owner("o"), spec(3, 30), HOLD, NO_CAP)
-        .await
-        .unwrap()
-        .into_held()
-        .unwrap();
-    let again = store
-        .reserve(&rid("r1"), &owner("o"), spec(3, 30), HOLD, NO_CAP)
-        .await
-        .unwrap()
-        .into_held()
-        .unwrap();
-    assert_eq!(first, again);
-    assert_eq!(room(&store, "a").await, (7, 70));
-    assert!(first.expires_at.is_some(), "held until confirmed");
-}
-
-async fn concurrent_reservers_never_overbook_a_vessel(store: impl VesselStore + Clone + 'static) {
-    // The seed fleet takes 13 of the sample consignment (3 containers,
-    // 55 000 kg): 1 on vessel002, 3 on vessel001, 9 on vessel003.
-    fleet::seed(&store).await.unwrap();
-    let tasks: Vec<_> = (0..40)
-        .map(|n| {
-            let store = store.clone();
-            tokio::spawn(async move { reserve_on(&store, &format!("c{n}"), 3, 55_000).await })
-        })
-        .collect();
-    let mut per_vessel = std::collections::BTreeMap::<String, i32>::new();
-    let mut refused = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Some(vessel) => *per_vessel.entry(vessel).or_default() += 1,
-            None => refused += 1,
-        }
-    }
-    let expected: std::collections::BTreeMap<String, i32> = [
-        ("vessel001".into(), 3),
-        ("vessel002".into(), 1),
-        ("vessel003".into(), 9),
-    ]
-    .into();
-    assert_eq!(per_vessel, expected, "{refused} refused");
-    assert_eq!(refused, 27);
-    for (id, capacity, weight) in [
-        ("vessel001", 500, 200_000),
-        ("vessel002", 200, 100_000),
-        ("vessel003", 1_000, 500_000),
-    ] {
-        let taken = expected[id];
-        assert_eq!(
-            room(&store, id).await,
-            (capacity - 3 * taken, weight - 55_000 * taken),
-            "{id}"
-        );
-    }
-}
-
-async fn concurrent_reservers_with_one_id_take_the_room_once(
-    store: impl VesselStore + Clone + 'static,
-) {
-    store.insert(&vessel("a", 100, 1000)).await.unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .reserve(&rid("same"), &owner("o"), spec(2, 10), HOLD, NO_CAP)
-                    .await
-            })
-        })
-        .collect();
-    for task in tasks {
-        let reservation = task
-            .await
-            .unwrap()
-            .expect("reserve")
-            .into_held()
-            .expect("room");
-        assert_eq!(reservation.vessel_id.as_str(), "a");
-    }
-    assert_eq!(room(&store, "a").await, (98, 990));
-}
-
-async fn release_gives_the_room_back_once(store: impl VesselStore) {
-    store.insert(&vessel("a", 10, 100)).await.unwrap();
-    reserve_on(&store, "r1", 4, 40).await.unwrap();
-    store.confirm(&rid("r1")).await.unwrap().expect("confirmed");
-    let released = store
-        .release(&rid("r1"), false)
-        .await
-        .unwrap()
-        .expect("released");
-    assert_eq!(
-        (
-            released.taken.capacity.get(),
-            released.taken.max_weight.get()
-        ),
-        (4, 40)
-    );
-    assert_eq!(room(&store, "a").await, (10, 100));
-    assert_eq!(
-        store.release(&rid("r1"), false).await.unwrap(),
-        None,
-        "nothing to give back twice"
-    );
-    assert_eq!(room(&store, "a").await, (10, 100));
-    assert_eq!(
-        store.confirm(&rid("r1")).await.unwrap(),
-        None,
-        "a released hold cannot be confirmed"
-    );
-    assert_eq!(store.release(&rid("never"), false).await.unwrap(), None);
-}
-
-async fn release_only_if_held_leaves_confirmed_room_taken(store: impl VesselStore) {
-    store.insert(&vessel("a", 10, 100)).await.unwrap();
-    reserve_on(&store, "held", 1, 10).await.unwrap();
-    reserve_on(&store, "kept", 2, 20).await.unwrap();
-    store
-        .confirm(&rid("kept"))
-        .await
-        .unwrap()
-        .expect("confirmed");
-    assert_eq!(store.release(&rid("kept"), true).await.unwrap(), None);
-    assert_eq!(
-        room(&store, "a").await,
-        (7, 70),
-        "the confirmed room stays taken"
-    );
-    assert!(store.release(&rid("held"), true).await.unwrap().is_some());
-    assert_eq!(room(&store, "a").await, (8, 80));
-    assert!(store.release(&rid("kept"), false).await.unwrap().is_some());
-    assert_eq!(room(&store, "a").await, (10, 100));
-}
-
-async fn held_reservations_expire_and_confirmed_ones_stay(
-    store: impl VesselStore + Clone + 'static,
-) {
-    store.insert(&vessel("a", 10, 100)).await.unwrap();
-    let short = Duration::from_millis(300);
-    for id in ["held", "kept", "late"] {
-        store
-            .reserve(&rid(id), &owner("o"), spec(2, 20), short, NO_CAP)
-            .await
-            .unwrap()
-            .into_held()
-            .unwrap();
-    }
-    let kept = store
-        .confirm(&rid("kept"))
-        .await
-        .unwrap()
-        .expect("confirmed in time");
-    assert_eq!(kept.expires_at, None);
-    assert_eq!(store.expire().await.unwrap(), 0, "nothing is due yet");
-    assert_eq!(room(&store, "a").await, (4, 40));
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    // Past its time but not yet swept: too late to confirm all the same.
-    assert_eq!(store.confirm(&rid("late")).await.unwrap(), None);
-    // Two sweepers at once give each hold's room back once.
-    let (one, two) = tokio::join!(store.expire(), store.expire());
-    assert_eq!(one.unwrap() + two.unwrap(), 2);
-    assert_eq!(
-        room(&store, "a").await,
-        (8, 80),
-        "the confirmed room stays taken"
-    );
-    assert_eq!(
-        store.release(&rid("held"), false).await.unwrap(),
-        None,
-        "already given back"
-    );
-    assert!(store.release(&rid("kept"), false).await.unwrap().is_some());
-    assert_eq!(room(&store, "a").await, (10, 100));
-}
-
 async fn ping_answers(store: impl VesselStore) {
     store.ping().await.expect("ping");
 }
@@ -464,98 +251,6 @@ pub(crate) async fn mongo_store() -> Store {
     assert!(matches!(store, Store::Mongo(_)));
     store.prepare().await.expect("create indexes");
     store
-}
-
-/// One owner's held and confirmed room never passes the cap, however many
-/// of their reservations race; other owners are not held back; a released
-/// reservation's room counts no more; a retry of a held id is answered
-/// whatever the cap says.
-async fn an_owners_cap_holds_under_concurrency_and_frees_on_release(store: Store) {
-    store
-        .insert(&vessel("big", 1_000, 1_000_000))
-        .await
-        .unwrap();
-    let cap = AccountQuota {
-        containers: 10,
-        weight: 1_000,
-    };
-    let tasks: Vec<_> = (0..20)
-        .map(|n| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .reserve(
-                        &rid(&format!("q{n}")),
-                        &owner("greedy"),
-                        spec(1, 100),
-                        HOLD,
-                        cap,
-                    )
-                    .await
-            })
-        })
-        .collect();
-    let (mut held, mut refused) = (Vec::new(), 0);
-    for task in tasks {
-        match task.await.unwrap().expect("reserve") {
-            Reserved::Held(reservation) => held.push(reservation),
-            Reserved::OverQuota(Held { containers, weight }) => {
-                assert!(
-                    containers + 1 > 10 || weight + 100 > 1_000,
-                    "{containers} {weight}"
-                );
-                refused += 1;
-            }
-            Reserved::NoRoom => panic!("the vessel has room"),
-        }
-    }
-    assert_eq!(
-        (held.len(), refused),
-        (10, 10),
-        "exactly the cap, never more"
-    );
-    assert_eq!(room(&store, "big").await, (990, 999_000));
-    // A confirmed reservation counts as much as a held one.
-    store.confirm(&held[0].id).await.unwrap().unwrap();
-    assert!(matches!(
-        store
-            .reserve(&rid("one-more"), &owner("greedy"), spec(1, 1), HOLD, cap)
-            .await
-            .unwrap(),
-        Reserved::OverQuota(Held {
-            containers: 10,
-            weight: 1_000
-        })
-    ));
-    // A retry of an id that holds room is answered, not refused.
-    let again = store
-        .reserve(&held[1].id, &owner("greedy"), spec(1, 100), HOLD, cap)
-        .await
-        .unwrap();
-    assert_eq!(again, Reserved::Held(held[1].clone()));
-    // Someone else is not held back by it.
-    assert!(matches!(
-        store
-            .reserve(&rid("modest"), &owner("modest"), spec(1, 1), HOLD, cap)
-            .await
-            .unwrap(),
-        Reserved::Held(_)
-    ));
-    // Released room (confirmed or not) counts no more.
-    store.release(&held[0].id, false).await.unwrap().unwrap();
-    assert!(matches!(
-        store
-            .reserve(
-                &rid("after-release"),
-                &owner("greedy"),
-                spec(1, 100),
-                HOLD,
-                cap
-            )
-            .await
-            .unwrap(),
-        Reserved::Held(_)
-    ));
 }
 
 store_contract!(
