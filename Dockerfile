@@ -17,6 +17,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY shippy-proto/Cargo.toml shippy-proto/
 COPY shippy-service/Cargo.toml shippy-service/
 COPY shippy-testkit/Cargo.toml shippy-testkit/
+COPY shippy-harness/Cargo.toml shippy-harness/
 COPY shippy-auth/Cargo.toml shippy-auth/
 COPY shippy-store/Cargo.toml shippy-store/
 COPY shippy-cli/Cargo.toml shippy-cli/
@@ -30,7 +31,7 @@ COPY consignment-cli/Cargo.toml consignment-cli/
 COPY user-cli/Cargo.toml user-cli/
 COPY api-gateway/Cargo.toml api-gateway/
 # Stub sources so `cargo build` compiles only the dependencies.
-RUN for crate in shippy-proto shippy-service shippy-testkit shippy-auth shippy-store shippy-cli; do \
+RUN for crate in shippy-proto shippy-service shippy-testkit shippy-harness shippy-auth shippy-store shippy-cli; do \
         mkdir -p $crate/src && echo > $crate/src/lib.rs; \
     done \
  && mkdir -p shippy-bench/src/bin/bench \

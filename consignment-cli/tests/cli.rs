@@ -1,15 +1,12 @@
 //! consignment-cli as a user runs it, against the real services in-process.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "../../consignment-service/tests/consignment-service/cluster/mod.rs"]
-mod cluster;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
 };
 
-use cluster::Cluster;
+use shippy_harness::Cluster;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_consignment-cli");
 

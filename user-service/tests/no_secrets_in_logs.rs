@@ -2,14 +2,12 @@
 //! Its own test binary: it installs the process-wide log subscriber.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
 use std::{
     io::Write,
     sync::{Arc, Mutex},
 };
 
-use common::{PASSWORD, TestApp, bearer};
+use shippy_harness::{PASSWORD, bearer, user::TestApp};
 use shippy_proto::user::v1::{Request as ListRequest, Token, User};
 
 #[derive(Clone, Default)]

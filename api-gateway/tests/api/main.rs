@@ -1,14 +1,11 @@
 //! The JSON API against the real services: user-, vessel- and
-//! consignment-service in-process (the cluster of consignment-service's
-//! end-to-end tests) and the gateway in front of them, spoken to over HTTP.
+//! consignment-service in-process (`shippy_harness::Cluster`) and the
+//! gateway in front of them, spoken to over HTTP.
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
     missing_debug_implementations
 )]
-
-#[path = "../../../consignment-service/tests/consignment-service/cluster/mod.rs"]
-mod cluster;
 
 mod breakers;
 mod edge;
@@ -18,6 +15,7 @@ mod keys;
 mod limits;
 mod ops;
 mod routes;
+mod schema_limits;
 mod service;
 mod traces;
 
@@ -33,63 +31,38 @@ use hyper_util::{
 use serde_json::Value;
 use shippy_service::Shutdown;
 
-pub use cluster::{ADMIN, PASSWORD};
-use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
-use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
+use shippy_harness::Cluster;
+pub use shippy_harness::{ADMIN, PASSWORD};
+use shippy_testkit::fresh_postgres_database;
 
 /// The three services on random ports, each with a fresh database.
 pub struct Services {
     pub user_addr: SocketAddr,
     pub vessel_addr: SocketAddr,
     pub consignment_addr: SocketAddr,
+    /// What stops services a test started by hand, when dropped.
     shutdowns: Vec<Shutdown>,
+    /// The harness's cluster, when it started them (stopped when dropped).
+    _cluster: Option<Cluster>,
 }
 
 impl Services {
     pub async fn start() -> Self {
-        init_test_logging();
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let user_settings = UserSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("gw_users").await,
-            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
-            jwt_signing_key_file: None,
-            jwt_ttl: std::time::Duration::from_secs(3600).into(),
-            bcrypt_cost: 4,
-            admin_emails: vec![ADMIN.into()],
-            // The gateway names each browser to user-service with it.
-            login: user_service::throttle::LoginLimits {
-                service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
-                ..Default::default()
-            },
-            events_stream: format!("USERS_{unique}"),
-            user_created_subject: format!("test.{unique}.user.created"),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-            keys: Default::default(),
-        };
-        let user_app = UserApp::build(&user_settings).await.unwrap();
-        let user_addr = user_app.local_addr().unwrap();
-        let user_shutdown = Shutdown::new();
-        tokio::spawn(user_app.run(user_shutdown.clone()));
-        let (vessel_addr, vessel_shutdown) =
-            cluster::spawn_vessel_service(fresh_postgres_database("gw_vessels").await, user_addr)
-                .await;
-        let (consignment_addr, consignment_shutdown) = cluster::spawn_consignment_service(
-            fresh_postgres_database("gw_consignments").await,
-            vessel_addr,
-            user_addr,
-        )
-        .await;
-        for address in [user_addr, vessel_addr, consignment_addr] {
-            wait_for_health(&cluster::channel(address), ServingStatus::Serving).await;
-        }
+        let cluster = Cluster::builder()
+            .databases("gw")
+            .user_settings(|settings| {
+                settings.jwt_signing_key_file = None;
+                // The gateway names each browser to user-service with it.
+                settings.login.service_token = Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap());
+            })
+            .start()
+            .await;
         Self {
-            user_addr,
-            vessel_addr,
-            consignment_addr,
-            shutdowns: vec![user_shutdown, vessel_shutdown, consignment_shutdown],
+            user_addr: cluster.user_addr,
+            vessel_addr: cluster.vessel_addr,
+            consignment_addr: cluster.shipping_addr,
+            shutdowns: Vec::new(),
+            _cluster: Some(cluster),
         }
     }
 

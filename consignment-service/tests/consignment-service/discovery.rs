@@ -7,9 +7,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use consignment_service::{
-    app::Application as ConsignmentApp, settings::Settings as ConsignmentSettings,
-};
+use consignment_service::app::Application as ConsignmentApp;
+use shippy_harness::{channel, settings};
 use shippy_proto::{
     consignment::v1::{Consignment, Container, shipping_service_client::ShippingServiceClient},
     user::v1::{User, user_service_client::UserServiceClient},
@@ -17,20 +16,19 @@ use shippy_proto::{
 use shippy_service::{
     Shutdown,
     discovery::{
-        CallTimeouts, DiscoveryArgs,
+        DiscoveryArgs,
         consul::{Check, ConsulClient, ConsulError, Registration},
-        static_channel,
     },
     settings::SecretUrl,
 };
 use shippy_testkit::{
-    ConsulAgent, ServiceProcess, fresh_postgres_database, http_get, infra_var, init_test_logging,
+    ConsulAgent, ServiceProcess, fresh_postgres_database, http_get, init_test_logging,
     wait_for_health,
 };
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::{Request, metadata::MetadataValue};
 use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
-use vessel_service::{app::Application as VesselApp, settings::Settings as VesselSettings};
+use user_service::app::Application as UserApp;
+use vessel_service::app::Application as VesselApp;
 
 /// Discovery through `consul` for `service`, with its token when the agent has ACLs.
 fn consul_args(consul: &ConsulAgent, service: &str) -> DiscoveryArgs {
@@ -39,10 +37,6 @@ fn consul_args(consul: &ConsulAgent, service: &str) -> DiscoveryArgs {
         advertise_addr: None,
         consul_http_token: consul.token(service),
     }
-}
-
-fn channel(address: SocketAddr) -> Channel {
-    static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap()
 }
 
 /// A running service: where it listens and how to stop it.
@@ -61,22 +55,12 @@ impl Running {
 
 async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Running {
     init_test_logging();
-    let app = VesselApp::build(&VesselSettings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url,
-        // Only `Create` needs user-service's keys; these tests never create.
-        user_service_url: "http://127.0.0.1:9".into(),
-        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
-        reservation_ttl: shippy_testkit::RESERVATION_TTL.into(),
-        reservation_sweep_interval: Duration::from_millis(100).into(),
-        account_max_containers: vessel_service::domain::AccountQuota::DEFAULT.containers,
-        account_max_weight: vessel_service::domain::AccountQuota::DEFAULT.weight,
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        discovery,
-        keys: Default::default(),
-    })
-    .await
-    .unwrap();
+    // Only `Create` needs user-service's keys; these tests never create.
+    let mut settings = settings::vessel(database_url, "http://127.0.0.1:9".into());
+    settings.account_max_containers = vessel_service::domain::AccountQuota::DEFAULT.containers;
+    settings.account_max_weight = vessel_service::domain::AccountQuota::DEFAULT.weight;
+    settings.discovery = discovery;
+    let app = VesselApp::build(&settings).await.unwrap();
     let address = app.local_addr().unwrap();
     let shutdown = Shutdown::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
@@ -162,23 +146,10 @@ impl Cluster {
     async fn start(consul: &ConsulAgent, vessel_instances: usize) -> Self {
         init_test_logging();
         let unique = uuid::Uuid::new_v4().simple().to_string();
-        let user_app = UserApp::build(&UserSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("disc_users").await,
-            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
-            jwt_signing_key_file: None,
-            jwt_ttl: Duration::from_secs(3600).into(),
-            bcrypt_cost: 4,
-            admin_emails: Vec::new(),
-            login: Default::default(),
-            events_stream: format!("USERS_{unique}"),
-            user_created_subject: format!("test.{unique}.user.created"),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: consul_args(consul, "user-service"),
-            keys: Default::default(),
-        })
-        .await
-        .unwrap();
+        let mut user_settings = settings::user(fresh_postgres_database("disc_users").await);
+        user_settings.admin_emails = Vec::new();
+        user_settings.discovery = consul_args(consul, "user-service");
+        let user_app = UserApp::build(&user_settings).await.unwrap();
         let user_address = user_app.local_addr().unwrap();
         let user_shutdown = Shutdown::new();
         let user_task = tokio::spawn(user_app.run(user_shutdown.clone()));
@@ -204,20 +175,13 @@ impl Cluster {
         wait_for_instances(consul, "user-service", 1).await;
 
         // Static addresses that lead nowhere: only Consul can find the peers.
-        let app = ConsignmentApp::build(&ConsignmentSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("disc_consignments").await,
-            vessel_service_url: "http://127.0.0.1:9".into(),
-            user_service_url: "http://127.0.0.1:9".into(),
-            service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
-            recovery_interval: Duration::from_millis(200).into(),
-            recovery_after: Duration::from_secs(1).into(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: consul_args(consul, "consignment-service"),
-            keys: Default::default(),
-        })
-        .await
-        .unwrap();
+        let mut consignment_settings = settings::consignment(
+            fresh_postgres_database("disc_consignments").await,
+            "http://127.0.0.1:9".into(),
+            "http://127.0.0.1:9".into(),
+        );
+        consignment_settings.discovery = consul_args(consul, "consignment-service");
+        let app = ConsignmentApp::build(&consignment_settings).await.unwrap();
         let address = app.local_addr().unwrap();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(app.run(shutdown.clone()));

@@ -3,13 +3,11 @@
 //! ships consignments.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::cluster;
-
 use std::time::{Duration, Instant};
 
-use cluster::Cluster;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use shippy_auth::{AUDIENCE, Claims, ISSUER};
+use shippy_harness::{Cluster, bearer, spawn};
 use shippy_proto::{
     consignment::v1::{
         Consignment, Container, GetRequest, shipping_service_client::ShippingServiceClient,
@@ -30,10 +28,6 @@ fn with_token<T>(message: T, key: &'static str, value: &str) -> Request<T> {
         .metadata_mut()
         .insert(key, MetadataValue::try_from(value).unwrap());
     request
-}
-
-fn bearer<T>(message: T, token: &str) -> Request<T> {
-    with_token(message, "authorization", &format!("Bearer {token}"))
 }
 
 /// The original shippy's sample consignment: 3 containers, 55 000 kg.
@@ -79,7 +73,7 @@ async fn on_mongodb_a_user_ships_a_consignment_and_only_they_see_it() {
 }
 
 async fn a_user_ships_a_consignment_and_only_they_see_it_on(store: StoreKind) {
-    let cluster = Cluster::start_on(store).await;
+    let cluster = Cluster::builder().store(store).start().await;
     let (alice, token) = cluster.user("alice@example.com").await;
 
     let created = cluster
@@ -128,7 +122,7 @@ async fn on_mongodb_listing_is_newest_first_and_paginated() {
 }
 
 async fn listing_is_newest_first_and_paginated_on(store: StoreKind) {
-    let cluster = Cluster::start_on(store).await;
+    let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("pager@example.com").await;
     let mut created = Vec::new();
     for n in 0..5 {
@@ -447,25 +441,25 @@ async fn on_mongodb_services_start_before_their_databases_and_serve_once_they_an
 /// answer UNAVAILABLE; once the databases answer, both serve and a
 /// consignment ships through them.
 async fn services_start_before_their_databases_on(store: StoreKind) {
-    let cluster = Cluster::start_on(store).await;
+    let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("early@example.com").await;
     let vessel_db = store.fresh_database("late_vessels").await;
     let consignment_db = store.fresh_database("late_consignments").await;
     let mut vessel_proxy = LateProxy::reserve(socket_addr_of(&vessel_db));
     let mut consignment_proxy = LateProxy::reserve(socket_addr_of(&consignment_db));
-    let (vessel_addr, vessel_shutdown) = cluster::spawn_vessel_service(
+    let (vessel_addr, vessel_shutdown) = spawn::vessel_service(
         with_socket_addr(&vessel_db, vessel_proxy.address()),
         cluster.user_settings.listen_addr,
     )
     .await;
-    let (consignment_addr, consignment_shutdown) = cluster::spawn_consignment_service(
+    let (consignment_addr, consignment_shutdown) = spawn::consignment_service(
         with_socket_addr(&consignment_db, consignment_proxy.address()),
         vessel_addr,
         cluster.user_settings.listen_addr,
     )
     .await;
-    let vessels = cluster::channel(vessel_addr);
-    let shipping = cluster::channel(consignment_addr);
+    let vessels = spawn::channel(vessel_addr);
+    let shipping = spawn::channel(consignment_addr);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     for channel in [&vessels, &shipping] {
@@ -515,12 +509,12 @@ async fn services_start_before_their_databases_on(store: StoreKind) {
 async fn peers_named_by_dns_are_found_through_the_system_resolver() {
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("dns@example.com").await;
-    let (vessel_addr, vessel_shutdown) = cluster::spawn_vessel_service(
+    let (vessel_addr, vessel_shutdown) = spawn::vessel_service(
         fresh_postgres_database("dns_vessels").await,
         cluster.user_settings.listen_addr,
     )
     .await;
-    let (shipping_addr, shipping_shutdown) = cluster::spawn_consignment_service_at(
+    let (shipping_addr, shipping_shutdown) = spawn::consignment_service_at(
         fresh_postgres_database("dns_consignments").await,
         format!("dns:///localhost:{}", vessel_addr.port()),
         format!(
@@ -530,7 +524,7 @@ async fn peers_named_by_dns_are_found_through_the_system_resolver() {
         Default::default(),
     )
     .await;
-    let shipping = cluster::channel(shipping_addr);
+    let shipping = spawn::channel(shipping_addr);
     wait_for_health(&shipping, ServingStatus::Serving).await;
     let created = ShippingServiceClient::new(shipping)
         .create_consignment(bearer(sample(), &token))
@@ -544,122 +538,22 @@ async fn peers_named_by_dns_are_found_through_the_system_resolver() {
     vessel_shutdown.trigger();
 }
 
-/// A consignment of `containers` containers, each with a 400-byte origin.
-fn big(containers: usize) -> Consignment {
-    Consignment {
-        description: "Bulk".into(),
-        weight: 1_000,
-        containers: (0..containers)
-            .map(|_| Container {
-                customer_id: "c".into(),
-                origin: "o".repeat(400),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-#[tokio::test]
-async fn the_largest_consignment_is_accepted_and_a_bigger_one_is_invalid_naming_the_limit() {
-    use prost::Message as _;
-    let cluster = Cluster::start().await;
-    cluster.create_vessel(10_000, 1_000_000).await;
-    let (_, token) = cluster.user("bulk@example.com").await;
-
-    let largest = big(2_600);
-    assert!(
-        largest.encoded_len() >= 1024 * 1024,
-        "{}",
-        largest.encoded_len()
-    );
-    cluster
-        .shipping()
-        .create_consignment(bearer(largest, &token))
-        .await
-        .expect("2 600 containers, over 1 MiB, are accepted");
-
-    let bigger = big(5_150);
-    assert!(
-        bigger.encoded_len() > 2 * 1024 * 1024,
-        "{}",
-        bigger.encoded_len()
-    );
-    let status = cluster
-        .shipping()
-        .create_consignment(bearer(bigger, &token))
-        .await
-        .expect_err("over the limit");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("2097152"), "{}", status.message());
-}
-
-#[tokio::test]
-async fn pages_end_before_a_size_default_clients_cannot_read() {
-    let cluster = Cluster::start().await;
-    // Room for all five: each takes 2 600 containers of it.
-    cluster.create_vessel(20_000, 1_000_000).await;
-    let (_, token) = cluster.user("lister@example.com").await;
-    for _ in 0..5 {
-        cluster
-            .shipping()
-            .create_consignment(bearer(big(2_600), &token))
-            .await
-            .expect("created");
-    }
-    // Five of about 1.06 MB: one page would be over 5 MB, past the 4 MiB
-    // every default client accepts.
-    let mut seen = 0;
-    let mut pages = 0;
-    let mut page_token = String::new();
-    loop {
-        let page = cluster
-            .shipping()
-            .get_consignments(bearer(
-                GetRequest {
-                    page_size: 100,
-                    page_token: page_token.clone(),
-                },
-                &token,
-            ))
-            .await
-            .expect("a page a default client can read")
-            .into_inner();
-        pages += 1;
-        assert!(!page.consignments.is_empty());
-        seen += page.consignments.len();
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    assert_eq!(seen, 5, "every consignment once");
-    assert!(pages >= 2, "the page ended early: {pages}");
-}
-
 #[tokio::test]
 async fn health_is_not_serving_until_the_token_keys_are_held() {
-    use consignment_service::{app::Application, settings::Settings};
+    use consignment_service::app::Application;
     use shippy_testkit::{LateProxy, fresh_postgres_database, health_status, wait_for_health};
     use tonic_health::pb::health_check_response::ServingStatus;
 
     let cluster = Cluster::start().await;
     let mut user_service = LateProxy::reserve(cluster.user_settings.listen_addr);
-    let app = Application::build(&Settings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: fresh_postgres_database("late_keys").await,
-        vessel_service_url: "http://127.0.0.1:9".into(),
-        user_service_url: format!("http://{}", user_service.address()),
-        service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
-        recovery_interval: Duration::from_millis(200).into(),
-        recovery_after: Duration::from_secs(1).into(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        discovery: Default::default(),
-        keys: Default::default(),
-    })
+    let app = Application::build(&shippy_harness::settings::consignment(
+        fresh_postgres_database("late_keys").await,
+        "http://127.0.0.1:9".into(),
+        format!("http://{}", user_service.address()),
+    ))
     .await
     .unwrap();
-    let channel = cluster::channel(app.local_addr().unwrap());
+    let channel = spawn::channel(app.local_addr().unwrap());
     let shutdown = shippy_service::Shutdown::new();
     tokio::spawn(app.run(shutdown.clone()));
     // The store is ready within moments; without keys it must not say so.
@@ -673,79 +567,4 @@ async fn health_is_not_serving_until_the_token_keys_are_held() {
     user_service.start().await;
     wait_for_health(&channel, ServingStatus::Serving).await;
     shutdown.trigger();
-}
-
-/// The 2 MiB limit holds for the consignment as stored, container ids and
-/// user ids the service fills in included (the probe stored 2 730 188 B):
-/// the largest input accepted stores within 2 MiB, and one byte more is
-/// `INVALID_ARGUMENT`.
-#[tokio::test]
-async fn the_largest_accepted_consignment_stores_within_2_mib_and_one_byte_more_is_invalid() {
-    use prost::Message as _;
-
-    const LIMIT: usize = 2 * 1024 * 1024;
-    const CONTAINERS: usize = 3_600;
-    let cluster = Cluster::start().await;
-    cluster.create_vessel(1_000_000, 1_000_000).await;
-    let (_, token) = cluster.user("limit@example.com").await;
-    // `extra` more bytes of origin than the base, spread over the
-    // containers; ids and user ids left for the service to fill in.
-    let padded = |extra: usize| Consignment {
-        description: "Bulk".into(),
-        weight: 1,
-        containers: (0..CONTAINERS)
-            .map(|n| Container {
-                customer_id: "c".into(),
-                origin: "o".repeat(300 + extra.saturating_sub(n * 200).min(200)),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let mut shipping = cluster.shipping();
-    let mut attempt = async |extra: usize| {
-        shipping
-            .create_consignment(bearer(padded(extra), &token))
-            .await
-            .map(|response| response.into_inner().consignment.unwrap())
-    };
-    let (mut accepted, mut refused) = (0, CONTAINERS * 200);
-    let mut largest = attempt(accepted).await.expect("the smallest fits");
-    let status = attempt(refused).await.expect_err("the largest does not");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    while refused - accepted > 1 {
-        let middle = accepted + (refused - accepted) / 2;
-        match attempt(middle).await {
-            Ok(stored) => {
-                accepted = middle;
-                largest = stored;
-            }
-            Err(status) => {
-                assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-                assert!(status.message().contains("2097152"), "{status:?}");
-                refused = middle;
-            }
-        }
-    }
-    let sent = padded(accepted).encoded_len();
-    let stored = largest.encoded_len();
-    eprintln!("largest accepted: {sent} B sent, {stored} B stored");
-    assert!(stored <= LIMIT, "stored {stored} B");
-    assert!(stored > LIMIT - 1_024, "the bound is tight: {stored} B");
-    // Read back as GetConsignments answers it: the same size.
-    let listed = cluster
-        .shipping()
-        .get_consignments(bearer(
-            GetRequest {
-                page_size: 1,
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .consignments;
-    assert_eq!(listed[0].id, largest.id);
-    assert!(listed[0].encoded_len() <= LIMIT);
 }

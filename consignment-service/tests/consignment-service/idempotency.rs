@@ -4,16 +4,14 @@
 //! it; the same key with another consignment is `ALREADY_EXISTS`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::{
-    cluster::{self, Cluster},
-    saga::{bearer, listed, sample, used},
-};
+use crate::saga::{listed, sample, used};
 
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
+use shippy_harness::{Cluster, bearer, spawn};
 use shippy_proto::consignment::v1::{
     Consignment, Response, shipping_service_client::ShippingServiceClient,
 };
@@ -137,7 +135,7 @@ async fn on_mongodb_concurrent_creates_with_one_key_book_once() {
 }
 
 async fn concurrent_creates_on(store: StoreKind) {
-    let cluster = Cluster::start_on(store).await;
+    let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("impatient@example.com").await;
     let creates: Vec<_> = (0..12)
         .map(|_| {
@@ -190,7 +188,7 @@ async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing
     .await
     .unwrap();
     let request = keyed(sample(), &token, "cut-off-order");
-    let first = tokio::spawn(create(cluster::channel(child.address), request));
+    let first = tokio::spawn(create(spawn::channel(child.address), request));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let stalled: i64 = sqlx::query_scalar(
@@ -222,8 +220,8 @@ async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing
     // Another instance on the same database; its sweep confirms the
     // consignment the dead one left pending.
     let (address, shutdown) =
-        cluster::spawn_consignment_service(database, cluster.vessel_addr, cluster.user_addr).await;
-    let shipping = cluster::channel(address);
+        spawn::consignment_service(database, cluster.vessel_addr, cluster.user_addr).await;
+    let shipping = spawn::channel(address);
     shippy_testkit::wait_for_health(
         &shipping,
         tonic_health::pb::health_check_response::ServingStatus::Serving,

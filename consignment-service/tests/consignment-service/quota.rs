@@ -3,11 +3,9 @@
 //! administrator can cancel anyone's consignment, which is logged.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::{
-    cluster::{self, ADMIN, Cluster},
-    saga::{bearer, listed, used},
-};
+use crate::saga::{listed, used};
 
+use shippy_harness::{ADMIN, Cluster, bearer, spawn};
 use shippy_proto::consignment::v1::{CancelRequest, Consignment, Container};
 use shippy_testkit::StoreKind;
 use tonic::Code;
@@ -44,7 +42,11 @@ async fn on_mongodb_one_accounts_three_big_consignments_do_not_fill_the_fleet() 
 }
 
 async fn three_big_consignments_on(store: StoreKind) {
-    let cluster = Cluster::start_with(store, AccountQuota::DEFAULT).await;
+    let cluster = Cluster::builder()
+        .store(store)
+        .quota(AccountQuota::DEFAULT)
+        .start()
+        .await;
     let (_, greedy) = cluster.user("greedy@example.com").await;
     let (_, modest) = cluster.user("modest@example.com").await;
 
@@ -108,7 +110,11 @@ async fn on_mongodb_parallel_creates_by_one_account_stop_at_the_cap() {
 }
 
 async fn parallel_creates_on(store: StoreKind) {
-    let cluster = Cluster::start_with(store, AccountQuota::DEFAULT).await;
+    let cluster = Cluster::builder()
+        .store(store)
+        .quota(AccountQuota::DEFAULT)
+        .start()
+        .await;
     let (_, token) = cluster.user("parallel@example.com").await;
     let creates: Vec<_> = (0..12)
         .map(|_| {
@@ -166,7 +172,7 @@ async fn an_admin_cancels_anyones_consignment_and_it_is_logged() {
     .await;
     let mut shipping =
         shippy_proto::consignment::v1::shipping_service_client::ShippingServiceClient::new(
-            cluster::channel(child.address),
+            spawn::channel(child.address),
         );
     let placed = shipping
         .create_consignment(bearer(one_container_of(1), &token))

@@ -3,20 +3,18 @@
 //! mid-way, a process that died before confirming, vessel-service down.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::cluster;
-
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
-use cluster::Cluster;
 use consignment_service::{
     domain::{
         Consignment as Stored, Container as StoredContainer, Containers, Description, State, Weight,
     },
     store::{ConsignmentStore, Store},
 };
+use shippy_harness::{Cluster, bearer, spawn};
 use shippy_proto::{
     consignment::v1::{CancelRequest, Consignment, Container, GetRequest},
     vessel::v1::{
@@ -26,15 +24,6 @@ use shippy_proto::{
 };
 use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, StoreKind};
 use tonic::{Code, Request, metadata::MetadataValue};
-
-pub(crate) fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    request
-}
 
 pub(crate) fn as_service<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
@@ -136,7 +125,7 @@ async fn on_mongodb_the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_cons
 }
 
 async fn thirteen_of_forty_on(store: StoreKind) {
-    let cluster = Cluster::start_on(store).await;
+    let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("rush@example.com").await;
     let creates: Vec<_> = (0..40)
         .map(|_| {
@@ -216,7 +205,7 @@ async fn on_mongodb_cancel_gives_the_room_back_and_a_new_consignment_uses_it() {
 }
 
 async fn cancel_on(store: StoreKind) {
-    let cluster = Cluster::start_on(store).await;
+    let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("owner@example.com").await;
     let (_, other) = cluster.user("other@example.com").await;
     // vessel002 holds one sample consignment by weight (100 000 kg).
@@ -316,7 +305,7 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("killed@example.com").await;
     let (child, database) = cluster.consignment_process("killed_mid_saga", &[]).await;
-    let channel = cluster::channel(child.address);
+    let channel = spawn::channel(child.address);
 
     // Hold the table so the insert waits: the process is between the steps.
     let mut lock = sqlx::PgConnection::connect(database.expose())
@@ -534,13 +523,13 @@ async fn vessel_service_killed_mid_call_is_unavailable() {
         ],
     )
     .await;
-    let (address, shutdown) = cluster::spawn_consignment_service(
+    let (address, shutdown) = spawn::consignment_service(
         shippy_testkit::fresh_postgres_database("vessel_killed_mid_call_c").await,
         vessels.address,
         cluster.user_addr,
     )
     .await;
-    let shipping = cluster::channel(address);
+    let shipping = spawn::channel(address);
     shippy_testkit::wait_for_health(
         &shipping,
         tonic_health::pb::health_check_response::ServingStatus::Serving,

@@ -17,7 +17,7 @@ use shippy_testkit::{
 use tonic::{Code, Request, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::common::{PASSWORD, TestApp};
+use shippy_harness::{PASSWORD, user::TestApp};
 
 const AUTH: &str = "/shippy.user.v1.UserService/Auth";
 

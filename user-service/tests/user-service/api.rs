@@ -1,14 +1,15 @@
 //! user-service over gRPC against real PostgreSQL and NATS JetStream.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::common;
-
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, PASSWORD, TestApp, bearer, stream_messages};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
 use shippy_auth::{AUDIENCE, Claims, ISSUER, KeySet};
+use shippy_harness::{
+    ADMIN, PASSWORD, bearer,
+    user::{TestApp, stream_messages},
+};
 use shippy_proto::{
     events::v1::UserCreated,
     user::v1::{GetPublicKeysRequest, Request as ListRequest, Token, User},

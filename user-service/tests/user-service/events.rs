@@ -2,12 +2,10 @@
 //! created, and their events reach the stream once NATS is back.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::common;
-
 use std::time::Duration;
 
-use common::{TestApp, stream_messages};
 use prost::Message;
+use shippy_harness::user::{TestApp, stream_messages};
 use shippy_proto::events::v1::UserCreated;
 use shippy_testkit::NatsServer;
 

@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{keys::consul::KvKey, tokens};
 
-use crate::common::TestApp;
+use shippy_harness::user::TestApp;
 
 /// The reload bound the issue sets for the key file.
 const RELOAD: Duration = Duration::from_secs(5);

@@ -2,9 +2,6 @@
 //! One test binary for the crate (one link, one process), its suites as modules.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod admission;
 mod api;
 mod binary;

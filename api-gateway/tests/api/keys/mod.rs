@@ -3,6 +3,8 @@
 //! its own `keys` command; vessel-, consignment-service and the gateway
 //! in-process with a short `KEYS_REFRESH_INTERVAL`.
 
+mod jwks;
+
 use std::{
     sync::{
         Arc,
@@ -12,6 +14,7 @@ use std::{
 };
 
 use shippy_auth::remote::KeyRefresh;
+use shippy_harness::{UNCAPPED, bearer, spawn};
 use shippy_proto::{
     consignment::v1::{GetRequest, shipping_service_client::ShippingServiceClient},
     user::v1::{User, user_service_client::UserServiceClient},
@@ -21,11 +24,11 @@ use shippy_testkit::{
     ConsulAgent, ServiceProcess, fresh_postgres_database, infra_var, wait_for_health,
 };
 use tokio::sync::RwLock;
-use tonic::{Code, Request, transport::Channel};
+use tonic::{Code, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{keys::consul::KvKey, tokens};
 
-use crate::{ADMIN, Gateway, PASSWORD, Services, cluster};
+use crate::{ADMIN, Gateway, PASSWORD, Services};
 
 /// The verifiers' refresh in these tests.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -121,15 +124,15 @@ impl Keyed {
         let user = ServiceProcess::start("user-service", &env).await;
         let user_addr = user.address;
         let mut shutdowns = Vec::new();
-        let (vessel_addr, shutdown) = cluster::spawn_vessel_service_with(
+        let (vessel_addr, shutdown) = spawn::vessel_service_with(
             fresh_postgres_database("keys_vessels").await,
             user_addr,
-            cluster::UNCAPPED,
+            UNCAPPED,
             refresh(),
         )
         .await;
         shutdowns.push(shutdown);
-        let (consignment_addr, shutdown) = cluster::spawn_consignment_service_at(
+        let (consignment_addr, shutdown) = spawn::consignment_service_at(
             fresh_postgres_database("keys_consignments").await,
             format!("http://{vessel_addr}"),
             format!("http://{user_addr}"),
@@ -138,13 +141,14 @@ impl Keyed {
         .await;
         shutdowns.push(shutdown);
         for address in [vessel_addr, consignment_addr] {
-            wait_for_health(&cluster::channel(address), ServingStatus::Serving).await;
+            wait_for_health(&spawn::channel(address), ServingStatus::Serving).await;
         }
         let services = Services {
             user_addr,
             vessel_addr,
             consignment_addr,
             shutdowns,
+            _cluster: None,
         };
         let mut settings = services.settings();
         settings.keys = gateway_keys;
@@ -157,7 +161,7 @@ impl Keyed {
     }
 
     fn users(&self) -> UserServiceClient<Channel> {
-        UserServiceClient::new(cluster::channel(self.user.address))
+        UserServiceClient::new(spawn::channel(self.user.address))
     }
 
     /// A token for `email` straight from user-service.
@@ -176,7 +180,7 @@ impl Keyed {
 
     /// consignment-service's answer to `token`.
     async fn at_consignments(&self, token: &str) -> Result<(), Code> {
-        ShippingServiceClient::new(cluster::channel(self.gateway.services.consignment_addr))
+        ShippingServiceClient::new(spawn::channel(self.gateway.services.consignment_addr))
             .get_consignments(bearer(GetRequest::default(), token))
             .await
             .map(drop)
@@ -192,7 +196,7 @@ impl Keyed {
             max_weight: 1,
             ..Default::default()
         };
-        match VesselServiceClient::new(cluster::channel(self.gateway.services.vessel_addr))
+        match VesselServiceClient::new(spawn::channel(self.gateway.services.vessel_addr))
             .create(bearer(vessel, token))
             .await
         {
@@ -257,14 +261,6 @@ fn refresh() -> KeyRefresh {
     }
 }
 
-fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
 /// A client calling consignment-service and the gateway every few
 /// milliseconds with the newest token user-service hands out.
 struct Load {
@@ -302,7 +298,7 @@ impl Load {
                 }
             }));
         }
-        let shipping = cluster::channel(keyed.gateway.services.consignment_addr);
+        let shipping = spawn::channel(keyed.gateway.services.consignment_addr);
         let gateway_address = keyed.gateway.address;
         let (stop2, calls2, failures2, token2) =
             (stop.clone(), calls.clone(), failures.clone(), token.clone());
@@ -460,107 +456,6 @@ async fn a_consul_kv_rotation_under_load_fails_no_request_and_a_revoked_key_stop
 }
 
 #[tokio::test]
-async fn the_jwks_lists_every_key_as_an_okp_jwk_cacheable_no_longer_than_the_refresh() {
-    let dir = std::env::temp_dir().join(format!("shippy-jwks-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwt.pem");
-    std::fs::write(&file, tokens::generate_pem(2).unwrap()).unwrap();
-    let keyed = Keyed::start(Source::File(file)).await;
-    let answer = keyed.gateway.get("/.well-known/jwks.json", None).await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(
-        answer.headers["cache-control"].to_str().unwrap(),
-        format!("public, max-age={}", REFRESH.as_secs())
-    );
-    assert!(
-        answer.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
-    let keys = answer.json["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 2, "every key of the ring: {}", answer.text);
-    for key in keys {
-        assert_eq!(key["kty"], "OKP");
-        assert_eq!(key["crv"], "Ed25519");
-        assert_eq!(key["use"], "sig");
-        assert_eq!(key["alg"], "EdDSA");
-        let x = key["x"].as_str().unwrap();
-        assert_eq!(x.len(), 43, "32 bytes, base64url without padding: {x}");
-        assert!(!x.contains(['+', '/', '=']));
-    }
-    // The kids are the ring's (RFC 7638 thumbprints of the private keys'
-    // public halves), in its order.
-    let kids: Vec<&str> = keys
-        .iter()
-        .map(|key| key["kid"].as_str().unwrap())
-        .collect();
-    assert_eq!(kids, listed(&keyed.source));
-    let token = keyed.gateway.user("jwks@example.com").await.1;
-    assert_eq!(
-        keys[0]["kid"].as_str().unwrap(),
-        shippy_auth::token_kid(&token).unwrap(),
-        "the signing key first"
-    );
-}
-
-#[tokio::test]
-async fn the_jwks_serves_the_last_set_while_user_service_hangs() {
-    let dir = std::env::temp_dir().join(format!(
-        "shippy-jwks-hung-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwt.pem");
-    std::fs::write(&file, tokens::generate_pem(2).unwrap()).unwrap();
-    let keyed = Keyed::start(Source::File(file)).await;
-    let kids = |answer: &crate::Answer| -> Vec<String> {
-        answer.json["keys"]
-            .as_array()
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|key| key["kid"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let first = keyed.gateway.get("/.well-known/jwks.json", None).await;
-    assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(kids(&first).len(), 2, "{}", first.text);
-
-    // Hung, not refusing: a call to it only ends at the gateway's timeout.
-    crate::signal(&keyed.user, "-STOP");
-    tokio::time::sleep(jwks_fresh_for() + Duration::from_millis(200)).await;
-    let path = "/.well-known/jwks.json";
-    // Past its freshness the set is served at once while a fetch (which
-    // hangs) runs in the background: no request waits for user-service.
-    let timeout: Duration = api_gateway::upstream::Breakers::default()
-        .user_service_timeout
-        .into();
-    let asked = Instant::now();
-    let (a, b, c) = tokio::join!(
-        keyed.gateway.get(path, None),
-        keyed.gateway.get(path, None),
-        keyed.gateway.get(path, None)
-    );
-    let d = keyed.gateway.get(path, None).await;
-    let took = asked.elapsed();
-    crate::signal(&keyed.user, "-CONT");
-    for answer in [&a, &b, &c, &d] {
-        assert_eq!(
-            (answer.status, kids(answer)),
-            (200, kids(&first)),
-            "while user-service hangs, the last set it gave: {}",
-            answer.text
-        );
-    }
-    assert!(
-        took < timeout,
-        "four answers took {took:?}: they waited for the hung user-service ({timeout:?} each)"
-    );
-}
-
-#[tokio::test]
 async fn the_ops_dashboard_verifies_an_admin_while_user_service_hangs_though_none_opened_it_before()
 {
     let dir =
@@ -588,10 +483,6 @@ async fn the_ops_dashboard_verifies_an_admin_while_user_service_hangs_though_non
     assert_eq!(users["healthy"], false, "{}", answer.text);
 }
 
-fn jwks_fresh_for() -> Duration {
-    api_gateway::jwks::FRESH_FOR
-}
-
 #[tokio::test]
 async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
     let dir = std::env::temp_dir().join(format!("shippy-down-{}", uuid::Uuid::new_v4().simple()));
@@ -605,7 +496,7 @@ async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
     user.stop().await;
     // Several refreshes fail meanwhile; the keys fetched before stay.
     tokio::time::sleep(REFRESH * 4).await;
-    let answer = ShippingServiceClient::new(cluster::channel(gateway.services.consignment_addr))
+    let answer = ShippingServiceClient::new(spawn::channel(gateway.services.consignment_addr))
         .get_consignments(bearer(GetRequest::default(), &token))
         .await;
     assert!(answer.is_ok(), "{answer:?}");
@@ -617,4 +508,8 @@ async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
         200
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn jwks_fresh_for() -> Duration {
+    api_gateway::jwks::FRESH_FOR
 }

@@ -1,26 +1,23 @@
-//! The harness of user-service's tests: the real server on a random port,
-//! its own fresh database, its own JetStream stream and subject, its own
-//! signing key (so a test can forge and expire tokens with it).
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+//! user-service alone, as its own tests start it: the real server on a
+//! random port, its own fresh database, its own JetStream stream and
+//! subject, its own signing key (so a test can forge and expire tokens
+//! with it).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use async_nats::jetstream;
 use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
-use shippy_service::{
-    Shutdown,
-    discovery::{CallTimeouts, static_channel},
-};
+use shippy_service::Shutdown;
 use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
 use tokio::task::JoinHandle;
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application, settings::Settings, tokens};
 
-pub const PASSWORD: &str = "correct horse battery";
-/// The administrator every test app has (`ADMIN_EMAILS`).
-pub const ADMIN: &str = "admin@example.com";
+use crate::{ADMIN, PASSWORD, settings, spawn::channel};
 
+/// A running user-service; stopped when [`TestApp::stop`]ped (or dropped
+/// with the test's runtime).
 pub struct TestApp {
     pub address: SocketAddr,
     pub channel: Channel,
@@ -29,6 +26,14 @@ pub struct TestApp {
     pub key_pem: String,
     shutdown: Shutdown,
     server: JoinHandle<Result<(), shippy_service::server::ServerError>>,
+}
+
+impl std::fmt::Debug for TestApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestApp")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestApp {
@@ -49,21 +54,9 @@ impl TestApp {
         let key_pem = tokens::generate_pem(1).unwrap();
         let key_file = std::env::temp_dir().join(format!("shippy-user-key-{unique}.pem"));
         std::fs::write(&key_file, &key_pem).unwrap();
-        let mut settings = Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("users").await,
-            nats_url: nats_url.parse().unwrap(),
-            jwt_signing_key_file: Some(key_file),
-            jwt_ttl: Duration::from_secs(3600).into(),
-            bcrypt_cost: 4,
-            admin_emails: vec![ADMIN.into()],
-            login: Default::default(),
-            events_stream: format!("USERS_{unique}"),
-            user_created_subject: format!("test.{unique}.user.created"),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-            keys: Default::default(),
-        };
+        let mut settings = settings::user(fresh_postgres_database("users").await);
+        settings.nats_url = nats_url.parse().unwrap();
+        settings.jwt_signing_key_file = Some(key_file);
         adjust(&mut settings);
         Self::spawn_with(settings, key_pem).await
     }
@@ -73,8 +66,7 @@ impl TestApp {
         let address = app.local_addr().unwrap();
         let shutdown = Shutdown::new();
         let server = tokio::spawn(app.run(shutdown.clone()));
-        let channel =
-            static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
+        let channel = channel(address);
         wait_for_health(&channel, ServingStatus::Serving).await;
         Self {
             address,
@@ -151,16 +143,6 @@ impl TestApp {
         self.shutdown.trigger();
         self.server.await.expect("server task").expect("clean stop");
     }
-}
-
-/// `request` with `authorization: Bearer <token>`.
-pub fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    request
 }
 
 /// Messages on `stream`, waiting up to `wait` for at least `count`.
