@@ -168,6 +168,21 @@ pub fn mongo_unavailable(error: &mongodb::error::Error) -> bool {
     )
 }
 
+/// MongoDB's `WriteConflict` (the DocumentDB stand-in names it "deadlock
+/// detected"): two writes met on one index entry and this one was undone.
+const WRITE_CONFLICT: i32 = 112;
+
+/// Whether a MongoDB write was undone because it met a concurrent one
+/// (`WriteConflict`): nothing of it was kept, and run again it goes through
+/// (or meets what the other write left, e.g. a duplicate key).
+pub fn mongo_write_conflict(error: &mongodb::error::Error) -> bool {
+    match &*error.kind {
+        ErrorKind::Command(command) => command.code == WRITE_CONFLICT,
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == WRITE_CONFLICT,
+        _ => false,
+    }
+}
+
 /// Whether a MongoDB write failed on a duplicate key.
 pub fn mongo_duplicate_key(error: &mongodb::error::Error) -> bool {
     matches!(

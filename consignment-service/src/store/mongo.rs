@@ -155,8 +155,11 @@ pub fn listing_query(owner: &str, after: Option<&Cursor>) -> (Document, Document
     (filter, doc! { "created_at_us": -1, "_id": -1 })
 }
 
+/// How many times an insert undone by a concurrent one is tried in all.
+const WRITE_CONFLICT_TRIES: u32 = 5;
+
 fn store_error(error: mongodb::error::Error) -> StoreError {
-    if shippy_store::mongo_unavailable(&error) {
+    if shippy_store::mongo_unavailable(&error) || shippy_store::mongo_write_conflict(&error) {
         StoreError::Unavailable(error.into())
     } else {
         StoreError::Database(error.into())
@@ -225,11 +228,21 @@ impl ConsignmentStore for MongoStore {
         err(Display, level = "debug")
     )]
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
-        match self
-            .consignments
-            .insert_one(ConsignmentDocument::from(consignment))
-            .await
-        {
+        let document = ConsignmentDocument::from(consignment);
+        let mut inserted = self.consignments.insert_one(&document).await;
+        // Concurrent inserts with one owner's key can meet on the unique
+        // index and one be undone (the stand-in reports it as a deadlock):
+        // nothing of it was kept, so it is tried again, to store it or to
+        // learn the key is taken.
+        for _ in 1..WRITE_CONFLICT_TRIES {
+            match &inserted {
+                Err(error) if shippy_store::mongo_write_conflict(error) => {
+                    inserted = self.consignments.insert_one(&document).await;
+                }
+                _ => break,
+            }
+        }
+        match inserted {
             Ok(_) => Ok(()),
             // Ids are UUIDs, so a clash is the key's; the id's is told
             // apart by looking.

@@ -371,7 +371,7 @@ async fn with_acls_only_vessel_services_own_token_registers_that_name() {
     // The impostor was told why, once (its retries do not flood the log),
     // what to fix, and its token never appeared.
     let said = std::fs::read_to_string(&log).unwrap();
-    let refusals: Vec<&str> = said.lines().filter(|line| line.contains("403")).collect();
+    let refusals: Vec<&str> = said.lines().filter(|line| line.contains("(403)")).collect();
     assert_eq!(refusals.len(), 1, "{said}");
     assert!(
         refusals[0].contains("CONSUL_HTTP_TOKEN") && refusals[0].contains("write"),
