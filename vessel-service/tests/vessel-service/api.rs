@@ -23,16 +23,16 @@ use shippy_service::{
     settings::SecretUrl,
 };
 use shippy_testkit::{
-    LateProxy, SERVICE_TOKEN, fresh_postgres_database, health_status, infra_var, init_test_logging,
+    LateProxy, SERVICE_TOKEN, fresh_postgres_database, health_status, init_test_logging,
     socket_addr_of, wait_for_health, with_socket_addr,
 };
 use tokio::task::JoinHandle;
 use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
+use user_service::app::Application as UserApp;
 use vessel_service::{app::Application, domain::AccountQuota, settings::Settings};
 
-const ADMIN: &str = "admin@example.com";
+use shippy_harness::ADMIN;
 /// Held reservations last this long here.
 const RESERVATION_TTL: Duration = Duration::from_millis(700);
 const PASSWORD: &str = "correct horse battery";
@@ -47,22 +47,8 @@ struct Users {
 
 impl Users {
     async fn start() -> Self {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let settings = UserSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("vessel_api_users").await,
-            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
-            jwt_signing_key_file: None,
-            jwt_ttl: Duration::from_secs(3600).into(),
-            bcrypt_cost: 4,
-            admin_emails: vec![ADMIN.into()],
-            login: Default::default(),
-            events_stream: format!("USERS_{unique}"),
-            user_created_subject: format!("test.{unique}.user.created"),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-            keys: Default::default(),
-        };
+        let settings =
+            shippy_harness::settings::user(fresh_postgres_database("vessel_api_users").await);
         let app = UserApp::build(&settings).await.expect("user-service");
         let url = format!("http://{}", app.local_addr().unwrap());
         let shutdown = Shutdown::new();
