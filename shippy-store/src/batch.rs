@@ -94,14 +94,25 @@ impl<In: Send + 'static, Out: Send + 'static> Coalescer<In, Out> {
                 let mut first = None;
                 let mut inputs = Vec::with_capacity(batch.len());
                 let mut answers = Vec::with_capacity(batch.len());
+                // A caller that gave up while waiting in line (its deadline
+                // passed, its client went away) is not run for nothing.
                 for (input, span, answer) in batch.drain(..) {
+                    if answer.is_closed() {
+                        continue;
+                    }
                     first.get_or_insert(span);
                     inputs.push(input);
                     answers.push(answer);
                 }
-                let outputs = run(inputs)
-                    .instrument(first.unwrap_or_else(Span::none))
-                    .await;
+                if inputs.is_empty() {
+                    continue;
+                }
+                // Its own task, so a batch that panics leaves its calls
+                // unanswered and the worker serving the next ones.
+                let outputs =
+                    tokio::spawn(run(inputs).instrument(first.unwrap_or_else(Span::none)))
+                        .await
+                        .unwrap_or_default();
                 for (answer, output) in answers.into_iter().zip(outputs) {
                     // The caller may have given up; its answer is dropped.
                     let _ = answer.send(output);
@@ -174,6 +185,36 @@ mod tests {
         assert!(
             sizes.len() <= 4,
             "20 calls at once should take a few batches: {sizes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_panics_leaves_its_calls_unanswered_and_the_next_runs() {
+        let coalescer = Coalescer::new(4, |batch: Vec<u32>| async move {
+            assert!(!batch.contains(&0), "a batch with 0 in it panics");
+            batch
+        });
+        assert!(coalescer.call(0).await.is_err());
+        assert_eq!(coalescer.call(7).await.ok(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_while_waiting_is_not_run() {
+        let (coalescer, sizes) = doubler(Duration::from_millis(100));
+        let first = tokio::spawn({
+            let coalescer = coalescer.clone();
+            async move { coalescer.call(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Waits behind the first batch, and gives up before it ends.
+        let gave_up = tokio::time::timeout(Duration::from_millis(30), coalescer.call(2)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(first.await.unwrap().ok(), Some(2));
+        assert_eq!(coalescer.call(3).await.ok(), Some(6));
+        assert_eq!(
+            *sizes.lock().unwrap(),
+            vec![1, 1],
+            "the call given up never ran"
         );
     }
 

@@ -131,6 +131,20 @@ macro_rules! dispatch {
 /// have been.
 const SERVER_HUNG_UP_ON_TLS_REQUEST: &str = "unexpected response from SSLRequest: 0x00";
 
+/// Whether a PostgreSQL error means no connection to the database could be
+/// had or kept (a part of [`postgres_unavailable`]): what a batch should
+/// answer for all its items at once rather than try each alone.
+pub fn postgres_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 /// Whether a PostgreSQL error means the database cannot be reached now.
 pub fn postgres_unavailable(error: &sqlx::Error) -> bool {
     match error {

@@ -35,6 +35,11 @@ DECLARE
     held_w BIGINT;
     attempt INTEGER;
 BEGIN
+    -- Batches take turns (a lone reservation does not wait for them): two
+    -- batches would otherwise lock vessel rows in different orders.
+    IF coalesce(array_length(ids, 1), 0) > 1 THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('shippy.vessel.batch', 0));
+    END IF;
     PERFORM pg_advisory_xact_lock(keys.key)
     FROM (SELECT DISTINCT hashtextextended('shippy.vessel.account:' || o, 0) AS key
           FROM unnest(owners) AS o ORDER BY key) AS keys;

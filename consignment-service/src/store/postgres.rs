@@ -87,6 +87,10 @@ async fn insert_batch(pool: PgPool, batch: Vec<Consignment>) -> Vec<Result<(), S
     .await;
     let mut inserted: HashSet<String> = match inserted {
         Ok(ids) => ids.into_iter().collect(),
+        // No connection: each alone would wait for one in turn.
+        Err(error) if shippy_store::postgres_unreachable(&error) => {
+            return unreachable_for_each(&error, batch.len());
+        }
         Err(error) => {
             tracing::debug!(error = %store_error(error), "batch of inserts made one by one");
             HashSet::new()
@@ -102,6 +106,13 @@ async fn insert_batch(pool: PgPool, batch: Vec<Consignment>) -> Vec<Result<(), S
         });
     }
     answers
+}
+
+/// `UNAVAILABLE` for each of a batch's `items`, for want of a connection.
+fn unreachable_for_each<T>(error: &sqlx::Error, items: usize) -> Vec<Result<T, StoreError>> {
+    (0..items)
+        .map(|_| Err(StoreError::Unavailable(error.to_string().into())))
+        .collect()
 }
 
 /// Inserts one consignment: see [`ConsignmentStore::insert`].
@@ -160,6 +171,9 @@ async fn confirm_batch(pool: PgPool, batch: Vec<String>) -> Vec<Result<bool, Sto
             let mut moved: HashSet<String> = ids.into_iter().collect();
             // An id sent twice moved once: the first is answered so.
             batch.iter().map(|id| Ok(moved.remove(id))).collect()
+        }
+        Err(error) if shippy_store::postgres_unreachable(&error) => {
+            unreachable_for_each(&error, batch.len())
         }
         Err(error) => {
             tracing::debug!(error = %store_error(error), "batch of confirmations made one by one");

@@ -343,6 +343,11 @@ impl VesselStore for PostgresStore {
             Ok(reserved) if reserved.len() == wanted.len() => {
                 reserved.into_iter().map(Ok).collect()
             }
+            // No connection: each alone would wait for one in turn.
+            Err(error) if shippy_store::postgres_unreachable(&error) => wanted
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(error.to_string().into())))
+                .collect(),
             // Rare (a concurrent reserver with one of these ids, the
             // database going away): each is taken alone instead, and
             // answered with its own outcome.
@@ -410,7 +415,10 @@ impl VesselStore for PostgresStore {
         only_if_held: bool,
     ) -> Result<Option<Reservation>, StoreError> {
         // One statement: the reservation goes and its room comes back
-        // together; a concurrent release finds nothing to delete.
+        // together; a concurrent release finds nothing to delete. The
+        // owner's total goes down once the vessel's row is locked (the
+        // order reserve_many locks them in), never below 0 (a reservation
+        // an older version stored without counting it).
         let row: Option<ReservationRow> = sqlx::query_as(concat!(
             "WITH gone AS ( \
                  DELETE FROM reservations \
@@ -422,8 +430,10 @@ impl VesselStore for PostgresStore {
                  FROM gone WHERE v.id = gone.vessel_id RETURNING v.id), \
              uncounted AS ( \
                  UPDATE account_holdings a \
-                 SET capacity = a.capacity - gone.capacity, weight = a.weight - gone.weight \
-                 FROM gone WHERE a.owner_id = gone.owner_id RETURNING a.owner_id) \
+                 SET capacity = greatest(a.capacity - gone.capacity, 0), \
+                     weight = greatest(a.weight - gone.weight, 0) \
+                 FROM gone WHERE a.owner_id = gone.owner_id \
+                   AND EXISTS (SELECT FROM back) RETURNING a.owner_id) \
              SELECT ",
             reservation_columns!(),
             " FROM gone"
@@ -456,9 +466,10 @@ impl VesselStore for PostgresStore {
                  FROM gone GROUP BY owner_id), \
              uncounted AS ( \
                  UPDATE account_holdings a \
-                 SET capacity = a.capacity - per_owner.capacity, \
-                     weight = a.weight - per_owner.weight \
-                 FROM per_owner WHERE a.owner_id = per_owner.owner_id RETURNING a.owner_id) \
+                 SET capacity = greatest(a.capacity - per_owner.capacity, 0), \
+                     weight = greatest(a.weight - per_owner.weight, 0) \
+                 FROM per_owner WHERE a.owner_id = per_owner.owner_id \
+                   AND EXISTS (SELECT FROM back) RETURNING a.owner_id) \
              SELECT count(*) FROM gone",
         )
         .fetch_one(&self.pool)
