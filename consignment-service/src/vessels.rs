@@ -263,6 +263,9 @@ fn unpack(response: proto::BatchResponse, items: usize) -> Vec<Answer> {
         .take(items)
         .map(|outcome| match outcome.reservation {
             Some(reservation) if outcome.code == 0 => Ok(reservation),
+            None if outcome.code == 0 => Err(Status::internal(
+                "vessel-service answered a batch item OK without its reservation",
+            )),
             _ => {
                 let mut metadata = MetadataMap::new();
                 for (key, value) in outcome.metadata {

@@ -243,17 +243,7 @@ impl Cluster {
             .user
             .unwrap()
             .id;
-        let token = users
-            .auth(User {
-                email: email.into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
-        (id, token)
+        (id, crate::login(self.users.clone(), email).await)
     }
 
     /// Creates a vessel as the administrator.

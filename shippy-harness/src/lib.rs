@@ -23,7 +23,8 @@ pub use cluster::{Cluster, ClusterBuilder};
 pub use settings::UNCAPPED;
 pub use spawn::channel;
 
-use tonic::{Request, metadata::MetadataValue};
+use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
 /// The password of every account tests create.
 pub const PASSWORD: &str = "correct horse battery";
@@ -38,4 +39,19 @@ pub fn bearer<T>(message: T, token: &str) -> Request<T> {
         MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
     );
     request
+}
+
+/// Logs `email` in with [`PASSWORD`] at the user-service behind `users`;
+/// answers the token.
+pub async fn login(users: Channel, email: &str) -> String {
+    UserServiceClient::new(users)
+        .auth(User {
+            email: email.into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("log in")
+        .into_inner()
+        .token
 }

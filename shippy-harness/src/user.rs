@@ -106,16 +106,7 @@ impl TestApp {
 
     /// Logs in and returns the token.
     pub async fn login(&self, email: &str) -> String {
-        self.users()
-            .auth(User {
-                email: email.into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("log in")
-            .into_inner()
-            .token
+        crate::login(self.channel.clone(), email).await
     }
 
     /// Creates the administrator and returns their token.

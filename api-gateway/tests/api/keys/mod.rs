@@ -166,16 +166,7 @@ impl Keyed {
 
     /// A token for `email` straight from user-service.
     async fn login(&self, email: &str) -> String {
-        self.users()
-            .auth(User {
-                email: email.into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .token
+        shippy_harness::login(spawn::channel(self.user.address), email).await
     }
 
     /// consignment-service's answer to `token`.
