@@ -23,6 +23,7 @@ COPY shippy-store/Cargo.toml shippy-store/
 COPY shippy-cli/Cargo.toml shippy-cli/
 COPY shippy-bench/Cargo.toml shippy-bench/
 COPY shippy-chaos/Cargo.toml shippy-chaos/
+COPY shippy-dev/Cargo.toml shippy-dev/
 COPY vessel-service/Cargo.toml vessel-service/
 COPY consignment-service/Cargo.toml consignment-service/
 COPY user-service/Cargo.toml user-service/
@@ -37,7 +38,7 @@ RUN for crate in shippy-proto shippy-service shippy-testkit shippy-harness shipp
  && mkdir -p shippy-bench/src/bin/bench \
  && echo 'fn main() {}' > shippy-bench/src/bin/bench/main.rs \
  && echo 'fn main() {}' > shippy-bench/src/bin/echo-server.rs \
- && for crate in shippy-chaos vessel-service consignment-service user-service email-service consignment-cli user-cli api-gateway; do \
+ && for crate in shippy-chaos shippy-dev vessel-service consignment-service user-service email-service consignment-cli user-cli api-gateway; do \
         mkdir -p $crate/src && echo 'fn main() {}' > $crate/src/main.rs && echo > $crate/src/lib.rs; \
     done \
  && cargo build --release --locked --workspace --bins

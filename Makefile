@@ -11,7 +11,7 @@ build: ## build every binary
 	cargo build --workspace --locked
 
 test: lint ## format check, clippy, then every test against throwaway PostgreSQL, NATS, Consul and SMTP
-	scripts/test.sh
+	cargo dev test
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check
@@ -21,16 +21,16 @@ fmt: ## format the code
 	cargo fmt --all
 
 demo: ## natively: start everything, create a user, log in, ship consignment.json, show the welcome mail, stop
-	scripts/cluster.sh demo
+	cargo dev demo
 
 dev: ## natively: the whole cluster on loopback until Ctrl-C
-	scripts/cluster.sh dev
+	cargo dev dev
 
 bench: ## natively, release builds: h2load against a bare echo, our services and a Go peer, in rounds; CPU per request; bench/results.{json,svg}
-	scripts/cluster.sh bench
+	cargo dev bench
 
 chaos: ## natively, own infra: mixed load and seeded random faults (CHAOS_DURATION=5m, CHAOS_SEED, STORE=postgres|mongodb), then a checker; report in target/chaos/
-	shippy-chaos/chaos.sh
+	cargo dev chaos
 
 up: ## docker compose: build and start the cluster in the background
 	docker compose up --build -d
@@ -39,10 +39,10 @@ down: ## docker compose: stop the cluster
 	docker compose down
 
 compose-test: ## docker compose for real: engine, images (or stand-ins), up --wait, a first shipment through the CLIs, down -v
-	scripts/compose-test.sh
+	cargo dev compose-test
 
 infra-up: ## start PostgreSQL, NATS and Consul on loopback; prints the URLs (eval-able)
-	@scripts/infra.sh up
+	@cargo dev infra up
 
 infra-down: ## stop what infra-up started
-	@scripts/infra.sh down
+	@cargo dev infra down
