@@ -7,9 +7,17 @@
 
 use clap::{Parser, Subcommand};
 
+mod chaos;
+mod cluster;
+mod compose;
+mod infra;
+mod k8s;
 mod legacy;
 #[allow(dead_code)] // until the scripts that need it are ported
 mod provision;
+mod smoke;
+mod sqlx;
+mod suite;
 
 #[derive(Debug, Parser)]
 #[command(name = "shippy-dev", about, version)]
@@ -55,16 +63,16 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Infra { args } => legacy::script("scripts/infra.sh", &args),
-        Command::Test => legacy::script("scripts/test.sh", &[]),
-        Command::Demo => legacy::script("scripts/cluster.sh", &["demo".into()]),
-        Command::Dev => legacy::script("scripts/cluster.sh", &["dev".into()]),
-        Command::Bench => legacy::script("scripts/cluster.sh", &["bench".into()]),
-        Command::Chaos => legacy::script("shippy-chaos/chaos.sh", &[]),
-        Command::ComposeTest => legacy::script("scripts/compose-test.sh", &[]),
-        Command::K8s { args } => legacy::script("scripts/k8s.sh", &args),
-        Command::Smoke { which } => legacy::script(&format!("scripts/smoke/{which}.sh"), &[]),
-        Command::SqlxPrepare { args } => legacy::script("scripts/sqlx-prepare.sh", &args),
+        Command::Infra { args } => infra::run(&args),
+        Command::Test => suite::run(&[]),
+        Command::Demo => cluster::run(&["demo".into()]),
+        Command::Dev => cluster::run(&["dev".into()]),
+        Command::Bench => cluster::run(&["bench".into()]),
+        Command::Chaos => chaos::run(&[]),
+        Command::ComposeTest => compose::run(&[]),
+        Command::K8s { args } => k8s::run(&args),
+        Command::Smoke { which } => smoke::run(&which),
+        Command::SqlxPrepare { args } => sqlx::run(&args),
     };
     match result {
         Ok(code) => code,
