@@ -18,7 +18,7 @@ use crate::{
     api::ShippingApi,
     saga::Saga,
     settings::Settings,
-    store::{ConsignmentStore, OpenError, Store},
+    store::{OpenError, Store},
     vessels::Vessels,
 };
 

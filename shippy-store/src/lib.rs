@@ -1,10 +1,17 @@
 //! Opening the database `DATABASE_URL` names, for services that keep their
 //! data in PostgreSQL or MongoDB behind one repository trait
-//! (vessel-service, consignment-service: [`open`], [`dispatch!`]) or in
-//! PostgreSQL only (user-service: [`open_postgres`]), and telling apart the
-//! errors a caller should retry (`UNAVAILABLE`) from the rest.
+//! (vessel-service, consignment-service: [`Store`], [`dispatch!`], in
+//! `either.rs`) or in PostgreSQL only (user-service: [`open_postgres`]), and
+//! telling apart the errors a caller should retry (`UNAVAILABLE`) from the
+//! rest.
 
 pub mod batch;
+mod either;
+
+pub use either::{
+    BoxError, DatabaseError, MongoStorage, PostgresStorage, Storage, Store, mongo_error,
+    ping_mongo, postgres_error,
+};
 
 use std::time::Duration;
 
@@ -33,7 +40,7 @@ const DEADLOCK_DETECTED: &str = "40P01";
 
 /// A database handle, opened without contacting the server.
 #[derive(Debug, Clone)]
-pub enum Backend {
+enum Backend {
     /// `postgres://` or `postgresql://`.
     Postgres(PgPool),
     /// `mongodb://` or `mongodb+srv://`.
@@ -63,11 +70,7 @@ pub enum OpenError {
 /// Opens what `url` names. Nothing connects yet: the first operation does,
 /// waiting at most `timeout` for a connection, so a service can start before
 /// its database. `app_name` labels MongoDB connections.
-pub async fn open(
-    url: &SecretUrl,
-    timeout: Duration,
-    app_name: &str,
-) -> Result<Backend, OpenError> {
+async fn open(url: &SecretUrl, timeout: Duration, app_name: &str) -> Result<Backend, OpenError> {
     match url.scheme() {
         "postgres" | "postgresql" => open_postgres(url, timeout).map(Backend::Postgres),
         "mongodb" | "mongodb+srv" => {
@@ -91,7 +94,7 @@ pub async fn open(
 }
 
 /// Opens the PostgreSQL pool `url` names, for a service that keeps its data
-/// in PostgreSQL only (user-service) and for [`open`]: nothing connects yet,
+/// in PostgreSQL only (user-service) and for [`Store::open`]: nothing connects yet,
 /// the first query waits at most `timeout` for a connection.
 pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenError> {
     if !matches!(url.scheme(), "postgres" | "postgresql") {
@@ -113,15 +116,15 @@ pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenE
         })
 }
 
-/// Forwards a call on a service's store enum — variants `Postgres` and
-/// `Mongo`, each holding a store that implements the service's repository
-/// trait — to the store inside: `dispatch!(Store, self, store => store.ping())`.
+/// Forwards a call on a [`Store`] to the store inside, whichever it is:
+/// `dispatch!(self, store => store.get(id))`. What a service's
+/// `impl VesselStore for Store` is made of.
 #[macro_export]
 macro_rules! dispatch {
-    ($enum:ident, $self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $store:ident => $call:expr) => {
         match $self {
-            $enum::Postgres($store) => $call.await,
-            $enum::Mongo($store) => $call.await,
+            $crate::Store::Postgres($store) => $call.await,
+            $crate::Store::Mongo($store) => $call.await,
         }
     };
 }

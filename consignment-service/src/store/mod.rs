@@ -4,12 +4,11 @@
 pub mod mongo;
 pub mod postgres;
 
-use std::{ops::ControlFlow, time::Duration};
+use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
-use shippy_service::settings::SecretUrl;
-pub use shippy_store::OpenError;
-use shippy_store::{Backend, dispatch};
+use shippy_store::{BoxError, DatabaseError, dispatch};
+pub use shippy_store::{OpenError, Storage};
 
 use crate::domain::{Consignment, IdempotencyKey, State};
 
@@ -24,28 +23,59 @@ pub enum StoreError {
     KeyTaken,
     /// The database cannot be reached now.
     #[error("the consignment database is unreachable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Unavailable(#[source] BoxError),
     /// The database holds a consignment this service cannot read.
     #[error("stored consignment is invalid: {0}")]
     Corrupt(String),
     /// Any other database failure.
     #[error("consignment database error")]
-    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Database(#[source] BoxError),
+}
+
+impl DatabaseError for StoreError {
+    /// [`StoreError::KeyTaken`] from the owner-and-key index, [`StoreError::Corrupt`]
+    /// for a row that does not decode, otherwise as any store's.
+    fn from_postgres(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(database) = &error
+            && database.is_unique_violation()
+            && database.constraint() == Some(postgres::KEY_INDEX)
+        {
+            return Self::KeyTaken;
+        }
+        if matches!(
+            error,
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
+        ) {
+            return Self::Corrupt(error.to_string());
+        }
+        shippy_store::postgres_error(error)
+    }
+
+    /// A write undone by a concurrent one is worth a retry too.
+    fn from_mongo(error: mongodb::error::Error) -> Self {
+        if shippy_store::mongo_write_conflict(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            shippy_store::mongo_error(error)
+        }
+    }
+
+    fn unavailable(source: BoxError) -> Self {
+        Self::Unavailable(source)
+    }
+
+    fn failed(source: BoxError) -> Self {
+        Self::Database(source)
+    }
 }
 
 /// Where a page of an owner's consignments starts: after this one, in
 /// newest-first order (the position a page token holds).
 pub use shippy_service::pagination::Cursor;
 
-/// The contract every consignment store fulfils.
-pub trait ConsignmentStore: Send + Sync {
-    /// Answers once the database is reachable.
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Makes the database ready (schema, indexes); safe to repeat and to run
-    /// from several instances at once.
-    fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
+/// The contract every consignment store fulfils (beside [`Storage`]'s
+/// `ping` and `prepare`).
+pub trait ConsignmentStore: Storage<Error = StoreError> {
     /// Adds a consignment, in its state; [`StoreError::AlreadyExists`] if its
     /// id is taken, [`StoreError::KeyTaken`] if its owner has one with its
     /// idempotency key (one per owner and key, whatever the state).
@@ -119,54 +149,20 @@ pub trait ConsignmentStore: Send + Sync {
     }
 }
 
-/// The store `DATABASE_URL` chose.
-#[derive(Debug, Clone)]
-pub enum Store {
-    /// `postgres://` or `postgresql://`.
-    Postgres(postgres::PostgresStore),
-    /// `mongodb://` or `mongodb+srv://`.
-    Mongo(mongo::MongoStore),
-}
-
-impl Store {
-    /// Opens the store `url` names without waiting for the database.
-    pub async fn open(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
-        Ok(
-            match shippy_store::open(url, timeout, "consignment-service").await? {
-                Backend::Postgres(pool) => Self::Postgres(postgres::PostgresStore::new(pool)),
-                Backend::Mongo(database) => Self::Mongo(mongo::MongoStore::new(&database)),
-            },
-        )
-    }
-
-    /// Which database this is, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Postgres(_) => "postgres",
-            Self::Mongo(_) => "mongodb",
-        }
-    }
-}
+/// The store `DATABASE_URL` chose ([`Store::open`](shippy_store::Store::open)).
+pub type Store = shippy_store::Store<postgres::PostgresStore, mongo::MongoStore>;
 
 impl ConsignmentStore for Store {
-    async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(Store, self, store => store.ping())
-    }
-
-    async fn prepare(&self) -> Result<(), StoreError> {
-        dispatch!(Store, self, store => store.prepare())
-    }
-
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
-        dispatch!(Store, self, store => store.insert(consignment))
+        dispatch!(self, store => store.insert(consignment))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
-        dispatch!(Store, self, store => store.get(id))
+        dispatch!(self, store => store.get(id))
     }
 
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
-        dispatch!(Store, self, store => store.transition(id, from, to))
+        dispatch!(self, store => store.transition(id, from, to))
     }
 
     async fn find_by_key(
@@ -174,7 +170,7 @@ impl ConsignmentStore for Store {
         owner: &str,
         key: &IdempotencyKey,
     ) -> Result<Option<Consignment>, StoreError> {
-        dispatch!(Store, self, store => store.find_by_key(owner, key))
+        dispatch!(self, store => store.find_by_key(owner, key))
     }
 
     async fn unsettled(
@@ -183,7 +179,7 @@ impl ConsignmentStore for Store {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        dispatch!(Store, self, store => store.unsettled(state, before, limit))
+        dispatch!(self, store => store.unsettled(state, before, limit))
     }
 
     async fn visit_by_owner(
@@ -193,6 +189,6 @@ impl ConsignmentStore for Store {
         limit: u32,
         each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
     ) -> Result<(), StoreError> {
-        dispatch!(Store, self, store => store.visit_by_owner(owner, after, limit, each))
+        dispatch!(self, store => store.visit_by_owner(owner, after, limit, each))
     }
 }

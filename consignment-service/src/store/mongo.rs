@@ -12,7 +12,9 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ConsignmentStore, Cursor, StoreError};
+use shippy_store::{DatabaseError, MongoStorage};
+
+use super::{ConsignmentStore, Cursor, Storage, StoreError};
 use crate::domain::{
     Consignment, Container, Containers, Description, Idempotency, IdempotencyKey, InvalidInput,
     State, Weight,
@@ -158,17 +160,10 @@ pub fn listing_query(owner: &str, after: Option<&Cursor>) -> (Document, Document
 /// How many times an insert undone by a concurrent one is tried in all.
 const WRITE_CONFLICT_TRIES: u32 = 5;
 
-fn store_error(error: mongodb::error::Error) -> StoreError {
-    if shippy_store::mongo_unavailable(&error) || shippy_store::mongo_write_conflict(&error) {
-        StoreError::Unavailable(error.into())
-    } else {
-        StoreError::Database(error.into())
-    }
-}
+impl MongoStorage for MongoStore {
+    const APP_NAME: &'static str = "consignment-service";
 
-impl MongoStore {
-    /// A store in `database` (whose client may not have connected yet).
-    pub fn new(database: &Database) -> Self {
+    fn in_database(database: &Database) -> Self {
         Self {
             database: database.clone(),
             consignments: database.collection("consignments"),
@@ -176,14 +171,11 @@ impl MongoStore {
     }
 }
 
-impl ConsignmentStore for MongoStore {
-    #[tracing::instrument(name = "mongodb.ping", skip_all, err(Display, level = "debug"))]
+impl Storage for MongoStore {
+    type Error = StoreError;
+
     async fn ping(&self) -> Result<(), StoreError> {
-        self.database
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        shippy_store::ping_mongo(&self.database).await
     }
 
     #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
@@ -209,7 +201,7 @@ impl ConsignmentStore for MongoStore {
         self.consignments
             .create_indexes([listing_index(), unsettled, keys])
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         // Consignments stored before states were placed whole: confirmed.
         self.consignments
             .update_many(
@@ -217,10 +209,12 @@ impl ConsignmentStore for MongoStore {
                 doc! { "$set": { "state": State::Confirmed.as_str() } },
             )
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         Ok(())
     }
+}
 
+impl ConsignmentStore for MongoStore {
     #[tracing::instrument(
         name = "mongodb.insert_consignment",
         skip_all,
@@ -253,7 +247,7 @@ impl ConsignmentStore for MongoStore {
                     Err(StoreError::AlreadyExists(consignment.id.clone()))
                 }
             }
-            Err(error) => Err(store_error(error)),
+            Err(error) => Err(StoreError::from_mongo(error)),
         }
     }
 
@@ -270,7 +264,7 @@ impl ConsignmentStore for MongoStore {
         self.consignments
             .find_one(doc! { "owner_id": owner, "idempotency_key": key.as_str() })
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_mongo)?
             .map(Consignment::try_from)
             .transpose()
     }
@@ -295,10 +289,10 @@ impl ConsignmentStore for MongoStore {
             .sort(sort)
             .limit(i64::from(limit))
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         // A batch at a time from the server, a document at a time here; a
         // stop drops the cursor (the driver closes it on the server).
-        while let Some(document) = documents.try_next().await.map_err(store_error)? {
+        while let Some(document) = documents.try_next().await.map_err(StoreError::from_mongo)? {
             if each(Consignment::try_from(document)?).is_break() {
                 break;
             }
@@ -311,7 +305,7 @@ impl ConsignmentStore for MongoStore {
         self.consignments
             .find_one(doc! { "_id": id })
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_mongo)?
             .map(Consignment::try_from)
             .transpose()
     }
@@ -336,7 +330,7 @@ impl ConsignmentStore for MongoStore {
             .consignments
             .update_one(doc! { "_id": id, "state": from.as_str() }, update)
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         Ok(moved.modified_count == 1)
     }
 
@@ -363,10 +357,10 @@ impl ConsignmentStore for MongoStore {
             .projection(doc! { "_id": 1 })
             .limit(i64::from(limit))
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_mongo)?
             .try_collect()
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         Ok(ids.into_iter().map(|found| found.id).collect())
     }
 }

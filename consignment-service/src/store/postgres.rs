@@ -4,8 +4,8 @@ use std::{collections::HashSet, ops::ControlFlow, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use shippy_store::batch::Coalescer;
-use sqlx::{PgPool, types::Json};
+use shippy_store::{DatabaseError, PostgresStorage, batch::Coalescer};
+use sqlx::{PgPool, migrate::Migrator, types::Json};
 
 use super::{ConsignmentStore, Cursor, StoreError};
 use crate::domain::{
@@ -13,8 +13,8 @@ use crate::domain::{
     State, Weight,
 };
 
-/// The schema, embedded in the binary and applied by [`ConsignmentStore::prepare`].
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema, embedded in the binary and applied by [`Storage::prepare`](shippy_store::Storage::prepare).
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Consignments in a PostgreSQL table; containers as a JSONB array.
 ///
@@ -31,9 +31,16 @@ pub struct PostgresStore {
 /// The most writes of one kind one statement makes.
 const MAX_BATCH: usize = 256;
 
-impl PostgresStore {
-    /// A store on `pool` (which may not have connected yet).
-    pub fn new(pool: PgPool) -> Self {
+impl PostgresStorage for PostgresStore {
+    type Error = StoreError;
+
+    const MIGRATOR: &'static Migrator = &MIGRATOR;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn on_pool(pool: PgPool) -> Self {
         let (for_inserts, for_confirmations) = (pool.clone(), pool.clone());
         Self {
             inserts: Arc::new(Coalescer::new(MAX_BATCH, move |batch| {
@@ -92,7 +99,7 @@ async fn insert_batch(pool: PgPool, batch: Vec<Consignment>) -> Vec<Result<(), S
             return unreachable_for_each(&error, batch.len());
         }
         Err(error) => {
-            tracing::debug!(error = %store_error(error), "batch of inserts made one by one");
+            tracing::debug!(error = %StoreError::from_postgres(error), "batch of inserts made one by one");
             HashSet::new()
         }
     };
@@ -145,7 +152,7 @@ async fn insert_one(pool: &PgPool, consignment: &Consignment) -> Result<(), Stor
     )
     .execute(pool)
     .await
-    .map_err(store_error)?;
+    .map_err(StoreError::from_postgres)?;
     if inserted.rows_affected() == 0 {
         return Err(StoreError::AlreadyExists(consignment.id.clone()));
     }
@@ -176,7 +183,7 @@ async fn confirm_batch(pool: PgPool, batch: Vec<String>) -> Vec<Result<bool, Sto
             unreachable_for_each(&error, batch.len())
         }
         Err(error) => {
-            tracing::debug!(error = %store_error(error), "batch of confirmations made one by one");
+            tracing::debug!(error = %StoreError::from_postgres(error), "batch of confirmations made one by one");
             let mut answers = Vec::with_capacity(batch.len());
             for id in &batch {
                 answers.push(transition_one(&pool, id, State::Pending, State::Confirmed).await);
@@ -204,7 +211,7 @@ async fn transition_one(
     .bind(to.as_str())
     .execute(pool)
     .await
-    .map_err(store_error)?;
+    .map_err(StoreError::from_postgres)?;
     Ok(moved.rows_affected() == 1)
 }
 
@@ -290,45 +297,9 @@ impl TryFrom<ConsignmentRow> for Consignment {
 }
 
 /// The unique index that keeps one consignment per owner and key.
-const KEY_INDEX: &str = "consignments_idempotency_key";
-
-fn store_error(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(database) = &error
-        && database.is_unique_violation()
-        && database.constraint() == Some(KEY_INDEX)
-    {
-        return StoreError::KeyTaken;
-    }
-    if shippy_store::postgres_unavailable(&error) {
-        StoreError::Unavailable(error.into())
-    } else if matches!(
-        error,
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
-    ) {
-        StoreError::Corrupt(error.to_string())
-    } else {
-        StoreError::Database(error.into())
-    }
-}
+pub(super) const KEY_INDEX: &str = "consignments_idempotency_key";
 
 impl ConsignmentStore for PostgresStore {
-    #[tracing::instrument(name = "postgres.ping", skip_all, err(Display, level = "debug"))]
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    #[tracing::instrument(name = "postgres.prepare", skip_all, err(Display, level = "debug"))]
-    async fn prepare(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
-            sqlx::migrate::MigrateError::Execute(inner) => store_error(inner),
-            other => StoreError::Database(other.into()),
-        })
-    }
-
     #[tracing::instrument(
         name = "postgres.insert_consignment",
         skip_all,
@@ -380,7 +351,7 @@ impl ConsignmentStore for PostgresStore {
         };
         // Rows arrive one at a time; a stop leaves the rest unread (sqlx
         // discards them before the connection's next query).
-        while let Some(row) = rows.try_next().await.map_err(store_error)? {
+        while let Some(row) = rows.try_next().await.map_err(StoreError::from_postgres)? {
             if each(Consignment::try_from(row)?).is_break() {
                 break;
             }
@@ -398,7 +369,7 @@ impl ConsignmentStore for PostgresStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         row.map(Consignment::try_from).transpose()
     }
 
@@ -438,7 +409,7 @@ impl ConsignmentStore for PostgresStore {
         .bind(key.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         row.map(Consignment::try_from).transpose()
     }
 
@@ -458,6 +429,6 @@ impl ConsignmentStore for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(store_error)
+        .map_err(StoreError::from_postgres)
     }
 }

@@ -10,8 +10,8 @@ pub mod postgres;
 
 use std::time::Duration;
 
-use shippy_service::settings::SecretUrl;
-use shippy_store::{Backend, dispatch};
+pub use shippy_store::Storage;
+use shippy_store::{BoxError, DatabaseError, dispatch};
 
 use crate::domain::{
     AccountQuota, OwnerId, Reservation, ReservationId, Reserved, Specification, Vessel, VesselId,
@@ -25,26 +25,30 @@ pub enum StoreError {
     AlreadyExists(VesselId),
     /// The database cannot be reached now.
     #[error("the vessel database is unreachable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Unavailable(#[source] BoxError),
     /// The database holds a vessel this service cannot read.
     #[error("stored vessel is invalid: {0}")]
     Corrupt(String),
     /// Any other database failure.
     #[error("vessel database error")]
-    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Database(#[source] BoxError),
+}
+
+impl DatabaseError for StoreError {
+    fn unavailable(source: BoxError) -> Self {
+        Self::Unavailable(source)
+    }
+
+    fn failed(source: BoxError) -> Self {
+        Self::Database(source)
+    }
 }
 
 pub use shippy_store::OpenError;
 
-/// The contract every vessel store fulfils.
-pub trait VesselStore: Send + Sync {
-    /// Answers once the database is reachable.
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Makes the database ready for use (schema, indexes); safe to repeat and
-    /// to run from several instances at once.
-    fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
+/// The contract every vessel store fulfils (beside [`Storage`]'s `ping`
+/// and `prepare`).
+pub trait VesselStore: Storage<Error = StoreError> {
     /// Adds a vessel; [`StoreError::AlreadyExists`] if its id is taken.
     fn insert(&self, vessel: &Vessel) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -177,63 +181,28 @@ pub struct Wanted {
     pub spec: Specification,
 }
 
-/// The store `DATABASE_URL` chose.
-#[derive(Debug, Clone)]
-pub enum Store {
-    /// `postgres://` or `postgresql://`.
-    Postgres(postgres::PostgresStore),
-    /// `mongodb://` or `mongodb+srv://`.
-    Mongo(mongo::MongoStore),
-}
-
-impl Store {
-    /// Opens the store `url` names without waiting for the database: the
-    /// first operation connects, so a service can start before its database.
-    pub async fn open(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
-        Ok(
-            match shippy_store::open(url, timeout, "vessel-service").await? {
-                Backend::Postgres(pool) => Self::Postgres(postgres::PostgresStore::new(pool)),
-                Backend::Mongo(database) => Self::Mongo(mongo::MongoStore::new(&database)),
-            },
-        )
-    }
-
-    /// Which database this is, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Postgres(_) => "postgres",
-            Self::Mongo(_) => "mongodb",
-        }
-    }
-}
+/// The store `DATABASE_URL` chose ([`Store::open`](shippy_store::Store::open)).
+pub type Store = shippy_store::Store<postgres::PostgresStore, mongo::MongoStore>;
 
 impl VesselStore for Store {
-    async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(Store, self, store => store.ping())
-    }
-
-    async fn prepare(&self) -> Result<(), StoreError> {
-        dispatch!(Store, self, store => store.prepare())
-    }
-
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
-        dispatch!(Store, self, store => store.insert(vessel))
+        dispatch!(self, store => store.insert(vessel))
     }
 
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
-        dispatch!(Store, self, store => store.insert_if_absent(vessel))
+        dispatch!(self, store => store.insert_if_absent(vessel))
     }
 
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
-        dispatch!(Store, self, store => store.get(id))
+        dispatch!(self, store => store.get(id))
     }
 
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
-        dispatch!(Store, self, store => store.list(after, limit))
+        dispatch!(self, store => store.list(after, limit))
     }
 
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
-        dispatch!(Store, self, store => store.find_available(spec))
+        dispatch!(self, store => store.find_available(spec))
     }
 
     async fn reserve(
@@ -244,7 +213,7 @@ impl VesselStore for Store {
         ttl: Duration,
         quota: AccountQuota,
     ) -> Result<Reserved, StoreError> {
-        dispatch!(Store, self, store => store.reserve(id, owner, spec, ttl, quota))
+        dispatch!(self, store => store.reserve(id, owner, spec, ttl, quota))
     }
 
     async fn reserve_many(
@@ -253,18 +222,18 @@ impl VesselStore for Store {
         ttl: Duration,
         quota: AccountQuota,
     ) -> Vec<Result<Reserved, StoreError>> {
-        dispatch!(Store, self, store => store.reserve_many(wanted, ttl, quota))
+        dispatch!(self, store => store.reserve_many(wanted, ttl, quota))
     }
 
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(Store, self, store => store.confirm(id))
+        dispatch!(self, store => store.confirm(id))
     }
 
     async fn confirm_many(
         &self,
         ids: &[ReservationId],
     ) -> Vec<Result<Option<Reservation>, StoreError>> {
-        dispatch!(Store, self, store => store.confirm_many(ids))
+        dispatch!(self, store => store.confirm_many(ids))
     }
 
     async fn release(
@@ -272,11 +241,11 @@ impl VesselStore for Store {
         id: &ReservationId,
         only_if_held: bool,
     ) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(Store, self, store => store.release(id, only_if_held))
+        dispatch!(self, store => store.release(id, only_if_held))
     }
 
     async fn expire(&self) -> Result<u64, StoreError> {
-        dispatch!(Store, self, store => store.expire())
+        dispatch!(self, store => store.expire())
     }
 }
 

@@ -13,7 +13,9 @@ use mongodb::{
 };
 
 use self::documents::{HolderDocument, VesselDocument, to_chrono};
-use super::{StoreError, VesselStore};
+use shippy_store::{DatabaseError, MongoStorage};
+
+use super::{Storage, StoreError, VesselStore};
 use crate::domain::{
     AccountQuota, Held, OwnerId, Reservation, ReservationId, Reserved, Specification, Vessel,
     VesselId,
@@ -76,17 +78,10 @@ fn without_reservations() -> Document {
     doc! { "reservations": 0 }
 }
 
-fn store_error(error: mongodb::error::Error) -> StoreError {
-    if shippy_store::mongo_unavailable(&error) {
-        StoreError::Unavailable(error.into())
-    } else {
-        StoreError::Database(error.into())
-    }
-}
+impl MongoStorage for MongoStore {
+    const APP_NAME: &'static str = "vessel-service";
 
-impl MongoStore {
-    /// A store in `database` (whose client may not have connected yet).
-    pub fn new(database: &Database) -> Self {
+    fn in_database(database: &Database) -> Self {
         Self {
             database: database.clone(),
             vessels: database.collection("vessels"),
@@ -94,7 +89,9 @@ impl MongoStore {
             account_leases: database.collection("account_leases"),
         }
     }
+}
 
+impl MongoStore {
     /// Takes `owner`'s lease (waiting up to [`LEASE_WAIT`] for another
     /// reserver's); answers the token that gives it back. MongoDB has no
     /// transaction here, so this is what serialises one owner's
@@ -120,7 +117,7 @@ impl MongoStore {
             match taken {
                 Ok(_) => return Ok(token),
                 Err(error) if shippy_store::mongo_duplicate_key(&error) => {}
-                Err(error) => return Err(store_error(error)),
+                Err(error) => return Err(StoreError::from_mongo(error)),
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(StoreError::Unavailable(
@@ -136,7 +133,7 @@ impl MongoStore {
         self.account_leases
             .delete_one(doc! { "_id": owner.as_str(), "token": token })
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         Ok(())
     }
 
@@ -155,8 +152,8 @@ impl MongoStore {
                 } },
             ])
             .await
-            .map_err(store_error)?;
-        let Some(sum) = sums.try_next().await.map_err(store_error)? else {
+            .map_err(StoreError::from_mongo)?;
+        let Some(sum) = sums.try_next().await.map_err(StoreError::from_mongo)? else {
             return Ok(Held::default());
         };
         let figure = |name: &str| {
@@ -244,7 +241,7 @@ impl MongoStore {
             Err(error) if shippy_store::mongo_duplicate_key(&error) => {
                 Ok(answer(self.reservation(id).await?))
             }
-            Err(error) => Err(store_error(error)),
+            Err(error) => Err(StoreError::from_mongo(error)),
         }
     }
 
@@ -255,7 +252,7 @@ impl MongoStore {
             .find_one(doc! { "reservations._id": id.as_str() })
             .projection(doc! { "reservations": { "$elemMatch": { "_id": id.as_str() } } })
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         let Some(holder) = holder else {
             return Ok(None);
         };
@@ -300,20 +297,13 @@ impl MongoStore {
                 },
             )
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         Ok(result.modified_count == 1)
     }
 }
 
-impl VesselStore for MongoStore {
-    #[tracing::instrument(name = "mongodb.ping", skip_all, err(Display, level = "debug"))]
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.database
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
+impl Storage for MongoStore {
+    type Error = StoreError;
 
     #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
@@ -356,7 +346,7 @@ impl VesselStore for MongoStore {
         self.vessels
             .create_indexes([by_size, reservation_ids, expiry, owners])
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         // Vessels stored before reservations existed start with all their room.
         self.vessels
             .update_many(
@@ -367,10 +357,16 @@ impl VesselStore for MongoStore {
                 } }],
             )
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         Ok(())
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        shippy_store::ping_mongo(&self.database).await
+    }
+}
+
+impl VesselStore for MongoStore {
     #[tracing::instrument(name = "mongodb.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
         match self.vessels.insert_one(VesselDocument::from(vessel)).await {
@@ -378,7 +374,7 @@ impl VesselStore for MongoStore {
             Err(error) if shippy_store::mongo_duplicate_key(&error) => {
                 Err(StoreError::AlreadyExists(vessel.id.clone()))
             }
-            Err(error) => Err(store_error(error)),
+            Err(error) => Err(StoreError::from_mongo(error)),
         }
     }
 
@@ -397,7 +393,7 @@ impl VesselStore for MongoStore {
             .find_one(doc! { "_id": id.as_str() })
             .projection(without_reservations())
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_mongo)?
             .map(Vessel::try_from)
             .transpose()
     }
@@ -420,10 +416,10 @@ impl VesselStore for MongoStore {
             .sort(doc! { "_id": 1 })
             .limit(i64::from(limit))
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_mongo)?
             .try_collect()
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         documents.into_iter().map(Vessel::try_from).collect()
     }
 
@@ -440,7 +436,7 @@ impl VesselStore for MongoStore {
             .sort(sort)
             .projection(without_reservations())
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_mongo)?
             .map(Vessel::try_from)
             .transpose()
     }
@@ -487,7 +483,7 @@ impl VesselStore for MongoStore {
                 doc! { "$set": { "reservations.$.expires_at": null } },
             )
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         if result.matched_count == 0 {
             return Ok(None);
         }
@@ -523,10 +519,10 @@ impl VesselStore for MongoStore {
             .find(doc! { "reservations": { "$elemMatch": due.clone() } })
             .projection(doc! { "reservations": 1 })
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_mongo)?
             .try_collect()
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_mongo)?;
         let mut expired = 0;
         for holder in holders {
             for element in holder.reservations {

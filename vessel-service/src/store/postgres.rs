@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use shippy_store::{DatabaseError, PostgresStorage};
+use sqlx::{PgPool, migrate::Migrator};
 
 use super::{StoreError, VesselStore, Wanted};
 use crate::domain::{
@@ -25,8 +26,8 @@ macro_rules! reservation_columns {
     };
 }
 
-/// The schema, embedded in the binary and applied by [`VesselStore::prepare`].
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema, embedded in the binary and applied by [`Storage::prepare`](shippy_store::Storage::prepare).
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Vessels in a PostgreSQL table.
 #[derive(Debug, Clone)]
@@ -159,10 +160,17 @@ const RESERVE_MANY: &str = "SELECT outcome, held_capacity, held_weight, reservat
 /// `reserve_many`'s code for giving up after too many lost races for room.
 const TOO_MANY_LOST_RACES: &str = "55P03";
 
-impl PostgresStore {
-    /// A store on `pool` (which may not have connected yet).
-    pub fn new(pool: PgPool) -> Self {
+impl PostgresStorage for PostgresStore {
+    type Error = StoreError;
+
+    const MIGRATOR: &'static Migrator = &MIGRATOR;
+
+    fn on_pool(pool: PgPool) -> Self {
         Self { pool }
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
 
@@ -170,32 +178,7 @@ fn unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
 }
 
-fn store_error(error: sqlx::Error) -> StoreError {
-    if shippy_store::postgres_unavailable(&error) {
-        StoreError::Unavailable(error.into())
-    } else {
-        StoreError::Database(error.into())
-    }
-}
-
 impl VesselStore for PostgresStore {
-    #[tracing::instrument(name = "postgres.ping", skip_all, err(Display, level = "debug"))]
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    #[tracing::instrument(name = "postgres.prepare", skip_all, err(Display, level = "debug"))]
-    async fn prepare(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
-            sqlx::migrate::MigrateError::Execute(inner) => store_error(inner),
-            other => StoreError::Database(other.into()),
-        })
-    }
-
     #[tracing::instrument(name = "postgres.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
         if self.insert_if_absent(vessel).await? {
@@ -222,7 +205,7 @@ impl VesselStore for PostgresStore {
         .bind(vessel.remaining.weight)
         .execute(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         Ok(inserted.rows_affected() == 1)
     }
 
@@ -236,7 +219,7 @@ impl VesselStore for PostgresStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         row.map(Vessel::try_from).transpose()
     }
 
@@ -259,7 +242,7 @@ impl VesselStore for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         rows.into_iter().map(Vessel::try_from).collect()
     }
 
@@ -281,7 +264,7 @@ impl VesselStore for PostgresStore {
         .bind(spec.max_weight.get())
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         row.map(Vessel::try_from).transpose()
     }
 
@@ -372,7 +355,7 @@ impl VesselStore for PostgresStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         row.map(Reservation::try_from).transpose()
     }
 
@@ -394,7 +377,7 @@ impl VesselStore for PostgresStore {
         let confirmed: std::collections::HashMap<String, ReservationRow> = match rows {
             Ok(rows) => rows.into_iter().map(|row| (row.id.clone(), row)).collect(),
             Err(error) => {
-                let error = store_error(error);
+                let error = StoreError::from_postgres(error);
                 tracing::debug!(%error, "batch of confirmations made one by one");
                 return super::confirm_each(self, ids).await;
             }
@@ -442,7 +425,7 @@ impl VesselStore for PostgresStore {
         .bind(only_if_held)
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         row.map(Reservation::try_from).transpose()
     }
 
@@ -474,7 +457,7 @@ impl VesselStore for PostgresStore {
         )
         .fetch_one(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         Ok(u64::try_from(expired).unwrap_or(0))
     }
 }
@@ -535,7 +518,7 @@ impl PostgresStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(StoreError::from_postgres)?;
         row.map(Reservation::try_from).transpose()
     }
 }
@@ -550,6 +533,6 @@ fn reserve_error(error: sqlx::Error) -> StoreError {
             StoreError::Unavailable(error.into())
         }
         sqlx::Error::Decode(_) => StoreError::Corrupt(error.to_string()),
-        _ => store_error(error),
+        _ => StoreError::from_postgres(error),
     }
 }
