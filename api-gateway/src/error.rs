@@ -3,8 +3,11 @@
 
 use axum::{
     Json,
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
-    http::{HeaderValue, StatusCode, header},
+    extract::{
+        FromRequest, FromRequestParts, Request,
+        rejection::{JsonRejection, PathRejection, QueryRejection},
+    },
+    http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use std::time::Duration;
@@ -174,6 +177,37 @@ impl From<QueryRejection> for HttpError {
             "bad query string: {}",
             clipped(&rejection.body_text(), MESSAGE_CHARS)
         ))
+    }
+}
+
+/// Any axum extractor `E` (`Json`, `Query`, `Path`, …) whose rejection is
+/// answered in the JSON error shape, through `HttpError`'s `From` for it.
+#[derive(Debug)]
+pub struct Input<E>(pub E);
+
+impl<S, E> FromRequest<S> for Input<E>
+where
+    E: FromRequest<S>,
+    HttpError: From<E::Rejection>,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, HttpError> {
+        Ok(Self(E::from_request(request, state).await?))
+    }
+}
+
+/// The same for the extractors that read only the request's head.
+impl<S: Send + Sync, E: FromRequestParts<S>> FromRequestParts<S> for Input<E>
+where
+    HttpError: From<E::Rejection>,
+{
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        let extracted = E::from_request_parts(parts, state).await;
+        extracted.map(Self).map_err(HttpError::from)
     }
 }
 

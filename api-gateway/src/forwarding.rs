@@ -106,6 +106,13 @@ impl Caller {
             token.forward_for(request, client);
         }
     }
+
+    /// `message` as a call made for this caller ([`Self::forward`]).
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        self.forward(&mut request);
+        request
+    }
 }
 
 impl<S> FromRequestParts<S> for Caller

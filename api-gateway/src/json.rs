@@ -207,6 +207,19 @@ pub struct ConsignmentPage {
     pub next_page_token: String,
 }
 
+impl From<consignment::Response> for ConsignmentPage {
+    fn from(answer: consignment::Response) -> Self {
+        Self {
+            consignments: answer
+                .consignments
+                .into_iter()
+                .map(Consignment::from)
+                .collect(),
+            next_page_token: answer.next_page_token,
+        }
+    }
+}
+
 impl From<consignment::Consignment> for Consignment {
     fn from(c: consignment::Consignment) -> Self {
         Self {
@@ -320,6 +333,15 @@ pub struct VesselPage {
     pub next_page_token: String,
 }
 
+impl From<vessel::Response> for VesselPage {
+    fn from(answer: vessel::Response) -> Self {
+        Self {
+            vessels: answer.vessels.into_iter().map(Vessel::from).collect(),
+            next_page_token: answer.next_page_token,
+        }
+    }
+}
+
 /// `?page_size=&page_token=` of `GET /api/v1/vessels`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -348,4 +370,22 @@ pub struct Page {
     #[serde(default)]
     #[param(schema_with = schema::page_token)]
     pub page_token: String,
+}
+
+impl From<FleetPage> for vessel::ListRequest {
+    fn from(page: FleetPage) -> Self {
+        Self {
+            page_size: page.page_size,
+            page_token: page.page_token,
+        }
+    }
+}
+
+impl From<Page> for consignment::GetRequest {
+    fn from(page: Page) -> Self {
+        Self {
+            page_size: page.page_size,
+            page_token: page.page_token,
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`api`]: the `/api/v1` handlers, each one gRPC call (or two) with the
 //!   caller's token passed on; the services stay the authority.
+//! - [`bearer`]: the caller's bearer token, an extractor: the one place
+//!   `authorization` is read; 401 in the JSON error shape without one.
 //! - [`json`]: the JSON bodies, with the protos' field names.
 //! - [`error`]: gRPC code → HTTP status and the `{"error": …}` body, in one place.
 //! - [`openapi`]: the OpenAPI 3 document, from the route table.
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bearer;
 pub mod error;
 pub mod forwarding;
 pub mod healthcheck;

@@ -101,6 +101,9 @@ fn seconds(description: &str) -> Value {
 fn add_edge_answers(operation: &mut Value) {
     let has_body = operation.get("requestBody").is_some();
     let secured = operation.get("security").is_some();
+    let has_query = operation["parameters"]
+        .as_array()
+        .is_some_and(|parameters| parameters.iter().any(|p| p["in"] == "query"));
     let responses = &mut operation["responses"];
     let mut limited = error("too many requests from this client: wait `Retry-After` seconds");
     limited["headers"] = json!({
@@ -146,6 +149,21 @@ fn add_edge_answers(operation: &mut Value) {
                 "the body is larger than {} bytes",
                 crate::app::MAX_BODY_BYTES
             )),
+        );
+    }
+    // What the gateway's own parsing refuses (`crate::error::Input`).
+    if has_body {
+        add(
+            "400",
+            error("a field is invalid, or the body is not the JSON expected"),
+        );
+    }
+    if has_query {
+        add(
+            "400",
+            error(
+                "a query parameter is invalid (a page_token not given out, an unknown parameter)",
+            ),
         );
     }
     if secured {
