@@ -22,7 +22,7 @@
 #
 # The agent must run with ACLs on, default deny, and CONSUL_HTTP_TOKEN must be
 # its management token (`acl.tokens.master` in Consul 1.8, `initial_management`
-# from 1.11). `make dev` (scripts/cluster.sh), docker-compose.yml (the
+# from 1.11). `make dev` (cargo dev dev), docker-compose.yml (the
 # consul-acl service) and the tests (shippy-testkit's ConsulAgent) all run
 # this. CONSUL names the consul binary (default: `consul` on PATH). POSIX sh:
 # it runs in the consul image too.

@@ -2,7 +2,7 @@
 // (GetConsignments and CreateConsignment) in grpc-go and pgx, doing the
 // per-request work consignment-service does, on the same tables, so the
 // benchmark can hold the Rust service against it. It is built offline from
-// Debian's Go packages by build.sh.
+// Debian's Go packages by `cargo dev bench` (shippy-dev/src/cluster/go_peer.rs).
 //
 // Per request it does what consignment-service does: the same token checks
 // with user-service's keys and the same cache of verified tokens, the same

@@ -64,14 +64,19 @@ pub fn mongodb_admin_url() -> SecretUrl {
 }
 
 /// The URL of a database with a fresh name on the test MongoDB server
-/// (MongoDB creates it on first write). The credentials keep authenticating
-/// where the server's URL said: its path names the authentication database
-/// (`admin` when it names none), so `authSource` is pinned to that before
-/// the path changes.
+/// (MongoDB creates it on first write), as [`mongodb_database_url`] names it.
 pub fn fresh_mongodb_database(prefix: &str) -> SecretUrl {
-    let admin = mongodb_admin_url();
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    let mut url = url::Url::parse(admin.expose()).expect("TEST_MONGODB_URL is a valid URL");
+    mongodb_database_url(mongodb_admin_url().expose(), &name)
+        .expect("TEST_MONGODB_URL is a valid URL")
+}
+
+/// The URL of database `name` on the MongoDB server at `server`. The
+/// credentials keep authenticating where the server's URL said: its path
+/// names the authentication database (`admin` when it names none), so
+/// `authSource` is pinned to that before the path changes.
+pub fn mongodb_database_url(server: &str, name: &str) -> Result<SecretUrl, url::ParseError> {
+    let mut url = url::Url::parse(server)?;
     let has_auth_source = url.query_pairs().any(|(key, _)| key == "authSource");
     if !url.username().is_empty() && !has_auth_source {
         let auth_database = match url.path().trim_start_matches('/') {
@@ -82,7 +87,7 @@ pub fn fresh_mongodb_database(prefix: &str) -> SecretUrl {
             .append_pair("authSource", &auth_database);
     }
     url.set_path(&format!("/{name}"));
-    url.as_str().parse().expect("still a valid URL")
+    url.as_str().parse()
 }
 
 /// Which database a store-backed service under test keeps its data in.

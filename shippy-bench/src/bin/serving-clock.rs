@@ -1,8 +1,8 @@
-//! A service's cold start, for `make bench`: started by `scripts/cluster.sh`
+//! A service's cold start, for `make bench`: started by `cargo dev bench`
 //! beside a service it has just spawned, it polls the service every few
 //! milliseconds until its first SERVING health answer (`--grpc`) or its first
 //! `200` from `/readyz` (`--readyz`, the api-gateway), and prints the
-//! milliseconds since the spawn (`--since`, bash's `$EPOCHREALTIME` taken
+//! milliseconds since the spawn (`--since`, seconds since the epoch taken
 //! just before it) to that, and to when the service first accepted a
 //! connection: `SERVING_MS LISTENING_MS`. The gap is the service waiting on
 //! what it depends on (its database, the services it calls). `bench
@@ -27,7 +27,7 @@ use tonic_health::pb::{
 #[derive(Debug, Parser)]
 struct Args {
     /// When the service was spawned: seconds since the Unix epoch, with a
-    /// fraction (bash's `$EPOCHREALTIME`).
+    /// fraction (taken just before the spawn).
     #[arg(long, value_parser = parse_since)]
     since: SystemTime,
     /// A gRPC server: wait for its health service's SERVING.

@@ -24,7 +24,7 @@ pub const CLUSTER: [&str; 5] = [
 
 /// A service's cold start, as `--started NAME=MILLIS`: from its spawn to
 /// its first SERVING health answer (the api-gateway's: its first ready
-/// `/readyz`), measured by `serving-clock` as `scripts/cluster.sh` starts it;
+/// `/readyz`), measured by `serving-clock` as `cargo dev bench` starts it;
 /// or, as `--listening NAME=MILLIS`, to its first accepted connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColdStart {

@@ -66,7 +66,7 @@ struct Args {
     #[arg(long = "pid", value_parser = Watched::parse)]
     pids: Vec<Watched>,
     /// A service's cold start, as NAME=MILLIS: from its spawn to its first
-    /// SERVING answer (scripts/cluster.sh measures it with serving-clock).
+    /// SERVING answer (`cargo dev bench` measures it with serving-clock).
     #[arg(long = "started", value_parser = ColdStart::parse)]
     cold_starts: Vec<ColdStart>,
     /// When a service first accepted a connection, as NAME=MILLIS since its
