@@ -667,7 +667,7 @@ def main():
         if os.path.exists(os.path.join(ROOT, "docs", "kubernetes.md")) else "",
     }
 
-    # No private key is committed: the dev overlay's is generated (scripts/k8s.sh dev-key).
+    # No private key is committed: the dev overlay's is generated (cargo dev k8s dev-key).
     listed = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "deploy/kubernetes"], capture_output=True, text=True)
     tracked = [p for p in listed.stdout.split("\0") if p]
     if listed.returncode != 0:  # not a git checkout: every file but the generated key

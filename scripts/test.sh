@@ -34,17 +34,17 @@ cargo test --workspace --locked --no-fail-fast "${extra[@]}" 2>&1 | tee "$log" |
 # The binary as a new user runs it, probed by an independent gRPC client.
 echo
 echo "smoke: vessel-service with an independent client (Python grpcio + reflection)"
-scripts/smoke/vessel.sh 2>&1 | tee -a "$log.smoke" || status=1
+cargo dev smoke vessel 2>&1 | tee -a "$log.smoke" || status=1
 
 # The web UI in headless Chromium (Debian's package), through api-gateway.
 echo
 echo "browser: the web UI in headless Chromium (Selenium), screenshots in ${CARGO_TARGET_DIR:-target}/browser"
-BROWSER_OUT=${CARGO_TARGET_DIR:-target}/browser scripts/smoke/browser.sh 2>&1 | tee -a "$log.smoke" || status=1
+BROWSER_OUT=${CARGO_TARGET_DIR:-target}/browser cargo dev smoke browser 2>&1 | tee -a "$log.smoke" || status=1
 
 # The gateway's OpenAPI document against the gateway (Schemathesis, PyPI).
 echo
 echo "openapi: Schemathesis fuzzes api-gateway against /api/openapi.json, report in ${CARGO_TARGET_DIR:-target}/openapi"
-OPENAPI_OUT=${CARGO_TARGET_DIR:-target}/openapi scripts/smoke/openapi.sh 2>&1 | tee -a "$log.smoke" || status=1
+OPENAPI_OUT=${CARGO_TARGET_DIR:-target}/openapi cargo dev smoke openapi 2>&1 | tee -a "$log.smoke" || status=1
 
 # No Docker engine here: check the compose file against the binaries instead.
 echo
@@ -54,7 +54,7 @@ python3 scripts/check_compose.py "${CARGO_TARGET_DIR:-target}/debug" 2>&1 | tee 
 # No kubelet here either: render the Kubernetes manifests and check them.
 echo
 echo "kubernetes: deploy/kubernetes rendered, schema-validated and checked against the binaries"
-scripts/k8s.sh check "${CARGO_TARGET_DIR:-target}/debug" 2>&1 | tee -a "$log.smoke" || status=1
+cargo dev k8s check "${CARGO_TARGET_DIR:-target}/debug" 2>&1 | tee -a "$log.smoke" || status=1
 
 if [ -z "${TEST_MONGODB_URL:-}" ]; then
     echo

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode};
 use backon::{ExponentialBuilder, Retryable};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
-use shippy_cli::{self as cli, Failure, saved};
+use shippy_cli::{self as cli, Failure, listing::column_width, saved};
 use shippy_proto::consignment::v1::{
     CancelRequest, Consignment, Container, GetRequest, Response,
     shipping_service_client::ShippingServiceClient,
@@ -248,9 +248,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { page_size } => {
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let all = cli::listing::all_pages(async |page_token| {
                 let request = saved::bearer(
                     GetRequest {
                         page_size,
@@ -264,12 +262,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .await
                     .map_err(failed)?
                     .into_inner();
-                all.extend(page.consignments.into_iter().map(ConsignmentOut::from));
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+                let consignments = page.consignments.into_iter().map(ConsignmentOut::from);
+                Ok((consignments.collect(), page.next_page_token))
+            })
+            .await?;
             if cli.json {
                 cli::print_json(&all)?;
             } else {
@@ -319,18 +315,8 @@ fn print_table(consignments: &[ConsignmentOut]) {
         println!("no consignments");
         return;
     }
-    let id = consignments
-        .iter()
-        .map(|c| c.id.len())
-        .max()
-        .unwrap_or(0)
-        .max(2);
-    let vessel = consignments
-        .iter()
-        .map(|c| c.vessel_id.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let id = column_width("ID", consignments.iter().map(|c| c.id.as_str()));
+    let vessel = column_width("VESSEL", consignments.iter().map(|c| c.vessel_id.as_str()));
     println!(
         "{:id$}  {:vessel$}  {:>9}  {:>10}  {:25}  DESCRIPTION",
         "ID", "VESSEL", "WEIGHT kg", "CONTAINERS", "CREATED"

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for scripts/smoke/openapi.sh.
+"""Schemathesis hooks for cargo dev smoke openapi.
 
 Two rules of the API no JSON Schema can state, applied to every generated
 request before it is sent (documented in the operations' descriptions):

@@ -9,9 +9,9 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
-use shippy_cli::{self as cli, Failure, saved};
+use shippy_cli::{self as cli, Failure, listing::column_width, saved};
 use shippy_proto::user::v1::{
-    Request as ListRequest, User, UserProfile, user_service_client::UserServiceClient,
+    Request as ListRequest, Response, User, UserProfile, user_service_client::UserServiceClient,
 };
 use tonic::{Request, Status};
 
@@ -84,6 +84,13 @@ fn failed(status: Status) -> Failure {
     Failure::from_status(&status, "user-service", "USER_SERVICE_URL")
 }
 
+/// The user a `Create` or `Get` call answered.
+fn one_user(answer: Result<tonic::Response<Response>, Status>) -> Result<Profile, Failure> {
+    let user = answer.map_err(failed)?.into_inner().user;
+    user.map(Profile::from)
+        .ok_or_else(|| Failure("user-service answered without the user".into()))
+}
+
 #[derive(Serialize)]
 struct Profile {
     id: String,
@@ -132,20 +139,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Some(password) => password,
                 None => read_password("Password (at least 8 characters): ")?,
             };
-            let user = client
-                .create(User {
-                    name,
-                    email,
-                    company,
-                    password,
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed)?
-                .into_inner()
-                .user
-                .ok_or_else(|| Failure("user-service answered without the user".into()))?;
-            let profile = Profile::from(user);
+            let profile = one_user(
+                client
+                    .create(User {
+                        name,
+                        email,
+                        company,
+                        password,
+                        ..Default::default()
+                    })
+                    .await,
+            )?;
             if cli.json {
                 cli::print_json(&profile)?;
             } else {
@@ -191,26 +195,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { page_size } => {
             let token = token(cli.token)?;
-            let mut users = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .get_all(authorized(
-                        ListRequest {
-                            page_size,
-                            page_token,
-                        },
-                        &token,
-                    )?)
-                    .await
-                    .map_err(failed)?
-                    .into_inner();
-                users.extend(page.users.into_iter().map(Profile::from));
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+            let users = cli::listing::all_pages(async |page_token| {
+                let request = authorized(
+                    ListRequest {
+                        page_size,
+                        page_token,
+                    },
+                    &token,
+                )?;
+                let page = client.get_all(request).await.map_err(failed)?.into_inner();
+                let users = page.users.into_iter().map(Profile::from);
+                Ok((users.collect(), page.next_page_token))
+            })
+            .await?;
             if cli.json {
                 cli::print_json(&users)?;
             } else {
@@ -219,20 +216,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Get { id } => {
             let token = token(cli.token)?;
-            let user = client
-                .get(authorized(
-                    User {
-                        id,
-                        ..Default::default()
-                    },
-                    &token,
-                )?)
-                .await
-                .map_err(failed)?
-                .into_inner()
-                .user
-                .ok_or_else(|| Failure("user-service answered without the user".into()))?;
-            let profile = Profile::from(user);
+            let profile = one_user(
+                client
+                    .get(authorized(
+                        User {
+                            id,
+                            ..Default::default()
+                        },
+                        &token,
+                    )?)
+                    .await,
+            )?;
             if cli.json {
                 cli::print_json(&profile)?;
             } else {
@@ -275,18 +269,11 @@ fn print_table(users: &[Profile]) {
         println!("no users");
         return;
     }
-    let width = |pick: fn(&Profile) -> &str, title: &str| {
-        users
-            .iter()
-            .map(|user| pick(user).chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(title.len())
-    };
+    let width = |title, pick: fn(&Profile) -> &str| column_width(title, users.iter().map(pick));
     let (id, name, email) = (
-        width(|user| &user.id, "ID"),
-        width(|user| &user.name, "NAME"),
-        width(|user| &user.email, "EMAIL"),
+        width("ID", |user| &user.id),
+        width("NAME", |user| &user.name),
+        width("EMAIL", |user| &user.email),
     );
     println!(
         "{:id$}  {:name$}  {:email$}  COMPANY",

@@ -501,7 +501,7 @@ async fn an_address_with_several_dots_signs_up_and_login_takes_any_address() {
     // The document's sign-up pattern is a dot-atom (any number of dots, as
     // user-service takes), and login's email is loose (accounts made
     // before the sign-up rules log in with what they signed up with).
-    // scripts/smoke/openapi.sh checks the served pattern itself in Python.
+    // cargo dev smoke openapi checks the served pattern itself in Python.
     let gateway = Gateway::start().await;
     let document = gateway.get("/api/openapi.json", None).await.json;
     let schemas = &document["components"]["schemas"];
