@@ -191,7 +191,7 @@ impl Cluster {
         );
         nats.spawn()?;
         if nats.wait_ready(Duration::from_secs(20)).await.is_none() {
-            bail!("nats-server did not start (is it installed? scripts/infra.sh installs it)");
+            bail!("nats-server did not start (is it installed? cargo dev infra up installs it)");
         }
         let smtp = SmtpServer::start().await;
         let consul = if with_consul {

@@ -111,15 +111,15 @@ fn up(state: &State, servers: &[&str]) -> anyhow::Result<String> {
     } else {
         servers
     };
-    if let Some(unknown) = servers.iter().find(|server| !SERVERS.contains(server)) {
-        bail!("unknown service '{unknown}' (postgres, nats, consul or mongodb)");
-    }
     if let Ok(env) = std::fs::read_to_string(state.env()) {
         state.log(format_args!(
             "already up ({} exists); run 'cargo dev infra down' first",
             state.env().display()
         ));
         return Ok(env);
+    }
+    if let Some(unknown) = servers.iter().find(|server| !SERVERS.contains(server)) {
+        bail!("unknown service '{unknown}' (postgres, nats, consul or mongodb)");
     }
     std::fs::create_dir_all(state.dir())
         .with_context(|| format!("cannot create {}", state.dir().display()))?;
@@ -304,5 +304,34 @@ mod tests {
             Some(("TEST_NATS_URL".into(), "nats://127.0.0.1:4222".into()))
         );
         assert_eq!(parse_export("infra: NATS listening"), None);
+    }
+
+    fn temp_state(name: &str) -> State {
+        let dir = std::env::temp_dir().join(format!("shippy-dev-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        State::new(dir, true)
+    }
+
+    #[test]
+    fn up_when_already_up_prints_the_same_lines_and_starts_nothing() {
+        let state = temp_state("already-up");
+        std::fs::create_dir_all(state.dir()).unwrap();
+        let lines = "export TEST_NATS_URL='nats://127.0.0.1:1'\n";
+        std::fs::write(state.env(), lines).unwrap();
+
+        assert_eq!(up(&state, &["nats"]).unwrap(), lines);
+        assert!(!state.path("nats.pid").exists());
+        std::fs::remove_dir_all(state.dir()).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_server_is_refused_before_anything_starts() {
+        let state = temp_state("unknown");
+        let error = up(&state, &["postgres", "redis"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown service 'redis' (postgres, nats, consul or mongodb)"
+        );
+        assert!(!state.dir().exists());
     }
 }

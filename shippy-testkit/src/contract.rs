@@ -9,7 +9,7 @@
 ///
 /// The MongoDB cases are marked ignored (a plain `cargo test` without a
 /// MongoDB server lists them as such); `make test` includes them whenever
-/// `scripts/infra.sh` started a server, and an included case without one
+/// `cargo dev infra` started a server, and an included case without one
 /// fails, saying what to set ([`mongodb_admin_url`](crate::mongodb_admin_url)).
 #[macro_export]
 macro_rules! store_contract {

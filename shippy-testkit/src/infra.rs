@@ -1,11 +1,11 @@
-//! The infrastructure `scripts/infra.sh` started, and a database of a test's
+//! The infrastructure `cargo dev infra` started, and a database of a test's
 //! own on it: [`fresh_postgres_database`], [`fresh_mongodb_database`], or
 //! either through [`StoreKind`].
 
 use shippy_service::settings::SecretUrl;
 use sqlx::{Connection, PgConnection};
 
-/// The value of an infrastructure variable `scripts/infra.sh` exports.
+/// The value of an infrastructure variable `cargo dev infra` exports.
 ///
 /// Panics with what to do when it is missing, so a test run without the
 /// infrastructure says why instead of failing somewhere deep.
@@ -13,7 +13,7 @@ pub fn infra_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
             "{name} is not set: run the tests with `make test`, or start the \
-             infrastructure with `eval \"$(scripts/infra.sh up)\"` first"
+             infrastructure with `eval \"$(cargo dev infra up)\"` first"
         )
     })
 }
@@ -42,7 +42,7 @@ pub async fn fresh_postgres_database(prefix: &str) -> SecretUrl {
 }
 
 /// The MongoDB server the tests use: `TEST_MONGODB_URL`, which
-/// `scripts/infra.sh up mongodb` exports (here, the DocumentDB stand-in from
+/// `cargo dev infra up mongodb` exports (here, the DocumentDB stand-in from
 /// `shared/tools/documentdb`; anywhere else, any MongoDB).
 ///
 /// MongoDB tests are marked ignored so a plain `cargo test` without a server
@@ -56,7 +56,7 @@ pub fn mongodb_admin_url() -> SecretUrl {
         .unwrap_or_else(|| {
             panic!(
                 "TEST_MONGODB_URL is not set, so this MongoDB test cannot run: run \
-                 `make test`, or `eval \"$(scripts/infra.sh up mongodb)\"` first, or set \
+                 `make test`, or `eval \"$(cargo dev infra up mongodb)\"` first, or set \
                  TEST_MONGODB_URL=mongodb://user:password@host:port/ to a MongoDB server"
             )
         });

@@ -1,7 +1,7 @@
 //! What shippy-rs tests share.
 //!
 //! Tests talk to real infrastructure started on loopback by
-//! `scripts/infra.sh up` (which `make test` runs): its URLs arrive in
+//! `cargo dev infra up` (which `make test` runs): its URLs arrive in
 //! `TEST_DATABASE_URL`, `TEST_NATS_URL`, `TEST_CONSUL_HTTP_ADDR` and
 //! `TEST_MONGODB_URL`. Every test gets its own world from here:
 //! [`fresh_postgres_database`] and [`fresh_mongodb_database`] name a

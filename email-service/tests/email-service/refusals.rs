@@ -58,7 +58,7 @@ impl PickySmtp {
             process: command
                 .arg(&maildir)
                 .spawn()
-                .expect("start aiosmtpd (scripts/infra.sh installs python3-aiosmtpd)"),
+                .expect("start aiosmtpd (cargo dev infra up installs python3-aiosmtpd)"),
             maildir,
         };
         for _ in 0..100 {

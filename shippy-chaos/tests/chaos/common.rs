@@ -30,7 +30,7 @@ pub fn out(name: &str) -> PathBuf {
 }
 
 /// Pausing PostgreSQL's backends is safe only on a server of the run's own:
-/// one `scripts/infra.sh up` started for `make test` (it leaves
+/// one `cargo dev infra up` started for `make test` (it leaves
 /// `postgres.dir` in `SHIPPY_INFRA_DIR`; a reused server leaves none), or
 /// when `CHAOS_PAUSE_POSTGRES=1` says so.
 pub fn may_pause_postgres() -> bool {

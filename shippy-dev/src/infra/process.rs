@@ -141,3 +141,52 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn spare_ports_are_distinct() {
+        let ports: [u16; 5] = spare_ports().unwrap();
+        let mut unique = ports.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 5, "{ports:?}");
+    }
+
+    #[test]
+    fn stop_pid_ends_the_process_its_pid_file_names_and_removes_the_file() {
+        let dir = std::env::temp_dir().join(format!("shippy-dev-stop-pid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = State::new(dir.clone(), true);
+        let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+        std::fs::write(state.path("sleeper.pid"), sleeper.id().to_string()).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(sleeper.wait()));
+
+        stop_pid(&state, "sleeper");
+
+        let status = receiver
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the process ended")
+            .unwrap();
+        assert_eq!(status.signal(), Some(15), "ended by TERM: {status:?}");
+        assert!(!state.path("sleeper.pid").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn waiting_for_a_closed_port_fails_naming_the_port_and_the_logs() {
+        let state = State::new(PathBuf::from("/tmp/state"), true);
+        let [port] = spare_ports().unwrap();
+        let error = wait_for_port(&state, port, "nats-server", 1).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("nats-server did not open port {port} within 1s (see its log in /tmp/state)")
+        );
+    }
+}

@@ -15,7 +15,7 @@ pub const CONSUL_SERVICES: [&str; 5] = [
 ];
 
 /// A Consul dev agent of a test's own, on spare loopback ports (the binary
-/// `scripts/infra.sh` installed, in `TEST_CONSUL_BIN`). Killed when dropped.
+/// `cargo dev infra` installed, in `TEST_CONSUL_BIN`). Killed when dropped.
 ///
 /// [`ConsulAgent::start_with_acls`] runs it as `make dev` and compose do:
 /// ACLs on, default deny, and a token per service made by
@@ -129,7 +129,7 @@ impl ConsulAgent {
         .args(["-serf-lan-port", &serf_lan, "-serf-wan-port", &serf_wan])
         .args(["-server-port", &server])
         .ready_when(Readiness::http_body("/v1/status/leader", has_leader))
-        .install_hint("scripts/infra.sh installs it and exports TEST_CONSUL_BIN");
+        .install_hint("cargo dev infra up installs it and exports TEST_CONSUL_BIN");
         if let Some(acl) = &acl {
             server = server.args(["-hcl", &acl.hcl()]);
         }

@@ -15,7 +15,7 @@ impl NatsServer {
         let [port] = crate::net::spare_ports();
         let server =
             ExternalServer::new("nats-server", "nats-server", ([127, 0, 0, 1], port).into())
-                .install_hint("scripts/infra.sh installs it");
+                .install_hint("cargo dev infra up installs it");
         let store = server.dir().join("jetstream-store");
         let server = server
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])

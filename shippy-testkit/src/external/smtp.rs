@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::ExternalServer;
 
 /// A real SMTP server of a test's own (Debian's `python3-aiosmtpd`, which
-/// `scripts/infra.sh up` installs), storing what it receives in a maildir.
+/// `cargo dev infra up` installs), storing what it receives in a maildir.
 /// Killed when dropped.
 #[derive(Debug)]
 pub struct SmtpServer {
@@ -22,7 +22,7 @@ impl SmtpServer {
             "/usr/bin/python3",
             ([127, 0, 0, 1], port).into(),
         )
-        .install_hint("scripts/infra.sh installs python3-aiosmtpd");
+        .install_hint("cargo dev infra up installs python3-aiosmtpd");
         let maildir = server.dir().join("maildir");
         let server = server
             .args(["-m", "aiosmtpd", "-n", "-l"])

@@ -97,11 +97,11 @@ async fn a_program_that_is_not_ready_in_time_fails_saying_what_it_waited_for() {
 #[tokio::test]
 async fn a_program_that_cannot_be_started_says_where_it_comes_from() {
     let server = ExternalServer::new("missing", "/nonexistent/shippy-server", spare_address())
-        .install_hint("scripts/infra.sh installs it");
+        .install_hint("cargo dev infra up installs it");
     let message = start_failure(server).await;
     assert!(message.contains("start missing"), "{message}");
     assert!(
-        message.contains("scripts/infra.sh installs it"),
+        message.contains("cargo dev infra up installs it"),
         "{message}"
     );
 }

@@ -1,7 +1,7 @@
 //! The contract every vessel store must keep, run against each store:
 //! PostgreSQL and MongoDB, a fresh database per test. The MongoDB cases are
 //! marked ignored for a plain `cargo test`; `make test` includes them, on the
-//! server `scripts/infra.sh up mongodb` started (`TEST_MONGODB_URL`).
+//! server `cargo dev infra up mongodb` started (`TEST_MONGODB_URL`).
 //! The cases on vessels are here, those on reservations in
 //! [`reservations`]; both run through the one `store_contract!` below.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
