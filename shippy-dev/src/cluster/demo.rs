@@ -192,10 +192,53 @@ fn show(raw: &[u8]) -> Option<String> {
         addresses(message.from()),
         addresses(message.to()),
         message.subject().unwrap_or_default(),
-        message
-            .date()
-            .map(mail_parser::DateTime::to_rfc822)
-            .unwrap_or_default(),
+        // As written (Python's email package showed it so too).
+        message.header_raw("Date").unwrap_or_default().trim(),
         message.body_text(0)?.trim(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The welcome mail as lettre sends it: multipart/alternative, the
+    /// plain part quoted-printable with soft line breaks.
+    const MAIL: &str = "From: Shippy <no-reply@shippy.example>\r\n\
+To: Ewan Valentine <ewan+1@example.com>\r\n\
+Subject: Welcome to Shippy\r\n\
+Date: Sun, 06 Dec 2026 12:01:26 +0000\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"b1\"\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+Hi Ewan Valentine,\r\n\
+\r\n\
+welcome to Shippy! Your account for ewan+1@example.com is ready: log in wi=\r\n\
+th `user-cli login --email ewan+1@example.com` =E2=80=94 and ship.\r\n\
+--b1\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<p>Hi Ewan Valentine,</p>\r\n\
+--b1--\r\n";
+
+    #[test]
+    fn the_mail_is_shown_decoded_headers_then_the_plain_part() {
+        let shown = super::show(MAIL.as_bytes()).unwrap_or_default();
+        assert!(
+            shown.starts_with(
+                "From: Shippy <no-reply@shippy.example>\nTo: Ewan Valentine <ewan+1@example.com>\n\
+                 Subject: Welcome to Shippy\nDate: Sun, 06 Dec 2026 12:01:26 +0000\n\nHi Ewan Valentine,"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "log in with `user-cli login --email ewan+1@example.com` \u{2014} and ship."
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains("<p>"), "{shown}");
+    }
 }

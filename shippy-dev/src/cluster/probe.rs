@@ -143,3 +143,40 @@ pub(crate) async fn wait_listening(port: u16, within: Duration) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::processes::Processes;
+
+    fn run_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("shippy-dev-probe-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_service_that_exits_during_start_fails_at_once_saying_its_port_was_taken() {
+        let run = run_dir();
+        let mut processes = Processes::new(&run);
+        let mut command = tokio::process::Command::new("sh");
+        command.args([
+            "-c",
+            "echo 'error: cannot listen on 127.0.0.1:1: Address already in use'; exit 3",
+        ]);
+        processes.start("user-service", command).unwrap_or_default();
+        let started = tokio::time::Instant::now();
+        let [port] = shippy_testkit::spare_ports();
+        let error = super::wait_serving(&mut processes, "user-service", port)
+            .await
+            .err()
+            .map(|error| format!("{error:#}"))
+            .unwrap_or_default();
+        assert!(
+            error.contains("user-service exited during start")
+                && error.contains("Address already in use"),
+            "{error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(run);
+    }
+}

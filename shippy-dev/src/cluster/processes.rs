@@ -132,3 +132,36 @@ impl Processes {
             .map(|(_, child)| child)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Processes;
+
+    #[tokio::test]
+    async fn stop_all_ends_every_process_it_started_with_sigterm() {
+        let run = std::env::temp_dir().join(format!("shippy-dev-stop-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&run).unwrap_or_default();
+        let mut processes = Processes::new(&run);
+        let mut pids = Vec::new();
+        for name in ["one", "two"] {
+            let mut command = tokio::process::Command::new("sh");
+            // Says which signal ended it, in its log.
+            command.args([
+                "-c",
+                "trap 'echo TERM; exit 0' TERM; while :; do sleep 0.1; done",
+            ]);
+            pids.push(processes.start(name, command).unwrap_or_default());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        processes.stop_all().await;
+        for (pid, name) in pids.into_iter().zip(["one", "two"]) {
+            let alive = std::process::Command::new("kill")
+                .args(["-0", &pid.to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            assert!(!alive, "{name} ({pid}) still runs");
+            assert_eq!(processes.log_tail(name, 1), "TERM");
+        }
+        let _ = std::fs::remove_dir_all(run);
+    }
+}
