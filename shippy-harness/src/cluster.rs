@@ -18,7 +18,6 @@ use std::{net::SocketAddr, time::Duration};
 use consignment_service::settings::Settings as ConsignmentSettings;
 use shippy_proto::{
     consignment::v1::shipping_service_client::ShippingServiceClient,
-    user::v1::{User, user_service_client::UserServiceClient},
     vessel::v1::{Vessel, vessel_service_client::VesselServiceClient},
 };
 use shippy_service::{Shutdown, settings::SecretUrl};
@@ -30,7 +29,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application as UserApp, settings::Settings as UserSettings, tokens};
 use vessel_service::{domain::AccountQuota, settings::Settings as VesselSettings};
 
-use crate::{ADMIN, PASSWORD, bearer, settings, spawn};
+use crate::{ADMIN, bearer, settings, spawn};
 
 type Adjust<S> = Box<dyn FnOnce(&mut S) + Send>;
 
@@ -229,20 +228,7 @@ impl Cluster {
 
     /// Creates a user, logs in, returns (id, token).
     pub async fn user(&self, email: &str) -> (String, String) {
-        let mut users = UserServiceClient::new(self.users.clone());
-        let id = users
-            .create(User {
-                name: "Someone".into(),
-                email: email.into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap()
-            .id;
+        let id = crate::create_user(self.users.clone(), "Someone", email).await;
         (id, crate::login(self.users.clone(), email).await)
     }
 

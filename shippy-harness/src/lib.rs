@@ -12,18 +12,28 @@
 //!   which extra settings), serving once started.
 //! - [`user`]: user-service alone ([`user::TestApp`]), with its signing key
 //!   and JetStream stream at hand.
+//! - [`shipping`]: the sample consignment, a cluster's consignment calls and
+//!   the fleet's room.
+//! - [`status`]: a refusal's code and message ([`refused`], [`assert_status`]).
+//! - [`logs`]: a process's log captured to a file ([`LogFile`]).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a panic is a test failure.
 
 pub mod cluster;
+pub mod logs;
 pub mod settings;
+pub mod shipping;
 pub mod spawn;
+pub mod status;
 pub mod user;
 
 pub use cluster::{Cluster, ClusterBuilder};
+pub use logs::LogFile;
 pub use settings::UNCAPPED;
+pub use shipping::sample;
 pub use spawn::channel;
+pub use status::{assert_status, refused};
 
-use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
+use shippy_proto::user::v1::{GetPublicKeysRequest, User, user_service_client::UserServiceClient};
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
 /// The password of every account tests create.
@@ -33,12 +43,61 @@ pub const ADMIN: &str = "admin@example.com";
 
 /// `message` with `authorization: Bearer <token>`.
 pub fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
+    with_metadata(
+        Request::new(message),
         "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
+        &format!("Bearer {token}"),
+    )
+}
+
+/// `message` with the services' shared `x-service-token`.
+pub fn as_service<T>(message: T) -> Request<T> {
+    with_metadata(
+        Request::new(message),
+        "x-service-token",
+        shippy_testkit::SERVICE_TOKEN,
+    )
+}
+
+/// `request` with `key: value` added to its metadata.
+pub fn with_metadata<T>(mut request: Request<T>, key: &'static str, value: &str) -> Request<T> {
     request
+        .metadata_mut()
+        .insert(key, MetadataValue::try_from(value).unwrap());
+    request
+}
+
+/// Creates the account `name` <`email`> (of Shippy Ltd, with [`PASSWORD`])
+/// at the user-service behind `users`; answers its id.
+pub async fn create_user(users: Channel, name: &str, email: &str) -> String {
+    UserServiceClient::new(users)
+        .create(User {
+            name: name.into(),
+            email: email.into(),
+            company: "Shippy Ltd".into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create user")
+        .into_inner()
+        .user
+        .expect("a user")
+        .id
+}
+
+/// The kids of the keys the user-service behind `users` publishes, the
+/// signing one first.
+pub async fn published_kids(users: Channel) -> Vec<String> {
+    UserServiceClient::new(users)
+        .get_public_keys(GetPublicKeysRequest {})
+        .await
+        .expect("the public keys")
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(|key| key.kid)
+        .collect()
 }
 
 /// Logs `email` in with [`PASSWORD`] at the user-service behind `users`;

@@ -1,6 +1,7 @@
 //! One service in-process on a random port, returned once it listens (not
-//! yet serving: wait with [`shippy_testkit::wait_for_health`] where it
-//! matters), with the [`Shutdown`] that stops it.
+//! yet serving: wait with [`Running::serving`] or
+//! [`shippy_testkit::wait_for_health`] where it matters), as a [`Running`]
+//! (or its address and the [`Shutdown`] that stops it).
 
 use std::net::SocketAddr;
 
@@ -11,8 +12,10 @@ use shippy_auth::remote::KeyRefresh;
 use shippy_service::{
     Shutdown,
     discovery::{CallTimeouts, static_channel},
+    server::ServerError,
     settings::SecretUrl,
 };
+use shippy_testkit::Running;
 use tonic::transport::Channel;
 use user_service::{app::Application as UserApp, settings::Settings as UserSettings};
 use vessel_service::{
@@ -26,33 +29,48 @@ pub fn channel(address: SocketAddr) -> Channel {
     static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap()
 }
 
+/// A service of this workspace in-process: what [`user`], [`vessel`] and
+/// [`consignment`] answer.
+pub type Service = Running<ServerError>;
+
+/// Builds `$app` from `$settings` and runs it on a task.
+macro_rules! start {
+    ($app:ty, $settings:expr) => {{
+        let app = <$app>::build($settings).await.expect("the service builds");
+        Running::spawn(app.local_addr().unwrap(), |shutdown| app.run(shutdown))
+    }};
+}
+
+/// Starts user-service with `settings`.
+pub async fn user(settings: &UserSettings) -> Service {
+    start!(UserApp, settings)
+}
+
+/// Starts vessel-service with `settings`.
+pub async fn vessel(settings: &VesselSettings) -> Service {
+    start!(VesselApp, settings)
+}
+
+/// Starts consignment-service with `settings`.
+pub async fn consignment(settings: &ConsignmentSettings) -> Service {
+    start!(ConsignmentApp, settings)
+}
+
 /// Starts user-service with `settings`.
 pub async fn user_service(settings: &UserSettings) -> (SocketAddr, Shutdown) {
-    let app = UserApp::build(settings).await.unwrap();
-    let address = app.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    (address, shutdown)
+    user(settings).await.detach()
 }
 
 /// Starts vessel-service with `settings`.
 pub async fn vessel_service_with_settings(settings: &VesselSettings) -> (SocketAddr, Shutdown) {
-    let app = VesselApp::build(settings).await.unwrap();
-    let address = app.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    (address, shutdown)
+    vessel(settings).await.detach()
 }
 
 /// Starts consignment-service with `settings`.
 pub async fn consignment_service_with_settings(
     settings: &ConsignmentSettings,
 ) -> (SocketAddr, Shutdown) {
-    let app = ConsignmentApp::build(settings).await.unwrap();
-    let address = app.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    (address, shutdown)
+    consignment(settings).await.detach()
 }
 
 /// Starts vessel-service on `database_url` (verifying tokens with the keys

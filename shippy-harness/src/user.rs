@@ -6,15 +6,12 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use async_nats::jetstream;
-use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
-use shippy_service::Shutdown;
-use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
-use tokio::task::JoinHandle;
+use shippy_proto::user::v1::user_service_client::UserServiceClient;
+use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging};
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::{app::Application, settings::Settings, tokens};
+use user_service::{settings::Settings, tokens};
 
-use crate::{ADMIN, PASSWORD, settings, spawn::channel};
+use crate::{ADMIN, settings, spawn};
 
 /// A running user-service; stopped when [`TestApp::stop`]ped (or dropped
 /// with the test's runtime).
@@ -24,8 +21,7 @@ pub struct TestApp {
     pub settings: Settings,
     /// The PEM of the signing key, to forge tokens in tests.
     pub key_pem: String,
-    shutdown: Shutdown,
-    server: JoinHandle<Result<(), shippy_service::server::ServerError>>,
+    server: spawn::Service,
 }
 
 impl std::fmt::Debug for TestApp {
@@ -62,18 +58,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: Settings, key_pem: String) -> Self {
-        let app = Application::build(&settings).await.expect("build");
-        let address = app.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let server = tokio::spawn(app.run(shutdown.clone()));
-        let channel = channel(address);
-        wait_for_health(&channel, ServingStatus::Serving).await;
+        let server = spawn::user(&settings).await.serving().await;
         Self {
-            address,
-            channel,
+            address: server.address,
+            channel: server.channel(),
             settings,
             key_pem,
-            shutdown,
             server,
         }
     }
@@ -88,20 +78,7 @@ impl TestApp {
 
     /// Creates a user and returns its id.
     pub async fn create_user(&self, name: &str, email: &str) -> String {
-        self.users()
-            .create(User {
-                name: name.into(),
-                email: email.into(),
-                company: "Shippy Ltd".into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create user")
-            .into_inner()
-            .user
-            .expect("a user")
-            .id
+        crate::create_user(self.channel.clone(), name, email).await
     }
 
     /// Logs in and returns the token.
@@ -131,8 +108,7 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        self.shutdown.trigger();
-        self.server.await.expect("server task").expect("clean stop");
+        self.server.stop().await;
     }
 }
 

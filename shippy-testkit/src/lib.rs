@@ -21,7 +21,9 @@
 //! - [`health`]: the gRPC health protocol.
 //! - [`net`]: loopback plumbing — [`LateProxy`], [`ClosedPort`], spare
 //!   ports, URL ↔ address, a plain HTTP GET.
-//! - [`otlp`]: an OTLP trace receiver in the test process.
+//! - [`otlp`]: an OTLP trace receiver in the test process, and a traced
+//!   caller's span ([`CallerSpan`]).
+//! - [`running`]: a server started in-process ([`Running`]).
 //! - [`calls`]: calls an attacker makes.
 //! - [`mongo_plan`]: which indexes a MongoDB query would use.
 //! - [`contract`]: [`store_contract!`], one suite run against every store.
@@ -37,6 +39,7 @@ pub mod infra;
 pub mod mongo_plan;
 pub mod net;
 pub mod otlp;
+pub mod running;
 pub mod service;
 pub mod settings;
 
@@ -50,10 +53,11 @@ pub use infra::{
 };
 pub use mongo_plan::{MongoQueryPlan, mongodb_query_plan};
 pub use net::{ClosedPort, LateProxy, http_get, socket_addr_of, spare_ports, with_socket_addr};
-pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use otlp::{CallerSpan, OtlpReceiver, ReceivedSpan, find_span};
+pub use running::Running;
 pub use service::{
-    STARTED_TARGET, ServiceProcess, assert_mentions, help_text, start_failure, started_address,
-    workspace_binary,
+    STARTED_TARGET, ServiceProcess, assert_help, assert_mentions, assert_start_fails, help_text,
+    start_failure, started_address, workspace_binary,
 };
 pub use settings::{RESERVATION_TTL, SERVICE_TOKEN};
 

@@ -13,6 +13,18 @@ pub struct MongoQueryPlan {
     pub explain: mongodb::bson::Document,
 }
 
+impl MongoQueryPlan {
+    /// Asserts the plan scans `index` and never the whole collection;
+    /// `query` names the query in the failure.
+    #[track_caller]
+    pub fn assert_scans(&self, index: &str, query: &str) {
+        assert!(
+            !self.collection_scan && self.index_scans.iter().any(|name| name == index),
+            "{query} should scan {index}, not the collection: {self:#?}"
+        );
+    }
+}
+
 /// Asks the MongoDB server at `url` (its database) how it would run
 /// `find(filter).sort(sort).limit(limit)` on `collection` (`explain`, query
 /// planner verbosity), without running it.

@@ -143,3 +143,68 @@ impl OtlpReceiver {
         spans
     }
 }
+
+/// A traced caller's own span: a fresh trace id and span id, sent as the
+/// W3C `traceparent` a traced client would send.
+#[derive(Debug, Clone)]
+pub struct CallerSpan {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+}
+
+impl CallerSpan {
+    /// A new trace, random ids.
+    pub fn new() -> Self {
+        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        Self { trace_id, span_id }
+    }
+
+    /// A caller span in the trace `trace_id`.
+    pub fn in_trace(trace_id: &str, span_id: &str) -> Self {
+        Self {
+            trace_id: trace_id.to_owned(),
+            span_id: span_id.to_owned(),
+        }
+    }
+
+    /// `message` sent from this span (`traceparent: 00-<trace>-<span>-01`).
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{}-{}-01", self.trace_id, self.span_id)
+                .parse()
+                .expect("hex digits are valid metadata"),
+        );
+        request
+    }
+}
+
+impl Default for CallerSpan {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The first of `spans` from `service` named `name` of `kind` (`None`: any name).
+pub fn find_span<'a>(
+    spans: &'a [ReceivedSpan],
+    service: &str,
+    name: Option<&str>,
+    kind: i32,
+) -> Option<&'a ReceivedSpan> {
+    spans.iter().find(|span| {
+        span.service == service && span.kind == kind && name.is_none_or(|name| span.name == name)
+    })
+}
+
+/// Span kinds as OTLP numbers them.
+pub mod kind {
+    pub const SERVER: i32 = 2;
+    pub const CLIENT: i32 = 3;
+    pub const PRODUCER: i32 = 4;
+    pub const CONSUMER: i32 = 5;
+}

@@ -221,3 +221,23 @@ pub fn assert_mentions(text: &str, wanted: &[&str]) {
     let missing: Vec<_> = wanted.iter().filter(|word| !text.contains(*word)).collect();
     assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
 }
+
+/// `binary --help`, run with `secrets` set (each value holding the word
+/// `hunter2`), lists every one of `wanted` and shows none of the secrets.
+pub fn assert_help(binary: &str, secrets: &[(&str, &str)], wanted: &[&str]) {
+    assert!(
+        secrets.iter().all(|(_, value)| value.contains("hunter2")),
+        "each secret holds hunter2: {secrets:?}"
+    );
+    let help = help_text(binary, secrets);
+    assert_mentions(&help, wanted);
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+/// `binary` refuses to start with `env`, saying each of `wanted` on stderr;
+/// answers what it said.
+pub fn assert_start_fails(binary: &str, env: &[(&str, &str)], wanted: &[&str]) -> String {
+    let stderr = start_failure(binary, env);
+    assert_mentions(&stderr, wanted);
+    stderr
+}

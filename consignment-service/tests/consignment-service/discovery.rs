@@ -7,14 +7,14 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use consignment_service::app::Application as ConsignmentApp;
-use shippy_harness::{channel, settings};
-use shippy_proto::{
-    consignment::v1::{Consignment, Container, shipping_service_client::ShippingServiceClient},
-    user::v1::{User, user_service_client::UserServiceClient},
+use shippy_harness::{
+    bearer, create_user, login, settings,
+    spawn::{self, Service as Running},
+};
+use shippy_proto::consignment::v1::{
+    Consignment, Container, shipping_service_client::ShippingServiceClient,
 };
 use shippy_service::{
-    Shutdown,
     discovery::{
         DiscoveryArgs,
         consul::{Check, ConsulClient, ConsulError, Registration},
@@ -23,12 +23,7 @@ use shippy_service::{
 };
 use shippy_testkit::{
     ConsulAgent, ServiceProcess, fresh_postgres_database, http_get, init_test_logging,
-    wait_for_health,
 };
-use tonic::{Request, metadata::MetadataValue};
-use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::app::Application as UserApp;
-use vessel_service::app::Application as VesselApp;
 
 /// Discovery through `consul` for `service`, with its token when the agent has ACLs.
 fn consul_args(consul: &ConsulAgent, service: &str) -> DiscoveryArgs {
@@ -39,20 +34,6 @@ fn consul_args(consul: &ConsulAgent, service: &str) -> DiscoveryArgs {
     }
 }
 
-/// A running service: where it listens and how to stop it.
-struct Running {
-    address: SocketAddr,
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<Result<(), shippy_service::server::ServerError>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.shutdown.trigger();
-        self.task.await.unwrap().expect("clean stop");
-    }
-}
-
 async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Running {
     init_test_logging();
     // Only `Create` needs user-service's keys; these tests never create.
@@ -60,16 +41,7 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
     settings.account_max_containers = vessel_service::domain::AccountQuota::DEFAULT.containers;
     settings.account_max_weight = vessel_service::domain::AccountQuota::DEFAULT.weight;
     settings.discovery = discovery;
-    let app = VesselApp::build(&settings).await.unwrap();
-    let address = app.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(app.run(shutdown.clone()));
-    wait_for_health(&channel(address), ServingStatus::Serving).await;
-    Running {
-        address,
-        shutdown,
-        task,
-    }
+    spawn::vessel(&settings).await.serving().await
 }
 
 /// Waits until Consul lists exactly `count` passing instances of `service`
@@ -149,16 +121,7 @@ impl Cluster {
         let mut user_settings = settings::user(fresh_postgres_database("disc_users").await);
         user_settings.admin_emails = Vec::new();
         user_settings.discovery = consul_args(consul, "user-service");
-        let user_app = UserApp::build(&user_settings).await.unwrap();
-        let user_address = user_app.local_addr().unwrap();
-        let user_shutdown = Shutdown::new();
-        let user_task = tokio::spawn(user_app.run(user_shutdown.clone()));
-        wait_for_health(&channel(user_address), ServingStatus::Serving).await;
-        let user = Running {
-            address: user_address,
-            shutdown: user_shutdown,
-            task: user_task,
-        };
+        let user = spawn::user(&user_settings).await.serving().await;
 
         let vessel_database = fresh_postgres_database("disc_fleet").await;
         let mut vessels = Vec::new();
@@ -181,27 +144,14 @@ impl Cluster {
             "http://127.0.0.1:9".into(),
         );
         consignment_settings.discovery = consul_args(consul, "consignment-service");
-        let app = ConsignmentApp::build(&consignment_settings).await.unwrap();
-        let address = app.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(app.run(shutdown.clone()));
-        wait_for_health(&channel(address), ServingStatus::Serving).await;
-        let shipping = Running {
-            address,
-            shutdown,
-            task,
-        };
+        let shipping = spawn::consignment(&consignment_settings)
+            .await
+            .serving()
+            .await;
 
-        let mut users = UserServiceClient::new(channel(user_address));
         let email = format!("{unique}@example.com");
-        let credentials = User {
-            name: "Disco".into(),
-            email: email.clone(),
-            password: "correct horse battery".into(),
-            ..Default::default()
-        };
-        users.create(credentials.clone()).await.unwrap();
-        let token = users.auth(credentials).await.unwrap().into_inner().token;
+        create_user(user.channel(), "Disco", &email).await;
+        let token = login(user.channel(), &email).await;
         Self {
             vessels,
             user,
@@ -212,7 +162,7 @@ impl Cluster {
 
     /// Creates a consignment; the vessel id on success.
     async fn ship(&self) -> Result<String, tonic::Status> {
-        let mut request = Request::new(Consignment {
+        let consignment = Consignment {
             description: "Through Consul".into(),
             weight: 100,
             containers: vec![Container {
@@ -220,12 +170,9 @@ impl Cluster {
                 ..Default::default()
             }],
             ..Default::default()
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            MetadataValue::try_from(format!("Bearer {}", self.token)).unwrap(),
-        );
-        ShippingServiceClient::new(channel(self.shipping.address))
+        };
+        let request = bearer(consignment, &self.token);
+        ShippingServiceClient::new(self.shipping.channel())
             .create_consignment(request)
             .await
             .map(|answer| answer.into_inner().consignment.unwrap().vessel_id)

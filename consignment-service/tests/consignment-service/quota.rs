@@ -3,27 +3,13 @@
 //! administrator can cancel anyone's consignment, which is logged.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::saga::{listed, used};
-
-use shippy_harness::{ADMIN, Cluster, bearer, spawn};
-use shippy_proto::consignment::v1::{CancelRequest, Consignment, Container};
+use shippy_harness::{
+    ADMIN, Cluster, LogFile, assert_status, bearer, refused, shipping::one_container_of, spawn,
+};
+use shippy_proto::consignment::v1::{CancelRequest, Consignment};
 use shippy_testkit::StoreKind;
 use tonic::Code;
 use vessel_service::domain::AccountQuota;
-
-/// `tonnes` in one container.
-fn one_container_of(tonnes: i32) -> Consignment {
-    Consignment {
-        description: format!("{tonnes} t of gravel"),
-        weight: tonnes * 1_000,
-        containers: vec![Container {
-            customer_id: "cust001".into(),
-            origin: "Derby".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 /// The probe's reproduction: 500 t, 200 t and 100 t in one container each
 /// filled the seed fleet, and then nobody else could ship. With the default
@@ -50,39 +36,25 @@ async fn three_big_consignments_on(store: StoreKind) {
     let (_, greedy) = cluster.user("greedy@example.com").await;
     let (_, modest) = cluster.user("modest@example.com").await;
 
-    let too_big = cluster
-        .shipping()
-        .create_consignment(bearer(one_container_of(500), &greedy))
-        .await
-        .unwrap_err();
-    assert_eq!(too_big.code(), Code::ResourceExhausted, "{too_big:?}");
-    assert!(
-        too_big
-            .message()
-            .contains("cap of 425 containers and 200000 kg")
-            && too_big.message().contains("holds 0 containers and 0 kg"),
-        "names the cap and what the account holds: {too_big:?}"
+    // Names the cap and what the account holds.
+    refused(
+        cluster.create(&greedy, one_container_of(500)).await,
+        Code::ResourceExhausted,
+        &[
+            "cap of 425 containers and 200000 kg",
+            "holds 0 containers and 0 kg",
+        ],
     );
     cluster
-        .shipping()
-        .create_consignment(bearer(one_container_of(200), &greedy))
+        .create(&greedy, one_container_of(200))
         .await
         .expect("200 t is within the cap");
-    let third = cluster
-        .shipping()
-        .create_consignment(bearer(one_container_of(100), &greedy))
-        .await
-        .unwrap_err();
-    assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
-    assert!(
-        third.message().contains("holds 1 containers and 200000 kg"),
-        "{third:?}"
+    refused(
+        cluster.create(&greedy, one_container_of(100)).await,
+        Code::ResourceExhausted,
+        &["holds 1 containers and 200000 kg"],
     );
-    let taken: i32 = used(&cluster, &greedy)
-        .await
-        .values()
-        .map(|(_, kg)| kg)
-        .sum();
+    let taken: i32 = cluster.used(&greedy).await.values().map(|(_, kg)| kg).sum();
     assert_eq!(taken, 200_000, "of the fleet's 800 000 kg");
 
     let one_kg = Consignment {
@@ -90,8 +62,7 @@ async fn three_big_consignments_on(store: StoreKind) {
         ..one_container_of(1)
     };
     cluster
-        .shipping()
-        .create_consignment(bearer(one_kg, &modest))
+        .create(&modest, one_kg)
         .await
         .expect("someone else still ships");
 }
@@ -128,18 +99,14 @@ async fn parallel_creates_on(store: StoreKind) {
         match create.await.unwrap() {
             Ok(_) => placed += 1,
             Err(status) => {
-                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert_status(&status, Code::ResourceExhausted, &[]);
                 refused += 1;
             }
         }
     }
     assert_eq!((placed, refused), (6, 6));
-    assert_eq!(listed(&cluster, &token).await.len(), 6);
-    let taken: i32 = used(&cluster, &token)
-        .await
-        .values()
-        .map(|(_, kg)| kg)
-        .sum();
+    assert_eq!(cluster.list(&token).await.len(), 6);
+    let taken: i32 = cluster.used(&token).await.values().map(|(_, kg)| kg).sum();
     assert_eq!(taken, 180_000);
 }
 
@@ -152,7 +119,7 @@ async fn an_admin_cancels_anyones_consignment_and_it_is_logged() {
     let (owner, token) = cluster.user("owner@example.com").await;
     let (_, other) = cluster.user("nosy@example.com").await;
     let (admin, admin_token) = cluster.user(ADMIN).await;
-    let log = std::env::temp_dir().join(format!("admin-cancel-{}.log", uuid::Uuid::new_v4()));
+    let log = LogFile::new("admin-cancel");
     let child = shippy_testkit::ServiceProcess::start_logging_to(
         "consignment-service",
         &[
@@ -167,7 +134,7 @@ async fn an_admin_cancels_anyones_consignment_and_it_is_logged() {
             ("USER_SERVICE_URL", format!("http://{}", cluster.user_addr)),
             ("RUST_LOG", "info".into()),
         ],
-        Some(&log),
+        Some(log.path()),
     )
     .await;
     let mut shipping =
@@ -189,12 +156,12 @@ async fn an_admin_cancels_anyones_consignment_and_it_is_logged() {
             token,
         )
     };
-    let refused = shipping
-        .cancel_consignment(cancel(&other))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
-    assert_eq!(listed(&cluster, &token).await.len(), 1, "still there");
+    refused(
+        shipping.cancel_consignment(cancel(&other)).await,
+        Code::NotFound,
+        &[],
+    );
+    assert_eq!(cluster.list(&token).await.len(), 1, "still there");
 
     let cancelled = shipping
         .cancel_consignment(cancel(&admin_token))
@@ -204,16 +171,12 @@ async fn an_admin_cancels_anyones_consignment_and_it_is_logged() {
         .consignment
         .unwrap();
     assert_eq!(cancelled.owner_id, owner);
-    assert!(listed(&cluster, &token).await.is_empty());
-    assert!(used(&cluster, &token).await.is_empty(), "room given back");
+    assert!(cluster.list(&token).await.is_empty());
+    assert!(cluster.used(&token).await.is_empty(), "room given back");
     child.stop().await;
 
-    let text = std::fs::read_to_string(&log).unwrap();
-    let audit: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains("an administrator cancelled another account's consignment"))
-        .collect();
-    assert_eq!(audit.len(), 1, "one line: {text}");
+    let audit = log.lines_containing("an administrator cancelled another account's consignment");
+    assert_eq!(audit.len(), 1, "one line: {}", log.text());
     for wanted in [&admin, &owner, &placed.id] {
         assert!(
             audit[0].contains(wanted.as_str()),
@@ -221,5 +184,4 @@ async fn an_admin_cancels_anyones_consignment_and_it_is_logged() {
             audit[0]
         );
     }
-    let _ = std::fs::remove_file(log);
 }

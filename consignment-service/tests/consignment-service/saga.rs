@@ -14,102 +14,14 @@ use consignment_service::{
     },
     store::{ConsignmentStore, Store},
 };
-use shippy_harness::{Cluster, bearer, spawn};
-use shippy_proto::{
-    consignment::v1::{CancelRequest, Consignment, Container, GetRequest},
-    vessel::v1::{
-        ListRequest, ReservationRef, ReserveRequest, Specification, Vessel,
-        vessel_service_client::VesselServiceClient,
-    },
+use shippy_harness::{
+    Cluster, as_service, assert_status, bearer, refused, sample, shipping::Used, spawn,
 };
-use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, StoreKind};
-use tonic::{Code, Request, metadata::MetadataValue};
-
-pub(crate) fn as_service<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "x-service-token",
-        MetadataValue::try_from(SERVICE_TOKEN).unwrap(),
-    );
-    request
-}
-
-/// The original shippy's sample consignment: 3 containers, 55 000 kg.
-pub(crate) fn sample() -> Consignment {
-    Consignment {
-        description: "This is a test consignment".into(),
-        weight: 55_000,
-        containers: ["cust001", "cust002", "cust005"]
-            .into_iter()
-            .map(|customer| Container {
-                customer_id: customer.into(),
-                origin: "Manchester, United Kingdom".into(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-/// The fleet as `ListVessels` shows it, by id.
-pub(crate) async fn fleet(cluster: &Cluster, token: &str) -> BTreeMap<String, Vessel> {
-    VesselServiceClient::new(cluster.vessels.clone())
-        .list_vessels(bearer(ListRequest::default(), token))
-        .await
-        .unwrap()
-        .into_inner()
-        .vessels
-        .into_iter()
-        .map(|vessel| (vessel.id.clone(), vessel))
-        .collect()
-}
-
-/// `(used containers, used kg)` of every vessel with anything used.
-pub(crate) async fn used(cluster: &Cluster, token: &str) -> BTreeMap<String, (i32, i32)> {
-    fleet(cluster, token)
-        .await
-        .into_iter()
-        .filter(|(_, vessel)| vessel.used_capacity > 0 || vessel.used_weight > 0)
-        .map(|(id, vessel)| (id, (vessel.used_capacity, vessel.used_weight)))
-        .collect()
-}
-
-pub(crate) async fn listed(cluster: &Cluster, token: &str) -> Vec<Consignment> {
-    cluster
-        .shipping()
-        .get_consignments(bearer(
-            GetRequest {
-                page_size: 100,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .consignments
-}
-
-/// Waits until `used` shows `wanted`, up to `limit`.
-pub(crate) async fn wait_for_used(
-    cluster: &Cluster,
-    token: &str,
-    wanted: &BTreeMap<String, (i32, i32)>,
-    limit: Duration,
-) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let now = used(cluster, token).await;
-        if &now == wanted {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "room used is {now:?}, never became {wanted:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use shippy_proto::vessel::v1::{
+    ReservationRef, ReserveRequest, Specification, vessel_service_client::VesselServiceClient,
+};
+use shippy_testkit::{RESERVATION_TTL, StoreKind};
+use tonic::Code;
 
 // ---- 40 at once on the seed fleet -------------------------------------------
 
@@ -135,21 +47,22 @@ async fn thirteen_of_forty_on(store: StoreKind) {
         })
         .collect();
     let mut placed = Vec::new();
-    let mut refused = 0;
+    let mut refusals = 0;
     for create in creates {
         match create.await.unwrap() {
             Ok(response) => placed.push(response.into_inner().consignment.unwrap()),
             Err(status) => {
-                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-                assert!(
-                    status.message().contains("3 containers, 55000 kg"),
-                    "names the need: {status:?}"
+                // Names the need.
+                assert_status(
+                    &status,
+                    Code::FailedPrecondition,
+                    &["3 containers, 55000 kg"],
                 );
-                refused += 1;
+                refusals += 1;
             }
         }
     }
-    assert_eq!((placed.len(), refused), (13, 27));
+    assert_eq!((placed.len(), refusals), (13, 27));
     let mut per_vessel = BTreeMap::<String, i32>::new();
     for consignment in &placed {
         *per_vessel.entry(consignment.vessel_id.clone()).or_default() += 1;
@@ -163,7 +76,7 @@ async fn thirteen_of_forty_on(store: StoreKind) {
     assert_eq!(per_vessel, expected);
     // What the vessels say is used is exactly what the stored consignments
     // use, and never more than a vessel has.
-    let stored = listed(&cluster, &token).await;
+    let stored = cluster.list(&token).await;
     assert_eq!(stored.len(), 13);
     let mut sums = BTreeMap::<String, (i32, i32)>::new();
     for consignment in &stored {
@@ -171,8 +84,8 @@ async fn thirteen_of_forty_on(store: StoreKind) {
         sum.0 += i32::try_from(consignment.containers.len()).unwrap();
         sum.1 += consignment.weight;
     }
-    assert_eq!(used(&cluster, &token).await, sums);
-    for vessel in fleet(&cluster, &token).await.values() {
+    assert_eq!(cluster.used(&token).await, sums);
+    for vessel in cluster.fleet(&token).await.values() {
         assert!(
             vessel.used_capacity <= vessel.capacity && vessel.used_weight <= vessel.max_weight,
             "{vessel:?}"
@@ -183,12 +96,11 @@ async fn thirteen_of_forty_on(store: StoreKind) {
         );
     }
     // The 14th, alone, is refused too.
-    let fourteenth = cluster
-        .shipping()
-        .create_consignment(bearer(sample(), &token))
-        .await
-        .unwrap_err();
-    assert_eq!(fourteenth.code(), Code::FailedPrecondition);
+    refused(
+        cluster.create(&token, sample()).await,
+        Code::FailedPrecondition,
+        &[],
+    );
 }
 
 // ---- cancel -------------------------------------------------------------------
@@ -209,89 +121,35 @@ async fn cancel_on(store: StoreKind) {
     let (_, token) = cluster.user("owner@example.com").await;
     let (_, other) = cluster.user("other@example.com").await;
     // vessel002 holds one sample consignment by weight (100 000 kg).
-    let first = cluster
-        .shipping()
-        .create_consignment(bearer(sample(), &token))
-        .await
-        .unwrap()
-        .into_inner()
-        .consignment
-        .unwrap();
+    let first = cluster.create(&token, sample()).await.unwrap();
     assert_eq!(first.vessel_id, "vessel002");
-    let before = used(&cluster, &token).await;
+    let before = cluster.used(&token).await;
     assert_eq!(before["vessel002"], (3, 55_000));
 
     // Someone else's consignment is not theirs to cancel, nor to know of.
-    let foreign = cluster
-        .shipping()
-        .cancel_consignment(bearer(
-            CancelRequest {
-                id: first.id.clone(),
-            },
-            &other,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(foreign.code(), Code::NotFound, "{foreign:?}");
+    refused(cluster.cancel(&other, &first.id).await, Code::NotFound, &[]);
     for (id, code) in [
         (String::new(), Code::InvalidArgument),
         ("a\u{0}b".to_owned(), Code::InvalidArgument),
         ("x".repeat(100_000), Code::NotFound),
         ("no-such-consignment".to_owned(), Code::NotFound),
     ] {
-        let error = cluster
-            .shipping()
-            .cancel_consignment(bearer(CancelRequest { id }, &token))
-            .await
-            .unwrap_err();
-        assert_eq!(error.code(), code, "{error:?}");
-        assert!(error.message().len() < 300, "bounded: {error:?}");
+        refused(cluster.cancel(&token, &id).await, code, &[]);
     }
-    assert_eq!(used(&cluster, &token).await, before, "nothing moved");
+    assert_eq!(cluster.used(&token).await, before, "nothing moved");
 
-    let cancelled = cluster
-        .shipping()
-        .cancel_consignment(bearer(
-            CancelRequest {
-                id: first.id.clone(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .consignment
-        .unwrap();
+    let cancelled = cluster.cancel(&token, &first.id).await.unwrap();
     assert_eq!(cancelled.id, first.id);
-    assert!(
-        listed(&cluster, &token).await.is_empty(),
-        "gone from the list"
-    );
-    assert!(used(&cluster, &token).await.is_empty(), "room given back");
+    assert!(cluster.list(&token).await.is_empty(), "gone from the list");
+    assert!(cluster.used(&token).await.is_empty(), "room given back");
     // Again: the same answer, nothing more given back.
-    cluster
-        .shipping()
-        .cancel_consignment(bearer(
-            CancelRequest {
-                id: first.id.clone(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap();
-    assert!(used(&cluster, &token).await.is_empty());
+    cluster.cancel(&token, &first.id).await.unwrap();
+    assert!(cluster.used(&token).await.is_empty());
 
     // The room is there for the next one: vessel002 again.
-    let next = cluster
-        .shipping()
-        .create_consignment(bearer(sample(), &token))
-        .await
-        .unwrap()
-        .into_inner()
-        .consignment
-        .unwrap();
+    let next = cluster.create(&token, sample()).await.unwrap();
     assert_eq!(next.vessel_id, "vessel002");
-    assert_eq!(used(&cluster, &token).await["vessel002"], (3, 55_000));
+    assert_eq!(cluster.used(&token).await["vessel002"], (3, 55_000));
 }
 
 // ---- failures between the steps ---------------------------------------------------
@@ -319,8 +177,10 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
         shippy_proto::consignment::v1::shipping_service_client::ShippingServiceClient::new(channel);
     let request = bearer(sample(), &token);
     let create = tokio::spawn(async move { shipping.create_consignment(request).await });
-    let reserved: BTreeMap<String, (i32, i32)> = [("vessel002".into(), (3, 55_000))].into();
-    wait_for_used(&cluster, &token, &reserved, Duration::from_secs(10)).await;
+    let reserved: Used = [("vessel002".into(), (3, 55_000))].into();
+    cluster
+        .wait_for_used(&token, &reserved, Duration::from_secs(10))
+        .await;
 
     drop(child); // SIGKILL
     let killed_at = Instant::now();
@@ -330,13 +190,13 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
     );
     sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
 
-    wait_for_used(
-        &cluster,
-        &token,
-        &BTreeMap::new(),
-        RESERVATION_TTL + Duration::from_secs(10),
-    )
-    .await;
+    cluster
+        .wait_for_used(
+            &token,
+            &BTreeMap::new(),
+            RESERVATION_TTL + Duration::from_secs(10),
+        )
+        .await;
     eprintln!(
         "room back {:?} after the kill (hold time {RESERVATION_TTL:?})",
         killed_at.elapsed()
@@ -404,7 +264,8 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ids: Vec<String> = listed(&cluster, &token)
+        let ids: Vec<String> = cluster
+            .list(&token)
             .await
             .into_iter()
             .map(|consignment| consignment.id)
@@ -422,7 +283,7 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
     }
     // Confirmed: its room outlives the hold time.
     tokio::time::sleep(RESERVATION_TTL + Duration::from_millis(500)).await;
-    assert_eq!(used(&cluster, &token).await[&held.vessel_id], (3, 55_000));
+    assert_eq!(cluster.used(&token).await[&held.vessel_id], (3, 55_000));
     let again = VesselServiceClient::new(cluster.vessels.clone())
         .confirm(as_service(ReservationRef {
             reservation_id: "held-orphan".into(),
@@ -448,29 +309,17 @@ async fn when_storing_fails_the_room_is_released_at_once() {
         .execute(&mut database)
         .await
         .unwrap();
-    let status = cluster
-        .shipping()
-        .create_consignment(bearer(sample(), &token))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    refused(cluster.create(&token, sample()).await, Code::Internal, &[]);
     assert!(
-        used(&cluster, &token).await.is_empty(),
+        cluster.used(&token).await.is_empty(),
         "the room came back at once"
     );
     sqlx::raw_sql("ALTER TABLE consignments DROP CONSTRAINT refuse_all")
         .execute(&mut database)
         .await
         .unwrap();
-    let placed = cluster
-        .shipping()
-        .create_consignment(bearer(sample(), &token))
-        .await
-        .unwrap()
-        .into_inner()
-        .consignment
-        .unwrap();
-    assert_eq!(used(&cluster, &token).await[&placed.vessel_id], (3, 55_000));
+    let placed = cluster.create(&token, sample()).await.unwrap();
+    assert_eq!(cluster.used(&token).await[&placed.vessel_id], (3, 55_000));
 }
 
 #[tokio::test]
@@ -479,12 +328,11 @@ async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
     let (_, token) = cluster.user("down@example.com").await;
     cluster.vessel_shutdown.trigger();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = cluster
-        .shipping()
-        .create_consignment(bearer(sample(), &token))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    refused(
+        cluster.create(&token, sample()).await,
+        Code::Unavailable,
+        &[],
+    );
     let store = Store::open(&cluster.consignment_database, Duration::from_secs(5))
         .await
         .unwrap();
@@ -499,7 +347,7 @@ async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
             "nothing stored in state {state:?}"
         );
     }
-    assert!(listed(&cluster, &token).await.is_empty());
+    assert!(cluster.list(&token).await.is_empty());
 }
 
 /// vessel-service killed mid-call (a real process, its Reserve waiting on
@@ -571,9 +419,7 @@ async fn vessel_service_killed_mid_call_is_unavailable() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(vessels); // SIGKILL, mid-call
-    let status = create.await.unwrap().unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("retry"), "{status:?}");
+    refused(create.await.unwrap(), Code::Unavailable, &["retry"]);
     sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
     shutdown.trigger();
 }

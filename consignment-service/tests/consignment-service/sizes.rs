@@ -3,7 +3,7 @@
 //! listings that stay within what a default client reads.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use shippy_harness::{Cluster, bearer};
+use shippy_harness::{Cluster, assert_status, bearer, refused};
 use shippy_proto::consignment::v1::{Consignment, Container, GetRequest};
 use tonic::Code;
 
@@ -37,8 +37,7 @@ async fn the_largest_consignment_is_accepted_and_a_bigger_one_is_invalid_naming_
         largest.encoded_len()
     );
     cluster
-        .shipping()
-        .create_consignment(bearer(largest, &token))
+        .create(&token, largest)
         .await
         .expect("2 600 containers, over 1 MiB, are accepted");
 
@@ -48,13 +47,12 @@ async fn the_largest_consignment_is_accepted_and_a_bigger_one_is_invalid_naming_
         "{}",
         bigger.encoded_len()
     );
-    let status = cluster
-        .shipping()
-        .create_consignment(bearer(bigger, &token))
-        .await
-        .expect_err("over the limit");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("2097152"), "{}", status.message());
+    // Over the limit.
+    refused(
+        cluster.create(&token, bigger).await,
+        Code::InvalidArgument,
+        &["2097152"],
+    );
 }
 
 #[tokio::test]
@@ -64,40 +62,15 @@ async fn pages_end_before_a_size_default_clients_cannot_read() {
     cluster.create_vessel(20_000, 1_000_000).await;
     let (_, token) = cluster.user("lister@example.com").await;
     for _ in 0..5 {
-        cluster
-            .shipping()
-            .create_consignment(bearer(big(2_600), &token))
-            .await
-            .expect("created");
+        cluster.create(&token, big(2_600)).await.expect("created");
     }
     // Five of about 1.06 MB: one page would be over 5 MB, past the 4 MiB
     // every default client accepts.
-    let mut seen = 0;
-    let mut pages = 0;
-    let mut page_token = String::new();
-    loop {
-        let page = cluster
-            .shipping()
-            .get_consignments(bearer(
-                GetRequest {
-                    page_size: 100,
-                    page_token: page_token.clone(),
-                },
-                &token,
-            ))
-            .await
-            .expect("a page a default client can read")
-            .into_inner();
-        pages += 1;
-        assert!(!page.consignments.is_empty());
-        seen += page.consignments.len();
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let pages = cluster.pages(&token, 100).await;
+    assert!(pages.iter().all(|page| !page.is_empty()), "{pages:?}");
+    let seen: usize = pages.iter().map(Vec::len).sum();
     assert_eq!(seen, 5, "every consignment once");
-    assert!(pages >= 2, "the page ended early: {pages}");
+    assert!(pages.len() >= 2, "the page ended early: {}", pages.len());
 }
 
 /// The 2 MiB limit holds for the consignment as stored, container ids and
@@ -136,8 +109,8 @@ async fn the_largest_accepted_consignment_stores_within_2_mib_and_one_byte_more_
     };
     let (mut accepted, mut refused) = (0, CONTAINERS * 200);
     let mut largest = attempt(accepted).await.expect("the smallest fits");
-    let status = attempt(refused).await.expect_err("the largest does not");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // The largest does not fit.
+    shippy_harness::refused(attempt(refused).await, Code::InvalidArgument, &[]);
     while refused - accepted > 1 {
         let middle = accepted + (refused - accepted) / 2;
         match attempt(middle).await {
@@ -146,8 +119,7 @@ async fn the_largest_accepted_consignment_stores_within_2_mib_and_one_byte_more_
                 largest = stored;
             }
             Err(status) => {
-                assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-                assert!(status.message().contains("2097152"), "{status:?}");
+                assert_status(&status, Code::InvalidArgument, &["2097152"]);
                 refused = middle;
             }
         }

@@ -4,24 +4,15 @@
 //! OpenTelemetry's RPC attributes.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use shippy_proto::{
-    consignment::v1::{Consignment, Container, shipping_service_client::ShippingServiceClient},
-    user::v1::{User, user_service_client::UserServiceClient},
+use shippy_harness::{create_user, login, spawn::channel, with_metadata};
+use shippy_proto::consignment::v1::{
+    Consignment, Container, shipping_service_client::ShippingServiceClient,
 };
 use shippy_testkit::{
-    OtlpReceiver, ReceivedSpan, ServiceProcess, fresh_postgres_database, infra_var,
+    CallerSpan, OtlpReceiver, ReceivedSpan, ServiceProcess, fresh_postgres_database, infra_var,
     init_test_logging,
+    otlp::kind::{CLIENT, SERVER},
 };
-use tonic::{Request, metadata::MetadataValue, transport::Endpoint};
-
-const SERVER: i32 = 2;
-const CLIENT: i32 = 3;
-
-fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
-}
 
 fn find<'a>(
     spans: &'a [ReceivedSpan],
@@ -29,9 +20,7 @@ fn find<'a>(
     name: &str,
     kind: i32,
 ) -> Option<&'a ReceivedSpan> {
-    spans
-        .iter()
-        .find(|span| span.service == service && span.name == name && span.kind == kind)
+    shippy_testkit::find_span(spans, service, Some(name), kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,25 +84,14 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
     )
     .await;
 
-    let mut user_client =
-        UserServiceClient::new(Endpoint::from_shared(users.url()).unwrap().connect_lazy());
-    let credentials = User {
-        name: "Tracy".into(),
-        email: format!("{unique}@example.com"),
-        password: "correct horse battery".into(),
-        ..Default::default()
-    };
-    user_client.create(credentials.clone()).await.unwrap();
-    let token = user_client
-        .auth(credentials)
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let email = format!("{unique}@example.com");
+    create_user(channel(users.address), "Tracy", &email).await;
+    let token = login(channel(users.address), &email).await;
 
     // The caller's own span, as a traced client would send it.
-    let (trace_id, caller_span) = (random_hex(16), random_hex(8));
-    let mut request = Request::new(Consignment {
+    let caller = CallerSpan::new();
+    let (trace_id, caller_span) = (caller.trace_id.clone(), caller.span_id.clone());
+    let request = caller.request(Consignment {
         description: "Traced".into(),
         weight: 100,
         containers: vec![Container {
@@ -122,23 +100,11 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         }],
         ..Default::default()
     });
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    metadata.insert(
-        "traceparent",
-        MetadataValue::try_from(format!("00-{trace_id}-{caller_span}-01")).unwrap(),
-    );
-    ShippingServiceClient::new(
-        Endpoint::from_shared(shipping.url())
-            .unwrap()
-            .connect_lazy(),
-    )
-    .create_consignment(request)
-    .await
-    .expect("created");
+    let request = with_metadata(request, "authorization", &format!("Bearer {token}"));
+    ShippingServiceClient::new(channel(shipping.address))
+        .create_consignment(request)
+        .await
+        .expect("created");
 
     // A graceful stop flushes what each process has not exported yet.
     shipping.stop().await;
