@@ -1,21 +1,18 @@
 //! The email-service binary as an operator meets it.
 
-use shippy_testkit::{assert_mentions, help_text, start_failure};
+use shippy_testkit::{assert_help, assert_start_fails};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_email-service");
 
 #[test]
 fn help_lists_every_setting_with_its_environment_variable() {
-    let help = help_text(
+    assert_help(
         BINARY,
         &[
             ("SMTP_URL", "smtp://mailer:hunter2@mail:25"),
             ("NATS_URL", "nats://events:hunter2@nats:4222"),
             ("CONSUL_HTTP_TOKEN", "hunter2-acl"),
         ],
-    );
-    assert_mentions(
-        &help,
         &[
             "LISTEN_ADDR",
             "0.0.0.0:50054",
@@ -38,14 +35,13 @@ fn help_lists_every_setting_with_its_environment_variable() {
             "LOG_FORMAT",
         ],
     );
-    assert!(!help.contains("hunter2"), "{help}");
 }
 
 #[test]
 fn a_bad_sender_stops_the_start_with_a_clear_message() {
-    let stderr = start_failure(BINARY, &[("MAIL_FROM", "nobody")]);
-    assert!(
-        stderr.contains("MAIL_FROM `nobody` is not a mail address"),
-        "{stderr}"
+    assert_start_fails(
+        BINARY,
+        &[("MAIL_FROM", "nobody")],
+        &["MAIL_FROM `nobody` is not a mail address"],
     );
 }

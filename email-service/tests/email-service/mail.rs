@@ -8,13 +8,10 @@ use async_nats::{HeaderMap, header::NATS_MESSAGE_ID, jetstream};
 use email_service::{app::Application, settings::Settings};
 use prost::Message;
 use shippy_proto::events::v1::UserCreated;
-use shippy_service::{
-    Shutdown,
-    discovery::{CallTimeouts, static_channel},
-    nats,
+use shippy_service::nats;
+use shippy_testkit::{
+    Running, SmtpServer, health_status, infra_var, init_test_logging, wait_for_health,
 };
-use shippy_testkit::{SmtpServer, health_status, infra_var, init_test_logging, wait_for_health};
-use tokio::task::JoinHandle;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -92,20 +89,22 @@ impl World {
         event
     }
 
-    pub(crate) async fn start(&self) -> Running {
+    pub(crate) async fn start(&self) -> Service {
         let app = Application::build(&self.settings).await.expect("build");
-        let address = app.local_addr().unwrap();
         let metrics = app.metrics_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(app.run(shutdown.clone()));
-        let channel =
-            static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
-        Running {
-            channel,
+        let server = Running::spawn(app.local_addr().unwrap(), |shutdown| app.run(shutdown));
+        Service {
+            channel: server.channel(),
             metrics,
-            shutdown,
-            task,
+            server,
         }
+    }
+
+    /// [`World::start`], once the service reports `SERVING`.
+    pub(crate) async fn serving(&self) -> Service {
+        let service = self.start().await;
+        wait_for_health(&service.channel, ServingStatus::Serving).await;
+        service
     }
 
     /// The user events consumer, once the service made it.
@@ -134,17 +133,16 @@ impl World {
     }
 }
 
-pub(crate) struct Running {
+/// email-service running in the test.
+pub(crate) struct Service {
     pub(crate) channel: tonic::transport::Channel,
     pub(crate) metrics: SocketAddr,
-    shutdown: Shutdown,
-    task: JoinHandle<Result<(), email_service::app::RunError>>,
+    server: Running<email_service::app::RunError>,
 }
 
-impl Running {
+impl Service {
     pub(crate) async fn stop(self) {
-        self.shutdown.trigger();
-        self.task.await.unwrap().expect("clean stop");
+        self.server.stop().await;
     }
 }
 
@@ -156,8 +154,7 @@ pub(crate) fn mails_to<'a>(mails: &'a [String], address: &str) -> Vec<&'a String
 async fn the_welcome_mail_reaches_the_user_by_name() {
     let smtp = SmtpServer::start().await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
 
     world.publish("Ewan Valentine", "ewan@example.com").await;
     let mails = smtp.wait_for_mails(1, WAIT).await;
@@ -168,15 +165,15 @@ async fn the_welcome_mail_reaches_the_user_by_name() {
             || mail.contains("To: Ewan Valentine <ewan@example.com>"),
         "{mail}"
     );
-    assert!(mail.contains("Subject: Welcome aboard"), "{mail}");
-    assert!(
-        mail.contains("From: Shippy <no-reply@shippy.example>"),
-        "{mail}"
-    );
-    assert!(mail.contains("Hi Ewan Valentine,"), "{mail}");
-    assert!(
-        mail.contains("text/plain") && mail.contains("text/html"),
-        "{mail}"
+    shippy_testkit::assert_mentions(
+        mail,
+        &[
+            "Subject: Welcome aboard",
+            "From: Shippy <no-reply@shippy.example>",
+            "Hi Ewan Valentine,",
+            "text/plain",
+            "text/html",
+        ],
     );
     service.stop().await;
 }
@@ -186,8 +183,7 @@ async fn events_published_while_the_service_was_down_are_mailed_when_it_starts()
     let smtp = SmtpServer::start().await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
     // The consumer exists (a first run), then the service stops.
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     world.publish("First", "first@example.com").await;
     assert_eq!(smtp.wait_for_mails(1, WAIT).await.len(), 1);
     service.stop().await;
@@ -219,18 +215,11 @@ async fn events_published_while_the_service_was_down_are_mailed_when_it_starts()
 async fn with_the_smtp_server_down_the_mail_goes_out_once_it_is_back() {
     let mut smtp = SmtpServer::reserve();
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     world.publish("Patient", "patient@example.com").await;
 
     // Let at least one delivery fail against the missing server.
-    let stream = world
-        .jetstream
-        .get_stream(&world.settings.events_stream)
-        .await
-        .unwrap();
-    let mut consumer: jetstream::consumer::PullConsumer =
-        stream.get_consumer(&world.settings.consumer).await.unwrap();
+    let mut consumer = world.consumer().await;
     let mut redelivered = false;
     for _ in 0..100 {
         let info = consumer.info().await.unwrap();
@@ -255,8 +244,7 @@ async fn with_the_smtp_server_down_the_mail_goes_out_once_it_is_back() {
 async fn the_same_event_delivered_twice_is_mailed_once() {
     let smtp = SmtpServer::start().await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     let event = world.publish("Once", "once@example.com").await;
     assert_eq!(smtp.wait_for_mails(1, WAIT).await.len(), 1);
 
@@ -291,8 +279,7 @@ async fn the_same_event_delivered_twice_is_mailed_once() {
 async fn a_malformed_event_does_not_block_the_ones_after_it() {
     let smtp = SmtpServer::start().await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     world
         .publish_raw("garbage", b"\xff\xfe not protobuf".to_vec())
         .await;
@@ -302,23 +289,10 @@ async fn a_malformed_event_does_not_block_the_ones_after_it() {
     assert_eq!(mails_to(&mails, "after@example.com").len(), 1);
 
     // The malformed ones were terminated, not left to come back forever.
-    let stream = world
-        .jetstream
-        .get_stream(&world.settings.events_stream)
-        .await
-        .unwrap();
-    let mut consumer: jetstream::consumer::PullConsumer =
-        stream.get_consumer(&world.settings.consumer).await.unwrap();
-    let mut settled = false;
-    for _ in 0..50 {
-        let info = consumer.info().await.unwrap();
-        if info.num_ack_pending == 0 && info.num_pending == 0 {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(settled, "nothing left pending or unacknowledged");
+    assert!(
+        world.wait_until_settled(Duration::from_secs(5)).await,
+        "nothing left pending or unacknowledged"
+    );
     // Given up, not dropped: both are kept in the dead-mail stream.
     assert_eq!(
         crate::refusals::wait_for_dead(&world, 2, Duration::from_secs(10)).await,
@@ -331,8 +305,7 @@ async fn a_malformed_event_does_not_block_the_ones_after_it() {
 async fn health_is_not_serving_while_nats_is_unreachable() {
     let mut nats = shippy_testkit::NatsServer::start().await;
     let world = World::new(nats.url(), None).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     nats.stop();
     wait_for_health(&service.channel, ServingStatus::NotServing).await;
     assert_eq!(
@@ -348,8 +321,7 @@ async fn health_is_not_serving_while_nats_is_unreachable() {
 async fn a_name_with_a_line_break_is_terminated_and_later_mails_still_go_out() {
     let smtp = SmtpServer::start().await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     world
         .publish("Eve\r\nBcc: spy@example.com", "eve@example.com")
         .await;
@@ -364,23 +336,10 @@ async fn a_name_with_a_line_break_is_terminated_and_later_mails_still_go_out() {
         "the worker lives on"
     );
     // The bad events were terminated, not left to come back.
-    let stream = world
-        .jetstream
-        .get_stream(&world.settings.events_stream)
-        .await
-        .unwrap();
-    let mut consumer: jetstream::consumer::PullConsumer =
-        stream.get_consumer(&world.settings.consumer).await.unwrap();
-    let mut settled = false;
-    for _ in 0..50 {
-        let info = consumer.info().await.unwrap();
-        if info.num_ack_pending == 0 && info.num_pending == 0 {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(settled, "nothing left pending or unacknowledged");
+    assert!(
+        world.wait_until_settled(Duration::from_secs(5)).await,
+        "nothing left pending or unacknowledged"
+    );
     assert_eq!(smtp.mails().len(), 1, "no mail for the bad events");
     service.stop().await;
 }

@@ -16,7 +16,6 @@ use async_nats::jetstream::{self, consumer::pull, message::StreamMessage};
 use email_service::{dead, worker::MAX_ACK_PENDING};
 use prost::Message;
 use shippy_testkit::{SmtpServer, infra_var, wait_for_health};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::mail::{World, mails_to};
@@ -36,9 +35,7 @@ struct PickySmtp {
 
 impl PickySmtp {
     async fn start(smtputf8: bool) -> Self {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
+        let [port] = shippy_testkit::spare_ports();
         let maildir = std::env::temp_dir().join(format!("shippy-picky-{}", uuid::Uuid::new_v4()));
         let mut command = Command::new("/usr/bin/python3");
         command
@@ -130,22 +127,11 @@ fn assert_three_good(mails: &[String], took: Duration) {
     }
 }
 
-/// `/metrics` as text.
-async fn metrics_text(address: SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
-}
-
 /// The value of the metric line starting with `name ` (0 when absent).
 async fn metric(address: SocketAddr, name: &str) -> u64 {
-    metrics_text(address)
+    shippy_testkit::http_get(&format!("http://{address}/metrics"))
         .await
+        .unwrap()
         .lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .map_or(0, |value| value.trim().parse::<f64>().unwrap() as u64)
@@ -216,8 +202,7 @@ async fn clean_up(world: &World) {
 async fn a_thousand_addresses_the_server_cannot_take_do_not_hold_back_later_mail() {
     let smtp = SmtpServer::start().await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
 
     let mut first_bad = None;
     for n in 0..1_000 {
@@ -264,8 +249,7 @@ async fn a_thousand_addresses_the_server_cannot_take_do_not_hold_back_later_mail
 async fn a_recipient_refused_for_good_is_kept_with_the_reason_and_later_mail_flows() {
     let smtp = PickySmtp::start(false).await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
 
     let gone = world.publish("Gone", "gone1@example.com").await;
     world.publish("After", "after@example.com").await;
@@ -304,8 +288,7 @@ async fn a_recipient_refused_for_good_is_kept_with_the_reason_and_later_mail_flo
 async fn a_flood_of_not_now_answers_does_not_hold_back_later_mail() {
     let smtp = PickySmtp::start(false).await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
 
     for n in 0..1_100 {
         world
@@ -333,8 +316,7 @@ async fn mail_failing_for_longer_than_the_max_age_is_given_up_with_the_last_erro
     let smtp = SmtpServer::reserve();
     let mut world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
     world.settings.mail_max_age = Duration::from_secs(3).into();
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
 
     let event = world.publish("Patient", "patient@example.com").await;
     assert_eq!(dead_count(&world).await, 0, "not given up at once");
@@ -356,8 +338,7 @@ async fn mail_failing_for_longer_than_the_max_age_is_given_up_with_the_last_erro
 async fn a_non_ascii_address_is_mailed_where_the_server_offers_smtputf8() {
     let smtp = PickySmtp::start(true).await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
 
     world.publish("Jürgen", "jürgen@example.com").await;
     let mails = smtp.wait_for_mails(1, Duration::from_secs(20)).await;
@@ -380,8 +361,7 @@ async fn a_non_ascii_address_is_mailed_where_the_server_offers_smtputf8() {
 async fn a_quoted_local_part_from_an_older_event_is_kept_in_the_dead_mail_stream() {
     let smtp = SmtpServer::start().await;
     let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
 
     let quoted = world.publish("John", "\"john doe\"@example.com").await;
     world.publish("After", "after@example.com").await;
@@ -417,8 +397,7 @@ async fn a_consumer_made_by_an_older_version_gets_the_new_settings() {
         .unwrap();
     assert_eq!(old.cached_info().config.max_ack_pending, 1_000);
 
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     world.publish("Still", "still@example.com").await;
     assert_eq!(
         smtp.wait_for_mails(1, Duration::from_secs(20)).await.len(),
@@ -440,8 +419,7 @@ async fn health_reports_mail_that_does_not_move_and_recovers_when_it_does() {
     let mut smtp = SmtpServer::reserve();
     let mut world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
     world.settings.mail_stuck_after = Duration::from_secs(2).into();
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     // Idle is not stuck.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -472,8 +450,7 @@ async fn one_recipients_not_now_on_a_quiet_system_is_not_stuck() {
     let smtp = PickySmtp::start(false).await;
     let mut world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
     world.settings.mail_stuck_after = Duration::from_secs(1).into();
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     world.publish("Full mailbox", "later1@example.com").await;
     // Well past MAIL_STUCK_AFTER, and the first retry is a minute away.
     for _ in 0..8 {
@@ -510,8 +487,7 @@ async fn two_consumer_names_share_the_sent_and_dead_mail_streams() {
 
     let mut gone = Vec::new();
     for (n, world) in [&first, &second].into_iter().enumerate() {
-        let service = world.start().await;
-        wait_for_health(&service.channel, ServingStatus::Serving).await;
+        let service = world.serving().await;
         gone.push(world.publish("Gone", &format!("gone{n}@example.com")).await);
         world.publish("Good", &format!("good{n}@example.com")).await;
         assert_eq!(
@@ -564,8 +540,7 @@ async fn health_reports_a_consumer_that_cannot_be_set_up() {
         })
         .await
         .unwrap();
-    let service = world.start().await;
-    wait_for_health(&service.channel, ServingStatus::Serving).await;
+    let service = world.serving().await;
     wait_for_health(&service.channel, ServingStatus::NotServing).await;
     assert_eq!(metric(service.metrics, "email_consumer_stuck").await, 1);
     service.stop().await;

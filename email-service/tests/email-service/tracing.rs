@@ -7,25 +7,14 @@ use std::time::Duration;
 
 use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
 use shippy_testkit::{
-    OtlpReceiver, ReceivedSpan, ServiceProcess, SmtpServer, fresh_postgres_database, infra_var,
-    init_test_logging,
+    CallerSpan, OtlpReceiver, ReceivedSpan, ServiceProcess, SmtpServer, fresh_postgres_database,
+    infra_var, init_test_logging,
+    otlp::kind::{CONSUMER, PRODUCER, SERVER},
 };
-use tonic::{Request, metadata::MetadataValue, transport::Endpoint};
-
-const SERVER: i32 = 2;
-const PRODUCER: i32 = 4;
-const CONSUMER: i32 = 5;
-
-fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
-}
+use tonic::transport::Endpoint;
 
 fn find<'a>(spans: &'a [ReceivedSpan], service: &str, kind: i32) -> Option<&'a ReceivedSpan> {
-    spans
-        .iter()
-        .find(|span| span.service == service && span.kind == kind)
+    shippy_testkit::find_span(spans, service, None, kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,17 +66,14 @@ async fn a_user_created_and_the_welcome_mail_share_one_trace() {
     )
     .await;
 
-    let (trace_id, caller_span) = (random_hex(16), random_hex(8));
-    let mut request = Request::new(User {
+    let caller = CallerSpan::new();
+    let (trace_id, caller_span) = (caller.trace_id.clone(), caller.span_id.clone());
+    let request = caller.request(User {
         name: "Traced Mail".into(),
         email: format!("{unique}@example.com"),
         password: "correct horse battery".into(),
         ..Default::default()
     });
-    request.metadata_mut().insert(
-        "traceparent",
-        MetadataValue::try_from(format!("00-{trace_id}-{caller_span}-01")).unwrap(),
-    );
     UserServiceClient::new(Endpoint::from_shared(users.url()).unwrap().connect_lazy())
         .create(request)
         .await
