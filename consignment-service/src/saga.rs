@@ -41,7 +41,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use shippy_service::{ApiError, Shutdown, readiness::Ready, text::excerpt};
+use shippy_service::{ApiError, Shutdown, readiness::Ready, sweep, text::excerpt};
 
 use crate::{
     domain::{Consignment, Idempotency, State},
@@ -427,28 +427,26 @@ impl Saga {
         ready: Ready,
         shutdown: Shutdown,
     ) {
-        let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.wait() => return,
-                _ = ticks.tick() => {}
-            }
-            if !ready.is_ready() {
-                continue;
-            }
-            match self.recover(older_than).await {
-                Ok(Recovered {
-                    confirmed: 0,
-                    cancelled: 0,
-                }) => {}
-                Ok(recovered) => tracing::info!(
-                    confirmed = recovered.confirmed,
-                    cancelled = recovered.cancelled,
-                    "recovery sweep settled half-done consignments"
-                ),
-                Err(error) => tracing::warn!(%error, "recovery sweep failed; trying again"),
-            }
+        sweep::every(interval, ready, shutdown, || {
+            self.recover_and_log(older_than)
+        })
+        .await;
+    }
+
+    /// One round of [`Saga::recover_until`]: what it settled or why it
+    /// failed, logged.
+    async fn recover_and_log(&self, older_than: Duration) {
+        match self.recover(older_than).await {
+            Ok(Recovered {
+                confirmed: 0,
+                cancelled: 0,
+            }) => {}
+            Ok(recovered) => tracing::info!(
+                confirmed = recovered.confirmed,
+                cancelled = recovered.cancelled,
+                "recovery sweep settled half-done consignments"
+            ),
+            Err(error) => tracing::warn!(%error, "recovery sweep failed; trying again"),
         }
     }
 }

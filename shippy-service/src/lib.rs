@@ -30,6 +30,8 @@
 //!   logs; refusing control characters.
 //! - [`readiness`]: serving `NOT_SERVING` until a dependency is prepared,
 //!   then keeping health in step with it.
+//! - [`sweep`]: background work repeated on a clock while the store is
+//!   ready (recovery, expiry).
 
 pub mod admission;
 pub mod base;
@@ -47,6 +49,7 @@ pub mod rpc_layer;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+pub mod sweep;
 pub mod telemetry;
 pub mod text;
 

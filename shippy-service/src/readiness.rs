@@ -33,7 +33,7 @@ impl Ready {
         self.0.load(Ordering::Acquire)
     }
 
-    fn set(&self) {
+    pub(crate) fn set(&self) {
         self.0.store(true, Ordering::Release);
     }
 }

@@ -11,6 +11,7 @@ use shippy_service::{
     discovery::{CallTimeouts, InvalidAddress},
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
+    sweep,
 };
 
 use crate::{
@@ -183,25 +184,17 @@ impl Application {
 }
 
 /// Gives back the room of held reservations whose time is up, every
-/// `interval`, until `shutdown`. A failed sweep is logged and tried again at
-/// the next tick: the room waits, nothing is lost.
+/// `interval` while `ready`, until `shutdown`. A failed sweep is logged and
+/// tried again at the next tick: the room waits, nothing is lost.
 async fn sweep_expired(store: Store, ready: Ready, interval: Duration, shutdown: Shutdown) {
-    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => return,
-            _ = ticks.tick() => {}
-        }
-        if !ready.is_ready() {
-            continue;
-        }
-        match store.expire().await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "expired reservations gave their room back"),
-            Err(error) => {
-                tracing::warn!(error = %error, "expiring reservations failed; trying again")
-            }
-        }
+    sweep::every(interval, ready, shutdown, || expire(&store)).await;
+}
+
+/// One round of [`sweep_expired`].
+async fn expire(store: &Store) {
+    match store.expire().await {
+        Ok(0) => {}
+        Ok(expired) => tracing::info!(expired, "expired reservations gave their room back"),
+        Err(error) => tracing::warn!(error = %error, "expiring reservations failed; trying again"),
     }
 }
