@@ -87,54 +87,30 @@ impl Application {
         let discovery = Discovery::new(&settings.discovery);
         let background = Shutdown::new();
         let breakers = &settings.breakers;
-        let users = discovery.channel(
-            "user-service",
-            &settings.user_service_url,
-            Breakers::calls(breakers.user_service_timeout),
-            &background,
-        )?;
-        let consignments = discovery.channel(
-            "consignment-service",
-            &settings.consignment_service_url,
-            Breakers::calls(breakers.consignment_service_timeout),
-            &background,
-        )?;
-        let vessels = discovery.channel(
-            "vessel-service",
-            &settings.vessel_service_url,
-            Breakers::calls(breakers.vessel_service_timeout),
-            &background,
-        )?;
         let circuits = CircuitMetrics::register(&metrics);
-        let upstreams = Upstreams {
-            users: Guarded::new(
-                "user-service",
-                users.clone(),
-                breakers.user_service_timeout,
-                breakers,
-                &circuits,
-            ),
-            consignments: Guarded::new(
-                "consignment-service",
-                consignments.clone(),
-                breakers.consignment_service_timeout,
-                breakers,
-                &circuits,
-            ),
-            vessels: Guarded::new(
-                "vessel-service",
-                vessels.clone(),
-                breakers.vessel_service_timeout,
-                breakers,
-                &circuits,
-            ),
-        };
+        // A (lazy) channel to each service, and the same behind its breaker.
+        let [users, consignments, vessels] = [
+            ("user-service", &settings.user_service_url),
+            ("consignment-service", &settings.consignment_service_url),
+            ("vessel-service", &settings.vessel_service_url),
+        ]
+        .map(|(name, url)| {
+            let timeout = breakers.timeout(name);
+            let channel = discovery.channel(name, url, Breakers::calls(timeout), &background)?;
+            let guarded = Guarded::new(name, channel.clone(), timeout, breakers, &circuits);
+            Ok::<_, StartError>((channel, guarded))
+        });
+        let (users, consignments, vessels) = (users?, consignments?, vessels?);
         let peers = Peers {
-            users,
-            consignments,
-            vessels,
             forwarding: Arc::new(settings.forwarding.clone()),
-            upstreams,
+            upstreams: Upstreams {
+                users: users.1,
+                consignments: consignments.1,
+                vessels: vessels.1,
+            },
+            users: users.0,
+            consignments: consignments.0,
+            vessels: vessels.0,
         };
         let connections = ConnectionMetrics::register(&metrics);
         let body_deadline = BodyDeadline {
@@ -171,11 +147,7 @@ impl Application {
 
     /// Serves until `shutdown` fires, then lets requests in flight finish.
     pub async fn run(self, shutdown: Shutdown) -> std::io::Result<()> {
-        let metrics = tokio::spawn(
-            self.metrics
-                .clone()
-                .serve(self.metrics_listener, shutdown.clone()),
-        );
+        let metrics = self.metrics.spawn(self.metrics_listener, shutdown.clone());
         let registration = match self.listener.local_addr() {
             Ok(address) => {
                 self.discovery
@@ -198,11 +170,7 @@ impl Application {
         {
             tracing::error!(%error, "Consul registration task failed");
         }
-        match metrics.await {
-            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
-            Err(error) => tracing::error!(%error, "metrics server task failed"),
-            Ok(Ok(())) => {}
-        }
+        metrics.stopped().await;
         served
     }
 }

@@ -220,17 +220,15 @@ impl Limiter {
     /// Budgets with `limits`, counting clients as `forwarding` names them;
     /// their metrics registered in `metrics`.
     pub fn new(limits: &RateLimits, forwarding: Arc<Forwarding>, metrics: &Metrics) -> Self {
-        let limited = Family::<BudgetLabels, Counter>::default();
-        let tracked = Family::<BudgetLabels, Gauge>::default();
-        metrics.register(
+        let limited: Family<BudgetLabels, Counter> = metrics.registered(
             "http_rate_limited",
             "HTTP requests answered 429 because their client was over its rate limit",
-            limited.clone(),
+            Family::default(),
         );
-        metrics.register(
+        let tracked: Family<BudgetLabels, Gauge> = metrics.registered(
             "http_rate_limit_clients",
             "Client addresses whose rate-limit buckets are tracked",
-            tracked.clone(),
+            Family::default(),
         );
         Self {
             general: Arc::new(Budget::new(

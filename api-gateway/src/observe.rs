@@ -55,32 +55,28 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     /// Registers the HTTP metrics in `metrics`.
     pub fn register(metrics: &Metrics) -> Self {
-        let this = Self {
-            requests: Family::default(),
-            errors: Family::default(),
-            duration: Family::new_with_constructor(|| {
-                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                    0.001, 2.0, 14,
-                ))
-            }),
+        Self {
+            requests: metrics.registered(
+                "http_server_requests",
+                "HTTP requests handled",
+                Family::default(),
+            ),
+            errors: metrics.registered(
+                "http_server_errors",
+                "HTTP requests answered with a 4xx or 5xx status",
+                Family::default(),
+            ),
+            duration: metrics.registered(
+                "http_server_duration_seconds",
+                "How long HTTP requests took",
+                Family::new_with_constructor(|| {
+                    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                        0.001, 2.0, 14,
+                    ))
+                }),
+            ),
             windows: RouteWindows::new(),
-        };
-        metrics.register(
-            "http_server_requests",
-            "HTTP requests handled",
-            this.requests.clone(),
-        );
-        metrics.register(
-            "http_server_errors",
-            "HTTP requests answered with a 4xx or 5xx status",
-            this.errors.clone(),
-        );
-        metrics.register(
-            "http_server_duration_seconds",
-            "How long HTTP requests took",
-            this.duration.clone(),
-        );
-        this
+        }
     }
 
     /// The rolling window per route of the requests counted here.

@@ -78,25 +78,21 @@ pub struct ConnectionMetrics {
 impl ConnectionMetrics {
     /// Registers the connection metrics in `metrics`.
     pub fn register(metrics: &Metrics) -> Self {
-        let this = Self {
+        Self {
             open: metrics.gauge(
                 "http_server_connections_open",
                 "HTTP connections being served",
             ),
-            refused: Counter::default(),
-            timed_out: Family::default(),
-        };
-        metrics.register(
-            "http_server_connections_refused",
-            "HTTP connections closed at once because the connection limit was reached",
-            this.refused.clone(),
-        );
-        metrics.register(
-            "http_server_timeouts",
-            "Connections closed, or requests answered 408, because the client was too slow",
-            this.timed_out.clone(),
-        );
-        this
+            refused: metrics.counter(
+                "http_server_connections_refused",
+                "HTTP connections closed at once because the connection limit was reached",
+            ),
+            timed_out: metrics.registered(
+                "http_server_timeouts",
+                "Connections closed, or requests answered 408, because the client was too slow",
+                Family::default(),
+            ),
+        }
     }
 
     fn timed_out(&self, timeout: &'static str) {

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use shippy_auth::remote::positive_duration;
 use shippy_service::discovery::DiscoveryArgs;
 
 /// What api-gateway needs to run.
@@ -116,15 +117,6 @@ impl HttpLimits {
     const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
     const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     const MAX_CONNECTIONS: u32 = 512;
-}
-
-/// A duration above zero (a zero timeout would close every connection).
-pub(crate) fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
-    let duration: humantime::Duration = text.parse().map_err(|error| format!("{error}"))?;
-    if duration.is_zero() {
-        return Err("must be above zero, e.g. `10s`".into());
-    }
-    Ok(duration)
 }
 
 impl Default for HttpLimits {

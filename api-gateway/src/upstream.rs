@@ -22,6 +22,7 @@ use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
 };
+use shippy_auth::remote::positive_duration;
 use shippy_service::{
     breaker::{Circuit, CircuitBreaker},
     discovery::CallTimeouts,
@@ -39,7 +40,7 @@ pub struct Breakers {
         long = "user-service-timeout",
         env = "USER_SERVICE_TIMEOUT",
         default_value_t = Breakers::TIMEOUT.into(),
-        value_parser = crate::settings::positive_duration
+        value_parser = positive_duration
     )]
     pub user_service_timeout: humantime::Duration,
 
@@ -48,7 +49,7 @@ pub struct Breakers {
         long = "consignment-service-timeout",
         env = "CONSIGNMENT_SERVICE_TIMEOUT",
         default_value_t = Breakers::TIMEOUT.into(),
-        value_parser = crate::settings::positive_duration
+        value_parser = positive_duration
     )]
     pub consignment_service_timeout: humantime::Duration,
 
@@ -57,7 +58,7 @@ pub struct Breakers {
         long = "vessel-service-timeout",
         env = "VESSEL_SERVICE_TIMEOUT",
         default_value_t = Breakers::TIMEOUT.into(),
-        value_parser = crate::settings::positive_duration
+        value_parser = positive_duration
     )]
     pub vessel_service_timeout: humantime::Duration,
 
@@ -76,7 +77,7 @@ pub struct Breakers {
         long = "breaker-cool-down",
         env = "BREAKER_COOL_DOWN",
         default_value_t = CircuitBreaker::COOL_DOWN.into(),
-        value_parser = crate::settings::positive_duration
+        value_parser = positive_duration
     )]
     pub cool_down: humantime::Duration,
 }
@@ -85,6 +86,16 @@ impl Breakers {
     const TIMEOUT: Duration = Duration::from_secs(5);
     /// Connecting to an upstream.
     const CONNECT: Duration = Duration::from_secs(1);
+
+    /// How long a call to the upstream `name` may take: user-service,
+    /// consignment-service, or else vessel-service.
+    pub fn timeout(&self, name: &str) -> humantime::Duration {
+        match name {
+            "user-service" => self.user_service_timeout,
+            "consignment-service" => self.consignment_service_timeout,
+            _ => self.vessel_service_timeout,
+        }
+    }
 
     /// The call timeouts for `timeout`.
     pub fn calls(timeout: humantime::Duration) -> CallTimeouts {
@@ -134,27 +145,23 @@ pub struct CircuitMetrics {
 impl CircuitMetrics {
     /// Registers the circuit metrics in `metrics`.
     pub fn register(metrics: &Metrics) -> Self {
-        let this = Self {
-            open: Family::default(),
-            transitions: Family::default(),
-            refused: Family::default(),
-        };
-        metrics.register(
-            "upstream_circuit_open",
-            "1 while the upstream's circuit is open (calls refused at once), else 0",
-            this.open.clone(),
-        );
-        metrics.register(
-            "upstream_circuit_transitions",
-            "Times the upstream's circuit opened or closed",
-            this.transitions.clone(),
-        );
-        metrics.register(
-            "upstream_calls_refused",
-            "Calls to the upstream refused at once because its circuit was open",
-            this.refused.clone(),
-        );
-        this
+        Self {
+            open: metrics.registered(
+                "upstream_circuit_open",
+                "1 while the upstream's circuit is open (calls refused at once), else 0",
+                Family::default(),
+            ),
+            transitions: metrics.registered(
+                "upstream_circuit_transitions",
+                "Times the upstream's circuit opened or closed",
+                Family::default(),
+            ),
+            refused: metrics.registered(
+                "upstream_calls_refused",
+                "Calls to the upstream refused at once because its circuit was open",
+                Family::default(),
+            ),
+        }
     }
 }
 

@@ -64,10 +64,13 @@ impl Default for KeyRefresh {
     }
 }
 
-fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+/// A duration flag's parser (clap's `value_parser`): a humantime duration
+/// above zero (a zero interval or timeout would spin or refuse everything).
+/// api-gateway's timeouts use it too.
+pub fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
     let duration: humantime::Duration = text.parse().map_err(|error| format!("{error}"))?;
     if duration.is_zero() {
-        return Err("must be longer than zero, e.g. `30s`".into());
+        return Err("must be above zero, e.g. `30s`".into());
     }
     Ok(duration)
 }

@@ -87,11 +87,7 @@ impl ServiceBase {
         shutdown: Shutdown,
         background: Vec<Task>,
     ) -> Result<(), ServerError> {
-        let metrics = tokio::spawn(
-            self.metrics
-                .clone()
-                .serve(self.metrics_listener, shutdown.clone()),
-        );
+        let metrics = self.metrics.spawn(self.metrics_listener, shutdown.clone());
         let registration = match self.listener.local_addr() {
             Ok(address) => self
                 .discovery
@@ -108,11 +104,7 @@ impl ServiceBase {
                 tracing::error!(%error, "{name} task failed");
             }
         }
-        match metrics.await {
-            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
-            Err(error) => tracing::error!(%error, "metrics server task failed"),
-            Ok(Ok(())) => {}
-        }
+        metrics.stopped().await;
         served
     }
 }

@@ -131,6 +131,16 @@ impl Metrics {
         }
     }
 
+    /// Registers `metric` (e.g. a labelled family) under `name` and returns
+    /// it: the clone registered shares its values.
+    pub fn registered<M>(&self, name: &str, help: &str, metric: M) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone,
+    {
+        self.register(name, help, metric.clone());
+        metric
+    }
+
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -144,6 +154,12 @@ impl Metrics {
         text
     }
 
+    /// Serves `/metrics` on `listener` in a task of its own until
+    /// `shutdown` fires; [`MetricsServer::stopped`] waits for it.
+    pub fn spawn(&self, listener: TcpListener, shutdown: Shutdown) -> MetricsServer {
+        MetricsServer(tokio::spawn(self.clone().serve(listener, shutdown)))
+    }
+
     /// Serves `/metrics` on `listener` until `shutdown` fires.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
         let address: Option<SocketAddr> = listener.local_addr().ok();
@@ -154,6 +170,21 @@ impl Metrics {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.wait_owned())
             .await
+    }
+}
+
+/// `/metrics` served in the background ([`Metrics::spawn`]).
+#[derive(Debug)]
+pub struct MetricsServer(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl MetricsServer {
+    /// Waits for the server to stop; how it failed, if it did, is logged.
+    pub async fn stopped(self) {
+        match self.0.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::error!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
+        }
     }
 }
 
