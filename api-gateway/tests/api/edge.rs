@@ -30,8 +30,11 @@ struct Edge {
 }
 
 impl Edge {
-    async fn start(http: HttpLimits) -> Self {
+    /// A gateway with [`long`] limits but for what `shorten` changes.
+    async fn start(shorten: impl FnOnce(&mut HttpLimits)) -> Self {
         shippy_testkit::init_test_logging();
+        let mut http = long();
+        shorten(&mut http);
         let nowhere = "http://127.0.0.1:9".to_owned();
         let settings = Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -68,6 +71,29 @@ impl Edge {
         }
     }
 
+    /// A connection kept alive after answering `GET /healthz`.
+    async fn kept_alive(&self) -> TcpStream {
+        let mut kept = TcpStream::connect(self.address).await.unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !String::from_utf8_lossy(&answer).contains("{\"status\":\"ok\"}") {
+            let n = kept.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "closed before answering");
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        kept
+    }
+
+    /// Connections closed (or requests answered 408) at the `timeout`
+    /// (`header`, `body` or `idle`) so far.
+    async fn timeouts(&self, timeout: &str) -> Option<f64> {
+        let name = format!("http_server_timeouts_total{{timeout=\"{timeout}\"}}");
+        self.metric(&name).await
+    }
+
     /// The value of an unlabelled metric.
     async fn metric(&self, name: &str) -> Option<f64> {
         let (_, text) = crate::raw_request(self.metrics, "GET", "/metrics", &[]).await;
@@ -82,12 +108,13 @@ impl Drop for Edge {
     }
 }
 
-fn limits(header: Duration, body: Duration, idle: Duration, max_connections: u32) -> HttpLimits {
+/// Limits no test reaches, but for the one it shortens.
+fn long() -> HttpLimits {
     HttpLimits {
-        header_read_timeout: header.into(),
-        body_read_timeout: body.into(),
-        idle_timeout: idle.into(),
-        max_connections,
+        header_read_timeout: Duration::from_secs(10).into(),
+        body_read_timeout: Duration::from_secs(10).into(),
+        idle_timeout: Duration::from_secs(30).into(),
+        max_connections: 512,
     }
 }
 
@@ -141,13 +168,7 @@ async fn trickle_headers(address: SocketAddr, limit: Duration) -> Option<Duratio
 #[tokio::test]
 async fn connections_trickling_their_headers_or_silent_are_closed_at_the_header_timeout() {
     let header = Duration::from_secs(1);
-    let edge = Edge::start(limits(
-        header,
-        Duration::from_secs(10),
-        Duration::from_secs(30),
-        512,
-    ))
-    .await;
+    let edge = Edge::start(|limits| limits.header_read_timeout = header.into()).await;
     let tricklers: Vec<_> = (0..200)
         .map(|_| tokio::spawn(trickle_headers(edge.address, header + SLACK * 3)))
         .collect();
@@ -172,22 +193,13 @@ async fn connections_trickling_their_headers_or_silent_are_closed_at_the_header_
     assert!(closed, "silent connection still open");
     assert!(opened.elapsed() <= header + SLACK, "{:?}", opened.elapsed());
     assert_eq!(edge.health().await, 200);
-    let timeouts = edge
-        .metric("http_server_timeouts_total{timeout=\"header\"}")
-        .await;
-    assert_eq!(timeouts, Some(201.0));
+    assert_eq!(edge.timeouts("header").await, Some(201.0));
 }
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closes() {
     let body = Duration::from_secs(1);
-    let edge = Edge::start(limits(
-        Duration::from_secs(10),
-        body,
-        Duration::from_secs(30),
-        512,
-    ))
-    .await;
+    let edge = Edge::start(|limits| limits.body_read_timeout = body.into()).await;
     let mut stream = TcpStream::connect(edge.address).await.unwrap();
     let started = Instant::now();
     stream
@@ -210,34 +222,15 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closes(
         answer.contains("x-content-type-options: nosniff"),
         "{answer}"
     );
-    let timeouts = edge
-        .metric("http_server_timeouts_total{timeout=\"body\"}")
-        .await;
-    assert_eq!(timeouts, Some(1.0));
+    assert_eq!(edge.timeouts("body").await, Some(1.0));
 }
 
 #[tokio::test]
 async fn a_kept_alive_connection_is_closed_at_the_idle_timeout() {
     let idle = Duration::from_secs(1);
-    let edge = Edge::start(limits(
-        Duration::from_secs(10),
-        Duration::from_secs(10),
-        idle,
-        512,
-    ))
-    .await;
+    let edge = Edge::start(|limits| limits.idle_timeout = idle.into()).await;
     // Kept alive after an answer.
-    let mut kept = TcpStream::connect(edge.address).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !String::from_utf8_lossy(&answer).contains("{\"status\":\"ok\"}") {
-        let n = kept.read(&mut buffer).await.unwrap();
-        assert!(n > 0, "closed before answering");
-        answer.extend_from_slice(&buffer[..n]);
-    }
+    let mut kept = edge.kept_alive().await;
     let answered = Instant::now();
 
     let (_, closed) = read_until_closed(&mut kept, idle + SLACK * 3).await;
@@ -247,22 +240,13 @@ async fn a_kept_alive_connection_is_closed_at_the_idle_timeout() {
         after >= idle - Duration::from_millis(100) && after <= idle + SLACK,
         "kept-alive connection closed after {after:?}"
     );
-    let timeouts = edge
-        .metric("http_server_timeouts_total{timeout=\"idle\"}")
-        .await;
-    assert_eq!(timeouts, Some(1.0));
+    assert_eq!(edge.timeouts("idle").await, Some(1.0));
 }
 
 #[tokio::test]
 async fn connections_past_the_cap_are_closed_at_once_and_the_count_goes_down() {
     let cap = 20;
-    let edge = Edge::start(limits(
-        Duration::from_secs(10),
-        Duration::from_secs(10),
-        Duration::from_secs(30),
-        cap,
-    ))
-    .await;
+    let edge = Edge::start(|limits| limits.max_connections = cap).await;
     // 40 connections that send nothing, held open by the client.
     let mut held = Vec::new();
     for _ in 0..40 {
@@ -308,20 +292,9 @@ async fn connections_past_the_cap_are_closed_at_once_and_the_count_goes_down() {
 #[tokio::test]
 async fn a_stop_is_not_held_up_by_slow_or_silent_clients() {
     let header = Duration::from_secs(1);
-    let mut edge = Edge::start(limits(
-        header,
-        Duration::from_secs(10),
-        Duration::from_secs(30),
-        512,
-    ))
-    .await;
+    let mut edge = Edge::start(|limits| limits.header_read_timeout = header.into()).await;
     // Kept alive after an answer, half a head, and nothing at all.
-    let mut kept = TcpStream::connect(edge.address).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buffer = [0u8; 1024];
-    assert!(kept.read(&mut buffer).await.unwrap() > 0);
+    let _kept = edge.kept_alive().await;
     let mut half = TcpStream::connect(edge.address).await.unwrap();
     half.write_all(b"GET /healthz HTTP/1.1\r\nhost: loc")
         .await

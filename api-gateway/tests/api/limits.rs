@@ -53,12 +53,7 @@ fn header<'a>(answer: &'a Answer, name: &str) -> &'a str {
 }
 
 fn assert_limited(answer: &Answer) {
-    assert_eq!(
-        (answer.status, answer.code()),
-        (429, "RESOURCE_EXHAUSTED"),
-        "{}",
-        answer.text
-    );
+    answer.assert_error(429, "RESOURCE_EXHAUSTED");
     let wait: u64 = header(answer, "retry-after").parse().unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
     assert_eq!(header(answer, "ratelimit-remaining"), "0");

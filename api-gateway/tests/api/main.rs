@@ -205,6 +205,34 @@ impl Answer {
     pub fn message(&self) -> &str {
         self.json["error"]["message"].as_str().unwrap_or("")
     }
+
+    /// The string `field` of each item of the JSON list `list`.
+    pub fn each(&self, list: &str, field: &str) -> Vec<String> {
+        let items = self.json[list].as_array();
+        let items = items.unwrap_or_else(|| panic!("no list {list}: {}", self.text));
+        let each = items
+            .iter()
+            .map(|item| item[field].as_str().unwrap().to_owned());
+        each.collect()
+    }
+
+    /// Asserts an error answer: its status and its error code (the body
+    /// shown if not).
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code()), (status, code), "{}", self.text);
+    }
+
+    /// [`Self::assert_error`] for the case `what`, which a failure names.
+    #[track_caller]
+    pub fn assert_error_for(&self, what: &str, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "{what}: {}",
+            self.text
+        );
+    }
 }
 
 impl Gateway {
@@ -240,8 +268,8 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Answer {
-        self.send_with(&self.client, method, path, token, headers, body)
-            .await
+        let request = self.request(method, path, token, headers);
+        send_on(&self.client, request, body).await
     }
 
     /// Posts JSON from the loopback address `source` (another client, as
@@ -265,19 +293,17 @@ impl Gateway {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(source));
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        self.send_with(&client, method, path, None, headers, body)
-            .await
+        send_on(&client, self.request(method, path, None, headers), body).await
     }
 
-    async fn send_with(
+    /// A request to the gateway, with `token` as a bearer token if any.
+    fn request(
         &self,
-        client: &Client<HttpConnector, Full<Bytes>>,
         method: &str,
         path: &str,
         token: Option<&str>,
         headers: &[(&str, &str)],
-        body: Option<Vec<u8>>,
-    ) -> Answer {
+    ) -> http::request::Builder {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.address));
@@ -287,23 +313,34 @@ impl Gateway {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
-        let response = client.request(request).await.expect("HTTP answer");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            text,
-            json,
-        }
+        request
     }
+}
 
+/// Sends `request` with `body` on `client`: the answer.
+async fn send_on(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: http::request::Builder,
+    body: Option<Vec<u8>>,
+) -> Answer {
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let response = client.request(request).await.expect("HTTP answer");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+impl Gateway {
     /// GET.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.send("GET", path, token, &[], None).await

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use crate::{ADMIN, Gateway, signal};
-use api_gateway::ops::{CircuitState, OpsReport, UpstreamReport};
+use api_gateway::{
+    observe::RouteFigures,
+    ops::{CircuitState, OpsReport, UpstreamReport},
+};
 
 async fn report(gateway: &Gateway, token: &str) -> OpsReport {
     let answer = gateway.get("/api/v1/ops", Some(token)).await;
@@ -22,6 +25,14 @@ fn upstream<'a>(report: &'a OpsReport, name: &str) -> &'a UpstreamReport {
         .unwrap_or_else(|| panic!("{name} missing: {report:?}"))
 }
 
+fn route<'a>(report: &'a OpsReport, method: &str, route: &str) -> &'a RouteFigures {
+    report
+        .routes
+        .iter()
+        .find(|figures| figures.method == method && figures.route == route)
+        .unwrap_or_else(|| panic!("{method} {route} missing: {:?}", report.routes))
+}
+
 #[tokio::test]
 async fn the_ops_report_is_for_admins_only() {
     let gateway = Gateway::start().await;
@@ -29,21 +40,11 @@ async fn the_ops_report_is_for_admins_only() {
     let (_, admin) = gateway.user(ADMIN).await;
 
     let anonymous = gateway.get("/api/v1/ops", None).await;
-    assert_eq!(
-        (anonymous.status, anonymous.code()),
-        (401, "UNAUTHENTICATED"),
-        "{}",
-        anonymous.text
-    );
+    anonymous.assert_error(401, "UNAUTHENTICATED");
     let forged = gateway.get("/api/v1/ops", Some("aaa.bbb.ccc")).await;
     assert_eq!(forged.status, 401, "{}", forged.text);
     let forbidden = gateway.get("/api/v1/ops", Some(&user)).await;
-    assert_eq!(
-        (forbidden.status, forbidden.code()),
-        (403, "PERMISSION_DENIED"),
-        "{}",
-        forbidden.text
-    );
+    forbidden.assert_error(403, "PERMISSION_DENIED");
     assert!(forbidden.message().contains("admins"), "{}", forbidden.text);
 
     let report = report(&gateway, &admin).await;
@@ -80,24 +81,16 @@ async fn the_ops_report_counts_each_routes_requests_and_errors() {
     assert_eq!(gateway.get("/api/v1/raw-nothing", None).await.status, 404);
 
     let first = report(&gateway, &admin).await;
-    let route = |method: &str, route: &str| {
-        first
-            .routes
-            .iter()
-            .find(|figures| figures.method == method && figures.route == route)
-            .unwrap_or_else(|| panic!("{method} {route} missing: {:?}", first.routes))
-            .clone()
-    };
-    let vessels = route("GET", "/api/v1/vessels");
+    let vessels = route(&first, "GET", "/api/v1/vessels");
     assert_eq!(vessels.requests, 5, "{vessels:?}");
     assert_eq!(vessels.error_ratio, 0.0, "{vessels:?}");
     assert!(vessels.requests_per_second > 0.0, "{vessels:?}");
     assert!(vessels.p99_ms.is_some_and(|ms| ms > 0.0), "{vessels:?}");
-    let me = route("GET", "/api/v1/me");
+    let me = route(&first, "GET", "/api/v1/me");
     assert_eq!(me.requests, 3, "{me:?}");
     assert_eq!(me.error_ratio, 1.0, "{me:?}");
     assert_eq!(me.server_error_ratio, 0.0, "{me:?}");
-    let cancel = route("DELETE", "/api/v1/consignments/{id}");
+    let cancel = route(&first, "DELETE", "/api/v1/consignments/{id}");
     assert_eq!(
         (cancel.requests, cancel.error_ratio),
         (2, 1.0),
@@ -117,11 +110,7 @@ async fn the_ops_report_counts_each_routes_requests_and_errors() {
         assert_eq!(gateway.get("/api/v1/vessels", None).await.status, 401);
     }
     let after = report(&gateway, &admin).await;
-    let vessels = after
-        .routes
-        .iter()
-        .find(|figures| figures.method == "GET" && figures.route == "/api/v1/vessels")
-        .unwrap();
+    let vessels = route(&after, "GET", "/api/v1/vessels");
     assert_eq!(vessels.requests, 10, "{vessels:?}");
     assert_eq!(vessels.error_ratio, 0.5, "{vessels:?}");
 }
@@ -157,11 +146,7 @@ async fn a_stopped_upstream_is_shown_unhealthy_with_its_circuit_open_then_closed
         assert!(other.healthy, "{stopped:?}");
         assert_eq!(other.circuit, CircuitState::Closed, "{stopped:?}");
     }
-    let failing = stopped
-        .routes
-        .iter()
-        .find(|figures| figures.method == "GET" && figures.route == "/api/v1/consignments")
-        .unwrap();
+    let failing = route(&stopped, "GET", "/api/v1/consignments");
     // 1 answered, 2 timed out (504), 1 refused (503).
     assert_eq!(failing.requests, 4, "{failing:?}");
     assert_eq!(failing.server_error_ratio, 0.75, "{failing:?}");

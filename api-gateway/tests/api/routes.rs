@@ -11,6 +11,16 @@ fn consignment(description: &str, weight: i32, containers: usize) -> serde_json:
     json!({"description": description, "weight": weight, "containers": containers})
 }
 
+/// `POST /api/v1/consignments` of [`consignment`]`(description, weight, containers)`.
+async fn ship(
+    gateway: &Gateway,
+    token: Option<&str>,
+    (description, weight, containers): (&str, i32, usize),
+) -> crate::Answer {
+    let body = consignment(description, weight, containers);
+    gateway.post("/api/v1/consignments", token, body).await
+}
+
 #[tokio::test]
 async fn sign_up_log_in_and_read_your_profile() {
     let gateway = Gateway::start().await;
@@ -25,12 +35,7 @@ async fn sign_up_log_in_and_read_your_profile() {
     assert!(user.get("password").is_none(), "never the password: {user}");
 
     let again = gateway.post("/api/v1/users", None, signup).await;
-    assert_eq!(
-        (again.status, again.code()),
-        (409, "ALREADY_EXISTS"),
-        "{}",
-        again.text
-    );
+    again.assert_error(409, "ALREADY_EXISTS");
 
     let bad_email = gateway
         .post(
@@ -39,10 +44,7 @@ async fn sign_up_log_in_and_read_your_profile() {
             json!({"name": "B", "email": "not-an-email", "password": PASSWORD}),
         )
         .await;
-    assert_eq!(
-        (bad_email.status, bad_email.code()),
-        (400, "INVALID_ARGUMENT")
-    );
+    bad_email.assert_error(400, "INVALID_ARGUMENT");
     assert!(bad_email.message().contains("email"), "{}", bad_email.text);
 
     let token = gateway.login(email).await;
@@ -53,12 +55,7 @@ async fn sign_up_log_in_and_read_your_profile() {
             json!({"email": email, "password": "not the password"}),
         )
         .await;
-    assert_eq!(
-        (wrong.status, wrong.code()),
-        (401, "UNAUTHENTICATED"),
-        "{}",
-        wrong.text
-    );
+    wrong.assert_error(401, "UNAUTHENTICATED");
 
     let me = gateway.get("/api/v1/me", Some(&token)).await;
     assert_eq!(me.status, 200, "{}", me.text);
@@ -71,17 +68,9 @@ async fn sign_up_log_in_and_read_your_profile() {
     );
 
     let anonymous = gateway.get("/api/v1/me", None).await;
-    assert_eq!(
-        (anonymous.status, anonymous.code()),
-        (401, "UNAUTHENTICATED")
-    );
+    anonymous.assert_error(401, "UNAUTHENTICATED");
     let forged = gateway.get("/api/v1/me", Some("forged.token.here")).await;
-    assert_eq!(
-        (forged.status, forged.code()),
-        (401, "UNAUTHENTICATED"),
-        "{}",
-        forged.text
-    );
+    forged.assert_error(401, "UNAUTHENTICATED");
 }
 
 #[tokio::test]
@@ -108,12 +97,7 @@ async fn a_body_that_is_not_the_json_expected_is_a_400_saying_why() {
         let answer = gateway
             .send("POST", "/api/v1/login", None, headers, Some(body.to_vec()))
             .await;
-        assert_eq!(
-            (answer.status, answer.code()),
-            (400, "INVALID_ARGUMENT"),
-            "{}",
-            answer.text
-        );
+        answer.assert_error(400, "INVALID_ARGUMENT");
         assert!(answer.message().contains(says), "{says}: {}", answer.text);
     }
     let (_, token) = gateway.user("typo@example.com").await;
@@ -141,13 +125,7 @@ async fn consignments_are_shipped_and_listed_for_their_owner_only() {
     let (alice_id, alice) = gateway.user("alice@example.com").await;
     let (_, bob) = gateway.user("bob@example.com").await;
 
-    let shipped = gateway
-        .post(
-            "/api/v1/consignments",
-            Some(&alice),
-            consignment("First", 100, 2),
-        )
-        .await;
+    let shipped = ship(&gateway, Some(&alice), ("First", 100, 2)).await;
     assert_eq!(shipped.status, 201, "{}", shipped.text);
     let first = &shipped.json["consignment"];
     assert_eq!(first["owner_id"], alice_id.as_str());
@@ -157,13 +135,7 @@ async fn consignments_are_shipped_and_listed_for_their_owner_only() {
         first["vessel_id"].as_str().is_some_and(|v| !v.is_empty()),
         "{first}"
     );
-    let second = gateway
-        .post(
-            "/api/v1/consignments",
-            Some(&alice),
-            consignment("Second", 200, 1),
-        )
-        .await;
+    let second = ship(&gateway, Some(&alice), ("Second", 200, 1)).await;
     assert_eq!(second.status, 201, "{}", second.text);
 
     // Newest first, one page at a time.
@@ -195,58 +167,22 @@ async fn consignments_are_shipped_and_listed_for_their_owner_only() {
 
     // The errors.
     let anonymous = gateway.get("/api/v1/consignments", None).await;
-    assert_eq!(
-        (anonymous.status, anonymous.code()),
-        (401, "UNAUTHENTICATED")
-    );
-    let anonymous = gateway
-        .post("/api/v1/consignments", None, consignment("x", 1, 1))
-        .await;
-    assert_eq!(
-        (anonymous.status, anonymous.code()),
-        (401, "UNAUTHENTICATED")
-    );
-    let negative = gateway
-        .post(
-            "/api/v1/consignments",
-            Some(&alice),
-            consignment("x", -5, 1),
-        )
-        .await;
-    assert_eq!(
-        (negative.status, negative.code()),
-        (400, "INVALID_ARGUMENT")
-    );
+    anonymous.assert_error(401, "UNAUTHENTICATED");
+    let anonymous = ship(&gateway, None, ("x", 1, 1)).await;
+    anonymous.assert_error(401, "UNAUTHENTICATED");
+    let negative = ship(&gateway, Some(&alice), ("x", -5, 1)).await;
+    negative.assert_error(400, "INVALID_ARGUMENT");
     assert!(negative.message().contains("weight"), "{}", negative.text);
-    let too_heavy = gateway
-        .post(
-            "/api/v1/consignments",
-            Some(&alice),
-            consignment("Mountain", 2_000_000_000, 1),
-        )
-        .await;
-    assert_eq!(
-        (too_heavy.status, too_heavy.code()),
-        (422, "FAILED_PRECONDITION"),
-        "{}",
-        too_heavy.text
-    );
+    let too_heavy = ship(&gateway, Some(&alice), ("Mountain", 2_000_000_000, 1)).await;
+    too_heavy.assert_error(422, "FAILED_PRECONDITION");
     let forged = gateway
         .get("/api/v1/consignments?page_token=forged", Some(&alice))
         .await;
-    assert_eq!(
-        (forged.status, forged.code()),
-        (400, "INVALID_ARGUMENT"),
-        "{}",
-        forged.text
-    );
+    forged.assert_error(400, "INVALID_ARGUMENT");
     let bad_size = gateway
         .get("/api/v1/consignments?page_size=many", Some(&alice))
         .await;
-    assert_eq!(
-        (bad_size.status, bad_size.code()),
-        (400, "INVALID_ARGUMENT")
-    );
+    bad_size.assert_error(400, "INVALID_ARGUMENT");
     assert!(
         bad_size.message().contains("page_size"),
         "{}",
@@ -273,17 +209,9 @@ async fn consignments_are_shipped_and_listed_for_their_owner_only() {
     assert_eq!(used(&fleet.json), (3, 300), "{}", fleet.text);
     let path = format!("/api/v1/consignments/{}", first["id"].as_str().unwrap());
     let foreign = gateway.send("DELETE", &path, Some(&bob), &[], None).await;
-    assert_eq!(
-        (foreign.status, foreign.code()),
-        (404, "NOT_FOUND"),
-        "{}",
-        foreign.text
-    );
+    foreign.assert_error(404, "NOT_FOUND");
     let anonymous = gateway.send("DELETE", &path, None, &[], None).await;
-    assert_eq!(
-        (anonymous.status, anonymous.code()),
-        (401, "UNAUTHENTICATED")
-    );
+    anonymous.assert_error(401, "UNAUTHENTICATED");
     let cancelled = gateway.send("DELETE", &path, Some(&alice), &[], None).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.text);
     assert_eq!(cancelled.json["consignment"]["id"], first["id"]);
@@ -310,7 +238,7 @@ async fn consignments_are_shipped_and_listed_for_their_owner_only() {
             None,
         )
         .await;
-    assert_eq!((unknown.status, unknown.code()), (404, "NOT_FOUND"));
+    unknown.assert_error(404, "NOT_FOUND");
 }
 
 #[tokio::test]
@@ -321,19 +249,11 @@ async fn vessels_are_listed_for_users_and_created_by_admins_only() {
     let ship = json!({"id": "gw-1", "name": "Gateway Queen", "capacity": 3, "max_weight": 300});
 
     let anonymous = gateway.post("/api/v1/vessels", None, ship.clone()).await;
-    assert_eq!(
-        (anonymous.status, anonymous.code()),
-        (401, "UNAUTHENTICATED")
-    );
+    anonymous.assert_error(401, "UNAUTHENTICATED");
     let forbidden = gateway
         .post("/api/v1/vessels", Some(&user), ship.clone())
         .await;
-    assert_eq!(
-        (forbidden.status, forbidden.code()),
-        (403, "PERMISSION_DENIED"),
-        "{}",
-        forbidden.text
-    );
+    forbidden.assert_error(403, "PERMISSION_DENIED");
     let created = gateway
         .post("/api/v1/vessels", Some(&admin), ship.clone())
         .await;
@@ -344,7 +264,7 @@ async fn vessels_are_listed_for_users_and_created_by_admins_only() {
     assert_eq!(created.json["vessel"]["remaining_weight"], 300);
     assert_eq!(created.json["vessel"]["used_capacity"], 0);
     let twice = gateway.post("/api/v1/vessels", Some(&admin), ship).await;
-    assert_eq!((twice.status, twice.code()), (409, "ALREADY_EXISTS"));
+    twice.assert_error(409, "ALREADY_EXISTS");
     let bad = gateway
         .post(
             "/api/v1/vessels",
@@ -352,29 +272,21 @@ async fn vessels_are_listed_for_users_and_created_by_admins_only() {
             json!({"name": "Nothing", "capacity": 0, "max_weight": 1}),
         )
         .await;
-    assert_eq!((bad.status, bad.code()), (400, "INVALID_ARGUMENT"));
+    bad.assert_error(400, "INVALID_ARGUMENT");
     assert!(bad.message().contains("capacity"), "{}", bad.text);
 
     let fleet = gateway
         .get("/api/v1/vessels?page_size=200", Some(&user))
         .await;
     assert_eq!(fleet.status, 200, "{}", fleet.text);
-    let ids: Vec<_> = fleet.json["vessels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = fleet.each("vessels", "id");
     assert_eq!(ids, ["gw-1", "vessel001", "vessel002", "vessel003"]);
     let page = gateway
         .get("/api/v1/vessels?page_size=3", Some(&user))
         .await;
     assert_eq!(page.json["next_page_token"], "vessel002", "{}", page.text);
     let anonymous = gateway.get("/api/v1/vessels", None).await;
-    assert_eq!(
-        (anonymous.status, anonymous.code()),
-        (401, "UNAUTHENTICATED")
-    );
+    anonymous.assert_error(401, "UNAUTHENTICATED");
 }
 
 #[tokio::test]
@@ -470,12 +382,7 @@ async fn a_protected_route_without_a_token_is_401_before_its_body_is_read() {
         ),
     ] {
         let answer = gateway.send("POST", path, None, &headers, Some(body)).await;
-        assert_eq!(
-            (answer.status, answer.code()),
-            (401, "UNAUTHENTICATED"),
-            "{path} {headers:?}: {}",
-            answer.text
-        );
+        answer.assert_error_for(&format!("{path} {headers:?}"), 401, "UNAUTHENTICATED");
         assert!(
             !answer.message().contains("expected"),
             "says nothing of the schema: {}",

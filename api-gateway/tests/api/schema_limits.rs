@@ -41,12 +41,7 @@ async fn whole_numbers_written_with_a_fraction_are_taken_as_json_schema_counts_t
                 json!({"name": "Bad", "capacity": capacity, "max_weight": 1}),
             )
             .await;
-        assert_eq!(
-            (refused.status, refused.code()),
-            (400, "INVALID_ARGUMENT"),
-            "{why}: {}",
-            refused.text
-        );
+        refused.assert_error_for(why, 400, "INVALID_ARGUMENT");
         assert!(refused.message().contains("capacity"), "{}", refused.text);
     }
 }
@@ -108,12 +103,7 @@ async fn what_the_document_allows_at_its_limits_is_taken() {
         ),
     ] {
         let refused = gateway.post("/api/v1/users", None, body).await;
-        assert_eq!(
-            (refused.status, refused.code()),
-            (400, "INVALID_ARGUMENT"),
-            "{what}: {}",
-            refused.text
-        );
+        refused.assert_error_for(what, 400, "INVALID_ARGUMENT");
     }
     let login = gateway
         .post(
@@ -122,10 +112,5 @@ async fn what_the_document_allows_at_its_limits_is_taken() {
             json!({"email": "limits-ascii@example.com", "password": format!("{password}p")}),
         )
         .await;
-    assert_eq!(
-        (login.status, login.code()),
-        (400, "INVALID_ARGUMENT"),
-        "{}",
-        login.text
-    );
+    login.assert_error(400, "INVALID_ARGUMENT");
 }

@@ -54,7 +54,7 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
         );
     }
     let unknown = gateway.get("/api/v1/nothing", None).await;
-    assert_eq!((unknown.status, unknown.code()), (404, "NOT_FOUND"));
+    unknown.assert_error(404, "NOT_FOUND");
     let wrong_method = gateway
         .send("DELETE", "/api/v1/users", None, &[], None)
         .await;
@@ -107,12 +107,7 @@ async fn a_service_that_is_down_is_503_and_not_ready() {
     assert_eq!(ready.json["services"]["user-service"], "SERVING");
     assert_ne!(ready.json["services"]["vessel-service"], "SERVING");
     let fleet = gateway.get("/api/v1/vessels", Some(&token)).await;
-    assert_eq!(
-        (fleet.status, fleet.code()),
-        (503, "UNAVAILABLE"),
-        "{}",
-        fleet.text
-    );
+    fleet.assert_error(503, "UNAVAILABLE");
     assert_eq!(
         fleet.message(),
         "a service this request needs is unreachable; retry shortly",

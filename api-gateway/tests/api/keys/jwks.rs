@@ -4,16 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use user_service::tokens;
-
-use super::{Keyed, REFRESH, Source, jwks_fresh_for, listed};
+use super::{Keyed, REFRESH, Source, jwks_fresh_for, key_file, listed};
 
 #[tokio::test]
 async fn the_jwks_lists_every_key_as_an_okp_jwk_cacheable_no_longer_than_the_refresh() {
-    let dir = std::env::temp_dir().join(format!("shippy-jwks-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwt.pem");
-    std::fs::write(&file, tokens::generate_pem(2).unwrap()).unwrap();
+    let file = key_file("jwks", 2);
     let keyed = Keyed::start(Source::File(file)).await;
     let answer = keyed.gateway.get("/.well-known/jwks.json", None).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
@@ -55,13 +50,7 @@ async fn the_jwks_lists_every_key_as_an_okp_jwk_cacheable_no_longer_than_the_ref
 
 #[tokio::test]
 async fn the_jwks_serves_the_last_set_while_user_service_hangs() {
-    let dir = std::env::temp_dir().join(format!(
-        "shippy-jwks-hung-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwt.pem");
-    std::fs::write(&file, tokens::generate_pem(2).unwrap()).unwrap();
+    let file = key_file("jwks-hung", 2);
     let keyed = Keyed::start(Source::File(file)).await;
     let kids = |answer: &crate::Answer| -> Vec<String> {
         answer.json["keys"]

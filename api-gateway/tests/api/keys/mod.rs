@@ -42,6 +42,16 @@ enum Source {
     Consul(Box<ConsulAgent>),
 }
 
+/// A fresh key ring file of `keys` keys, in a temporary folder of its own
+/// named after `name`.
+fn key_file(name: &str, keys: usize) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shippy-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwt.pem");
+    std::fs::write(&file, tokens::generate_pem(keys).unwrap()).unwrap();
+    file
+}
+
 impl Source {
     /// The environment of user-service (and of its `keys` command, with
     /// `write` the token that may write the KV key).
@@ -170,6 +180,15 @@ impl Keyed {
     }
 
     /// consignment-service's answer to `token`.
+    /// Asserts `token` verifies everywhere: consignment-service takes it,
+    /// vessel-service's admin-only `Create` refuses it as a user's
+    /// (PERMISSION_DENIED, not UNAUTHENTICATED), the gateway answers 200.
+    async fn assert_taken_everywhere(&self, token: &str) {
+        assert_eq!(self.at_consignments(token).await, Ok(()));
+        assert_eq!(self.at_vessels(token).await, Code::PermissionDenied);
+        assert_eq!(self.at_gateway(token).await, 200);
+    }
+
     async fn at_consignments(&self, token: &str) -> Result<(), Code> {
         ShippingServiceClient::new(spawn::channel(self.gateway.services.consignment_addr))
             .get_consignments(bearer(GetRequest::default(), token))
@@ -212,12 +231,7 @@ impl Keyed {
         loop {
             let answer = self.gateway.get("/.well-known/jwks.json", None).await;
             assert_eq!(answer.status, 200, "{}", answer.text);
-            let kids: Vec<String> = answer.json["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|key| key["kid"].as_str().unwrap().to_owned())
-                .collect();
+            let kids = answer.each("keys", "kid");
             if kids == expected {
                 return;
             }
@@ -356,9 +370,7 @@ async fn rotate_under_load_then_revoke(source: Source) {
         .assert_jwks_lists(std::slice::from_ref(&old_kid))
         .await;
     // The old token verifies (and is remembered) everywhere.
-    assert_eq!(keyed.at_consignments(&old_token).await, Ok(()));
-    assert_eq!(keyed.at_vessels(&old_token).await, Code::PermissionDenied);
-    assert_eq!(keyed.at_gateway(&old_token).await, 200);
+    keyed.assert_taken_everywhere(&old_token).await;
 
     let load = Load::start(&keyed, email, old_token.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -416,19 +428,17 @@ async fn rotate_under_load_then_revoke(source: Source) {
         .assert_jwks_lists(std::slice::from_ref(&new_kid))
         .await;
     // The remaining key's tokens keep working.
-    assert_eq!(keyed.at_consignments(&new_token).await, Ok(()));
-    assert_eq!(keyed.at_vessels(&new_token).await, Code::PermissionDenied);
-    assert_eq!(keyed.at_gateway(&new_token).await, 200);
+    keyed.assert_taken_everywhere(&new_token).await;
 }
 
 #[tokio::test]
 async fn a_key_file_rotation_under_load_fails_no_request_and_a_revoked_key_stops_everywhere() {
-    let dir = std::env::temp_dir().join(format!("shippy-keys-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwt.pem");
-    std::fs::write(&file, tokens::generate_pem(1).unwrap()).unwrap();
+    let file = key_file("keys", 1);
+    let dir = file.parent().map(ToOwned::to_owned);
     rotate_under_load_then_revoke(Source::File(file)).await;
-    let _ = std::fs::remove_dir_all(dir);
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[tokio::test]
@@ -449,11 +459,7 @@ async fn a_consul_kv_rotation_under_load_fails_no_request_and_a_revoked_key_stop
 #[tokio::test]
 async fn the_ops_dashboard_verifies_an_admin_while_user_service_hangs_though_none_opened_it_before()
 {
-    let dir =
-        std::env::temp_dir().join(format!("shippy-ops-hung-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwt.pem");
-    std::fs::write(&file, tokens::generate_pem(1).unwrap()).unwrap();
+    let file = key_file("ops-hung", 1);
     // The gateway's own refresh is far off: only a fetch at its start can
     // have given it the keys.
     let keyed = Keyed::start_with_gateway_keys(Source::File(file), KeyRefresh::default()).await;
@@ -476,10 +482,8 @@ async fn the_ops_dashboard_verifies_an_admin_while_user_service_hangs_though_non
 
 #[tokio::test]
 async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
-    let dir = std::env::temp_dir().join(format!("shippy-down-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwt.pem");
-    std::fs::write(&file, tokens::generate_pem(1).unwrap()).unwrap();
+    let file = key_file("down", 1);
+    let dir = file.parent().map(ToOwned::to_owned);
     let keyed = Keyed::start(Source::File(file)).await;
     let (_, token) = keyed.gateway.user("down@example.com").await;
     assert_eq!(keyed.at_consignments(&token).await, Ok(()));
@@ -498,7 +502,9 @@ async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
             .status,
         200
     );
-    let _ = std::fs::remove_dir_all(dir);
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 fn jwks_fresh_for() -> Duration {
