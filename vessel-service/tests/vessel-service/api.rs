@@ -10,86 +10,46 @@ mod vessels;
 
 use std::{net::SocketAddr, time::Duration};
 
-use shippy_proto::{
-    user::v1::{User, user_service_client::UserServiceClient},
-    vessel::v1::{
-        ListRequest, ReleaseRequest, ReservationRef, ReserveRequest, Specification, Vessel,
-        vessel_service_client::VesselServiceClient,
-    },
+use shippy_harness::refused;
+use shippy_harness::{ADMIN, create_user, login, settings, spawn};
+pub(crate) use shippy_harness::{as_service, bearer};
+use shippy_proto::vessel::v1::{
+    ListRequest, ReleaseRequest, ReservationRef, ReserveRequest, Specification, Vessel,
+    vessel_service_client::VesselServiceClient,
 };
-use shippy_service::{
-    Shutdown,
-    discovery::{CallTimeouts, static_channel},
-    settings::SecretUrl,
-};
+use shippy_service::settings::SecretUrl;
 use shippy_testkit::{
-    LateProxy, SERVICE_TOKEN, fresh_postgres_database, health_status, init_test_logging,
-    socket_addr_of, wait_for_health, with_socket_addr,
+    LateProxy, Running, fresh_postgres_database, health_status, init_test_logging, socket_addr_of,
+    wait_for_health, with_socket_addr,
 };
-use tokio::task::JoinHandle;
-use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, Request, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::app::Application as UserApp;
-use vessel_service::{app::Application, domain::AccountQuota, settings::Settings};
+use vessel_service::{app::Application, domain::AccountQuota};
 
-use shippy_harness::ADMIN;
 /// Held reservations last this long here.
 const RESERVATION_TTL: Duration = Duration::from_millis(700);
-const PASSWORD: &str = "correct horse battery";
 
 /// A real user-service beside the vessel-service under test: it hands out
 /// the keys vessel-service verifies tokens with, and the tokens.
-struct Users {
-    url: String,
-    channel: Channel,
-    shutdown: Shutdown,
-}
+struct Users(spawn::Service);
 
 impl Users {
     async fn start() -> Self {
-        let settings =
-            shippy_harness::settings::user(fresh_postgres_database("vessel_api_users").await);
-        let app = UserApp::build(&settings).await.expect("user-service");
-        let url = format!("http://{}", app.local_addr().unwrap());
-        let shutdown = Shutdown::new();
-        tokio::spawn(app.run(shutdown.clone()));
-        let channel = static_channel(&url, CallTimeouts::default()).unwrap();
-        wait_for_health(&channel, ServingStatus::Serving).await;
-        Self {
-            url,
-            channel,
-            shutdown,
-        }
+        let settings = settings::user(fresh_postgres_database("vessel_api_users").await);
+        Self(spawn::user(&settings).await.serving().await)
     }
 
     /// Creates an account for `email` and returns its token.
     async fn token(&self, email: &str) -> String {
-        let mut users = UserServiceClient::new(self.channel.clone());
-        let account = User {
-            name: "Someone".into(),
-            email: email.into(),
-            password: PASSWORD.into(),
-            ..Default::default()
-        };
-        users.create(account.clone()).await.expect("account");
-        users.auth(account).await.expect("login").into_inner().token
+        create_user(self.0.channel(), "Someone", email).await;
+        login(self.0.channel(), email).await
     }
 }
 
 impl Drop for Users {
     fn drop(&mut self) {
-        self.shutdown.trigger();
+        self.0.shutdown.trigger();
     }
-}
-
-/// `message` with `authorization: Bearer <token>`.
-fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    request
 }
 
 /// A cap as large as the seed fleet: one account may take all of it (what
@@ -106,8 +66,7 @@ pub(crate) struct TestApp {
     address: SocketAddr,
     metrics: SocketAddr,
     channel: Channel,
-    shutdown: Shutdown,
-    server: JoinHandle<Result<(), shippy_service::server::ServerError>>,
+    server: spawn::Service,
 }
 
 impl TestApp {
@@ -119,33 +78,19 @@ impl TestApp {
         init_test_logging();
         let users = Users::start().await;
         let admin = users.token(ADMIN).await;
-        let settings = Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url,
-            user_service_url: users.url.clone(),
-            service_token: Some(SERVICE_TOKEN.parse().unwrap()),
-            reservation_ttl: RESERVATION_TTL.into(),
-            reservation_sweep_interval: Duration::from_millis(100).into(),
-            account_max_containers: quota.containers,
-            account_max_weight: quota.weight,
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-            keys: Default::default(),
-        };
+        let mut settings = settings::vessel(database_url, format!("http://{}", users.0.address));
+        settings.reservation_ttl = RESERVATION_TTL.into();
+        settings.account_max_containers = quota.containers;
+        settings.account_max_weight = quota.weight;
         let app = Application::build(&settings).await.expect("build");
-        let address = app.local_addr().unwrap();
         let metrics = app.metrics_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let server = tokio::spawn(app.run(shutdown.clone()));
-        let channel =
-            static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
+        let server = Running::spawn(app.local_addr().unwrap(), |shutdown| app.run(shutdown));
         Self {
             users,
             admin,
-            address,
+            address: server.address,
             metrics,
-            channel,
-            shutdown,
+            channel: server.channel(),
             server,
         }
     }
@@ -180,11 +125,7 @@ impl TestApp {
     }
 
     pub(crate) async fn stop(self) {
-        self.shutdown.trigger();
-        self.server
-            .await
-            .expect("server task")
-            .expect("server stops cleanly");
+        self.server.stop().await;
     }
 }
 
@@ -204,16 +145,6 @@ fn new_vessel(id: &str, name: &str, capacity: i32, max_weight: i32) -> Vessel {
         available: None,
         ..Default::default()
     }
-}
-
-/// `message` with the services' shared secret.
-pub(crate) fn as_service<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "x-service-token",
-        MetadataValue::try_from(SERVICE_TOKEN).unwrap(),
-    );
-    request
 }
 
 pub(crate) fn reserve(id: &str, capacity: i32, max_weight: i32) -> ReserveRequest {
@@ -330,12 +261,12 @@ async fn starts_before_its_database_and_serves_once_it_answers() {
         app.health("shippy.vessel.v1.VesselService").await,
         ServingStatus::NotServing
     );
-    let status = app
-        .vessels()
-        .find_available(spec(1, 1))
-        .await
-        .expect_err("not ready");
-    assert_eq!(status.code(), Code::Unavailable);
+    // Not ready.
+    refused(
+        app.vessels().find_available(spec(1, 1)).await,
+        Code::Unavailable,
+        &[],
+    );
 
     proxy.start().await;
     app.wait_for(ServingStatus::Serving).await;

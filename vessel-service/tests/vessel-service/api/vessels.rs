@@ -1,6 +1,7 @@
 //! The fleet over gRPC: finding the smallest vessel that fits, creating
 //! vessels (administrators only) and listing them.
 
+use shippy_harness::refused;
 use shippy_proto::vessel::v1::Vessel;
 use tonic::Code;
 
@@ -37,21 +38,11 @@ async fn find_available_answers_the_smallest_seed_vessel_that_fits() {
 #[tokio::test]
 async fn nothing_fits_is_not_found_naming_the_spec() {
     let app = TestApp::ready().await;
-    let status = app
-        .vessels()
-        .find_available(spec(5000, 10))
-        .await
-        .expect_err("no vessel carries 5000 containers");
-    assert_eq!(status.code(), Code::NotFound);
-    assert!(
-        status.message().contains("capacity >= 5000"),
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("max_weight >= 10"),
-        "{}",
-        status.message()
+    // No vessel carries 5000 containers.
+    refused(
+        app.vessels().find_available(spec(5000, 10)).await,
+        Code::NotFound,
+        &["capacity >= 5000", "max_weight >= 10"],
     );
     app.stop().await;
 }
@@ -65,13 +56,12 @@ async fn bad_specifications_are_invalid_argument_and_the_service_keeps_serving()
         (spec(1, 0), "max_weight"),
         (spec(1, i32::MIN), "max_weight"),
     ] {
-        let status = app
-            .vessels()
-            .find_available(bad)
-            .await
-            .expect_err("invalid");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains(field), "{}", status.message());
+        // Invalid.
+        refused(
+            app.vessels().find_available(bad).await,
+            Code::InvalidArgument,
+            &[field],
+        );
     }
     app.vessels()
         .find_available(spec(1, 1))
@@ -160,16 +150,13 @@ async fn create_generates_an_id_when_none_is_given() {
 #[tokio::test]
 async fn a_taken_id_is_already_exists_and_nothing_is_overwritten() {
     let app = TestApp::ready().await;
-    let status = app
-        .vessels()
-        .create(app.as_admin(new_vessel("vessel001", "Impostor", 1, 1)))
-        .await
-        .expect_err("vessel001 is seeded");
-    assert_eq!(status.code(), Code::AlreadyExists);
-    assert!(
-        status.message().contains("vessel001"),
-        "{}",
-        status.message()
+    // Vessel001 is seeded.
+    refused(
+        app.vessels()
+            .create(app.as_admin(new_vessel("vessel001", "Impostor", 1, 1)))
+            .await,
+        Code::AlreadyExists,
+        &["vessel001"],
     );
     let found = app
         .vessels()
@@ -206,13 +193,12 @@ async fn bad_vessels_are_invalid_argument() {
             "owner_id",
         ),
     ] {
-        let status = app
-            .vessels()
-            .create(app.as_admin(bad))
-            .await
-            .expect_err("invalid");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains(field), "{}", status.message());
+        // Invalid.
+        refused(
+            app.vessels().create(app.as_admin(bad)).await,
+            Code::InvalidArgument,
+            &[field],
+        );
     }
     app.vessels()
         .find_available(spec(1, 1))
@@ -226,26 +212,27 @@ async fn create_needs_an_admin_token_and_find_available_needs_none() {
     let app = TestApp::ready().await;
     let capture = new_vessel("trap", "Capture", 1, 1_000_000);
 
-    let status = app
-        .vessels()
-        .create(capture.clone())
-        .await
-        .expect_err("no token");
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    let status = app
-        .vessels()
-        .create(bearer(capture.clone(), "garbage"))
-        .await
-        .expect_err("garbage token");
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // No token.
+    refused(
+        app.vessels().create(capture.clone()).await,
+        Code::Unauthenticated,
+        &[],
+    );
+    // Garbage token.
+    refused(
+        app.vessels()
+            .create(bearer(capture.clone(), "garbage"))
+            .await,
+        Code::Unauthenticated,
+        &[],
+    );
     let user = app.users.token("someone@example.com").await;
-    let status = app
-        .vessels()
-        .create(bearer(capture.clone(), &user))
-        .await
-        .expect_err("not an admin");
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains("admin"), "{}", status.message());
+    // Not an admin.
+    refused(
+        app.vessels().create(bearer(capture.clone(), &user)).await,
+        Code::PermissionDenied,
+        &["admin"],
+    );
 
     // Nothing was stored: the smallest fit is still a seeded vessel.
     let found = app
@@ -267,12 +254,12 @@ async fn create_needs_an_admin_token_and_find_available_needs_none() {
 async fn list_vessels_pages_the_fleet_for_any_signed_in_user() {
     use shippy_proto::vessel::v1::ListRequest;
     let app = TestApp::ready().await;
-    let status = app
-        .vessels()
-        .list_vessels(ListRequest::default())
-        .await
-        .expect_err("no token");
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // No token.
+    refused(
+        app.vessels().list_vessels(ListRequest::default()).await,
+        Code::Unauthenticated,
+        &[],
+    );
 
     let user = app.users.token("lister@example.com").await;
     let page = |page_size, page_token: &str| {
@@ -303,11 +290,11 @@ async fn list_vessels_pages_the_fleet_for_any_signed_in_user() {
     assert_eq!(ids, ["vessel003"]);
     assert_eq!(second.next_page_token, "", "the last page");
 
-    let status = app
-        .vessels()
-        .list_vessels(page(2, "\u{0}bad"))
-        .await
-        .expect_err("a forged page token");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // A forged page token.
+    refused(
+        app.vessels().list_vessels(page(2, "\u{0}bad")).await,
+        Code::InvalidArgument,
+        &[],
+    );
     app.stop().await;
 }
