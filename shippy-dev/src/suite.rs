@@ -60,7 +60,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
     }
     let mut status = tested.code().unwrap_or(1);
 
-    let shippy_dev = std::env::current_exe().context("cannot find shippy-dev's own binary")?;
+    let shippy_dev = own_binary()?;
     let mut browser = run.command_with(&shippy_dev, ["smoke", "browser"]);
     browser.env("BROWSER_OUT", format!("{target}/browser"));
     let mut openapi = run.command_with(&shippy_dev, ["smoke", "openapi"]);
@@ -108,12 +108,14 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
     for (title, command) in steps {
         println!();
         println!("{title}");
-        let smoked = tee(command, &smoke_log, true)?;
-        if interrupted(smoked) {
-            return Ok(ExitCode::from(130));
-        }
-        if !smoked.success() {
-            status = 1;
+        match tee(command, &smoke_log, true) {
+            Ok(smoked) if interrupted(smoked) => return Ok(ExitCode::from(130)),
+            Ok(smoked) if smoked.success() => {}
+            Ok(_) => status = 1,
+            Err(error) => {
+                eprintln!("shippy-dev: {error:#}");
+                status = 1;
+            }
         }
     }
 
@@ -209,6 +211,22 @@ pub(crate) fn tee(mut command: Command, log: &Path, append: bool) -> anyhow::Res
     child
         .wait()
         .with_context(|| format!("cannot wait for {program}"))
+}
+
+/// This program's binary, for its own subcommands. Rebuilt while the run
+/// went on (cargo replaces the file), Linux names the one running
+/// `… (deleted)`: the new one at that path is meant then.
+fn own_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe().context("cannot find shippy-dev's own binary")?;
+    Ok(
+        match path
+            .to_str()
+            .and_then(|text| text.strip_suffix(" (deleted)"))
+        {
+            Some(rebuilt) => PathBuf::from(rebuilt),
+            None => path,
+        },
+    )
 }
 
 /// Whether a step ended by a Ctrl-C (the whole run stops then, cleaning up).
