@@ -4,7 +4,7 @@
 
 use std::{path::Path, time::Duration};
 
-use shippy_proto::user::v1::{GetPublicKeysRequest, Token};
+use shippy_proto::user::v1::Token;
 use shippy_service::settings::Secret;
 use shippy_testkit::{ConsulAgent, health_status};
 use tonic::Code;
@@ -24,15 +24,7 @@ fn kid_of_pem(pem: &str) -> String {
 }
 
 async fn published_kids(app: &TestApp) -> Vec<String> {
-    app.users()
-        .get_public_keys(GetPublicKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys
-        .into_iter()
-        .map(|key| key.kid)
-        .collect()
+    shippy_harness::published_kids(app.channel.clone()).await
 }
 
 /// Waits (at most `bound`) until the app publishes exactly `kids`.

@@ -2,6 +2,7 @@
 //! and only administrators list users or read someone else's profile.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use shippy_harness::refused;
 use shippy_harness::{ADMIN, bearer, user::TestApp};
 use shippy_proto::user::v1::{Request as ListRequest, User};
 use tonic::Code;
@@ -61,18 +62,20 @@ async fn get_all_pages_through_every_user_once() {
         .into_inner();
     assert_eq!(everything.users.len(), 6, "five and the admin");
 
-    let status = app
-        .users()
-        .get_all(bearer(
-            ListRequest {
-                page_size: 2,
-                page_token: "forged".into(),
-            },
-            &token,
-        ))
-        .await
-        .expect_err("bad page token");
-    assert_eq!(status.code(), Code::InvalidArgument);
+    // Bad page token.
+    refused(
+        app.users()
+            .get_all(bearer(
+                ListRequest {
+                    page_size: 2,
+                    page_token: "forged".into(),
+                },
+                &token,
+            ))
+            .await,
+        Code::InvalidArgument,
+        &[],
+    );
     app.stop().await;
 }
 
@@ -83,12 +86,14 @@ async fn only_admins_list_users_and_read_other_profiles() {
     let bob = app.create_user("Bob", "bob@example.com").await;
     let alice_token = app.login("alice@example.com").await;
 
-    let status = app
-        .users()
-        .get_all(bearer(ListRequest::default(), &alice_token))
-        .await
-        .expect_err("not an admin");
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // Not an admin.
+    refused(
+        app.users()
+            .get_all(bearer(ListRequest::default(), &alice_token))
+            .await,
+        Code::PermissionDenied,
+        &[],
+    );
     for other in [
         User {
             id: bob.clone(),
@@ -103,12 +108,12 @@ async fn only_admins_list_users_and_read_other_profiles() {
             ..Default::default()
         },
     ] {
-        let status = app
-            .users()
-            .get(bearer(other, &alice_token))
-            .await
-            .expect_err("someone else's profile");
-        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        // Someone else's profile.
+        refused(
+            app.users().get(bearer(other, &alice_token)).await,
+            Code::PermissionDenied,
+            &[],
+        );
     }
     let own = app
         .users()
