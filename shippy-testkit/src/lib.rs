@@ -56,8 +56,8 @@ pub use net::{ClosedPort, LateProxy, http_get, socket_addr_of, spare_ports, with
 pub use otlp::{CallerSpan, OtlpReceiver, ReceivedSpan, find_span};
 pub use running::Running;
 pub use service::{
-    STARTED_TARGET, ServiceProcess, assert_help, assert_mentions, assert_start_fails, help_text,
-    start_failure, started_address, workspace_binary,
+    STARTED_TARGET, ServiceProcess, assert_help, assert_mentions, assert_ran, assert_start_fails,
+    help_text, start_failure, started_address, stderr, stdout, workspace_binary,
 };
 pub use settings::{RESERVATION_TTL, SERVICE_TOKEN};
 

@@ -241,3 +241,23 @@ pub fn assert_start_fails(binary: &str, env: &[(&str, &str)], wanted: &[&str]) -
     assert_mentions(&stderr, wanted);
     stderr
 }
+
+/// What a command printed on stdout, as text.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What a command printed on stderr, as text.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A command succeeded, its stdout mentioning each of `wanted`; answers
+/// that stdout.
+#[track_caller]
+pub fn assert_ran(output: &std::process::Output, wanted: &[&str]) -> String {
+    assert!(output.status.success(), "failed: {}", stderr(output));
+    let printed = stdout(output);
+    assert_mentions(&printed, wanted);
+    printed
+}

@@ -6,55 +6,31 @@ use std::{
     io::Write,
     path::PathBuf,
     process::{Command, Output, Stdio},
-    time::Duration,
 };
 
-use shippy_service::{
-    Shutdown,
-    discovery::{CallTimeouts, static_channel},
-};
-use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging, wait_for_health};
-use tonic_health::pb::health_check_response::ServingStatus;
-use user_service::{app::Application, settings::Settings};
+use shippy_harness::{settings, spawn};
+use shippy_testkit::{assert_ran, fresh_postgres_database, init_test_logging, stderr, stdout};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_user-cli");
 
 struct World {
     addr: String,
     config: PathBuf,
-    shutdown: Shutdown,
+    server: spawn::Service,
 }
 
 impl World {
     async fn new() -> Self {
         init_test_logging();
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let settings = Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: fresh_postgres_database("user_cli").await,
-            nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
-            jwt_signing_key_file: None,
-            jwt_ttl: Duration::from_secs(3600).into(),
-            bcrypt_cost: 4,
-            admin_emails: vec!["ewan@example.com".into()],
-            login: Default::default(),
-            events_stream: format!("USERS_{unique}"),
-            user_created_subject: format!("test.{unique}.user.created"),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-            keys: Default::default(),
-        };
-        let app = Application::build(&settings).await.unwrap();
-        let addr = format!("http://{}", app.local_addr().unwrap());
-        let shutdown = Shutdown::new();
-        tokio::spawn(app.run(shutdown.clone()));
-        let channel = static_channel(&addr, CallTimeouts::default()).unwrap();
-        wait_for_health(&channel, ServingStatus::Serving).await;
-        let config = std::env::temp_dir().join(format!("user-cli-{unique}"));
+        let mut settings = settings::user(fresh_postgres_database("user_cli").await);
+        settings.admin_emails = vec!["ewan@example.com".into()];
+        let server = spawn::user(&settings).await.serving().await;
+        let config =
+            std::env::temp_dir().join(format!("user-cli-{}", uuid::Uuid::new_v4().simple()));
         Self {
-            addr,
+            addr: format!("http://{}", server.address),
             config,
-            shutdown,
+            server,
         }
     }
 
@@ -84,17 +60,9 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        self.shutdown.trigger();
+        self.server.shutdown.trigger();
         let _ = std::fs::remove_dir_all(&self.config);
     }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test]
@@ -116,12 +84,7 @@ async fn create_login_list_and_get_work_as_a_user_expects() {
             "",
         )
         .await;
-    assert!(created.status.success(), "{}", stderr(&created));
-    assert!(
-        stdout(&created).contains("created user Ewan <ewan@example.com>"),
-        "{}",
-        stdout(&created)
-    );
+    assert_ran(&created, &["created user Ewan <ewan@example.com>"]);
 
     // The password is read from stdin when not given and not on a terminal.
     let created = world
@@ -137,7 +100,7 @@ async fn create_login_list_and_get_work_as_a_user_expects() {
             "another-pass\n",
         )
         .await;
-    assert!(created.status.success(), "{}", stderr(&created));
+    assert_ran(&created, &[]);
     let ada: serde_json::Value = serde_json::from_str(&stdout(&created)).unwrap();
     assert_eq!(ada["email"], "ada@example.com");
     assert!(ada.get("password").is_none());
@@ -154,7 +117,7 @@ async fn create_login_list_and_get_work_as_a_user_expects() {
             "",
         )
         .await;
-    assert!(login.status.success(), "{}", stderr(&login));
+    assert_ran(&login, &[]);
     let token = stdout(&login).trim().to_owned();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
     let saved = world.config.join("token");
@@ -167,7 +130,7 @@ async fn create_login_list_and_get_work_as_a_user_expects() {
     }
 
     let list = world.run(&["list"], "").await;
-    assert!(list.status.success(), "{}", stderr(&list));
+    assert_ran(&list, &[]);
     let table = stdout(&list);
     assert!(table.starts_with("ID"), "{table}");
     assert!(
@@ -181,7 +144,7 @@ async fn create_login_list_and_get_work_as_a_user_expects() {
 
     let id = ada["id"].as_str().unwrap();
     let get = world.run(&["get", id, "--json"], "").await;
-    assert!(get.status.success(), "{}", stderr(&get));
+    assert_ran(&get, &[]);
     let got: serde_json::Value = serde_json::from_str(&stdout(&get)).unwrap();
     assert_eq!(got["name"], "Ada");
 }
