@@ -6,21 +6,15 @@ use std::{net::SocketAddr, time::Duration};
 use shippy_proto::consignment::v1::shipping_service_server::{SERVICE_NAME, ShippingServiceServer};
 use shippy_service::{
     Shutdown,
-    base::{BindError, ServiceBase},
-    discovery::{CallTimeouts, InvalidAddress},
+    base::ServiceBase,
+    discovery::CallTimeouts,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
 
 use shippy_auth::Authenticator;
 
-use crate::{
-    api::ShippingApi,
-    saga::Saga,
-    settings::Settings,
-    store::{OpenError, Store},
-    vessels::Vessels,
-};
+use crate::{api::ShippingApi, saga::Saga, settings::Settings, store::Store, vessels::Vessels};
 
 /// How long a store operation waits for a database connection.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,19 +29,8 @@ const CALLS: CallTimeouts = CallTimeouts {
 /// `Release`), retries included.
 const VESSEL_DEADLINE: Duration = Duration::from_secs(2);
 
-/// consignment-service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// An address cannot be bound.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// `DATABASE_URL` does not name a usable store.
-    #[error(transparent)]
-    Store(#[from] OpenError),
-    /// A service address is not usable.
-    #[error(transparent)]
-    Address(#[from] InvalidAddress),
-}
+/// Why consignment-service could not start.
+pub use shippy_store::StartError;
 
 /// Why consignment-service cannot serve yet.
 #[derive(Debug, thiserror::Error)]

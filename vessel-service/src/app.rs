@@ -7,8 +7,8 @@ use shippy_auth::Authenticator;
 use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServiceServer};
 use shippy_service::{
     Shutdown,
-    base::{BindError, ServiceBase},
-    discovery::{CallTimeouts, InvalidAddress},
+    base::ServiceBase,
+    discovery::CallTimeouts,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
     sweep,
@@ -18,7 +18,7 @@ use crate::{
     api::{Reservations, VesselApi},
     fleet,
     settings::Settings,
-    store::{OpenError, Store, VesselStore},
+    store::{Store, VesselStore},
 };
 
 /// How long a store operation waits for a database connection.
@@ -35,19 +35,8 @@ const CALLS: CallTimeouts = CallTimeouts {
     request: Duration::from_secs(3),
 };
 
-/// vessel-service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// An address cannot be bound.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// `DATABASE_URL` does not name a usable store.
-    #[error(transparent)]
-    Store(#[from] OpenError),
-    /// `USER_SERVICE_URL` is not usable.
-    #[error(transparent)]
-    Address(#[from] InvalidAddress),
-}
+/// Why vessel-service could not start.
+pub use shippy_store::StartError;
 
 /// vessel-service, bound and ready to run.
 #[derive(Debug)]
