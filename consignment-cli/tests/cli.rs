@@ -7,6 +7,7 @@ use std::{
 };
 
 use shippy_harness::Cluster;
+use shippy_testkit::{assert_ran, stderr, stdout};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_consignment-cli");
 
@@ -57,14 +58,6 @@ impl Drop for World {
     }
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[tokio::test]
 async fn create_then_list_with_the_saved_login() {
     let world = World::new().await;
@@ -74,19 +67,14 @@ async fn create_then_list_with_the_saved_login() {
 
     // No file, none in the directory: the original's sample.
     let created = world.run(&["create"], None).await;
-    assert!(created.status.success(), "{}", stderr(&created));
-    assert!(
-        stdout(&created).contains("on vessel vessel002 (3 containers, 55000 kg)"),
-        "{}",
-        stdout(&created)
-    );
+    assert_ran(&created, &["on vessel vessel002 (3 containers, 55000 kg)"]);
 
     let file = world.write(
         "small.json",
         r#"{"description": "Two crates", "weight": 40, "containers": [{"customer_id": "c9", "origin": "Leeds"}]}"#,
     );
     let created = world.run(&["create", &file, "--json"], None).await;
-    assert!(created.status.success(), "{}", stderr(&created));
+    assert_ran(&created, &[]);
     let small: serde_json::Value = serde_json::from_str(&stdout(&created)).unwrap();
     assert_eq!(small["weight"], 40);
     assert_eq!(small["vessel_id"], "vessel002");
@@ -99,7 +87,7 @@ async fn create_then_list_with_the_saved_login() {
     );
 
     let list = world.run(&["list"], None).await;
-    assert!(list.status.success(), "{}", stderr(&list));
+    assert_ran(&list, &[]);
     let table = stdout(&list);
     assert!(table.starts_with("ID"), "{table}");
     assert!(
@@ -117,7 +105,7 @@ async fn create_then_list_with_the_saved_login() {
 
     let id = small["id"].as_str().unwrap();
     let cancelled = world.run(&["cancel", id], None).await;
-    assert!(cancelled.status.success(), "{}", stderr(&cancelled));
+    assert_ran(&cancelled, &[]);
     assert!(
         stdout(&cancelled).contains(&format!("cancelled consignment {id}")),
         "{}",
@@ -200,9 +188,9 @@ async fn create_with_one_idempotency_key_twice_books_once() {
     let (_, token) = world.cluster.user("twice-cli@example.com").await;
     let args = ["create", "--json", "--idempotency-key", "order-42"];
     let first = world.run(&args, Some(&token)).await;
-    assert!(first.status.success(), "{}", stderr(&first));
+    assert_ran(&first, &[]);
     let again = world.run(&args, Some(&token)).await;
-    assert!(again.status.success(), "{}", stderr(&again));
+    assert_ran(&again, &[]);
     let first: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
     let again: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
     assert_eq!(first["id"], again["id"]);
@@ -252,7 +240,7 @@ async fn create_retries_while_the_service_is_unavailable() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     proxy.start().await;
     let output = run.await.unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_ran(&output, &[]);
     let list = world.run(&["list", "--json"], Some(&token)).await;
     let all: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
     assert_eq!(all.len(), 1);
