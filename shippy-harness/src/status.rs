@@ -36,3 +36,50 @@ pub fn refused<T: Debug>(result: Result<T, Status>, code: Code, mentions: &[&str
     assert_status(&status, code, mentions);
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_with_the_code_and_the_mentions_passes() {
+        let status = refused(
+            Err::<(), _>(Status::not_found("no vessel has room for 3 containers")),
+            Code::NotFound,
+            &["vessel", "3 containers"],
+        );
+        assert_eq!(status.code(), Code::NotFound);
+    }
+
+    #[test]
+    #[should_panic(expected = "the message mentions \"consignment\"")]
+    fn a_missing_mention_fails() {
+        assert_status(
+            &Status::not_found("no vessel"),
+            Code::NotFound,
+            &["consignment"],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "left: NotFound")]
+    fn another_code_fails() {
+        assert_status(&Status::not_found("no vessel"), Code::InvalidArgument, &[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a short message")]
+    fn a_long_message_fails() {
+        assert_status(
+            &Status::not_found("x".repeat(MESSAGE_BOUND)),
+            Code::NotFound,
+            &[],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "expected NotFound")]
+    fn an_answer_fails() {
+        refused(Ok::<_, Status>("placed"), Code::NotFound, &[]);
+    }
+}
