@@ -13,12 +13,16 @@ pub struct Watched {
     pub tree: bool,
 }
 
+/// `NAME=VALUE` split at its first `=`; `value` names VALUE in the error.
+pub fn name_and_value<'a>(text: &'a str, value: &str) -> Result<(&'a str, &'a str), String> {
+    text.split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME={value}"))
+}
+
 impl Watched {
     /// Parses `NAME=PID` (a tree when NAME ends in `+`, as in `postgres+=123`).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (name, pid) = text
-            .split_once('=')
-            .ok_or_else(|| format!("`{text}` is not NAME=PID"))?;
+        let (name, pid) = name_and_value(text, "PID")?;
         let pid = pid
             .parse()
             .map_err(|_| format!("`{pid}` in `{text}` is not a pid"))?;

@@ -34,9 +34,7 @@ pub struct ColdStart {
 
 impl ColdStart {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (name, millis) = text
-            .split_once('=')
-            .ok_or_else(|| format!("`{text}` is not NAME=MILLIS"))?;
+        let (name, millis) = crate::cpu::name_and_value(text, "MILLIS")?;
         let millis = millis
             .trim()
             .parse::<f64>()

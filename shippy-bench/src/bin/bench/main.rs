@@ -185,34 +185,43 @@ fn goals(summaries: &[Figures], flood: &Flood, cores: usize, verify: Duration) -
     let in_echoes = |micros: f64| {
         if echo_us > 0.0 { micros / echo_us } else { 0.0 }
     };
-    if let Some(get) = figure(GET) {
-        goals.push(Goal::at_least(
-            "GetConsignments / echo",
+    // Per call: its throughput against the echo's, the CPU its busiest
+    // part spends on one, and its throughput against the Go peer's.
+    for (scenario, rpc, vs_echo, (cpu, process, cpu_bound), vs_peer) in [
+        (
+            GET,
+            "GetConsignments",
             0.12,
-            get.ratio_to_echo,
-        ));
-        goals.push(Goal::at_most(
-            "GetConsignments: consignment-service CPU per page of 20, in echoes",
-            5.0,
-            in_echoes(get.cpu_us("consignment-service")),
-        ));
-        if let Some(ratio) = get.ratio_to_peer {
-            goals.push(Goal::at_least("GetConsignments / Go peer", 1.3, ratio));
-        }
-    }
-    if let Some(create) = figure(CREATE) {
-        goals.push(Goal::at_least(
-            "CreateConsignment / echo",
+            (
+                "consignment-service CPU per page of 20",
+                "consignment-service",
+                5.0,
+            ),
+            1.3,
+        ),
+        (
+            CREATE,
+            "CreateConsignment",
             0.05,
-            create.ratio_to_echo,
+            ("PostgreSQL CPU per creation", "postgres", 15.0),
+            1.5,
+        ),
+    ] {
+        let Some(run) = figure(scenario) else {
+            continue;
+        };
+        goals.push(Goal::at_least(
+            &format!("{rpc} / echo"),
+            vs_echo,
+            run.ratio_to_echo,
         ));
         goals.push(Goal::at_most(
-            "CreateConsignment: PostgreSQL CPU per creation, in echoes",
-            15.0,
-            in_echoes(create.cpu_us("postgres")),
+            &format!("{rpc}: {cpu}, in echoes"),
+            cpu_bound,
+            in_echoes(run.cpu_us(process)),
         ));
-        if let Some(ratio) = create.ratio_to_peer {
-            goals.push(Goal::at_least("CreateConsignment / Go peer", 1.5, ratio));
+        if let Some(ratio) = run.ratio_to_peer {
+            goals.push(Goal::at_least(&format!("{rpc} / Go peer"), vs_peer, ratio));
         }
     }
     goals.push(Goal::at_least(
