@@ -17,7 +17,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Context;
 
 use crate::infra::Infra;
-use crate::legacy::repo;
+use crate::repo;
 
 /// Runs it; the exit code is shippy-chaos's (2: no MongoDB server for `STORE=mongodb`).
 pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {

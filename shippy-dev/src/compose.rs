@@ -104,7 +104,7 @@ struct Run {
 
 impl Run {
     fn new(cache: PathBuf) -> Run {
-        let repo = crate::legacy::repo();
+        let repo = crate::repo();
         Run {
             standins: repo.join("docker/standins"),
             documentdb: documentdb_dir(&repo),

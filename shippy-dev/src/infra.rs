@@ -99,7 +99,7 @@ fn state_dir() -> PathBuf {
     std::env::var_os("SHIPPY_INFRA_DIR")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::legacy::repo().join(".infra"))
+        .unwrap_or_else(|| crate::repo().join(".infra"))
 }
 
 /// Starts `servers` (default: postgres, nats, consul) and returns the export

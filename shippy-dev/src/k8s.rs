@@ -14,8 +14,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
-use crate::legacy::repo;
 use crate::provision::cache_dir;
+use crate::repo;
 use crate::smoke::python;
 
 const USAGE: &str = "\

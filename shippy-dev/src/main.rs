@@ -5,20 +5,25 @@
 //! `.cargo/config.toml`). What must stay shell — installing Debian packages on
 //! a fresh machine — is `scripts/provision.sh`, called through [`provision`].
 
+use std::path::{Path, PathBuf};
+
 use clap::{Parser, Subcommand};
 
 mod chaos;
 mod cluster;
 mod compose;
-#[allow(dead_code)] // Infra: until the commands that need it are ported
 mod infra;
 mod k8s;
-mod legacy;
-#[allow(dead_code)] // until the scripts that need it are ported
 mod provision;
 mod smoke;
 mod sqlx;
 mod suite;
+
+/// The repository's root: where this crate's manifest is, one up.
+pub fn repo() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "shippy-dev", about, version)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::legacy::repo;
+use crate::repo;
 
 /// Where slow set-up is cached, outside the clone, keyed by its inputs
 /// (`$XDG_CACHE_HOME/shippy-rs`, else `~/.cache/shippy-rs`).

@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::legacy::repo;
+use crate::repo;
 
 /// Runs it against the server `TEST_DATABASE_URL` names.
 pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {

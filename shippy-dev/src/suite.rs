@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode, ExitStatus};
 use anyhow::Context;
 
 use crate::infra::Infra;
-use crate::legacy::repo;
+use crate::repo;
 
 /// Runs it; the exit code is cargo test's, or 1 if a smoke test failed.
 pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {

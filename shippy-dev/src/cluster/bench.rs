@@ -13,8 +13,8 @@ use tokio::process::Command;
 
 use super::up::{Cluster, Options, SERVICES, clock_name, target_dir, up};
 use super::{Session, Store, env_var, go_peer, probe, say};
-use crate::legacy::repo;
 use crate::provision;
+use crate::repo;
 
 pub(crate) async fn run(session: &mut Session, store: Store) -> anyhow::Result<()> {
     let admin_emails = env_var("ADMIN_EMAILS").unwrap_or_else(|| "admin@example.com".into());

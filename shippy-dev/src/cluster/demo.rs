@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use super::up::{Cluster, Options, up};
 use super::{Session, Store, env_var, http, say};
-use crate::legacy::repo;
+use crate::repo;
 
 /// How demo and dev want the cluster: `SHIPPY_PROFILE`, `BCRYPT_COST`
 /// (default 10), `ADMIN_EMAILS` (default admin@example.com).

@@ -13,8 +13,8 @@ use anyhow::{Context, bail};
 use tokio::process::Command;
 
 use super::env_var;
-use crate::legacy::repo;
 use crate::provision;
+use crate::repo;
 
 /// The Debian packages it is built with.
 const PACKAGES: [&str; 7] = [

@@ -197,7 +197,7 @@ impl Session {
         let base = env_var("SHIPPY_INFRA_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                crate::legacy::repo()
+                crate::repo()
                     .join(".infra")
                     .join(format!("cluster-{}", std::process::id()))
             });

@@ -13,7 +13,7 @@ use tokio::process::Command;
 
 use super::{Session, Store, env_var, probe, say};
 use crate::infra::Infra;
-use crate::legacy::repo;
+use crate::repo;
 
 /// The services, in the order they start.
 pub(crate) const SERVICES: [&str; 5] = [

@@ -93,7 +93,7 @@ fn script() -> PathBuf {
     std::env::var_os("DOCUMENTDB_SH")
         .filter(|path| !path.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::legacy::repo().join("../shared/tools/documentdb/documentdb.sh"))
+        .unwrap_or_else(|| crate::repo().join("../shared/tools/documentdb/documentdb.sh"))
 }
 
 fn append(path: &std::path::Path) -> anyhow::Result<std::fs::File> {

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 
 use super::services::{Cluster, ClusterEnv, Databases};
 use super::{Checks, python};
-use crate::legacy::repo;
+use crate::repo;
 
 const SERVICES: [&str; 4] = [
     "user-service",

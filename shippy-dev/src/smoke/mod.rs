@@ -27,7 +27,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::legacy::repo;
+use crate::repo;
 
 /// Runs the smoke test `which` (vessel, browser or openapi).
 pub fn run(which: &str) -> anyhow::Result<ExitCode> {

@@ -30,7 +30,7 @@ use sha2::Digest as _;
 
 use super::services::{Cluster, ClusterEnv, Databases};
 use super::{Checks, http, python};
-use crate::legacy::repo;
+use crate::repo;
 
 const REQUIREMENTS: &str = "scripts/smoke/openapi-requirements.txt";
 /// Every operation of the document.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::services::{Databases, Service, database_url};
 use super::{Checks, python};
-use crate::legacy::repo;
+use crate::repo;
 
 const SERVICE: &str = "shippy.vessel.v1.VesselService";
 
