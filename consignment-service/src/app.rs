@@ -88,15 +88,12 @@ impl Application {
             );
         }
         let saga = Saga::new(store.clone(), vessels);
-        let auth = Authenticator::new(
-            discovery.channel(
-                "user-service",
-                &settings.user_service_url,
-                CALLS,
-                &background,
-            )?,
+        let auth = Authenticator::discover(
+            discovery,
+            &settings.user_service_url,
             &settings.keys,
-        );
+            &background,
+        )?;
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), saga.clone());

@@ -28,6 +28,7 @@ use shippy_proto::user::v1::{GetPublicKeysRequest, user_service_client::UserServ
 use shippy_service::telemetry::propagation::TraceInterceptor;
 use shippy_service::{
     ApiError, Shutdown,
+    discovery::{CallTimeouts, Discovery, InvalidAddress},
     retry::{self, Backoff},
 };
 use tokio::sync::{Mutex, RwLock};
@@ -35,6 +36,12 @@ use tonic::{Request, service::interceptor::InterceptedService, transport::Channe
 
 /// The shortest time between two fetches of the keys for an unknown `kid`.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Fetching user-service's keys: connecting, and each call.
+pub const KEY_CALLS: CallTimeouts = CallTimeouts {
+    connect: Duration::from_secs(1),
+    request: Duration::from_secs(3),
+};
 
 /// How often the public keys are refetched (`KEYS_REFRESH_INTERVAL`).
 #[derive(Debug, Clone, clap::Args)]
@@ -127,6 +134,20 @@ impl Authenticator {
             refresh.interval.into(),
         ));
         Self { inner }
+    }
+
+    /// An authenticator on the user-service `discovery` finds (Consul, or
+    /// `static_url`: `http://host:port` or `dns:///name:port`), its calls
+    /// bounded by [`KEY_CALLS`]; the watch behind the channel stops with
+    /// `background`.
+    pub fn discover(
+        discovery: &Discovery,
+        static_url: &str,
+        refresh: &KeyRefresh,
+        background: &Shutdown,
+    ) -> Result<Self, InvalidAddress> {
+        let channel = discovery.channel("user-service", static_url, KEY_CALLS, background)?;
+        Ok(Self::new(channel, refresh))
     }
 
     /// Fetches the keys, retrying with backoff until user-service answers or

@@ -8,7 +8,6 @@ use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServic
 use shippy_service::{
     Shutdown,
     base::ServiceBase,
-    discovery::CallTimeouts,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
     sweep,
@@ -29,11 +28,6 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// The largest request decoded: a vessel or a specification is a few
 /// hundred bytes.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// Fetching user-service's keys: connecting, and each call.
-const CALLS: CallTimeouts = CallTimeouts {
-    connect: Duration::from_secs(1),
-    request: Duration::from_secs(3),
-};
 
 /// Why vessel-service could not start.
 pub use shippy_store::StartError;
@@ -67,15 +61,12 @@ impl Application {
         tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
 
         let background = Shutdown::new();
-        let auth = Authenticator::new(
-            base.discovery().channel(
-                "user-service",
-                &settings.user_service_url,
-                CALLS,
-                &background,
-            )?,
+        let auth = Authenticator::discover(
+            base.discovery(),
+            &settings.user_service_url,
             &settings.keys,
-        );
+            &background,
+        )?;
 
         let ready = Ready::new();
         if settings.service_token.is_none() {
