@@ -62,6 +62,23 @@ pub fn mongo_error<E: DatabaseError>(error: mongodb::error::Error) -> E {
     }
 }
 
+/// The one document a MongoDB `find` (`find_one`, with any sort or
+/// projection) answers, decoded into the service's type: `None` when nothing
+/// matched, a driver error through [`DatabaseError::from_mongo`], a document
+/// that does not decode as its `TryFrom` says.
+pub async fn find_decoded<D, T, E>(
+    find: impl IntoFuture<Output = mongodb::error::Result<Option<D>>>,
+) -> Result<Option<T>, E>
+where
+    T: TryFrom<D, Error = E>,
+    E: DatabaseError,
+{
+    find.await
+        .map_err(E::from_mongo)?
+        .map(T::try_from)
+        .transpose()
+}
+
 /// What every store does before it holds anything: answer once its database
 /// is reachable, and make the database ready. A service's repository trait
 /// builds on it (`trait VesselStore: Storage<Error = StoreError>`).

@@ -9,8 +9,8 @@ pub mod batch;
 mod either;
 
 pub use either::{
-    BoxError, DatabaseError, MongoStorage, PostgresStorage, Storage, Store, mongo_error,
-    ping_mongo, postgres_error,
+    BoxError, DatabaseError, MongoStorage, PostgresStorage, Storage, Store, find_decoded,
+    mongo_error, ping_mongo, postgres_error,
 };
 
 use std::time::Duration;

@@ -261,12 +261,11 @@ impl ConsignmentStore for MongoStore {
         owner: &str,
         key: &IdempotencyKey,
     ) -> Result<Option<Consignment>, StoreError> {
-        self.consignments
-            .find_one(doc! { "owner_id": owner, "idempotency_key": key.as_str() })
-            .await
-            .map_err(StoreError::from_mongo)?
-            .map(Consignment::try_from)
-            .transpose()
+        shippy_store::find_decoded(
+            self.consignments
+                .find_one(doc! { "owner_id": owner, "idempotency_key": key.as_str() }),
+        )
+        .await
     }
 
     #[tracing::instrument(
@@ -302,12 +301,7 @@ impl ConsignmentStore for MongoStore {
 
     #[tracing::instrument(name = "mongodb.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]
     async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
-        self.consignments
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(StoreError::from_mongo)?
-            .map(Consignment::try_from)
-            .transpose()
+        shippy_store::find_decoded(self.consignments.find_one(doc! { "_id": id })).await
     }
 
     #[tracing::instrument(

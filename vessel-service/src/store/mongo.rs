@@ -389,13 +389,12 @@ impl VesselStore for MongoStore {
 
     #[tracing::instrument(name = "mongodb.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
-        self.vessels
-            .find_one(doc! { "_id": id.as_str() })
-            .projection(without_reservations())
-            .await
-            .map_err(StoreError::from_mongo)?
-            .map(Vessel::try_from)
-            .transpose()
+        shippy_store::find_decoded(
+            self.vessels
+                .find_one(doc! { "_id": id.as_str() })
+                .projection(without_reservations()),
+        )
+        .await
     }
 
     #[tracing::instrument(
@@ -431,14 +430,13 @@ impl VesselStore for MongoStore {
     )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
         let (filter, sort) = find_available_query(spec);
-        self.vessels
-            .find_one(filter)
-            .sort(sort)
-            .projection(without_reservations())
-            .await
-            .map_err(StoreError::from_mongo)?
-            .map(Vessel::try_from)
-            .transpose()
+        shippy_store::find_decoded(
+            self.vessels
+                .find_one(filter)
+                .sort(sort)
+                .projection(without_reservations()),
+        )
+        .await
     }
 
     #[tracing::instrument(
