@@ -26,7 +26,8 @@
 //! - [`running`]: a server started in-process ([`Running`]).
 //! - [`calls`]: calls an attacker makes.
 //! - [`mongo_plan`]: which indexes a MongoDB query would use.
-//! - [`contract`]: [`store_contract!`], one suite run against every store.
+//! - [`contract`]: [`store_contract!`], one suite run against every store;
+//!   [`on_each_store!`], one scenario as a test a store.
 //!
 //! Everything public is also named at the crate root, as tests import it.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a panic is a test failure.
