@@ -9,11 +9,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use shippy_harness::{
     bearer, create_user, login, settings,
+    shipping::one_container_of,
     spawn::{self, Service as Running},
 };
-use shippy_proto::consignment::v1::{
-    Consignment, Container, shipping_service_client::ShippingServiceClient,
-};
+use shippy_proto::consignment::v1::{Consignment, shipping_service_client::ShippingServiceClient};
 use shippy_service::{
     discovery::{
         DiscoveryArgs,
@@ -165,11 +164,7 @@ impl Cluster {
         let consignment = Consignment {
             description: "Through Consul".into(),
             weight: 100,
-            containers: vec![Container {
-                customer_id: "c1".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
+            ..one_container_of(1)
         };
         let request = bearer(consignment, &self.token);
         ShippingServiceClient::new(self.shipping.channel())

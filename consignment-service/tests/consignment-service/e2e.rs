@@ -17,22 +17,18 @@ use shippy_proto::{
     user::v1::{GetPublicKeysRequest, user_service_client::UserServiceClient},
 };
 use shippy_testkit::{
-    LateProxy, StoreKind, fresh_postgres_database, health_status, socket_addr_of, wait_for_health,
-    with_socket_addr,
+    LateProxy, StoreKind, fresh_postgres_database, health_status, on_each_store, socket_addr_of,
+    wait_for_health, with_socket_addr,
 };
 use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::tokens;
 
-#[tokio::test]
-async fn a_user_ships_a_consignment_and_only_they_see_it() {
-    a_user_ships_a_consignment_and_only_they_see_it_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test]
-#[ignore = "MongoDB: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_a_user_ships_a_consignment_and_only_they_see_it() {
-    a_user_ships_a_consignment_and_only_they_see_it_on(StoreKind::MongoDb).await;
+on_each_store! {
+    #[tokio::test]
+    a_user_ships_a_consignment_and_only_they_see_it,
+    on_mongodb_a_user_ships_a_consignment_and_only_they_see_it
+        => a_user_ships_a_consignment_and_only_they_see_it_on
 }
 
 async fn a_user_ships_a_consignment_and_only_they_see_it_on(store: StoreKind) {
@@ -77,15 +73,11 @@ async fn a_user_ships_a_consignment_and_only_they_see_it_on(store: StoreKind) {
     assert_eq!(legacy.consignments.len(), 1);
 }
 
-#[tokio::test]
-async fn listing_is_newest_first_and_paginated() {
-    listing_is_newest_first_and_paginated_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test]
-#[ignore = "MongoDB: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_listing_is_newest_first_and_paginated() {
-    listing_is_newest_first_and_paginated_on(StoreKind::MongoDb).await;
+on_each_store! {
+    #[tokio::test]
+    listing_is_newest_first_and_paginated,
+    on_mongodb_listing_is_newest_first_and_paginated
+        => listing_is_newest_first_and_paginated_on
 }
 
 async fn listing_is_newest_first_and_paginated_on(store: StoreKind) {
@@ -339,15 +331,11 @@ async fn tokens_are_verified_locally_without_calling_user_service() {
     assert_eq!(cluster.list(&token).await.len(), 1);
 }
 
-#[tokio::test]
-async fn services_start_before_their_databases_and_serve_once_they_answer() {
-    services_start_before_their_databases_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test]
-#[ignore = "MongoDB: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_services_start_before_their_databases_and_serve_once_they_answer() {
-    services_start_before_their_databases_on(StoreKind::MongoDb).await;
+on_each_store! {
+    #[tokio::test]
+    services_start_before_their_databases_and_serve_once_they_answer,
+    on_mongodb_services_start_before_their_databases_and_serve_once_they_answer
+        => services_start_before_their_databases_on
 }
 
 /// vessel- and consignment-service start while their databases cannot be

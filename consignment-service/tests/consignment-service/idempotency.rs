@@ -12,38 +12,35 @@ use shippy_harness::{
     spawn, with_metadata,
 };
 use shippy_proto::consignment::v1::Consignment;
-use shippy_testkit::StoreKind;
-use tonic::{Code, Request, metadata::MetadataValue};
+use shippy_testkit::{StoreKind, on_each_store};
+use tonic::{Code, Request, Status, metadata::MetadataValue};
 
 /// A create with `token` and idempotency key `key`.
 fn keyed(consignment: Consignment, token: &str, key: &str) -> Request<Consignment> {
     with_metadata(bearer(consignment, token), "idempotency-key", key)
 }
 
+/// The sample consignment created with `token` and idempotency key `key`.
+async fn sample_keyed(cluster: &Cluster, token: &str, key: &str) -> Result<Consignment, Status> {
+    create(cluster.shipping.clone(), keyed(sample(), token, key)).await
+}
+
 #[tokio::test]
 async fn the_same_key_twice_is_the_same_consignment_and_the_room_is_used_once() {
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("twice@example.com").await;
-    let first = create(cluster.shipping.clone(), keyed(sample(), &token, "order-1"))
-        .await
-        .unwrap();
-    let again = create(cluster.shipping.clone(), keyed(sample(), &token, "order-1"))
-        .await
-        .unwrap();
+    let first = sample_keyed(&cluster, &token, "order-1").await.unwrap();
+    let again = sample_keyed(&cluster, &token, "order-1").await.unwrap();
     assert_eq!(again, first, "the same consignment, as placed");
     assert_eq!(cluster.used(&token).await, one_sample_on(&first.vessel_id));
     assert_eq!(cluster.list(&token).await.len(), 1);
 
     // Keys are per account: another account's "order-1" is its own.
     let (_, other) = cluster.user("also-order-1@example.com").await;
-    let theirs = create(cluster.shipping.clone(), keyed(sample(), &other, "order-1"))
-        .await
-        .unwrap();
+    let theirs = sample_keyed(&cluster, &other, "order-1").await.unwrap();
     assert_ne!(theirs.id, first.id);
     // A new key is a new consignment.
-    let second = create(cluster.shipping.clone(), keyed(sample(), &token, "order-2"))
-        .await
-        .unwrap();
+    let second = sample_keyed(&cluster, &token, "order-2").await.unwrap();
     assert_ne!(second.id, first.id);
 }
 
@@ -51,9 +48,7 @@ async fn the_same_key_twice_is_the_same_consignment_and_the_room_is_used_once() 
 async fn the_same_key_with_another_consignment_is_already_exists_and_books_nothing() {
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("reused@example.com").await;
-    let first = create(cluster.shipping.clone(), keyed(sample(), &token, "order-1"))
-        .await
-        .unwrap();
+    let first = sample_keyed(&cluster, &token, "order-1").await.unwrap();
     let before = cluster.used(&token).await;
     let heavier = Consignment {
         weight: 56_000,
@@ -98,15 +93,11 @@ async fn bad_idempotency_keys_are_invalid_argument() {
     assert!(cluster.used(&token).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_creates_with_one_key_book_once() {
-    concurrent_creates_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_concurrent_creates_with_one_key_book_once() {
-    concurrent_creates_on(StoreKind::MongoDb).await;
+on_each_store! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_creates_with_one_key_book_once,
+    on_mongodb_concurrent_creates_with_one_key_book_once
+        => concurrent_creates_on
 }
 
 async fn concurrent_creates_on(store: StoreKind) {
@@ -230,12 +221,10 @@ async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing
 async fn a_retry_of_a_cancelled_consignment_is_failed_precondition() {
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("changed-mind@example.com").await;
-    let placed = create(cluster.shipping.clone(), keyed(sample(), &token, "order-5"))
-        .await
-        .unwrap();
+    let placed = sample_keyed(&cluster, &token, "order-5").await.unwrap();
     cluster.cancel(&token, &placed.id).await.unwrap();
     refused(
-        create(cluster.shipping.clone(), keyed(sample(), &token, "order-5")).await,
+        sample_keyed(&cluster, &token, "order-5").await,
         Code::FailedPrecondition,
         &[&placed.id, "new key"],
     );
@@ -266,7 +255,7 @@ async fn a_create_whose_confirmed_room_cannot_be_recorded_is_not_answered_placed
     .execute(&mut database)
     .await
     .unwrap();
-    let first = create(cluster.shipping.clone(), keyed(sample(), &token, "order-9")).await;
+    let first = sample_keyed(&cluster, &token, "order-9").await;
     match &first {
         Ok(placed) => assert!(
             cluster
@@ -286,9 +275,7 @@ async fn a_create_whose_confirmed_room_cannot_be_recorded_is_not_answered_placed
         .execute(&mut database)
         .await
         .unwrap();
-    let again = create(cluster.shipping.clone(), keyed(sample(), &token, "order-9"))
-        .await
-        .unwrap();
+    let again = sample_keyed(&cluster, &token, "order-9").await.unwrap();
     let listed = cluster.list(&token).await;
     assert_eq!(
         listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),

@@ -7,24 +7,20 @@ use shippy_harness::{
     ADMIN, Cluster, LogFile, assert_status, bearer, refused, shipping::one_container_of, spawn,
 };
 use shippy_proto::consignment::v1::{CancelRequest, Consignment};
-use shippy_testkit::StoreKind;
+use shippy_testkit::{StoreKind, on_each_store};
 use tonic::Code;
 use vessel_service::domain::AccountQuota;
 
-/// The probe's reproduction: 500 t, 200 t and 100 t in one container each
-/// filled the seed fleet, and then nobody else could ship. With the default
-/// cap (a quarter of the seed fleet: 425 containers, 200 000 kg per
-/// account) the account gets 200 t; the rest is `RESOURCE_EXHAUSTED` naming
-/// the cap and what it holds; another user's 1 kg ships.
-#[tokio::test]
-async fn one_accounts_three_big_consignments_do_not_fill_the_fleet() {
-    three_big_consignments_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test]
-#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_one_accounts_three_big_consignments_do_not_fill_the_fleet() {
-    three_big_consignments_on(StoreKind::MongoDb).await;
+on_each_store! {
+    /// The probe's reproduction: 500 t, 200 t and 100 t in one container each
+    /// filled the seed fleet, and then nobody else could ship. With the default
+    /// cap (a quarter of the seed fleet: 425 containers, 200 000 kg per
+    /// account) the account gets 200 t; the rest is `RESOURCE_EXHAUSTED` naming
+    /// the cap and what it holds; another user's 1 kg ships.
+    #[tokio::test]
+    one_accounts_three_big_consignments_do_not_fill_the_fleet,
+    on_mongodb_one_accounts_three_big_consignments_do_not_fill_the_fleet
+        => three_big_consignments_on
 }
 
 async fn three_big_consignments_on(store: StoreKind) {
@@ -67,17 +63,13 @@ async fn three_big_consignments_on(store: StoreKind) {
         .expect("someone else still ships");
 }
 
-/// Parallel creates by one account never pass the cap together: of twelve
-/// 30 t consignments at once, exactly six (180 t) are placed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_creates_by_one_account_stop_at_the_cap() {
-    parallel_creates_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_parallel_creates_by_one_account_stop_at_the_cap() {
-    parallel_creates_on(StoreKind::MongoDb).await;
+on_each_store! {
+    /// Parallel creates by one account never pass the cap together: of twelve
+    /// 30 t consignments at once, exactly six (180 t) are placed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    parallel_creates_by_one_account_stop_at_the_cap,
+    on_mongodb_parallel_creates_by_one_account_stop_at_the_cap
+        => parallel_creates_on
 }
 
 async fn parallel_creates_on(store: StoreKind) {

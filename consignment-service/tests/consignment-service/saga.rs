@@ -20,20 +20,16 @@ use shippy_harness::{
 use shippy_proto::vessel::v1::{
     ReservationRef, ReserveRequest, Specification, vessel_service_client::VesselServiceClient,
 };
-use shippy_testkit::{RESERVATION_TTL, StoreKind};
+use shippy_testkit::{RESERVATION_TTL, StoreKind, on_each_store};
 use tonic::Code;
 
 // ---- 40 at once on the seed fleet -------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments() {
-    thirteen_of_forty_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments() {
-    thirteen_of_forty_on(StoreKind::MongoDb).await;
+on_each_store! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments,
+    on_mongodb_the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments
+        => thirteen_of_forty_on
 }
 
 async fn thirteen_of_forty_on(store: StoreKind) {
@@ -105,15 +101,11 @@ async fn thirteen_of_forty_on(store: StoreKind) {
 
 // ---- cancel -------------------------------------------------------------------
 
-#[tokio::test]
-async fn cancel_gives_the_room_back_and_a_new_consignment_uses_it() {
-    cancel_on(StoreKind::Postgres).await;
-}
-
-#[tokio::test]
-#[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
-async fn on_mongodb_cancel_gives_the_room_back_and_a_new_consignment_uses_it() {
-    cancel_on(StoreKind::MongoDb).await;
+on_each_store! {
+    #[tokio::test]
+    cancel_gives_the_room_back_and_a_new_consignment_uses_it,
+    on_mongodb_cancel_gives_the_room_back_and_a_new_consignment_uses_it
+        => cancel_on
 }
 
 async fn cancel_on(store: StoreKind) {

@@ -13,6 +13,7 @@ use consignment_service::{
     },
     store::{ConsignmentStore, Cursor, Store, StoreError},
 };
+use shippy_service::settings::SecretUrl;
 use shippy_testkit::{
     fresh_mongodb_database, fresh_postgres_database, init_test_logging, store_contract,
 };
@@ -371,21 +372,23 @@ async fn preparing_twice_is_fine_and_ping_answers(store: impl ConsignmentStore) 
 
 // ---- each store --------------------------------------------------------------
 
-async fn postgres_store() -> Store {
+/// The store at `url`, opened and prepared, with test logging on.
+async fn prepared(url: &SecretUrl) -> Store {
     init_test_logging();
-    let url = fresh_postgres_database("consignment_contract").await;
-    let store = Store::open(&url, TIMEOUT).await.unwrap();
-    assert!(matches!(store, Store::Postgres(_)));
+    let store = Store::open(url, TIMEOUT).await.unwrap();
     store.prepare().await.unwrap();
     store
 }
 
+async fn postgres_store() -> Store {
+    let store = prepared(&fresh_postgres_database("consignment_contract").await).await;
+    assert!(matches!(store, Store::Postgres(_)));
+    store
+}
+
 async fn mongo_store() -> Store {
-    init_test_logging();
-    let url = fresh_mongodb_database("consignment_contract");
-    let store = Store::open(&url, TIMEOUT).await.unwrap();
+    let store = prepared(&fresh_mongodb_database("consignment_contract")).await;
     assert!(matches!(store, Store::Mongo(_)));
-    store.prepare().await.unwrap();
     store
 }
 
@@ -414,9 +417,8 @@ store_contract!(
 async fn mongodb_listing_is_answered_from_the_owner_index() {
     use consignment_service::store::mongo::{LISTING_INDEX, listing_query};
 
-    let url = shippy_testkit::fresh_mongodb_database("consignment_explain");
-    let store = Store::open(&url, TIMEOUT).await.unwrap();
-    store.prepare().await.unwrap();
+    let url = fresh_mongodb_database("consignment_explain");
+    let store = prepared(&url).await;
     for n in 0..200 {
         let owner = format!("owner-{}", n % 20);
         store
@@ -438,7 +440,7 @@ async fn mongodb_listing_is_answered_from_the_owner_index() {
 
 /// A database nobody answers for is `Unavailable` (what callers retry and
 /// report as `UNAVAILABLE`), not some other failure.
-async fn an_unreachable_database_is_unavailable(url: shippy_service::settings::SecretUrl) {
+async fn an_unreachable_database_is_unavailable(url: SecretUrl) {
     let nowhere = shippy_testkit::ClosedPort::new();
     let url = shippy_testkit::with_socket_addr(&url, nowhere.address);
     let store = Store::open(&url, Duration::from_millis(500)).await.unwrap();
@@ -473,10 +475,8 @@ async fn mongodb_unreachable_is_unavailable() {
 async fn postgres_connections_the_server_dropped_leave_the_pool() {
     use sqlx::Connection as _;
 
-    init_test_logging();
     let url = fresh_postgres_database("consignment_dropped").await;
-    let store = Store::open(&url, TIMEOUT).await.unwrap();
-    store.prepare().await.unwrap();
+    let store = prepared(&url).await;
     // Several connections in the pool at once.
     let listings: Vec<_> = (0..8).map(|_| store.list_by_owner("o", None, 10)).collect();
     for listed in futures::future::join_all(listings).await {
@@ -514,10 +514,8 @@ async fn postgres_connections_the_server_dropped_leave_the_pool() {
 async fn postgres_rows_are_parsed_again_when_read() {
     use sqlx::Connection as _;
 
-    init_test_logging();
     let url = fresh_postgres_database("consignment_reparse").await;
-    let store = Store::open(&url, TIMEOUT).await.unwrap();
-    store.prepare().await.unwrap();
+    let store = prepared(&url).await;
     let mut connection = sqlx::PgConnection::connect(url.expose()).await.unwrap();
     sqlx::query(
         "INSERT INTO consignments (id, owner_id, description, weight, vessel_id, containers, created_at, state) \

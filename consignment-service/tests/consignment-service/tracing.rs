@@ -4,10 +4,10 @@
 //! OpenTelemetry's RPC attributes.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use shippy_harness::{create_user, login, spawn::channel, with_metadata};
-use shippy_proto::consignment::v1::{
-    Consignment, Container, shipping_service_client::ShippingServiceClient,
+use shippy_harness::{
+    create_user, login, shipping::one_container_of, spawn::channel, with_metadata,
 };
+use shippy_proto::consignment::v1::{Consignment, shipping_service_client::ShippingServiceClient};
 use shippy_testkit::{
     CallerSpan, OtlpReceiver, ReceivedSpan, ServiceProcess, fresh_postgres_database, infra_var,
     init_test_logging,
@@ -23,6 +23,12 @@ fn find<'a>(
     shippy_testkit::find_span(spans, service, Some(name), kind)
 }
 
+/// `DATABASE_URL` set to a fresh PostgreSQL database named after `prefix`.
+async fn database(prefix: &str) -> (&'static str, String) {
+    let url = fresh_postgres_database(prefix).await;
+    ("DATABASE_URL", url.expose().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_service() {
     init_test_logging();
@@ -36,13 +42,7 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         "user-service",
         &[
             otel.clone(),
-            (
-                "DATABASE_URL",
-                fresh_postgres_database("trace_users")
-                    .await
-                    .expose()
-                    .to_owned(),
-            ),
+            database("trace_users").await,
             ("NATS_URL", infra_var("TEST_NATS_URL")),
             ("BCRYPT_COST", "4".into()),
             ("USER_EVENTS_STREAM", format!("USERS_{unique}")),
@@ -55,29 +55,14 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
     .await;
     let vessels = ServiceProcess::start(
         "vessel-service",
-        &[
-            otel.clone(),
-            (
-                "DATABASE_URL",
-                fresh_postgres_database("trace_vessels")
-                    .await
-                    .expose()
-                    .to_owned(),
-            ),
-        ],
+        &[otel.clone(), database("trace_vessels").await],
     )
     .await;
     let shipping = ServiceProcess::start(
         "consignment-service",
         &[
             otel.clone(),
-            (
-                "DATABASE_URL",
-                fresh_postgres_database("trace_consignments")
-                    .await
-                    .expose()
-                    .to_owned(),
-            ),
+            database("trace_consignments").await,
             ("VESSEL_SERVICE_URL", vessels.url()),
             ("USER_SERVICE_URL", users.url()),
         ],
@@ -94,11 +79,7 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
     let request = caller.request(Consignment {
         description: "Traced".into(),
         weight: 100,
-        containers: vec![Container {
-            customer_id: "c1".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
+        ..one_container_of(1)
     });
     let request = with_metadata(request, "authorization", &format!("Bearer {token}"));
     ShippingServiceClient::new(channel(shipping.address))
