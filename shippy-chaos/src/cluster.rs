@@ -230,8 +230,9 @@ impl Cluster {
         };
         let key_file = dir.join("jwt-signing-key.pem");
         let secs = |duration: Duration| format!("{}ms", duration.as_millis());
-        let common = |listen: SocketAddr| -> Vec<(String, String)> {
-            vec![
+        // Every service's settings, then its own.
+        let with_common = |listen: SocketAddr, own: Vec<(String, String)>| {
+            let mut env: Vec<(String, String)> = vec![
                 ("LISTEN_ADDR".into(), listen.to_string()),
                 ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
                 ("SERVICE_TOKEN".into(), shippy_testkit::SERVICE_TOKEN.into()),
@@ -241,75 +242,79 @@ impl Cluster {
                 ),
                 ("LOG_FORMAT".into(), "json".into()),
                 ("USER_SERVICE_URL".into(), format!("http://{user}")),
-            ]
+            ];
+            env.extend(own);
+            env
         };
         let user_db_url = shippy_testkit::with_socket_addr(&users_db, proxy("user-db")?);
-        let mut envs: Vec<Vec<(String, String)>> = Vec::new();
-        let mut env = common(user);
-        env.extend([
-            ("DATABASE_URL".into(), pg_url(&user_db_url)),
-            ("NATS_URL".into(), format!("nats://{}", proxy("user-nats")?)),
-            (
-                "JWT_SIGNING_KEY_FILE".into(),
-                key_file.display().to_string(),
+        let vessels_url = through(&vessels_db, &proxies[1], store)?;
+        let consignments_url = through(&consignments_db, &proxies[2], store)?;
+        let mut envs: Vec<Vec<(String, String)>> = vec![
+            with_common(
+                user,
+                vec![
+                    ("DATABASE_URL".into(), pg_url(&user_db_url)),
+                    ("NATS_URL".into(), format!("nats://{}", proxy("user-nats")?)),
+                    (
+                        "JWT_SIGNING_KEY_FILE".into(),
+                        key_file.display().to_string(),
+                    ),
+                    ("BCRYPT_COST".into(), "4".into()),
+                    ("ADMIN_EMAILS".into(), ADMIN.into()),
+                    ("LOGIN_MAX_FAILURES".into(), "1000000".into()),
+                    ("LOGIN_MAX_FAILURES_PER_ADDRESS".into(), "1000000".into()),
+                ],
             ),
-            ("BCRYPT_COST".into(), "4".into()),
-            ("ADMIN_EMAILS".into(), ADMIN.into()),
-            ("LOGIN_MAX_FAILURES".into(), "1000000".into()),
-            ("LOGIN_MAX_FAILURES_PER_ADDRESS".into(), "1000000".into()),
-        ]);
-        envs.push(env);
-        let mut env = common(vessel);
-        env.extend([
-            (
-                "DATABASE_URL".into(),
-                through(&vessels_db, &proxies[1], store)?,
+            with_common(
+                vessel,
+                vec![
+                    ("RESERVATION_TTL".into(), secs(timing.reservation_ttl)),
+                    (
+                        "RESERVATION_SWEEP_INTERVAL".into(),
+                        secs(timing.sweep_interval),
+                    ),
+                    ("ACCOUNT_MAX_CONTAINERS".into(), "100000".into()),
+                    ("ACCOUNT_MAX_WEIGHT".into(), "100000000".into()),
+                    ("DATABASE_URL".into(), vessels_url),
+                ],
             ),
-            ("RESERVATION_TTL".into(), secs(timing.reservation_ttl)),
-            (
-                "RESERVATION_SWEEP_INTERVAL".into(),
-                secs(timing.sweep_interval),
+            with_common(
+                consignment,
+                vec![
+                    ("DATABASE_URL".into(), consignments_url),
+                    (
+                        "VESSEL_SERVICE_URL".into(),
+                        format!("http://{}", proxy("consignment-vessel")?),
+                    ),
+                    ("RECOVERY_INTERVAL".into(), secs(timing.recovery_interval)),
+                    ("RECOVERY_AFTER".into(), secs(timing.recovery_after)),
+                ],
             ),
-            ("ACCOUNT_MAX_CONTAINERS".into(), "100000".into()),
-            ("ACCOUNT_MAX_WEIGHT".into(), "100000000".into()),
-        ]);
-        envs.push(env);
-        let mut env = common(consignment);
-        env.extend([
-            (
-                "DATABASE_URL".into(),
-                through(&consignments_db, &proxies[2], store)?,
+            with_common(
+                email,
+                vec![
+                    (
+                        "NATS_URL".into(),
+                        format!("nats://{}", proxy("email-nats")?),
+                    ),
+                    ("SMTP_URL".into(), smtp.url()),
+                ],
             ),
-            (
-                "VESSEL_SERVICE_URL".into(),
-                format!("http://{}", proxy("consignment-vessel")?),
+            with_common(
+                gateway,
+                vec![
+                    ("VESSEL_SERVICE_URL".into(), format!("http://{vessel}")),
+                    (
+                        "CONSIGNMENT_SERVICE_URL".into(),
+                        format!("http://{consignment}"),
+                    ),
+                    ("RATE_LIMIT_PER_SECOND".into(), "100000".into()),
+                    ("RATE_LIMIT_BURST".into(), "100000".into()),
+                    ("LOGIN_RATE_LIMIT_PER_SECOND".into(), "100000".into()),
+                    ("LOGIN_RATE_LIMIT_BURST".into(), "100000".into()),
+                ],
             ),
-            ("RECOVERY_INTERVAL".into(), secs(timing.recovery_interval)),
-            ("RECOVERY_AFTER".into(), secs(timing.recovery_after)),
-        ]);
-        envs.push(env);
-        let mut env = common(email);
-        env.extend([
-            (
-                "NATS_URL".into(),
-                format!("nats://{}", proxy("email-nats")?),
-            ),
-            ("SMTP_URL".into(), smtp.url()),
-        ]);
-        envs.push(env);
-        let mut env = common(gateway);
-        env.extend([
-            ("VESSEL_SERVICE_URL".into(), format!("http://{vessel}")),
-            (
-                "CONSIGNMENT_SERVICE_URL".into(),
-                format!("http://{consignment}"),
-            ),
-            ("RATE_LIMIT_PER_SECOND".into(), "100000".into()),
-            ("RATE_LIMIT_BURST".into(), "100000".into()),
-            ("LOGIN_RATE_LIMIT_PER_SECOND".into(), "100000".into()),
-            ("LOGIN_RATE_LIMIT_BURST".into(), "100000".into()),
-        ]);
-        envs.push(env);
+        ];
 
         if let Some(consul) = &consul {
             // Registered in Consul and found through it; vessel-service is

@@ -119,6 +119,19 @@ async fn db(store: Store, url: &SecretUrl) -> anyhow::Result<Db> {
     })
 }
 
+/// Every document of `collection`.
+async fn every_document(
+    database: &mongodb::Database,
+    collection: &str,
+) -> anyhow::Result<Vec<Document>> {
+    Ok(database
+        .collection::<Document>(collection)
+        .find(doc! {})
+        .await?
+        .try_collect()
+        .await?)
+}
+
 fn int(document: &Document, key: &str) -> i64 {
     match document.get(key) {
         Some(Bson::Int32(value)) => i64::from(*value),
@@ -193,12 +206,7 @@ impl View {
                 })
             }
             Db::Mongo(database) => {
-                let documents: Vec<Document> = database
-                    .collection::<Document>("vessels")
-                    .find(doc! {})
-                    .await?
-                    .try_collect()
-                    .await?;
+                let documents = every_document(database, "vessels").await?;
                 let mut fleet = Fleet::default();
                 for vessel in documents {
                     let id = match vessel.get("_id") {
@@ -262,12 +270,7 @@ impl View {
             })
             .collect()),
             Db::Mongo(database) => {
-                let documents: Vec<Document> = database
-                    .collection::<Document>("consignments")
-                    .find(doc! {})
-                    .await?
-                    .try_collect()
-                    .await?;
+                let documents = every_document(database, "consignments").await?;
                 Ok(documents
                     .iter()
                     .map(|document| StoredConsignment {
@@ -320,26 +323,6 @@ impl View {
                 database
                     .collection::<Document>("consignments")
                     .delete_one(doc! { "_id": id })
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Self-test: sets a consignment's state behind the system's back.
-    pub async fn set_state(&self, id: &str, state: &str) -> anyhow::Result<()> {
-        match &self.consignments {
-            Db::Postgres(pool) => {
-                sqlx::query("UPDATE consignments SET state = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(state)
-                    .execute(pool)
-                    .await?;
-            }
-            Db::Mongo(database) => {
-                database
-                    .collection::<Document>("consignments")
-                    .update_one(doc! { "_id": id }, doc! { "$set": { "state": state } })
                     .await?;
             }
         }

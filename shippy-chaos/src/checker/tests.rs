@@ -80,6 +80,17 @@ fn broken(verdicts: &[Verdict]) -> Vec<&'static str> {
         .collect()
 }
 
+/// The verdicts on `history` when the store holds one consignment: `id`
+/// in `state` with idempotency key `key`.
+fn check_one(history: &[Entry], id: &str, state: &str, key: &str) -> Vec<Verdict> {
+    check(history, &observed(vec![consignment(id, state, key)]))
+}
+
+/// `promise` is among the ones `verdicts` found broken.
+fn assert_broken(verdicts: &[Verdict], promise: &str) {
+    assert!(broken(verdicts).contains(&promise), "{verdicts:?}");
+}
+
 fn created(id: &str, key: &str) -> Vec<Entry> {
     let args = json!({ "email": "a@x", "key": key });
     vec![
@@ -91,10 +102,7 @@ fn created(id: &str, key: &str) -> Vec<Entry> {
 #[test]
 fn a_consistent_run_holds_everything() {
     let history = created("k1-id", "k1");
-    let verdicts = check(
-        &history,
-        &observed(vec![consignment("k1-id", "confirmed", "k1")]),
-    );
+    let verdicts = check_one(&history, "k1-id", "confirmed", "k1");
     assert!(broken(&verdicts).is_empty(), "{verdicts:?}");
 }
 
@@ -108,10 +116,7 @@ fn an_acknowledged_create_missing_from_a_later_listing_is_a_violation() {
         json!({ "email": "a@x" }),
         json!({ "ids": [] }),
     ));
-    let verdicts = check(
-        &history,
-        &observed(vec![consignment("k1-id", "confirmed", "k1")]),
-    );
+    let verdicts = check_one(&history, "k1-id", "confirmed", "k1");
     assert_eq!(broken(&verdicts), ["acknowledged-creates"]);
     assert!(verdicts[0].counterexamples[0].contains("missing from their listing at 2.0 s"));
 }
@@ -120,27 +125,15 @@ fn an_acknowledged_create_missing_from_a_later_listing_is_a_violation() {
 fn an_indeterminate_create_left_pending_is_a_violation() {
     let args = json!({ "email": "a@x", "key": "k2" });
     let history = vec![entry(1.0, Kind::Indeterminate, "create", args, Value::Null)];
-    let verdicts = check(
-        &history,
-        &observed(vec![consignment("k2-id", "pending", "k2")]),
-    );
-    assert!(
-        broken(&verdicts).contains(&"failed-creates"),
-        "{verdicts:?}"
-    );
+    let verdicts = check_one(&history, "k2-id", "pending", "k2");
+    assert_broken(&verdicts, "failed-creates");
 }
 
 #[test]
 fn a_cancelled_consignment_nobody_cancelled_is_a_violation() {
     let history = created("k1-id", "k1");
-    let verdicts = check(
-        &history,
-        &observed(vec![consignment("k1-id", "cancelled", "k1")]),
-    );
-    assert!(
-        broken(&verdicts).contains(&"acknowledged-creates"),
-        "{verdicts:?}"
-    );
+    let verdicts = check_one(&history, "k1-id", "cancelled", "k1");
+    assert_broken(&verdicts, "acknowledged-creates");
 }
 
 fn mail(to: &str, id: Option<&str>) -> ReceivedMail {

@@ -84,6 +84,12 @@ impl Client {
         if self.http { "http" } else { "grpc" }
     }
 
+    /// The current account's email and token, once it has logged in.
+    fn signed_in(&self) -> Option<(String, String)> {
+        let account = self.account.as_ref()?;
+        Some((account.email.clone(), account.token.clone()?))
+    }
+
     pub(super) async fn run(mut self, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             let needs_account = self
@@ -271,11 +277,7 @@ impl Client {
     }
 
     async fn create(&mut self) {
-        let Some((email, token)) = self
-            .account
-            .as_ref()
-            .and_then(|account| Some((account.email.clone(), account.token.clone()?)))
-        else {
+        let Some((email, token)) = self.signed_in() else {
             return;
         };
         let key = uuid::Uuid::new_v4().to_string();
@@ -425,11 +427,7 @@ impl Client {
     }
 
     async fn list(&mut self) {
-        let Some((email, token)) = self
-            .account
-            .as_ref()
-            .and_then(|account| Some((account.email.clone(), account.token.clone()?)))
-        else {
+        let Some((email, token)) = self.signed_in() else {
             return;
         };
         let args = json!({ "email": email });

@@ -13,27 +13,21 @@ use shippy_chaos::cluster::Store;
 
 use crate::common;
 
+/// A minute of seeded faults on `store` (seed `seed` unless `CHAOS_SEED`
+/// says another), one soak at a time; with `consul`, the services find each
+/// other through Consul.
+async fn a_minute_on(store: Store, seed: u64, consul: bool) {
+    let _turn = common::one_at_a_time().await;
+    common::soak(store, common::seed(seed), Duration::from_secs(60), consul).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_soak_on_postgresql_keeps_every_promise() {
-    let _turn = common::one_at_a_time().await;
-    common::soak(
-        Store::Postgres,
-        common::seed(228),
-        Duration::from_secs(60),
-        true,
-    )
-    .await;
+    a_minute_on(Store::Postgres, 228, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a MongoDB server (TEST_MONGODB_URL); make test runs it"]
 async fn a_seeded_soak_on_mongodb_keeps_every_promise() {
-    let _turn = common::one_at_a_time().await;
-    common::soak(
-        Store::MongoDb,
-        common::seed(132),
-        Duration::from_secs(60),
-        false,
-    )
-    .await;
+    a_minute_on(Store::MongoDb, 132, false).await;
 }
