@@ -227,6 +227,11 @@ pub fn per_process_text(figures: &HashMap<String, f64>, order: &[&str]) -> Strin
         .join(", ")
 }
 
+/// One row of a Markdown table: `cells` between bars, and a new line.
+fn row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
 /// `value` with `decimals` decimals, or `–` where there is none.
 pub fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".to_owned(), |value| format!("{value:.decimals$}"))
@@ -273,28 +278,26 @@ impl Report {
             self.bcrypt_cost, self.bcrypt_verify_ms
         ));
         for probe in &self.login_flood {
-            out.push_str(&format!(
-                "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |\n",
-                probe.name,
-                probe.concurrency,
-                probe.requests_per_second,
-                probe.p50_ms,
-                probe.p99_ms,
-                probe.shed,
-                probe.errors
-            ));
+            out.push_str(&row(&[
+                probe.name.to_string(),
+                probe.concurrency.to_string(),
+                format!("{:.1}", probe.requests_per_second),
+                format!("{:.2}", probe.p50_ms),
+                format!("{:.2}", probe.p99_ms),
+                probe.shed.to_string(),
+                probe.errors.to_string(),
+            ]));
         }
         out.push_str(&self.footprint.markdown(&self.scenarios));
         out.push_str("\n| goal | target | measured | |\n|---|---:|---:|---|\n");
         for goal in &self.goals {
-            out.push_str(&format!(
-                "| {} | {} {:.2} | {:.2} | {} |\n",
-                goal.goal,
-                goal.relation,
-                goal.target,
-                goal.measured,
-                if goal.met { "met" } else { "**not met**" }
-            ));
+            let verdict = if goal.met { "met" } else { "**not met**" };
+            out.push_str(&row(&[
+                goal.goal.to_string(),
+                format!("{} {:.2}", goal.relation, goal.target),
+                format!("{:.2}", goal.measured),
+                verdict.to_owned(),
+            ]));
         }
         out
     }
