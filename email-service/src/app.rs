@@ -38,14 +38,8 @@ pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
     /// `NATS_URL` is not usable.
-    #[error("NATS_URL `{url}` is not a valid NATS address (expected nats://host:4222)")]
-    NatsUrl {
-        /// The URL given.
-        url: String,
-        /// What the client said.
-        #[source]
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    NatsUrl(#[from] shippy_service::nats::InvalidUrl),
     /// The mail settings cannot work.
     #[error(transparent)]
     Mail(#[from] ConfigError),
@@ -89,10 +83,7 @@ impl Application {
         let template = Template::new(&settings.mail_from, &settings.mail_subject)?;
         let client = nats::connect(settings.nats_url.expose(), "email-service")
             .await
-            .map_err(|source| StartError::NatsUrl {
-                url: settings.nats_url.to_string(),
-                source,
-            })?;
+            .map_err(nats::InvalidUrl::of(&settings.nats_url))?;
         let jetstream = nats::jetstream(client.clone());
         let progress = Progress::new();
         let watchdog = Watchdog {

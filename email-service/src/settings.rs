@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
+use shippy_service::{discovery::DiscoveryArgs, nats, settings::SecretUrl};
 
 /// What email-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -12,12 +12,7 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
 
     /// The NATS server the events come from.
-    #[arg(
-        long,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "NATS_URL", default_value = nats::DEFAULT_URL, hide_env_values = true)]
     pub nats_url: SecretUrl,
 
     /// The SMTP server mails go to, e.g. `smtp://127.0.0.1:2525`

@@ -12,8 +12,35 @@ use async_nats::{
     jetstream::{self, Context, stream},
 };
 
+use crate::settings::SecretUrl;
+
 /// How long a JetStream request (and a publish acknowledgement) may take.
 pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The NATS server a service uses when `NATS_URL` is not set.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+/// `NATS_URL` is not an address the NATS client can use: a service's
+/// start-up error.
+#[derive(Debug, thiserror::Error)]
+#[error("NATS_URL `{url}` is not a valid NATS address (expected nats://host:4222)")]
+pub struct InvalidUrl {
+    /// The URL given, its password redacted.
+    pub url: String,
+    /// What the client said.
+    #[source]
+    pub source: async_nats::ConnectError,
+}
+
+impl InvalidUrl {
+    /// What a failed [`connect`] to `url` becomes: `.map_err(InvalidUrl::of(&url))`.
+    pub fn of(url: &SecretUrl) -> impl FnOnce(async_nats::ConnectError) -> Self + '_ {
+        move |source| Self {
+            url: url.to_string(),
+            source,
+        }
+    }
+}
 
 /// A client for `url`, named `name` in the server's connection list. It
 /// connects in the background and retries forever; connection changes are

@@ -7,6 +7,7 @@ use shippy_proto::user::v1::user_service_server::{SERVICE_NAME, UserServiceServe
 use shippy_service::{
     Shutdown,
     base::{BindError, ServiceBase},
+    nats::InvalidUrl,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
 };
@@ -43,14 +44,8 @@ pub enum StartError {
     #[error(transparent)]
     DatabaseUrl(#[from] shippy_store::OpenError),
     /// `NATS_URL` is not usable.
-    #[error("NATS_URL `{url}` is not a valid NATS address (expected nats://host:4222)")]
-    NatsUrl {
-        /// The URL given.
-        url: String,
-        /// What the client said.
-        #[source]
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    NatsUrl(#[from] InvalidUrl),
     /// The signing keys cannot be loaded.
     #[error(transparent)]
     Keys(#[from] SourceError),
@@ -106,10 +101,7 @@ impl Application {
         let publisher =
             EventPublisher::connect(settings.nats_url.expose(), &settings.events_stream)
                 .await
-                .map_err(|source| StartError::NatsUrl {
-                    url: settings.nats_url.to_string(),
-                    source,
-                })?;
+                .map_err(InvalidUrl::of(&settings.nats_url))?;
         let source = KeySource::new(
             settings.jwt_signing_key_file.as_deref(),
             &settings.keys,

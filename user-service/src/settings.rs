@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
+use shippy_service::{discovery::DiscoveryArgs, nats, settings::SecretUrl};
 
 /// What user-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -16,12 +16,7 @@ pub struct Settings {
     pub database_url: SecretUrl,
 
     /// The NATS server `user.created` events go to.
-    #[arg(
-        long,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "NATS_URL", default_value = nats::DEFAULT_URL, hide_env_values = true)]
     pub nats_url: SecretUrl,
 
     /// PEM file of Ed25519 PKCS#8 private keys: the first signs tokens, the
