@@ -100,6 +100,22 @@ impl World {
         }
     }
 
+    /// An SMTP server of the test's own, a world mailing to it on the shared
+    /// test NATS, and the service serving it.
+    pub(crate) async fn mailing() -> (SmtpServer, Self, Service) {
+        let smtp = SmtpServer::start().await;
+        let (world, service) = Self::serving_mail_to(smtp.url()).await;
+        (smtp, world, service)
+    }
+
+    /// A world mailing to the SMTP server at `smtp_url`, on the shared test
+    /// NATS, and the service serving it.
+    pub(crate) async fn serving_mail_to(smtp_url: String) -> (Self, Service) {
+        let world = Self::new(infra_var("TEST_NATS_URL"), Some(smtp_url)).await;
+        let service = world.serving().await;
+        (world, service)
+    }
+
     /// [`World::start`], once the service reports `SERVING`.
     pub(crate) async fn serving(&self) -> Service {
         let service = self.start().await;
@@ -152,9 +168,7 @@ pub(crate) fn mails_to<'a>(mails: &'a [String], address: &str) -> Vec<&'a String
 
 #[tokio::test]
 async fn the_welcome_mail_reaches_the_user_by_name() {
-    let smtp = SmtpServer::start().await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (smtp, world, service) = World::mailing().await;
 
     world.publish("Ewan Valentine", "ewan@example.com").await;
     let mails = smtp.wait_for_mails(1, WAIT).await;
@@ -214,8 +228,7 @@ async fn events_published_while_the_service_was_down_are_mailed_when_it_starts()
 #[tokio::test]
 async fn with_the_smtp_server_down_the_mail_goes_out_once_it_is_back() {
     let mut smtp = SmtpServer::reserve();
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (world, service) = World::serving_mail_to(smtp.url()).await;
     world.publish("Patient", "patient@example.com").await;
 
     // Let at least one delivery fail against the missing server.
@@ -242,9 +255,7 @@ async fn with_the_smtp_server_down_the_mail_goes_out_once_it_is_back() {
 
 #[tokio::test]
 async fn the_same_event_delivered_twice_is_mailed_once() {
-    let smtp = SmtpServer::start().await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (smtp, world, service) = World::mailing().await;
     let event = world.publish("Once", "once@example.com").await;
     assert_eq!(smtp.wait_for_mails(1, WAIT).await.len(), 1);
 
@@ -277,9 +288,7 @@ async fn the_same_event_delivered_twice_is_mailed_once() {
 
 #[tokio::test]
 async fn a_malformed_event_does_not_block_the_ones_after_it() {
-    let smtp = SmtpServer::start().await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (smtp, world, service) = World::mailing().await;
     world
         .publish_raw("garbage", b"\xff\xfe not protobuf".to_vec())
         .await;
@@ -319,9 +328,7 @@ async fn health_is_not_serving_while_nats_is_unreachable() {
 
 #[tokio::test]
 async fn a_name_with_a_line_break_is_terminated_and_later_mails_still_go_out() {
-    let smtp = SmtpServer::start().await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (smtp, world, service) = World::mailing().await;
     world
         .publish("Eve\r\nBcc: spy@example.com", "eve@example.com")
         .await;

@@ -18,7 +18,7 @@ use prost::Message;
 use shippy_testkit::{SmtpServer, infra_var, wait_for_health};
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::mail::{World, mails_to};
+use crate::mail::{Service, World, mails_to};
 
 /// How long later mail may take behind a flood of refused addresses: far
 /// more than it needs (a few seconds here), far less than "never".
@@ -183,6 +183,12 @@ fn header(record: &StreamMessage, name: &str) -> String {
         .to_owned()
 }
 
+/// Stops the service, then deletes the test's streams.
+async fn stop_and_clean_up(service: Service, world: &World) {
+    service.stop().await;
+    clean_up(world).await;
+}
+
 /// Deletes the test's streams (the shared test NATS keeps them otherwise).
 async fn clean_up(world: &World) {
     for stream in [
@@ -200,9 +206,7 @@ async fn clean_up(world: &World) {
 /// ack-pending slots: no later mail went out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_addresses_the_server_cannot_take_do_not_hold_back_later_mail() {
-    let smtp = SmtpServer::start().await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (smtp, world, service) = World::mailing().await;
 
     let mut first_bad = None;
     for n in 0..1_000 {
@@ -241,15 +245,13 @@ async fn a_thousand_addresses_the_server_cannot_take_do_not_hold_back_later_mail
         1_000
     );
     assert!(smtp.mails().len() == 3, "no mail for the bad addresses");
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 #[tokio::test]
 async fn a_recipient_refused_for_good_is_kept_with_the_reason_and_later_mail_flows() {
     let smtp = PickySmtp::start(false).await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (world, service) = World::serving_mail_to(smtp.url()).await;
 
     let gone = world.publish("Gone", "gone1@example.com").await;
     world.publish("After", "after@example.com").await;
@@ -277,8 +279,7 @@ async fn a_recipient_refused_for_good_is_kept_with_the_reason_and_later_mail_flo
         assert_eq!(config.max_messages, 1_000_000);
         assert_eq!(config.max_messages_per_subject, 1);
     }
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 /// 1,100 recipients the server answers "not now" (451), more than
@@ -287,8 +288,7 @@ async fn a_recipient_refused_for_good_is_kept_with_the_reason_and_later_mail_flo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_not_now_answers_does_not_hold_back_later_mail() {
     let smtp = PickySmtp::start(false).await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (world, service) = World::serving_mail_to(smtp.url()).await;
 
     for n in 0..1_100 {
         world
@@ -306,8 +306,7 @@ async fn a_flood_of_not_now_answers_does_not_hold_back_later_mail() {
     let info = consumer.info().await.unwrap();
     assert_eq!(info.config.max_ack_pending, MAX_ACK_PENDING);
     assert!(info.num_ack_pending >= 1_000, "{}", info.num_ack_pending);
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 #[tokio::test]
@@ -330,15 +329,13 @@ async fn mail_failing_for_longer_than_the_max_age_is_given_up_with_the_last_erro
     let delivered: u32 = header(&record, dead::DELIVERED).parse().unwrap();
     assert!(delivered >= 2, "retried first: {delivered}");
     assert!(world.wait_until_settled(Duration::from_secs(10)).await);
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 #[tokio::test]
 async fn a_non_ascii_address_is_mailed_where_the_server_offers_smtputf8() {
     let smtp = PickySmtp::start(true).await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (world, service) = World::serving_mail_to(smtp.url()).await;
 
     world.publish("Jürgen", "jürgen@example.com").await;
     let mails = smtp.wait_for_mails(1, Duration::from_secs(20)).await;
@@ -350,8 +347,7 @@ async fn a_non_ascii_address_is_mailed_where_the_server_offers_smtputf8() {
     );
     assert!(world.wait_until_settled(Duration::from_secs(10)).await);
     assert_eq!(dead_count(&world).await, 0);
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 /// `"john doe"@example.com` was accepted at sign-up and its mail dropped
@@ -359,9 +355,7 @@ async fn a_non_ascii_address_is_mailed_where_the_server_offers_smtputf8() {
 /// it now; an event from before is kept in the dead-mail stream.
 #[tokio::test]
 async fn a_quoted_local_part_from_an_older_event_is_kept_in_the_dead_mail_stream() {
-    let smtp = SmtpServer::start().await;
-    let world = World::new(infra_var("TEST_NATS_URL"), Some(smtp.url())).await;
-    let service = world.serving().await;
+    let (smtp, world, service) = World::mailing().await;
 
     let quoted = world.publish("John", "\"john doe\"@example.com").await;
     world.publish("After", "after@example.com").await;
@@ -370,8 +364,7 @@ async fn a_quoted_local_part_from_an_older_event_is_kept_in_the_dead_mail_stream
     assert_eq!(wait_for_dead(&world, 1, Duration::from_secs(20)).await, 1);
     let reason = header(&dead_record(&world, &quoted.event_id).await, dead::REASON);
     assert!(reason.contains("cannot address a mail"), "{reason}");
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 /// A consumer made by an older version (JetStream's defaults: 1,000
@@ -407,8 +400,7 @@ async fn a_consumer_made_by_an_older_version_gets_the_new_settings() {
     let config = consumer.info().await.unwrap().config.clone();
     assert_eq!(config.max_ack_pending, MAX_ACK_PENDING);
     assert_eq!(config.max_deliver, -1);
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 /// SMTP server down with mail waiting: health turns NOT_SERVING after
@@ -437,8 +429,7 @@ async fn health_reports_mail_that_does_not_move_and_recovers_when_it_does() {
     assert_eq!(mails_to(&mails, "waiting@example.com").len(), 1);
     wait_for_health(&service.channel, ServingStatus::Serving).await;
     assert_eq!(metric(service.metrics, "email_consumer_stuck").await, 0);
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 /// One recipient answered "not now" (451) on an otherwise quiet system is
@@ -469,8 +460,7 @@ async fn one_recipients_not_now_on_a_quiet_system_is_not_stuck() {
     world.publish("Next", "next@example.com").await;
     let mails = smtp.wait_for_mails(1, Duration::from_secs(20)).await;
     assert_eq!(mails_to(&mails, "next@example.com").len(), 1);
-    service.stop().await;
-    clean_up(&world).await;
+    stop_and_clean_up(service, &world).await;
 }
 
 /// Instances under two consumer names (a renamed `EMAIL_CONSUMER`, or two
