@@ -39,7 +39,6 @@
 
 mod engine;
 mod gateway;
-mod http;
 mod images;
 mod project;
 mod shipment;

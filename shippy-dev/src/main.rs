@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod chaos;
 mod cluster;
 mod compose;
+mod http;
 mod infra;
 mod k8s;
 mod provision;

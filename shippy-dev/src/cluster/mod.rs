@@ -29,7 +29,6 @@ mod bench;
 mod demo;
 mod dev;
 mod go_peer;
-mod http;
 mod probe;
 mod processes;
 mod up;
@@ -40,6 +39,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::http;
 use crate::infra::Infra;
 use processes::Processes;
 

@@ -5,7 +5,8 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::shipment::{User, compose_run, url};
-use super::{Run, http, print_tail, read_text};
+use super::{Run, print_tail, read_text};
+use crate::http;
 
 /// An HTTP call whose body goes to `what`'s log; fails (as `curl -f`) on an
 /// error status, printing the log's tail.
@@ -19,12 +20,13 @@ fn http_logged(
 ) -> anyhow::Result<String> {
     super::interrupted()?;
     let log = run.log_file(what);
-    let (text, failed) = match http::request(method, url, headers, body) {
-        Ok(response) if response.status < 400 => (response.body, false),
+    let (text, failed) = match http::blocking(method, url, headers, body) {
+        Ok(response) if response.status.as_u16() < 400 => (response.body, false),
         Ok(response) => (
             format!(
                 "{}\nThe requested URL returned error: {}\n",
-                response.body, response.status
+                response.body,
+                response.status.as_u16()
             ),
             true,
         ),

@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::http;
 use super::{Run, output_to, print_file, print_tail, read_text, spare_ports};
+use crate::http;
 
 /// The published ports, each moved to a spare one.
 const PORTS: [&str; 11] = [
@@ -141,8 +141,8 @@ fn consul_acls(run: &mut Run) -> anyhow::Result<()> {
         } else {
             &[("X-Consul-Token", token)]
         };
-        let (code, body) = match http::request("PUT", &register, headers, Some(impostor)) {
-            Ok(response) => (response.status.to_string(), response.body),
+        let (code, body) = match http::blocking("PUT", &register, headers, Some(impostor)) {
+            Ok(response) => (response.status.as_u16().to_string(), response.body),
             Err(error) => ("000".to_owned(), format!("{error:#}\n")),
         };
         let _ = std::fs::write(run.logs.join("consul-impostor.log"), body);
@@ -164,7 +164,7 @@ fn consul_acls(run: &mut Run) -> anyhow::Result<()> {
         let mut passing = false;
         for _ in 0..60 {
             super::interrupted()?;
-            if http::get_ok(&health, &[("X-Consul-Token", &management)])
+            if http::blocking_get_ok(&health, &[("X-Consul-Token", &management)])
                 .is_ok_and(|body| body.contains("\"ServiceID\""))
             {
                 passing = true;
@@ -295,7 +295,7 @@ fn mail_and_spans(run: &mut Run, user: &User) -> anyhow::Result<()> {
 
 /// Whether the mail container holds a message to `email` (and the first one).
 fn mail_arrived(messages: &str, email: &str) -> (bool, String) {
-    let answer = match http::get_ok(messages, &[]) {
+    let answer = match http::blocking_get_ok(messages, &[]) {
         Ok(body) => body,
         Err(error) => return (false, format!("{error:#}\n")),
     };
@@ -321,7 +321,7 @@ fn mail_arrived(messages: &str, email: &str) -> (bool, String) {
 
 /// Whether the tracing container has spans of the four services.
 fn spans_arrived(services_url: &str) -> (bool, String) {
-    let answer = match http::get_ok(services_url, &[]) {
+    let answer = match http::blocking_get_ok(services_url, &[]) {
         Ok(body) => body,
         Err(error) => return (false, format!("{error:#}\n")),
     };

@@ -17,7 +17,6 @@
 pub(crate) mod python;
 
 mod browser;
-mod http;
 mod openapi;
 mod services;
 mod vessel;
@@ -27,7 +26,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::repo;
+use crate::{http, repo};
 
 /// Runs the smoke test `which` (vessel, browser or openapi).
 pub fn run(which: &str) -> anyhow::Result<ExitCode> {

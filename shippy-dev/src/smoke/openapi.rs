@@ -327,7 +327,7 @@ impl Fuzz {
     /// whether its sign-up email pattern, as Python reads it, takes exactly
     /// dot-atoms of at most 64 characters.
     async fn email_pattern_holds(&self, schema: &str, document: &Path) -> bool {
-        let fetched = match http::get(schema).await {
+        let fetched = match http::get(schema, &[]).await {
             Ok(answer) if answer.is_success() => std::fs::write(document, answer.body).is_ok(),
             _ => false,
         };
@@ -349,7 +349,7 @@ impl Fuzz {
     /// the edge's refusals.
     async fn statuses(&self, metrics: Option<std::net::SocketAddr>) -> anyhow::Result<Vec<String>> {
         let body = match metrics {
-            Some(address) => http::get(&format!("http://{address}/metrics"))
+            Some(address) => http::get(&format!("http://{address}/metrics"), &[])
                 .await
                 .ok()
                 .filter(http::Answer::is_success)

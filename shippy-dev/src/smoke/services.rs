@@ -366,7 +366,7 @@ impl Cluster {
         let url = format!("{}/readyz", self.url());
         let mut last = None;
         for _ in 0..tries {
-            match super::http::get(&url).await {
+            match super::http::get(&url, &[]).await {
                 Ok(answer) if answer.is_success() => return answer,
                 Ok(answer) => last = Some(answer),
                 Err(_) => {}
