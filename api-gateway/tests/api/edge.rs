@@ -37,17 +37,9 @@ impl Edge {
         shorten(&mut http);
         let nowhere = "http://127.0.0.1:9".to_owned();
         let settings = Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            user_service_url: nowhere.clone(),
-            consignment_service_url: nowhere.clone(),
-            vessel_service_url: nowhere,
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
             http,
             forwarding: Default::default(),
-            rate_limits: crate::generous_limits(),
-            breakers: Default::default(),
-            keys: Default::default(),
+            ..crate::settings_for(nowhere.clone(), nowhere.clone(), nowhere)
         };
         let app = Application::build(&settings).await.unwrap();
         let address = app.local_addr().unwrap();

@@ -68,22 +68,32 @@ impl Services {
 
     /// The gateway's settings for these services.
     pub fn settings(&self) -> Settings {
-        Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            user_service_url: format!("http://{}", self.user_addr),
-            consignment_service_url: format!("http://{}", self.consignment_addr),
-            vessel_service_url: format!("http://{}", self.vessel_addr),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
-            http: Default::default(),
-            rate_limits: generous_limits(),
-            breakers: Default::default(),
-            keys: Default::default(),
-            forwarding: api_gateway::forwarding::Forwarding {
-                service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
-                trusted_proxies: Vec::new(),
-            },
-        }
+        settings_for(
+            format!("http://{}", self.user_addr),
+            format!("http://{}", self.consignment_addr),
+            format!("http://{}", self.vessel_addr),
+        )
+    }
+}
+
+/// The gateway's test settings (the one place they are spelled out): these
+/// services, ports of its own, generous rate limits, the service token.
+pub fn settings_for(user: String, consignment: String, vessel: String) -> Settings {
+    Settings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        user_service_url: user,
+        consignment_service_url: consignment,
+        vessel_service_url: vessel,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        discovery: Default::default(),
+        http: Default::default(),
+        rate_limits: generous_limits(),
+        breakers: Default::default(),
+        keys: Default::default(),
+        forwarding: api_gateway::forwarding::Forwarding {
+            service_token: Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap()),
+            trusted_proxies: Vec::new(),
+        },
     }
 }
 
