@@ -67,16 +67,23 @@ pub fn with_metadata<T>(mut request: Request<T>, key: &'static str, value: &str)
     request
 }
 
+/// The account `email` with [`PASSWORD`], as a login sends it.
+fn with_password(email: &str) -> User {
+    User {
+        email: email.into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    }
+}
+
 /// Creates the account `name` <`email`> (of Shippy Ltd, with [`PASSWORD`])
 /// at the user-service behind `users`; answers its id.
 pub async fn create_user(users: Channel, name: &str, email: &str) -> String {
     UserServiceClient::new(users)
         .create(User {
             name: name.into(),
-            email: email.into(),
             company: "Shippy Ltd".into(),
-            password: PASSWORD.into(),
-            ..Default::default()
+            ..with_password(email)
         })
         .await
         .expect("create user")
@@ -104,11 +111,7 @@ pub async fn published_kids(users: Channel) -> Vec<String> {
 /// answers the token.
 pub async fn login(users: Channel, email: &str) -> String {
     UserServiceClient::new(users)
-        .auth(User {
-            email: email.into(),
-            password: PASSWORD.into(),
-            ..Default::default()
-        })
+        .auth(with_password(email))
         .await
         .expect("log in")
         .into_inner()

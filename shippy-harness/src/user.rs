@@ -6,12 +6,20 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use async_nats::jetstream;
-use shippy_proto::user::v1::user_service_client::UserServiceClient;
+use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
 use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging};
 use tonic::transport::Channel;
 use user_service::{settings::Settings, tokens};
 
 use crate::{ADMIN, settings, spawn};
+
+/// The user `id`, as `Get` and `Delete` name the one they are about.
+pub fn user_id(id: &str) -> User {
+    User {
+        id: id.into(),
+        ..Default::default()
+    }
+}
 
 /// A running user-service; stopped when [`TestApp::stop`]ped (or dropped
 /// with the test's runtime).
