@@ -7,7 +7,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use shippy_harness::{PASSWORD, bearer, user::TestApp};
+use shippy_harness::{
+    PASSWORD, bearer,
+    user::{TestApp, user_id},
+};
 use shippy_proto::user::v1::{Request as ListRequest, Token, User};
 
 #[derive(Clone, Default)]
@@ -57,16 +60,7 @@ async fn no_log_line_carries_a_password_hash_or_token() {
         })
         .await
         .unwrap();
-    app.users()
-        .get(bearer(
-            User {
-                id: id.clone(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap();
+    app.users().get(bearer(user_id(&id), &token)).await.unwrap();
     app.users()
         .get_all(bearer(ListRequest::default(), &app.admin_token().await))
         .await

@@ -15,7 +15,7 @@ use shippy_testkit::{
     calls::{channel_from, hold_bodyless_calls},
     health_status, infra_var,
 };
-use tonic::{Code, Request, transport::Channel};
+use tonic::{Code, Request, Status, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use shippy_harness::{PASSWORD, user::TestApp};
@@ -114,7 +114,7 @@ async fn forwarded_login(
     secret: Option<&str>,
     email: &str,
     password: &str,
-) -> Result<String, tonic::Status> {
+) -> Result<String, Status> {
     let mut request = Request::new(login_as(email, password));
     request
         .metadata_mut()
@@ -130,6 +130,22 @@ async fn forwarded_login(
         .map(|answer| answer.into_inner().token)
 }
 
+/// `email` logs in with [`PASSWORD`] from a browser at `client`, through
+/// the api-gateway (which names the browser with the service secret).
+async fn gateway_login(app: &TestApp, client: &str, email: &str) -> Result<String, Status> {
+    forwarded_login(&app.channel, client, Some(SERVICE_TOKEN), email, PASSWORD).await
+}
+
+/// A wrong password for victim `n` (`victim<n>@example.com`) from `client`
+/// (with `secret`): refused as UNAUTHENTICATED.
+async fn wrong_guess(app: &TestApp, client: &str, secret: Option<&str>, n: u32) {
+    let email = format!("victim{n}@example.com");
+    let refused = forwarded_login(&app.channel, client, secret, &email, "wrong password")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+}
+
 async fn app_with_address_limit(per_address: u32) -> TestApp {
     TestApp::spawn_custom(infra_var("TEST_NATS_URL"), |settings| {
         settings.login.max_failures_per_address = per_address;
@@ -143,40 +159,18 @@ async fn behind_the_gateway_one_guessing_browser_does_not_lock_out_the_others() 
     let app = app_with_address_limit(5).await;
     app.create_user("Honest", "honest@example.com").await;
     for n in 0..5 {
-        let refused = forwarded_login(
-            &app.channel,
-            "203.0.113.66",
-            Some(SERVICE_TOKEN),
-            &format!("victim{n}@example.com"),
-            "wrong password",
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(refused.code(), Code::Unauthenticated);
+        wrong_guess(&app, "203.0.113.66", Some(SERVICE_TOKEN), n).await;
     }
     refused(
-        forwarded_login(
-            &app.channel,
-            "203.0.113.66",
-            Some(SERVICE_TOKEN),
-            "honest@example.com",
-            PASSWORD,
-        )
-        .await,
+        gateway_login(&app, "203.0.113.66", "honest@example.com").await,
         Code::ResourceExhausted,
         &["your address"],
     );
 
     // Another browser behind the same gateway (the same TCP peer) logs in.
-    let token = forwarded_login(
-        &app.channel,
-        "198.51.100.7",
-        Some(SERVICE_TOKEN),
-        "honest@example.com",
-        PASSWORD,
-    )
-    .await
-    .expect("another browser is not throttled");
+    let token = gateway_login(&app, "198.51.100.7", "honest@example.com")
+        .await
+        .expect("another browser is not throttled");
     assert!(!token.is_empty());
 }
 
@@ -188,16 +182,7 @@ async fn an_address_named_without_the_service_secret_is_not_believed() {
     // with a wrong one), is still counted under its own TCP address.
     for n in 0..3 {
         let secret = (n % 2 == 1).then_some("a-wrong-secret-0123456789abcdef-0123456789");
-        let refused = forwarded_login(
-            &app.channel,
-            &format!("203.0.113.{n}"),
-            secret,
-            &format!("victim{n}@example.com"),
-            "wrong password",
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(refused.code(), Code::Unauthenticated);
+        wrong_guess(&app, &format!("203.0.113.{n}"), secret, n).await;
     }
     refused(
         forwarded_login(
@@ -218,15 +203,9 @@ async fn a_guesser_cannot_lock_the_owner_out_of_an_address_they_logged_in_from()
     let app = app_with_address_limit(1000).await;
     app.create_user("Owner", "owner@example.com").await;
     let home = "198.51.100.7";
-    forwarded_login(
-        &app.channel,
-        home,
-        Some(SERVICE_TOKEN),
-        "owner@example.com",
-        PASSWORD,
-    )
-    .await
-    .expect("the owner logs in from home");
+    gateway_login(&app, home, "owner@example.com")
+        .await
+        .expect("the owner logs in from home");
     let max_failures = app.settings.login.max_failures;
     for _ in 0..max_failures {
         let _ = forwarded_login(
@@ -239,24 +218,11 @@ async fn a_guesser_cannot_lock_the_owner_out_of_an_address_they_logged_in_from()
         .await;
     }
     refused(
-        forwarded_login(
-            &app.channel,
-            "192.0.2.10",
-            Some(SERVICE_TOKEN),
-            "owner@example.com",
-            PASSWORD,
-        )
-        .await,
+        gateway_login(&app, "192.0.2.10", "owner@example.com").await,
         Code::ResourceExhausted,
         &["this account"],
     );
-    forwarded_login(
-        &app.channel,
-        home,
-        Some(SERVICE_TOKEN),
-        "owner@example.com",
-        PASSWORD,
-    )
-    .await
-    .expect("the owner still logs in from an address they used before");
+    gateway_login(&app, home, "owner@example.com")
+        .await
+        .expect("the owner still logs in from an address they used before");
 }

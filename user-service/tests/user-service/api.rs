@@ -9,7 +9,7 @@ use shippy_auth::{AUDIENCE, Claims, ISSUER, KeySet};
 use shippy_harness::refused;
 use shippy_harness::{
     PASSWORD, bearer,
-    user::{TestApp, stream_messages},
+    user::{TestApp, stream_messages, user_id},
 };
 use shippy_proto::{
     events::v1::UserCreated,
@@ -186,12 +186,9 @@ async fn create_puts_a_user_created_event_on_the_stream() {
 async fn auth_issues_a_token_other_services_can_verify_with_the_public_keys() {
     let app = TestApp::spawn().await;
     let id = app.create_user("Ada", "ada@example.com").await;
-    let answer = app
-        .users()
-        .auth(user("", "ADA@example.com", PASSWORD))
-        .await
-        .expect("logged in")
-        .into_inner();
+    let login = user("", "ADA@example.com", PASSWORD);
+    let answer = app.users().auth(login).await.expect("logged in");
+    let answer = answer.into_inner();
     assert!(answer.valid);
     assert_eq!(answer.user_id, id);
 
@@ -414,10 +411,7 @@ async fn forged_expired_misaddressed_and_garbage_tokens_are_unauthenticated() {
 async fn get_and_get_all_need_a_token() {
     let app = TestApp::spawn().await;
     let id = app.create_user("Grace", "grace@example.com").await;
-    let wanted = User {
-        id: id.clone(),
-        ..Default::default()
-    };
+    let wanted = user_id(&id);
     // No token.
     refused(
         app.users().get(wanted.clone()).await,
@@ -456,10 +450,7 @@ async fn get_and_get_all_need_a_token() {
         .into_inner();
     assert_eq!(found.user.unwrap().id, id);
 
-    let missing = User {
-        id: uuid::Uuid::new_v4().to_string(),
-        ..Default::default()
-    };
+    let missing = user_id(&uuid::Uuid::new_v4().to_string());
     // Not grace's.
     refused(
         app.users().get(bearer(missing.clone(), &token)).await,
@@ -474,10 +465,7 @@ async fn get_and_get_all_need_a_token() {
         Code::NotFound,
         &[],
     );
-    let malformed = User {
-        id: "not-a-uuid".into(),
-        ..Default::default()
-    };
+    let malformed = user_id("not-a-uuid");
     // Bad id.
     refused(
         app.users().get(bearer(malformed, &token)).await,

@@ -57,6 +57,18 @@ fn a_bcrypt_cost_out_of_range_is_refused() {
     );
 }
 
+/// The server to start, listening (and serving metrics) on any free port,
+/// its stdout to `stdout`, its stderr dropped.
+fn server(stdout: std::process::Stdio) -> std::process::Command {
+    let mut command = std::process::Command::new(BINARY);
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null());
+    command
+}
+
 /// `user-service keys ARGS --file FILE`: (success, stdout, stderr).
 fn keys(file: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let output = std::process::Command::new(BINARY)
@@ -177,7 +189,7 @@ async fn sighup_reloads_the_keys_and_a_bad_file_is_counted_not_used() {
     let file = dir.join("jwt.pem");
     assert!(keys(&file, &["rotate"]).0);
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let mut child = std::process::Command::new(BINARY)
+    let mut child = server(std::process::Stdio::piped())
         .env(
             "DATABASE_URL",
             shippy_testkit::fresh_postgres_database("hup")
@@ -186,8 +198,6 @@ async fn sighup_reloads_the_keys_and_a_bad_file_is_counted_not_used() {
         )
         .env("NATS_URL", shippy_testkit::infra_var("TEST_NATS_URL"))
         .env("JWT_SIGNING_KEY_FILE", &file)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("USER_EVENTS_STREAM", format!("USERS_{unique}"))
         .env(
             "USER_CREATED_SUBJECT",
@@ -195,8 +205,6 @@ async fn sighup_reloads_the_keys_and_a_bad_file_is_counted_not_used() {
         )
         .env("RUST_LOG", "warn,shippy::started=info")
         .env("LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -304,14 +312,10 @@ async fn a_sighup_while_the_start_waits_for_consul_does_not_end_the_process() {
     // Consul cannot be reached: the start retries reading the keys for
     // several seconds, long enough for an operator's SIGHUP to land.
     let consul = shippy_testkit::ClosedPort::new();
-    let mut child = std::process::Command::new(BINARY)
+    let mut child = server(std::process::Stdio::null())
         .env("DATABASE_URL", "postgres://app@127.0.0.1:9/users")
         .env("JWT_SIGNING_KEYS_CONSUL_KEY", "shippy/jwt/signing-keys")
         .env("CONSUL_HTTP_ADDR", consul.address.to_string())
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;

@@ -3,7 +3,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use shippy_harness::refused;
-use shippy_harness::{ADMIN, bearer, user::TestApp};
+use shippy_harness::{
+    ADMIN, bearer,
+    user::{TestApp, user_id},
+};
 use shippy_proto::user::v1::{Request as ListRequest, User};
 use tonic::Code;
 
@@ -95,10 +98,7 @@ async fn only_admins_list_users_and_read_other_profiles() {
         &[],
     );
     for other in [
-        User {
-            id: bob.clone(),
-            ..Default::default()
-        },
+        user_id(&bob),
         User {
             email: "bob@example.com".into(),
             ..Default::default()
@@ -117,13 +117,7 @@ async fn only_admins_list_users_and_read_other_profiles() {
     }
     let own = app
         .users()
-        .get(bearer(
-            User {
-                id: alice.clone(),
-                ..Default::default()
-            },
-            &alice_token,
-        ))
+        .get(bearer(user_id(&alice), &alice_token))
         .await
         .expect("her own profile")
         .into_inner();
