@@ -127,6 +127,16 @@ impl TestApp {
     pub(crate) async fn stop(self) {
         self.server.stop().await;
     }
+
+    /// Finds room for one small consignment (the server answers: `why`
+    /// says when it must), then stops.
+    async fn stop_after_an_answer(self, why: &str) {
+        self.vessels()
+            .find_available(spec(1, 1))
+            .await
+            .unwrap_or_else(|status| panic!("{why}: {status:?}"));
+        self.stop().await;
+    }
 }
 
 fn spec(capacity: i32, max_weight: i32) -> Specification {
@@ -270,11 +280,7 @@ async fn starts_before_its_database_and_serves_once_it_answers() {
 
     proxy.start().await;
     app.wait_for(ServingStatus::Serving).await;
-    app.vessels()
-        .find_available(spec(1, 1))
-        .await
-        .expect("serving now");
-    app.stop().await;
+    app.stop_after_an_answer("serving now").await;
 }
 
 #[tokio::test]

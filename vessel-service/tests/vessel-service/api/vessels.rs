@@ -63,11 +63,7 @@ async fn bad_specifications_are_invalid_argument_and_the_service_keeps_serving()
             &[field],
         );
     }
-    app.vessels()
-        .find_available(spec(1, 1))
-        .await
-        .expect("still serving");
-    app.stop().await;
+    app.stop_after_an_answer("still serving").await;
 }
 
 #[tokio::test]
@@ -200,11 +196,7 @@ async fn bad_vessels_are_invalid_argument() {
             &[field],
         );
     }
-    app.vessels()
-        .find_available(spec(1, 1))
-        .await
-        .expect("still serving");
-    app.stop().await;
+    app.stop_after_an_answer("still serving").await;
 }
 
 #[tokio::test]
