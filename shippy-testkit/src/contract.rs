@@ -1,6 +1,6 @@
 //! [`store_contract!`](crate::store_contract): one contract test suite of a
 //! repository trait, run against every store; [`on_each_store!`](crate::on_each_store):
-//! one scenario as a test a store.
+//! scenarios run as tests on each store.
 
 /// The contract test suite of a repository trait, run against every store:
 /// `store_contract!(postgres: make_pg, mongodb: make_mongo, cases: [a, b])`
@@ -35,24 +35,34 @@ macro_rules! store_contract {
     };
 }
 
-/// One scenario as two tests, one a store: `on_each_store! { #[tokio::test]
-/// a_user_ships, on_mongodb_a_user_ships => a_user_ships_on }` makes
-/// `a_user_ships` running `a_user_ships_on(StoreKind::Postgres)` and
-/// `on_mongodb_a_user_ships` running it on MongoDB, marked ignored as the
-/// MongoDB cases of [`store_contract!`](crate::store_contract) are. The
-/// attributes given (the test attribute, a doc comment) go on both.
+/// Scenarios run as tests on each store: `on_each_store! { #[tokio::test]
+/// a_user_ships, #[tokio::test] listing_pages }` makes `postgres::a_user_ships`
+/// running `a_user_ships(StoreKind::Postgres)` and `on_mongodb::a_user_ships`
+/// running it on MongoDB (marked ignored, as the MongoDB cases of
+/// [`store_contract!`](crate::store_contract) are), and so on; each scenario
+/// is an `async fn(StoreKind)` of the calling module, and the attributes
+/// given (the test attribute) go on both of its tests. One invocation a
+/// module.
 #[macro_export]
 macro_rules! on_each_store {
-    ($(#[$attr:meta])* $postgres:ident, $mongodb:ident => $run:ident) => {
-        $(#[$attr])*
-        async fn $postgres() {
-            $run($crate::StoreKind::Postgres).await;
+    ($($(#[$attr:meta])* $scenario:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                $(#[$attr])*
+                async fn $scenario() {
+                    super::$scenario($crate::StoreKind::Postgres).await;
+                }
+            )*
         }
 
-        $(#[$attr])*
-        #[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
-        async fn $mongodb() {
-            $run($crate::StoreKind::MongoDb).await;
+        mod on_mongodb {
+            $(
+                $(#[$attr])*
+                #[ignore = "MongoDB store: needs TEST_MONGODB_URL; make test includes it"]
+                async fn $scenario() {
+                    super::$scenario($crate::StoreKind::MongoDb).await;
+                }
+            )*
         }
     };
 }

@@ -27,7 +27,7 @@
 //! - [`calls`]: calls an attacker makes.
 //! - [`mongo_plan`]: which indexes a MongoDB query would use.
 //! - [`contract`]: [`store_contract!`], one suite run against every store;
-//!   [`on_each_store!`], one scenario as a test a store.
+//!   [`on_each_store!`], scenarios run as tests on each store.
 //!
 //! Everything public is also named at the crate root, as tests import it.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a panic is a test failure.
@@ -57,8 +57,9 @@ pub use net::{ClosedPort, LateProxy, http_get, socket_addr_of, spare_ports, with
 pub use otlp::{CallerSpan, OtlpReceiver, ReceivedSpan, find_span};
 pub use running::Running;
 pub use service::{
-    STARTED_TARGET, ServiceProcess, assert_help, assert_mentions, assert_ran, assert_start_fails,
-    help_text, start_failure, started_address, stderr, stdout, workspace_binary,
+    STARTED_TARGET, ServiceProcess, assert_failed_in_one_line, assert_help, assert_mentions,
+    assert_ran, assert_start_fails, help_text, start_failure, started_address, stderr, stdout,
+    workspace_binary,
 };
 pub use settings::{RESERVATION_TTL, SERVICE_TOKEN};
 

@@ -252,6 +252,20 @@ pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A command (run with `args`) failed, saying why in one line of stderr
+/// that mentions `expected`.
+#[track_caller]
+pub fn assert_failed_in_one_line(output: &std::process::Output, args: &[&str], expected: &str) {
+    let message = stderr(output);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(message.contains(expected), "{args:?}: {message}");
+    assert_eq!(
+        message.trim().lines().count(),
+        1,
+        "{args:?}: one line, got {message}"
+    );
+}
+
 /// A command succeeded, its stdout mentioning each of `wanted`; answers
 /// that stdout.
 #[track_caller]

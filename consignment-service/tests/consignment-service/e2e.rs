@@ -24,14 +24,9 @@ use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::tokens;
 
-on_each_store! {
-    #[tokio::test]
-    a_user_ships_a_consignment_and_only_they_see_it,
-    on_mongodb_a_user_ships_a_consignment_and_only_they_see_it
-        => a_user_ships_a_consignment_and_only_they_see_it_on
-}
+use crate::saga::vessel_service_down;
 
-async fn a_user_ships_a_consignment_and_only_they_see_it_on(store: StoreKind) {
+async fn a_user_ships_a_consignment_and_only_they_see_it(store: StoreKind) {
     let cluster = Cluster::builder().store(store).start().await;
     let (alice, token) = cluster.user("alice@example.com").await;
 
@@ -73,14 +68,7 @@ async fn a_user_ships_a_consignment_and_only_they_see_it_on(store: StoreKind) {
     assert_eq!(legacy.consignments.len(), 1);
 }
 
-on_each_store! {
-    #[tokio::test]
-    listing_is_newest_first_and_paginated,
-    on_mongodb_listing_is_newest_first_and_paginated
-        => listing_is_newest_first_and_paginated_on
-}
-
-async fn listing_is_newest_first_and_paginated_on(store: StoreKind) {
+async fn listing_is_newest_first_and_paginated(store: StoreKind) {
     let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("pager@example.com").await;
     let mut created = Vec::new();
@@ -257,10 +245,7 @@ async fn bad_consignments_are_invalid_and_oversized_ones_fit_no_vessel() {
 
 #[tokio::test]
 async fn vessel_service_down_is_unavailable_promptly() {
-    let cluster = Cluster::start().await;
-    let (_, token) = cluster.user("erin@example.com").await;
-    cluster.vessel_shutdown.trigger();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cluster, token) = vessel_service_down("erin@example.com").await;
     let started = Instant::now();
     refused(
         cluster.create(&token, sample()).await,
@@ -331,18 +316,11 @@ async fn tokens_are_verified_locally_without_calling_user_service() {
     assert_eq!(cluster.list(&token).await.len(), 1);
 }
 
-on_each_store! {
-    #[tokio::test]
-    services_start_before_their_databases_and_serve_once_they_answer,
-    on_mongodb_services_start_before_their_databases_and_serve_once_they_answer
-        => services_start_before_their_databases_on
-}
-
 /// vessel- and consignment-service start while their databases cannot be
 /// reached (a port nothing listens on yet): both are up, NOT_SERVING, and
 /// answer UNAVAILABLE; once the databases answer, both serve and a
 /// consignment ships through them.
-async fn services_start_before_their_databases_on(store: StoreKind) {
+async fn services_start_before_their_databases_and_serve_once_they_answer(store: StoreKind) {
     let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("early@example.com").await;
     let vessel_db = store.fresh_database("late_vessels").await;
@@ -456,4 +434,13 @@ async fn health_is_not_serving_until_the_token_keys_are_held() {
     user_service.start().await;
     wait_for_health(&channel, ServingStatus::Serving).await;
     shutdown.trigger();
+}
+
+on_each_store! {
+    #[tokio::test]
+    a_user_ships_a_consignment_and_only_they_see_it,
+    #[tokio::test]
+    listing_is_newest_first_and_paginated,
+    #[tokio::test]
+    services_start_before_their_databases_and_serve_once_they_answer,
 }

@@ -13,6 +13,8 @@ use shippy_harness::{
 };
 use shippy_proto::consignment::v1::Consignment;
 use shippy_testkit::{StoreKind, on_each_store};
+
+use crate::saga::{connect, wait_until_one};
 use tonic::{Code, Request, Status, metadata::MetadataValue};
 
 /// A create with `token` and idempotency key `key`.
@@ -93,14 +95,7 @@ async fn bad_idempotency_keys_are_invalid_argument() {
     assert!(cluster.used(&token).await.is_empty());
 }
 
-on_each_store! {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    concurrent_creates_with_one_key_book_once,
-    on_mongodb_concurrent_creates_with_one_key_book_once
-        => concurrent_creates_on
-}
-
-async fn concurrent_creates_on(store: StoreKind) {
+async fn concurrent_creates_with_one_key_book_once(store: StoreKind) {
     let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("impatient@example.com").await;
     let creates: Vec<_> = (0..12)
@@ -131,17 +126,13 @@ async fn concurrent_creates_on(store: StoreKind) {
 /// and the room is booked once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing_more() {
-    use sqlx::Connection as _;
-
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("cutoff@example.com").await;
     // Its own sweep must not finish the job: the other instance's does.
     let (child, database) = cluster
         .consignment_process("cut_off_create", &[("RECOVERY_INTERVAL", "1h".into())])
         .await;
-    let mut admin = sqlx::PgConnection::connect(database.expose())
-        .await
-        .unwrap();
+    let mut admin = connect(&database).await;
     // Marking a consignment confirmed stalls: the process is between storing
     // (and confirming the room) and marking it.
     sqlx::raw_sql(
@@ -155,24 +146,13 @@ async fn a_retry_after_a_create_cut_off_and_confirmed_by_the_sweep_books_nothing
     .unwrap();
     let request = keyed(sample(), &token, "cut-off-order");
     let first = tokio::spawn(create(spawn::channel(child.address), request));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stalled: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE query LIKE 'UPDATE consignments%' AND state = 'active'",
-        )
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-        if stalled == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the create never reached the stall"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_one(
+        &mut admin,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE query LIKE 'UPDATE consignments%' AND state = 'active'",
+        "the create never reached the stall",
+    )
+    .await;
     drop(child); // SIGKILL
     assert!(
         first.await.unwrap().is_err(),
@@ -239,13 +219,9 @@ async fn a_retry_of_a_cancelled_consignment_is_failed_precondition() {
 /// listed, its room used once. (Found by `make chaos`, seed 3031.)
 #[tokio::test]
 async fn a_create_whose_confirmed_room_cannot_be_recorded_is_not_answered_placed() {
-    use sqlx::Connection as _;
-
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("unrecorded@example.com").await;
-    let mut database = sqlx::PgConnection::connect(cluster.consignment_database.expose())
-        .await
-        .unwrap();
+    let mut database = connect(&cluster.consignment_database).await;
     sqlx::raw_sql(
         "CREATE FUNCTION refuse_confirming() RETURNS trigger LANGUAGE plpgsql AS
            $$ BEGIN RAISE EXCEPTION 'confirming refused by the test'; END $$;
@@ -282,4 +258,9 @@ async fn a_create_whose_confirmed_room_cannot_be_recorded_is_not_answered_placed
         [again.id.as_str()]
     );
     assert_eq!(cluster.used(&token).await, one_sample_on(&again.vessel_id));
+}
+
+on_each_store! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_creates_with_one_key_book_once,
 }

@@ -11,24 +11,22 @@ use shippy_testkit::{StoreKind, on_each_store};
 use tonic::Code;
 use vessel_service::domain::AccountQuota;
 
-on_each_store! {
-    /// The probe's reproduction: 500 t, 200 t and 100 t in one container each
-    /// filled the seed fleet, and then nobody else could ship. With the default
-    /// cap (a quarter of the seed fleet: 425 containers, 200 000 kg per
-    /// account) the account gets 200 t; the rest is `RESOURCE_EXHAUSTED` naming
-    /// the cap and what it holds; another user's 1 kg ships.
-    #[tokio::test]
-    one_accounts_three_big_consignments_do_not_fill_the_fleet,
-    on_mongodb_one_accounts_three_big_consignments_do_not_fill_the_fleet
-        => three_big_consignments_on
-}
-
-async fn three_big_consignments_on(store: StoreKind) {
-    let cluster = Cluster::builder()
+/// A cluster on `store` with vessel-service's default per-account cap.
+async fn capped(store: StoreKind) -> Cluster {
+    Cluster::builder()
         .store(store)
         .quota(AccountQuota::DEFAULT)
         .start()
-        .await;
+        .await
+}
+
+/// The probe's reproduction: 500 t, 200 t and 100 t in one container each
+/// filled the seed fleet, and then nobody else could ship. With the default
+/// cap (a quarter of the seed fleet: 425 containers, 200 000 kg per
+/// account) the account gets 200 t; the rest is `RESOURCE_EXHAUSTED` naming
+/// the cap and what it holds; another user's 1 kg ships.
+async fn one_accounts_three_big_consignments_do_not_fill_the_fleet(store: StoreKind) {
+    let cluster = capped(store).await;
     let (_, greedy) = cluster.user("greedy@example.com").await;
     let (_, modest) = cluster.user("modest@example.com").await;
 
@@ -63,21 +61,10 @@ async fn three_big_consignments_on(store: StoreKind) {
         .expect("someone else still ships");
 }
 
-on_each_store! {
-    /// Parallel creates by one account never pass the cap together: of twelve
-    /// 30 t consignments at once, exactly six (180 t) are placed.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    parallel_creates_by_one_account_stop_at_the_cap,
-    on_mongodb_parallel_creates_by_one_account_stop_at_the_cap
-        => parallel_creates_on
-}
-
-async fn parallel_creates_on(store: StoreKind) {
-    let cluster = Cluster::builder()
-        .store(store)
-        .quota(AccountQuota::DEFAULT)
-        .start()
-        .await;
+/// Parallel creates by one account never pass the cap together: of twelve
+/// 30 t consignments at once, exactly six (180 t) are placed.
+async fn parallel_creates_by_one_account_stop_at_the_cap(store: StoreKind) {
+    let cluster = capped(store).await;
     let (_, token) = cluster.user("parallel@example.com").await;
     let creates: Vec<_> = (0..12)
         .map(|_| {
@@ -176,4 +163,11 @@ async fn an_admin_cancels_anyones_consignment_and_it_is_logged() {
             audit[0]
         );
     }
+}
+
+on_each_store! {
+    #[tokio::test]
+    one_accounts_three_big_consignments_do_not_fill_the_fleet,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    parallel_creates_by_one_account_stop_at_the_cap,
 }

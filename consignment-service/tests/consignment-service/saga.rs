@@ -20,19 +20,59 @@ use shippy_harness::{
 use shippy_proto::vessel::v1::{
     ReservationRef, ReserveRequest, Specification, vessel_service_client::VesselServiceClient,
 };
+use shippy_service::settings::SecretUrl;
 use shippy_testkit::{RESERVATION_TTL, StoreKind, on_each_store};
 use tonic::Code;
 
-// ---- 40 at once on the seed fleet -------------------------------------------
-
-on_each_store! {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments,
-    on_mongodb_the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments
-        => thirteen_of_forty_on
+/// A cluster whose vessel-service has stopped, and the token of its
+/// account `email`.
+pub(crate) async fn vessel_service_down(email: &str) -> (Cluster, String) {
+    let cluster = Cluster::start().await;
+    let (_, token) = cluster.user(email).await;
+    cluster.vessel_shutdown.trigger();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (cluster, token)
 }
 
-async fn thirteen_of_forty_on(store: StoreKind) {
+/// A connection to the PostgreSQL database at `url`.
+pub(crate) async fn connect(url: &SecretUrl) -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+
+    sqlx::PgConnection::connect(url.expose()).await.unwrap()
+}
+
+/// A connection to `database` that ran `lock` (a `BEGIN; LOCK TABLE …`):
+/// the table stays locked until it ends the transaction or is dropped.
+async fn locked(database: &SecretUrl, lock: &'static str) -> sqlx::PgConnection {
+    let mut connection = connect(database).await;
+    sqlx::raw_sql(lock).execute(&mut connection).await.unwrap();
+    connection
+}
+
+/// Waits up to 10 s until `count`, a `SELECT count(*)`, answers 1 on
+/// `connection`; fails saying `never` if it does not.
+pub(crate) async fn wait_until_one(
+    connection: &mut sqlx::PgConnection,
+    count: &'static str,
+    never: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer: i64 = sqlx::query_scalar(count)
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        if answer == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{never}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- 40 at once on the seed fleet -------------------------------------------
+
+async fn the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments(store: StoreKind) {
     let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("rush@example.com").await;
     let creates: Vec<_> = (0..40)
@@ -101,14 +141,7 @@ async fn thirteen_of_forty_on(store: StoreKind) {
 
 // ---- cancel -------------------------------------------------------------------
 
-on_each_store! {
-    #[tokio::test]
-    cancel_gives_the_room_back_and_a_new_consignment_uses_it,
-    on_mongodb_cancel_gives_the_room_back_and_a_new_consignment_uses_it
-        => cancel_on
-}
-
-async fn cancel_on(store: StoreKind) {
+async fn cancel_gives_the_room_back_and_a_new_consignment_uses_it(store: StoreKind) {
     let cluster = Cluster::builder().store(store).start().await;
     let (_, token) = cluster.user("owner@example.com").await;
     let (_, other) = cluster.user("other@example.com").await;
@@ -150,21 +183,17 @@ async fn cancel_on(store: StoreKind) {
 /// stored: the room comes back once the hold expires, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_for_long() {
-    use sqlx::Connection as _;
-
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("killed@example.com").await;
     let (child, database) = cluster.consignment_process("killed_mid_saga", &[]).await;
     let channel = spawn::channel(child.address);
 
     // Hold the table so the insert waits: the process is between the steps.
-    let mut lock = sqlx::PgConnection::connect(database.expose())
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE consignments IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = locked(
+        &database,
+        "BEGIN; LOCK TABLE consignments IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
     let mut shipping =
         shippy_proto::consignment::v1::shipping_service_client::ShippingServiceClient::new(channel);
     let request = bearer(sample(), &token);
@@ -290,13 +319,9 @@ async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
 /// back at once, not after the hold time.
 #[tokio::test]
 async fn when_storing_fails_the_room_is_released_at_once() {
-    use sqlx::Connection as _;
-
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("refused@example.com").await;
-    let mut database = sqlx::PgConnection::connect(cluster.consignment_database.expose())
-        .await
-        .unwrap();
+    let mut database = connect(&cluster.consignment_database).await;
     sqlx::raw_sql("ALTER TABLE consignments ADD CONSTRAINT refuse_all CHECK (false) NOT VALID")
         .execute(&mut database)
         .await
@@ -316,10 +341,7 @@ async fn when_storing_fails_the_room_is_released_at_once() {
 
 #[tokio::test]
 async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
-    let cluster = Cluster::start().await;
-    let (_, token) = cluster.user("down@example.com").await;
-    cluster.vessel_shutdown.trigger();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cluster, token) = vessel_service_down("down@example.com").await;
     refused(
         cluster.create(&token, sample()).await,
         Code::Unavailable,
@@ -348,8 +370,6 @@ async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
 /// unknown or internal error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vessel_service_killed_mid_call_is_unavailable() {
-    use sqlx::Connection as _;
-
     let cluster = Cluster::start().await;
     let (_, token) = cluster.user("midcall@example.com").await;
     let database = shippy_testkit::fresh_postgres_database("vessel_killed_mid_call").await;
@@ -376,42 +396,34 @@ async fn vessel_service_killed_mid_call_is_unavailable() {
     )
     .await;
     // Hold the fleet so the Reserve waits inside vessel-service.
-    let mut lock = sqlx::PgConnection::connect(database.expose())
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE vessels IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = locked(
+        &database,
+        "BEGIN; LOCK TABLE vessels IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
     let request = bearer(sample(), &token);
     let mut client =
         shippy_proto::consignment::v1::shipping_service_client::ShippingServiceClient::new(
             shipping,
         );
     let create = tokio::spawn(async move { client.create_consignment(request).await });
-    let mut watch = sqlx::PgConnection::connect(database.expose())
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut watch)
-        .await
-        .unwrap();
-        if waiting == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Reserve never reached the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut watch = connect(&database).await;
+    wait_until_one(
+        &mut watch,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        "the Reserve never reached the lock",
+    )
+    .await;
     drop(vessels); // SIGKILL, mid-call
     refused(create.await.unwrap(), Code::Unavailable, &["retry"]);
     sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
     shutdown.trigger();
+}
+
+on_each_store! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    the_seed_fleet_takes_exactly_13_of_40_concurrent_sample_consignments,
+    #[tokio::test]
+    cancel_gives_the_room_back_and_a_new_consignment_uses_it,
 }
