@@ -7,7 +7,7 @@ use std::{
 };
 
 use shippy_harness::Cluster;
-use shippy_testkit::{assert_ran, stderr, stdout};
+use shippy_testkit::{assert_failed_in_one_line, assert_ran, stderr, stdout};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_consignment-cli");
 
@@ -87,13 +87,8 @@ async fn create_then_list_with_the_saved_login() {
     );
 
     let list = world.run(&["list"], None).await;
-    assert_ran(&list, &[]);
-    let table = stdout(&list);
+    let table = assert_ran(&list, &["Two crates", "This is a test consignment"]);
     assert!(table.starts_with("ID"), "{table}");
-    assert!(
-        table.contains("Two crates") && table.contains("This is a test consignment"),
-        "{table}"
-    );
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[1].contains("Two crates"), "newest first: {table}");
 
@@ -168,14 +163,7 @@ async fn failures_print_one_clear_line_and_exit_non_zero() {
     ];
     for (args, token, expected) in cases {
         let output = world.run(args, token).await;
-        let message = stderr(&output);
-        assert!(!output.status.success(), "{args:?} succeeded");
-        assert!(message.contains(expected), "{args:?}: {message}");
-        assert_eq!(
-            message.trim().lines().count(),
-            1,
-            "{args:?}: one line, got {message}"
-        );
+        assert_failed_in_one_line(&output, args, expected);
     }
 }
 
