@@ -9,7 +9,9 @@ use std::{
 };
 
 use shippy_harness::{settings, spawn};
-use shippy_testkit::{assert_ran, fresh_postgres_database, init_test_logging, stderr, stdout};
+use shippy_testkit::{
+    assert_failed_in_one_line, assert_ran, fresh_postgres_database, init_test_logging, stdout,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_user-cli");
 
@@ -216,13 +218,6 @@ async fn failures_print_one_clear_line_and_exit_non_zero() {
         ),
     ] {
         let output = world.run(args, stdin).await;
-        let message = stderr(&output);
-        assert!(!output.status.success(), "{args:?} succeeded");
-        assert!(message.contains(expected), "{args:?}: {message}");
-        assert_eq!(
-            message.trim().lines().count(),
-            1,
-            "{args:?}: one line, got {message}"
-        );
+        assert_failed_in_one_line(&output, args, expected);
     }
 }
