@@ -54,14 +54,7 @@ impl ShippingApi {
     }
 
     fn store(&self) -> Result<&Store, ApiError> {
-        if self.ready.is_ready() {
-            Ok(&self.store)
-        } else {
-            Err(ApiError::Unavailable {
-                message: "the consignment store is not ready yet; retry shortly".into(),
-                source: None,
-            })
-        }
+        self.ready.gate(&self.store, "consignment store")
     }
 }
 

@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    Shutdown,
+    ApiError, Shutdown,
     error::chain,
     retry::{self, Backoff},
     server::Health,
@@ -31,6 +31,20 @@ impl Ready {
     /// Whether preparation has finished.
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::Acquire)
+    }
+
+    /// `dependency` once preparation has finished; before, `UNAVAILABLE`
+    /// saying "the {what} is not ready yet; retry shortly" (`what`: e.g.
+    /// "vessel store"). Every handler reaches its store through this.
+    pub fn gate<'a, T>(&self, dependency: &'a T, what: &str) -> Result<&'a T, ApiError> {
+        if self.is_ready() {
+            Ok(dependency)
+        } else {
+            Err(ApiError::Unavailable {
+                message: format!("the {what} is not ready yet; retry shortly"),
+                source: None,
+            })
+        }
     }
 
     pub(crate) fn set(&self) {
@@ -107,5 +121,24 @@ pub async fn watch<S, P, PF, PT, PE, K, KF, KE>(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_is_unavailable_until_ready_then_lets_through() {
+        let ready = Ready::new();
+        let store = "the store";
+        match ready.gate(&store, "vessel store") {
+            Err(ApiError::Unavailable { message, .. }) => {
+                assert_eq!(message, "the vessel store is not ready yet; retry shortly");
+            }
+            other => panic!("expected UNAVAILABLE before ready, got {other:?}"),
+        }
+        ready.set();
+        assert_eq!(ready.gate(&store, "vessel store").ok(), Some(&store));
     }
 }

@@ -84,14 +84,7 @@ impl UserApi {
     }
 
     fn store(&self) -> Result<&UserStore, ApiError> {
-        if self.ready.is_ready() {
-            Ok(&self.store)
-        } else {
-            Err(ApiError::Unavailable {
-                message: "the user store is not ready yet; retry shortly".into(),
-                source: None,
-            })
-        }
+        self.ready.gate(&self.store, "user store")
     }
 
     /// The caller's verified claims, from `authorization: Bearer` or `token`.

@@ -68,14 +68,7 @@ impl VesselApi {
     }
 
     fn store(&self) -> Result<&Store, ApiError> {
-        if self.ready.is_ready() {
-            Ok(&self.store)
-        } else {
-            Err(ApiError::Unavailable {
-                message: "the vessel store is not ready yet; retry shortly".into(),
-                source: None,
-            })
-        }
+        self.ready.gate(&self.store, "vessel store")
     }
 }
 
