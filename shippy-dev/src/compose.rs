@@ -423,11 +423,9 @@ fn print_tail(file: &Path, lines: usize) {
     eprint!("{}", tail(file, lines));
 }
 
+/// [`crate::process::tail`], ending in a newline unless empty.
 fn tail(file: &Path, lines: usize) -> String {
-    let text = std::fs::read(file).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    let mut last = all[all.len().saturating_sub(lines)..].join("\n");
+    let mut last = crate::process::tail(file, lines);
     if !last.is_empty() {
         last.push('\n');
     }
@@ -461,19 +459,6 @@ fn documentdb_dir(repo: &Path) -> PathBuf {
         .map(|ancestor| ancestor.join(&tool))
         .find(|dir| dir.is_dir())
         .unwrap_or_else(|| repo.join("..").join(tool))
-}
-
-/// `count` distinct loopback ports free a moment ago.
-fn spare_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let probes = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot bind a loopback port")?;
-    probes
-        .iter()
-        .map(|probe| Ok(probe.local_addr()?.port()))
-        .collect::<std::io::Result<Vec<u16>>>()
-        .context("cannot read a loopback port")
 }
 
 #[cfg(test)]

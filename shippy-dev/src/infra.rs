@@ -16,7 +16,6 @@ mod consul;
 mod mongodb;
 mod nats;
 mod postgres;
-mod process;
 
 use std::fmt::Display;
 use std::io::Write;

@@ -15,6 +15,7 @@ mod compose;
 mod http;
 mod infra;
 mod k8s;
+mod process;
 mod provision;
 mod smoke;
 mod sqlx;

@@ -1,19 +1,26 @@
-//! Small process and network helpers the servers share: spare ports, waiting
-//! for a port, starting a server that outlives this process, stopping one by
-//! the pid file it wrote.
+//! The one way shippy-dev starts and stops programs: each with its output in
+//! a log file of its own and in a process group of its own (a Ctrl-C at the
+//! terminal reaches shippy-dev alone, which stops everything in order),
+//! waited for until it is ready (a port open here; gRPC health, `/readyz` and
+//! the "started" line in the commands that need them), failing at once with
+//! the end of its log when it exits during start, and stopped with SIGTERM,
+//! then SIGKILL after a grace period. [`start_detached`] is for infra's
+//! servers, which outlive the command and are stopped later by their pid
+//! file ([`stop_pid_file`]).
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::State;
+/// How long a process may take to exit after SIGTERM before it is killed.
+pub(crate) const GRACE: Duration = Duration::from_secs(30);
 
 /// `N` distinct loopback ports free a moment ago (bound together, then let go).
 pub(crate) fn spare_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
@@ -28,87 +35,149 @@ pub(crate) fn spare_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     Ok(ports)
 }
 
-/// Waits up to `limit_secs` for something to listen on loopback `port`.
-pub(crate) fn wait_for_port(
-    state: &State,
-    port: u16,
+/// A new log file at `log` for a program's stdout and stderr.
+pub(crate) fn log_output(log: &Path) -> anyhow::Result<(File, File)> {
+    let stdout = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let stderr = stdout
+        .try_clone()
+        .with_context(|| format!("cannot reopen {}", log.display()))?;
+    Ok((stdout, stderr))
+}
+
+/// Starts `command` with its output in `log`, in a process group of its own.
+pub(crate) fn spawn_logged(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let (stdout, stderr) = log_output(log)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))
+}
+
+/// Starts `command` (called `what`, its output in `log`, in a process group
+/// of its own) and waits up to `limit_secs` for it to listen on loopback
+/// `port`; then leaves it running after this process ends (a thread reaps
+/// it should it exit while we still run). Fails at once, with the end of its
+/// log, when it exits before.
+pub(crate) fn start_detached(
+    mut command: Command,
+    log: &Path,
     what: &str,
+    port: u16,
     limit_secs: u64,
 ) -> anyhow::Result<()> {
+    let mut child = spawn_logged(&mut command, log)?;
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut opened = false;
     for _ in 0..limit_secs * 10 {
         if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
-            return Ok(());
+            opened = true;
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "{what} exited during start ({status}) (log: {}):\n{}",
+                log.display(),
+                tail(log, 20)
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!(
-        "{what} did not open port {port} within {limit_secs}s (see its log in {})",
-        state.dir().display()
-    )
-}
-
-/// Starts `command` in a process group of its own (a Ctrl-C meant for us
-/// does not reach it), its output to `log`, and leaves it running after this
-/// process ends; a thread reaps it should it exit while we still run.
-pub(crate) fn spawn_detached(mut command: Command, log: &Path) -> anyhow::Result<()> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let output = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(output.try_clone().context("cannot share a log file")?)
-        .stderr(output)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot run {program}"))?;
     std::thread::spawn(move || {
-        let mut child = child;
         let _ = child.wait();
     });
+    if !opened {
+        bail!(
+            "{what} did not open port {port} within {limit_secs}s (see its log in {})",
+            log.parent().unwrap_or(log).display()
+        );
+    }
     Ok(())
 }
 
 /// Runs `command` to its end, its stdout and stderr into `log`.
 pub(crate) fn run_logged(mut command: Command, log: &Path) -> anyhow::Result<bool> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let output = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let (stdout, stderr) = log_output(log)?;
     let status = command
         .stdin(Stdio::null())
-        .stdout(output.try_clone().context("cannot share a log file")?)
-        .stderr(output)
+        .stdout(stdout)
+        .stderr(stderr)
         .status()
         .with_context(|| format!("cannot run {program}"))?;
     Ok(status.success())
 }
 
-/// Stops the process whose pid `state/<name>.pid` holds (TERM, up to 10 s,
-/// then KILL) and removes the file.
-pub(crate) fn stop_pid(state: &State, name: &str) {
-    let pidfile = state.path(&format!("{name}.pid"));
-    let Ok(text) = std::fs::read_to_string(&pidfile) else {
-        return;
-    };
-    let pid = text.trim();
-    if !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()) && kill(&[pid]) {
-        for _ in 0..100 {
-            if !kill(&["-0", pid]) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        kill(&["-9", pid]);
-    }
-    let _ = std::fs::remove_file(&pidfile);
-    state.log(format_args!("{name} stopped"));
-}
-
-fn kill(args: &[&str]) -> bool {
+/// Sends `SIGNAL` (`"TERM"`, `"CONT"`, `"0"` to ask whether it runs, …) to
+/// process `pid`; whether it arrived.
+pub(crate) fn signal(pid: u32, signal: &str) -> bool {
     Command::new("kill")
-        .args(args)
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Waits up to `grace` for `child` (called `name`) to exit, then kills it,
+/// saying so on stderr.
+pub(crate) fn wait_or_kill(
+    child: &mut Child,
+    name: &str,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            eprintln!("{name} did not stop within {grace:?} of SIGTERM: killed");
+            let _ = child.kill();
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_or_kill`] for a process started on tokio.
+pub(crate) async fn wait_or_kill_async(
+    child: &mut tokio::process::Child,
+    name: &str,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            eprintln!("{name} did not stop within {grace:?} of SIGTERM: killed");
+            let _ = child.kill().await;
+            child.wait().await
+        }
+    }
+}
+
+/// Stops the process whose pid `pidfile` holds (TERM, up to 10 s, then
+/// KILL) and removes the file.
+pub(crate) fn stop_pid_file(pidfile: &Path) {
+    let Ok(text) = std::fs::read_to_string(pidfile) else {
+        return;
+    };
+    if let Ok(pid) = text.trim().parse::<u32>()
+        && signal(pid, "TERM")
+    {
+        for _ in 0..100 {
+            if !signal(pid, "0") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal(pid, "9");
+    }
+    let _ = std::fs::remove_file(pidfile);
 }
 
 /// Where `program` is on the PATH.
@@ -137,7 +206,8 @@ pub(crate) fn is_root() -> bool {
 
 /// The last `lines` lines of the file at `path` (empty if unreadable).
 pub(crate) fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -149,6 +219,12 @@ mod tests {
 
     use super::*;
 
+    fn scratch(what: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("shippy-dev-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn spare_ports_are_distinct() {
         let ports: [u16; 5] = spare_ports().unwrap();
@@ -159,34 +235,71 @@ mod tests {
     }
 
     #[test]
-    fn stop_pid_ends_the_process_its_pid_file_names_and_removes_the_file() {
-        let dir = std::env::temp_dir().join(format!("shippy-dev-stop-pid-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let state = State::new(dir.clone(), true);
+    fn stop_pid_file_ends_the_process_its_pid_file_names_and_removes_the_file() {
+        let dir = scratch("stop-pid");
+        let pidfile = dir.join("sleeper.pid");
         let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
-        std::fs::write(state.path("sleeper.pid"), sleeper.id().to_string()).unwrap();
+        std::fs::write(&pidfile, sleeper.id().to_string()).unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || sender.send(sleeper.wait()));
 
-        stop_pid(&state, "sleeper");
+        stop_pid_file(&pidfile);
 
         let status = receiver
             .recv_timeout(Duration::from_secs(5))
             .expect("the process ended")
             .unwrap();
         assert_eq!(status.signal(), Some(15), "ended by TERM: {status:?}");
-        assert!(!state.path("sleeper.pid").exists());
+        assert!(!pidfile.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn waiting_for_a_closed_port_fails_naming_the_port_and_the_logs() {
-        let state = State::new(PathBuf::from("/tmp/state"), true);
+    fn a_server_that_never_opens_its_port_fails_naming_the_port_and_the_logs() {
+        let dir = scratch("never-opens");
         let [port] = spare_ports().unwrap();
-        let error = wait_for_port(&state, port, "nats-server", 1).unwrap_err();
+        let mut sleeper = Command::new("sleep");
+        sleeper.arg("3");
+        let error =
+            start_detached(sleeper, &dir.join("sleep.log"), "nats-server", port, 1).unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!("nats-server did not open port {port} within 1s (see its log in /tmp/state)")
+            format!(
+                "nats-server did not open port {port} within 1s (see its log in {})",
+                dir.display()
+            )
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_server_that_exits_during_start_fails_at_once_with_its_log() {
+        let dir = scratch("exits");
+        let [port] = spare_ports().unwrap();
+        let mut failing = Command::new("sh");
+        failing.args(["-c", "echo 'cannot bind: Address already in use'; exit 3"]);
+        let started = Instant::now();
+        let error =
+            start_detached(failing, &dir.join("nats.log"), "nats-server", port, 30).unwrap_err();
+        let error = error.to_string();
+        assert!(
+            error.starts_with("nats-server exited during start (exit status: 3)")
+                && error.ends_with("cannot bind: Address already in use"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wait_or_kill_kills_a_process_that_ignores_sigterm() {
+        let mut stubborn = Command::new("sh")
+            .args(["-c", "trap '' TERM; sleep 60"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        signal(stubborn.id(), "TERM");
+        let status = wait_or_kill(&mut stubborn, "stubborn", Duration::from_millis(300)).unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
     }
 }

@@ -147,7 +147,7 @@ async fn again_with_own_consul() -> anyhow::Result<ExitCode> {
             }
             signal = signals.next() => {
                 if let Some(pid) = child.id() {
-                    processes::signal(pid, signal);
+                    crate::process::signal(pid, signal);
                 }
             }
         }

@@ -1,25 +1,14 @@
-//! The processes a cluster runs: each started with its output in a log of
-//! its own, in a process group of its own (Ctrl-C reaches shippy-dev alone,
-//! which stops everything in order), and stopped with SIGTERM at the end.
+//! The processes a cluster runs, started and stopped the one way
+//! ([`crate::process`]): each with its output in a log of its own, in a
+//! process group of its own, stopped with SIGTERM (then SIGKILL) at the end.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-/// How long a process may take to exit after SIGTERM before it is killed.
-const STOP_WITHIN: Duration = Duration::from_secs(30);
-
-/// Sends `SIGNAL` (`"TERM"`, `"INT"`) to process `pid`.
-pub(crate) fn signal(pid: u32, signal: &str) {
-    let _ = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status();
-}
+use crate::process::{GRACE, log_output, signal, tail, wait_or_kill_async};
 
 /// Processes started so far, by name.
 #[derive(Debug)]
@@ -44,10 +33,8 @@ impl Processes {
 
     /// Starts `command` as `name`, its stdout and stderr to `run/NAME.log`; its pid.
     pub(crate) fn start(&mut self, name: &str, mut command: Command) -> anyhow::Result<u32> {
-        let path = self.log_path(name);
-        let log = std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        command.stdout(log.try_clone()?).stderr(log);
+        let (stdout, stderr) = log_output(&self.log_path(name))?;
+        command.stdout(stdout).stderr(stderr);
         self.start_with_output(name, command)
     }
 
@@ -100,13 +87,11 @@ impl Processes {
 
     /// The last `lines` lines of `name`'s log.
     pub(crate) fn log_tail(&self, name: &str, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail(&self.log_path(name), lines)
     }
 
     /// SIGTERM to each, then waits for all (killing one that takes longer
-    /// than [`STOP_WITHIN`]).
+    /// than [`GRACE`]).
     pub(crate) async fn stop_all(&mut self) {
         for (_, child) in &self.running {
             if let Some(pid) = child.id() {
@@ -114,13 +99,7 @@ impl Processes {
             }
         }
         for (name, child) in &mut self.running {
-            if tokio::time::timeout(STOP_WITHIN, child.wait())
-                .await
-                .is_err()
-            {
-                eprintln!("{name} did not stop within {STOP_WITHIN:?} of SIGTERM: killed");
-                let _ = child.kill().await;
-            }
+            let _ = wait_or_kill_async(child, name, GRACE).await;
         }
         self.running.clear();
     }

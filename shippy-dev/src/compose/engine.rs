@@ -1,7 +1,6 @@
 //! The Docker engine (the one that answers, else a dockerd started here) and
 //! `docker compose` v2 (the one installed, else Debian trixie's plugin).
 
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -9,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::{Run, print_tail, stdout_of, succeeds_within};
+use crate::process::{is_executable, signal, spawn_logged};
 use crate::provision;
 
 const ENGINE_VERSION: &str = "engine {{.Server.Version}}";
@@ -73,24 +73,17 @@ fn start_dockerd(run: &mut Run) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pid_file);
     let log = run.logs.join("dockerd.log");
-    let out =
-        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-    let err = out.try_clone().context("cannot reopen dockerd's log")?;
     // Short exec-root: containerd's socket paths have a length limit. Its own
     // process group: a Ctrl-C at the terminal reaches this run, which then
     // stops dockerd itself after `down -v`.
-    let child = Command::new("dockerd")
+    let mut dockerd = Command::new("dockerd");
+    dockerd
         .arg("--data-root")
         .arg(dir.join("data"))
         .args(["--exec-root", "/run/shippy-dockerd", "--pidfile"])
         .arg(&pid_file)
-        .args(["-H", &host])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .context("cannot start dockerd")?;
+        .args(["-H", &host]);
+    let child = spawn_logged(&mut dockerd, &log).context("cannot start dockerd")?;
     run.dockerd = Some(child);
     for _ in 0..120 {
         if engine_answers(run) {
@@ -130,10 +123,7 @@ pub(super) fn stop_dockerd(run: &mut Run) {
     run.step(&format!(
         "stopping the dockerd this run started (pid {pid})"
     ));
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
+    signal(pid, "TERM");
     for _ in 0..60 {
         if !matches!(child.try_wait(), Ok(None)) {
             return;
@@ -186,10 +176,4 @@ fn install_plugin(unpacked: &Path, plugin: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot copy {} to {}", from.display(), plugin.display()))?;
     std::fs::set_permissions(plugin, std::fs::Permissions::from_mode(0o755))
         .with_context(|| format!("cannot make {} executable", plugin.display()))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path)
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use super::{Run, output_to, read_text, spare_ports, stdout_of, tail};
+use super::{Run, output_to, read_text, stdout_of, tail};
+use crate::process::spare_ports;
 
 /// The label a stand-in carries: the hash of its inputs.
 pub(super) const LABEL: &str = "org.shippy-rs.standin";
@@ -350,7 +351,7 @@ fn documentdb_image(run: &Run) -> anyhow::Result<String> {
         );
     }
     run.log("preparing the DocumentDB chroot with documentdb.sh (first use only)");
-    let ports = spare_ports(2)?;
+    let ports = spare_ports::<2>()?;
     let mut up = run.command(&script.to_string_lossy());
     up.env("DOCUMENTDB_CACHE", &cache).args([
         "up".to_owned(),

@@ -8,8 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{Run, output_to, print_file, print_tail, read_text, spare_ports};
+use super::{Run, output_to, print_file, print_tail, read_text};
 use crate::http;
+use crate::process::spare_ports;
 
 /// The published ports, each moved to a spare one.
 const PORTS: [&str; 11] = [
@@ -76,7 +77,7 @@ pub(super) fn url(run: &Run, port_name: &str, path: &str) -> String {
 
 fn up(run: &mut Run) -> anyhow::Result<()> {
     run.step("docker compose up -d --wait");
-    for (name, port) in PORTS.iter().zip(spare_ports(PORTS.len())?) {
+    for (name, port) in PORTS.iter().zip(spare_ports::<{ PORTS.len() }>()?) {
         run.set_env(name, port.to_string());
     }
     run.compose_up = true;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::State;
-use super::process::{is_executable, spare_ports, spawn_detached, stop_pid, wait_for_port, which};
+use crate::process::{is_executable, spare_ports, start_detached, stop_pid_file, which};
 
 pub(crate) fn start(state: &State) -> anyhow::Result<()> {
     // Tests that stop and restart Consul run agents of their own with this binary.
@@ -65,8 +65,7 @@ pub(crate) fn start(state: &State) -> anyhow::Result<()> {
         .arg("-pid-file")
         .arg(state.path("consul.pid"));
     let log = state.path("consul.log");
-    spawn_detached(agent, &log)?;
-    wait_for_port(state, http, "consul", 30)?;
+    start_detached(agent, &log, "consul", http, 30)?;
     // The HTTP port opens before the dev server has elected itself leader.
     if !(0..300).any(|_| {
         let elected = has_leader(http);
@@ -90,7 +89,8 @@ pub(crate) fn start(state: &State) -> anyhow::Result<()> {
 }
 
 pub(crate) fn stop(state: &State) {
-    stop_pid(state, "consul");
+    stop_pid_file(&state.path("consul.pid"));
+    state.log("consul stopped");
 }
 
 /// `consul` on the PATH, else 1.8.7 from the cache (fetched on first use).

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use super::State;
-use super::process::{is_executable, tail};
+use crate::process::{is_executable, tail};
 
 pub(crate) fn start(state: &State) -> anyhow::Result<()> {
     if let Some(url) = super::given("TEST_MONGODB_URL") {

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use super::State;
-use super::process::{spare_ports, spawn_detached, stop_pid, wait_for_port};
+use crate::process::{spare_ports, start_detached, stop_pid_file};
 
 pub(crate) fn start(state: &State) -> anyhow::Result<()> {
     if let Some(url) = super::given("TEST_NATS_URL") {
@@ -22,8 +22,7 @@ pub(crate) fn start(state: &State) -> anyhow::Result<()> {
         .arg("-P")
         .arg(state.path("nats.pid"));
     let log = state.path("nats.log");
-    spawn_detached(nats, &log)?;
-    wait_for_port(state, port, "nats-server", 30)?;
+    start_detached(nats, &log, "nats-server", port, 30)?;
     state.log(format_args!(
         "NATS (JetStream) listening on 127.0.0.1:{port} (log: {})",
         log.display()
@@ -32,6 +31,7 @@ pub(crate) fn start(state: &State) -> anyhow::Result<()> {
 }
 
 pub(crate) fn stop(state: &State) {
-    stop_pid(state, "nats");
+    stop_pid_file(&state.path("nats.pid"));
+    state.log("nats stopped");
     let _ = std::fs::remove_dir_all(state.path("nats"));
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use super::State;
-use super::process::{is_executable, is_root, run_logged, spare_ports, tail, which};
+use crate::process::{is_executable, is_root, run_logged, spare_ports, tail, which};
 
 pub(crate) fn start(state: &State) -> anyhow::Result<()> {
     if let Some(url) = super::given("TEST_DATABASE_URL") {

@@ -163,10 +163,3 @@ fn random_hex(bytes: usize) -> anyhow::Result<String> {
         .map_err(|error| anyhow::anyhow!("no randomness from the operating system: {error}"))?;
     Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }
-
-/// The last `lines` lines of the file at `path` (empty if unreadable).
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}

@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use shippy_testkit::{STARTED_TARGET, started_address};
 use sqlx::Connection as _;
 
+use crate::process::{GRACE, tail, wait_or_kill};
+
 /// One service binary running in its own process.
 #[derive(Debug)]
 pub struct Service {
@@ -96,7 +98,7 @@ impl Service {
             if Instant::now() > deadline {
                 bail!(
                     "{name} did not say where it listens within 60 s; the end of its log:\n{}",
-                    super::tail(log, 20)
+                    tail(log, 20)
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -126,10 +128,7 @@ impl Service {
     /// Sends `signal` (TERM, CONT, …) if it still runs.
     pub fn signal(&self, signal: &str) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill")
-                .args([format!("-{signal}"), pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
+            crate::process::signal(pid, signal);
         }
     }
 
@@ -141,23 +140,12 @@ impl Service {
         self.wait()
     }
 
-    /// Waits for it to exit (killed after 30 s), its log complete.
+    /// Waits for it to exit (killed after [`GRACE`]), its log complete.
     fn wait(&mut self) -> anyhow::Result<ExitStatus> {
         let Some(mut child) = self.child.take() else {
             bail!("{} was stopped already", self.name);
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                eprintln!("{} did not stop within 30 s of SIGTERM: killed", self.name);
-                let _ = child.kill();
-                break child.wait()?;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_or_kill(&mut child, &self.name, GRACE)?;
         self.join_pump();
         Ok(status)
     }
@@ -397,7 +385,7 @@ impl Cluster {
                 format!(
                     "==> {} <==\n{}\n",
                     service.log().display(),
-                    super::tail(service.log(), lines)
+                    tail(service.log(), lines)
                 )
             })
             .collect::<Vec<_>>()
