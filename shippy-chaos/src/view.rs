@@ -320,10 +320,8 @@ impl View {
                     .await?;
             }
             Db::Mongo(database) => {
-                database
-                    .collection::<Document>("consignments")
-                    .delete_one(doc! { "_id": id })
-                    .await?;
+                let consignments = database.collection::<Document>("consignments");
+                consignments.delete_one(doc! { "_id": id }).await?;
             }
         }
         Ok(())

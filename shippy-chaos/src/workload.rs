@@ -194,29 +194,21 @@ pub async fn list_all(
     token: &str,
 ) -> Result<Vec<String>, tonic::Status> {
     let mut ids = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    // The first page has no token; each page names the next, the last none.
+    let mut next = Some(String::new());
+    while let Some(page_token) = next {
+        let request = GetRequest {
+            page_size: 100,
+            page_token,
+        };
         let answer = shipping
-            .get_consignments(authorized(
-                GetRequest {
-                    page_size: 100,
-                    page_token: page_token.clone(),
-                },
-                token,
-            ))
+            .get_consignments(authorized(request, token))
             .await?
             .into_inner();
-        ids.extend(
-            answer
-                .consignments
-                .into_iter()
-                .map(|consignment| consignment.id),
-        );
-        page_token = answer.next_page_token;
-        if page_token.is_empty() {
-            return Ok(ids);
-        }
+        ids.extend(answer.consignments.into_iter().map(|c| c.id));
+        next = Some(answer.next_page_token).filter(|token| !token.is_empty());
     }
+    Ok(ids)
 }
 
 /// Logs `email` in through gRPC; its token.
