@@ -41,6 +41,13 @@ pub async fn fresh_postgres_database(prefix: &str) -> SecretUrl {
     admin.with_path(&format!("/{name}"))
 }
 
+/// `DATABASE_URL` set to a [fresh PostgreSQL database](fresh_postgres_database)
+/// named after `prefix`, as a service process's setting.
+pub async fn fresh_database_setting(prefix: &str) -> (&'static str, String) {
+    let url = fresh_postgres_database(prefix).await;
+    ("DATABASE_URL", url.expose().to_owned())
+}
+
 /// The MongoDB server the tests use: `TEST_MONGODB_URL`, which
 /// `cargo dev infra up mongodb` exports (here, the DocumentDB stand-in from
 /// `shared/tools/documentdb`; anywhere else, any MongoDB).

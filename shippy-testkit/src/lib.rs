@@ -49,8 +49,8 @@ pub use external::{
 };
 pub use health::{health_status, wait_for_health};
 pub use infra::{
-    StoreKind, fresh_mongodb_database, fresh_postgres_database, infra_var, mongodb_admin_url,
-    postgres_admin_url,
+    StoreKind, fresh_database_setting, fresh_mongodb_database, fresh_postgres_database, infra_var,
+    mongodb_admin_url, postgres_admin_url,
 };
 pub use mongo_plan::{MongoQueryPlan, mongodb_query_plan};
 pub use net::{ClosedPort, LateProxy, http_get, socket_addr_of, spare_ports, with_socket_addr};
