@@ -14,7 +14,7 @@ use vessel_service::{
 };
 
 use crate::store_contract::{
-    HOLD, NO_CAP, mongo_store, owner, postgres_store, rid, room, spec, vessel,
+    HOLD, NO_CAP, held, mongo_store, owner, postgres_store, rid, room, spec, vessel,
 };
 
 fn wanted(id: &str, owner_id: &str, capacity: i32, weight: i32) -> Wanted {
@@ -23,6 +23,15 @@ fn wanted(id: &str, owner_id: &str, capacity: i32, weight: i32) -> Wanted {
         owner: owner(owner_id),
         spec: spec(capacity, weight),
     }
+}
+
+/// `items` reserved in one batch under `cap`: each answer as [`outcome`].
+async fn outcomes(store: &Store, items: &[Wanted], cap: AccountQuota) -> Vec<String> {
+    let answers = store.reserve_many(items, HOLD, cap).await;
+    answers
+        .into_iter()
+        .map(|answer| outcome(&answer.expect("reserve")))
+        .collect()
 }
 
 /// The vessel an answer holds room on; `NoRoom` and `OverQuota` as text.
@@ -59,12 +68,7 @@ async fn a_batch_is_answered_item_by_item_as_each_would_be_alone(store: Store) {
         wanted("one", "o", 4, 40),
         wanted("before", "p", 1, 1),
     ];
-    let answers: Vec<String> = store
-        .reserve_many(&batch, HOLD, cap)
-        .await
-        .into_iter()
-        .map(|answer| outcome(&answer.expect("reserve")))
-        .collect();
+    let answers: Vec<String> = outcomes(&store, &batch, cap).await;
     assert_eq!(
         answers,
         [
@@ -103,14 +107,9 @@ async fn batches_and_single_reservations_racing_never_overbook_or_pass_a_cap(sto
         let items: Vec<Wanted> = (0..8)
             .map(|n| wanted(&format!("b{batch}-{n}"), "greedy", 3, 55_000))
             .collect();
-        tasks.push(tokio::spawn(async move {
-            store
-                .reserve_many(&items, HOLD, cap)
-                .await
-                .into_iter()
-                .map(|answer| outcome(&answer.expect("reserve")))
-                .collect::<Vec<_>>()
-        }));
+        tasks.push(tokio::spawn(
+            async move { outcomes(&store, &items, cap).await },
+        ));
     }
     for n in 0..8 {
         let store = store.clone();
@@ -168,12 +167,7 @@ async fn batches_and_single_reservations_racing_never_overbook_or_pass_a_cap(sto
     let items: Vec<Wanted> = (0..5)
         .map(|n| wanted(&format!("other-{n}"), "other", 3, 55_000))
         .collect();
-    let answers: Vec<String> = store
-        .reserve_many(&items, HOLD, NO_CAP)
-        .await
-        .into_iter()
-        .map(|answer| outcome(&answer.expect("reserve")))
-        .collect();
+    let answers: Vec<String> = outcomes(&store, &items, NO_CAP).await;
     assert_eq!(
         answers
             .iter()
@@ -188,12 +182,7 @@ async fn confirm_many_answers_each_id_as_confirm_would(store: Store) {
     store.insert(&vessel("a", 10, 100)).await.unwrap();
     let short = Duration::from_millis(300);
     for (id, ttl) in [("held", HOLD), ("kept", HOLD), ("late", short)] {
-        store
-            .reserve(&rid(id), &owner("o"), spec(1, 1), ttl, NO_CAP)
-            .await
-            .unwrap()
-            .into_held()
-            .unwrap();
+        held(&store, id, spec(1, 1), ttl, NO_CAP).await;
     }
     store.confirm(&rid("kept")).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -243,12 +232,7 @@ async fn expired_holds_count_against_the_cap_no_more(store: Store) {
     };
     let short = Duration::from_millis(200);
     for id in ["first", "second"] {
-        store
-            .reserve(&rid(id), &owner("o"), spec(1, 1), short, cap)
-            .await
-            .unwrap()
-            .into_held()
-            .unwrap();
+        held(&store, id, spec(1, 1), short, cap).await;
     }
     let full = store
         .reserve(&rid("third"), &owner("o"), spec(1, 1), HOLD, cap)

@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use shippy_proto::vessel::v1::{Specification, vessel_service_client::VesselServiceClient};
-use shippy_testkit::{OtlpReceiver, ServiceProcess, fresh_postgres_database};
+use shippy_testkit::{OtlpReceiver, ServiceProcess, fresh_database_setting};
 use tonic::{Request, metadata::MetadataValue, transport::Endpoint};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,13 +14,7 @@ async fn json_logs_carry_the_trace_and_span_ids_of_the_request() {
     let service = ServiceProcess::start_logging_to(
         "vessel-service",
         &[
-            (
-                "DATABASE_URL",
-                fresh_postgres_database("json_logs")
-                    .await
-                    .expose()
-                    .to_owned(),
-            ),
+            fresh_database_setting("json_logs").await,
             ("LOG_FORMAT", "json".into()),
             ("RUST_LOG", "info".into()),
             (

@@ -15,8 +15,8 @@ use shippy_testkit::{
 };
 use vessel_service::{
     domain::{
-        AccountQuota, Capacity, OwnerId, ReservationId, Room, Specification, Vessel, VesselId,
-        VesselName, Weight,
+        AccountQuota, Capacity, OwnerId, Reservation, ReservationId, Room, Specification, Vessel,
+        VesselId, VesselName, Weight,
     },
     fleet,
     store::{Store, StoreError, VesselStore},
@@ -66,6 +66,19 @@ pub(crate) const NO_CAP: AccountQuota = AccountQuota {
 /// A long time: holds that must not expire during a test.
 pub(crate) const HOLD: Duration = Duration::from_secs(600);
 
+/// Reservation `id` of owner `o` for `spec`, held for `ttl` under `cap`:
+/// the reservation, which must have found room.
+pub(crate) async fn held(
+    store: &impl VesselStore,
+    id: &str,
+    spec: Specification,
+    ttl: Duration,
+    cap: AccountQuota,
+) -> Reservation {
+    let answer = store.reserve(&rid(id), &owner("o"), spec, ttl, cap).await;
+    answer.unwrap().into_held().unwrap()
+}
+
 /// `(remaining capacity, remaining weight)` of vessel `id`.
 pub(crate) async fn room(store: &impl VesselStore, id: &str) -> (i32, i32) {
     let vessel = store
@@ -80,6 +93,18 @@ pub(crate) fn spec(capacity: i32, max_weight: i32) -> Specification {
     Specification {
         capacity: Capacity::parse(capacity, "capacity").unwrap(),
         max_weight: Weight::parse(max_weight, "max_weight").unwrap(),
+    }
+}
+
+/// For each `(capacity, max_weight, wanted, why)`: the store finds the
+/// vessel `wanted` (or none) for that specification.
+async fn assert_finds(store: &impl VesselStore, cases: &[(i32, i32, Option<&str>, &str)]) {
+    for &(capacity, max_weight, wanted, why) in cases {
+        assert_eq!(
+            found_id(store, capacity, max_weight).await.as_deref(),
+            wanted,
+            "{capacity} containers, {max_weight} kg: {why}"
+        );
     }
 }
 
@@ -150,33 +175,22 @@ async fn find_available_picks_the_smallest_that_fits(store: impl VesselStore) {
     ] {
         store.insert(&ship).await.expect("insert");
     }
-    // Least capacity first, then least max_weight, then id.
-    assert_eq!(
-        found_id(&store, 150, 50_000).await.as_deref(),
-        Some("mid-light-a")
-    );
-    assert_eq!(
-        found_id(&store, 150, 200_000).await.as_deref(),
-        Some("mid-heavy")
-    );
-    assert_eq!(
-        found_id(&store, 10, 1_000).await.as_deref(),
-        Some("small"),
-        "bounds are inclusive"
-    );
-    assert_eq!(
-        found_id(&store, 11, 10).await.as_deref(),
-        Some("mid-light-a")
-    );
-    assert_eq!(found_id(&store, 201, 10).await.as_deref(), Some("big"));
-    // The unavailable vessel would be the only fit by weight.
-    assert_eq!(found_id(&store, 100, 600_000).await, None);
-    assert_eq!(found_id(&store, 1001, 1).await, None, "capacity is checked");
-    assert_eq!(
-        found_id(&store, 1, 500_001).await,
-        None,
-        "weight is checked"
-    );
+    assert_finds(
+        &store,
+        &[
+            // Least capacity first, then least max_weight, then id.
+            (150, 50_000, Some("mid-light-a"), ""),
+            (150, 200_000, Some("mid-heavy"), ""),
+            (10, 1_000, Some("small"), "bounds are inclusive"),
+            (11, 10, Some("mid-light-a"), ""),
+            (201, 10, Some("big"), ""),
+            // The unavailable vessel would be the only fit by weight.
+            (100, 600_000, None, ""),
+            (1001, 1, None, "capacity is checked"),
+            (1, 500_001, None, "weight is checked"),
+        ],
+    )
+    .await;
 }
 
 async fn an_empty_fleet_fits_nothing(store: impl VesselStore) {
@@ -190,17 +204,17 @@ async fn preparing_and_seeding_twice_adds_the_fleet_once(store: impl VesselStore
     for seeded in fleet::seed_fleet().unwrap() {
         assert_eq!(store.get(&seeded.id).await.unwrap(), Some(seeded));
     }
-    // The consignment in consignment.json (3 containers, 55000 kg) goes on
-    // the smallest seed vessel that fits.
-    assert_eq!(
-        found_id(&store, 3, 55_000).await.as_deref(),
-        Some("vessel002")
-    );
-    assert_eq!(
-        found_id(&store, 500, 150_000).await.as_deref(),
-        Some("vessel001")
-    );
-    assert_eq!(found_id(&store, 501, 1).await.as_deref(), Some("vessel003"));
+    assert_finds(
+        &store,
+        &[
+            // The consignment in consignment.json (3 containers, 55000 kg)
+            // goes on the smallest seed vessel that fits.
+            (3, 55_000, Some("vessel002"), ""),
+            (500, 150_000, Some("vessel001"), ""),
+            (501, 1, Some("vessel003"), ""),
+        ],
+    )
+    .await;
 }
 
 async fn list_pages_through_the_fleet_in_id_order(store: impl VesselStore) {

@@ -10,7 +10,7 @@ use vessel_service::{
     store::{Store, VesselStore},
 };
 
-use super::{HOLD, NO_CAP, found_id, owner, rid, room, spec, vessel};
+use super::{HOLD, NO_CAP, found_id, held, owner, rid, room, spec, vessel};
 
 /// Reserves and answers the vessel's id (`None`: no room).
 async fn reserve_on(
@@ -65,18 +65,8 @@ pub(super) async fn reservations_take_room_on_the_smallest_vessel_that_still_has
 
 pub(super) async fn reserving_again_with_the_same_id_takes_nothing_more(store: impl VesselStore) {
     store.insert(&vessel("a", 10, 100)).await.unwrap();
-    let first = store
-        .reserve(&rid("r1"), &owner("o"), spec(3, 30), HOLD, NO_CAP)
-        .await
-        .unwrap()
-        .into_held()
-        .unwrap();
-    let again = store
-        .reserve(&rid("r1"), &owner("o"), spec(3, 30), HOLD, NO_CAP)
-        .await
-        .unwrap()
-        .into_held()
-        .unwrap();
+    let first = held(&store, "r1", spec(3, 30), HOLD, NO_CAP).await;
+    let again = held(&store, "r1", spec(3, 30), HOLD, NO_CAP).await;
     assert_eq!(first, again);
     assert_eq!(room(&store, "a").await, (7, 70));
     assert!(first.expires_at.is_some(), "held until confirmed");
@@ -208,12 +198,7 @@ pub(super) async fn held_reservations_expire_and_confirmed_ones_stay(
     store.insert(&vessel("a", 10, 100)).await.unwrap();
     let short = Duration::from_millis(300);
     for id in ["held", "kept", "late"] {
-        store
-            .reserve(&rid(id), &owner("o"), spec(2, 20), short, NO_CAP)
-            .await
-            .unwrap()
-            .into_held()
-            .unwrap();
+        held(&store, id, spec(2, 20), short, NO_CAP).await;
     }
     let kept = store
         .confirm(&rid("kept"))
