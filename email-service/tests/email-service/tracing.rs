@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
 use shippy_testkit::{
-    CallerSpan, OtlpReceiver, ReceivedSpan, ServiceProcess, SmtpServer, fresh_postgres_database,
+    CallerSpan, OtlpReceiver, ReceivedSpan, ServiceProcess, SmtpServer, fresh_database_setting,
     infra_var, init_test_logging,
     otlp::kind::{CONSUMER, PRODUCER, SERVER},
 };
@@ -40,13 +40,7 @@ async fn a_user_created_and_the_welcome_mail_share_one_trace() {
             nats.clone(),
             stream.clone(),
             subject.clone(),
-            (
-                "DATABASE_URL",
-                fresh_postgres_database("trace_mail_users")
-                    .await
-                    .expose()
-                    .to_owned(),
-            ),
+            fresh_database_setting("trace_mail_users").await,
             ("BCRYPT_COST", "4".into()),
         ],
     )
