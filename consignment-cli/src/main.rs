@@ -28,28 +28,11 @@ const RETRIES: ExponentialBuilder = ExponentialBuilder::new()
 /// there is no `consignment.json` in the current directory.
 const SAMPLE: &str = include_str!("../../consignment.json");
 
-/// Create, list and cancel your shippy consignments.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Where consignment-service listens.
-    #[arg(
-        long,
-        global = true,
-        env = "CONSIGNMENT_SERVICE_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    addr: String,
-
-    /// The token to send (default: the one `user-cli login` saved).
-    #[arg(long, global = true, env = "SHIPPY_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-
-    #[command(subcommand)]
+shippy_cli::cli_args! {
+    /// Create, list and cancel your shippy consignments.
+    service: "consignment-service",
+    address_variable: "CONSIGNMENT_SERVICE_URL",
+    default_address: "http://127.0.0.1:50051",
     command: Command,
 }
 

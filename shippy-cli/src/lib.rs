@@ -1,11 +1,12 @@
 //! What the command-line programs share: one-line failures with an exit
 //! code, connecting to a service, JSON output and times for people, and the
 //! token `user-cli login` saves ([`saved`]); listings a page at a time
-//! ([`listing`]).
+//! ([`listing`]); the flags every command takes ([`cli_args!`]).
 //!
 //! A crate of its own so that the CLIs link tonic's client and nothing of
 //! the services' runtime (Consul, NATS, OpenTelemetry, metrics, axum).
 
+pub mod args_macro;
 pub mod listing;
 pub mod saved;
 

@@ -15,28 +15,11 @@ use shippy_proto::user::v1::{
 };
 use tonic::{Request, Status};
 
-/// Create shippy users, log in, list and look up users.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Where user-service listens.
-    #[arg(
-        long,
-        global = true,
-        env = "USER_SERVICE_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    addr: String,
-
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-
-    /// The token to send (default: the one `login` saved).
-    #[arg(long, global = true, env = "SHIPPY_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-
-    #[command(subcommand)]
+shippy_cli::cli_args! {
+    /// Create shippy users, log in, list and look up users.
+    service: "user-service",
+    address_variable: "USER_SERVICE_URL",
+    default_address: "http://127.0.0.1:50053",
     command: Command,
 }
 

@@ -1,4 +1,6 @@
 //! user-service's settings: flags that also read the environment.
+//! A bare `long, env` takes both names from the field: `--listen-addr` and
+//! `LISTEN_ADDR` for `listen_addr`.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -8,15 +10,15 @@ use shippy_service::{discovery::DiscoveryArgs, nats, settings::SecretUrl};
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Where the gRPC server listens.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50053")]
+    #[arg(long, env, default_value = "0.0.0.0:50053")]
     pub listen_addr: SocketAddr,
 
     /// The user database: `postgres://user:password@host:5432/users`.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env, hide_env_values = true)]
     pub database_url: SecretUrl,
 
     /// The NATS server `user.created` events go to.
-    #[arg(long, env = "NATS_URL", default_value = nats::DEFAULT_URL, hide_env_values = true)]
+    #[arg(long, env, default_value = nats::DEFAULT_URL, hide_env_values = true)]
     pub nats_url: SecretUrl,
 
     /// PEM file of Ed25519 PKCS#8 private keys: the first signs tokens, the
@@ -24,15 +26,15 @@ pub struct Settings {
     /// (checked every second) and on SIGHUP; a bad file changes nothing.
     /// Missing (its directory exists): created with one new key and kept.
     /// Unset (and no JWT_SIGNING_KEYS_CONSUL_KEY): a fresh key per start.
-    #[arg(long, env = "JWT_SIGNING_KEY_FILE")]
+    #[arg(long, env)]
     pub jwt_signing_key_file: Option<PathBuf>,
 
     /// How long a token is valid, e.g. `24h`, `30m`.
-    #[arg(long, env = "JWT_TTL", default_value = "24h")]
+    #[arg(long, env, default_value = "24h")]
     pub jwt_ttl: humantime::Duration,
 
     /// bcrypt cost (4–31); each step doubles the time a hash takes.
-    #[arg(long, env = "BCRYPT_COST", default_value_t = 12,
+    #[arg(long, env, default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(4..=31))]
     pub bcrypt_cost: u32,
 
@@ -41,16 +43,16 @@ pub struct Settings {
     pub events_stream: String,
 
     /// The subject `user.created` events are published on.
-    #[arg(long, env = "USER_CREATED_SUBJECT", default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
+    #[arg(long, env, default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
     pub user_created_subject: String,
 
     /// Emails of administrators, comma-separated: their tokens carry the
     /// `admin` role (list users, read any profile, create vessels).
-    #[arg(long, env = "ADMIN_EMAILS", value_delimiter = ',', num_args = 0..)]
+    #[arg(long, env, value_delimiter = ',', num_args = 0..)]
     pub admin_emails: Vec<String>,
 
     /// Where Prometheus scrapes `/metrics`.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9153")]
+    #[arg(long, env, default_value = "0.0.0.0:9153")]
     pub metrics_addr: SocketAddr,
 
     /// Failed-login throttling.

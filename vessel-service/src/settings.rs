@@ -1,4 +1,6 @@
 //! vessel-service's settings: flags that also read the environment.
+//! A bare `long, env` takes both names from the field: `--listen-addr` and
+//! `LISTEN_ADDR` for `listen_addr`.
 
 use std::net::SocketAddr;
 
@@ -11,37 +13,33 @@ use crate::domain::AccountQuota;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Where the gRPC server listens.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50052")]
+    #[arg(long, env, default_value = "0.0.0.0:50052")]
     pub listen_addr: SocketAddr,
 
     /// The vessel store: `postgres://user:password@host:5432/db` or
     /// `mongodb://host:27017/db`, chosen by the scheme.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env, hide_env_values = true)]
     pub database_url: SecretUrl,
 
     /// user-service's address (for the public keys that verify the admin
     /// tokens `Create` needs).
-    #[arg(
-        long,
-        env = "USER_SERVICE_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
+    #[arg(long, env, default_value = "http://127.0.0.1:50053")]
     pub user_service_url: String,
 
     /// The secret consignment-service sends with `Reserve`, `Confirm` and
     /// `Release` (at least 32 characters; the same on both). Unset: those
     /// calls are refused (PERMISSION_DENIED), so nothing can be shipped.
-    #[arg(long, env = "SERVICE_TOKEN", hide_env_values = true)]
+    #[arg(long, env, hide_env_values = true)]
     pub service_token: Option<ServiceToken>,
 
     /// How long a reservation holds its room unless confirmed (e.g. `120s`):
     /// the room of a consignment-service that died mid-way comes back after
     /// this.
-    #[arg(long, env = "RESERVATION_TTL", default_value = "120s")]
+    #[arg(long, env, default_value = "120s")]
     pub reservation_ttl: humantime::Duration,
 
     /// How often held reservations whose time is up are looked for.
-    #[arg(long, env = "RESERVATION_SWEEP_INTERVAL", default_value = "5s")]
+    #[arg(long, env, default_value = "5s")]
     pub reservation_sweep_interval: humantime::Duration,
 
     /// The most containers one account may hold across the fleet, held and
@@ -49,7 +47,7 @@ pub struct Settings {
     /// fleet's 1 700).
     #[arg(
         long,
-        env = "ACCOUNT_MAX_CONTAINERS",
+        env,
         default_value_t = AccountQuota::DEFAULT.containers,
         value_parser = clap::value_parser!(i64).range(1..)
     )]
@@ -60,14 +58,14 @@ pub struct Settings {
     /// fleet's 800 000 kg).
     #[arg(
         long,
-        env = "ACCOUNT_MAX_WEIGHT",
+        env,
         default_value_t = AccountQuota::DEFAULT.weight,
         value_parser = clap::value_parser!(i64).range(1..)
     )]
     pub account_max_weight: i64,
 
     /// Where Prometheus scrapes `/metrics`.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9152")]
+    #[arg(long, env, default_value = "0.0.0.0:9152")]
     pub metrics_addr: SocketAddr,
 
     /// Service discovery: Consul, or static addresses.
