@@ -10,22 +10,30 @@
 //! types live in that service's `domain.rs`, beside the rules they check
 //! (parse, don't validate): the contract is shared, the rules are not.
 
+/// `pub mod v1`, documented as `$doc`, holding the code generated from the
+/// proto package `$package` (generated code is exempt from the workspace's
+/// lints).
+macro_rules! generated_v1 {
+    ($package:literal, $doc:literal) => {
+        #[doc = $doc]
+        pub mod v1 {
+            #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+            tonic::include_proto!($package);
+        }
+    };
+}
+
 /// Consignments: `shippy.consignment.v1`.
 pub mod consignment {
-    /// Version 1 of the consignment contract.
-    pub mod v1 {
-        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
-        tonic::include_proto!("shippy.consignment.v1");
-    }
+    generated_v1!(
+        "shippy.consignment.v1",
+        "Version 1 of the consignment contract."
+    );
 }
 
 /// The vessel fleet: `shippy.vessel.v1`.
 pub mod vessel {
-    /// Version 1 of the vessel contract.
-    pub mod v1 {
-        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
-        tonic::include_proto!("shippy.vessel.v1");
-    }
+    generated_v1!("shippy.vessel.v1", "Version 1 of the vessel contract.");
 
     /// The metadata of `Reserve`'s `RESOURCE_EXHAUSTED` answer when the
     /// per-account cap refuses it: what the account holds (held and
@@ -44,20 +52,12 @@ pub mod vessel {
 
 /// Users, tokens and token keys: `shippy.user.v1`.
 pub mod user {
-    /// Version 1 of the user contract.
-    pub mod v1 {
-        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
-        tonic::include_proto!("shippy.user.v1");
-    }
+    generated_v1!("shippy.user.v1", "Version 1 of the user contract.");
 }
 
 /// Events carried on NATS JetStream: `shippy.events.v1`.
 pub mod events {
-    /// Version 1 of the event messages.
-    pub mod v1 {
-        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
-        tonic::include_proto!("shippy.events.v1");
-    }
+    generated_v1!("shippy.events.v1", "Version 1 of the event messages.");
 
     /// The NATS subject `user.created` events are published on.
     pub const USER_CREATED_SUBJECT: &str = "user.created";
@@ -65,11 +65,7 @@ pub mod events {
 
 /// The benchmark's baseline echo: `shippy.bench.v1`.
 pub mod bench {
-    /// Version 1 of the echo contract.
-    pub mod v1 {
-        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
-        tonic::include_proto!("shippy.bench.v1");
-    }
+    generated_v1!("shippy.bench.v1", "Version 1 of the echo contract.");
 }
 
 /// The encoded `FileDescriptorSet` of every shippy proto, for server reflection.

@@ -282,6 +282,21 @@ mod tests {
         DnsTarget::parse("dns:///vessel-service.shippy.svc.cluster.local:50052").unwrap()
     }
 
+    /// A channel to [`target`] over a [`TestResolver`] that answers the
+    /// `instances`' addresses, re-resolving every 20 ms until `shutdown`.
+    fn channel_to(instances: &[Instance], shutdown: &Shutdown) -> (TestResolver, Channel) {
+        let resolver = TestResolver::new();
+        resolver.answer(Ok(instances.iter().map(|i| i.address).collect()));
+        let channel = dns_channel(
+            target(),
+            Arc::new(resolver.clone()),
+            Duration::from_millis(20),
+            CallTimeouts::default(),
+            shutdown,
+        );
+        (resolver, channel)
+    }
+
     async fn call(channel: &Channel, times: usize) {
         for _ in 0..times {
             HealthClient::new(channel.clone())
@@ -298,16 +313,8 @@ mod tests {
             Instance::start().await,
             Instance::start().await,
         ];
-        let resolver = TestResolver::new();
-        resolver.answer(Ok(instances.iter().map(|i| i.address).collect()));
         let shutdown = Shutdown::new();
-        let channel = dns_channel(
-            target(),
-            Arc::new(resolver.clone()),
-            Duration::from_millis(20),
-            CallTimeouts::default(),
-            &shutdown,
-        );
+        let (resolver, channel) = channel_to(&instances, &shutdown);
 
         call(&channel, 90).await;
         let spread: Vec<usize> = instances.iter().map(Instance::take_calls).collect();
@@ -340,16 +347,8 @@ mod tests {
     #[tokio::test]
     async fn the_known_addresses_stay_while_the_name_cannot_be_resolved() {
         let instances = [Instance::start().await, Instance::start().await];
-        let resolver = TestResolver::new();
-        resolver.answer(Ok(instances.iter().map(|i| i.address).collect()));
         let shutdown = Shutdown::new();
-        let channel = dns_channel(
-            target(),
-            Arc::new(resolver.clone()),
-            Duration::from_millis(20),
-            CallTimeouts::default(),
-            &shutdown,
-        );
+        let (resolver, channel) = channel_to(&instances, &shutdown);
         call(&channel, 10).await;
 
         resolver.answer(Err(io::Error::other("DNS server unreachable")));

@@ -443,22 +443,24 @@ mod tests {
 
     #[test]
     fn service_ids_are_one_per_address() {
-        assert_eq!(
-            service_id("vessel-service", "10.0.0.7", 50052),
-            "vessel-service-10.0.0.7-50052"
-        );
-        assert_eq!(
-            service_id("vessel-service", "vessel-service", 50052),
-            "vessel-service-vessel-service-50052"
-        );
-        assert_eq!(
-            service_id("api-gateway", "::1", 8080),
-            "api-gateway-__1-8080"
-        );
-        assert_eq!(
-            service_id("user-service", "a/b?c", 1),
-            "user-service-a_b_c-1"
-        );
+        for (name, host, port, id) in [
+            (
+                "vessel-service",
+                "10.0.0.7",
+                50052,
+                "vessel-service-10.0.0.7-50052",
+            ),
+            (
+                "vessel-service",
+                "vessel-service",
+                50052,
+                "vessel-service-vessel-service-50052",
+            ),
+            ("api-gateway", "::1", 8080, "api-gateway-__1-8080"),
+            ("user-service", "a/b?c", 1, "user-service-a_b_c-1"),
+        ] {
+            assert_eq!(service_id(name, host, port), id);
+        }
         assert_ne!(
             service_id("user-service", "127.0.0.1", 1),
             service_id("user-service", "127.0.0.1", 2)
