@@ -155,16 +155,6 @@ fn answered(
         .ok_or_else(|| Failure("consignment-service answered without the consignment".into()))
 }
 
-/// Prints `consignment` as JSON, or `line` for people.
-fn show(json: bool, consignment: &ConsignmentOut, line: String) -> Result<(), Failure> {
-    if json {
-        cli::print_json(consignment)
-    } else {
-        println!("{line}");
-        Ok(())
-    }
-}
-
 async fn run(cli: Cli) -> Result<(), Failure> {
     let channel = cli::connect(&cli.addr)?;
     let mut client = ShippingServiceClient::new(channel);
@@ -210,24 +200,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 answer => answered(answer)?,
             };
-            let line = format!(
-                "created consignment {} on vessel {} ({} containers, {} kg)",
-                stored.id,
-                stored.vessel_id,
-                stored.containers.len(),
-                stored.weight
-            );
-            show(cli.json, &stored, line)?;
+            cli::print(cli.json, &stored, |stored| {
+                println!(
+                    "created consignment {} on vessel {} ({} containers, {} kg)",
+                    stored.id,
+                    stored.vessel_id,
+                    stored.containers.len(),
+                    stored.weight
+                );
+            })?;
         }
         Command::Cancel { id } => {
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
             let request = saved::bearer(CancelRequest { id }, &token).map_err(Failure)?;
             let cancelled = answered(client.cancel_consignment(request).await)?;
-            let line = format!(
-                "cancelled consignment {}; its room goes back to vessel {}",
-                cancelled.id, cancelled.vessel_id
-            );
-            show(cli.json, &cancelled, line)?;
+            cli::print(cli.json, &cancelled, |cancelled| {
+                println!(
+                    "cancelled consignment {}; its room goes back to vessel {}",
+                    cancelled.id, cancelled.vessel_id
+                );
+            })?;
         }
         Command::List { page_size } => {
             let token = saved::resolve_token(cli.token).map_err(Failure)?;
@@ -249,11 +241,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Ok((consignments.collect(), page.next_page_token))
             })
             .await?;
-            if cli.json {
-                cli::print_json(&all)?;
-            } else {
-                print_table(&all);
-            }
+            cli::print(cli.json, all.as_slice(), print_table)?;
         }
     }
     Ok(())

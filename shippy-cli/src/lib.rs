@@ -74,11 +74,26 @@ pub fn connect(address: &str) -> Result<Channel, Failure> {
 }
 
 /// Prints `value` as pretty JSON on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+pub fn print_json(value: &(impl serde::Serialize + ?Sized)) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|error| Failure(format!("cannot format JSON: {error}")))?;
     println!("{text}");
     Ok(())
+}
+
+/// Prints `value` as JSON when `json` (`--json`), else as `text` prints it
+/// for people.
+pub fn print<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T),
+) -> Result<(), Failure> {
+    if json {
+        print_json(value)
+    } else {
+        text(value);
+        Ok(())
+    }
 }
 
 /// A protobuf time as RFC 3339 text.
@@ -114,5 +129,13 @@ mod tests {
         let refused = Failure::from_status(&Status::unauthenticated("token expired"), "x", "X");
         assert!(refused.0.contains("user-cli login"));
         assert_eq!(rfc3339(None), None);
+    }
+
+    #[test]
+    fn print_uses_the_text_form_only_without_json() {
+        let mut texts = 0;
+        print(false, "text", |_| texts += 1).unwrap();
+        print(true, "json", |_| texts += 1).unwrap();
+        assert_eq!(texts, 1);
     }
 }

@@ -133,14 +133,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     })
                     .await,
             )?;
-            if cli.json {
-                cli::print_json(&profile)?;
-            } else {
+            cli::print(cli.json, &profile, |profile| {
                 println!(
                     "created user {} <{}> with id {}",
                     profile.name, profile.email, profile.id
                 );
-            }
+            })?;
         }
         Command::Login { email, password } => {
             let password = match password {
@@ -169,12 +167,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 expires_at: cli::rfc3339(answer.expires_at),
                 saved_to: path.display().to_string(),
             };
-            if cli.json {
-                cli::print_json(&output)?;
-            } else {
+            cli::print(cli.json, &output, |output| {
                 println!("{}", output.token);
                 eprintln!("logged in; token saved to {}", output.saved_to);
-            }
+            })?;
         }
         Command::List { page_size } => {
             let token = token(cli.token)?;
@@ -191,11 +187,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Ok((users.collect(), page.next_page_token))
             })
             .await?;
-            if cli.json {
-                cli::print_json(&users)?;
-            } else {
-                print_table(&users);
-            }
+            cli::print(cli.json, users.as_slice(), print_table)?;
         }
         Command::Get { id } => {
             let token = token(cli.token)?;
@@ -210,11 +202,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     )?)
                     .await,
             )?;
-            if cli.json {
-                cli::print_json(&profile)?;
-            } else {
-                print_table(&[profile]);
-            }
+            cli::print(cli.json, &profile, |profile| {
+                print_table(std::slice::from_ref(profile));
+            })?;
         }
     }
     Ok(())
