@@ -128,6 +128,28 @@ pub struct Container {
     pub user_id: String,
 }
 
+impl From<Container> for consignment::Container {
+    fn from(c: Container) -> Self {
+        Self {
+            id: c.id,
+            customer_id: c.customer_id,
+            origin: c.origin,
+            user_id: c.user_id,
+        }
+    }
+}
+
+impl From<consignment::Container> for Container {
+    fn from(c: consignment::Container) -> Self {
+        Self {
+            id: c.id,
+            customer_id: c.customer_id,
+            origin: c.origin,
+            user_id: c.user_id,
+        }
+    }
+}
+
 /// `POST /api/v1/consignments`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -158,16 +180,7 @@ impl From<NewConsignment> for consignment::Consignment {
         Self {
             description: new.description,
             weight: new.weight,
-            containers: new
-                .containers
-                .into_iter()
-                .map(|c| consignment::Container {
-                    id: c.id,
-                    customer_id: c.customer_id,
-                    origin: c.origin,
-                    user_id: c.user_id,
-                })
-                .collect(),
+            containers: new.containers.into_iter().map(Into::into).collect(),
             vessel_id: new.vessel_id,
             ..Default::default()
         }
@@ -226,16 +239,7 @@ impl From<consignment::Consignment> for Consignment {
             id: c.id,
             description: c.description,
             weight: c.weight,
-            containers: c
-                .containers
-                .into_iter()
-                .map(|c| Container {
-                    id: c.id,
-                    customer_id: c.customer_id,
-                    origin: c.origin,
-                    user_id: c.user_id,
-                })
-                .collect(),
+            containers: c.containers.into_iter().map(Into::into).collect(),
             vessel_id: c.vessel_id,
             owner_id: c.owner_id,
             created_at: timestamp(c.created_at),

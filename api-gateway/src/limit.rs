@@ -54,7 +54,7 @@ pub struct RateLimits {
     #[arg(
         long = "rate-limit-per-second",
         env = "RATE_LIMIT_PER_SECOND",
-        default_value_t = RateLimits::PER_SECOND,
+        default_value_t = 20,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub per_second: u32,
@@ -64,7 +64,7 @@ pub struct RateLimits {
     #[arg(
         long = "rate-limit-burst",
         env = "RATE_LIMIT_BURST",
-        default_value_t = RateLimits::BURST,
+        default_value_t = 40,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub burst: u32,
@@ -74,7 +74,7 @@ pub struct RateLimits {
     #[arg(
         long = "login-rate-limit-per-second",
         env = "LOGIN_RATE_LIMIT_PER_SECOND",
-        default_value_t = RateLimits::LOGIN_PER_SECOND,
+        default_value_t = 1,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub login_per_second: u32,
@@ -83,7 +83,7 @@ pub struct RateLimits {
     #[arg(
         long = "login-rate-limit-burst",
         env = "LOGIN_RATE_LIMIT_BURST",
-        default_value_t = RateLimits::LOGIN_BURST,
+        default_value_t = 10,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub login_burst: u32,
@@ -93,30 +93,10 @@ pub struct RateLimits {
     #[arg(
         long = "rate-limit-max-clients",
         env = "RATE_LIMIT_MAX_CLIENTS",
-        default_value_t = RateLimits::MAX_CLIENTS,
+        default_value_t = 100_000,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_clients: u64,
-}
-
-impl RateLimits {
-    const PER_SECOND: u32 = 20;
-    const BURST: u32 = 40;
-    const LOGIN_PER_SECOND: u32 = 1;
-    const LOGIN_BURST: u32 = 10;
-    const MAX_CLIENTS: u64 = 100_000;
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            per_second: Self::PER_SECOND,
-            burst: Self::BURST,
-            login_per_second: Self::LOGIN_PER_SECOND,
-            login_burst: Self::LOGIN_BURST,
-            max_clients: Self::MAX_CLIENTS,
-        }
-    }
 }
 
 /// Labels of the rate-limit metrics.

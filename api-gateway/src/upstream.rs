@@ -36,30 +36,15 @@ use tonic::{Status, body::Body, metadata::MetadataValue, transport::Channel};
 pub struct Breakers {
     /// How long a call to user-service may take before it fails (and
     /// counts against its circuit).
-    #[arg(
-        long = "user-service-timeout",
-        env = "USER_SERVICE_TIMEOUT",
-        default_value_t = Breakers::TIMEOUT.into(),
-        value_parser = positive_duration
-    )]
+    #[arg(long, env, default_value = "5s", value_parser = positive_duration)]
     pub user_service_timeout: humantime::Duration,
 
     /// The same for consignment-service.
-    #[arg(
-        long = "consignment-service-timeout",
-        env = "CONSIGNMENT_SERVICE_TIMEOUT",
-        default_value_t = Breakers::TIMEOUT.into(),
-        value_parser = positive_duration
-    )]
+    #[arg(long, env, default_value = "5s", value_parser = positive_duration)]
     pub consignment_service_timeout: humantime::Duration,
 
     /// The same for vessel-service.
-    #[arg(
-        long = "vessel-service-timeout",
-        env = "VESSEL_SERVICE_TIMEOUT",
-        default_value_t = Breakers::TIMEOUT.into(),
-        value_parser = positive_duration
-    )]
+    #[arg(long, env, default_value = "5s", value_parser = positive_duration)]
     pub vessel_service_timeout: humantime::Duration,
 
     /// Calls in a row to one upstream that fail (unreachable, or no answer
@@ -83,7 +68,6 @@ pub struct Breakers {
 }
 
 impl Breakers {
-    const TIMEOUT: Duration = Duration::from_secs(5);
     /// Connecting to an upstream.
     const CONNECT: Duration = Duration::from_secs(1);
 
@@ -102,18 +86,6 @@ impl Breakers {
         CallTimeouts {
             connect: Self::CONNECT,
             request: timeout.into(),
-        }
-    }
-}
-
-impl Default for Breakers {
-    fn default() -> Self {
-        Self {
-            user_service_timeout: Self::TIMEOUT.into(),
-            consignment_service_timeout: Self::TIMEOUT.into(),
-            vessel_service_timeout: Self::TIMEOUT.into(),
-            failures: CircuitBreaker::THRESHOLD,
-            cool_down: CircuitBreaker::COOL_DOWN.into(),
         }
     }
 }

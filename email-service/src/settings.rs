@@ -1,4 +1,6 @@
 //! email-service's settings: flags that also read the environment.
+//! A bare `long, env` takes both names from the field: `--metrics-addr`
+//! and `METRICS_ADDR` for `metrics_addr`.
 
 use std::net::SocketAddr;
 
@@ -8,29 +10,25 @@ use shippy_service::{discovery::DiscoveryArgs, nats, settings::SecretUrl};
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Where the gRPC server (health only) listens.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50054")]
+    #[arg(long, env, default_value = "0.0.0.0:50054")]
     pub listen_addr: SocketAddr,
 
     /// The NATS server the events come from.
-    #[arg(long, env = "NATS_URL", default_value = nats::DEFAULT_URL, hide_env_values = true)]
+    #[arg(long, env, default_value = nats::DEFAULT_URL, hide_env_values = true)]
     pub nats_url: SecretUrl,
 
     /// The SMTP server mails go to, e.g. `smtp://127.0.0.1:2525`
     /// (`smtps://` for TLS, user and password in the URL). Unset: mails are
     /// logged instead of sent.
-    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    #[arg(long, env, hide_env_values = true)]
     pub smtp_url: Option<SecretUrl>,
 
     /// The sender of welcome mails.
-    #[arg(
-        long,
-        env = "MAIL_FROM",
-        default_value = "Shippy <no-reply@shippy.example>"
-    )]
+    #[arg(long, env, default_value = "Shippy <no-reply@shippy.example>")]
     pub mail_from: String,
 
     /// The subject of welcome mails.
-    #[arg(long, env = "MAIL_SUBJECT", default_value = "Welcome to Shippy")]
+    #[arg(long, env, default_value = "Welcome to Shippy")]
     pub mail_subject: String,
 
     /// The JetStream stream that keeps user events.
@@ -38,7 +36,7 @@ pub struct Settings {
     pub events_stream: String,
 
     /// The subject of `user.created` events.
-    #[arg(long, env = "USER_CREATED_SUBJECT", default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
+    #[arg(long, env, default_value = shippy_proto::events::USER_CREATED_SUBJECT)]
     pub user_created_subject: String,
 
     /// The durable consumer's name: instances with the same name share the work.
@@ -59,17 +57,17 @@ pub struct Settings {
     /// How long an event whose mail keeps failing for a reason that may
     /// pass (SMTP server down, a 4xx answer) is retried before it is given
     /// up and kept in the dead-mail stream.
-    #[arg(long, env = "MAIL_MAX_AGE", default_value = "24h")]
+    #[arg(long, env, default_value = "24h")]
     pub mail_max_age: humantime::Duration,
 
     /// Health turns `NOT_SERVING` when events are waiting and none has been
     /// mailed or given up for this long (the SMTP server refuses everything,
     /// say), and `SERVING` again once mail moves.
-    #[arg(long, env = "MAIL_STUCK_AFTER", default_value = "5m")]
+    #[arg(long, env, default_value = "5m")]
     pub mail_stuck_after: humantime::Duration,
 
     /// Where Prometheus scrapes `/metrics`.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9154")]
+    #[arg(long, env, default_value = "0.0.0.0:9154")]
     pub metrics_addr: SocketAddr,
 
     /// Service discovery: Consul, or static addresses.
