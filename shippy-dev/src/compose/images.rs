@@ -13,22 +13,23 @@ use crate::process::spare_ports;
 /// The label a stand-in carries: the hash of its inputs.
 pub(super) const LABEL: &str = "org.shippy-rs.standin";
 
-/// The images the files name, and the stand-in directory of each.
-const IMAGES: [(&str, &str); 8] = [
-    ("debian:bookworm-slim", "debian"),
-    ("rust:1.95-slim-bookworm", "rust"),
-    ("postgres:15", "postgres"),
-    ("nats:2.10-alpine", "nats"),
-    ("hashicorp/consul:1.18", "consul"),
-    ("jaegertracing/all-in-one:1.57", "jaeger"),
-    ("axllent/mailpit:v1.20", "mailpit"),
-    ("mongo:7", "mongo"),
+/// The images the files name, and the stand-in directory of each (with the
+/// stage to build, where its Dockerfile holds several).
+const IMAGES: [(&str, &str, Option<&str>); 8] = [
+    ("debian:bookworm-slim", "debian", None),
+    ("rust:1.95-slim-bookworm", "rust", None),
+    ("postgres:15", "postgres", None),
+    ("nats:2.10-alpine", "nats", None),
+    ("hashicorp/consul:1.18", "consul", None),
+    ("jaegertracing/all-in-one:1.57", "python", Some("jaeger")),
+    ("axllent/mailpit:v1.20", "python", Some("mailpit")),
+    ("mongo:7", "mongo", None),
 ];
 
 /// Step 3: each image, then a check that the files name no other.
 pub(super) fn ensure_images(run: &mut Run) -> anyhow::Result<()> {
-    for (image, name) in IMAGES {
-        ensure_image(run, image, name)?;
+    for (image, name, target) in IMAGES {
+        ensure_image(run, image, name, target)?;
     }
     let named = named_images(&run.repo)?;
     let missing: Vec<&str> = named
@@ -139,8 +140,14 @@ fn label_of(run: &Run, image: &str) -> String {
     stdout_of(run.docker(&["image", "inspect", "-f", &format, image])).unwrap_or_default()
 }
 
-/// The image as the registry has it, else the stand-in.
-fn ensure_image(run: &mut Run, image: &str, name: &str) -> anyhow::Result<()> {
+/// The image as the registry has it, else the stand-in (stage `target` of
+/// its Dockerfile, if given).
+fn ensure_image(
+    run: &mut Run,
+    image: &str,
+    name: &str,
+    target: Option<&str>,
+) -> anyhow::Result<()> {
     super::interrupted()?;
     let dir = run.standins.join(name);
     let documentdb = |file: &str| run.documentdb.join(file).to_string_lossy().into_owned();
@@ -167,7 +174,12 @@ fn ensure_image(run: &mut Run, image: &str, name: &str) -> anyhow::Result<()> {
             files_in(&dir),
         ]
         .concat(),
-        _ => [vec![debian_mirror()?], files_in(&dir)].concat(),
+        _ => [
+            vec![debian_mirror()?],
+            files_in(&dir),
+            target.map(str::to_owned).into_iter().collect(),
+        ]
+        .concat(),
     };
     let key = key_of(&parts);
     let label = label_of(run, image);
@@ -207,10 +219,11 @@ fn ensure_image(run: &mut Run, image: &str, name: &str) -> anyhow::Result<()> {
     let label_arg = format!("{LABEL}={key}");
     let build = |run: &Run, base: &str, context: &Path| {
         let mut build = run.docker(&["build", "-q", "-t", image, "--label", &label_arg]);
-        build
-            .arg("--build-arg")
-            .arg(format!("BASE={base}"))
-            .arg(context);
+        build.arg("--build-arg").arg(format!("BASE={base}"));
+        if let Some(target) = target {
+            build.args(["--target", target]);
+        }
+        build.arg(context);
         build
     };
     match name {

@@ -3,13 +3,13 @@
 import email
 import email.policy
 import email.utils
-import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+
+from standin_http import serve_json
 
 LOCK = threading.Lock()
 MESSAGES = []
@@ -38,30 +38,20 @@ class Catcher:
         return "250 OK"
 
 
-class Api(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path.split("?")[0] != "/api/v1/messages":
-            self.send_error(404)
-            return
-        with LOCK:
-            body = {"total": len(MESSAGES), "unread": len(MESSAGES), "count": len(MESSAGES),
-                    "start": 0, "messages": list(MESSAGES)}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def messages(path):
+    """Mailpit's `/api/v1/messages`: the summaries, newest first."""
+    if path != "/api/v1/messages":
+        return None
+    with LOCK:
+        return {"total": len(MESSAGES), "unread": len(MESSAGES), "count": len(MESSAGES),
+                "start": 0, "messages": list(MESSAGES)}
 
 
 def main():
     controller = Controller(Catcher(), hostname="0.0.0.0", port=1025)
     controller.start()
     print("SMTP on :1025, /api/v1/messages on :8025", flush=True)
-    ThreadingHTTPServer(("0.0.0.0", 8025), Api).serve_forever()
+    serve_json(8025, messages)
 
 
 if __name__ == "__main__":

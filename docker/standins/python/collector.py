@@ -4,12 +4,12 @@ Stands in for jaegertracing/all-in-one in tests: it decodes just enough of
 ExportTraceServiceRequest (protobuf) to count spans per `service.name`.
 """
 
-import json
 import threading
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
+
+from standin_http import serve_json
 
 LOCK = threading.Lock()
 SPANS = {}  # service name -> spans received
@@ -81,27 +81,16 @@ def export(request, context):
     return b""  # an empty ExportTraceServiceResponse
 
 
-class Query(BaseHTTPRequestHandler):
-    def do_GET(self):
-        with LOCK:
-            services = sorted(SPANS)
-            spans = dict(SPANS)
-        if self.path.split("?")[0] == "/api/services":
-            body = {"data": services, "total": len(services), "limit": 0, "offset": 0, "errors": None}
-        elif self.path.split("?")[0] == "/standin/spans":
-            body = spans
-        else:
-            self.send_error(404)
-            return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def query(path):
+    """Jaeger's `/api/services`, and the span counts per service."""
+    with LOCK:
+        services = sorted(SPANS)
+        spans = dict(SPANS)
+    if path == "/api/services":
+        return {"data": services, "total": len(services), "limit": 0, "offset": 0, "errors": None}
+    if path == "/standin/spans":
+        return spans
+    return None
 
 
 def main():
@@ -115,7 +104,7 @@ def main():
     server.add_insecure_port("0.0.0.0:4317")
     server.start()
     print("OTLP/gRPC on :4317, /api/services on :16686", flush=True)
-    ThreadingHTTPServer(("0.0.0.0", 16686), Query).serve_forever()
+    serve_json(16686, query)
 
 
 if __name__ == "__main__":
