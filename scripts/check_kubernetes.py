@@ -102,6 +102,11 @@ def pod_spec(deployment):
     return ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
 
 
+def first_container(deployment):
+    """The Deployment's first container ({} without one)."""
+    return (pod_spec(deployment).get("containers") or [{}])[0]
+
+
 def image_parts(image):
     name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
     return name, tag
@@ -124,6 +129,13 @@ class Checks:
 
     def deployment(self, name):
         return self.by.get(("Deployment", name))
+
+    def deployed(self, names):
+        """(name, Deployment) of each of `names` that has one."""
+        for name in names:
+            d = self.deployment(name)
+            if d is not None:
+                yield name, d
 
     def containers(self):
         for d in self.deployments():
@@ -208,12 +220,8 @@ class Checks:
                           + (f": {wrong}" if wrong else ""))
 
     def environment(self):
-        for name in BINARIES:
-            d = self.deployment(name)
-            if d is None:
-                continue
-            containers = pod_spec(d).get("containers") or [{}]
-            env = self.effective_env(containers[0])
+        for name, d in self.deployed(BINARIES):
+            env = self.effective_env(first_container(d))
             unknown = sorted(set(env) - self.ctx["env"][name])
             yield not unknown, f"{name} sets only variables it reads" + (f" (unknown: {unknown})" if unknown else "")
 
@@ -310,11 +318,8 @@ class Checks:
         yield not bad, "every probe names a port its container has" + (f" ({bad})" if bad else "")
 
         bad = []
-        for name in SERVICES:
-            d = self.deployment(name)
-            if d is None:
-                continue
-            c = (pod_spec(d).get("containers") or [{}])[0]
+        for name, d in self.deployed(SERVICES):
+            c = first_container(d)
             env = self.effective_env(c)
             ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
             listen = str((env.get("LISTEN_ADDR") or (None, None, ""))[2] or "").rpartition(":")[2]
@@ -336,7 +341,7 @@ class Checks:
         if d is None:
             bad.append(f"no {GATEWAY} Deployment")
         else:
-            c = (pod_spec(d).get("containers") or [{}])[0]
+            c = first_container(d)
             env = self.effective_env(c)
             ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
             listen = str((env.get("LISTEN_ADDR") or (None, None, ""))[2] or "").rpartition(":")[2]
@@ -385,11 +390,9 @@ class Checks:
             "vessel-service": {"USER_SERVICE_URL": "user-service"},
             GATEWAY: {**PEER_VARIABLES, "CONSIGNMENT_SERVICE_URL": "consignment-service"},
         }
-        for caller, peers in callers.items():
-            d = self.deployment(caller)
-            if d is None:
-                continue
-            env = self.effective_env((pod_spec(d).get("containers") or [{}])[0])
+        for caller, d in self.deployed(callers):
+            env = self.effective_env(first_container(d))
+            peers = callers[caller]
             for var, peer in peers.items():
                 problem = self.headless_problem(var, str((env.get(var) or (None, None, ""))[2] or ""), peer)
                 yield problem is None, f"{caller} finds {peer} through its headless Service ({var})" + (
@@ -417,13 +420,9 @@ class Checks:
 
     def locked_down(self):
         loose = []
-        for name in BINARIES:
-            d = self.deployment(name)
-            if d is None:
-                continue
-            spec = pod_spec(d)
-            pod_sc = spec.get("securityContext") or {}
-            c = (spec.get("containers") or [{}])[0]
+        for name, d in self.deployed(BINARIES):
+            pod_sc = pod_spec(d).get("securityContext") or {}
+            c = first_container(d)
             sc = c.get("securityContext") or {}
             resources = c.get("resources") or {}
             wants = {
@@ -443,13 +442,9 @@ class Checks:
 
     def termination(self):
         short = []
-        for name in BINARIES:
-            d = self.deployment(name)
-            if d is None:
-                continue
-            spec = pod_spec(d)
-            grace = spec.get("terminationGracePeriodSeconds", 30)
-            pre_stop = ((((spec.get("containers") or [{}])[0].get("lifecycle") or {}).get("preStop") or {})
+        for name, d in self.deployed(BINARIES):
+            grace = pod_spec(d).get("terminationGracePeriodSeconds", 30)
+            pre_stop = (((first_container(d).get("lifecycle") or {}).get("preStop") or {})
                         .get("sleep") or {}).get("seconds", 0)
             if grace <= pre_stop + DRAIN_SECONDS[name]:
                 short.append(f"{name}: {grace}s <= preStop {pre_stop}s + drain {DRAIN_SECONDS[name]}s")
@@ -461,10 +456,7 @@ class Checks:
         problems = []
         pdbs = self.of_kind("PodDisruptionBudget")
         hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in self.of_kind("HorizontalPodAutoscaler")}
-        for name in BINARIES:
-            d = self.deployment(name)
-            if d is None:
-                continue
+        for name, d in self.deployed(BINARIES):
             labels = (d["spec"]["template"].get("metadata") or {}).get("labels") or {}
             if not any(all(labels.get(k) == v for k, v in ((p["spec"].get("selector") or {}).get("matchLabels") or {}).items())
                        and (p["spec"].get("selector") or {}).get("matchLabels") for p in pdbs):
@@ -541,12 +533,9 @@ def binaries_start(checks):
     the values, not only the names, are ones it accepts."""
     bin_dir = checks.ctx["bin_dir"]
     with tempfile.TemporaryDirectory(prefix="shippy-k8s-run-") as files:
-        for name in BINARIES:
-            d = checks.deployment(name)
-            if d is None:
-                continue
+        for name, d in checks.deployed(BINARIES):
             spec = pod_spec(d)
-            c = (spec.get("containers") or [{}])[0]
+            c = first_container(d)
             env = {"PATH": "/usr/bin:/bin", "HOME": files}
             for var, (source, origin, value) in checks.effective_env(c).items():
                 if source == "secret":

@@ -42,6 +42,14 @@ def check(ok, what, detail=""):
     return ok
 
 
+def until(wait, condition, otherwise):
+    """What `wait.until(condition)` returns, or `otherwise` once it times out."""
+    try:
+        return wait.until(condition)
+    except TimeoutException:
+        return otherwise
+
+
 def browser(profile):
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -150,11 +158,7 @@ def run(driver):
 
     # Cancel it: gone from the list, its room free again.
     find(By.CSS_SELECTOR, "#consignments tbody tr button.cancel").click()
-    try:
-        wait.until(lambda d: "Cancelled" in d.find_element(By.ID, "notice").text)
-        cancelled = True
-    except TimeoutException:
-        cancelled = False
+    cancelled = until(wait, lambda d: "Cancelled" in d.find_element(By.ID, "notice").text, False)
     check(cancelled and "room goes back" in find(By.ID, "notice").text, "cancelling says its room goes back",
           find(By.ID, "notice").text)
     check(not driver.find_elements(By.CSS_SELECTOR, "#consignments tbody tr")
@@ -173,11 +177,7 @@ def run(driver):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#vessels tbody tr")) >= 3)
         fill("#vessel-form", name="Browser Barge", capacity="4", max_weight="4000")
         find(By.CSS_SELECTOR, "#vessel-form button[type=submit]").click()
-        try:
-            wait.until(lambda d: "Browser Barge" in d.find_element(By.ID, "vessels").text)
-            added = True
-        except TimeoutException:
-            added = False
+        added = until(wait, lambda d: "Browser Barge" in d.find_element(By.ID, "vessels").text, False)
         check(added, "an admin sees the fleet and adds a vessel", find(By.ID, "vessels").text)
         fleet = find(By.ID, "vessels").text
         check("4 containers, 4000 kg" in fleet and "200 containers, 100000 kg" in fleet,
@@ -220,12 +220,8 @@ def route_row(driver, route):
 
 def wait_for_states(driver, wanted, seconds):
     """Waits until every upstream in `wanted` shows its (health, circuit); whether it did."""
-    try:
-        WebDriverWait(driver, seconds, poll_frequency=0.2).until(
-            lambda d: all(upstream_states(d).get(name) == state for name, state in wanted.items()))
-        return True
-    except TimeoutException:
-        return False
+    return until(WebDriverWait(driver, seconds, poll_frequency=0.2),
+                 lambda d: all(upstream_states(d).get(name) == state for name, state in wanted.items()), False)
 
 
 def ops_dashboard(driver, wait, shot):
@@ -239,10 +235,7 @@ def ops_dashboard(driver, wait, shot):
     healthy = {name: ("healthy", "closed") for name in UPSTREAMS}
     check(wait_for_states(driver, healthy, 15), "the dashboard shows all three upstreams healthy, circuits closed",
           upstream_states(driver))
-    try:
-        row = wait.until(lambda d: route_row(d, "GET /api/v1/vessels"))[0]
-    except TimeoutException:
-        row = ""
+    row = until(wait, lambda d: route_row(d, "GET /api/v1/vessels"), ("",))[0]
     check("req/s" in row and " %" in row and " ms" in row,
           "each route shows its rate, error shares and p99 with units", row)
     check("All upstream services healthy" in find(By.ID, "ops-summary").text, "the summary says all is well",
