@@ -9,7 +9,11 @@
 
 use std::{fmt::Display, time::Duration};
 
-use mongodb::{Database, bson::doc};
+use mongodb::{
+    Database, IndexModel,
+    bson::{Document, doc},
+    options::IndexOptions,
+};
 use shippy_service::settings::SecretUrl;
 use sqlx::{PgPool, migrate::Migrator};
 
@@ -60,23 +64,6 @@ pub fn mongo_error<E: DatabaseError>(error: mongodb::error::Error) -> E {
     } else {
         E::failed(error.into())
     }
-}
-
-/// The one document a MongoDB `find` (`find_one`, with any sort or
-/// projection) answers, decoded into the service's type: `None` when nothing
-/// matched, a driver error through [`DatabaseError::from_mongo`], a document
-/// that does not decode as its `TryFrom` says.
-pub async fn find_decoded<D, T, E>(
-    find: impl IntoFuture<Output = mongodb::error::Result<Option<D>>>,
-) -> Result<Option<T>, E>
-where
-    T: TryFrom<D, Error = E>,
-    E: DatabaseError,
-{
-    find.await
-        .map_err(E::from_mongo)?
-        .map(T::try_from)
-        .transpose()
 }
 
 /// What every store does before it holds anything: answer once its database
@@ -159,6 +146,31 @@ pub async fn ping_mongo<E: DatabaseError + Display>(database: &Database) -> Resu
         .await
         .map_err(E::from_mongo)?;
     Ok(())
+}
+
+/// A MongoDB index on `keys`, named `name` (what a test looks for in a
+/// query plan); [`Storage::prepare`] creates it.
+pub fn mongo_index(keys: Document, name: &str) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().name(name.to_owned()).build())
+        .build()
+}
+
+/// A unique MongoDB index on `keys`, named `name`, over only the documents
+/// `partial` matches (those holding the key: the others would all share the
+/// "missing" one).
+pub fn unique_mongo_index(keys: Document, name: &str, partial: Document) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(
+            IndexOptions::builder()
+                .name(name.to_owned())
+                .unique(true)
+                .partial_filter_expression(partial)
+                .build(),
+        )
+        .build()
 }
 
 /// A service's store: its PostgreSQL implementation `P` or its MongoDB one

@@ -3,14 +3,20 @@
 //! (vessel-service, consignment-service: [`Store`], [`dispatch!`], in
 //! `either.rs`) or in PostgreSQL only (user-service: [`open_postgres`]), and
 //! telling apart the errors a caller should retry (`UNAVAILABLE`) from the
-//! rest.
+//! rest. Each service declares its store error with [`store_error!`] (in
+//! `error.rs`) and decodes what a query answers with [`find_decoded`],
+//! [`visit_decoded`] and [`collect_decoded`] (in `decode.rs`), on either
+//! database.
 
 pub mod batch;
+mod decode;
 mod either;
+mod error;
 
+pub use decode::{DriverError, collect_decoded, find_decoded, visit_decoded};
 pub use either::{
-    BoxError, DatabaseError, MongoStorage, PostgresStorage, Storage, Store, find_decoded,
-    mongo_error, ping_mongo, postgres_error,
+    BoxError, DatabaseError, MongoStorage, PostgresStorage, Storage, Store, mongo_error,
+    mongo_index, ping_mongo, postgres_error, unique_mongo_index,
 };
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use shippy_store::DatabaseError as _;
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
@@ -12,30 +13,19 @@ use crate::domain::{Company, Email, PasswordHash, User, UserId, UserName};
 /// The schema, embedded in the binary and applied at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A store operation that did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The email is registered already.
-    #[error("email already registered")]
-    EmailTaken,
-    /// The database cannot be reached now.
-    #[error("the user database is unreachable")]
-    Unavailable(#[source] sqlx::Error),
-    /// The database holds a row this service cannot read.
-    #[error("stored user is invalid: {0}")]
-    Corrupt(String),
-    /// Any other database failure.
-    #[error("user database error")]
-    Database(#[source] sqlx::Error),
+shippy_store::store_error! {
+    /// A store operation that did not succeed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum StoreError for "user" {
+        /// The email is registered already.
+        #[error("email already registered")]
+        EmailTaken,
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        if shippy_store::postgres_unavailable(&error) {
-            Self::Unavailable(error)
-        } else {
-            Self::Database(error)
-        }
+        Self::from_postgres(error)
     }
 }
 
@@ -112,7 +102,7 @@ impl UserStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(inner) => inner.into(),
-            other => StoreError::Database(sqlx::Error::Migrate(Box::new(other))),
+            other => StoreError::Database(other.into()),
         })
     }
 

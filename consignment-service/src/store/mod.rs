@@ -7,65 +7,50 @@ pub mod postgres;
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
-use shippy_store::{BoxError, DatabaseError, dispatch};
+use shippy_store::dispatch;
 pub use shippy_store::{OpenError, Storage};
 
 use crate::domain::{Consignment, IdempotencyKey, State};
 
-/// A store operation that did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A consignment with this id exists already.
-    #[error("a consignment with id `{0}` exists already")]
-    AlreadyExists(String),
-    /// The owner has a consignment with this idempotency key already.
-    #[error("the owner has a consignment with this idempotency key already")]
-    KeyTaken,
-    /// The database cannot be reached now.
-    #[error("the consignment database is unreachable")]
-    Unavailable(#[source] BoxError),
-    /// The database holds a consignment this service cannot read.
-    #[error("stored consignment is invalid: {0}")]
-    Corrupt(String),
-    /// Any other database failure.
-    #[error("consignment database error")]
-    Database(#[source] BoxError),
-}
-
-impl DatabaseError for StoreError {
-    /// [`StoreError::KeyTaken`] from the owner-and-key index, [`StoreError::Corrupt`]
-    /// for a row that does not decode, otherwise as any store's.
-    fn from_postgres(error: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(database) = &error
-            && database.is_unique_violation()
-            && database.constraint() == Some(postgres::KEY_INDEX)
-        {
-            return Self::KeyTaken;
-        }
-        if matches!(
-            error,
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
-        ) {
-            return Self::Corrupt(error.to_string());
-        }
-        shippy_store::postgres_error(error)
+shippy_store::store_error! {
+    /// A store operation that did not succeed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum StoreError for "consignment" {
+        /// A consignment with this id exists already.
+        #[error("a consignment with id `{0}` exists already")]
+        AlreadyExists(String),
+        /// The owner has a consignment with this idempotency key already.
+        #[error("the owner has a consignment with this idempotency key already")]
+        KeyTaken,
     }
 
-    /// A write undone by a concurrent one is worth a retry too.
-    fn from_mongo(error: mongodb::error::Error) -> Self {
-        if shippy_store::mongo_write_conflict(&error) {
-            Self::Unavailable(error.into())
-        } else {
-            shippy_store::mongo_error(error)
+    impl DatabaseError {
+        /// [`StoreError::KeyTaken`] from the owner-and-key index, [`StoreError::Corrupt`]
+        /// for a row that does not decode, otherwise as any store's.
+        fn from_postgres(error: sqlx::Error) -> Self {
+            if let sqlx::Error::Database(database) = &error
+                && database.is_unique_violation()
+                && database.constraint() == Some(postgres::KEY_INDEX)
+            {
+                return Self::KeyTaken;
+            }
+            if matches!(
+                error,
+                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
+            ) {
+                return Self::Corrupt(error.to_string());
+            }
+            shippy_store::postgres_error(error)
         }
-    }
 
-    fn unavailable(source: BoxError) -> Self {
-        Self::Unavailable(source)
-    }
-
-    fn failed(source: BoxError) -> Self {
-        Self::Database(source)
+        /// A write undone by a concurrent one is worth a retry too.
+        fn from_mongo(error: mongodb::error::Error) -> Self {
+            if shippy_store::mongo_write_conflict(&error) {
+                Self::Unavailable(error.into())
+            } else {
+                shippy_store::mongo_error(error)
+            }
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use futures::TryStreamExt;
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, Document, doc},
-    options::IndexOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,8 +81,7 @@ impl TryFrom<ConsignmentDocument> for Consignment {
                 StoreError::Corrupt(format!("consignment `{}`: bad time", document.id))
             })?;
         let id = document.id.clone();
-        let corrupt =
-            |error: InvalidInput| StoreError::Corrupt(format!("consignment `{id}`: {error}"));
+        let corrupt = StoreError::corrupt("consignment", &id);
         let state = match document.state.as_deref() {
             None => State::Confirmed,
             Some(name) => {
@@ -92,7 +90,7 @@ impl TryFrom<ConsignmentDocument> for Consignment {
         };
         let idempotency = match (document.idempotency_key, document.request_fingerprint) {
             (Some(key), Some(fingerprint)) => Some(Idempotency {
-                key: IdempotencyKey::parse(&key).map_err(&corrupt)?,
+                key: IdempotencyKey::parse(&key).map_err(corrupt)?,
                 fingerprint,
             }),
             _ => None,
@@ -102,9 +100,9 @@ impl TryFrom<ConsignmentDocument> for Consignment {
             idempotency,
             id: document.id,
             owner_id: document.owner_id,
-            description: Description::parse(document.description).map_err(&corrupt)?,
-            weight: Weight::parse(document.weight).map_err(&corrupt)?,
-            containers: Containers::parse(document.containers).map_err(&corrupt)?,
+            description: Description::parse(document.description).map_err(corrupt)?,
+            weight: Weight::parse(document.weight).map_err(corrupt)?,
+            containers: Containers::parse(document.containers).map_err(corrupt)?,
             vessel_id: document.vessel_id,
             created_at,
         })
@@ -115,14 +113,10 @@ impl TryFrom<ConsignmentDocument> for Consignment {
 /// are one range of it, already in the listing's order, so a page reads only
 /// the entries it returns.
 fn listing_index() -> IndexModel {
-    IndexModel::builder()
-        .keys(doc! { "owner_id": 1, "created_at_us": -1, "_id": -1 })
-        .options(
-            IndexOptions::builder()
-                .name(LISTING_INDEX.to_owned())
-                .build(),
-        )
-        .build()
+    shippy_store::mongo_index(
+        doc! { "owner_id": 1, "created_at_us": -1, "_id": -1 },
+        LISTING_INDEX,
+    )
 }
 
 /// The index the recovery sweep finds half-done consignments by.
@@ -180,24 +174,13 @@ impl Storage for MongoStore {
 
     #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
-        let unsettled = IndexModel::builder()
-            .keys(doc! { "state": 1, "created_at_us": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(UNSETTLED_INDEX.to_owned())
-                    .build(),
-            )
-            .build();
-        let keys = IndexModel::builder()
-            .keys(doc! { "owner_id": 1, "idempotency_key": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(KEY_INDEX.to_owned())
-                    .unique(true)
-                    .partial_filter_expression(doc! { "idempotency_key": { "$type": "string" } })
-                    .build(),
-            )
-            .build();
+        let unsettled =
+            shippy_store::mongo_index(doc! { "state": 1, "created_at_us": 1 }, UNSETTLED_INDEX);
+        let keys = shippy_store::unique_mongo_index(
+            doc! { "owner_id": 1, "idempotency_key": 1 },
+            KEY_INDEX,
+            doc! { "idempotency_key": { "$type": "string" } },
+        );
         self.consignments
             .create_indexes([listing_index(), unsettled, keys])
             .await
@@ -279,10 +262,10 @@ impl ConsignmentStore for MongoStore {
         owner: &str,
         after: Option<&Cursor>,
         limit: u32,
-        mut each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
+        each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
     ) -> Result<(), StoreError> {
         let (filter, sort) = listing_query(owner, after);
-        let mut documents = self
+        let documents = self
             .consignments
             .find(filter)
             .sort(sort)
@@ -291,12 +274,7 @@ impl ConsignmentStore for MongoStore {
             .map_err(StoreError::from_mongo)?;
         // A batch at a time from the server, a document at a time here; a
         // stop drops the cursor (the driver closes it on the server).
-        while let Some(document) = documents.try_next().await.map_err(StoreError::from_mongo)? {
-            if each(Consignment::try_from(document)?).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        shippy_store::visit_decoded(documents, each).await
     }
 
     #[tracing::instrument(name = "mongodb.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]

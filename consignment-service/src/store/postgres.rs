@@ -3,7 +3,6 @@
 use std::{collections::HashSet, ops::ControlFlow, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use shippy_store::{DatabaseError, PostgresStorage, batch::Coalescer};
 use sqlx::{PgPool, migrate::Migrator, types::Json};
 
@@ -271,13 +270,12 @@ impl TryFrom<ConsignmentRow> for Consignment {
 
     fn try_from(row: ConsignmentRow) -> Result<Self, Self::Error> {
         let id = row.id.clone();
-        let corrupt =
-            |error: InvalidInput| StoreError::Corrupt(format!("consignment `{id}`: {error}"));
+        let corrupt = StoreError::corrupt("consignment", &id);
         let state = State::parse(&row.state)
             .ok_or_else(|| corrupt(InvalidInput("unknown state".into())))?;
         let idempotency = match (row.idempotency_key, row.request_fingerprint) {
             (Some(key), Some(fingerprint)) => Some(Idempotency {
-                key: IdempotencyKey::parse(&key).map_err(&corrupt)?,
+                key: IdempotencyKey::parse(&key).map_err(corrupt)?,
                 fingerprint,
             }),
             _ => None,
@@ -286,9 +284,9 @@ impl TryFrom<ConsignmentRow> for Consignment {
             idempotency,
             id: row.id,
             owner_id: row.owner_id,
-            description: Description::parse(row.description).map_err(&corrupt)?,
-            weight: Weight::parse(row.weight).map_err(&corrupt)?,
-            containers: Containers::parse(row.containers.0).map_err(&corrupt)?,
+            description: Description::parse(row.description).map_err(corrupt)?,
+            weight: Weight::parse(row.weight).map_err(corrupt)?,
+            containers: Containers::parse(row.containers.0).map_err(corrupt)?,
             vessel_id: row.vessel_id,
             created_at: row.created_at,
             state,
@@ -324,9 +322,9 @@ impl ConsignmentStore for PostgresStore {
         owner: &str,
         after: Option<&Cursor>,
         limit: u32,
-        mut each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
+        each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
     ) -> Result<(), StoreError> {
-        let mut rows = match after {
+        let rows = match after {
             None => sqlx::query_as::<_, ConsignmentRow>(concat!(
                 "SELECT ",
                 listed_columns!(),
@@ -351,26 +349,21 @@ impl ConsignmentStore for PostgresStore {
         };
         // Rows arrive one at a time; a stop leaves the rest unread (sqlx
         // discards them before the connection's next query).
-        while let Some(row) = rows.try_next().await.map_err(StoreError::from_postgres)? {
-            if each(Consignment::try_from(row)?).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        shippy_store::visit_decoded(rows, each).await
     }
 
     #[tracing::instrument(name = "postgres.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]
     async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
-        let row: Option<ConsignmentRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM consignments WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
+        shippy_store::find_decoded(
+            sqlx::query_as::<_, ConsignmentRow>(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM consignments WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        row.map(Consignment::try_from).transpose()
     }
 
     #[tracing::instrument(
@@ -400,17 +393,17 @@ impl ConsignmentStore for PostgresStore {
         owner: &str,
         key: &IdempotencyKey,
     ) -> Result<Option<Consignment>, StoreError> {
-        let row: Option<ConsignmentRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM consignments WHERE owner_id = $1 AND idempotency_key = $2"
-        ))
-        .bind(owner)
-        .bind(key.as_str())
-        .fetch_optional(&self.pool)
+        shippy_store::find_decoded(
+            sqlx::query_as::<_, ConsignmentRow>(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM consignments WHERE owner_id = $1 AND idempotency_key = $2"
+            ))
+            .bind(owner)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        row.map(Consignment::try_from).transpose()
     }
 
     #[tracing::instrument(name = "postgres.unsettled_consignments", skip_all, fields(state = state.as_str()), err(Display, level = "debug"))]

@@ -7,40 +7,24 @@
 
 pub mod mongo;
 pub mod postgres;
+mod stored;
 
 use std::time::Duration;
 
 pub use shippy_store::Storage;
-use shippy_store::{BoxError, DatabaseError, dispatch};
+use shippy_store::dispatch;
 
 use crate::domain::{
     AccountQuota, OwnerId, Reservation, ReservationId, Reserved, Specification, Vessel, VesselId,
 };
 
-/// A store operation that did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A vessel with this id exists already.
-    #[error("a vessel with id {} exists already", shippy_service::text::excerpt(.0.as_str()))]
-    AlreadyExists(VesselId),
-    /// The database cannot be reached now.
-    #[error("the vessel database is unreachable")]
-    Unavailable(#[source] BoxError),
-    /// The database holds a vessel this service cannot read.
-    #[error("stored vessel is invalid: {0}")]
-    Corrupt(String),
-    /// Any other database failure.
-    #[error("vessel database error")]
-    Database(#[source] BoxError),
-}
-
-impl DatabaseError for StoreError {
-    fn unavailable(source: BoxError) -> Self {
-        Self::Unavailable(source)
-    }
-
-    fn failed(source: BoxError) -> Self {
-        Self::Database(source)
+shippy_store::store_error! {
+    /// A store operation that did not succeed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum StoreError for "vessel" {
+        /// A vessel with this id exists already.
+        #[error("a vessel with id {} exists already", shippy_service::text::excerpt(.0.as_str()))]
+        AlreadyExists(VesselId),
     }
 }
 

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::{
-    Collection, Database, IndexModel,
+    Collection, Database,
     bson::{self, Document, doc},
-    options::{IndexOptions, ReturnDocument},
+    options::ReturnDocument,
 };
 
 use self::documents::{HolderDocument, VesselDocument, to_chrono};
 use shippy_store::{DatabaseError, MongoStorage};
 
-use super::{Storage, StoreError, VesselStore};
+use super::{Storage, StoreError, VesselStore, Wanted};
 use crate::domain::{
     AccountQuota, Held, OwnerId, Reservation, ReservationId, Reserved, Specification, Vessel,
     VesselId,
@@ -169,12 +169,12 @@ impl MongoStore {
     /// [`VesselStore::reserve`], with the owner's lease held.
     async fn reserve_leased(
         &self,
-        id: &ReservationId,
-        owner: &OwnerId,
-        spec: Specification,
+        wanted: &Wanted,
         ttl: Duration,
         quota: AccountQuota,
     ) -> Result<Reserved, StoreError> {
+        let Wanted { id, owner, spec } = wanted;
+        let spec = *spec;
         let held = self.held(owner).await?;
         if !quota.allows(held, spec) {
             return Ok(Reserved::OverQuota(held));
@@ -307,42 +307,21 @@ impl Storage for MongoStore {
 
     #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
-        let by_size = IndexModel::builder()
-            .keys(doc! { "available": 1, "capacity": 1, "max_weight": 1, "_id": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(BY_SIZE_INDEX.to_owned())
-                    .build(),
-            )
-            .build();
-        let reservation_ids = IndexModel::builder()
-            .keys(doc! { "reservations._id": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(RESERVATION_ID_INDEX.to_owned())
-                    .unique(true)
-                    // Vessels holding no reservation are left out, or they
-                    // would all share the "missing" key.
-                    .partial_filter_expression(doc! { "reservations._id": { "$exists": true } })
-                    .build(),
-            )
-            .build();
-        let expiry = IndexModel::builder()
-            .keys(doc! { "reservations.expires_at": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(RESERVATION_EXPIRY_INDEX.to_owned())
-                    .build(),
-            )
-            .build();
-        let owners = IndexModel::builder()
-            .keys(doc! { "reservations.owner_id": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(RESERVATION_OWNER_INDEX.to_owned())
-                    .build(),
-            )
-            .build();
+        let by_size = shippy_store::mongo_index(
+            doc! { "available": 1, "capacity": 1, "max_weight": 1, "_id": 1 },
+            BY_SIZE_INDEX,
+        );
+        let reservation_ids = shippy_store::unique_mongo_index(
+            doc! { "reservations._id": 1 },
+            RESERVATION_ID_INDEX,
+            doc! { "reservations._id": { "$exists": true } },
+        );
+        let expiry = shippy_store::mongo_index(
+            doc! { "reservations.expires_at": 1 },
+            RESERVATION_EXPIRY_INDEX,
+        );
+        let owners =
+            shippy_store::mongo_index(doc! { "reservations.owner_id": 1 }, RESERVATION_OWNER_INDEX);
         self.vessels
             .create_indexes([by_size, reservation_ids, expiry, owners])
             .await
@@ -408,18 +387,15 @@ impl VesselStore for MongoStore {
             Some(id) => doc! { "_id": { "$gt": id.as_str() } },
             None => doc! {},
         };
-        let documents: Vec<VesselDocument> = self
+        let documents = self
             .vessels
             .find(filter)
             .projection(without_reservations())
             .sort(doc! { "_id": 1 })
             .limit(i64::from(limit))
             .await
-            .map_err(StoreError::from_mongo)?
-            .try_collect()
-            .await
             .map_err(StoreError::from_mongo)?;
-        documents.into_iter().map(Vessel::try_from).collect()
+        shippy_store::collect_decoded(documents).await
     }
 
     #[tracing::instrument(
@@ -460,7 +436,12 @@ impl VesselStore for MongoStore {
         }
         let _turn = super::owner_turn(owner).await;
         let token = self.lease(owner).await?;
-        let reserved = self.reserve_leased(id, owner, spec, ttl, quota).await;
+        let wanted = Wanted {
+            id: id.clone(),
+            owner: owner.clone(),
+            spec,
+        };
+        let reserved = self.reserve_leased(&wanted, ttl, quota).await;
         // Given back whatever happened; if this fails, it ends with LEASE.
         if let Err(error) = self.unlease(owner, &token).await {
             tracing::warn!(%error, "an account's lease not given back; it lapses by itself");

@@ -6,23 +6,53 @@ use chrono::{DateTime, Utc};
 use shippy_store::{DatabaseError, PostgresStorage};
 use sqlx::{PgPool, migrate::Migrator};
 
-use super::{StoreError, VesselStore, Wanted};
+use super::{
+    StoreError, VesselStore, Wanted,
+    stored::{StoredReservation, StoredVessel},
+};
 use crate::domain::{
-    AccountQuota, Capacity, Held, OwnerId, Reservation, ReservationId, Reserved, Room,
-    Specification, Vessel, VesselId, VesselName, Weight,
+    AccountQuota, Held, OwnerId, Reservation, ReservationId, Reserved, Specification, Vessel,
+    VesselId,
 };
 
-/// The columns a [`VesselRow`] reads (a macro, so queries stay `&'static str`).
+/// The columns a [`StoredVessel`] reads (a macro, so queries stay `&'static str`).
 macro_rules! vessel_columns {
     () => {
         "id, name, capacity, max_weight, available, owner_id, remaining_capacity, remaining_weight"
     };
 }
 
-/// The columns a [`ReservationRow`] reads.
+/// The columns a [`StoredReservation`] reads.
 macro_rules! reservation_columns {
     () => {
         "id, vessel_id, capacity, weight, expires_at"
+    };
+}
+
+/// What follows a `gone` (the reservations a statement deleted, `RETURNING
+/// *`) to give their room back: to each vessel, and off each owner's total
+/// once the vessel's row is locked (the order `reserve_many` locks them in),
+/// never below 0 (a reservation an older version stored without counting
+/// it).
+macro_rules! give_back {
+    () => {
+        "per_vessel AS ( \
+             SELECT vessel_id, sum(capacity)::int AS capacity, sum(weight)::int AS weight \
+             FROM gone GROUP BY vessel_id), \
+         back AS ( \
+             UPDATE vessels v \
+             SET remaining_capacity = v.remaining_capacity + per_vessel.capacity, \
+                 remaining_weight = v.remaining_weight + per_vessel.weight \
+             FROM per_vessel WHERE v.id = per_vessel.vessel_id RETURNING v.id), \
+         per_owner AS ( \
+             SELECT owner_id, sum(capacity) AS capacity, sum(weight) AS weight \
+             FROM gone GROUP BY owner_id), \
+         uncounted AS ( \
+             UPDATE account_holdings a \
+             SET capacity = greatest(a.capacity - per_owner.capacity, 0), \
+                 weight = greatest(a.weight - per_owner.weight, 0) \
+             FROM per_owner WHERE a.owner_id = per_owner.owner_id \
+               AND EXISTS (SELECT FROM back) RETURNING a.owner_id) "
     };
 }
 
@@ -33,72 +63,6 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-#[derive(sqlx::FromRow)]
-struct VesselRow {
-    id: String,
-    name: String,
-    capacity: i32,
-    max_weight: i32,
-    available: bool,
-    owner_id: String,
-    remaining_capacity: i32,
-    remaining_weight: i32,
-}
-
-impl TryFrom<VesselRow> for Vessel {
-    type Error = StoreError;
-
-    fn try_from(row: VesselRow) -> Result<Self, Self::Error> {
-        let corrupt = |error: crate::domain::InvalidInput| {
-            StoreError::Corrupt(format!("vessel `{}`: {error}", row.id))
-        };
-        let capacity = Capacity::parse(row.capacity, "capacity").map_err(corrupt)?;
-        let max_weight = Weight::parse(row.max_weight, "max_weight").map_err(corrupt)?;
-        Ok(Vessel {
-            id: VesselId::parse(&row.id).map_err(corrupt)?,
-            name: VesselName::parse(&row.name).map_err(corrupt)?,
-            remaining: Room::parse(
-                row.remaining_capacity,
-                row.remaining_weight,
-                (capacity, max_weight),
-            )
-            .map_err(corrupt)?,
-            capacity,
-            max_weight,
-            available: row.available,
-            owner_id: row.owner_id,
-        })
-    }
-}
-
-#[derive(Clone, sqlx::FromRow)]
-struct ReservationRow {
-    id: String,
-    vessel_id: String,
-    capacity: i32,
-    weight: i32,
-    expires_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<ReservationRow> for Reservation {
-    type Error = StoreError;
-
-    fn try_from(row: ReservationRow) -> Result<Self, Self::Error> {
-        let corrupt = |error: crate::domain::InvalidInput| {
-            StoreError::Corrupt(format!("reservation `{}`: {error}", row.id))
-        };
-        Ok(Reservation {
-            id: ReservationId::parse(&row.id).map_err(corrupt)?,
-            vessel_id: VesselId::parse(&row.vessel_id).map_err(corrupt)?,
-            taken: Specification {
-                capacity: Capacity::parse(row.capacity, "capacity").map_err(corrupt)?,
-                max_weight: Weight::parse(row.weight, "weight").map_err(corrupt)?,
-            },
-            expires_at: row.expires_at,
-        })
-    }
 }
 
 /// What `reserve_many` (the SQL function, `migrations/…_reserve_many.sql`)
@@ -132,7 +96,7 @@ impl TryFrom<Outcome> for Reserved {
                     .reservation_id
                     .zip(answer.reservation_vessel)
                     .zip(answer.reservation_capacity.zip(answer.reservation_weight))
-                    .map(|((id, vessel_id), (capacity, weight))| ReservationRow {
+                    .map(|((id, vessel_id), (capacity, weight))| StoredReservation {
                         id,
                         vessel_id,
                         capacity,
@@ -211,16 +175,11 @@ impl VesselStore for PostgresStore {
 
     #[tracing::instrument(name = "postgres.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
-        let row: Option<VesselRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            vessel_columns!(),
-            " FROM vessels WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        self.find_by_id::<StoredVessel, _>(
+            concat!("SELECT ", vessel_columns!(), " FROM vessels WHERE id = $1"),
+            id.as_str(),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        row.map(Vessel::try_from).transpose()
     }
 
     #[tracing::instrument(
@@ -232,18 +191,18 @@ impl VesselStore for PostgresStore {
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
         // Byte order (`C`), the order MongoDB compares strings in, so both
         // stores page alike.
-        let rows: Vec<VesselRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            vessel_columns!(),
-            " FROM vessels \
-             WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
-        ))
-        .bind(after.map_or("", VesselId::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        shippy_store::collect_decoded(
+            sqlx::query_as::<_, StoredVessel>(concat!(
+                "SELECT ",
+                vessel_columns!(),
+                " FROM vessels \
+                 WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
+            ))
+            .bind(after.map_or("", VesselId::as_str))
+            .bind(i64::from(limit))
+            .fetch(&self.pool),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        rows.into_iter().map(Vessel::try_from).collect()
     }
 
     #[tracing::instrument(
@@ -253,19 +212,19 @@ impl VesselStore for PostgresStore {
         err(Display, level = "debug")
     )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
-        let row: Option<VesselRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            vessel_columns!(),
-            " FROM vessels \
-             WHERE available AND remaining_capacity >= $1 AND remaining_weight >= $2 \
-             ORDER BY capacity, max_weight, id LIMIT 1"
-        ))
-        .bind(spec.capacity.get())
-        .bind(spec.max_weight.get())
-        .fetch_optional(&self.pool)
+        shippy_store::find_decoded(
+            sqlx::query_as::<_, StoredVessel>(concat!(
+                "SELECT ",
+                vessel_columns!(),
+                " FROM vessels \
+                 WHERE available AND remaining_capacity >= $1 AND remaining_weight >= $2 \
+                 ORDER BY capacity, max_weight, id LIMIT 1"
+            ))
+            .bind(spec.capacity.get())
+            .bind(spec.max_weight.get())
+            .fetch_optional(&self.pool),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        row.map(Vessel::try_from).transpose()
     }
 
     #[tracing::instrument(
@@ -345,18 +304,17 @@ impl VesselStore for PostgresStore {
 
     #[tracing::instrument(name = "postgres.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        let row: Option<ReservationRow> = sqlx::query_as(concat!(
-            "UPDATE reservations SET expires_at = NULL \
-             WHERE id = $1 AND (expires_at IS NULL OR expires_at > now()) \
-             RETURNING ",
-            reservation_columns!(),
-            ""
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        self.find_by_id::<StoredReservation, _>(
+            concat!(
+                "UPDATE reservations SET expires_at = NULL \
+                 WHERE id = $1 AND (expires_at IS NULL OR expires_at > now()) \
+                 RETURNING ",
+                reservation_columns!(),
+                ""
+            ),
+            id.as_str(),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        row.map(Reservation::try_from).transpose()
     }
 
     #[tracing::instrument(name = "postgres.confirm_many", skip_all, fields(batch.size = ids.len()))]
@@ -364,7 +322,7 @@ impl VesselStore for PostgresStore {
         &self,
         ids: &[ReservationId],
     ) -> Vec<Result<Option<Reservation>, StoreError>> {
-        let rows: Result<Vec<ReservationRow>, _> = sqlx::query_as(concat!(
+        let rows: Result<Vec<StoredReservation>, _> = sqlx::query_as(concat!(
             "UPDATE reservations SET expires_at = NULL \
              WHERE id = ANY($1) AND (expires_at IS NULL OR expires_at > now()) \
              RETURNING ",
@@ -374,7 +332,7 @@ impl VesselStore for PostgresStore {
         .bind(ids.iter().map(ReservationId::as_str).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await;
-        let confirmed: std::collections::HashMap<String, ReservationRow> = match rows {
+        let confirmed: std::collections::HashMap<String, StoredReservation> = match rows {
             Ok(rows) => rows.into_iter().map(|row| (row.id.clone(), row)).collect(),
             Err(error) => {
                 let error = StoreError::from_postgres(error);
@@ -398,63 +356,33 @@ impl VesselStore for PostgresStore {
         only_if_held: bool,
     ) -> Result<Option<Reservation>, StoreError> {
         // One statement: the reservation goes and its room comes back
-        // together; a concurrent release finds nothing to delete. The
-        // owner's total goes down once the vessel's row is locked (the
-        // order reserve_many locks them in), never below 0 (a reservation
-        // an older version stored without counting it).
-        let row: Option<ReservationRow> = sqlx::query_as(concat!(
-            "WITH gone AS ( \
-                 DELETE FROM reservations \
-                 WHERE id = $1 AND (NOT $2 OR expires_at IS NOT NULL) RETURNING *), \
-             back AS ( \
-                 UPDATE vessels v \
-                 SET remaining_capacity = v.remaining_capacity + gone.capacity, \
-                     remaining_weight = v.remaining_weight + gone.weight \
-                 FROM gone WHERE v.id = gone.vessel_id RETURNING v.id), \
-             uncounted AS ( \
-                 UPDATE account_holdings a \
-                 SET capacity = greatest(a.capacity - gone.capacity, 0), \
-                     weight = greatest(a.weight - gone.weight, 0) \
-                 FROM gone WHERE a.owner_id = gone.owner_id \
-                   AND EXISTS (SELECT FROM back) RETURNING a.owner_id) \
-             SELECT ",
-            reservation_columns!(),
-            " FROM gone"
-        ))
-        .bind(id.as_str())
-        .bind(only_if_held)
-        .fetch_optional(&self.pool)
+        // together; a concurrent release finds nothing to delete.
+        shippy_store::find_decoded(
+            sqlx::query_as::<_, StoredReservation>(concat!(
+                "WITH gone AS ( \
+                     DELETE FROM reservations \
+                     WHERE id = $1 AND (NOT $2 OR expires_at IS NOT NULL) RETURNING *), ",
+                give_back!(),
+                "SELECT ",
+                reservation_columns!(),
+                " FROM gone"
+            ))
+            .bind(id.as_str())
+            .bind(only_if_held)
+            .fetch_optional(&self.pool),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        row.map(Reservation::try_from).transpose()
     }
 
     #[tracing::instrument(name = "postgres.expire", skip_all, err(Display, level = "debug"))]
     async fn expire(&self) -> Result<u64, StoreError> {
-        let expired: i64 = sqlx::query_scalar(
+        let expired: i64 = sqlx::query_scalar(concat!(
             "WITH gone AS ( \
                  DELETE FROM reservations \
-                 WHERE expires_at IS NOT NULL AND expires_at <= now() \
-                 RETURNING vessel_id, owner_id, capacity, weight), \
-             per_vessel AS ( \
-                 SELECT vessel_id, sum(capacity)::int AS capacity, sum(weight)::int AS weight \
-                 FROM gone GROUP BY vessel_id), \
-             back AS ( \
-                 UPDATE vessels v \
-                 SET remaining_capacity = v.remaining_capacity + per_vessel.capacity, \
-                     remaining_weight = v.remaining_weight + per_vessel.weight \
-                 FROM per_vessel WHERE v.id = per_vessel.vessel_id RETURNING v.id), \
-             per_owner AS ( \
-                 SELECT owner_id, sum(capacity) AS capacity, sum(weight) AS weight \
-                 FROM gone GROUP BY owner_id), \
-             uncounted AS ( \
-                 UPDATE account_holdings a \
-                 SET capacity = greatest(a.capacity - per_owner.capacity, 0), \
-                     weight = greatest(a.weight - per_owner.weight, 0) \
-                 FROM per_owner WHERE a.owner_id = per_owner.owner_id \
-                   AND EXISTS (SELECT FROM back) RETURNING a.owner_id) \
-             SELECT count(*) FROM gone",
-        )
+                 WHERE expires_at IS NOT NULL AND expires_at <= now() RETURNING *), ",
+            give_back!(),
+            "SELECT count(*) FROM gone"
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(StoreError::from_postgres)?;
@@ -510,16 +438,29 @@ impl PostgresStore {
     }
 
     async fn reservation(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        let row: Option<ReservationRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            reservation_columns!(),
-            " FROM reservations WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        self.find_by_id::<StoredReservation, _>(
+            concat!(
+                "SELECT ",
+                reservation_columns!(),
+                " FROM reservations WHERE id = $1"
+            ),
+            id.as_str(),
+        )
         .await
-        .map_err(StoreError::from_postgres)?;
-        row.map(Reservation::try_from).transpose()
+    }
+
+    /// The one row `sql` answers (if any) for the id it takes as `$1`, decoded.
+    async fn find_by_id<R, T>(&self, sql: &'static str, id: &str) -> Result<Option<T>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        shippy_store::find_decoded(
+            sqlx::query_as::<_, R>(sql)
+                .bind(id)
+                .fetch_optional(&self.pool),
+        )
+        .await
     }
 }
 

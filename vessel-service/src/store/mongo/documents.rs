@@ -5,11 +5,11 @@ use mongodb::bson;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{
-        Capacity, Reservation, ReservationId, Room, Specification, Vessel, VesselId, VesselName,
-        Weight,
+    domain::{Reservation, Vessel},
+    store::{
+        StoreError,
+        stored::{StoredReservation, StoredVessel},
     },
-    store::StoreError,
 };
 
 /// One reservation, as an element of its vessel's `reservations` array.
@@ -37,16 +37,11 @@ pub(super) struct HolderDocument {
 
 impl ReservationDocument {
     pub(super) fn into_reservation(self, vessel_id: &str) -> Result<Reservation, StoreError> {
-        let corrupt = |error: crate::domain::InvalidInput| {
-            StoreError::Corrupt(format!("reservation `{}`: {error}", self.id))
-        };
-        Ok(Reservation {
-            id: ReservationId::parse(&self.id).map_err(corrupt)?,
-            vessel_id: VesselId::parse(vessel_id).map_err(corrupt)?,
-            taken: Specification {
-                capacity: Capacity::parse(self.capacity, "capacity").map_err(corrupt)?,
-                max_weight: Weight::parse(self.weight, "weight").map_err(corrupt)?,
-            },
+        Reservation::try_from(StoredReservation {
+            id: self.id,
+            vessel_id: vessel_id.to_owned(),
+            capacity: self.capacity,
+            weight: self.weight,
             expires_at: self.expires_at.and_then(to_chrono),
         })
     }
@@ -88,22 +83,14 @@ impl TryFrom<VesselDocument> for Vessel {
     type Error = StoreError;
 
     fn try_from(document: VesselDocument) -> Result<Self, Self::Error> {
-        let corrupt = |error: crate::domain::InvalidInput| {
-            StoreError::Corrupt(format!("vessel `{}`: {error}", document.id))
-        };
-        let capacity = Capacity::parse(document.capacity, "capacity").map_err(corrupt)?;
-        let max_weight = Weight::parse(document.max_weight, "max_weight").map_err(corrupt)?;
-        Ok(Vessel {
-            id: VesselId::parse(&document.id).map_err(corrupt)?,
-            name: VesselName::parse(&document.name).map_err(corrupt)?,
-            remaining: Room::parse(
-                document.remaining_capacity.unwrap_or(capacity.get()),
-                document.remaining_weight.unwrap_or(max_weight.get()),
-                (capacity, max_weight),
-            )
-            .map_err(corrupt)?,
-            capacity,
-            max_weight,
+        Vessel::try_from(StoredVessel {
+            // Vessels stored before reservations have all their room.
+            remaining_capacity: document.remaining_capacity.unwrap_or(document.capacity),
+            remaining_weight: document.remaining_weight.unwrap_or(document.max_weight),
+            id: document.id,
+            name: document.name,
+            capacity: document.capacity,
+            max_weight: document.max_weight,
             available: document.available,
             owner_id: document.owner_id,
         })
