@@ -8,7 +8,7 @@
 //! let cluster = Cluster::builder()
 //!     .store(StoreKind::MongoDb)
 //!     .quota(AccountQuota::DEFAULT)
-//!     .user_settings(|settings| settings.login.service_token = None)
+//!     .settings(|users: &mut UserSettings| users.login.service_token = None)
 //!     .start()
 //!     .await;
 //! ```
@@ -20,7 +20,10 @@ use shippy_proto::{
     consignment::v1::shipping_service_client::ShippingServiceClient,
     vessel::v1::{Vessel, vessel_service_client::VesselServiceClient},
 };
-use shippy_service::{Shutdown, settings::SecretUrl};
+use shippy_service::{
+    Shutdown,
+    settings::{Secret, SecretUrl},
+};
 use shippy_testkit::{
     ServiceProcess, StoreKind, fresh_postgres_database, init_test_logging, wait_for_health,
 };
@@ -29,11 +32,54 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{app::Application as UserApp, settings::Settings as UserSettings, tokens};
 use vessel_service::{domain::AccountQuota, settings::Settings as VesselSettings};
 
-use crate::{ADMIN, bearer, settings, spawn};
+use crate::{ADMIN, bearer, settings, spawn, user::signing_key};
 
+/// A change to one service's settings.
 type Adjust<S> = Box<dyn FnOnce(&mut S) + Send>;
 
+/// Changes to one service's settings, made after the harness's own.
+pub struct Adjustments<S>(Vec<Adjust<S>>);
+
+impl<S> std::fmt::Debug for Adjustments<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} change(s)", self.0.len())
+    }
+}
+
+impl<S> Adjustments<S> {
+    fn apply(self, settings: &mut S) {
+        for adjust in self.0 {
+            adjust(settings);
+        }
+    }
+}
+
+/// The settings of a service a [`Cluster`] starts, which
+/// [`ClusterBuilder::settings`] changes.
+pub trait ServiceSettings: Sized {
+    /// Where `builder` keeps the changes to these settings.
+    fn adjustments(builder: &mut ClusterBuilder) -> &mut Adjustments<Self>;
+}
+
+/// Each service's settings, kept in the builder's field of the same name.
+macro_rules! service_settings {
+    ($($settings:ty => $field:ident),*) => {$(
+        impl ServiceSettings for $settings {
+            fn adjustments(builder: &mut ClusterBuilder) -> &mut Adjustments<Self> {
+                &mut builder.$field
+            }
+        }
+    )*};
+}
+
+service_settings!(
+    UserSettings => user,
+    VesselSettings => vessel,
+    ConsignmentSettings => consignment
+);
+
 /// The three services, started and serving; dropped, they stop.
+#[derive(Debug)]
 pub struct Cluster {
     /// user-service's settings, its real address in `listen_addr`.
     pub user_settings: UserSettings,
@@ -43,7 +89,7 @@ pub struct Cluster {
     /// The address consignment-service listens on.
     pub shipping_addr: SocketAddr,
     /// The PEM of user-service's signing key, to forge tokens in tests.
-    pub key_pem: String,
+    pub key_pem: Secret,
     pub user_shutdown: Shutdown,
     pub vessel_shutdown: Shutdown,
     pub consignment_shutdown: Shutdown,
@@ -55,34 +101,15 @@ pub struct Cluster {
     pub vessel_addr: SocketAddr,
 }
 
-impl std::fmt::Debug for Cluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
-            .field("user_addr", &self.user_addr)
-            .field("vessel_addr", &self.vessel_addr)
-            .field("shipping_addr", &self.shipping_addr)
-            .finish_non_exhaustive()
-    }
-}
-
 /// How a [`Cluster`] is started: [`Cluster::builder`].
+#[derive(Debug)]
 pub struct ClusterBuilder {
     store: StoreKind,
     quota: AccountQuota,
     databases: String,
-    user: Vec<Adjust<UserSettings>>,
-    vessel: Vec<Adjust<VesselSettings>>,
-    consignment: Vec<Adjust<ConsignmentSettings>>,
-}
-
-impl std::fmt::Debug for ClusterBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterBuilder")
-            .field("store", &self.store)
-            .field("quota", &self.quota)
-            .field("databases", &self.databases)
-            .finish_non_exhaustive()
-    }
+    user: Adjustments<UserSettings>,
+    vessel: Adjustments<VesselSettings>,
+    consignment: Adjustments<ConsignmentSettings>,
 }
 
 impl ClusterBuilder {
@@ -107,30 +134,14 @@ impl ClusterBuilder {
         self
     }
 
-    /// Changes user-service's settings (after the harness's own).
-    pub fn user_settings(
+    /// Changes a service's settings (after the harness's own): user-,
+    /// vessel- or consignment-service's, as the closure's argument says,
+    /// e.g. `.settings(|vessels: &mut VesselSettings| vessels.discovery = …)`.
+    pub fn settings<S: ServiceSettings>(
         mut self,
-        adjust: impl FnOnce(&mut UserSettings) + Send + 'static,
+        adjust: impl FnOnce(&mut S) + Send + 'static,
     ) -> Self {
-        self.user.push(Box::new(adjust));
-        self
-    }
-
-    /// Changes vessel-service's settings (after the harness's own).
-    pub fn vessel_settings(
-        mut self,
-        adjust: impl FnOnce(&mut VesselSettings) + Send + 'static,
-    ) -> Self {
-        self.vessel.push(Box::new(adjust));
-        self
-    }
-
-    /// Changes consignment-service's settings (after the harness's own).
-    pub fn consignment_settings(
-        mut self,
-        adjust: impl FnOnce(&mut ConsignmentSettings) + Send + 'static,
-    ) -> Self {
-        self.consignment.push(Box::new(adjust));
+        S::adjustments(&mut self).0.push(Box::new(adjust));
         self
     }
 
@@ -138,17 +149,12 @@ impl ClusterBuilder {
     pub async fn start(self) -> Cluster {
         init_test_logging();
         let prefix = &self.databases;
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let key_pem = tokens::generate_pem(1).unwrap();
-        let key_file = std::env::temp_dir().join(format!("e2e-key-{unique}.pem"));
-        std::fs::write(&key_file, &key_pem).unwrap();
+        let (key_pem, key_file) = signing_key();
 
         let mut user_settings =
             settings::user(fresh_postgres_database(&format!("{prefix}_users")).await);
         user_settings.jwt_signing_key_file = Some(key_file);
-        for adjust in self.user {
-            adjust(&mut user_settings);
-        }
+        self.user.apply(&mut user_settings);
         let (user_addr, user_shutdown) = spawn::user_service(&user_settings).await;
 
         let vessel_database = self
@@ -159,9 +165,7 @@ impl ClusterBuilder {
             settings::vessel(vessel_database.clone(), format!("http://{user_addr}"));
         vessel_settings.account_max_containers = self.quota.containers;
         vessel_settings.account_max_weight = self.quota.weight;
-        for adjust in self.vessel {
-            adjust(&mut vessel_settings);
-        }
+        self.vessel.apply(&mut vessel_settings);
         let (vessel_addr, vessel_shutdown) =
             spawn::vessel_service_with_settings(&vessel_settings).await;
 
@@ -174,9 +178,7 @@ impl ClusterBuilder {
             format!("http://{vessel_addr}"),
             format!("http://{user_addr}"),
         );
-        for adjust in self.consignment {
-            adjust(&mut consignment_settings);
-        }
+        self.consignment.apply(&mut consignment_settings);
         let (consignment_addr, consignment_shutdown) =
             spawn::consignment_service_with_settings(&consignment_settings).await;
 
@@ -205,15 +207,15 @@ impl ClusterBuilder {
 impl Cluster {
     /// A cluster as [`ClusterBuilder`] is told: vessels and consignments in
     /// PostgreSQL, no account capped, unless changed. (Discovery, like any
-    /// other setting, is an extra setting: e.g. `.vessel_settings(|s| s.discovery = …)`.)
+    /// other setting, is an extra setting: [`ClusterBuilder::settings`].)
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder {
             store: StoreKind::Postgres,
             quota: settings::UNCAPPED,
             databases: "e2e".to_owned(),
-            user: Vec::new(),
-            vessel: Vec::new(),
-            consignment: Vec::new(),
+            user: Adjustments(Vec::new()),
+            vessel: Adjustments(Vec::new()),
+            consignment: Adjustments(Vec::new()),
         }
     }
 
@@ -277,7 +279,7 @@ impl Cluster {
     pub async fn rotate_user_key(&mut self) {
         self.user_shutdown.trigger();
         let key_file = self.user_settings.jwt_signing_key_file.clone().unwrap();
-        let rotated = tokens::generate_pem(1).unwrap() + &self.key_pem;
+        let rotated = tokens::generate_pem(1).unwrap() + self.key_pem.expose();
         std::fs::write(&key_file, rotated).unwrap();
         let mut app = None;
         for _ in 0..50 {

@@ -14,7 +14,8 @@
 //!   and JetStream stream at hand.
 //! - [`shipping`]: the sample consignment, a cluster's consignment calls and
 //!   the fleet's room.
-//! - [`status`]: a refusal's code and message ([`refused`], [`assert_status`]).
+//! - [`status`]: a refusal's code and message ([`refused`], [`assert_status`],
+//!   [`refuses_each`] for a table of bad requests).
 //! - [`logs`]: a process's log captured to a file ([`LogFile`]).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a panic is a test failure.
 
@@ -31,7 +32,7 @@ pub use logs::LogFile;
 pub use settings::UNCAPPED;
 pub use shipping::sample;
 pub use spawn::channel;
-pub use status::{assert_status, refused};
+pub use status::{assert_status, refused, refuses_each};
 
 use shippy_proto::user::v1::{GetPublicKeysRequest, User, user_service_client::UserServiceClient};
 use tonic::{Request, metadata::MetadataValue, transport::Channel};

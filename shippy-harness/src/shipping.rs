@@ -2,10 +2,7 @@
 //! a [`Cluster`]'s consignment calls (create, list, page, cancel) and the
 //! fleet's room as vessel-service reports it.
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use shippy_proto::{
     consignment::v1::{
@@ -15,6 +12,8 @@ use shippy_proto::{
     vessel::v1::{ListRequest, Vessel, vessel_service_client::VesselServiceClient},
 };
 use tonic::{Request, Status, transport::Channel};
+
+use shippy_testkit::wait_until_equal;
 
 use crate::{Cluster, bearer};
 
@@ -76,6 +75,18 @@ pub async fn create_at(
         .expect("the consignment placed"))
 }
 
+/// `token`'s owner's request for `page_size` consignments after
+/// `page_token` (the first page after `""`).
+pub fn page_request(token: &str, page_size: u32, page_token: &str) -> Request<GetRequest> {
+    bearer(
+        GetRequest {
+            page_size,
+            page_token: page_token.into(),
+        },
+        token,
+    )
+}
+
 /// Every page `token`'s owner lists at the consignment-service at
 /// `shipping`, `page_size` at a time, first to last.
 pub async fn pages_at(shipping: Channel, token: &str, page_size: u32) -> Vec<Vec<Consignment>> {
@@ -84,13 +95,7 @@ pub async fn pages_at(shipping: Channel, token: &str, page_size: u32) -> Vec<Vec
     let mut page_token = String::new();
     loop {
         let page = client
-            .get_consignments(bearer(
-                GetRequest {
-                    page_size,
-                    page_token: page_token.clone(),
-                },
-                token,
-            ))
+            .get_consignments(page_request(token, page_size, &page_token))
             .await
             .expect("a page a default client can read")
             .into_inner();
@@ -115,13 +120,7 @@ impl Cluster {
     /// The first 100 consignments `token`'s owner sees, newest first.
     pub async fn list(&self, token: &str) -> Vec<Consignment> {
         self.shipping()
-            .get_consignments(bearer(
-                GetRequest {
-                    page_size: 100,
-                    ..Default::default()
-                },
-                token,
-            ))
+            .get_consignments(page_request(token, 100, ""))
             .await
             .expect("listed")
             .into_inner()
@@ -170,17 +169,9 @@ impl Cluster {
 
     /// Waits until [`Cluster::used`] shows `wanted`, up to `limit`.
     pub async fn wait_for_used(&self, token: &str, wanted: &Used, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let now = self.used(token).await;
-            if &now == wanted {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "room used is {now:?}, never became {wanted:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until_equal("the room used", wanted, limit, async || {
+            self.used(token).await
+        })
+        .await;
     }
 }

@@ -37,6 +37,19 @@ pub fn refused<T: Debug>(result: Result<T, Status>, code: Code, mentions: &[&str
     status
 }
 
+/// Sends each request of `cases` with `call` and asserts it is refused
+/// with `code`, its message mentioning what the case names (e.g. the field
+/// that is wrong), as [`refused`] says.
+pub async fn refuses_each<T, R: Debug>(
+    code: Code,
+    cases: impl IntoIterator<Item = (T, &str)>,
+    mut call: impl AsyncFnMut(T) -> Result<R, Status>,
+) {
+    for (request, mentions) in cases {
+        refused(call(request).await, code, &[mentions]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +94,26 @@ mod tests {
     #[should_panic(expected = "expected NotFound")]
     fn an_answer_fails() {
         refused(Ok::<_, Status>("placed"), Code::NotFound, &[]);
+    }
+
+    /// A call that refuses every number but 7, naming it.
+    async fn refuse_all_but_seven(n: i32) -> Result<i32, Status> {
+        match n {
+            7 => Ok(7),
+            n => Err(Status::invalid_argument(format!("{n} is not seven"))),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_case_refused_with_its_mention_passes() {
+        let cases = [(1, "1 is"), (2, "2 is")];
+        refuses_each(Code::InvalidArgument, cases, refuse_all_but_seven).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "expected InvalidArgument")]
+    async fn one_case_answered_fails() {
+        let cases = [(1, "1 is"), (7, "7 is")];
+        refuses_each(Code::InvalidArgument, cases, refuse_all_but_seven).await;
     }
 }

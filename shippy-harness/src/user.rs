@@ -7,11 +7,23 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use async_nats::jetstream;
 use shippy_proto::user::v1::{User, user_service_client::UserServiceClient};
+use shippy_service::settings::Secret;
 use shippy_testkit::{fresh_postgres_database, infra_var, init_test_logging};
 use tonic::transport::Channel;
 use user_service::{settings::Settings, tokens};
 
 use crate::{ADMIN, settings, spawn};
+
+/// A fresh signing key for user-service: its PEM, and the file it is
+/// written to (for `jwt_signing_key_file`).
+pub fn signing_key() -> (Secret, PathBuf) {
+    let pem = tokens::generate_pem(1).unwrap();
+    let unique = uuid::Uuid::new_v4().simple();
+    let file = std::env::temp_dir().join(format!("shippy-user-key-{unique}.pem"));
+    std::fs::write(&file, &pem).unwrap();
+    let Ok(pem) = pem.parse();
+    (pem, file)
+}
 
 /// The user `id`, as `Get` and `Delete` name the one they are about.
 pub fn user_id(id: &str) -> User {
@@ -23,21 +35,14 @@ pub fn user_id(id: &str) -> User {
 
 /// A running user-service; stopped when [`TestApp::stop`]ped (or dropped
 /// with the test's runtime).
+#[derive(Debug)]
 pub struct TestApp {
     pub address: SocketAddr,
     pub channel: Channel,
     pub settings: Settings,
     /// The PEM of the signing key, to forge tokens in tests.
-    pub key_pem: String,
+    pub key_pem: Secret,
     server: spawn::Service,
-}
-
-impl std::fmt::Debug for TestApp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestApp")
-            .field("address", &self.address)
-            .finish_non_exhaustive()
-    }
 }
 
 impl TestApp {
@@ -54,10 +59,7 @@ impl TestApp {
     /// A server with settings `adjust` changed from the tests' defaults.
     pub async fn spawn_custom(nats_url: String, adjust: impl FnOnce(&mut Settings)) -> Self {
         init_test_logging();
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let key_pem = tokens::generate_pem(1).unwrap();
-        let key_file = std::env::temp_dir().join(format!("shippy-user-key-{unique}.pem"));
-        std::fs::write(&key_file, &key_pem).unwrap();
+        let (key_pem, key_file) = signing_key();
         let mut settings = settings::user(fresh_postgres_database("users").await);
         settings.nats_url = nats_url.parse().unwrap();
         settings.jwt_signing_key_file = Some(key_file);
@@ -65,7 +67,7 @@ impl TestApp {
         Self::spawn_with(settings, key_pem).await
     }
 
-    pub async fn spawn_with(settings: Settings, key_pem: String) -> Self {
+    pub async fn spawn_with(settings: Settings, key_pem: Secret) -> Self {
         let server = spawn::user(&settings).await.serving().await;
         Self {
             address: server.address,

@@ -43,6 +43,7 @@ pub mod otlp;
 pub mod running;
 pub mod service;
 pub mod settings;
+pub mod wait;
 
 pub use external::{
     CONSUL_SERVICES, ConsulAgent, ExternalServer, NatsServer, Readiness, SmtpServer,
@@ -62,6 +63,7 @@ pub use service::{
     workspace_binary,
 };
 pub use settings::{RESERVATION_TTL, SERVICE_TOKEN};
+pub use wait::wait_until_equal;
 
 /// Installs a log subscriber when `TEST_LOG` is set; otherwise logs are dropped.
 pub fn init_test_logging() {

@@ -112,6 +112,18 @@ impl TestApp {
         bearer(vessel, &self.admin)
     }
 
+    /// The vessel `FindAvailable` picks for `capacity` containers of
+    /// `max_weight` kg (one must fit).
+    async fn pick(&self, capacity: i32, max_weight: i32) -> Vessel {
+        self.vessels()
+            .find_available(spec(capacity, max_weight))
+            .await
+            .expect("a vessel fits")
+            .into_inner()
+            .vessel
+            .expect("the vessel picked")
+    }
+
     pub(crate) fn vessels(&self) -> VesselServiceClient<Channel> {
         VesselServiceClient::new(self.channel.clone())
     }

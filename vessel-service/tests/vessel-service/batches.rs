@@ -14,7 +14,7 @@ use vessel_service::{
 };
 
 use crate::store_contract::{
-    HOLD, NO_CAP, held, mongo_store, owner, postgres_store, rid, room, spec, vessel,
+    HOLD, NO_CAP, held, mongo_store, owner, postgres_store, reserve_as, rid, room, spec, vessel,
 };
 
 fn wanted(id: &str, owner_id: &str, capacity: i32, weight: i32) -> Wanted {
@@ -52,8 +52,7 @@ async fn a_batch_is_answered_item_by_item_as_each_would_be_alone(store: Store) {
         containers: 12,
         weight: 100_000,
     };
-    let before = store
-        .reserve(&rid("before"), &owner("p"), spec(1, 1), HOLD, cap)
+    let before = reserve_as(&store, "before", "p", spec(1, 1), cap)
         .await
         .unwrap();
     let batch = [
@@ -82,8 +81,7 @@ async fn a_batch_is_answered_item_by_item_as_each_would_be_alone(store: Store) {
         ]
     );
     assert_eq!(store.reserve_many(&[], HOLD, cap).await.len(), 0);
-    let again = store
-        .reserve(&rid("before"), &owner("p"), spec(1, 1), HOLD, cap)
+    let again = reserve_as(&store, "before", "p", spec(1, 1), cap)
         .await
         .unwrap();
     assert_eq!(again, before, "the earlier reservation, untouched");
@@ -114,14 +112,7 @@ async fn batches_and_single_reservations_racing_never_overbook_or_pass_a_cap(sto
     for n in 0..8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let answer = store
-                .reserve(
-                    &rid(&format!("s{n}")),
-                    &owner("greedy"),
-                    spec(3, 55_000),
-                    HOLD,
-                    cap,
-                )
+            let answer = reserve_as(&store, &format!("s{n}"), "greedy", spec(3, 55_000), cap)
                 .await
                 .expect("reserve");
             vec![outcome(&answer)]
@@ -234,8 +225,7 @@ async fn expired_holds_count_against_the_cap_no_more(store: Store) {
     for id in ["first", "second"] {
         held(&store, id, spec(1, 1), short, cap).await;
     }
-    let full = store
-        .reserve(&rid("third"), &owner("o"), spec(1, 1), HOLD, cap)
+    let full = reserve_as(&store, "third", "o", spec(1, 1), cap)
         .await
         .unwrap();
     assert_eq!(

@@ -15,8 +15,8 @@ use shippy_testkit::{
 };
 use vessel_service::{
     domain::{
-        AccountQuota, Capacity, OwnerId, Reservation, ReservationId, Room, Specification, Vessel,
-        VesselId, VesselName, Weight,
+        AccountQuota, Capacity, OwnerId, Reservation, ReservationId, Reserved, Room, Specification,
+        Vessel, VesselId, VesselName, Weight,
     },
     fleet,
     store::{Store, StoreError, VesselStore},
@@ -65,6 +65,18 @@ pub(crate) const NO_CAP: AccountQuota = AccountQuota {
 
 /// A long time: holds that must not expire during a test.
 pub(crate) const HOLD: Duration = Duration::from_secs(600);
+
+/// Reservation `id` of owner `who` for `spec`, held for [`HOLD`] under
+/// `cap`: the store's answer.
+pub(crate) async fn reserve_as(
+    store: &impl VesselStore,
+    id: &str,
+    who: &str,
+    spec: Specification,
+    cap: AccountQuota,
+) -> Result<Reserved, StoreError> {
+    store.reserve(&rid(id), &owner(who), spec, HOLD, cap).await
+}
 
 /// Reservation `id` of owner `o` for `spec`, held for `ttl` under `cap`:
 /// the reservation, which must have found room.

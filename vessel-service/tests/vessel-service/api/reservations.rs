@@ -3,15 +3,24 @@
 
 use std::time::Duration;
 
-use shippy_harness::refused;
-use shippy_proto::vessel::v1::ReserveRequest;
+use shippy_harness::{refused, refuses_each};
+use shippy_proto::vessel::v1::{ReserveRequest, vessel_service_client::VesselServiceClient};
 use shippy_testkit::SERVICE_TOKEN;
-use tonic::{Code, Request, metadata::MetadataValue};
+use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 use vessel_service::domain::AccountQuota;
 
 use super::{
     RESERVATION_TTL, TestApp, as_service, bearer, reference, release, reserve, room_of, spec,
 };
+
+/// Asserts no reservation `id` is held: confirming it is `NOT_FOUND`.
+async fn assert_nothing_held(vessels: &mut VesselServiceClient<Channel>, id: &str) {
+    refused(
+        vessels.confirm(as_service(reference(id))).await,
+        Code::NotFound,
+        &[],
+    );
+}
 
 #[tokio::test]
 async fn reservations_are_for_the_services_only() {
@@ -98,11 +107,7 @@ async fn reserve_confirm_and_release_move_a_vessels_room() {
         .unwrap()
         .into_inner();
     assert!(!twice.released, "nothing to give back twice");
-    refused(
-        vessels.confirm(as_service(reference("c-1"))).await,
-        Code::NotFound,
-        &[],
-    );
+    assert_nothing_held(&mut vessels, "c-1").await;
     app.stop().await;
 }
 
@@ -123,11 +128,7 @@ async fn a_hold_never_confirmed_gives_its_room_back_after_the_ttl() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    refused(
-        vessels.confirm(as_service(reference("abandoned"))).await,
-        Code::NotFound,
-        &[],
-    );
+    assert_nothing_held(&mut vessels, "abandoned").await;
     app.stop().await;
 }
 
@@ -135,7 +136,7 @@ async fn a_hold_never_confirmed_gives_its_room_back_after_the_ttl() {
 async fn bad_reservations_are_refused_precisely_and_no_room_is_failed_precondition() {
     let app = TestApp::ready().await;
     let mut vessels = app.vessels();
-    for (request, wanted) in [
+    let cases = [
         (reserve("", 1, 1), "reservation_id"),
         (reserve("a\nb", 1, 1), "reservation_id"),
         (reserve(&"x".repeat(10_000), 1, 1), "reservation_id"),
@@ -155,13 +156,11 @@ async fn bad_reservations_are_refused_precisely_and_no_room_is_failed_preconditi
             },
             "owner_id",
         ),
-    ] {
-        refused(
-            vessels.reserve(as_service(request)).await,
-            Code::InvalidArgument,
-            &[wanted],
-        );
-    }
+    ];
+    refuses_each(Code::InvalidArgument, cases, async |request| {
+        vessels.reserve(as_service(request)).await
+    })
+    .await;
     refused(
         vessels.reserve(as_service(reserve("big", 1_001, 1))).await,
         Code::FailedPrecondition,

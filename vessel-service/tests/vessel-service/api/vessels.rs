@@ -1,7 +1,7 @@
 //! The fleet over gRPC: finding the smallest vessel that fits, creating
 //! vessels (administrators only) and listing them.
 
-use shippy_harness::refused;
+use shippy_harness::{refused, refuses_each};
 use shippy_proto::vessel::v1::Vessel;
 use tonic::Code;
 
@@ -11,23 +11,11 @@ use super::{TestApp, bearer, new_vessel, spec};
 async fn find_available_answers_the_smallest_seed_vessel_that_fits() {
     let app = TestApp::ready().await;
     // The original's sample consignment: 3 containers, 55 000 kg.
-    let response = app
-        .vessels()
-        .find_available(spec(3, 55_000))
-        .await
-        .expect("found");
-    let vessel = response.into_inner().vessel.expect("a vessel");
+    let vessel = app.pick(3, 55_000).await;
     assert_eq!(vessel.id, "vessel002");
     assert!(vessel.capacity >= 3 && vessel.max_weight >= 55_000);
 
-    let vessel = app
-        .vessels()
-        .find_available(spec(300, 150_000))
-        .await
-        .expect("found")
-        .into_inner()
-        .vessel
-        .unwrap();
+    let vessel = app.pick(300, 150_000).await;
     assert_eq!(
         (vessel.id.as_str(), vessel.name.as_str()),
         ("vessel001", "Kane's Salty Secret")
@@ -50,19 +38,16 @@ async fn nothing_fits_is_not_found_naming_the_spec() {
 #[tokio::test]
 async fn bad_specifications_are_invalid_argument_and_the_service_keeps_serving() {
     let app = TestApp::ready().await;
-    for (bad, field) in [
+    let cases = [
         (spec(0, 100), "capacity"),
         (spec(-3, 100), "capacity"),
         (spec(1, 0), "max_weight"),
         (spec(1, i32::MIN), "max_weight"),
-    ] {
-        // Invalid.
-        refused(
-            app.vessels().find_available(bad).await,
-            Code::InvalidArgument,
-            &[field],
-        );
-    }
+    ];
+    refuses_each(Code::InvalidArgument, cases, async |bad| {
+        app.vessels().find_available(bad).await
+    })
+    .await;
     app.stop_after_an_answer("still serving").await;
 }
 
@@ -92,14 +77,8 @@ async fn create_stores_the_vessel_and_find_available_can_pick_it() {
         "available unless said otherwise"
     );
 
-    let found = app
-        .vessels()
-        .find_available(spec(1, 10))
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        found.vessel.unwrap().id,
+        app.pick(1, 10).await.id,
         "dinghy",
         "the new vessel is the smallest fit"
     );
@@ -113,13 +92,7 @@ async fn create_stores_the_vessel_and_find_available_can_pick_it() {
         .create(app.as_admin(busy))
         .await
         .expect("created");
-    let found = app
-        .vessels()
-        .find_available(spec(1, 1))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(found.vessel.unwrap().id, "dinghy");
+    assert_eq!(app.pick(1, 1).await.id, "dinghy");
     app.stop().await;
 }
 
@@ -154,22 +127,14 @@ async fn a_taken_id_is_already_exists_and_nothing_is_overwritten() {
         Code::AlreadyExists,
         &["vessel001"],
     );
-    let found = app
-        .vessels()
-        .find_available(spec(300, 150_000))
-        .await
-        .unwrap();
-    assert_eq!(
-        found.into_inner().vessel.unwrap().name,
-        "Kane's Salty Secret"
-    );
+    assert_eq!(app.pick(300, 150_000).await.name, "Kane's Salty Secret");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn bad_vessels_are_invalid_argument() {
     let app = TestApp::ready().await;
-    for (bad, field) in [
+    let cases = [
         (new_vessel("", "", 1, 1), "name"),
         (new_vessel("", "   ", 1, 1), "name"),
         (new_vessel("", "Ship", 0, 1), "capacity"),
@@ -188,14 +153,11 @@ async fn bad_vessels_are_invalid_argument() {
             },
             "owner_id",
         ),
-    ] {
-        // Invalid.
-        refused(
-            app.vessels().create(app.as_admin(bad)).await,
-            Code::InvalidArgument,
-            &[field],
-        );
-    }
+    ];
+    refuses_each(Code::InvalidArgument, cases, async |bad| {
+        app.vessels().create(app.as_admin(bad)).await
+    })
+    .await;
     app.stop_after_an_answer("still serving").await;
 }
 
@@ -227,13 +189,7 @@ async fn create_needs_an_admin_token_and_find_available_needs_none() {
     );
 
     // Nothing was stored: the smallest fit is still a seeded vessel.
-    let found = app
-        .vessels()
-        .find_available(spec(1, 1))
-        .await
-        .expect("open to services")
-        .into_inner();
-    assert_ne!(found.vessel.unwrap().id, "trap");
+    assert_ne!(app.pick(1, 1).await.id, "trap");
 
     app.vessels()
         .create(app.as_admin(capture))

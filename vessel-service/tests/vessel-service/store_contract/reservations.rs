@@ -10,7 +10,7 @@ use vessel_service::{
     store::{Store, VesselStore},
 };
 
-use super::{HOLD, NO_CAP, found_id, held, owner, rid, room, spec, vessel};
+use super::{HOLD, NO_CAP, found_id, held, owner, reserve_as, rid, room, spec, vessel};
 
 /// Reserves and answers the vessel's id (`None`: no room).
 async fn reserve_on(
@@ -19,18 +19,17 @@ async fn reserve_on(
     capacity: i32,
     weight: i32,
 ) -> Option<String> {
-    store
-        .reserve(
-            &rid(id),
-            &owner(&format!("owner-of-{id}")),
-            spec(capacity, weight),
-            HOLD,
-            NO_CAP,
-        )
-        .await
-        .expect("reserve")
-        .into_held()
-        .map(|reservation| reservation.vessel_id.as_str().to_owned())
+    reserve_as(
+        store,
+        id,
+        &format!("owner-of-{id}"),
+        spec(capacity, weight),
+        NO_CAP,
+    )
+    .await
+    .expect("reserve")
+    .into_held()
+    .map(|reservation| reservation.vessel_id.as_str().to_owned())
 }
 
 pub(super) async fn reservations_take_room_on_the_smallest_vessel_that_still_has_it(
@@ -121,11 +120,7 @@ pub(super) async fn concurrent_reservers_with_one_id_take_the_room_once(
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .reserve(&rid("same"), &owner("o"), spec(2, 10), HOLD, NO_CAP)
-                    .await
-            })
+            tokio::spawn(async move { reserve_as(&store, "same", "o", spec(2, 10), NO_CAP).await })
         })
         .collect();
     for task in tasks {
@@ -245,15 +240,7 @@ pub(super) async fn an_owners_cap_holds_under_concurrency_and_frees_on_release(s
         .map(|n| {
             let store = store.clone();
             tokio::spawn(async move {
-                store
-                    .reserve(
-                        &rid(&format!("q{n}")),
-                        &owner("greedy"),
-                        spec(1, 100),
-                        HOLD,
-                        cap,
-                    )
-                    .await
+                reserve_as(&store, &format!("q{n}"), "greedy", spec(1, 100), cap).await
             })
         })
         .collect();
@@ -280,8 +267,7 @@ pub(super) async fn an_owners_cap_holds_under_concurrency_and_frees_on_release(s
     // A confirmed reservation counts as much as a held one.
     store.confirm(&held[0].id).await.unwrap().unwrap();
     assert!(matches!(
-        store
-            .reserve(&rid("one-more"), &owner("greedy"), spec(1, 1), HOLD, cap)
+        reserve_as(&store, "one-more", "greedy", spec(1, 1), cap)
             .await
             .unwrap(),
         Reserved::OverQuota(Held {
@@ -297,8 +283,7 @@ pub(super) async fn an_owners_cap_holds_under_concurrency_and_frees_on_release(s
     assert_eq!(again, Reserved::Held(held[1].clone()));
     // Someone else is not held back by it.
     assert!(matches!(
-        store
-            .reserve(&rid("modest"), &owner("modest"), spec(1, 1), HOLD, cap)
+        reserve_as(&store, "modest", "modest", spec(1, 1), cap)
             .await
             .unwrap(),
         Reserved::Held(_)
@@ -306,14 +291,7 @@ pub(super) async fn an_owners_cap_holds_under_concurrency_and_frees_on_release(s
     // Released room (confirmed or not) counts no more.
     store.release(&held[0].id, false).await.unwrap().unwrap();
     assert!(matches!(
-        store
-            .reserve(
-                &rid("after-release"),
-                &owner("greedy"),
-                spec(1, 100),
-                HOLD,
-                cap
-            )
+        reserve_as(&store, "after-release", "greedy", spec(1, 100), cap)
             .await
             .unwrap(),
         Reserved::Held(_)
