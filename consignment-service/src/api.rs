@@ -9,16 +9,18 @@ use shippy_proto::consignment::v1::{self as proto, shipping_service_server::Ship
 use shippy_service::{ApiError, pagination, readiness::Ready};
 use tonic::{Request, Response, Status};
 
-use shippy_auth::Authenticator;
+use shippy_auth::{Authenticator, Claims};
 
 use crate::{
     domain::{
-        Consignment, Idempotency, IdempotencyKey, InvalidInput, MAX_CONSIGNMENT_BYTES,
-        NewConsignment, State,
+        Consignment, Idempotency, IdempotencyKey, MAX_CONSIGNMENT_BYTES, NewConsignment, State,
     },
     saga::Saga,
     store::{ConsignmentStore, Cursor, Store, StoreError},
 };
+
+/// What a handler answers (as in tonic's examples).
+type Reply<T> = Result<Response<T>, Status>;
 
 /// The longest consignment id `CancelConsignment` looks up (ours are UUIDs).
 const MAX_ID_LEN: usize = 100;
@@ -56,6 +58,13 @@ impl ShippingApi {
     fn store(&self) -> Result<&Store, ApiError> {
         self.ready.gate(&self.store, "consignment store")
     }
+
+    /// The caller's verified claims, recorded as the span's `caller`.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Claims, ApiError> {
+        let claims = self.auth.authenticate(request).await?;
+        tracing::Span::current().record("caller", &claims.sub);
+        Ok(claims)
+    }
 }
 
 /// The metadata a create's idempotency key travels in.
@@ -84,12 +93,6 @@ fn idempotency_key(
         .map_err(ApiError::from)
 }
 
-impl From<InvalidInput> for ApiError {
-    fn from(error: InvalidInput) -> Self {
-        ApiError::InvalidArgument(error.0)
-    }
-}
-
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -113,10 +116,8 @@ impl ShippingService for ShippingApi {
     async fn create_consignment(
         &self,
         request: Request<proto::Consignment>,
-    ) -> Result<Response<proto::Response>, Status> {
-        let claims = self.auth.authenticate(&request).await?;
-        let span = tracing::Span::current();
-        span.record("caller", &claims.sub);
+    ) -> Reply<proto::Response> {
+        let claims = self.caller(&request).await?;
         let encoded = request.get_ref().encoded_len();
         if encoded > MAX_CONSIGNMENT_BYTES {
             return Err(ApiError::InvalidArgument(format!(
@@ -157,7 +158,7 @@ impl ShippingService for ShippingApi {
             ))
             .into());
         }
-        span.record("consignment.id", &consignment.id);
+        tracing::Span::current().record("consignment.id", &consignment.id);
         let consignment = self.saga.place(consignment, capacity).await?;
         tracing::info!("consignment created");
         Ok(Response::new(proto::Response {
@@ -171,10 +172,8 @@ impl ShippingService for ShippingApi {
     async fn cancel_consignment(
         &self,
         request: Request<proto::CancelRequest>,
-    ) -> Result<Response<proto::Response>, Status> {
-        let claims = self.auth.authenticate(&request).await?;
-        let span = tracing::Span::current();
-        span.record("caller", &claims.sub);
+    ) -> Reply<proto::Response> {
+        let claims = self.caller(&request).await?;
         let id = request.into_inner().id;
         if id.trim().is_empty() {
             return Err(ApiError::InvalidArgument(
@@ -191,7 +190,7 @@ impl ShippingService for ShippingApi {
             ))
             .into());
         }
-        span.record("consignment.id", id.as_str());
+        tracing::Span::current().record("consignment.id", id.as_str());
         self.store()?;
         let consignment = self
             .saga
@@ -207,9 +206,8 @@ impl ShippingService for ShippingApi {
     async fn get_consignments(
         &self,
         request: Request<proto::GetRequest>,
-    ) -> Result<Response<proto::Response>, Status> {
-        let claims = self.auth.authenticate(&request).await?;
-        tracing::Span::current().record("caller", &claims.sub);
+    ) -> Reply<proto::Response> {
+        let claims = self.caller(&request).await?;
         let wanted = request.into_inner();
         let after: Option<Cursor> = pagination::decode(&wanted.page_token)?;
         let size = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);

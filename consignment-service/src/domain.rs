@@ -7,11 +7,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shippy_proto::consignment::v1 as proto;
-
-/// Why a request's consignment is not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidInput(pub String);
+pub use shippy_service::input::InvalidInput;
 
 const MAX_TEXT_LEN: usize = 500;
 /// The most containers one consignment may have.

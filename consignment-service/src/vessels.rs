@@ -50,7 +50,7 @@ type Answer = Result<proto::Reservation, Status>;
 pub struct Vessels {
     caller: Caller,
     reservations: Arc<Coalescer<ReserveRequest, Answer>>,
-    confirmations: Arc<Coalescer<String, Answer>>,
+    confirmations: Arc<Coalescer<ReservationRef, Answer>>,
 }
 
 /// Sends calls: with the secret, the deadline, retries and the breaker.
@@ -86,10 +86,10 @@ impl Vessels {
         let confirmer = caller.clone();
         Self {
             reservations: Arc::new(Coalescer::new(MAX_BATCH, move |batch| {
-                reserver.clone().reserve_batch(batch)
+                reserver.clone().batch(batch)
             })),
             confirmations: Arc::new(Coalescer::new(MAX_BATCH, move |batch| {
-                confirmer.clone().confirm_batch(batch)
+                confirmer.clone().batch(batch)
             })),
             caller,
         }
@@ -117,15 +117,10 @@ impl Caller {
         })
     }
 
-    /// Sends `message` with `send` until it is answered, is refused for a
-    /// reason other than being unreachable, or the deadline passes. Call
+    /// Sends `message` until it is answered, is refused for a reason other
+    /// than being unreachable, or the deadline passes. Call
     /// [`Vessels::admit`] first.
-    async fn call<M, R, F, Fut>(&self, message: M, send: F) -> Result<R, Status>
-    where
-        M: Clone,
-        F: Fn(Client, tonic::Request<M>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
-    {
+    async fn call<M: Call>(&self, message: M) -> Result<M::Answer, Status> {
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut pauses = PAUSES.delays(true);
         let mut attempt = 0;
@@ -137,7 +132,7 @@ impl Caller {
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             request.set_timeout(left);
-            let result = tokio::time::timeout(left, send(self.client.clone(), request))
+            let result = tokio::time::timeout(left, M::send(self.client.clone(), request))
                 .await
                 .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")))
                 .map_err(broken_connection_is_unavailable);
@@ -161,82 +156,97 @@ impl Caller {
         answer.map(tonic::Response::into_inner)
     }
 
-    /// `Reserve` for each of `batch`, one by one.
-    async fn reserve_each(&self, batch: Vec<ReserveRequest>) -> Vec<Answer> {
+    /// Each of `batch` as its own call, one by one.
+    async fn each<T: Batchable>(&self, batch: Vec<T>) -> Vec<Answer> {
         let mut answers = Vec::with_capacity(batch.len());
         for item in batch {
-            answers.push(
-                self.call(item, |mut client, request| async move {
-                    client.reserve(request).await
-                })
-                .await,
-            );
+            answers.push(self.call(item).await);
         }
         answers
     }
 
-    /// `Confirm` for each of `batch`, one by one.
-    async fn confirm_each(&self, batch: Vec<String>) -> Vec<Answer> {
-        let mut answers = Vec::with_capacity(batch.len());
-        for reservation_id in batch {
-            let request = ReservationRef { reservation_id };
-            answers.push(
-                self.call(request, |mut client, request| async move {
-                    client.confirm(request).await
-                })
-                .await,
-            );
-        }
-        answers
-    }
-
-    /// `batch` as one `ReserveBatch` (a lone item as a plain `Reserve`);
-    /// each item's answer, in order.
-    async fn reserve_batch(self, batch: Vec<ReserveRequest>) -> Vec<Answer> {
+    /// `batch` as one batch call (a lone item as its own call); each item's
+    /// answer, in order.
+    async fn batch<T: Batchable>(self, batch: Vec<T>) -> Vec<Answer> {
         if batch.len() == 1 {
-            return self.reserve_each(batch).await;
+            return self.each(batch).await;
         }
         let items = batch.len();
-        let request = ReserveBatchRequest {
-            reservations: batch,
-        };
         let answer = self
-            .call(request.clone(), |mut client, request| async move {
-                client.reserve_batch(request).await
-            })
-            .instrument(batch_span("ReserveBatch", items))
+            .call(T::batch(batch.clone()))
+            .instrument(batch_span(T::BATCH_METHOD, items))
             .await;
         match answer {
             Ok(response) => unpack(response, items),
-            Err(status) if status.code() == Code::Unimplemented => {
-                self.reserve_each(request.reservations).await
-            }
+            Err(status) if status.code() == Code::Unimplemented => self.each(batch).await,
             Err(status) => vec![Err(status); items],
         }
     }
+}
 
-    /// `batch` as one `ConfirmBatch` (a lone item as a plain `Confirm`);
-    /// each item's answer, in order.
-    async fn confirm_batch(self, batch: Vec<String>) -> Vec<Answer> {
-        if batch.len() == 1 {
-            return self.confirm_each(batch).await;
-        }
-        let items = batch.len();
-        let request = ConfirmBatchRequest {
-            reservation_ids: batch,
-        };
-        let answer = self
-            .call(request.clone(), |mut client, request| async move {
-                client.confirm_batch(request).await
-            })
-            .instrument(batch_span("ConfirmBatch", items))
-            .await;
-        match answer {
-            Ok(response) => unpack(response, items),
-            Err(status) if status.code() == Code::Unimplemented => {
-                self.confirm_each(request.reservation_ids).await
+/// A message vessel-service answers with `Answer`, sent by one method of
+/// the client.
+trait Call: Clone + Send + Sync + 'static {
+    /// What vessel-service answers.
+    type Answer;
+    /// Sends the message.
+    fn send(
+        client: Client,
+        request: tonic::Request<Self>,
+    ) -> impl Future<Output = Result<tonic::Response<Self::Answer>, Status>> + Send;
+}
+
+/// Which client method sends which message, and what it answers: a table.
+macro_rules! calls {
+    ($($message:ty => $method:ident -> $answer:ty,)*) => {$(
+        impl Call for $message {
+            type Answer = $answer;
+
+            async fn send(
+                mut client: Client,
+                request: tonic::Request<Self>,
+            ) -> Result<tonic::Response<$answer>, Status> {
+                client.$method(request).await
             }
-            Err(status) => vec![Err(status); items],
+        }
+    )*};
+}
+
+calls! {
+    ReserveRequest => reserve -> proto::Reservation,
+    ReservationRef => confirm -> proto::Reservation,
+    ReleaseRequest => release -> proto::ReleaseResponse,
+    ReserveBatchRequest => reserve_batch -> proto::BatchResponse,
+    ConfirmBatchRequest => confirm_batch -> proto::BatchResponse,
+}
+
+/// A call that also comes as a batch call: its message is a batch's item.
+trait Batchable: Call<Answer = proto::Reservation> {
+    /// The batch call's message.
+    type Batch: Call<Answer = proto::BatchResponse>;
+    /// The batch call's method, as its client span names it.
+    const BATCH_METHOD: &'static str;
+    /// The batch call's message for `items`.
+    fn batch(items: Vec<Self>) -> Self::Batch;
+}
+
+impl Batchable for ReserveRequest {
+    type Batch = ReserveBatchRequest;
+    const BATCH_METHOD: &'static str = "ReserveBatch";
+
+    fn batch(reservations: Vec<Self>) -> Self::Batch {
+        ReserveBatchRequest { reservations }
+    }
+}
+
+impl Batchable for ReservationRef {
+    type Batch = ConfirmBatchRequest;
+    const BATCH_METHOD: &'static str = "ConfirmBatch";
+
+    fn batch(items: Vec<Self>) -> Self::Batch {
+        let reservation_ids = items.into_iter().map(|item| item.reservation_id);
+        ConfirmBatchRequest {
+            reservation_ids: reservation_ids.collect(),
         }
     }
 }
@@ -373,7 +383,10 @@ impl Vessels {
     )]
     pub async fn confirm(&self, id: &str) -> Result<(), ConfirmError> {
         self.admit().map_err(ConfirmError::Failed)?;
-        self.batched(&self.confirmations, id.to_owned())
+        let request = ReservationRef {
+            reservation_id: id.to_owned(),
+        };
+        self.batched(&self.confirmations, request)
             .await
             .map(drop)
             .map_err(|status| match status.code() {
@@ -405,9 +418,7 @@ impl Vessels {
             only_if_held,
         };
         self.caller
-            .call(request, |mut client, request| async move {
-                client.release(request).await
-            })
+            .call(request)
             .await
             .map(|released| released.released)
             .map_err(unexpected)

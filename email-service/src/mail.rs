@@ -264,12 +264,16 @@ mod tests {
         }
     }
 
+    /// The welcome mail for `event`, from Shippy's usual sender.
+    fn welcome(event: &UserCreated) -> Result<WelcomeMail, MailError> {
+        Template::new("Shippy <no-reply@shippy.example>", "Welcome")
+            .unwrap()
+            .welcome(event)
+    }
+
     #[test]
     fn greets_by_name_with_plain_text_and_html() {
-        let template = Template::new("Shippy <no-reply@shippy.example>", "Welcome").unwrap();
-        let mail = template
-            .welcome(&event("Ewan <b>", "ewan@example.com"))
-            .unwrap();
+        let mail = welcome(&event("Ewan <b>", "ewan@example.com")).unwrap();
         assert!(mail.text.starts_with("Hi Ewan <b>,"));
         let raw = String::from_utf8(mail.message.formatted()).unwrap();
         assert!(raw.contains("Subject: Welcome"));
@@ -282,11 +286,10 @@ mod tests {
 
     #[test]
     fn the_message_id_is_the_events_so_a_mail_sent_again_is_the_same_message() {
-        let template = Template::new("Shippy <no-reply@shippy.example>", "Welcome").unwrap();
         let raw = |event_id: &str| {
             let mut event = event("Ewan", "ewan@example.com");
             event.event_id = event_id.into();
-            String::from_utf8(template.welcome(&event).unwrap().message.formatted()).unwrap()
+            String::from_utf8(welcome(&event).unwrap().message.formatted()).unwrap()
         };
         let id = "8df1841b-2f11-42fc-9ff1-40869f493390";
         let first = raw(id);
@@ -309,9 +312,8 @@ mod tests {
 
     #[test]
     fn an_event_without_a_valid_address_cannot_be_mailed() {
-        let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
         assert!(matches!(
-            template.welcome(&event("A", "not an address")),
+            welcome(&event("A", "not an address")),
             Err(MailError::Invalid(_))
         ));
         assert!(Template::new("nobody", "x").is_err());
@@ -322,10 +324,7 @@ mod tests {
         // lettre parses `"john doe"@example.com` but cannot put it in an
         // envelope: such an event (older than user-service's refusal) is
         // given up, not retried and not dropped silently.
-        let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
-        let error = template
-            .welcome(&event("John", "\"john doe\"@example.com"))
-            .unwrap_err();
+        let error = welcome(&event("John", "\"john doe\"@example.com")).unwrap_err();
         assert!(matches!(error, MailError::Invalid(_)), "{error:?}");
         assert!(error.is_permanent());
         assert!(!MailError::Timeout.is_permanent());
@@ -333,7 +332,6 @@ mod tests {
 
     #[test]
     fn header_injection_in_any_field_is_an_invalid_event_not_a_panic() {
-        let template = Template::new("no-reply@shippy.example", "Welcome").unwrap();
         for (name, email) in [
             ("Eve\r\nBcc: spy@example.com", "eve@example.com"),
             ("Eve\nBcc: spy@example.com", "eve@example.com"),
@@ -341,7 +339,7 @@ mod tests {
             ("Eve", "eve@example.com\r\nBcc: spy@example.com"),
             (&"\u{202e}\r".repeat(5000), "eve@example.com"),
         ] {
-            match template.welcome(&event(name, email)) {
+            match welcome(&event(name, email)) {
                 Err(MailError::Invalid(reason)) => {
                     // Refused by the check, not merely a caught panic.
                     assert!(reason.contains("control characters"), "{reason}");

@@ -338,18 +338,14 @@ impl Worker {
     /// Handles one delivery in a consumer span that continues the trace the
     /// message's headers carry (user creation -> publish -> this -> the mail).
     async fn handle(&self, message: Message) {
-        let span = tracing::info_span!(
+        let span = shippy_service::messaging_span!(
             "user.created process",
-            otel.name = %format!("{} process", message.subject),
-            otel.kind = "consumer",
-            messaging.system = "nats",
-            messaging.operation.type = "process",
-            messaging.destination.name = %message.subject,
+            "consumer",
+            "process",
+            message.subject,
             messaging.consumer.group.name = %self.consumer,
             event.id = tracing::field::Empty,
             delivered = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
         );
         let carrier: HashMap<String, String> = message
             .headers

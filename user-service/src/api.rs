@@ -15,13 +15,16 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Email, InvalidInput, NewUser, Password, User, UserId},
+    domain::{Email, NewUser, Password, User, UserId},
     password::{HashError, PasswordHasher},
     roles::Admins,
     store::{Cursor, OutboxEvent, StoreError, UserStore},
     throttle::LoginThrottle,
     tokens::{KeyError, TokenSigner},
 };
+
+/// What a handler answers (as in tonic's examples).
+type Reply<T> = Result<Response<T>, Status>;
 
 /// Users per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -87,10 +90,13 @@ impl UserApi {
         self.ready.gate(&self.store, "user store")
     }
 
-    /// The caller's verified claims, from `authorization: Bearer` or `token`.
-    fn authenticate<T>(&self, request: &Request<T>) -> Result<Claims, ApiError> {
+    /// The caller's verified claims, from `authorization: Bearer` or `token`,
+    /// recorded as the span's `caller`.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Claims, ApiError> {
         let token = token_from_metadata(request.metadata()).map_err(unauthenticated)?;
-        self.verify(&token)
+        let claims = self.verify(&token)?;
+        tracing::Span::current().record("caller", &claims.sub);
+        Ok(claims)
     }
 
     /// `token`'s claims (remembered for a while once verified).
@@ -103,12 +109,6 @@ impl UserApi {
 
 fn unauthenticated(error: TokenError) -> ApiError {
     ApiError::Unauthenticated(error.to_string())
-}
-
-impl From<InvalidInput> for ApiError {
-    fn from(error: InvalidInput) -> Self {
-        ApiError::InvalidArgument(error.0)
-    }
 }
 
 impl From<StoreError> for ApiError {
@@ -161,10 +161,7 @@ fn user_created_event(user: &User, subject: &str) -> OutboxEvent {
 #[tonic::async_trait]
 impl UserService for UserApi {
     #[tracing::instrument(skip_all, fields(user.id))]
-    async fn create(
-        &self,
-        request: Request<proto::User>,
-    ) -> Result<Response<proto::Response>, Status> {
+    async fn create(&self, request: Request<proto::User>) -> Reply<proto::Response> {
         let new = NewUser::try_from(request.into_inner()).map_err(ApiError::from)?;
         let store = self.store()?;
         let hash = self
@@ -188,19 +185,12 @@ impl UserService for UserApi {
             .map_err(ApiError::from)?;
         self.outbox.notify_one();
         tracing::info!(event.id = %event.id, "user created");
-        Ok(Response::new(proto::Response {
-            user: Some(user.into()),
-            ..Default::default()
-        }))
+        Ok(Response::new(user.into()))
     }
 
     #[tracing::instrument(skip_all, fields(caller))]
-    async fn get(
-        &self,
-        request: Request<proto::User>,
-    ) -> Result<Response<proto::Response>, Status> {
-        let claims = self.authenticate(&request)?;
-        tracing::Span::current().record("caller", &claims.sub);
+    async fn get(&self, request: Request<proto::User>) -> Reply<proto::Response> {
+        let claims = self.caller(&request)?;
         let admin = claims.is_admin();
         let wanted = request.into_inner();
         let user = if !wanted.id.trim().is_empty() {
@@ -231,19 +221,12 @@ impl UserService for UserApi {
             return Err(ApiError::InvalidArgument("give the user's id or email".into()).into());
         };
         let user = user.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-        Ok(Response::new(proto::Response {
-            user: Some(user.into()),
-            ..Default::default()
-        }))
+        Ok(Response::new(user.into()))
     }
 
     #[tracing::instrument(skip_all, fields(caller))]
-    async fn get_all(
-        &self,
-        request: Request<proto::Request>,
-    ) -> Result<Response<proto::Response>, Status> {
-        let claims = self.authenticate(&request)?;
-        tracing::Span::current().record("caller", &claims.sub);
+    async fn get_all(&self, request: Request<proto::Request>) -> Reply<proto::Response> {
+        let claims = self.caller(&request)?;
         if !claims.is_admin() {
             return Err(ApiError::PermissionDenied(
                 "listing users is for admins (see ADMIN_EMAILS)".into(),
@@ -267,7 +250,7 @@ impl UserService for UserApi {
     }
 
     #[tracing::instrument(skip_all, fields(user.id))]
-    async fn auth(&self, request: Request<proto::User>) -> Result<Response<proto::Token>, Status> {
+    async fn auth(&self, request: Request<proto::User>) -> Reply<proto::Token> {
         let address = ServiceToken::client_of(self.throttle.service_token(), &request);
         let given = request.into_inner();
         let email = Email::parse(&given.email).map_err(ApiError::from)?;
@@ -318,10 +301,7 @@ impl UserService for UserApi {
     }
 
     #[tracing::instrument(skip_all, fields(user.id))]
-    async fn validate_token(
-        &self,
-        request: Request<proto::Token>,
-    ) -> Result<Response<proto::Token>, Status> {
+    async fn validate_token(&self, request: Request<proto::Token>) -> Reply<proto::Token> {
         let token = request.into_inner().token;
         if token.trim().is_empty() {
             return Err(unauthenticated(TokenError::Missing).into());
@@ -344,7 +324,7 @@ impl UserService for UserApi {
     async fn get_public_keys(
         &self,
         _request: Request<proto::GetPublicKeysRequest>,
-    ) -> Result<Response<proto::PublicKeys>, Status> {
+    ) -> Reply<proto::PublicKeys> {
         Ok(Response::new(proto::PublicKeys {
             keys: self.signer.public_keys().iter().map(Into::into).collect(),
         }))

@@ -5,13 +5,12 @@
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
-use shippy_service::text;
+pub use shippy_service::input::InvalidInput;
+use shippy_service::{
+    input::{Empty, Form, TextRule},
+    text, text_newtype,
+};
 use uuid::Uuid;
-
-/// Why a request's user fields are not acceptable; the message says what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidInput(pub String);
 
 const MAX_TEXT_LEN: usize = 200;
 /// RFC 5321's limit for a whole address.
@@ -40,65 +39,25 @@ impl UserId {
     }
 }
 
-impl From<text::ControlCharacters> for InvalidInput {
-    fn from(error: text::ControlCharacters) -> Self {
-        Self(error.to_string())
-    }
-}
-
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
 }
 
-/// A user's display name: non-empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserName(String);
-
-impl UserName {
-    /// Checks a name.
-    pub fn parse(name: &str) -> Result<Self, InvalidInput> {
-        let name = name.trim();
-        text::check_line("name", name)?;
-        if name.is_empty() {
-            return Err(InvalidInput("name must not be empty".into()));
-        }
-        if name.len() > MAX_TEXT_LEN {
-            return Err(InvalidInput(format!(
-                "name must be at most {MAX_TEXT_LEN} bytes"
-            )));
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+text_newtype! {
+    /// A user's display name: non-empty.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct UserName(TextRule::line("name", MAX_TEXT_LEN));
 }
 
-/// A user's company; may be empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Company(String);
-
-impl Company {
-    /// Checks a company name.
-    pub fn parse(company: &str) -> Result<Self, InvalidInput> {
-        let company = company.trim();
-        text::check_line("company", company)?;
-        if company.len() > MAX_TEXT_LEN {
-            return Err(InvalidInput(format!(
-                "company must be at most {MAX_TEXT_LEN} bytes"
-            )));
-        }
-        Ok(Self(company.to_owned()))
-    }
-
-    /// The company as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+text_newtype! {
+    /// A user's company; may be empty.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Company(TextRule {
+        empty: Empty::Allowed,
+        ..TextRule::line("company", MAX_TEXT_LEN)
+    });
 }
 
 /// An email address: syntactically valid, lower-cased.
@@ -196,15 +155,13 @@ impl Password {
     /// Checks a password offered at login: any non-empty password bcrypt can
     /// take (rules for new passwords may have changed since it was set).
     pub fn parse_given(password: &str) -> Result<Self, InvalidInput> {
-        if password.is_empty() {
-            return Err(InvalidInput("password must not be empty".into()));
-        }
-        if password.len() > MAX_PASSWORD_BYTES {
-            return Err(InvalidInput(format!(
-                "password must be at most {MAX_PASSWORD_BYTES} bytes"
-            )));
-        }
-        Ok(Self(password.to_owned()))
+        let rule = TextRule {
+            trim: false,
+            form: Form::Any,
+            ..TextRule::line("password", MAX_PASSWORD_BYTES)
+        };
+        rule.check(password)
+            .map(|password| Self(password.to_owned()))
     }
 
     /// The password itself, for hashing. Never log it.
@@ -268,6 +225,15 @@ pub struct User {
     pub email: Email,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for shippy_proto::user::v1::Response {
+    fn from(user: User) -> Self {
+        Self {
+            user: Some(user.into()),
+            ..Default::default()
+        }
+    }
 }
 
 impl From<User> for shippy_proto::user::v1::UserProfile {

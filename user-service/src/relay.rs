@@ -74,16 +74,12 @@ impl EventPublisher {
     /// is a span in the trace of the request that wrote the event, and its
     /// context travels in the message's headers.
     pub async fn publish(&self, event: OutboxEvent) -> Result<(), PublishError> {
-        let span = tracing::info_span!(
+        let span = shippy_service::messaging_span!(
             "user.created publish",
-            otel.name = %format!("{} publish", event.subject),
-            otel.kind = "producer",
-            messaging.system = "nats",
-            messaging.operation.type = "publish",
-            messaging.destination.name = %event.subject,
+            "producer",
+            "publish",
+            event.subject,
             messaging.message.id = %event.id,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
         );
         propagation::continue_trace_from_map(&span, &event.trace_context);
         self.publish_in_span(event).instrument(span).await

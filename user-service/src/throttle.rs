@@ -262,6 +262,11 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
+    /// `count` accounts: `u0@example.com`, `u1@…`, ….
+    fn accounts(count: usize) -> impl Iterator<Item = Email> {
+        (0..count).map(|n| Email::parse(&format!("u{n}@example.com")).unwrap())
+    }
+
     fn limits(max_failures: u32, per_address: u32, window: Duration) -> LoginLimits {
         LoginLimits {
             max_failures,
@@ -318,8 +323,7 @@ mod tests {
     fn one_address_guessing_many_accounts_is_refused() {
         let throttle = LoginThrottle::new(limits(10, 5, Duration::from_secs(900)));
         let address: IpAddr = "192.0.2.1".parse().unwrap();
-        for n in 0..5 {
-            let email = Email::parse(&format!("u{n}@example.com")).unwrap();
+        for email in accounts(5) {
             throttle.failed(&email, Some(address));
         }
         let fresh = Email::parse("fresh@example.com").unwrap();
@@ -338,8 +342,7 @@ mod tests {
     fn logins_that_succeed_use_up_no_address_budget() {
         let throttle = LoginThrottle::new(limits(10, 3, Duration::from_secs(900)));
         let proxy: IpAddr = "192.0.2.7".parse().unwrap();
-        for n in 0..20 {
-            let user = Email::parse(&format!("user{n}@example.com")).unwrap();
+        for user in accounts(20) {
             throttle.check(&user, Some(proxy)).expect("not throttled");
             throttle.failed(&user, Some(proxy));
             throttle.succeeded(&user, Some(proxy));

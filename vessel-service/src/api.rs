@@ -3,18 +3,21 @@
 
 use std::time::Duration;
 
-use shippy_auth::{Authenticator, service::ServiceToken};
+use shippy_auth::{Authenticator, Claims, service::ServiceToken};
 use shippy_proto::vessel::v1::{self as proto, vessel_service_server::VesselService};
 use shippy_service::{ApiError, pagination, readiness::Ready};
 use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{
-        AccountQuota, Held, InvalidInput, NewVessel, OwnerId, Reservation, ReservationId, Reserved,
+        AccountQuota, Held, NewVessel, OwnerId, Reservation, ReservationId, Reserved,
         Specification, VesselId,
     },
     store::{Store, StoreError, VesselStore, Wanted},
 };
+
+/// What a handler answers (as in tonic's examples).
+type Reply<T> = Result<Response<T>, Status>;
 
 /// `ListVessels` page size when none is asked for.
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -70,11 +73,20 @@ impl VesselApi {
     fn store(&self) -> Result<&Store, ApiError> {
         self.ready.gate(&self.store, "vessel store")
     }
-}
 
-impl From<InvalidInput> for ApiError {
-    fn from(error: InvalidInput) -> Self {
-        ApiError::InvalidArgument(error.to_string())
+    /// The caller's verified claims, recorded as the span's `caller`;
+    /// `admin_for`: what only admins may do, if the call is that.
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+        admin_for: Option<&str>,
+    ) -> Result<Claims, ApiError> {
+        let claims = match admin_for {
+            Some(what) => self.auth.authenticate_admin(request, what).await?,
+            None => self.auth.authenticate(request).await?,
+        };
+        tracing::Span::current().record("caller", &claims.sub);
+        Ok(claims)
     }
 }
 
@@ -119,15 +131,57 @@ fn over_quota(held: Held, quota: AccountQuota, spec: Specification) -> Status {
 /// The most items a `ReserveBatch` or `ConfirmBatch` takes.
 const MAX_BATCH: usize = 256;
 
-/// `INVALID_ARGUMENT` for a batch over [`MAX_BATCH`] items.
-fn batch_size(items: usize) -> Result<(), ApiError> {
-    tracing::Span::current().record("batch.size", items);
-    if items > MAX_BATCH {
-        return Err(ApiError::InvalidArgument(format!(
-            "a batch takes at most {MAX_BATCH} items, not {items}; split it"
-        )));
+/// A batch call's items, parsed: each one valid or its refusal, in order.
+struct Batch<T>(Vec<Result<T, Status>>);
+
+impl<T: Clone> Batch<T> {
+    /// Each of `items` parsed with `parse`; `INVALID_ARGUMENT` for a batch
+    /// over [`MAX_BATCH`] items. Records the span's `batch.size`.
+    fn parse<I>(items: Vec<I>, parse: impl Fn(I) -> Result<T, ApiError>) -> Result<Self, ApiError> {
+        let size = items.len();
+        tracing::Span::current().record("batch.size", size);
+        if size > MAX_BATCH {
+            return Err(ApiError::InvalidArgument(format!(
+                "a batch takes at most {MAX_BATCH} items, not {size}; split it"
+            )));
+        }
+        let parsed = items
+            .into_iter()
+            .map(|item| parse(item).map_err(Status::from));
+        Ok(Self(parsed.collect()))
     }
-    Ok(())
+
+    /// The valid items, for the store.
+    fn valid(&self) -> Vec<T> {
+        self.0.iter().flatten().cloned().collect()
+    }
+
+    /// Each item's answer, as its own call would have had it: a refusal
+    /// stays one; a valid item gets `answer` of the store's result for it
+    /// (`stored` holds one per valid item, in order). Records how many were
+    /// answered OK in the span's `counted` field.
+    fn answer<S>(
+        self,
+        stored: Vec<Result<S, StoreError>>,
+        counted: &str,
+        answer: impl Fn(T, S) -> Result<proto::Reservation, Status>,
+    ) -> proto::BatchResponse {
+        let mut stored = stored.into_iter();
+        let answers: Vec<Result<proto::Reservation, Status>> = self
+            .0
+            .into_iter()
+            .map(|item| {
+                let item = item?;
+                let result = stored
+                    .next()
+                    .ok_or_else(|| Status::internal("the store answered a batch short"))?;
+                answer(item, result.map_err(ApiError::from)?)
+            })
+            .collect();
+        let ok = answers.iter().filter(|answer| answer.is_ok()).count();
+        tracing::Span::current().record(counted, ok);
+        outcomes(answers)
+    }
 }
 
 /// A `Reserve` request, parsed.
@@ -232,7 +286,7 @@ impl VesselService for VesselApi {
     async fn find_available(
         &self,
         request: Request<proto::Specification>,
-    ) -> Result<Response<proto::Response>, Status> {
+    ) -> Reply<proto::Response> {
         let spec = Specification::try_from(request.into_inner()).map_err(ApiError::from)?;
         let vessel = self
             .store()?
@@ -248,10 +302,7 @@ impl VesselService for VesselApi {
     }
 
     #[tracing::instrument(skip_all, fields(reservation.id, vessel.id))]
-    async fn reserve(
-        &self,
-        request: Request<proto::ReserveRequest>,
-    ) -> Result<Response<proto::Reservation>, Status> {
+    async fn reserve(&self, request: Request<proto::ReserveRequest>) -> Reply<proto::Reservation> {
         let store = self.reservation_call(&request, "Reserve")?;
         let wanted = wanted(request.into_inner())?;
         tracing::Span::current().record("reservation.id", wanted.id.as_str());
@@ -267,10 +318,7 @@ impl VesselService for VesselApi {
     }
 
     #[tracing::instrument(skip_all, fields(reservation.id))]
-    async fn confirm(
-        &self,
-        request: Request<proto::ReservationRef>,
-    ) -> Result<Response<proto::Reservation>, Status> {
+    async fn confirm(&self, request: Request<proto::ReservationRef>) -> Reply<proto::Reservation> {
         let store = self.reservation_call(&request, "Confirm")?;
         let id = ReservationId::parse(&request.get_ref().reservation_id).map_err(ApiError::from)?;
         tracing::Span::current().record("reservation.id", id.as_str());
@@ -284,68 +332,40 @@ impl VesselService for VesselApi {
     async fn reserve_batch(
         &self,
         request: Request<proto::ReserveBatchRequest>,
-    ) -> Result<Response<proto::BatchResponse>, Status> {
+    ) -> Reply<proto::BatchResponse> {
         let store = self.reservation_call(&request, "ReserveBatch")?;
-        let items = request.into_inner().reservations;
-        batch_size(items.len())?;
-        let parsed: Vec<Result<Wanted, Status>> = items
-            .into_iter()
-            .map(|item| wanted(item).map_err(Status::from))
-            .collect();
-        let valid: Vec<Wanted> = parsed.iter().flatten().cloned().collect();
+        let batch = Batch::parse(request.into_inner().reservations, wanted)?;
         let Reservations { ttl, quota, .. } = self.reservations;
-        let mut reserved = store.reserve_many(&valid, ttl, quota).await.into_iter();
-        let answers: Vec<Result<proto::Reservation, Status>> = parsed
-            .into_iter()
-            .map(|item| {
-                let wanted = item?;
-                let taken = reserved
-                    .next()
-                    .ok_or_else(|| Status::internal("the store answered a batch short"))?;
-                reserve_answer(&wanted, quota, taken.map_err(ApiError::from)?)
-            })
-            .collect();
-        let held = answers.iter().filter(|answer| answer.is_ok()).count();
-        tracing::Span::current().record("reserved", held);
+        let reserved = store.reserve_many(&batch.valid(), ttl, quota).await;
+        let response = batch.answer(reserved, "reserved", |wanted, taken| {
+            reserve_answer(&wanted, quota, taken)
+        });
         tracing::info!("batch of reservations answered");
-        Ok(Response::new(outcomes(answers)))
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all, fields(batch.size, confirmed))]
     async fn confirm_batch(
         &self,
         request: Request<proto::ConfirmBatchRequest>,
-    ) -> Result<Response<proto::BatchResponse>, Status> {
+    ) -> Reply<proto::BatchResponse> {
         let store = self.reservation_call(&request, "ConfirmBatch")?;
-        let items = request.into_inner().reservation_ids;
-        batch_size(items.len())?;
-        let parsed: Vec<Result<ReservationId, Status>> = items
-            .iter()
-            .map(|id| ReservationId::parse(id).map_err(|error| ApiError::from(error).into()))
-            .collect();
-        let valid: Vec<ReservationId> = parsed.iter().flatten().cloned().collect();
-        let mut confirmed = store.confirm_many(&valid).await.into_iter();
-        let answers: Vec<Result<proto::Reservation, Status>> = parsed
-            .into_iter()
-            .map(|item| {
-                let id = item?;
-                let found = confirmed
-                    .next()
-                    .ok_or_else(|| Status::internal("the store answered a batch short"))?;
-                confirm_answer(&id, found.map_err(ApiError::from)?)
-            })
-            .collect();
-        let kept = answers.iter().filter(|answer| answer.is_ok()).count();
-        tracing::Span::current().record("confirmed", kept);
+        let batch = Batch::parse(request.into_inner().reservation_ids, |id| {
+            ReservationId::parse(&id).map_err(ApiError::from)
+        })?;
+        let confirmed = store.confirm_many(&batch.valid()).await;
+        let response = batch.answer(confirmed, "confirmed", |id, found| {
+            confirm_answer(&id, found)
+        });
         tracing::info!("batch of confirmations answered");
-        Ok(Response::new(outcomes(answers)))
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all, fields(reservation.id, released))]
     async fn release(
         &self,
         request: Request<proto::ReleaseRequest>,
-    ) -> Result<Response<proto::ReleaseResponse>, Status> {
+    ) -> Reply<proto::ReleaseResponse> {
         let store = self.reservation_call(&request, "Release")?;
         let id = ReservationId::parse(&request.get_ref().reservation_id).map_err(ApiError::from)?;
         tracing::Span::current().record("reservation.id", id.as_str());
@@ -362,12 +382,8 @@ impl VesselService for VesselApi {
     }
 
     #[tracing::instrument(skip_all, fields(caller, page_size = request.get_ref().page_size))]
-    async fn list_vessels(
-        &self,
-        request: Request<proto::ListRequest>,
-    ) -> Result<Response<proto::Response>, Status> {
-        let claims = self.auth.authenticate(&request).await?;
-        tracing::Span::current().record("caller", &claims.sub);
+    async fn list_vessels(&self, request: Request<proto::ListRequest>) -> Reply<proto::Response> {
+        self.caller(&request, None).await?;
         let wanted = request.into_inner();
         let limit = pagination::page_size(wanted.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let after = if wanted.page_token.is_empty() {
@@ -402,15 +418,8 @@ impl VesselService for VesselApi {
     }
 
     #[tracing::instrument(skip_all, fields(vessel.id, caller))]
-    async fn create(
-        &self,
-        request: Request<proto::Vessel>,
-    ) -> Result<Response<proto::Response>, Status> {
-        let claims = self
-            .auth
-            .authenticate_admin(&request, "creating vessels")
-            .await?;
-        tracing::Span::current().record("caller", &claims.sub);
+    async fn create(&self, request: Request<proto::Vessel>) -> Reply<proto::Response> {
+        self.caller(&request, Some("creating vessels")).await?;
         let vessel = NewVessel::try_from(request.into_inner())
             .map_err(ApiError::from)?
             .into_vessel();

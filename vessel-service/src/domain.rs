@@ -7,76 +7,35 @@
 use std::fmt;
 
 use shippy_proto::vessel::v1 as proto;
-
-/// Why a request's vessel or specification is not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidInput(String);
+pub use shippy_service::input::InvalidInput;
+use shippy_service::{
+    input::{Empty, Form, TextRule},
+    text_newtype,
+};
 
 /// The longest id or name accepted, in bytes.
 const MAX_TEXT_LEN: usize = 200;
 
-/// A vessel's unique id, e.g. `vessel001`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VesselId(String);
+text_newtype! {
+    /// A vessel's unique id, e.g. `vessel001`.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub struct VesselId(TextRule {
+        form: Form::Printable,
+        ..TextRule::line("vessel id", MAX_TEXT_LEN)
+    });
+}
 
 impl VesselId {
     /// A fresh random id.
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
-
-    /// Checks an id given by a caller or read from the store.
-    pub fn parse(id: &str) -> Result<Self, InvalidInput> {
-        let id = id.trim();
-        if id.is_empty() {
-            return Err(InvalidInput("vessel id must not be empty".into()));
-        }
-        if id.len() > MAX_TEXT_LEN || id.chars().any(char::is_control) {
-            return Err(InvalidInput(format!(
-                "vessel id must be at most {MAX_TEXT_LEN} bytes of printable text"
-            )));
-        }
-        Ok(Self(id.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for VesselId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A vessel's display name: non-empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VesselName(String);
-
-impl VesselName {
-    /// Checks a name.
-    pub fn parse(name: &str) -> Result<Self, InvalidInput> {
-        let name = name.trim();
-        shippy_service::text::check_line("vessel name", name)
-            .map_err(|error| InvalidInput(error.to_string()))?;
-        if name.is_empty() {
-            return Err(InvalidInput("vessel name must not be empty".into()));
-        }
-        if name.len() > MAX_TEXT_LEN {
-            return Err(InvalidInput(format!(
-                "vessel name must be at most {MAX_TEXT_LEN} bytes"
-            )));
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+text_newtype! {
+    /// A vessel's display name: non-empty.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct VesselName(TextRule::line("vessel name", MAX_TEXT_LEN));
 }
 
 /// A number of containers: greater than zero.
@@ -174,62 +133,27 @@ impl Vessel {
     }
 }
 
-/// A reservation's id, chosen by the caller (consignment-service uses the
-/// consignment's id).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ReservationId(String);
-
-impl ReservationId {
-    /// Checks an id given by a caller or read from the store.
-    pub fn parse(id: &str) -> Result<Self, InvalidInput> {
-        if id.is_empty() {
-            return Err(InvalidInput("reservation_id must not be empty".into()));
-        }
-        if id.len() > MAX_TEXT_LEN || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(InvalidInput(format!(
-                "reservation_id must be at most {MAX_TEXT_LEN} bytes of printable text without spaces"
-            )));
-        }
-        Ok(Self(id.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+text_newtype! {
+    /// A reservation's id, chosen by the caller (consignment-service uses the
+    /// consignment's id).
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct ReservationId(TextRule {
+        trim: false,
+        form: Form::Token,
+        ..TextRule::line("reservation_id", MAX_TEXT_LEN)
+    });
 }
 
-impl fmt::Display for ReservationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The account a reservation's room is for (consignment-service: the
-/// consignment's owner): not empty, at most 200 bytes of printable text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OwnerId(String);
-
-impl OwnerId {
-    /// Checks an owner given by a caller.
-    pub fn parse(owner: &str) -> Result<Self, InvalidInput> {
-        if owner.is_empty() {
-            return Err(InvalidInput(
-                "owner_id is required: the account the room is for".into(),
-            ));
-        }
-        if owner.len() > MAX_TEXT_LEN || owner.chars().any(char::is_control) {
-            return Err(InvalidInput(format!(
-                "owner_id must be at most {MAX_TEXT_LEN} bytes of printable text"
-            )));
-        }
-        Ok(Self(owner.to_owned()))
-    }
-
-    /// The owner as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+text_newtype! {
+    /// The account a reservation's room is for (consignment-service: the
+    /// consignment's owner): not empty, at most 200 bytes of printable text.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct OwnerId(TextRule {
+        trim: false,
+        empty: Empty::Required("the account the room is for"),
+        form: Form::Printable,
+        ..TextRule::line("owner_id", MAX_TEXT_LEN)
+    });
 }
 
 /// The most room one account may hold on the fleet, held and confirmed
@@ -398,16 +322,14 @@ impl TryFrom<proto::Vessel> for NewVessel {
             capacity: Capacity::parse(vessel.capacity, "capacity")?,
             max_weight: Weight::parse(vessel.max_weight, "max_weight")?,
             available: vessel.available.unwrap_or(true),
-            owner_id: {
-                shippy_service::text::check_line("owner_id", &vessel.owner_id)
-                    .map_err(|error| InvalidInput(error.to_string()))?;
-                if vessel.owner_id.len() > MAX_TEXT_LEN {
-                    return Err(InvalidInput(format!(
-                        "owner_id must be at most {MAX_TEXT_LEN} bytes"
-                    )));
-                }
-                vessel.owner_id.trim().to_owned()
-            },
+            owner_id: TextRule {
+                trim: false,
+                empty: Empty::Allowed,
+                ..TextRule::line("owner_id", MAX_TEXT_LEN)
+            }
+            .check(&vessel.owner_id)?
+            .trim()
+            .to_owned(),
         })
     }
 }
