@@ -29,8 +29,9 @@ const CALLS: CallTimeouts = CallTimeouts {
 /// `Release`), retries included.
 const VESSEL_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Why consignment-service could not start.
-pub use shippy_store::StartError;
+/// Why consignment-service could not start; its own reason: `DATABASE_URL`
+/// does not name a usable store.
+pub type StartError = shippy_service::base::StartError<shippy_store::OpenError>;
 
 /// Why consignment-service cannot serve yet.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,9 @@ impl Application {
         )
         .await?;
         let metrics = base.metrics().clone();
-        let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
+        let store = Store::open(&settings.database_url, STORE_TIMEOUT)
+            .await
+            .map_err(StartError::service)?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "consignment store configured");
         // Stops the Consul watches behind the channels when the service stops.
         let background = Shutdown::new();

@@ -13,8 +13,7 @@ use std::{
 
 use shippy_service::{
     Shutdown,
-    base::Task,
-    base::{BindError, ServiceBase},
+    base::{ServiceBase, Task},
     nats,
     server::{GrpcServer, Health, ServerError},
 };
@@ -31,19 +30,9 @@ use crate::{
 /// How often health looks at the NATS connection.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 
-/// email-service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// An address cannot be bound.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// `NATS_URL` is not usable.
-    #[error(transparent)]
-    NatsUrl(#[from] shippy_service::nats::InvalidUrl),
-    /// The mail settings cannot work.
-    #[error(transparent)]
-    Mail(#[from] ConfigError),
-}
+/// Why email-service could not start; its own reason: the mail settings
+/// cannot work.
+pub type StartError = shippy_service::base::StartError<ConfigError>;
 
 /// email-service stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +68,9 @@ impl Application {
         )
         .await?;
         let metrics = base.metrics().clone();
-        let mailer = Mailer::new(settings.smtp_url.as_ref())?;
-        let template = Template::new(&settings.mail_from, &settings.mail_subject)?;
+        let mailer = Mailer::new(settings.smtp_url.as_ref()).map_err(StartError::service)?;
+        let template = Template::new(&settings.mail_from, &settings.mail_subject)
+            .map_err(StartError::service)?;
         let client = nats::connect(settings.nats_url.expose(), "email-service")
             .await
             .map_err(nats::InvalidUrl::of(&settings.nats_url))?;

@@ -22,6 +22,33 @@ pub struct BindError {
     source: std::io::Error,
 }
 
+/// Why a service could not start (what its `Application::build` answers;
+/// `main` reports it and exits non-zero): what any service's start can run
+/// into, and `E`, the reasons only that service has.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError<E> {
+    /// An address cannot be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// `NATS_URL` is not usable.
+    #[error(transparent)]
+    NatsUrl(#[from] crate::nats::InvalidUrl),
+    /// The address of a service it calls (`USER_SERVICE_URL`,
+    /// `VESSEL_SERVICE_URL`) is not usable.
+    #[error(transparent)]
+    Address(#[from] crate::discovery::InvalidAddress),
+    /// A setting only this service has is not usable.
+    #[error(transparent)]
+    Service(E),
+}
+
+impl<E> StartError<E> {
+    /// A reason only this service has: `.map_err(StartError::service)?`.
+    pub fn service(error: impl Into<E>) -> Self {
+        Self::Service(error.into())
+    }
+}
+
 async fn bind(address: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(address)
         .await
@@ -106,5 +133,29 @@ impl ServiceBase {
         }
         metrics.stopped().await;
         served
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_error_says_what_its_cause_says() {
+        let mail = std::io::Error::other("SMTP_URL is not a valid SMTP URL");
+        let error = StartError::<std::io::Error>::service(mail);
+        assert_eq!(error.to_string(), "SMTP_URL is not a valid SMTP URL");
+        let bind = BindError {
+            address: SocketAddr::from(([127, 0, 0, 1], 9)),
+            source: std::io::Error::other("in use"),
+        };
+        let error = StartError::<std::io::Error>::from(bind);
+        assert_eq!(error.to_string(), "cannot listen on 127.0.0.1:9");
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some("in use"),
+            "the cause stays in the chain"
+        );
     }
 }

@@ -283,10 +283,13 @@ impl Health {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use shippy_proto::vessel::v1::{
-        self as proto, Specification,
-        vessel_service_client::VesselServiceClient,
-        vessel_service_server::{VesselService, VesselServiceServer},
+    use shippy_proto::{
+        bench::v1::{
+            EchoRequest, EchoResponse,
+            echo_service_client::EchoServiceClient,
+            echo_service_server::{EchoService, EchoServiceServer},
+        },
+        vessel::v1::{Specification, vessel_service_client::VesselServiceClient},
     };
     use tonic::{Code, Request, Status};
 
@@ -298,62 +301,14 @@ mod tests {
     struct Slow;
 
     #[tonic::async_trait]
-    impl VesselService for Slow {
-        async fn find_available(
+    impl EchoService for Slow {
+        async fn echo(
             &self,
-            _: Request<Specification>,
-        ) -> Result<tonic::Response<proto::Response>, Status> {
+            request: Request<EchoRequest>,
+        ) -> Result<tonic::Response<EchoResponse>, Status> {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            Ok(tonic::Response::new(proto::Response::default()))
-        }
-
-        async fn create(
-            &self,
-            _: Request<proto::Vessel>,
-        ) -> Result<tonic::Response<proto::Response>, Status> {
-            Err(Status::unimplemented("not here"))
-        }
-
-        async fn list_vessels(
-            &self,
-            _: Request<proto::ListRequest>,
-        ) -> Result<tonic::Response<proto::Response>, Status> {
-            Err(Status::unimplemented("not here"))
-        }
-
-        async fn reserve(
-            &self,
-            _: Request<proto::ReserveRequest>,
-        ) -> Result<tonic::Response<proto::Reservation>, Status> {
-            Err(Status::unimplemented("not here"))
-        }
-
-        async fn confirm(
-            &self,
-            _: Request<proto::ReservationRef>,
-        ) -> Result<tonic::Response<proto::Reservation>, Status> {
-            Err(Status::unimplemented("not here"))
-        }
-
-        async fn release(
-            &self,
-            _: Request<proto::ReleaseRequest>,
-        ) -> Result<tonic::Response<proto::ReleaseResponse>, Status> {
-            Err(Status::unimplemented("not here"))
-        }
-
-        async fn reserve_batch(
-            &self,
-            _: Request<proto::ReserveBatchRequest>,
-        ) -> Result<tonic::Response<proto::BatchResponse>, Status> {
-            Err(Status::unimplemented("not here"))
-        }
-
-        async fn confirm_batch(
-            &self,
-            _: Request<proto::ConfirmBatchRequest>,
-        ) -> Result<tonic::Response<proto::BatchResponse>, Status> {
-            Err(Status::unimplemented("not here"))
+            let payload = request.into_inner().payload;
+            Ok(tonic::Response::new(EchoResponse { payload }))
         }
     }
 
@@ -371,12 +326,12 @@ mod tests {
     async fn past_the_concurrency_limit_requests_are_shed_not_queued() {
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
             .concurrency_limit(1)
-            .add_service(VesselServiceServer::new(Slow));
+            .add_service(EchoServiceServer::new(Slow));
         let (channel, shutdown) = serve(server).await;
         let calls: Vec<_> = (0..4)
             .map(|_| {
-                let mut client = VesselServiceClient::new(channel.clone());
-                tokio::spawn(async move { client.find_available(Specification::default()).await })
+                let mut client = EchoServiceClient::new(channel.clone());
+                tokio::spawn(async move { client.echo(EchoRequest::default()).await })
             })
             .collect();
         let mut answers = Vec::new();
@@ -397,7 +352,7 @@ mod tests {
         shutdown.trigger();
     }
 
-    /// Opens a call to `FindAvailable` that sends a message of `bytes`
+    /// Opens a call to `Echo` that sends a message of `bytes`
     /// bytes and never ends its body; returns the code it is answered with.
     fn hold_a_message(
         channel: &tonic::transport::Channel,
@@ -413,9 +368,7 @@ mod tests {
             let answer = grpc
                 .client_streaming::<_, Vec<u8>, (), _>(
                     Request::new(message),
-                    http::uri::PathAndQuery::from_static(
-                        "/shippy.vessel.v1.VesselService/FindAvailable",
-                    ),
+                    http::uri::PathAndQuery::from_static("/shippy.bench.v1.EchoService/Echo"),
                     tonic_prost::ProstCodec::default(),
                 )
                 .await;
@@ -428,7 +381,7 @@ mod tests {
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
             .buffer_budget(4 * 1024 * 1024)
             .message_timeout(Duration::from_secs(3))
-            .add_service(VesselServiceServer::new(Slow));
+            .add_service(EchoServiceServer::new(Slow));
         let (channel, shutdown) = serve(server).await;
         // A quarter of 4 MiB per client: the first 700 kB message is held,
         // the second would pass 1 MiB and is refused at once.
@@ -454,26 +407,26 @@ mod tests {
     async fn a_message_bigger_than_the_server_takes_is_refused_before_it_is_held() {
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
             .max_message_bytes(64 * 1024)
-            .add_service(VesselServiceServer::new(Slow));
+            .add_service(EchoServiceServer::new(Slow));
         let (channel, shutdown) = serve(server).await;
         let code = hold_a_message(&channel, 100_000).await.unwrap();
         assert_eq!(code, Code::ResourceExhausted);
         shutdown.trigger();
     }
 
-    /// Two overlapping `FindAvailable` calls, with `headers`; how many were shed.
+    /// Two overlapping `Echo` calls, with `headers`; how many were shed.
     async fn two_at_once(
         channel: &tonic::transport::Channel,
         headers: &[(&'static str, &'static str)],
     ) -> usize {
         let calls: Vec<_> = (0..2)
             .map(|_| {
-                let mut client = VesselServiceClient::new(channel.clone());
-                let mut request = Request::new(Specification::default());
+                let mut client = EchoServiceClient::new(channel.clone());
+                let mut request = Request::new(EchoRequest::default());
                 for (name, value) in headers {
                     request.metadata_mut().insert(*name, value.parse().unwrap());
                 }
-                tokio::spawn(async move { client.find_available(request).await })
+                tokio::spawn(async move { client.echo(request).await })
             })
             .collect();
         let mut shed = 0;
@@ -501,7 +454,7 @@ mod tests {
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
             .per_client_limit(1)
             .trust_forwarded_client(vouch)
-            .add_service(VesselServiceServer::new(Slow));
+            .add_service(EchoServiceServer::new(Slow));
         let (channel, shutdown) = serve(server).await;
         assert_eq!(
             two_at_once(&channel, &[]).await,
@@ -537,10 +490,10 @@ mod tests {
     async fn requests_past_the_server_timeout_are_cancelled() {
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
             .request_timeout(Duration::from_millis(100))
-            .add_service(VesselServiceServer::new(Slow));
+            .add_service(EchoServiceServer::new(Slow));
         let (channel, shutdown) = serve(server).await;
-        let status = VesselServiceClient::new(channel)
-            .find_available(Specification::default())
+        let status = EchoServiceClient::new(channel)
+            .echo(EchoRequest::default())
             .await
             .expect_err("the handler takes 500 ms");
         assert_eq!(status.code(), Code::Cancelled, "{status:?}");

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use shippy_proto::user::v1::user_service_server::{SERVICE_NAME, UserServiceServer};
 use shippy_service::{
     Shutdown,
-    base::{BindError, ServiceBase},
+    base::ServiceBase,
     nats::InvalidUrl,
     readiness::{self, Ready, Watched},
     server::{GrpcServer, Health, ServerError},
@@ -34,18 +34,15 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a ready store is checked, to keep health true.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// user-service could not start.
+/// Why user-service could not start.
+pub type StartError = shippy_service::base::StartError<Unusable>;
+
+/// A setting only user-service has that cannot work.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// An address cannot be bound.
-    #[error(transparent)]
-    Bind(#[from] BindError),
+pub enum Unusable {
     /// `DATABASE_URL` is not a usable PostgreSQL URL.
     #[error(transparent)]
     DatabaseUrl(#[from] shippy_store::OpenError),
-    /// `NATS_URL` is not usable.
-    #[error(transparent)]
-    NatsUrl(#[from] InvalidUrl),
     /// The signing keys cannot be loaded.
     #[error(transparent)]
     Keys(#[from] SourceError),
@@ -94,7 +91,8 @@ impl Application {
         .await?;
         let metrics = base.metrics().clone();
         // The same pool as vessel- and consignment-service open.
-        let pool = shippy_store::open_postgres(&settings.database_url, STORE_TIMEOUT)?;
+        let pool = shippy_store::open_postgres(&settings.database_url, STORE_TIMEOUT)
+            .map_err(StartError::service)?;
         let store = UserStore::new(pool);
         tracing::info!(url = %settings.database_url, "user store configured");
 
@@ -106,16 +104,25 @@ impl Application {
             settings.jwt_signing_key_file.as_deref(),
             &settings.keys,
             &settings.discovery,
-        )?;
-        let signer = Arc::new(source.load(settings.jwt_ttl.into()).await?);
+        )
+        .map_err(StartError::service)?;
+        let signer = Arc::new(
+            source
+                .load(settings.jwt_ttl.into())
+                .await
+                .map_err(StartError::service)?,
+        );
         let keys = KeyFollower {
             source,
             signer: signer.clone(),
             failures: keys::failures_counter(&metrics),
             hangups,
         };
-        let hasher = PasswordHasher::new(settings.bcrypt_cost).await?;
-        let admins = Admins::parse(&settings.admin_emails).map_err(StartError::Admins)?;
+        let hasher = PasswordHasher::new(settings.bcrypt_cost)
+            .await
+            .map_err(StartError::service)?;
+        let admins = Admins::parse(&settings.admin_emails)
+            .map_err(|invalid| StartError::Service(Unusable::Admins(invalid)))?;
         tracing::info!(admins = admins.len(), "administrators configured");
 
         let ready = Ready::new();

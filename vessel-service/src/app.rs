@@ -29,8 +29,9 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// hundred bytes.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Why vessel-service could not start.
-pub use shippy_store::StartError;
+/// Why vessel-service could not start; its own reason: `DATABASE_URL`
+/// does not name a usable store.
+pub type StartError = shippy_service::base::StartError<shippy_store::OpenError>;
 
 /// vessel-service, bound and ready to run.
 #[derive(Debug)]
@@ -57,7 +58,9 @@ impl Application {
             &settings.discovery,
         )
         .await?;
-        let store = Store::open(&settings.database_url, STORE_TIMEOUT).await?;
+        let store = Store::open(&settings.database_url, STORE_TIMEOUT)
+            .await
+            .map_err(StartError::service)?;
         tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
 
         let background = Shutdown::new();
