@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
 use shippy_auth::{AUDIENCE, Claims, ISSUER, KeySet};
-use shippy_harness::refused;
 use shippy_harness::{
     PASSWORD, bearer,
     user::{TestApp, stream_messages, user_id},
 };
+use shippy_harness::{refused, refuses_each};
 use shippy_proto::{
     events::v1::UserCreated,
     user::v1::{GetPublicKeysRequest, Request as ListRequest, Token, User},
@@ -55,20 +55,17 @@ async fn create_answers_the_profile_and_never_the_password() {
 #[tokio::test]
 async fn bad_accounts_are_invalid_argument_naming_the_field() {
     let app = TestApp::spawn().await;
-    for (bad, field) in [
+    let cases = [
         (user("", "a@example.com", PASSWORD), "name"),
         (user("A", "not-an-email", PASSWORD), "email"),
         (user("A", "", PASSWORD), "email"),
         (user("A", "a@example.com", "short"), "password"),
         (user("A", "a@example.com", &"x".repeat(100)), "password"),
-    ] {
-        // Invalid.
-        refused(
-            app.users().create(bad).await,
-            Code::InvalidArgument,
-            &[field],
-        );
-    }
+    ];
+    refuses_each(Code::InvalidArgument, cases, async |bad| {
+        app.users().create(bad).await
+    })
+    .await;
     app.create_user("Still", "still@example.com").await;
     app.stop().await;
 }
@@ -358,16 +355,16 @@ async fn forged_expired_misaddressed_and_garbage_tokens_are_unauthenticated() {
     let now = chrono::Utc::now().timestamp() as u64;
     let cases = [
         ("another key", token_with(&other_key, |_| {})),
-        ("expired", token_with(&app.key_pem, |c| {
+        ("expired", token_with(app.key_pem.expose(), |c| {
             c.iat = now - 7200;
             c.exp = now - 3600;
         })),
-        ("issued in the future", token_with(&app.key_pem, |c| {
+        ("issued in the future", token_with(app.key_pem.expose(), |c| {
             c.iat = now + 3600;
             c.exp = now + 7200;
         })),
-        ("wrong audience", token_with(&app.key_pem, |c| c.aud = "someone-else".into())),
-        ("wrong issuer", token_with(&app.key_pem, |c| c.iss = "mallory".into())),
+        ("wrong audience", token_with(app.key_pem.expose(), |c| c.aud = "someone-else".into())),
+        ("wrong issuer", token_with(app.key_pem.expose(), |c| c.iss = "mallory".into())),
         (
             "alg none",
             // {"alg":"none","typ":"JWT"}.{"sub":"x","aud":"shippy","iss":"shippy-user-service","exp":9999999999}.
@@ -396,7 +393,7 @@ async fn forged_expired_misaddressed_and_garbage_tokens_are_unauthenticated() {
     }
     // A good token made the same way passes, so the refusals above are the
     // claims' fault, not the test's; and the service kept running.
-    let good = token_with(&app.key_pem, |_| {});
+    let good = token_with(app.key_pem.expose(), |_| {});
     app.users()
         .validate_token(Token {
             token: good,

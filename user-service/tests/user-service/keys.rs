@@ -6,7 +6,7 @@ use std::{path::Path, time::Duration};
 
 use shippy_proto::user::v1::Token;
 use shippy_service::settings::Secret;
-use shippy_testkit::{ConsulAgent, health_status};
+use shippy_testkit::{ConsulAgent, health_status, wait_until_equal};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use user_service::{keys::consul::KvKey, tokens};
@@ -29,18 +29,10 @@ async fn published_kids(app: &TestApp) -> Vec<String> {
 
 /// Waits (at most `bound`) until the app publishes exactly `kids`.
 async fn wait_for_kids(app: &TestApp, kids: &[String], bound: Duration) {
-    let start = std::time::Instant::now();
-    loop {
-        let published = published_kids(app).await;
-        if published == kids {
-            return;
-        }
-        assert!(
-            start.elapsed() < bound,
-            "after {bound:?} the app publishes {published:?}, not {kids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_equal("what the app publishes", kids, bound, async || {
+        published_kids(app).await
+    })
+    .await;
 }
 
 async fn validate(app: &TestApp, token: &str) -> Result<(), Code> {
@@ -71,7 +63,7 @@ async fn a_rotated_key_file_signs_within_seconds_and_a_dropped_key_stops_verifyi
     let email = "rotate@example.com";
     app.create_user("Rota", email).await;
     let old_token = app.login(email).await;
-    let old_kid = kid_of_pem(&app.key_pem);
+    let old_kid = kid_of_pem(app.key_pem.expose());
     assert_eq!(token_kid(&old_token), old_kid);
     validate(&app, &old_token)
         .await
@@ -80,7 +72,10 @@ async fn a_rotated_key_file_signs_within_seconds_and_a_dropped_key_stops_verifyi
     // Rotate: the new key first, the old one still verifying.
     let new_pem = tokens::generate_pem(1).unwrap();
     let new_kid = kid_of_pem(&new_pem);
-    write_atomically(&app.key_file(), &format!("{new_pem}{}", app.key_pem));
+    write_atomically(
+        &app.key_file(),
+        &format!("{new_pem}{}", app.key_pem.expose()),
+    );
     wait_for_kids(&app, &[new_kid.clone(), old_kid.clone()], RELOAD).await;
     let new_token = app.login(email).await;
     assert_eq!(token_kid(&new_token), new_kid, "the new key signs");

@@ -23,29 +23,32 @@ async fn get_all_pages_through_every_user_once() {
         );
     }
     let token = app.admin_token().await;
+    let page = |page_size, page_token: &str| {
+        bearer(
+            ListRequest {
+                page_size,
+                page_token: page_token.into(),
+            },
+            &token,
+        )
+    };
     let mut seen = Vec::new();
     let mut page_token = String::new();
     let mut pages = 0;
     loop {
-        let page = app
+        let answer = app
             .users()
-            .get_all(bearer(
-                ListRequest {
-                    page_size: 2,
-                    page_token: page_token.clone(),
-                },
-                &token,
-            ))
+            .get_all(page(2, &page_token))
             .await
             .expect("a page")
             .into_inner();
         pages += 1;
-        assert!(page.users.len() <= 2);
-        seen.extend(page.users.into_iter().map(|user| user.id));
-        if page.next_page_token.is_empty() {
+        assert!(answer.users.len() <= 2);
+        seen.extend(answer.users.into_iter().map(|user| user.id));
+        if answer.next_page_token.is_empty() {
             break;
         }
-        page_token = page.next_page_token;
+        page_token = answer.next_page_token;
     }
     assert_eq!(pages, 3);
     seen.retain(|id| created.contains(id)); // the admin came last
@@ -53,13 +56,7 @@ async fn get_all_pages_through_every_user_once() {
 
     let everything = app
         .users()
-        .get_all(bearer(
-            ListRequest {
-                page_size: 1_000_000,
-                page_token: String::new(),
-            },
-            &token,
-        ))
+        .get_all(page(1_000_000, ""))
         .await
         .expect("bounded, not refused")
         .into_inner();
@@ -67,15 +64,7 @@ async fn get_all_pages_through_every_user_once() {
 
     // Bad page token.
     refused(
-        app.users()
-            .get_all(bearer(
-                ListRequest {
-                    page_size: 2,
-                    page_token: "forged".into(),
-                },
-                &token,
-            ))
-            .await,
+        app.users().get_all(page(2, "forged")).await,
         Code::InvalidArgument,
         &[],
     );
