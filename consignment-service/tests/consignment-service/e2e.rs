@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use shippy_auth::{AUDIENCE, Claims, ISSUER};
 use shippy_harness::{
     Cluster, bearer, refused, sample,
-    shipping::{create_at, pages_at},
+    shipping::{create_at, page_request, pages_at},
     spawn, with_metadata,
 };
 use shippy_proto::{
@@ -88,13 +88,7 @@ async fn listing_is_newest_first_and_paginated(store: StoreKind) {
     assert_eq!(seen, created, "newest first, each once");
     let bad_page = cluster
         .shipping()
-        .get_consignments(bearer(
-            GetRequest {
-                page_size: 2,
-                page_token: "garbage".into(),
-            },
-            &token,
-        ))
+        .get_consignments(page_request(&token, 2, "garbage"))
         .await;
     refused(bad_page, Code::InvalidArgument, &[]);
 }
@@ -124,7 +118,7 @@ async fn missing_garbage_expired_and_forged_tokens_are_refused() {
         .clone();
     let now = chrono::Utc::now().timestamp() as u64;
     let expired = token_signed_with(
-        &cluster.key_pem,
+        cluster.key_pem.expose(),
         &kid,
         &Claims {
             sub: alice.clone(),
@@ -329,13 +323,13 @@ async fn services_start_before_their_databases_and_serve_once_they_answer(store:
     let mut consignment_proxy = LateProxy::reserve(socket_addr_of(&consignment_db));
     let (vessel_addr, vessel_shutdown) = spawn::vessel_service(
         with_socket_addr(&vessel_db, vessel_proxy.address()),
-        cluster.user_settings.listen_addr,
+        cluster.user_settings.serve.listen_addr,
     )
     .await;
     let (consignment_addr, consignment_shutdown) = spawn::consignment_service(
         with_socket_addr(&consignment_db, consignment_proxy.address()),
         vessel_addr,
-        cluster.user_settings.listen_addr,
+        cluster.user_settings.serve.listen_addr,
     )
     .await;
     let vessels = spawn::channel(vessel_addr);
@@ -382,7 +376,7 @@ async fn peers_named_by_dns_are_found_through_the_system_resolver() {
     let (_, token) = cluster.user("dns@example.com").await;
     let (vessel_addr, vessel_shutdown) = spawn::vessel_service(
         fresh_postgres_database("dns_vessels").await,
-        cluster.user_settings.listen_addr,
+        cluster.user_settings.serve.listen_addr,
     )
     .await;
     let (shipping_addr, shipping_shutdown) = spawn::consignment_service_at(
@@ -390,7 +384,7 @@ async fn peers_named_by_dns_are_found_through_the_system_resolver() {
         format!("dns:///localhost:{}", vessel_addr.port()),
         format!(
             "dns:///localhost:{}",
-            cluster.user_settings.listen_addr.port()
+            cluster.user_settings.serve.listen_addr.port()
         ),
         Default::default(),
     )
@@ -412,7 +406,7 @@ async fn health_is_not_serving_until_the_token_keys_are_held() {
     use tonic_health::pb::health_check_response::ServingStatus;
 
     let cluster = Cluster::start().await;
-    let mut user_service = LateProxy::reserve(cluster.user_settings.listen_addr);
+    let mut user_service = LateProxy::reserve(cluster.user_settings.serve.listen_addr);
     let app = Application::build(&shippy_harness::settings::consignment(
         fresh_postgres_database("late_keys").await,
         "http://127.0.0.1:9".into(),

@@ -3,8 +3,8 @@
 //! listings that stay within what a default client reads.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use shippy_harness::{Cluster, assert_status, bearer, refused};
-use shippy_proto::consignment::v1::{Consignment, Container, GetRequest};
+use shippy_harness::{Cluster, assert_status, bearer, refused, shipping::page_request};
+use shippy_proto::consignment::v1::{Consignment, Container};
 use tonic::Code;
 
 /// A consignment of `containers` containers, each with a 400-byte origin.
@@ -132,13 +132,7 @@ async fn the_largest_accepted_consignment_stores_within_2_mib_and_one_byte_more_
     // Read back as GetConsignments answers it: the same size.
     let listed = cluster
         .shipping()
-        .get_consignments(bearer(
-            GetRequest {
-                page_size: 1,
-                ..Default::default()
-            },
-            &token,
-        ))
+        .get_consignments(page_request(&token, 1, ""))
         .await
         .unwrap()
         .into_inner()
