@@ -34,6 +34,7 @@ use shippy_service::Shutdown;
 use shippy_harness::Cluster;
 pub use shippy_harness::{ADMIN, PASSWORD};
 use shippy_testkit::fresh_postgres_database;
+use user_service::settings::Settings as UserSettings;
 
 /// The three services on random ports, each with a fresh database.
 pub struct Services {
@@ -50,10 +51,10 @@ impl Services {
     pub async fn start() -> Self {
         let cluster = Cluster::builder()
             .databases("gw")
-            .user_settings(|settings| {
-                settings.jwt_signing_key_file = None;
+            .settings(|users: &mut UserSettings| {
+                users.jwt_signing_key_file = None;
                 // The gateway names each browser to user-service with it.
-                settings.login.service_token = Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap());
+                users.login.service_token = Some(shippy_testkit::SERVICE_TOKEN.parse().unwrap());
             })
             .start()
             .await;

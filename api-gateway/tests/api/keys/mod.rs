@@ -22,6 +22,7 @@ use shippy_proto::{
 };
 use shippy_testkit::{
     ConsulAgent, ServiceProcess, fresh_postgres_database, infra_var, wait_for_health,
+    wait_until_equal,
 };
 use tokio::sync::RwLock;
 use tonic::{Code, transport::Channel};
@@ -227,36 +228,23 @@ impl Keyed {
     /// as long as the gateway keeps an answer of user-service, and a second.
     async fn assert_jwks_lists(&self, expected: &[String]) {
         let bound = jwks_fresh_for() + Duration::from_secs(1);
-        let start = Instant::now();
-        loop {
+        wait_until_equal("what the JWKS lists", expected, bound, async || {
             let answer = self.gateway.get("/.well-known/jwks.json", None).await;
             assert_eq!(answer.status, 200, "{}", answer.text);
-            let kids = answer.each("keys", "kid");
-            if kids == expected {
-                return;
-            }
-            assert!(
-                start.elapsed() < bound,
-                "after {bound:?} the JWKS lists {kids:?}, not {expected:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            answer.each("keys", "kid")
+        })
+        .await;
     }
 
     /// Waits (at most `bound`) until a new login's token names `kid`.
     async fn wait_until_signing_with(&self, email: &str, kid: &str, bound: Duration) {
-        let start = Instant::now();
-        loop {
-            let token = self.login(email).await;
-            if shippy_auth::token_kid(&token).unwrap() == kid {
-                return;
-            }
-            assert!(
-                start.elapsed() < bound,
-                "not signing with {kid} after {bound:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_equal(
+            "the kid a new login's token names",
+            kid,
+            bound,
+            async || shippy_auth::token_kid(&self.login(email).await).unwrap(),
+        )
+        .await;
     }
 }
 
