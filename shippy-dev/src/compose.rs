@@ -405,12 +405,13 @@ fn succeeds_within(mut command: Command, limit: Duration) -> bool {
 }
 
 /// `command`'s standard output, trimmed, if it succeeded (stderr discarded).
-fn stdout_of(mut command: Command) -> Option<String> {
-    let output = command
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+fn stdout_of(command: Command) -> Option<String> {
+    trimmed_stdout(command, Stdio::null())
+}
+
+/// `command`'s standard output, trimmed, if it succeeded; its stderr to `stderr`.
+fn trimmed_stdout(mut command: Command, stderr: Stdio) -> Option<String> {
+    let output = command.stdin(Stdio::null()).stderr(stderr).output().ok()?;
     output.status.success().then(|| {
         String::from_utf8_lossy(&output.stdout)
             .trim_end()

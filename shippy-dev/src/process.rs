@@ -254,41 +254,48 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// How `sh -c script`, started as "nats-server" on a spare port, fails
+    /// [`start_detached`] within `limit_secs`: the error, the port and the
+    /// log's directory (removed).
+    fn start_failure(script: &str, limit_secs: u64) -> (String, u16, PathBuf) {
+        let dir = scratch("start-detached");
+        let [port] = spare_ports().unwrap();
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let error = start_detached(
+            command,
+            &dir.join("nats.log"),
+            "nats-server",
+            port,
+            limit_secs,
+        )
+        .unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (error.to_string(), port, dir)
+    }
+
     #[test]
     fn a_server_that_never_opens_its_port_fails_naming_the_port_and_the_logs() {
-        let dir = scratch("never-opens");
-        let [port] = spare_ports().unwrap();
-        let mut sleeper = Command::new("sleep");
-        sleeper.arg("3");
-        let error =
-            start_detached(sleeper, &dir.join("sleep.log"), "nats-server", port, 1).unwrap_err();
+        let (error, port, dir) = start_failure("sleep 3", 1);
         assert_eq!(
-            error.to_string(),
+            error,
             format!(
                 "nats-server did not open port {port} within 1s (see its log in {})",
                 dir.display()
             )
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_server_that_exits_during_start_fails_at_once_with_its_log() {
-        let dir = scratch("exits");
-        let [port] = spare_ports().unwrap();
-        let mut failing = Command::new("sh");
-        failing.args(["-c", "echo 'cannot bind: Address already in use'; exit 3"]);
         let started = Instant::now();
-        let error =
-            start_detached(failing, &dir.join("nats.log"), "nats-server", port, 30).unwrap_err();
-        let error = error.to_string();
+        let (error, _, _) = start_failure("echo 'cannot bind: Address already in use'; exit 3", 30);
         assert!(
             error.starts_with("nats-server exited during start (exit status: 3)")
                 && error.ends_with("cannot bind: Address already in use"),
             "{error}"
         );
         assert!(started.elapsed() < Duration::from_secs(10));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub const STARTED_TARGET: &str = "shippy::started";
 /// The address in a service's "started" log line (pretty or JSON, colours
 /// or not), if this is that line.
 pub fn started_address(line: &str) -> Option<std::net::SocketAddr> {
+    started_field(line, "address")
+}
+
+/// The metrics address in a service's "started" log line (`metrics=…`), if
+/// this is that line and it names one.
+pub fn started_metrics(line: &str) -> Option<std::net::SocketAddr> {
+    started_field(line, "metrics")
+}
+
+/// The socket address that follows `field` in a service's "started" line.
+fn started_field(line: &str, field: &str) -> Option<std::net::SocketAddr> {
     // Drop ANSI colour codes: ESC [ … m.
     let mut plain = String::with_capacity(line.len());
     let mut chars = line.chars();
@@ -54,7 +65,7 @@ pub fn started_address(line: &str) -> Option<std::net::SocketAddr> {
     if !plain.contains(STARTED_TARGET) {
         return None;
     }
-    let after = &plain[plain.find("address")? + "address".len()..];
+    let after = &plain[plain.find(field)? + field.len()..];
     let start = after.find(|c: char| c.is_ascii_digit())?;
     let text: String = after[start..]
         .chars()
@@ -274,4 +285,31 @@ pub fn assert_ran(output: &std::process::Output, wanted: &[&str]) -> String {
     let printed = stdout(output);
     assert_mentions(&printed, wanted);
     printed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_addresses_are_read_from_the_started_line_in_every_format() {
+        let address = Some(([127, 0, 0, 1], 4000).into());
+        let metrics = Some(([127, 0, 0, 1], 4001).into());
+        let pretty = "2026-01-01T00:00:00Z  INFO shippy::started: api-gateway started \
+                      address=127.0.0.1:4000 metrics=127.0.0.1:4001";
+        let coloured = "\u{1b}[2mshippy::started\u{1b}[0m\u{1b}[2m:\u{1b}[0m api-gateway started \
+                        \u{1b}[3maddress\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:4000 \
+                        \u{1b}[3mmetrics\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:4001";
+        let json = r#"{"fields":{"message":"api-gateway started","address":"127.0.0.1:4000","metrics":"127.0.0.1:4001"},"target":"shippy::started"}"#;
+        for line in [pretty, coloured, json] {
+            assert_eq!(started_address(line), address, "{line}");
+            assert_eq!(started_metrics(line), metrics, "{line}");
+        }
+        let other = "INFO shippy_service::server: listening address=127.0.0.1:4000";
+        assert_eq!(started_address(other), None);
+        assert_eq!(
+            started_metrics("INFO shippy::started: user-service started address=127.0.0.1:1"),
+            None
+        );
+    }
 }

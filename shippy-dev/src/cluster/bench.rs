@@ -71,8 +71,8 @@ pub(crate) async fn run(session: &mut Session, store: Store) -> anyhow::Result<(
     peer.envs(options.env.iter().cloned())
         .env("LISTEN_ADDR", format!("127.0.0.1:{go_port}"))
         .env("DATABASE_URL", &cluster.consignments_url)
-        .env("USER_SERVICE_URL", Cluster::url(cluster.ports.user))
-        .env("VESSEL_SERVICE_URL", Cluster::url(cluster.ports.vessel))
+        .env("USER_SERVICE_URL", cluster.service_url("user-service"))
+        .env("VESSEL_SERVICE_URL", cluster.service_url("vessel-service"))
         .env("SERVICE_TOKEN", &cluster.service_token);
     session.processes.start("go-peer", peer)?;
     wait_for_go_peer(session).await?;
@@ -135,13 +135,13 @@ pub(crate) async fn run(session: &mut Session, store: Store) -> anyhow::Result<(
         .arg("--echo")
         .arg(url(echo_port))
         .arg("--users")
-        .arg(url(cluster.ports.user))
+        .arg(cluster.service_url("user-service"))
         .arg("--shipping")
-        .arg(url(cluster.ports.consignment))
+        .arg(cluster.service_url("consignment-service"))
         .arg("--go-shipping")
         .arg(url(go_port))
         .arg("--vessels")
-        .arg(url(cluster.ports.vessel))
+        .arg(cluster.service_url("vessel-service"))
         .args(["--admin-email", "bench-admin@example.com"])
         .args(&watched)
         .args(["--seconds", &seconds, "--rounds", &rounds])

@@ -14,7 +14,6 @@ pub(crate) async fn run(session: &mut Session, store: Store) -> anyhow::Result<(
 
 /// The URLs and what to run in another shell.
 fn where_things_are(cluster: &Cluster, session: &Session) -> String {
-    let ports = cluster.ports;
     let gateway = cluster.gateway_url();
     let metrics = |name| cluster.metrics_url(name);
     let consul = &cluster.consul;
@@ -51,17 +50,17 @@ In another shell:
   {bin}/user-cli create --name Ada --email ada@example.com --password 'correct horse'
   {bin}/user-cli login --email ada@example.com --password 'correct horse'
   {bin}/consignment-cli create && {bin}/consignment-cli list",
-        user = ports.user,
-        vessel = ports.vessel,
-        consignment = ports.consignment,
-        email = ports.email,
+        user = cluster.port("user-service"),
+        vessel = cluster.port("vessel-service"),
+        consignment = cluster.port("consignment-service"),
+        email = cluster.port("email-service"),
         m_user = metrics("user-service"),
         m_vessel = metrics("vessel-service"),
         m_consignment = metrics("consignment-service"),
         m_email = metrics("email-service"),
         m_gateway = metrics("api-gateway"),
         store = cluster.store.name(),
-        smtp = ports.smtp,
+        smtp = cluster.smtp,
         maildir = cluster.maildir.display(),
         users_url = value("USER_SERVICE_URL"),
         consignments_url = value("CONSIGNMENT_SERVICE_URL"),

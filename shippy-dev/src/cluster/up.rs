@@ -15,14 +15,9 @@ use super::{Session, Store, env_var, probe, say};
 use crate::infra::Infra;
 use crate::repo;
 
-/// The services, in the order they start.
-pub(crate) const SERVICES: [&str; 5] = [
-    "user-service",
-    "vessel-service",
-    "consignment-service",
-    "email-service",
-    "api-gateway",
-];
+/// The services, in the order they start (the api-gateway last), each with
+/// a Consul token of its own.
+pub(crate) use shippy_testkit::CONSUL_SERVICES as SERVICES;
 
 /// How a command wants the cluster.
 #[derive(Debug)]
@@ -40,15 +35,12 @@ pub(crate) struct Options {
     pub(crate) cold_start_clock: bool,
 }
 
-/// Where each listens, on 127.0.0.1.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ports {
-    pub(crate) user: u16,
-    pub(crate) vessel: u16,
-    pub(crate) consignment: u16,
-    pub(crate) email: u16,
-    pub(crate) gateway: u16,
-    pub(crate) smtp: u16,
+/// Where one of [`SERVICES`] listens, on 127.0.0.1.
+#[derive(Debug)]
+struct Listening {
+    name: &'static str,
+    port: u16,
+    metrics: u16,
 }
 
 /// A running cluster: where everything is.
@@ -57,9 +49,10 @@ pub(crate) struct Cluster {
     /// Where the binaries are (`target/<profile>`).
     pub(crate) bin: PathBuf,
     pub(crate) store: Store,
-    pub(crate) ports: Ports,
-    /// Each service's metrics port.
-    metrics: Vec<(&'static str, u16)>,
+    /// Where each of [`SERVICES`] listens, in that order.
+    services: Vec<Listening>,
+    /// The SMTP server's port.
+    pub(crate) smtp: u16,
     /// The Consul agent's `host:port`.
     pub(crate) consul: String,
     /// The PostgreSQL server (a URL naming its `postgres` database).
@@ -80,27 +73,45 @@ impl Cluster {
         format!("http://127.0.0.1:{port}")
     }
 
+    /// Where `name` (one of [`SERVICES`]) listens: its port and its metrics
+    /// port (0 and 0 for another name).
+    fn ports_of(&self, name: &str) -> (u16, u16) {
+        self.services
+            .iter()
+            .find(|service| service.name == name)
+            .map_or((0, 0), |service| (service.port, service.metrics))
+    }
+
+    /// `name`'s port (one of [`SERVICES`]).
+    pub(crate) fn port(&self, name: &str) -> u16 {
+        self.ports_of(name).0
+    }
+
+    /// `name`'s URL (one of [`SERVICES`]).
+    pub(crate) fn service_url(&self, name: &str) -> String {
+        Self::url(self.port(name))
+    }
+
     /// The api-gateway's URL.
     pub(crate) fn gateway_url(&self) -> String {
-        Self::url(self.ports.gateway)
+        self.service_url("api-gateway")
     }
 
     /// Where `name`'s Prometheus metrics are.
     pub(crate) fn metrics_url(&self, name: &str) -> String {
-        let port = self
-            .metrics
-            .iter()
-            .find(|(service, _)| *service == name)
-            .map_or(0, |(_, port)| *port);
+        let port = self.ports_of(name).1;
         format!("http://127.0.0.1:{port}/metrics")
     }
 
     /// What the CLIs (and the load generator) are run with.
     pub(crate) fn cli_env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("USER_SERVICE_URL", Self::url(self.ports.user)),
-            ("CONSIGNMENT_SERVICE_URL", Self::url(self.ports.consignment)),
-            ("VESSEL_SERVICE_URL", Self::url(self.ports.vessel)),
+            ("USER_SERVICE_URL", self.service_url("user-service")),
+            (
+                "CONSIGNMENT_SERVICE_URL",
+                self.service_url("consignment-service"),
+            ),
+            ("VESSEL_SERVICE_URL", self.service_url("vessel-service")),
             ("SHIPPY_CONFIG_DIR", self.config_dir.display().to_string()),
         ]
     }
@@ -318,14 +329,16 @@ pub(crate) async fn up(
             .with_context(|| format!("SHIPPY_GATEWAY_PORT is not a port: {port:?}"))?,
         None => spare_gateway,
     };
-    let ports = Ports {
-        user,
-        vessel,
-        consignment,
-        email,
-        gateway,
-        smtp,
-    };
+    let services: Vec<Listening> = SERVICES
+        .into_iter()
+        .zip([user, vessel, consignment, email, gateway])
+        .zip([m1, m2, m3, m4, m5])
+        .map(|((name, port), metrics)| Listening {
+            name,
+            port,
+            metrics,
+        })
+        .collect();
 
     say("starting an SMTP server that keeps what it receives");
     let maildir = run.join("maildir");
@@ -352,10 +365,8 @@ pub(crate) async fn up(
     let users_url = with_database(&database_url, "users")?;
     let key_file = run.join("jwt-signing-key.pem").display().to_string();
     let smtp_url = format!("smtp://127.0.0.1:{smtp}");
-    let ports_of = [user, vessel, consignment, email, gateway];
-    let metrics_of = [m1, m2, m3, m4, m5];
-    for (index, name) in SERVICES.into_iter().enumerate() {
-        let env: Vec<(&str, &str)> = match name {
+    for (service, token) in services.iter().zip(&tokens) {
+        let env: Vec<(&str, &str)> = match service.name {
             // user-service creates its signing key in the file, once.
             "user-service" => vec![
                 ("DATABASE_URL", &users_url),
@@ -378,17 +389,10 @@ pub(crate) async fn up(
             // api-gateway finds the three services through Consul too.
             _ => vec![("SERVICE_TOKEN", &service_token)],
         };
-        starter.start(
-            &mut session.processes,
-            name,
-            ports_of[index],
-            metrics_of[index],
-            &tokens[index],
-            &env,
-        )?;
+        starter.start(&mut session.processes, service, token, &env)?;
     }
-    for (name, port) in SERVICES.into_iter().zip(ports_of).take(4) {
-        probe::wait_serving(&mut session.processes, name, port).await?;
+    for service in services.iter().take(4) {
+        probe::wait_serving(&mut session.processes, service.name, service.port).await?;
     }
     probe::wait_ready(&mut session.processes, "api-gateway", gateway).await?;
     probe::wait_registered(&consul, &management_token, &SERVICES).await?;
@@ -396,8 +400,8 @@ pub(crate) async fn up(
     Ok(Cluster {
         bin,
         store,
-        ports,
-        metrics: SERVICES.into_iter().zip(metrics_of).collect(),
+        services,
+        smtp,
         consul,
         database_url,
         consignments_url,
@@ -444,17 +448,20 @@ struct Starter<'a> {
 }
 
 impl Starter<'_> {
-    /// Starts `name` on `port` (metrics on `metrics`) with its Consul
-    /// `token` and `env`; with the cold-start clock, `serving-clock` beside it.
+    /// Starts `service` where it listens, with its Consul `token` and
+    /// `env`; with the cold-start clock, `serving-clock` beside it.
     fn start(
         &self,
         processes: &mut super::processes::Processes,
-        name: &str,
-        port: u16,
-        metrics: u16,
+        service: &Listening,
         token: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<()> {
+        let &Listening {
+            name,
+            port,
+            metrics,
+        } = service;
         let mut service = Command::new(self.bin.join(name));
         service
             .envs(self.options.env.iter().map(|(key, value)| (key, value)))

@@ -40,6 +40,17 @@ fn http_logged(
     Ok(text)
 }
 
+/// `GET path` of the gateway with `headers`, as [`http_logged`].
+fn gateway_get(
+    run: &Run,
+    what: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let url = url(run, "SHIPPY_GATEWAY_PORT", path);
+    http_logged(run, what, "GET", &url, headers, None)
+}
+
 /// The gateway's JSON API and web UI; the API token of a fresh login.
 pub(super) fn gateway(run: &mut Run, user: &User) -> anyhow::Result<String> {
     run.step("the api-gateway: the JSON API and the web UI through compose");
@@ -57,25 +68,16 @@ pub(super) fn gateway(run: &mut Run, user: &User) -> anyhow::Result<String> {
         .and_then(|login| login["token"].as_str().map(str::to_owned))
         .context("the gateway's login answered no token")?;
     let bearer = format!("Bearer {token}");
-    let consignments = http_logged(
+    let consignments = gateway_get(
         run,
         "api-gateway consignments",
-        "GET",
-        &url(run, "SHIPPY_GATEWAY_PORT", "/api/v1/consignments"),
+        "/api/v1/consignments",
         &[("authorization", &bearer)],
-        None,
     )?;
     if !consignments.contains("\"vessel_id\"") {
         bail!("GET /api/v1/consignments through the gateway does not show the consignment");
     }
-    let page = http_logged(
-        run,
-        "api-gateway web UI",
-        "GET",
-        &url(run, "SHIPPY_GATEWAY_PORT", "/"),
-        &[],
-        None,
-    )?;
+    let page = gateway_get(run, "api-gateway web UI", "/", &[])?;
     if !page.to_ascii_lowercase().contains("<html") {
         bail!("the gateway serves no web UI at /");
     }
@@ -114,21 +116,17 @@ pub(super) fn cancel(run: &mut Run, token: &str) -> anyhow::Result<()> {
     }
     let bearer = format!("Bearer {token}");
     let auth = [("authorization", bearer.as_str())];
-    let consignments = http_logged(
+    let consignments = gateway_get(
         run,
         "api-gateway consignments after cancel",
-        "GET",
-        &url(run, "SHIPPY_GATEWAY_PORT", "/api/v1/consignments"),
+        "/api/v1/consignments",
         &auth,
-        None,
     )?;
-    let vessels = http_logged(
+    let vessels = gateway_get(
         run,
         "api-gateway vessels after cancel",
-        "GET",
-        &url(run, "SHIPPY_GATEWAY_PORT", "/api/v1/vessels"),
+        "/api/v1/vessels",
         &auth,
-        None,
     )?;
     if !cancelled_and_free(&consignments, &vessels) {
         bail!("the cancelled consignment is listed or still holds room");

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{Run, output_to, print_file, print_tail, read_text};
+use super::{Run, output_to, print_file, print_tail, read_text, trimmed_stdout};
 use crate::http;
 use crate::process::spare_ports;
 
@@ -25,14 +25,6 @@ const PORTS: [&str; 11] = [
     "SHIPPY_CONSIGNMENT_PORT",
     "SHIPPY_EMAIL_PORT",
     "SHIPPY_GATEWAY_PORT",
-];
-
-const SERVICES: [&str; 5] = [
-    "user-service",
-    "vessel-service",
-    "consignment-service",
-    "email-service",
-    "api-gateway",
 ];
 
 /// Steps 5 and 6, from `up` to the revoked key.
@@ -107,24 +99,15 @@ fn up(run: &mut Run) -> anyhow::Result<()> {
 
 /// `$CONSUL_HTTP_TOKEN` inside `service`'s container.
 fn container_token(run: &Run, service: &str) -> Option<String> {
-    let output = run
-        .compose(&[
-            "exec",
-            "-T",
-            service,
-            "sh",
-            "-c",
-            "echo \"$CONSUL_HTTP_TOKEN\"",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .ok()?;
-    output.status.success().then(|| {
-        String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .to_owned()
-    })
+    let exec = run.compose(&[
+        "exec",
+        "-T",
+        service,
+        "sh",
+        "-c",
+        "echo \"$CONSUL_HTTP_TOKEN\"",
+    ]);
+    trimmed_stdout(exec, Stdio::inherit())
 }
 
 fn consul_acls(run: &mut Run) -> anyhow::Result<()> {
@@ -156,7 +139,7 @@ fn consul_acls(run: &mut Run) -> anyhow::Result<()> {
             bail!("Consul answered {code}, not 403, to a vessel-service registration with {who}");
         }
     }
-    for service in SERVICES {
+    for service in shippy_testkit::CONSUL_SERVICES {
         let health = url(
             run,
             "SHIPPY_CONSUL_PORT",
@@ -193,11 +176,24 @@ pub(super) fn compose_run(
     run.run_logged(what, command)
 }
 
+/// Step `step`: [`compose_run`], its output shown; its log.
+fn shown_step(
+    run: &mut Run,
+    step: &str,
+    what: &str,
+    args: &[&str],
+) -> anyhow::Result<std::path::PathBuf> {
+    run.step(step);
+    let log = compose_run(run, what, args)?;
+    print_file(&log);
+    Ok(log)
+}
+
 /// user-cli create and login, consignment-cli create and list; the user's id.
 fn first_shipment(run: &mut Run, user: &User) -> anyhow::Result<String> {
-    run.step("docker compose run --rm user-cli create");
-    let created = compose_run(
+    let created = shown_step(
         run,
+        "docker compose run --rm user-cli create",
         "user-cli create",
         &[
             "user-cli",
@@ -210,7 +206,6 @@ fn first_shipment(run: &mut Run, user: &User) -> anyhow::Result<String> {
             &user.password,
         ],
     )?;
-    print_file(&created);
     let user_id =
         user_id_in(&read_text(&created)?).context("user-cli create printed no user id")?;
     run.ok(&format!("user-cli create {} (id {user_id})", user.email));
@@ -219,22 +214,20 @@ fn first_shipment(run: &mut Run, user: &User) -> anyhow::Result<String> {
     login(run, "user-cli login", user)?;
     run.ok("user-cli login: token saved on the cli-config volume");
 
-    run.step("docker compose run --rm consignment-cli create consignment.json");
-    let log = compose_run(
+    shown_step(
         run,
+        "docker compose run --rm consignment-cli create consignment.json",
         "consignment-cli create",
         &["consignment-cli", "create", "consignment.json"],
     )?;
-    print_file(&log);
     run.ok("consignment-cli create");
 
-    run.step("docker compose run --rm consignment-cli list");
-    let log = compose_run(
+    let log = shown_step(
         run,
+        "docker compose run --rm consignment-cli list",
         "consignment-cli list",
         &["consignment-cli", "--json", "list"],
     )?;
-    print_file(&log);
     let sample: Value = serde_json::from_str(&read_text(&run.repo.join("consignment.json"))?)
         .context("consignment.json is not JSON")?;
     let description = sample["description"].as_str().unwrap_or_default();
@@ -294,57 +287,50 @@ fn mail_and_spans(run: &mut Run, user: &User) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `GET url`'s JSON body, or what to log instead.
+fn get_json(url: &str) -> Result<Value, String> {
+    let answer = http::blocking_get_ok(url, &[]).map_err(|error| format!("{error:#}\n"))?;
+    serde_json::from_str(&answer).map_err(|_| format!("not JSON: {answer}\n"))
+}
+
+/// The items of the JSON array `value[key]` (none if it is no array).
+fn items<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    value[key].as_array().into_iter().flatten()
+}
+
 /// Whether the mail container holds a message to `email` (and the first one).
 fn mail_arrived(messages: &str, email: &str) -> (bool, String) {
-    let answer = match http::blocking_get_ok(messages, &[]) {
-        Ok(body) => body,
-        Err(error) => return (false, format!("{error:#}\n")),
-    };
-    let Ok(list) = serde_json::from_str::<Value>(&answer) else {
-        return (false, format!("not JSON: {answer}\n"));
-    };
-    let hits: Vec<&Value> = list["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|message| {
-            message["To"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|to| to["Address"] == email)
-        })
-        .take(1)
-        .collect();
-    let shown = serde_json::to_string(&hits).unwrap_or_default();
-    (!hits.is_empty(), format!("{shown}\n"))
+    get_json(messages).map_or_else(
+        |said| (false, said),
+        |list| {
+            let hits: Vec<&Value> = items(&list, "messages")
+                .filter(|message| items(message, "To").any(|to| to["Address"] == email))
+                .take(1)
+                .collect();
+            let shown = serde_json::to_string(&hits).unwrap_or_default();
+            (!hits.is_empty(), format!("{shown}\n"))
+        },
+    )
 }
 
 /// Whether the tracing container has spans of the four services.
 fn spans_arrived(services_url: &str) -> (bool, String) {
-    let answer = match http::blocking_get_ok(services_url, &[]) {
-        Ok(body) => body,
-        Err(error) => return (false, format!("{error:#}\n")),
-    };
-    let Ok(list) = serde_json::from_str::<Value>(&answer) else {
-        return (false, format!("not JSON: {answer}\n"));
-    };
-    let services: Vec<&str> = list["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let shown: Vec<String> = services.iter().map(|name| format!("'{name}'")).collect();
-    let all = [
-        "consignment-service",
-        "vessel-service",
-        "user-service",
-        "email-service",
-    ]
-    .iter()
-    .all(|wanted| services.contains(wanted));
-    (all, format!("[{}]\n", shown.join(", ")))
+    get_json(services_url).map_or_else(
+        |said| (false, said),
+        |list| {
+            let services: Vec<&str> = items(&list, "data").filter_map(Value::as_str).collect();
+            let shown: Vec<String> = services.iter().map(|name| format!("'{name}'")).collect();
+            let all = [
+                "consignment-service",
+                "vessel-service",
+                "user-service",
+                "email-service",
+            ]
+            .iter()
+            .all(|wanted| services.contains(wanted));
+            (all, format!("[{}]\n", shown.join(", ")))
+        },
+    )
 }
 
 fn restart(run: &mut Run, user: &User, user_id: &str) -> anyhow::Result<()> {

@@ -53,21 +53,9 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let nats_url = super::required_var("TEST_NATS_URL")?;
     let out = super::out_dir("BROWSER_OUT", "browser");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let pid = std::process::id();
-    let names = ["users", "vessels", "consignments"].map(|db| format!("browser_{db}_{pid}"));
-    let databases = Databases::create(&admin_url, &names).await?;
-    let run_dir = std::env::temp_dir().join(format!("shippy-smoke-browser-{pid}"));
-    std::fs::create_dir_all(&run_dir)?;
-    let result = smoke(
-        &mut checks,
-        &bin,
-        &run_dir,
-        &out,
-        &databases,
-        &names,
-        nats_url,
-    )
-    .await;
+    let (databases, urls) = Databases::for_cluster("browser", &admin_url).await?;
+    let run_dir = super::run_dir("browser")?;
+    let result = smoke(&mut checks, &bin, &run_dir, &out, urls, nats_url).await;
     let _ = std::fs::remove_dir_all(&run_dir);
     databases.drop_all().await;
     result
@@ -78,24 +66,14 @@ async fn smoke(
     bin: &Path,
     run: &Path,
     out: &Path,
-    databases: &Databases,
-    names: &[String; 3],
+    urls: [String; 3],
     nats_url: String,
 ) -> anyhow::Result<ExitCode> {
     let pid = std::process::id();
     let admin = format!("admin-{pid}@example.com");
     let env = ClusterEnv {
         rust_log: "info",
-        user: vec![
-            ("NATS_URL", nats_url),
-            ("BCRYPT_COST", "4".into()),
-            ("ADMIN_EMAILS", admin.clone()),
-            ("USER_EVENTS_STREAM", format!("BROWSER_{pid}")),
-            (
-                "USER_CREATED_SUBJECT",
-                format!("browser.{pid}.user.created"),
-            ),
-        ],
+        user: ClusterEnv::user_settings("browser", nats_url, &admin),
         // A short deadline for consignment-service, so the dashboard check
         // sees its circuit open within seconds of stopping it; a cool-down
         // long enough that the page (refreshing every 2 s) sees it open
@@ -107,28 +85,11 @@ async fn smoke(
         ],
         ..ClusterEnv::default()
     };
-    let urls = [
-        databases.url(&names[0])?,
-        databases.url(&names[1])?,
-        databases.url(&names[2])?,
-    ];
-    let cluster = match Cluster::start(bin, run, urls, env).await {
-        Ok(cluster) => cluster,
-        Err(error) => {
-            checks.not_ok(&format!("browser: the services started: {error:#}"));
-            return Ok(checks.exit_code());
-        }
+    let Some(cluster) = Cluster::start_ready(checks, "browser", bin, run, urls, env, 300).await
+    else {
+        return Ok(checks.exit_code());
     };
     let url = cluster.url();
-    let ready = cluster.ready(300).await;
-    if !ready.is_success() {
-        checks.not_ok(&format!(
-            "browser: the gateway and services became ready: {}",
-            ready.body
-        ));
-        println!("{}", cluster.log_tails(5));
-        return Ok(checks.exit_code());
-    }
     checks.ok(&format!(
         "browser: api-gateway is ready at {url} (services from their binaries)"
     ));

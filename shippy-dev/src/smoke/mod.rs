@@ -128,6 +128,13 @@ fn bin_dir() -> PathBuf {
     target_dir().join("debug")
 }
 
+/// Smoke test `test`'s scratch directory, created: `$TMPDIR/shippy-smoke-TEST-PID`.
+fn run_dir(test: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("shippy-smoke-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
 /// `$VAR`, else `target/<default>`: a smoke test's report directory.
 fn out_dir(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map_or_else(|| target_dir().join(default), in_repo)

@@ -82,16 +82,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let out = super::out_dir("OPENAPI_OUT", "openapi");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let pid = std::process::id();
-    let names = ["users", "vessels", "consignments"].map(|db| format!("openapi_{db}_{pid}"));
-    let databases = Databases::create(&admin_url, &names).await?;
-    let run_dir = std::env::temp_dir().join(format!("shippy-smoke-openapi-{pid}"));
-    std::fs::create_dir_all(&run_dir)?;
-    let urls = [
-        databases.url(&names[0])?,
-        databases.url(&names[1])?,
-        databases.url(&names[2])?,
-    ];
+    let (databases, urls) = Databases::for_cluster("openapi", &admin_url).await?;
+    let run_dir = super::run_dir("openapi")?;
     let fuzz = Fuzz {
         venv,
         version,
@@ -188,18 +180,14 @@ impl Fuzz {
         // defaults are tested by the gateway's and user-service's own tests).
         let env = ClusterEnv {
             rust_log: "warn",
-            user: vec![
-                ("NATS_URL", nats_url),
-                ("BCRYPT_COST", "4".into()),
-                ("ADMIN_EMAILS", admin.clone()),
-                ("USER_EVENTS_STREAM", format!("OPENAPI_{pid}")),
-                (
-                    "USER_CREATED_SUBJECT",
-                    format!("openapi.{pid}.user.created"),
-                ),
-                ("LOGIN_MAX_FAILURES", "1000000".into()),
-                ("LOGIN_MAX_FAILURES_PER_ADDRESS", "1000000".into()),
-            ],
+            user: [
+                ClusterEnv::user_settings("openapi", nats_url, &admin),
+                vec![
+                    ("LOGIN_MAX_FAILURES", "1000000".into()),
+                    ("LOGIN_MAX_FAILURES_PER_ADDRESS", "1000000".into()),
+                ],
+            ]
+            .concat(),
             vessel: vec![
                 ("ACCOUNT_MAX_CONTAINERS", "2000000000".into()),
                 ("ACCOUNT_MAX_WEIGHT", "2000000000".into()),
@@ -212,24 +200,20 @@ impl Fuzz {
                 ("LOGIN_RATE_LIMIT_BURST", many()),
             ],
         };
-        let cluster =
-            match Cluster::start(&super::bin_dir(), &self.run_dir, database_urls, env).await {
-                Ok(cluster) => cluster,
-                Err(error) => {
-                    checks.not_ok(&format!("openapi: the services started: {error:#}"));
-                    return Ok(checks.exit_code());
-                }
-            };
-        let url = cluster.url();
-        let ready = cluster.ready(600).await;
-        if !ready.is_success() {
-            checks.not_ok(&format!(
-                "openapi: the gateway and services became ready: {}",
-                ready.body
-            ));
-            eprintln!("{}", cluster.log_tails(5));
+        let bin = super::bin_dir();
+        let started = Cluster::start_ready(
+            checks,
+            "openapi",
+            &bin,
+            &self.run_dir,
+            database_urls,
+            env,
+            600,
+        );
+        let Some(cluster) = started.await else {
             return Ok(checks.exit_code());
-        }
+        };
+        let url = cluster.url();
 
         let fuzzer = std::env::var("OPENAPI_ADMIN").unwrap_or(admin);
         let Some(token) = log_in(&url, &fuzzer).await else {

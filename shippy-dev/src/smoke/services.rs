@@ -11,9 +11,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shippy_testkit::{STARTED_TARGET, started_address};
+use shippy_testkit::STARTED_TARGET;
+use shippy_testkit::service::{started_address, started_metrics};
 use sqlx::Connection as _;
 
+use super::Checks;
 use crate::process::{GRACE, tail, wait_or_kill};
 
 /// One service binary running in its own process.
@@ -165,28 +167,6 @@ impl Drop for Service {
     }
 }
 
-/// The metrics address in a service's "started" line (`metrics=…`, the
-/// last field; colours or not).
-fn started_metrics(line: &str) -> Option<SocketAddr> {
-    let after = &line[line.rfind("metrics")? + "metrics".len()..];
-    let mut plain = String::with_capacity(after.len());
-    let mut chars = after.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // A colour code: ESC [ … m.
-            let _ = chars.by_ref().find(|c| *c == 'm');
-        } else {
-            plain.push(c);
-        }
-    }
-    let text: String = plain
-        .trim_start_matches(['=', '"', ':', ' '])
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    text.parse().ok()
-}
-
 /// Fresh databases on the server of `TEST_DATABASE_URL`, dropped by
 /// [`Databases::drop_all`].
 #[derive(Debug)]
@@ -216,9 +196,19 @@ impl Databases {
         Ok(databases)
     }
 
-    /// The URL of database `name` on the same server.
-    pub fn url(&self, name: &str) -> anyhow::Result<String> {
-        database_url(&self.admin_url, name)
+    /// Smoke test `test`'s fresh databases for a [`Cluster`] at
+    /// `admin_url`'s server (`TEST_users_PID`, `TEST_vessels_PID`,
+    /// `TEST_consignments_PID`), and their URLs in that order.
+    pub async fn for_cluster(
+        test: &str,
+        admin_url: &str,
+    ) -> anyhow::Result<(Databases, [String; 3])> {
+        let pid = std::process::id();
+        let names = ["users", "vessels", "consignments"].map(|db| format!("{test}_{db}_{pid}"));
+        let [users, vessels, consignments] =
+            names.each_ref().map(|name| database_url(admin_url, name));
+        let urls = [users?, vessels?, consignments?];
+        Ok((Databases::create(admin_url, &names).await?, urls))
     }
 
     /// Drops them all (whoever is still connected).
@@ -263,6 +253,25 @@ pub struct ClusterEnv {
     pub gateway: Vec<(&'static str, String)>,
 }
 
+impl ClusterEnv {
+    /// user-service's settings in smoke test `test`: NATS at `nats_url`,
+    /// cheap password hashes, `admin` an admin, its events on a stream and
+    /// subject of this run's own.
+    pub fn user_settings(test: &str, nats_url: String, admin: &str) -> Vec<(&'static str, String)> {
+        let pid = std::process::id();
+        vec![
+            ("NATS_URL", nats_url),
+            ("BCRYPT_COST", "4".into()),
+            ("ADMIN_EMAILS", admin.to_owned()),
+            (
+                "USER_EVENTS_STREAM",
+                format!("{}_{pid}", test.to_uppercase()),
+            ),
+            ("USER_CREATED_SUBJECT", format!("{test}.{pid}.user.created")),
+        ]
+    }
+}
+
 impl Cluster {
     /// Starts them from `bin` on the databases at `database_urls` (users,
     /// vessels, consignments), logs in `run`, one after the other, each
@@ -278,66 +287,74 @@ impl Cluster {
             services: Vec::new(),
         };
         let [users, vessels, consignments] = database_urls;
-        let user = start(
-            "user-service",
-            bin,
-            run,
-            env.rust_log,
-            [("DATABASE_URL", users)].into_iter(),
-            env.user,
-        )
-        .await?;
-        let user_url = format!("http://{}", user.address);
-        cluster.services.push(user);
-        let vessel = start(
-            "vessel-service",
-            bin,
-            run,
-            env.rust_log,
-            [
-                ("DATABASE_URL", vessels),
-                ("USER_SERVICE_URL", user_url.clone()),
-                ("SERVICE_TOKEN", token.clone()),
-            ]
-            .into_iter(),
-            env.vessel,
-        )
-        .await?;
-        let vessel_url = format!("http://{}", vessel.address);
-        cluster.services.push(vessel);
-        let consignment = start(
-            "consignment-service",
-            bin,
-            run,
-            env.rust_log,
-            [
-                ("DATABASE_URL", consignments),
-                ("USER_SERVICE_URL", user_url.clone()),
-                ("VESSEL_SERVICE_URL", vessel_url.clone()),
-                ("SERVICE_TOKEN", token),
-            ]
-            .into_iter(),
-            env.consignment,
-        )
-        .await?;
-        let consignment_url = format!("http://{}", consignment.address);
-        cluster.services.push(consignment);
-        let gateway = start(
-            "api-gateway",
-            bin,
-            run,
-            env.rust_log,
-            [
-                ("USER_SERVICE_URL", user_url),
-                ("VESSEL_SERVICE_URL", vessel_url),
-                ("CONSIGNMENT_SERVICE_URL", consignment_url),
-            ]
-            .into_iter(),
-            env.gateway,
-        )
-        .await?;
-        cluster.services.push(gateway);
+        let rust_log = env.rust_log;
+        // Each: its database, whether it gets the service token, its settings.
+        let programs = [
+            ("user-service", Some(users), false, env.user),
+            ("vessel-service", Some(vessels), true, env.vessel),
+            (
+                "consignment-service",
+                Some(consignments),
+                true,
+                env.consignment,
+            ),
+            ("api-gateway", None, false, env.gateway),
+        ];
+        // `NAME_URL` of each started so far, for those after it.
+        let mut started: Vec<(&'static str, String)> = Vec::new();
+        for (name, database, with_token, extra) in programs {
+            let database = database.map(|url| ("DATABASE_URL", url));
+            let shared = with_token.then(|| ("SERVICE_TOKEN", token.clone()));
+            let settings: Vec<_> = database
+                .into_iter()
+                .chain(started.iter().cloned())
+                .chain(shared)
+                .chain(extra)
+                .collect();
+            let service = Service::start(
+                name,
+                &bin.join(name),
+                &settings,
+                rust_log,
+                &run.join(format!("{name}.log")),
+            )
+            .await?;
+            started.push((url_variable(name), format!("http://{}", service.address)));
+            cluster.services.push(service);
+        }
         Ok(cluster)
+    }
+
+    /// [`Cluster::start`], then [`Cluster::ready`] within `tries`: the
+    /// cluster, ready; else `None` once smoke test `test` printed a `not ok`
+    /// line saying which of the two failed (and, if it started, the end of
+    /// each log on stderr).
+    pub async fn start_ready(
+        checks: &mut Checks,
+        test: &str,
+        bin: &Path,
+        run: &Path,
+        database_urls: [String; 3],
+        env: ClusterEnv,
+        tries: u32,
+    ) -> Option<Cluster> {
+        let cluster = match Cluster::start(bin, run, database_urls, env).await {
+            Ok(cluster) => cluster,
+            Err(error) => {
+                checks.not_ok(&format!("{test}: the services started: {error:#}"));
+                return None;
+            }
+        };
+        let ready = cluster.ready(tries).await;
+        if !ready.is_success() {
+            checks.not_ok(&format!(
+                "{test}: the gateway and services became ready: {}",
+                ready.body
+            ));
+            eprintln!("{}", cluster.log_tails(5));
+            return None;
+        }
+        Some(cluster)
     }
 
     /// The gateway's URL (`http://127.0.0.1:PORT`).
@@ -410,51 +427,19 @@ impl Drop for Cluster {
     }
 }
 
-/// Starts `name` from `bin` with `wiring` and then `extra` in its
-/// environment, its log in `run/NAME.log`.
-async fn start(
-    name: &str,
-    bin: &Path,
-    run: &Path,
-    rust_log: &str,
-    wiring: impl Iterator<Item = (&'static str, String)>,
-    extra: Vec<(&'static str, String)>,
-) -> anyhow::Result<Service> {
-    let env: Vec<_> = wiring.chain(extra).collect();
-    Service::start(
-        name,
-        &bin.join(name),
-        &env,
-        rust_log,
-        &run.join(format!("{name}.log")),
-    )
-    .await
+/// The variable that tells the others where `name` is: `USER_SERVICE_URL`, …
+fn url_variable(name: &str) -> &'static str {
+    match name {
+        "user-service" => "USER_SERVICE_URL",
+        "vessel-service" => "VESSEL_SERVICE_URL",
+        "consignment-service" => "CONSIGNMENT_SERVICE_URL",
+        _ => "API_GATEWAY_URL",
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_metrics_address_is_read_from_the_started_line() {
-        let line = "2026-01-01T00:00:00Z  INFO shippy::started: api-gateway started \
-                    address=127.0.0.1:4000 metrics=127.0.0.1:4001";
-        assert_eq!(started_address(line), Some(([127, 0, 0, 1], 4000).into()));
-        assert_eq!(started_metrics(line), Some(([127, 0, 0, 1], 4001).into()));
-        let coloured = "\u{1b}[2mshippy::started\u{1b}[0m\u{1b}[2m:\u{1b}[0m api-gateway started \
-                        \u{1b}[3maddress\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:4000 \
-                        \u{1b}[3mmetrics\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:4001";
-        assert_eq!(
-            started_address(coloured),
-            Some(([127, 0, 0, 1], 4000).into())
-        );
-        assert_eq!(
-            started_metrics(coloured),
-            Some(([127, 0, 0, 1], 4001).into())
-        );
-        let json = r#"{"fields":{"message":"api-gateway started","address":"127.0.0.1:4000","metrics":"127.0.0.1:4001"}}"#;
-        assert_eq!(started_metrics(json), Some(([127, 0, 0, 1], 4001).into()));
-    }
 
     #[test]
     fn a_database_url_names_the_new_database() {

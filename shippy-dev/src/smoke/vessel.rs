@@ -48,8 +48,7 @@ async fn smoke(binary: &std::path::Path, database: &str) -> anyhow::Result<ExitC
         let _ = database.set_password(Some("hunter2"));
     }
     let password = database.password().unwrap_or("hunter2").to_owned();
-    let run = std::env::temp_dir().join(format!("shippy-smoke-vessel-{}", std::process::id()));
-    std::fs::create_dir_all(&run)?;
+    let run = super::run_dir("vessel")?;
     let log = run.join("vessel-service.log");
     let started = Service::start(
         "vessel-service",

@@ -5,7 +5,8 @@ use shippy_service::settings::Secret;
 use super::{ExternalServer, Readiness};
 use crate::infra::infra_var;
 
-/// The services that get a Consul ACL token each (`scripts/consul-acl.sh`).
+/// The services that get a Consul ACL token each (`scripts/consul-acl.sh`),
+/// in the order `cargo dev demo`/`dev` starts them: the api-gateway last.
 pub const CONSUL_SERVICES: [&str; 5] = [
     "user-service",
     "vessel-service",
