@@ -9,17 +9,15 @@ use shippy_service::{
     base::ServiceBase,
     discovery::CallTimeouts,
     readiness::{self, Ready, Watched},
-    server::{GrpcServer, Health, ServerError},
+    server::{GrpcServer, ServerError},
 };
 
-use shippy_auth::Authenticator;
+use shippy_auth::{Authenticator, service::ServiceToken};
 
 use crate::{api::ShippingApi, saga::Saga, settings::Settings, store::Store, vessels::Vessels};
 
 /// How long a store operation waits for a database connection.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often a ready store is checked, to keep health true.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Calls to other services: connecting, and each call.
 const CALLS: CallTimeouts = CallTimeouts {
     connect: Duration::from_secs(1),
@@ -48,7 +46,6 @@ pub struct Application {
     base: ServiceBase,
     background: Shutdown,
     server: GrpcServer,
-    health: Health,
     store: Store,
     ready: Ready,
     auth: Authenticator,
@@ -60,13 +57,7 @@ impl Application {
     /// Binds the listen address and opens the store and the channels to
     /// vessel-service and user-service, waiting for none of them.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let base = ServiceBase::bind(
-            "consignment-service",
-            settings.listen_addr,
-            settings.metrics_addr,
-            &settings.discovery,
-        )
-        .await?;
+        let base = settings.serve.bind("consignment-service").await?;
         let metrics = base.metrics().clone();
         let store = Store::open(&settings.database_url, STORE_TIMEOUT)
             .await
@@ -100,22 +91,18 @@ impl Application {
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), saga.clone());
-        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
-            .max_message_bytes(crate::domain::MAX_REQUEST_BYTES);
-        if let Some(token) = &settings.service_token {
-            server = server.trust_forwarded_client(token.vouch());
-        }
-        let server = server.add_service(
-            ShippingServiceServer::new(api)
-                .max_decoding_message_size(crate::domain::MAX_REQUEST_BYTES),
-        );
-        let health = server.health();
-        health.set(&[SERVICE_NAME], false).await;
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
+            .max_message_bytes(crate::domain::MAX_REQUEST_BYTES)
+            .trust_forwarded_client(settings.service_token.as_ref().map(ServiceToken::vouch))
+            .add_service(
+                ShippingServiceServer::new(api)
+                    .max_decoding_message_size(crate::domain::MAX_REQUEST_BYTES),
+            );
+        server.health().set(&[SERVICE_NAME], false).await;
         Ok(Self {
             base,
             background,
             server,
-            health,
             store,
             ready,
             auth,
@@ -149,13 +136,12 @@ impl Application {
             shutdown.clone(),
         ));
         let readiness = tokio::spawn(readiness::watch(
-            Watched {
-                what: "consignment store and token keys",
-                services: vec![SERVICE_NAME],
-                probe_interval: PROBE_INTERVAL,
-            },
-            self.health,
-            self.ready,
+            Watched::new(
+                "consignment store and token keys",
+                SERVICE_NAME,
+                self.server.health(),
+                self.ready,
+            ),
             shutdown.clone(),
             (self.store, self.auth),
             // Not ready, so NOT_SERVING, until it can verify tokens too.

@@ -2,18 +2,15 @@
 //! A bare `long, env` takes both names from the field: `--listen-addr` and
 //! `LISTEN_ADDR` for `listen_addr`.
 
-use std::net::SocketAddr;
-
 use shippy_auth::service::ServiceToken;
-use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
+use shippy_service::{
+    base::{Ports, Serve},
+    settings::SecretUrl,
+};
 
 /// What consignment-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Where the gRPC server listens.
-    #[arg(long, env, default_value = "0.0.0.0:50051")]
-    pub listen_addr: SocketAddr,
-
     /// The consignment store: `postgres://user:password@host:5432/db` or
     /// `mongodb://host:27017/db`, chosen by the scheme.
     #[arg(long, env, hide_env_values = true)]
@@ -48,15 +45,17 @@ pub struct Settings {
     #[arg(long, env, default_value = "30s")]
     pub recovery_after: humantime::Duration,
 
-    /// Where Prometheus scrapes `/metrics`.
-    #[arg(long, env, default_value = "0.0.0.0:9151")]
-    pub metrics_addr: SocketAddr,
-
-    /// Service discovery: Consul, or static addresses.
-    #[command(flatten)]
-    pub discovery: DiscoveryArgs,
-
     /// How often the keys that verify tokens are refetched (`KEYS_REFRESH_INTERVAL`).
     #[command(flatten)]
     pub keys: shippy_auth::remote::KeyRefresh,
+
+    /// Where it listens, and how it finds its peers: the flags every
+    /// service has.
+    #[command(flatten)]
+    pub serve: Serve<Settings>,
+}
+
+impl Ports for Settings {
+    const LISTEN_ADDR: &str = "0.0.0.0:50051";
+    const METRICS_ADDR: &str = "0.0.0.0:9151";
 }

@@ -50,7 +50,6 @@ pub enum RunError {
 pub struct Application {
     base: ServiceBase,
     server: GrpcServer,
-    health: Health,
     client: async_nats::Client,
     worker: Worker,
     watchdog: Watchdog,
@@ -60,13 +59,7 @@ impl Application {
     /// Binds the health port, checks the mail settings and connects to NATS
     /// in the background.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let base = ServiceBase::bind(
-            "email-service",
-            settings.listen_addr,
-            settings.metrics_addr,
-            &settings.discovery,
-        )
-        .await?;
+        let base = settings.serve.bind("email-service").await?;
         let metrics = base.metrics().clone();
         let mailer = Mailer::new(settings.smtp_url.as_ref()).map_err(StartError::service)?;
         let template = Template::new(&settings.mail_from, &settings.mail_subject)
@@ -115,12 +108,10 @@ impl Application {
             progress,
         };
         let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone());
-        let health = server.health();
-        health.set(&[], false).await;
+        server.health().set(&[], false).await;
         Ok(Self {
             base,
             server,
-            health,
             client,
             worker,
             watchdog,
@@ -149,14 +140,14 @@ impl Application {
         let supervisor = tokio::spawn(supervise(
             worker,
             alive.clone(),
-            self.health.clone(),
+            self.server.health(),
             shutdown.clone(),
         ));
         let stuck = self.watchdog.stuck.clone();
         let watchdog = tokio::spawn(self.watchdog.run(shutdown.clone()));
         let health = tokio::spawn(follow_nats(
             self.client.clone(),
-            self.health,
+            self.server.health(),
             alive,
             stuck,
             shutdown.clone(),

@@ -2,17 +2,15 @@
 //! A bare `long, env` takes both names from the field: `--metrics-addr`
 //! and `METRICS_ADDR` for `metrics_addr`.
 
-use std::net::SocketAddr;
-
-use shippy_service::{discovery::DiscoveryArgs, nats, settings::SecretUrl};
+use shippy_service::{
+    base::{Ports, Serve},
+    nats,
+    settings::SecretUrl,
+};
 
 /// What email-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Where the gRPC server (health only) listens.
-    #[arg(long, env, default_value = "0.0.0.0:50054")]
-    pub listen_addr: SocketAddr,
-
     /// The NATS server the events come from.
     #[arg(long, env, default_value = nats::DEFAULT_URL, hide_env_values = true)]
     pub nats_url: SecretUrl,
@@ -66,11 +64,13 @@ pub struct Settings {
     #[arg(long, env, default_value = "5m")]
     pub mail_stuck_after: humantime::Duration,
 
-    /// Where Prometheus scrapes `/metrics`.
-    #[arg(long, env, default_value = "0.0.0.0:9154")]
-    pub metrics_addr: SocketAddr,
-
-    /// Service discovery: Consul, or static addresses.
+    /// Where it listens, and how it finds its peers: the flags every
+    /// service has.
     #[command(flatten)]
-    pub discovery: DiscoveryArgs,
+    pub serve: Serve<Settings>,
+}
+
+impl Ports for Settings {
+    const LISTEN_ADDR: &str = "0.0.0.0:50054";
+    const METRICS_ADDR: &str = "0.0.0.0:9154";
 }

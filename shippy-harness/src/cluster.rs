@@ -81,7 +81,7 @@ service_settings!(
 /// The three services, started and serving; dropped, they stop.
 #[derive(Debug)]
 pub struct Cluster {
-    /// user-service's settings, its real address in `listen_addr`.
+    /// user-service's settings, its real address in `serve.listen_addr`.
     pub user_settings: UserSettings,
     pub users: Channel,
     pub vessels: Channel,
@@ -136,7 +136,7 @@ impl ClusterBuilder {
 
     /// Changes a service's settings (after the harness's own): user-,
     /// vessel- or consignment-service's, as the closure's argument says,
-    /// e.g. `.settings(|vessels: &mut VesselSettings| vessels.discovery = …)`.
+    /// e.g. `.settings(|vessels: &mut VesselSettings| vessels.serve.discovery = …)`.
     pub fn settings<S: ServiceSettings>(
         mut self,
         adjust: impl FnOnce(&mut S) + Send + 'static,
@@ -185,7 +185,7 @@ impl ClusterBuilder {
         for address in [user_addr, vessel_addr, consignment_addr] {
             wait_for_health(&spawn::channel(address), ServingStatus::Serving).await;
         }
-        user_settings.listen_addr = user_addr;
+        user_settings.serve.listen_addr = user_addr;
         Cluster {
             user_settings,
             users: spawn::channel(user_addr),

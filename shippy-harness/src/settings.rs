@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use consignment_service::settings::Settings as ConsignmentSettings;
-use shippy_service::settings::SecretUrl;
+use shippy_service::{base::Serve, settings::SecretUrl};
 use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, infra_var};
 use user_service::settings::Settings as UserSettings;
 use vessel_service::{domain::AccountQuota, settings::Settings as VesselSettings};
@@ -27,7 +27,7 @@ pub const UNCAPPED: AccountQuota = AccountQuota {
 pub fn user(database_url: SecretUrl) -> UserSettings {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     UserSettings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        serve: Serve::loopback(),
         database_url,
         nats_url: infra_var("TEST_NATS_URL").parse().unwrap(),
         jwt_signing_key_file: None,
@@ -37,8 +37,6 @@ pub fn user(database_url: SecretUrl) -> UserSettings {
         login: Default::default(),
         events_stream: format!("USERS_{unique}"),
         user_created_subject: format!("test.{unique}.user.created"),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        discovery: Default::default(),
         keys: Default::default(),
     }
 }
@@ -48,7 +46,7 @@ pub fn user(database_url: SecretUrl) -> UserSettings {
 /// reservations held for [`RESERVATION_TTL`] and swept every 100 ms.
 pub fn vessel(database_url: SecretUrl, user_service_url: String) -> VesselSettings {
     VesselSettings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        serve: Serve::loopback(),
         database_url,
         user_service_url,
         service_token: Some(SERVICE_TOKEN.parse().unwrap()),
@@ -56,8 +54,6 @@ pub fn vessel(database_url: SecretUrl, user_service_url: String) -> VesselSettin
         reservation_sweep_interval: Duration::from_millis(100).into(),
         account_max_containers: UNCAPPED.containers,
         account_max_weight: UNCAPPED.weight,
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        discovery: Default::default(),
         keys: Default::default(),
     }
 }
@@ -71,15 +67,13 @@ pub fn consignment(
     user_service_url: String,
 ) -> ConsignmentSettings {
     ConsignmentSettings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        serve: Serve::loopback(),
         database_url,
         vessel_service_url,
         user_service_url,
         service_token: Some(SERVICE_TOKEN.parse().unwrap()),
         recovery_interval: Duration::from_millis(200).into(),
         recovery_after: Duration::from_secs(1).into(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        discovery: Default::default(),
         keys: Default::default(),
     }
 }

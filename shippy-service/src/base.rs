@@ -2,7 +2,7 @@
 //! listener, `/metrics` on its own port, and (with Consul) its registration;
 //! and the order they stop in.
 
-use std::net::SocketAddr;
+use std::{marker::PhantomData, net::SocketAddr};
 
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -46,6 +46,53 @@ impl<E> StartError<E> {
     /// A reason only this service has: `.map_err(StartError::service)?`.
     pub fn service(error: impl Into<E>) -> Self {
         Self::Service(error.into())
+    }
+}
+
+/// A service's default addresses, for its [`Serve`] settings.
+pub trait Ports {
+    /// Where its gRPC server listens unless told otherwise, e.g. `0.0.0.0:50052`.
+    const LISTEN_ADDR: &'static str;
+    /// Where Prometheus scrapes its `/metrics`, e.g. `0.0.0.0:9152`.
+    const METRICS_ADDR: &'static str;
+}
+
+/// The settings every service has: the two addresses it binds (`P`'s by
+/// default) and how it finds its peers. A service's settings flatten it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Serve<P: Ports> {
+    /// Where the gRPC server listens.
+    #[arg(long, env, default_value = P::LISTEN_ADDR)]
+    pub listen_addr: SocketAddr,
+
+    /// Where Prometheus scrapes `/metrics`.
+    #[arg(long, env, default_value = P::METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
+
+    /// Service discovery: Consul, or static addresses.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+
+    #[arg(skip)]
+    ports: PhantomData<P>,
+}
+
+impl<P: Ports> Serve<P> {
+    /// Both addresses on loopback with ports the system picks, and no
+    /// Consul: a service started by a test.
+    pub fn loopback() -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            listen_addr: any_port,
+            metrics_addr: any_port,
+            discovery: DiscoveryArgs::default(),
+            ports: PhantomData,
+        }
+    }
+
+    /// Binds both addresses of service `name`.
+    pub async fn bind(&self, name: &'static str) -> Result<ServiceBase, BindError> {
+        ServiceBase::bind(name, self.listen_addr, self.metrics_addr, &self.discovery).await
     }
 }
 
@@ -156,6 +203,58 @@ mod tests {
             cause.as_deref(),
             Some("in use"),
             "the cause stays in the chain"
+        );
+    }
+}
+
+#[cfg(test)]
+mod serve_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct First;
+    impl Ports for First {
+        const LISTEN_ADDR: &str = "0.0.0.0:50001";
+        const METRICS_ADDR: &str = "0.0.0.0:9001";
+    }
+
+    #[derive(Debug, Clone)]
+    struct Second;
+    impl Ports for Second {
+        const LISTEN_ADDR: &str = "0.0.0.0:50002";
+        const METRICS_ADDR: &str = "0.0.0.0:9002";
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli<P: Ports + Clone + Send + Sync + 'static> {
+        #[command(flatten)]
+        serve: Serve<P>,
+    }
+
+    fn defaults<P: Ports + Clone + Send + Sync + 'static>() -> (SocketAddr, SocketAddr) {
+        let serve = Cli::<P>::try_parse_from(["service"]).unwrap().serve;
+        (serve.listen_addr, serve.metrics_addr)
+    }
+
+    #[test]
+    fn each_service_binds_its_own_defaults() {
+        // Parsed one after the other in one process: a default cached by the
+        // first would show up in the second.
+        assert_eq!(
+            defaults::<First>(),
+            (
+                "0.0.0.0:50001".parse().unwrap(),
+                "0.0.0.0:9001".parse().unwrap()
+            )
+        );
+        assert_eq!(
+            defaults::<Second>(),
+            (
+                "0.0.0.0:50002".parse().unwrap(),
+                "0.0.0.0:9002".parse().unwrap()
+            )
         );
     }
 }

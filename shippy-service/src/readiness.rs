@@ -52,7 +52,7 @@ impl Ready {
     }
 }
 
-/// What [`watch`] watches.
+/// What [`watch`] watches, and what it sets as that changes.
 #[derive(Debug, Clone)]
 pub struct Watched {
     /// The dependency's name, for logs (e.g. "vessel store").
@@ -61,6 +61,27 @@ pub struct Watched {
     pub services: Vec<&'static str>,
     /// How often a prepared dependency is pinged.
     pub probe_interval: Duration,
+    /// The server's health, `SERVING` while the dependency answers.
+    pub health: Health,
+    /// Set once the dependency is prepared.
+    pub ready: Ready,
+}
+
+impl Watched {
+    /// How often a prepared dependency is pinged, unless told otherwise.
+    pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// `what` (e.g. "vessel store"), which gRPC service `service`'s
+    /// `health` and `ready` follow, pinged every [`Self::PROBE_INTERVAL`].
+    pub fn new(what: &'static str, service: &'static str, health: Health, ready: Ready) -> Self {
+        Self {
+            what,
+            services: vec![service],
+            probe_interval: Self::PROBE_INTERVAL,
+            health,
+            ready,
+        }
+    }
 }
 
 /// Retries `prepare(store)` (migrations, seeding) with backoff until it
@@ -70,8 +91,6 @@ pub struct Watched {
 /// call gets its own clone of `store` (a pool handle, cheap to clone).
 pub async fn watch<S, P, PF, PT, PE, K, KF, KE>(
     watched: Watched,
-    health: Health,
-    ready: Ready,
     shutdown: Shutdown,
     store: S,
     prepare: P,
@@ -89,6 +108,8 @@ pub async fn watch<S, P, PF, PT, PE, K, KF, KE>(
         what,
         services,
         probe_interval,
+        health,
+        ready,
     } = watched;
     if retry::until_ready(what, Backoff::default(), &shutdown, || {
         prepare(store.clone())

@@ -152,8 +152,10 @@ impl GrpcServer {
     /// [`admission::CLIENT_ADDRESS_KEY`] when `vouch` accepts its headers
     /// (the services' shared credential): the api-gateway's calls then count
     /// against the browser's budget, not the gateway's.
-    pub fn trust_forwarded_client(mut self, vouch: Vouch) -> Self {
-        self.budgets.vouch = Some(vouch);
+    /// Without a `vouch` (no shared credential configured) no request is
+    /// believed.
+    pub fn trust_forwarded_client(mut self, vouch: impl Into<Option<Vouch>>) -> Self {
+        self.budgets.vouch = vouch.into();
         self
     }
 

@@ -3,13 +3,14 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use shippy_auth::service::ServiceToken;
 use shippy_proto::user::v1::user_service_server::{SERVICE_NAME, UserServiceServer};
 use shippy_service::{
     Shutdown,
     base::ServiceBase,
     nats::InvalidUrl,
     readiness::{self, Ready, Watched},
-    server::{GrpcServer, Health, ServerError},
+    server::{GrpcServer, ServerError},
 };
 use tokio::sync::Notify;
 
@@ -31,8 +32,6 @@ use crate::{
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// How long a database operation waits for a connection.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often a ready store is checked, to keep health true.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why user-service could not start.
 pub type StartError = shippy_service::base::StartError<Unusable>;
@@ -59,7 +58,6 @@ pub enum Unusable {
 pub struct Application {
     base: ServiceBase,
     server: GrpcServer,
-    health: Health,
     store: UserStore,
     ready: Ready,
     relay: Relay,
@@ -82,13 +80,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         // Before anything that can wait: a SIGHUP from now on rereads the keys.
         let hangups = keys::Hangups::listen();
-        let base = ServiceBase::bind(
-            "user-service",
-            settings.listen_addr,
-            settings.metrics_addr,
-            &settings.discovery,
-        )
-        .await?;
+        let base = settings.serve.bind("user-service").await?;
         let metrics = base.metrics().clone();
         // The same pool as vessel- and consignment-service open.
         let pool = shippy_store::open_postgres(&settings.database_url, STORE_TIMEOUT)
@@ -103,7 +95,7 @@ impl Application {
         let source = KeySource::new(
             settings.jwt_signing_key_file.as_deref(),
             &settings.keys,
-            &settings.discovery,
+            &settings.serve.discovery,
         )
         .map_err(StartError::service)?;
         let signer = Arc::new(
@@ -139,15 +131,17 @@ impl Application {
                 throttle: LoginThrottle::new(settings.login.clone()),
             },
         );
-        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
-            .max_message_bytes(MAX_REQUEST_BYTES);
-        if let Some(token) = &settings.login.service_token {
-            server = server.trust_forwarded_client(token.vouch());
-        }
-        let server = server
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, metrics.clone())
+            .max_message_bytes(MAX_REQUEST_BYTES)
+            .trust_forwarded_client(
+                settings
+                    .login
+                    .service_token
+                    .as_ref()
+                    .map(ServiceToken::vouch),
+            )
             .add_service(UserServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
-        let health = server.health();
-        health.set(&[SERVICE_NAME], false).await;
+        server.health().set(&[SERVICE_NAME], false).await;
         let relay = Relay::new(
             store.clone(),
             publisher,
@@ -161,7 +155,6 @@ impl Application {
         Ok(Self {
             base,
             server,
-            health,
             store,
             ready,
             relay,
@@ -183,13 +176,12 @@ impl Application {
     /// outbox in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
         let readiness = tokio::spawn(readiness::watch(
-            Watched {
-                what: "user database",
-                services: vec![SERVICE_NAME],
-                probe_interval: PROBE_INTERVAL,
-            },
-            self.health,
-            self.ready.clone(),
+            Watched::new(
+                "user database",
+                SERVICE_NAME,
+                self.server.health(),
+                self.ready.clone(),
+            ),
             shutdown.clone(),
             self.store,
             |store| async move { store.migrate().await },

@@ -2,17 +2,17 @@
 //! A bare `long, env` takes both names from the field: `--listen-addr` and
 //! `LISTEN_ADDR` for `listen_addr`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::path::PathBuf;
 
-use shippy_service::{discovery::DiscoveryArgs, nats, settings::SecretUrl};
+use shippy_service::{
+    base::{Ports, Serve},
+    nats,
+    settings::SecretUrl,
+};
 
 /// What user-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Where the gRPC server listens.
-    #[arg(long, env, default_value = "0.0.0.0:50053")]
-    pub listen_addr: SocketAddr,
-
     /// The user database: `postgres://user:password@host:5432/users`.
     #[arg(long, env, hide_env_values = true)]
     pub database_url: SecretUrl,
@@ -51,19 +51,21 @@ pub struct Settings {
     #[arg(long, env, value_delimiter = ',', num_args = 0..)]
     pub admin_emails: Vec<String>,
 
-    /// Where Prometheus scrapes `/metrics`.
-    #[arg(long, env, default_value = "0.0.0.0:9153")]
-    pub metrics_addr: SocketAddr,
-
     /// Failed-login throttling.
     #[command(flatten)]
     pub login: crate::throttle::LoginLimits,
 
-    /// Service discovery: Consul, or static addresses.
-    #[command(flatten)]
-    pub discovery: DiscoveryArgs,
-
     /// The signing keys in Consul KV, instead of JWT_SIGNING_KEY_FILE.
     #[command(flatten)]
     pub keys: crate::keys::KeySourceArgs,
+
+    /// Where it listens, and how it finds its peers: the flags every
+    /// service has.
+    #[command(flatten)]
+    pub serve: Serve<Settings>,
+}
+
+impl Ports for Settings {
+    const LISTEN_ADDR: &str = "0.0.0.0:50053";
+    const METRICS_ADDR: &str = "0.0.0.0:9153";
 }

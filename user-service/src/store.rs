@@ -195,7 +195,7 @@ impl UserStore {
     #[tracing::instrument(
         name = "postgres.list_users",
         skip_all,
-        fields(limit),
+        fields(limit = limit),
         err(Display, level = "debug")
     )]
     pub async fn list(&self, after: Option<Cursor>, limit: u32) -> Result<UserPage, StoreError> {

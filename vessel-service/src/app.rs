@@ -3,13 +3,13 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use shippy_auth::Authenticator;
+use shippy_auth::{Authenticator, service::ServiceToken};
 use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServiceServer};
 use shippy_service::{
     Shutdown,
     base::ServiceBase,
     readiness::{self, Ready, Watched},
-    server::{GrpcServer, Health, ServerError},
+    server::{GrpcServer, ServerError},
     sweep,
 };
 
@@ -22,8 +22,6 @@ use crate::{
 
 /// How long a store operation waits for a database connection.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often a ready store is checked, to keep health true.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The largest request decoded: a vessel or a specification is a few
 /// hundred bytes.
@@ -38,7 +36,6 @@ pub type StartError = shippy_service::base::StartError<shippy_store::OpenError>;
 pub struct Application {
     base: ServiceBase,
     server: GrpcServer,
-    health: Health,
     store: Store,
     ready: Ready,
     auth: Authenticator,
@@ -51,13 +48,7 @@ impl Application {
     /// Binds the listen address and opens the store, without waiting for the
     /// database: health answers `NOT_SERVING` until the store is ready.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let base = ServiceBase::bind(
-            "vessel-service",
-            settings.listen_addr,
-            settings.metrics_addr,
-            &settings.discovery,
-        )
-        .await?;
+        let base = settings.serve.bind("vessel-service").await?;
         let store = Store::open(&settings.database_url, STORE_TIMEOUT)
             .await
             .map_err(StartError::service)?;
@@ -87,20 +78,16 @@ impl Application {
                 quota: settings.account_quota(),
             },
         );
-        let mut server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())
-            .max_message_bytes(MAX_REQUEST_BYTES);
-        if let Some(token) = &settings.service_token {
-            server = server.trust_forwarded_client(token.vouch());
-        }
-        let server = server.add_service(
-            VesselServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
-        );
-        let health = server.health();
-        health.set(&[SERVICE_NAME], false).await;
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, base.metrics().clone())
+            .max_message_bytes(MAX_REQUEST_BYTES)
+            .trust_forwarded_client(settings.service_token.as_ref().map(ServiceToken::vouch))
+            .add_service(
+                VesselServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
+            );
+        server.health().set(&[SERVICE_NAME], false).await;
         Ok(Self {
             base,
             server,
-            health,
             store,
             ready,
             auth,
@@ -129,13 +116,12 @@ impl Application {
             shutdown.clone(),
         ));
         let readiness = tokio::spawn(readiness::watch(
-            Watched {
-                what: "vessel store",
-                services: vec![SERVICE_NAME],
-                probe_interval: PROBE_INTERVAL,
-            },
-            self.health,
-            self.ready,
+            Watched::new(
+                "vessel store",
+                SERVICE_NAME,
+                self.server.health(),
+                self.ready,
+            ),
             shutdown.clone(),
             self.store,
             |store| async move {

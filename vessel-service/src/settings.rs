@@ -2,20 +2,17 @@
 //! A bare `long, env` takes both names from the field: `--listen-addr` and
 //! `LISTEN_ADDR` for `listen_addr`.
 
-use std::net::SocketAddr;
-
 use shippy_auth::service::ServiceToken;
-use shippy_service::{discovery::DiscoveryArgs, settings::SecretUrl};
+use shippy_service::{
+    base::{Ports, Serve},
+    settings::SecretUrl,
+};
 
 use crate::domain::AccountQuota;
 
 /// What vessel-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Where the gRPC server listens.
-    #[arg(long, env, default_value = "0.0.0.0:50052")]
-    pub listen_addr: SocketAddr,
-
     /// The vessel store: `postgres://user:password@host:5432/db` or
     /// `mongodb://host:27017/db`, chosen by the scheme.
     #[arg(long, env, hide_env_values = true)]
@@ -64,17 +61,14 @@ pub struct Settings {
     )]
     pub account_max_weight: i64,
 
-    /// Where Prometheus scrapes `/metrics`.
-    #[arg(long, env, default_value = "0.0.0.0:9152")]
-    pub metrics_addr: SocketAddr,
-
-    /// Service discovery: Consul, or static addresses.
-    #[command(flatten)]
-    pub discovery: DiscoveryArgs,
-
     /// How often the keys that verify tokens are refetched (`KEYS_REFRESH_INTERVAL`).
     #[command(flatten)]
     pub keys: shippy_auth::remote::KeyRefresh,
+
+    /// Where it listens, and how it finds its peers: the flags every
+    /// service has.
+    #[command(flatten)]
+    pub serve: Serve<Settings>,
 }
 
 impl Settings {
@@ -85,4 +79,9 @@ impl Settings {
             weight: self.account_max_weight,
         }
     }
+}
+
+impl Ports for Settings {
+    const LISTEN_ADDR: &str = "0.0.0.0:50052";
+    const METRICS_ADDR: &str = "0.0.0.0:9152";
 }

@@ -254,7 +254,7 @@ impl ConsignmentStore for MongoStore {
     #[tracing::instrument(
         name = "mongodb.list_consignments",
         skip_all,
-        fields(limit),
+        fields(limit = limit),
         err(Display, level = "debug")
     )]
     async fn visit_by_owner(

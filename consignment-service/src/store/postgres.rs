@@ -314,7 +314,7 @@ impl ConsignmentStore for PostgresStore {
     #[tracing::instrument(
         name = "postgres.list_consignments",
         skip_all,
-        fields(limit),
+        fields(limit = limit),
         err(Display, level = "debug")
     )]
     async fn visit_by_owner(

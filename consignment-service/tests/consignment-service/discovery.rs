@@ -39,7 +39,7 @@ async fn vessel_service(database_url: SecretUrl, discovery: DiscoveryArgs) -> Ru
     let mut settings = settings::vessel(database_url, "http://127.0.0.1:9".into());
     settings.account_max_containers = vessel_service::domain::AccountQuota::DEFAULT.containers;
     settings.account_max_weight = vessel_service::domain::AccountQuota::DEFAULT.weight;
-    settings.discovery = discovery;
+    settings.serve.discovery = discovery;
     spawn::vessel(&settings).await.serving().await
 }
 
@@ -119,7 +119,7 @@ impl Cluster {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut user_settings = settings::user(fresh_postgres_database("disc_users").await);
         user_settings.admin_emails = Vec::new();
-        user_settings.discovery = consul_args(consul, "user-service");
+        user_settings.serve.discovery = consul_args(consul, "user-service");
         let user = spawn::user(&user_settings).await.serving().await;
 
         let vessel_database = fresh_postgres_database("disc_fleet").await;
@@ -142,7 +142,7 @@ impl Cluster {
             "http://127.0.0.1:9".into(),
             "http://127.0.0.1:9".into(),
         );
-        consignment_settings.discovery = consul_args(consul, "consignment-service");
+        consignment_settings.serve.discovery = consul_args(consul, "consignment-service");
         let shipping = spawn::consignment(&consignment_settings)
             .await
             .serving()

@@ -8,7 +8,7 @@ use async_nats::{HeaderMap, header::NATS_MESSAGE_ID, jetstream};
 use email_service::{app::Application, settings::Settings};
 use prost::Message;
 use shippy_proto::events::v1::UserCreated;
-use shippy_service::nats;
+use shippy_service::{base::Serve, nats};
 use shippy_testkit::{
     Running, SmtpServer, health_status, infra_var, init_test_logging, wait_for_health,
 };
@@ -28,7 +28,7 @@ impl World {
         init_test_logging();
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let settings = Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            serve: Serve::loopback(),
             nats_url: nats_url.parse().unwrap(),
             smtp_url: smtp_url.map(|url| url.parse().unwrap()),
             mail_from: "Shippy <no-reply@shippy.example>".into(),
@@ -40,8 +40,6 @@ impl World {
             dead_stream: format!("DEAD_{unique}"),
             mail_max_age: Duration::from_secs(24 * 3600).into(),
             mail_stuck_after: Duration::from_secs(300).into(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            discovery: Default::default(),
         };
         let client = async_nats::connect(&nats_url).await.unwrap();
         let jetstream = jetstream::new(client);

@@ -163,8 +163,8 @@ async fn spawn_on_kv(consul: &ConsulAgent) -> TestApp {
         move |settings| {
             settings.jwt_signing_key_file = None;
             settings.keys.consul_key = Some(KV_KEY.into());
-            settings.discovery.consul_http_addr = Some(address);
-            settings.discovery.consul_http_token = token;
+            settings.serve.discovery.consul_http_addr = Some(address);
+            settings.serve.discovery.consul_http_token = token;
         },
     )
     .await

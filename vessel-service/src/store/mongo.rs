@@ -379,7 +379,7 @@ impl VesselStore for MongoStore {
     #[tracing::instrument(
         name = "mongodb.list_vessels",
         skip_all,
-        fields(limit),
+        fields(limit = limit),
         err(Display, level = "debug")
     )]
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {

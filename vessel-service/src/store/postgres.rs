@@ -185,7 +185,7 @@ impl VesselStore for PostgresStore {
     #[tracing::instrument(
         name = "postgres.list_vessels",
         skip_all,
-        fields(limit),
+        fields(limit = limit),
         err(Display, level = "debug")
     )]
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
