@@ -8,7 +8,7 @@ use shippy_service::{
     Shutdown,
     base::ServiceBase,
     discovery::CallTimeouts,
-    readiness::{self, Ready, Watched},
+    readiness::{self, Ready},
     server::{GrpcServer, ServerError},
 };
 
@@ -136,12 +136,8 @@ impl Application {
             shutdown.clone(),
         ));
         let readiness = tokio::spawn(readiness::watch(
-            Watched::new(
-                "consignment store and token keys",
-                SERVICE_NAME,
-                self.server.health(),
-                self.ready,
-            ),
+            self.server
+                .watched("consignment store and token keys", self.ready),
             shutdown.clone(),
             (self.store, self.auth),
             // Not ready, so NOT_SERVING, until it can verify tokens too.

@@ -70,18 +70,6 @@ pub struct Watched {
 impl Watched {
     /// How often a prepared dependency is pinged, unless told otherwise.
     pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-    /// `what` (e.g. "vessel store"), which gRPC service `service`'s
-    /// `health` and `ready` follow, pinged every [`Self::PROBE_INTERVAL`].
-    pub fn new(what: &'static str, service: &'static str, health: Health, ready: Ready) -> Self {
-        Self {
-            what,
-            services: vec![service],
-            probe_interval: Self::PROBE_INTERVAL,
-            health,
-            ready,
-        }
-    }
 }
 
 /// Retries `prepare(store)` (migrations, seeding) with backoff until it

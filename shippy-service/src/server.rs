@@ -28,6 +28,7 @@ use crate::{
     Shutdown,
     admission::{self, AdmissionLayer, Budgets, Vouch},
     metrics::Metrics,
+    readiness::{Ready, Watched},
     rpc_layer::RpcLayer,
 };
 
@@ -195,6 +196,18 @@ impl GrpcServer {
     /// The handle that sets what `grpc.health.v1.Health` answers.
     pub fn health(&self) -> Health {
         self.health.clone()
+    }
+
+    /// `what` (e.g. "vessel store") as [`crate::readiness::watch`] watches it:
+    /// the health of every service added so far, and `ready`, follow it.
+    pub fn watched(&self, what: &'static str, ready: Ready) -> Watched {
+        Watched {
+            what,
+            services: self.services.clone(),
+            probe_interval: Watched::PROBE_INTERVAL,
+            health: self.health(),
+            ready,
+        }
     }
 
     /// Adds one of the service's own gRPC services (a generated `*Server`);

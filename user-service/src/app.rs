@@ -9,7 +9,7 @@ use shippy_service::{
     Shutdown,
     base::ServiceBase,
     nats::InvalidUrl,
-    readiness::{self, Ready, Watched},
+    readiness::{self, Ready},
     server::{GrpcServer, ServerError},
 };
 use tokio::sync::Notify;
@@ -176,12 +176,7 @@ impl Application {
     /// outbox in the background.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
         let readiness = tokio::spawn(readiness::watch(
-            Watched::new(
-                "user database",
-                SERVICE_NAME,
-                self.server.health(),
-                self.ready.clone(),
-            ),
+            self.server.watched("user database", self.ready.clone()),
             shutdown.clone(),
             self.store,
             |store| async move { store.migrate().await },

@@ -8,7 +8,7 @@ use shippy_proto::vessel::v1::vessel_service_server::{SERVICE_NAME, VesselServic
 use shippy_service::{
     Shutdown,
     base::ServiceBase,
-    readiness::{self, Ready, Watched},
+    readiness::{self, Ready},
     server::{GrpcServer, ServerError},
     sweep,
 };
@@ -116,12 +116,7 @@ impl Application {
             shutdown.clone(),
         ));
         let readiness = tokio::spawn(readiness::watch(
-            Watched::new(
-                "vessel store",
-                SERVICE_NAME,
-                self.server.health(),
-                self.ready,
-            ),
+            self.server.watched("vessel store", self.ready),
             shutdown.clone(),
             self.store,
             |store| async move {
