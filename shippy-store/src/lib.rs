@@ -73,22 +73,6 @@ pub enum OpenError {
     },
 }
 
-/// Why a service that keeps a [`Store`] could not start (what its
-/// `Application::build` answers; `main` reports it and exits).
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// An address cannot be bound.
-    #[error(transparent)]
-    Bind(#[from] shippy_service::base::BindError),
-    /// `DATABASE_URL` does not name a usable store.
-    #[error(transparent)]
-    Store(#[from] OpenError),
-    /// The address of a service it calls (`USER_SERVICE_URL`,
-    /// `VESSEL_SERVICE_URL`) is not usable.
-    #[error(transparent)]
-    Address(#[from] shippy_service::discovery::InvalidAddress),
-}
-
 /// Opens what `url` names. Nothing connects yet: the first operation does,
 /// waiting at most `timeout` for a connection, so a service can start before
 /// its database. `app_name` labels MongoDB connections.
