@@ -61,7 +61,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
             .env("CHAOS_PAUSE_POSTGRES", &pause_postgres);
     };
 
-    let mut build = Command::new("cargo");
+    let mut build = crate::process::cargo();
     build.args([
         "build",
         "--locked",

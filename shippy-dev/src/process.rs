@@ -204,6 +204,41 @@ pub(crate) fn is_root() -> bool {
     })
 }
 
+/// `cargo` with the variables `cargo run` set for shippy-dev itself
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …) taken out.
+pub(crate) fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    forget_cargo_run(&mut command);
+    command
+}
+
+/// Takes what `cargo run` set for shippy-dev out of what `command` inherits
+/// (see [`without_run_variables`]).
+pub(crate) fn forget_cargo_run(command: &mut Command) {
+    without_run_variables(command, std::env::vars_os().map(|(name, _)| name));
+}
+
+/// Takes the package variables `cargo run` sets out of what `command`
+/// inherits. Build scripts such as ring's rerun when one of them changes, so
+/// a nested `cargo` that saw them would rebuild ring and all that depends on
+/// it after every plain `cargo clippy` (and the other way round).
+fn without_run_variables(command: &mut Command, names: impl Iterator<Item = std::ffi::OsString>) {
+    const SET_BY_CARGO_RUN: [&str; 3] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+    ];
+    for name in names {
+        let text = name.to_string_lossy();
+        if text.starts_with("CARGO_PKG_")
+            || text.starts_with("CARGO_MANIFEST_")
+            || SET_BY_CARGO_RUN.contains(&text.as_ref())
+        {
+            command.env_remove(&name);
+        }
+    }
+}
+
 /// The last `lines` lines of the file at `path` (empty if unreadable).
 pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
@@ -223,6 +258,38 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("shippy-dev-{what}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn nested_cargo_does_not_inherit_what_cargo_run_set() {
+        let mut command = Command::new("cargo");
+        let inherited = [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "CARGO",
+            "CARGO_HOME",
+            "PATH",
+        ];
+        without_run_variables(&mut command, inherited.iter().map(std::ffi::OsString::from));
+        let mut removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                "CARGO_CRATE_NAME",
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_PKG_NAME",
+                "CARGO_PKG_VERSION_MAJOR"
+            ]
+        );
     }
 
     #[test]

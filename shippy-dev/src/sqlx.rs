@@ -52,7 +52,7 @@ fn migrate_and_prepare(args: &[String], database: &str) -> anyhow::Result<i32> {
     if !migrated.success() {
         bail!("sqlx migrate run failed ({migrated})");
     }
-    let status = Command::new("cargo")
+    let status = crate::process::cargo()
         .args(["sqlx", "prepare"])
         .args(args)
         .env("SQLX_OFFLINE", "false")
@@ -65,7 +65,7 @@ fn migrate_and_prepare(args: &[String], database: &str) -> anyhow::Result<i32> {
 
 /// sqlx-cli 0.9, installed with cargo (once) unless `cargo sqlx` is it.
 fn install_sqlx_cli() -> anyhow::Result<()> {
-    let installed = Command::new("cargo")
+    let installed = crate::process::cargo()
         .args(["sqlx", "--version"])
         .stderr(Stdio::null())
         .output()
@@ -74,7 +74,7 @@ fn install_sqlx_cli() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("installing sqlx-cli 0.9 (once)");
-    let status = Command::new("cargo")
+    let status = crate::process::cargo()
         .args([
             "install",
             "sqlx-cli",

@@ -157,6 +157,7 @@ struct Run<'a> {
 impl Run<'_> {
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
+        crate::process::forget_cargo_run(&mut command);
         command
             .current_dir(repo())
             .env("SHIPPY_INFRA_DIR", self.dir)

@@ -146,7 +146,7 @@ async fn build(profile: &str, bin: &Path) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cargo = Command::from(crate::process::cargo());
     cargo.args(["build", "--quiet"]);
     if profile == "release" {
         cargo.arg("--release");

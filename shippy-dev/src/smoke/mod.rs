@@ -142,8 +142,7 @@ fn out_dir(var: &str, default: &str) -> PathBuf {
 
 /// `cargo build --quiet [--locked] -p PACKAGE…` (its output on stderr).
 fn cargo_build(packages: &[&str], locked: bool) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = std::process::Command::new(cargo);
+    let mut command = crate::process::cargo();
     command.args(["build", "--quiet"]).current_dir(repo());
     if locked {
         command.arg("--locked");
