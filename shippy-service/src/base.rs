@@ -209,7 +209,7 @@ mod tests {
 
 #[cfg(test)]
 mod serve_tests {
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches};
 
     use super::*;
 
@@ -234,7 +234,10 @@ mod serve_tests {
     }
 
     fn defaults<P: Ports + Clone + Send + Sync + 'static>() -> (SocketAddr, SocketAddr) {
-        let serve = Cli::<P>::try_parse_from(["service"]).unwrap().serve;
+        // The flags' own defaults, whatever LISTEN_ADDR or METRICS_ADDR say here.
+        let command = Cli::<P>::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(["service"]).unwrap();
+        let serve = Cli::<P>::from_arg_matches(&matches).unwrap().serve;
         (serve.listen_addr, serve.metrics_addr)
     }
 

@@ -199,11 +199,17 @@ impl GrpcServer {
     }
 
     /// `what` (e.g. "vessel store") as [`crate::readiness::watch`] watches it:
-    /// the health of every service added so far, and `ready`, follow it.
+    /// the health of every service added so far (not health's and
+    /// reflection's own), and `ready`, follow it.
     pub fn watched(&self, what: &'static str, ready: Ready) -> Watched {
         Watched {
             what,
-            services: self.services.clone(),
+            services: self
+                .services
+                .iter()
+                .filter(|service| !STANDARD_SERVICES.contains(service))
+                .copied()
+                .collect(),
             probe_interval: Watched::PROBE_INTERVAL,
             health: self.health(),
             ready,
@@ -335,6 +341,14 @@ mod tests {
         let channel =
             static_channel(&format!("http://{address}"), CallTimeouts::default()).unwrap();
         (channel, shutdown)
+    }
+
+    #[test]
+    fn the_readiness_watch_follows_the_added_services_only() {
+        let server = GrpcServer::new(shippy_proto::FILE_DESCRIPTOR_SET, Metrics::new())
+            .add_service(EchoServiceServer::new(Slow));
+        let watched = server.watched("echo", Ready::new());
+        assert_eq!(watched.services, ["shippy.bench.v1.EchoService"]);
     }
 
     #[tokio::test]
