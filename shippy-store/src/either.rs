@@ -109,7 +109,6 @@ impl<T: PostgresStorage> Storage for T {
     }
 }
 
-#[tracing::instrument(name = "postgres.ping", skip_all, err(Display, level = "debug"))]
 async fn ping_postgres<E: DatabaseError + Display>(pool: &PgPool) -> Result<(), E> {
     sqlx::query("SELECT 1")
         .execute(pool)
@@ -118,7 +117,6 @@ async fn ping_postgres<E: DatabaseError + Display>(pool: &PgPool) -> Result<(), 
     Ok(())
 }
 
-#[tracing::instrument(name = "postgres.prepare", skip_all, err(Display, level = "debug"))]
 async fn migrate<E: DatabaseError + Display>(pool: &PgPool, migrator: &Migrator) -> Result<(), E> {
     migrator.run(pool).await.map_err(|error| match error {
         sqlx::migrate::MigrateError::Execute(inner) => E::from_postgres(inner),
@@ -139,7 +137,6 @@ pub trait MongoStorage: Storage {
 }
 
 /// Answers once the MongoDB server `database` is on is reachable.
-#[tracing::instrument(name = "mongodb.ping", skip_all, err(Display, level = "debug"))]
 pub async fn ping_mongo<E: DatabaseError + Display>(database: &Database) -> Result<(), E> {
     database
         .run_command(doc! { "ping": 1 })
@@ -212,14 +209,16 @@ where
     P: PostgresStorage,
     M: MongoStorage<Error = P::Error>,
 {
-    /// [`Storage::ping`], callable without the trait in scope.
+    /// [`Storage::ping`], callable without the trait in scope, in the span
+    /// `postgres.ping` or `mongodb.ping`.
     pub async fn ping(&self) -> Result<(), P::Error> {
-        crate::dispatch!(self, store => Storage::ping(store))
+        crate::dispatch!(self, "ping" {}, store => Storage::ping(store))
     }
 
-    /// [`Storage::prepare`], callable without the trait in scope.
+    /// [`Storage::prepare`], callable without the trait in scope, in the
+    /// span `postgres.prepare` or `mongodb.prepare`.
     pub async fn prepare(&self) -> Result<(), P::Error> {
-        crate::dispatch!(self, store => Storage::prepare(store))
+        crate::dispatch!(self, "prepare" {}, store => Storage::prepare(store))
     }
 }
 

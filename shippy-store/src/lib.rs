@@ -1,7 +1,8 @@
 //! Opening the database `DATABASE_URL` names, for services that keep their
 //! data in PostgreSQL or MongoDB behind one repository trait
-//! (vessel-service, consignment-service: [`Store`], [`dispatch!`], in
-//! `either.rs`) or in PostgreSQL only (user-service: [`open_postgres`]), and
+//! (vessel-service, consignment-service: [`Store`], in `either.rs`, and
+//! [`dispatch!`], which makes each operation's span, with [`traced`] in
+//! `traced.rs`) or in PostgreSQL only (user-service: [`open_postgres`]), and
 //! telling apart the errors a caller should retry (`UNAVAILABLE`) from the
 //! rest. Each service declares its store error with [`store_error!`] (in
 //! `error.rs`) and decodes what a query answers with [`find_decoded`],
@@ -12,12 +13,17 @@ pub mod batch;
 mod decode;
 mod either;
 mod error;
+mod traced;
 
 pub use decode::{DriverError, collect_decoded, find_decoded, visit_decoded};
 pub use either::{
     BoxError, DatabaseError, MongoStorage, PostgresStorage, Storage, Store, mongo_error,
     mongo_index, ping_mongo, postgres_error, unique_mongo_index,
 };
+pub use traced::{Answer, traced};
+/// For [`dispatch!`]'s expansion in the services.
+#[doc(hidden)]
+pub use tracing;
 
 use std::time::Duration;
 
@@ -122,15 +128,33 @@ pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenE
         })
 }
 
-/// Forwards a call on a [`Store`] to the store inside, whichever it is:
-/// `dispatch!(self, store => store.get(id))`. What a service's
-/// `impl VesselStore for Store` is made of.
+/// Forwards a call on a [`Store`] to the store inside, whichever it is, in
+/// the span of its operation:
+///
+/// ```ignore
+/// dispatch!(self, "get_vessel" { vessel.id = %id }, store => store.get(id))
+/// ```
+///
+/// runs `store.get(id)` in a span named `postgres.get_vessel` or
+/// `mongodb.get_vessel` (INFO; the fields between the braces as
+/// `tracing::span!` takes them, `{}` for none) and records an error it
+/// answers there ([`traced`]). What a service's `impl VesselStore for Store`
+/// is made of: each operation's span is declared once, here, and the
+/// service's `postgres.rs` and `mongo.rs` declare none for it.
 #[macro_export]
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $operation:literal { $($field:tt)* }, $store:ident => $call:expr) => {
         match $self {
-            $crate::Store::Postgres($store) => $call.await,
-            $crate::Store::Mongo($store) => $call.await,
+            $crate::Store::Postgres($store) => {
+                let span =
+                    $crate::tracing::info_span!(concat!("postgres.", $operation), $($field)*);
+                $crate::traced(span, $call).await
+            }
+            $crate::Store::Mongo($store) => {
+                let span =
+                    $crate::tracing::info_span!(concat!("mongodb.", $operation), $($field)*);
+                $crate::traced(span, $call).await
+            }
         }
     };
 }

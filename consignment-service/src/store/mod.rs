@@ -135,19 +135,37 @@ pub trait ConsignmentStore: Storage<Error = StoreError> {
 }
 
 /// The store `DATABASE_URL` chose ([`Store::open`](shippy_store::Store::open)).
+/// Each operation runs in its span, `postgres.<name>` or `mongodb.<name>`,
+/// made here ([`dispatch!`]); the stores' own files declare none.
 pub type Store = shippy_store::Store<postgres::PostgresStore, mongo::MongoStore>;
 
 impl ConsignmentStore for Store {
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
-        dispatch!(self, store => store.insert(consignment))
+        dispatch!(
+            self,
+            "insert_consignment" { consignment.id = %consignment.id },
+            store => store.insert(consignment)
+        )
     }
 
     async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
-        dispatch!(self, store => store.get(id))
+        dispatch!(
+            self,
+            "get_consignment" { consignment.id = %shippy_service::text::excerpt(id) },
+            store => store.get(id)
+        )
     }
 
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
-        dispatch!(self, store => store.transition(id, from, to))
+        dispatch!(
+            self,
+            "transition_consignment" {
+                consignment.id = %id,
+                from = from.as_str(),
+                to = to.as_str(),
+            },
+            store => store.transition(id, from, to)
+        )
     }
 
     async fn find_by_key(
@@ -155,7 +173,7 @@ impl ConsignmentStore for Store {
         owner: &str,
         key: &IdempotencyKey,
     ) -> Result<Option<Consignment>, StoreError> {
-        dispatch!(self, store => store.find_by_key(owner, key))
+        dispatch!(self, "find_consignment_by_key" {}, store => store.find_by_key(owner, key))
     }
 
     async fn unsettled(
@@ -164,7 +182,11 @@ impl ConsignmentStore for Store {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, store => store.unsettled(state, before, limit))
+        dispatch!(
+            self,
+            "unsettled_consignments" { state = state.as_str() },
+            store => store.unsettled(state, before, limit)
+        )
     }
 
     async fn visit_by_owner(
@@ -174,6 +196,10 @@ impl ConsignmentStore for Store {
         limit: u32,
         each: impl FnMut(Consignment) -> ControlFlow<()> + Send,
     ) -> Result<(), StoreError> {
-        dispatch!(self, store => store.visit_by_owner(owner, after, limit, each))
+        dispatch!(
+            self,
+            "list_consignments" { limit = limit },
+            store => store.visit_by_owner(owner, after, limit, each)
+        )
     }
 }

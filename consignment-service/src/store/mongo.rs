@@ -172,7 +172,6 @@ impl Storage for MongoStore {
         shippy_store::ping_mongo(&self.database).await
     }
 
-    #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
         let unsettled =
             shippy_store::mongo_index(doc! { "state": 1, "created_at_us": 1 }, UNSETTLED_INDEX);
@@ -198,12 +197,6 @@ impl Storage for MongoStore {
 }
 
 impl ConsignmentStore for MongoStore {
-    #[tracing::instrument(
-        name = "mongodb.insert_consignment",
-        skip_all,
-        fields(consignment.id = %consignment.id),
-        err(Display, level = "debug")
-    )]
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
         let document = ConsignmentDocument::from(consignment);
         let mut inserted = self.consignments.insert_one(&document).await;
@@ -234,11 +227,6 @@ impl ConsignmentStore for MongoStore {
         }
     }
 
-    #[tracing::instrument(
-        name = "mongodb.find_consignment_by_key",
-        skip_all,
-        err(Display, level = "debug")
-    )]
     async fn find_by_key(
         &self,
         owner: &str,
@@ -251,12 +239,6 @@ impl ConsignmentStore for MongoStore {
         .await
     }
 
-    #[tracing::instrument(
-        name = "mongodb.list_consignments",
-        skip_all,
-        fields(limit = limit),
-        err(Display, level = "debug")
-    )]
     async fn visit_by_owner(
         &self,
         owner: &str,
@@ -277,17 +259,10 @@ impl ConsignmentStore for MongoStore {
         shippy_store::visit_decoded(documents, each).await
     }
 
-    #[tracing::instrument(name = "mongodb.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]
     async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
         shippy_store::find_decoded(self.consignments.find_one(doc! { "_id": id })).await
     }
 
-    #[tracing::instrument(
-        name = "mongodb.transition_consignment",
-        skip_all,
-        fields(consignment.id = %id, from = from.as_str(), to = to.as_str()),
-        err(Display, level = "debug")
-    )]
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
         // A placing that failed frees its key (see the trait).
         let update = if (from, to) == (State::Pending, State::Cancelling) {
@@ -306,7 +281,6 @@ impl ConsignmentStore for MongoStore {
         Ok(moved.modified_count == 1)
     }
 
-    #[tracing::instrument(name = "mongodb.unsettled_consignments", skip_all, fields(state = state.as_str()), err(Display, level = "debug"))]
     async fn unsettled(
         &self,
         state: State,

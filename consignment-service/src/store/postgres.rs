@@ -298,12 +298,6 @@ impl TryFrom<ConsignmentRow> for Consignment {
 pub(super) const KEY_INDEX: &str = "consignments_idempotency_key";
 
 impl ConsignmentStore for PostgresStore {
-    #[tracing::instrument(
-        name = "postgres.insert_consignment",
-        skip_all,
-        fields(consignment.id = %consignment.id),
-        err(Display, level = "debug")
-    )]
     async fn insert(&self, consignment: &Consignment) -> Result<(), StoreError> {
         self.inserts
             .call(consignment.clone())
@@ -311,12 +305,6 @@ impl ConsignmentStore for PostgresStore {
             .map_err(|unanswered| StoreError::Unavailable(unanswered.into()))?
     }
 
-    #[tracing::instrument(
-        name = "postgres.list_consignments",
-        skip_all,
-        fields(limit = limit),
-        err(Display, level = "debug")
-    )]
     async fn visit_by_owner(
         &self,
         owner: &str,
@@ -352,7 +340,6 @@ impl ConsignmentStore for PostgresStore {
         shippy_store::visit_decoded(rows, each).await
     }
 
-    #[tracing::instrument(name = "postgres.get_consignment", skip_all, fields(consignment.id = %shippy_service::text::excerpt(id)), err(Display, level = "debug"))]
     async fn get(&self, id: &str) -> Result<Option<Consignment>, StoreError> {
         shippy_store::find_decoded(
             sqlx::query_as::<_, ConsignmentRow>(concat!(
@@ -366,12 +353,6 @@ impl ConsignmentStore for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(
-        name = "postgres.transition_consignment",
-        skip_all,
-        fields(consignment.id = %id, from = from.as_str(), to = to.as_str()),
-        err(Display, level = "debug")
-    )]
     async fn transition(&self, id: &str, from: State, to: State) -> Result<bool, StoreError> {
         if (from, to) == (State::Pending, State::Confirmed) {
             self.confirmations
@@ -383,11 +364,6 @@ impl ConsignmentStore for PostgresStore {
         }
     }
 
-    #[tracing::instrument(
-        name = "postgres.find_consignment_by_key",
-        skip_all,
-        err(Display, level = "debug")
-    )]
     async fn find_by_key(
         &self,
         owner: &str,
@@ -406,7 +382,6 @@ impl ConsignmentStore for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(name = "postgres.unsettled_consignments", skip_all, fields(state = state.as_str()), err(Display, level = "debug"))]
     async fn unsettled(
         &self,
         state: State,

@@ -23,6 +23,36 @@ fn find<'a>(
     shippy_testkit::find_span(spans, service, Some(name), kind)
 }
 
+/// An OTLP span's kind when it is neither a call's nor a message's, as the
+/// store's are.
+const INTERNAL: i32 = 1;
+
+/// Asserts `span` descends from `ancestor` (both of one process), following
+/// parent links; `names` lists the trace for the message.
+fn assert_descends(
+    spans: &[ReceivedSpan],
+    span: &ReceivedSpan,
+    ancestor: &ReceivedSpan,
+    names: &[String],
+) {
+    let mut parent = span.parent_span_id.clone();
+    let mut hops = 0;
+    while parent != ancestor.span_id {
+        let next = spans
+            .iter()
+            .find(|candidate| candidate.span_id == parent)
+            .unwrap_or_else(|| panic!("{}: broken parent chain at {parent}: {names:?}", span.name));
+        parent = next.parent_span_id.clone();
+        hops += 1;
+        assert!(
+            hops < 10,
+            "{} has no path to {}: {names:?}",
+            span.name,
+            ancestor.name
+        );
+    }
+}
+
 /// `DATABASE_URL` set to a fresh PostgreSQL database named after `prefix`.
 async fn database(prefix: &str) -> (&'static str, String) {
     let url = fresh_postgres_database(prefix).await;
@@ -82,10 +112,13 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         ..one_container_of(1)
     });
     let request = with_metadata(request, "authorization", &format!("Bearer {token}"));
-    ShippingServiceClient::new(channel(shipping.address))
+    let created = ShippingServiceClient::new(channel(shipping.address))
         .create_consignment(request)
         .await
-        .expect("created");
+        .expect("created")
+        .into_inner()
+        .consignment
+        .expect("the stored consignment");
 
     // A graceful stop flushes what each process has not exported yet.
     shipping.stop().await;
@@ -95,11 +128,17 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
     let create = "shippy.consignment.v1.ShippingService/CreateConsignment";
     let reserve = "shippy.vessel.v1.VesselService/Reserve";
     let confirm = "shippy.vessel.v1.VesselService/Confirm";
+    // The store's spans (shippy_store::dispatch!) of the consignment's
+    // insert and of the room's reservation.
+    let insert = "postgres.insert_consignment";
+    let take_room = "postgres.reserve";
     let spans = receiver
         .trace(&trace_id, |spans| {
             find(spans, "consignment-service", create, SERVER).is_some()
                 && find(spans, "vessel-service", reserve, SERVER).is_some()
                 && find(spans, "vessel-service", confirm, SERVER).is_some()
+                && find(spans, "consignment-service", insert, INTERNAL).is_some()
+                && find(spans, "vessel-service", take_room, INTERNAL).is_some()
         })
         .await;
     let names: Vec<_> = spans
@@ -136,18 +175,36 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         assert_eq!(vessel.attributes["rpc.grpc.status_code"], "0");
         clients.push(client);
     }
-    let client = clients[0];
 
     // The client span descends from the server span within consignment-service.
-    let mut ancestor = client.parent_span_id.clone();
-    let mut hops = 0;
-    while ancestor != server.span_id {
-        let parent = spans
-            .iter()
-            .find(|span| span.span_id == ancestor)
-            .unwrap_or_else(|| panic!("broken parent chain at {ancestor}: {names:?}"));
-        ancestor = parent.parent_span_id.clone();
-        hops += 1;
-        assert!(hops < 10, "no path to the server span: {names:?}");
+    assert_descends(&spans, clients[0], server, &names);
+
+    // Each service's store span is inside its request's, with its fields.
+    let reserving = find(&spans, "vessel-service", reserve, SERVER).expect("found above");
+    for (service, name, within, field, value) in [
+        (
+            "consignment-service",
+            insert,
+            server,
+            "consignment.id",
+            &created.id,
+        ),
+        (
+            "vessel-service",
+            take_room,
+            reserving,
+            "vessel.id",
+            &created.vessel_id,
+        ),
+    ] {
+        let span =
+            find(&spans, service, name, INTERNAL).unwrap_or_else(|| panic!("{name}: {names:?}"));
+        assert_descends(&spans, span, within, &names);
+        assert_eq!(
+            span.attributes.get(field),
+            Some(value),
+            "{name}: {:?}",
+            span.attributes
+        );
     }
 }

@@ -166,27 +166,40 @@ pub struct Wanted {
 }
 
 /// The store `DATABASE_URL` chose ([`Store::open`](shippy_store::Store::open)).
+/// Each operation runs in its span, `postgres.<name>` or `mongodb.<name>`,
+/// made here ([`dispatch!`]); the stores' own files declare none.
 pub type Store = shippy_store::Store<postgres::PostgresStore, mongo::MongoStore>;
 
 impl VesselStore for Store {
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
-        dispatch!(self, store => store.insert(vessel))
+        dispatch!(self, "insert_vessel" { vessel.id = %vessel.id }, store => store.insert(vessel))
     }
 
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
-        dispatch!(self, store => store.insert_if_absent(vessel))
+        dispatch!(
+            self,
+            "insert_vessel_if_absent" { vessel.id = %vessel.id },
+            store => store.insert_if_absent(vessel)
+        )
     }
 
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
-        dispatch!(self, store => store.get(id))
+        dispatch!(self, "get_vessel" { vessel.id = %id }, store => store.get(id))
     }
 
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
-        dispatch!(self, store => store.list(after, limit))
+        dispatch!(self, "list_vessels" { limit = limit }, store => store.list(after, limit))
     }
 
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
-        dispatch!(self, store => store.find_available(spec))
+        dispatch!(
+            self,
+            "find_available_vessel" {
+                spec.capacity = spec.capacity.get(),
+                spec.max_weight = spec.max_weight.get(),
+            },
+            store => store.find_available(spec)
+        )
     }
 
     async fn reserve(
@@ -197,7 +210,12 @@ impl VesselStore for Store {
         ttl: Duration,
         quota: AccountQuota,
     ) -> Result<Reserved, StoreError> {
-        dispatch!(self, store => store.reserve(id, owner, spec, ttl, quota))
+        // `vessel.id`: the store records it once it took the room.
+        dispatch!(
+            self,
+            "reserve" { reservation.id = %id, vessel.id = tracing::field::Empty },
+            store => store.reserve(id, owner, spec, ttl, quota)
+        )
     }
 
     async fn reserve_many(
@@ -206,18 +224,33 @@ impl VesselStore for Store {
         ttl: Duration,
         quota: AccountQuota,
     ) -> Vec<Result<Reserved, StoreError>> {
-        dispatch!(self, store => store.reserve_many(wanted, ttl, quota))
+        match self {
+            Self::Postgres(store) => {
+                let span = tracing::info_span!("postgres.reserve_many", batch.size = wanted.len());
+                shippy_store::traced(span, store.reserve_many(wanted, ttl, quota)).await
+            }
+            // MongoDB takes a batch one by one (the trait's default), each
+            // through `reserve` here: in its own `mongodb.reserve` span.
+            Self::Mongo(_) => reserve_each(self, wanted, ttl, quota).await,
+        }
     }
 
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(self, store => store.confirm(id))
+        dispatch!(self, "confirm" { reservation.id = %id }, store => store.confirm(id))
     }
 
     async fn confirm_many(
         &self,
         ids: &[ReservationId],
     ) -> Vec<Result<Option<Reservation>, StoreError>> {
-        dispatch!(self, store => store.confirm_many(ids))
+        match self {
+            Self::Postgres(store) => {
+                let span = tracing::info_span!("postgres.confirm_many", batch.size = ids.len());
+                shippy_store::traced(span, store.confirm_many(ids)).await
+            }
+            // One by one, as `reserve_many`: each in its `mongodb.confirm` span.
+            Self::Mongo(_) => confirm_each(self, ids).await,
+        }
     }
 
     async fn release(
@@ -225,11 +258,15 @@ impl VesselStore for Store {
         id: &ReservationId,
         only_if_held: bool,
     ) -> Result<Option<Reservation>, StoreError> {
-        dispatch!(self, store => store.release(id, only_if_held))
+        dispatch!(
+            self,
+            "release" { reservation.id = %id },
+            store => store.release(id, only_if_held)
+        )
     }
 
     async fn expire(&self) -> Result<u64, StoreError> {
-        dispatch!(self, store => store.expire())
+        dispatch!(self, "expire" {}, store => store.expire())
     }
 }
 

@@ -305,7 +305,6 @@ impl MongoStore {
 impl Storage for MongoStore {
     type Error = StoreError;
 
-    #[tracing::instrument(name = "mongodb.prepare", skip_all, err(Display, level = "debug"))]
     async fn prepare(&self) -> Result<(), StoreError> {
         let by_size = shippy_store::mongo_index(
             doc! { "available": 1, "capacity": 1, "max_weight": 1, "_id": 1 },
@@ -346,7 +345,6 @@ impl Storage for MongoStore {
 }
 
 impl VesselStore for MongoStore {
-    #[tracing::instrument(name = "mongodb.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
         match self.vessels.insert_one(VesselDocument::from(vessel)).await {
             Ok(_) => Ok(()),
@@ -357,7 +355,6 @@ impl VesselStore for MongoStore {
         }
     }
 
-    #[tracing::instrument(name = "mongodb.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
         match self.insert(vessel).await {
             Ok(()) => Ok(true),
@@ -366,7 +363,6 @@ impl VesselStore for MongoStore {
         }
     }
 
-    #[tracing::instrument(name = "mongodb.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
         shippy_store::find_decoded(
             self.vessels
@@ -376,12 +372,6 @@ impl VesselStore for MongoStore {
         .await
     }
 
-    #[tracing::instrument(
-        name = "mongodb.list_vessels",
-        skip_all,
-        fields(limit = limit),
-        err(Display, level = "debug")
-    )]
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
         let filter = match after {
             Some(id) => doc! { "_id": { "$gt": id.as_str() } },
@@ -398,12 +388,6 @@ impl VesselStore for MongoStore {
         shippy_store::collect_decoded(documents).await
     }
 
-    #[tracing::instrument(
-        name = "mongodb.find_available_vessel",
-        skip_all,
-        fields(spec.capacity = spec.capacity.get(), spec.max_weight = spec.max_weight.get()),
-        err(Display, level = "debug")
-    )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
         let (filter, sort) = find_available_query(spec);
         shippy_store::find_decoded(
@@ -415,12 +399,6 @@ impl VesselStore for MongoStore {
         .await
     }
 
-    #[tracing::instrument(
-        name = "mongodb.reserve",
-        skip_all,
-        fields(reservation.id = %id, vessel.id),
-        err(Display, level = "debug")
-    )]
     async fn reserve(
         &self,
         id: &ReservationId,
@@ -449,7 +427,6 @@ impl VesselStore for MongoStore {
         reserved
     }
 
-    #[tracing::instrument(name = "mongodb.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
         let now = bson::DateTime::now();
         let result = self
@@ -469,7 +446,6 @@ impl VesselStore for MongoStore {
         self.reservation(id).await
     }
 
-    #[tracing::instrument(name = "mongodb.release", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
     async fn release(
         &self,
         id: &ReservationId,
@@ -489,7 +465,6 @@ impl VesselStore for MongoStore {
             .then_some(reservation))
     }
 
-    #[tracing::instrument(name = "mongodb.expire", skip_all, err(Display, level = "debug"))]
     async fn expire(&self) -> Result<u64, StoreError> {
         let now = bson::DateTime::now();
         let due = doc! { "expires_at": { "$lte": now } };

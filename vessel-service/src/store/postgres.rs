@@ -143,7 +143,6 @@ fn unique_violation(error: &sqlx::Error) -> bool {
 }
 
 impl VesselStore for PostgresStore {
-    #[tracing::instrument(name = "postgres.insert_vessel", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert(&self, vessel: &Vessel) -> Result<(), StoreError> {
         if self.insert_if_absent(vessel).await? {
             Ok(())
@@ -152,7 +151,6 @@ impl VesselStore for PostgresStore {
         }
     }
 
-    #[tracing::instrument(name = "postgres.insert_vessel_if_absent", skip_all, fields(vessel.id = %vessel.id), err(Display, level = "debug"))]
     async fn insert_if_absent(&self, vessel: &Vessel) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO vessels (id, name, capacity, max_weight, available, owner_id, \
@@ -173,7 +171,6 @@ impl VesselStore for PostgresStore {
         Ok(inserted.rows_affected() == 1)
     }
 
-    #[tracing::instrument(name = "postgres.get_vessel", skip_all, fields(vessel.id = %id), err(Display, level = "debug"))]
     async fn get(&self, id: &VesselId) -> Result<Option<Vessel>, StoreError> {
         self.find_by_id::<StoredVessel, _>(
             concat!("SELECT ", vessel_columns!(), " FROM vessels WHERE id = $1"),
@@ -182,12 +179,6 @@ impl VesselStore for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(
-        name = "postgres.list_vessels",
-        skip_all,
-        fields(limit = limit),
-        err(Display, level = "debug")
-    )]
     async fn list(&self, after: Option<&VesselId>, limit: u32) -> Result<Vec<Vessel>, StoreError> {
         // Byte order (`C`), the order MongoDB compares strings in, so both
         // stores page alike.
@@ -205,12 +196,6 @@ impl VesselStore for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(
-        name = "postgres.find_available_vessel",
-        skip_all,
-        fields(spec.capacity = spec.capacity.get(), spec.max_weight = spec.max_weight.get()),
-        err(Display, level = "debug")
-    )]
     async fn find_available(&self, spec: Specification) -> Result<Option<Vessel>, StoreError> {
         shippy_store::find_decoded(
             sqlx::query_as::<_, StoredVessel>(concat!(
@@ -227,12 +212,6 @@ impl VesselStore for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(
-        name = "postgres.reserve",
-        skip_all,
-        fields(reservation.id = %id, vessel.id),
-        err(Display, level = "debug")
-    )]
     async fn reserve(
         &self,
         id: &ReservationId,
@@ -274,7 +253,6 @@ impl VesselStore for PostgresStore {
         }
     }
 
-    #[tracing::instrument(name = "postgres.reserve_many", skip_all, fields(batch.size = wanted.len()))]
     async fn reserve_many(
         &self,
         wanted: &[Wanted],
@@ -302,7 +280,6 @@ impl VesselStore for PostgresStore {
         }
     }
 
-    #[tracing::instrument(name = "postgres.confirm", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
         self.find_by_id::<StoredReservation, _>(
             concat!(
@@ -317,7 +294,6 @@ impl VesselStore for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(name = "postgres.confirm_many", skip_all, fields(batch.size = ids.len()))]
     async fn confirm_many(
         &self,
         ids: &[ReservationId],
@@ -349,7 +325,6 @@ impl VesselStore for PostgresStore {
             .collect()
     }
 
-    #[tracing::instrument(name = "postgres.release", skip_all, fields(reservation.id = %id), err(Display, level = "debug"))]
     async fn release(
         &self,
         id: &ReservationId,
@@ -374,7 +349,6 @@ impl VesselStore for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(name = "postgres.expire", skip_all, err(Display, level = "debug"))]
     async fn expire(&self) -> Result<u64, StoreError> {
         let expired: i64 = sqlx::query_scalar(concat!(
             "WITH gone AS ( \
