@@ -59,10 +59,10 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let base = settings.serve.bind("consignment-service").await?;
         let metrics = base.metrics().clone();
-        let store = Store::open(&settings.database_url, STORE_TIMEOUT)
+        let store = Store::open(&settings.store.database_url, STORE_TIMEOUT)
             .await
             .map_err(StartError::service)?;
-        tracing::info!(store = store.kind(), url = %settings.database_url, "consignment store configured");
+        tracing::info!(store = store.kind(), url = %settings.store.database_url, "consignment store configured");
         // Stops the Consul watches behind the channels when the service stops.
         let background = Shutdown::new();
         let discovery = base.discovery();
@@ -82,12 +82,7 @@ impl Application {
             );
         }
         let saga = Saga::new(store.clone(), vessels);
-        let auth = Authenticator::discover(
-            discovery,
-            &settings.user_service_url,
-            &settings.keys,
-            &background,
-        )?;
+        let auth = Authenticator::discover(discovery, &settings.keys, &background)?;
 
         let ready = Ready::new();
         let api = ShippingApi::new(store.clone(), ready.clone(), auth.clone(), saga.clone());

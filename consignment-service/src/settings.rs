@@ -2,19 +2,18 @@
 //! A bare `long, env` takes both names from the field: `--listen-addr` and
 //! `LISTEN_ADDR` for `listen_addr`.
 
-use shippy_auth::service::ServiceToken;
+use shippy_auth::{remote::TokenKeys, service::ServiceToken};
 use shippy_service::{
-    base::{Ports, Serve},
-    settings::SecretUrl,
+    base::{Serve, ports},
+    settings::StoreUrl,
 };
 
 /// What consignment-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// The consignment store: `postgres://user:password@host:5432/db` or
-    /// `mongodb://host:27017/db`, chosen by the scheme.
-    #[arg(long, env, hide_env_values = true)]
-    pub database_url: SecretUrl,
+    /// Where consignments are kept (`DATABASE_URL`).
+    #[command(flatten)]
+    pub store: StoreUrl,
 
     /// vessel-service's address when Consul is not configured:
     /// `http://host:port`, or `dns:///name:port` to balance across every
@@ -22,11 +21,6 @@ pub struct Settings {
     /// resolved again every 5 s.
     #[arg(long, env, default_value = "http://127.0.0.1:50052")]
     pub vessel_service_url: String,
-
-    /// user-service's address (for the public keys that verify tokens);
-    /// `http://host:port` or `dns:///name:port`, as for vessel-service.
-    #[arg(long, env, default_value = "http://127.0.0.1:50053")]
-    pub user_service_url: String,
 
     /// The secret vessel-service's reservations need (at least 32
     /// characters; the same on both). Unset: vessel-service refuses them,
@@ -45,17 +39,13 @@ pub struct Settings {
     #[arg(long, env, default_value = "30s")]
     pub recovery_after: humantime::Duration,
 
-    /// How often the keys that verify tokens are refetched (`KEYS_REFRESH_INTERVAL`).
+    /// Where the keys that verify callers' tokens come from
+    /// (`USER_SERVICE_URL`, `KEYS_REFRESH_INTERVAL`).
     #[command(flatten)]
-    pub keys: shippy_auth::remote::KeyRefresh,
+    pub keys: TokenKeys,
 
     /// Where it listens, and how it finds its peers: the flags every
     /// service has.
     #[command(flatten)]
-    pub serve: Serve<Settings>,
-}
-
-impl Ports for Settings {
-    const LISTEN_ADDR: &str = "0.0.0.0:50051";
-    const METRICS_ADDR: &str = "0.0.0.0:9151";
+    pub serve: Serve<ports::Consignment>,
 }

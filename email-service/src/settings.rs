@@ -3,7 +3,7 @@
 //! and `METRICS_ADDR` for `metrics_addr`.
 
 use shippy_service::{
-    base::{Ports, Serve},
+    base::{Serve, ports},
     nats,
     settings::SecretUrl,
 };
@@ -67,10 +67,5 @@ pub struct Settings {
     /// Where it listens, and how it finds its peers: the flags every
     /// service has.
     #[command(flatten)]
-    pub serve: Serve<Settings>,
-}
-
-impl Ports for Settings {
-    const LISTEN_ADDR: &str = "0.0.0.0:50054";
-    const METRICS_ADDR: &str = "0.0.0.0:9154";
+    pub serve: Serve<ports::Email>,
 }

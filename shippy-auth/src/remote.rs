@@ -58,6 +58,34 @@ pub struct KeyRefresh {
     pub interval: humantime::Duration,
 }
 
+/// Where a service's keys that verify tokens come from: user-service, found
+/// by Consul or at `USER_SERVICE_URL`, and fetched again every
+/// `KEYS_REFRESH_INTERVAL` ([`Authenticator::discover`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenKeys {
+    /// user-service's address when Consul is not configured, for the public
+    /// keys that verify tokens: `http://host:port`, or `dns:///name:port` to
+    /// balance across every address the name resolves to (resolved again
+    /// every 5 s).
+    #[arg(long, env, default_value = "http://127.0.0.1:50053")]
+    pub user_service_url: String,
+
+    /// How often they are fetched again.
+    #[command(flatten)]
+    pub refresh: KeyRefresh,
+}
+
+impl TokenKeys {
+    /// The user-service at `user_service_url`, its keys fetched again as
+    /// `refresh` says.
+    pub fn at(user_service_url: impl Into<String>, refresh: KeyRefresh) -> Self {
+        Self {
+            user_service_url: user_service_url.into(),
+            refresh,
+        }
+    }
+}
+
 impl KeyRefresh {
     /// The default interval.
     pub const DEFAULT: Duration = Duration::from_secs(30);
@@ -137,17 +165,21 @@ impl Authenticator {
     }
 
     /// An authenticator on the user-service `discovery` finds (Consul, or
-    /// `static_url`: `http://host:port` or `dns:///name:port`), its calls
-    /// bounded by [`KEY_CALLS`]; the watch behind the channel stops with
-    /// `background`.
+    /// `keys.user_service_url`: `http://host:port` or `dns:///name:port`),
+    /// its calls bounded by [`KEY_CALLS`]; the watch behind the channel
+    /// stops with `background`.
     pub fn discover(
         discovery: &Discovery,
-        static_url: &str,
-        refresh: &KeyRefresh,
+        keys: &TokenKeys,
         background: &Shutdown,
     ) -> Result<Self, InvalidAddress> {
-        let channel = discovery.channel("user-service", static_url, KEY_CALLS, background)?;
-        Ok(Self::new(channel, refresh))
+        let channel = discovery.channel(
+            "user-service",
+            &keys.user_service_url,
+            KEY_CALLS,
+            background,
+        )?;
+        Ok(Self::new(channel, &keys.refresh))
     }
 
     /// Fetches the keys, retrying with backoff until user-service answers or

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use consignment_service::settings::Settings as ConsignmentSettings;
+use shippy_auth::remote::TokenKeys;
 use shippy_service::{base::Serve, settings::SecretUrl};
 use shippy_testkit::{RESERVATION_TTL, SERVICE_TOKEN, infra_var};
 use user_service::settings::Settings as UserSettings;
@@ -47,14 +48,13 @@ pub fn user(database_url: SecretUrl) -> UserSettings {
 pub fn vessel(database_url: SecretUrl, user_service_url: String) -> VesselSettings {
     VesselSettings {
         serve: Serve::loopback(),
-        database_url,
-        user_service_url,
+        store: database_url.into(),
         service_token: Some(SERVICE_TOKEN.parse().unwrap()),
         reservation_ttl: RESERVATION_TTL.into(),
         reservation_sweep_interval: Duration::from_millis(100).into(),
         account_max_containers: UNCAPPED.containers,
         account_max_weight: UNCAPPED.weight,
-        keys: Default::default(),
+        keys: TokenKeys::at(user_service_url, Default::default()),
     }
 }
 
@@ -68,12 +68,11 @@ pub fn consignment(
 ) -> ConsignmentSettings {
     ConsignmentSettings {
         serve: Serve::loopback(),
-        database_url,
+        store: database_url.into(),
         vessel_service_url,
-        user_service_url,
         service_token: Some(SERVICE_TOKEN.parse().unwrap()),
         recovery_interval: Duration::from_millis(200).into(),
         recovery_after: Duration::from_secs(1).into(),
-        keys: Default::default(),
+        keys: TokenKeys::at(user_service_url, Default::default()),
     }
 }

@@ -99,7 +99,7 @@ pub async fn vessel_service_with(
     let mut settings = settings::vessel(database_url, format!("http://{user_addr}"));
     settings.account_max_containers = quota.containers;
     settings.account_max_weight = quota.weight;
-    settings.keys = keys;
+    settings.keys.refresh = keys;
     vessel_service_with_settings(&settings).await
 }
 
@@ -129,6 +129,6 @@ pub async fn consignment_service_at(
     keys: KeyRefresh,
 ) -> (SocketAddr, Shutdown) {
     let mut settings = settings::consignment(database_url, vessel_service_url, user_service_url);
-    settings.keys = keys;
+    settings.keys.refresh = keys;
     consignment_service_with_settings(&settings).await
 }

@@ -49,12 +49,46 @@ impl<E> StartError<E> {
     }
 }
 
-/// A service's default addresses, for its [`Serve`] settings.
+/// A service's default addresses, for its [`Serve`] settings: one of the
+/// rows of [`ports`].
 pub trait Ports {
     /// Where its gRPC server listens unless told otherwise, e.g. `0.0.0.0:50052`.
     const LISTEN_ADDR: &'static str;
     /// Where Prometheus scrapes its `/metrics`, e.g. `0.0.0.0:9152`.
     const METRICS_ADDR: &'static str;
+}
+
+/// Declares each row of the port plan: a type and its [`Ports`].
+macro_rules! port_plan {
+    ($($(#[$doc:meta])* $service:ident: $listen:literal, $metrics:literal;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone)]
+            pub struct $service;
+
+            impl super::Ports for $service {
+                const LISTEN_ADDR: &str = $listen;
+                const METRICS_ADDR: &str = $metrics;
+            }
+        )*
+    };
+}
+
+/// The system's port plan: each service's default addresses, gRPC and
+/// metrics, in one table (a service's settings flatten `Serve<its row>`).
+/// docker-compose.yml, deploy/kubernetes and the peers' default URLs use
+/// the same ports.
+pub mod ports {
+    port_plan! {
+        /// consignment-service.
+        Consignment: "0.0.0.0:50051", "0.0.0.0:9151";
+        /// vessel-service.
+        Vessel: "0.0.0.0:50052", "0.0.0.0:9152";
+        /// user-service.
+        User: "0.0.0.0:50053", "0.0.0.0:9153";
+        /// email-service (gRPC for its health only).
+        Email: "0.0.0.0:50054", "0.0.0.0:9154";
+    }
 }
 
 /// The settings every service has: the two addresses it binds (`P`'s by
@@ -213,20 +247,6 @@ mod serve_tests {
 
     use super::*;
 
-    #[derive(Debug, Clone)]
-    struct First;
-    impl Ports for First {
-        const LISTEN_ADDR: &str = "0.0.0.0:50001";
-        const METRICS_ADDR: &str = "0.0.0.0:9001";
-    }
-
-    #[derive(Debug, Clone)]
-    struct Second;
-    impl Ports for Second {
-        const LISTEN_ADDR: &str = "0.0.0.0:50002";
-        const METRICS_ADDR: &str = "0.0.0.0:9002";
-    }
-
     #[derive(Debug, clap::Parser)]
     struct Cli<P: Ports + Clone + Send + Sync + 'static> {
         #[command(flatten)]
@@ -241,23 +261,44 @@ mod serve_tests {
         (serve.listen_addr, serve.metrics_addr)
     }
 
+    fn row<P: Ports + Clone + Send + Sync + 'static>() -> (SocketAddr, SocketAddr) {
+        (
+            P::LISTEN_ADDR.parse().unwrap(),
+            P::METRICS_ADDR.parse().unwrap(),
+        )
+    }
+
     #[test]
     fn each_service_binds_its_own_defaults() {
         // Parsed one after the other in one process: a default cached by the
-        // first would show up in the second.
+        // first would show up in the others.
+        let parsed = [
+            defaults::<ports::Consignment>(),
+            defaults::<ports::Vessel>(),
+            defaults::<ports::User>(),
+            defaults::<ports::Email>(),
+        ];
+        let plan = [
+            row::<ports::Consignment>(),
+            row::<ports::Vessel>(),
+            row::<ports::User>(),
+            row::<ports::Email>(),
+        ];
+        assert_eq!(parsed, plan);
         assert_eq!(
-            defaults::<First>(),
+            parsed[1],
             (
-                "0.0.0.0:50001".parse().unwrap(),
-                "0.0.0.0:9001".parse().unwrap()
+                "0.0.0.0:50052".parse().unwrap(),
+                "0.0.0.0:9152".parse().unwrap()
             )
         );
-        assert_eq!(
-            defaults::<Second>(),
-            (
-                "0.0.0.0:50002".parse().unwrap(),
-                "0.0.0.0:9002".parse().unwrap()
-            )
-        );
+        // No two services default to one port (they run side by side).
+        let mut taken: Vec<u16> = plan
+            .iter()
+            .flat_map(|(listen, metrics)| [listen.port(), metrics.port()])
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        assert_eq!(taken.len(), 2 * plan.len(), "{plan:?}");
     }
 }

@@ -135,6 +135,23 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
+/// Where a service that keeps its data in PostgreSQL or MongoDB
+/// (vessel-service, consignment-service) keeps it: shippy-store opens either
+/// from this URL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreUrl {
+    /// The store: `postgres://user:password@host:5432/db` or
+    /// `mongodb://host:27017/db`, chosen by the scheme.
+    #[arg(long, env, hide_env_values = true)]
+    pub database_url: SecretUrl,
+}
+
+impl From<SecretUrl> for StoreUrl {
+    fn from(database_url: SecretUrl) -> Self {
+        Self { database_url }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

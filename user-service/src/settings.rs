@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use shippy_service::{
-    base::{Ports, Serve},
+    base::{Serve, ports},
     nats,
     settings::SecretUrl,
 };
@@ -62,10 +62,5 @@ pub struct Settings {
     /// Where it listens, and how it finds its peers: the flags every
     /// service has.
     #[command(flatten)]
-    pub serve: Serve<Settings>,
-}
-
-impl Ports for Settings {
-    const LISTEN_ADDR: &str = "0.0.0.0:50053";
-    const METRICS_ADDR: &str = "0.0.0.0:9153";
+    pub serve: Serve<ports::User>,
 }

@@ -49,18 +49,13 @@ impl Application {
     /// database: health answers `NOT_SERVING` until the store is ready.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let base = settings.serve.bind("vessel-service").await?;
-        let store = Store::open(&settings.database_url, STORE_TIMEOUT)
+        let store = Store::open(&settings.store.database_url, STORE_TIMEOUT)
             .await
             .map_err(StartError::service)?;
-        tracing::info!(store = store.kind(), url = %settings.database_url, "vessel store configured");
+        tracing::info!(store = store.kind(), url = %settings.store.database_url, "vessel store configured");
 
         let background = Shutdown::new();
-        let auth = Authenticator::discover(
-            base.discovery(),
-            &settings.user_service_url,
-            &settings.keys,
-            &background,
-        )?;
+        let auth = Authenticator::discover(base.discovery(), &settings.keys, &background)?;
 
         let ready = Ready::new();
         if settings.service_token.is_none() {

@@ -2,10 +2,10 @@
 //! A bare `long, env` takes both names from the field: `--listen-addr` and
 //! `LISTEN_ADDR` for `listen_addr`.
 
-use shippy_auth::service::ServiceToken;
+use shippy_auth::{remote::TokenKeys, service::ServiceToken};
 use shippy_service::{
-    base::{Ports, Serve},
-    settings::SecretUrl,
+    base::{Serve, ports},
+    settings::StoreUrl,
 };
 
 use crate::domain::AccountQuota;
@@ -13,15 +13,9 @@ use crate::domain::AccountQuota;
 /// What vessel-service needs to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// The vessel store: `postgres://user:password@host:5432/db` or
-    /// `mongodb://host:27017/db`, chosen by the scheme.
-    #[arg(long, env, hide_env_values = true)]
-    pub database_url: SecretUrl,
-
-    /// user-service's address (for the public keys that verify the admin
-    /// tokens `Create` needs).
-    #[arg(long, env, default_value = "http://127.0.0.1:50053")]
-    pub user_service_url: String,
+    /// Where vessels and reservations are kept (`DATABASE_URL`).
+    #[command(flatten)]
+    pub store: StoreUrl,
 
     /// The secret consignment-service sends with `Reserve`, `Confirm` and
     /// `Release` (at least 32 characters; the same on both). Unset: those
@@ -61,14 +55,15 @@ pub struct Settings {
     )]
     pub account_max_weight: i64,
 
-    /// How often the keys that verify tokens are refetched (`KEYS_REFRESH_INTERVAL`).
+    /// Where the keys that verify the administrators' tokens `Create` needs
+    /// come from (`USER_SERVICE_URL`, `KEYS_REFRESH_INTERVAL`).
     #[command(flatten)]
-    pub keys: shippy_auth::remote::KeyRefresh,
+    pub keys: TokenKeys,
 
     /// Where it listens, and how it finds its peers: the flags every
     /// service has.
     #[command(flatten)]
-    pub serve: Serve<Settings>,
+    pub serve: Serve<ports::Vessel>,
 }
 
 impl Settings {
@@ -79,9 +74,4 @@ impl Settings {
             weight: self.account_max_weight,
         }
     }
-}
-
-impl Ports for Settings {
-    const LISTEN_ADDR: &str = "0.0.0.0:50052";
-    const METRICS_ADDR: &str = "0.0.0.0:9152";
 }
