@@ -45,16 +45,44 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
     }
 
     let mongodb = infra.var("TEST_MONGODB_URL");
-    let mut cargo_test = run.command("cargo");
-    cargo_test.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
     if let Some(url) = mongodb {
         let address = url.rsplit_once('@').map_or(url, |(_, address)| address);
         println!("MongoDB: the MongoDB tests run too (against {address})");
-        cargo_test.args(["--", "--include-ignored"]);
     }
+    let cargo_test = |args: &[&str], filters: &[&str]| {
+        let mut command = run.command("cargo");
+        command.args(["test", "--workspace", "--locked"]).args(args);
+        command.arg("--");
+        if mongodb.is_some() {
+            command.arg("--include-ignored");
+        }
+        command.args(filters);
+        command
+    };
     let log = dir.join("cargo-test.log");
     let smoke_log = dir.join("cargo-test.log.smoke");
-    let tested = tee(cargo_test, &log, false)?;
+    let soak_log = dir.join("cargo-test.log.chaos");
+
+    // Everything built once, first: both runs below then only run tests.
+    let built = tee(cargo_test(&["--no-run"], &[]), &log, false)?;
+    if interrupted(built) {
+        return Ok(ExitCode::from(130));
+    }
+    if !built.success() {
+        return Ok(exit_code(built.code().unwrap_or(1)));
+    }
+    // The chaos soaks (a cluster of their own under load and faults, about
+    // four minutes, a third of the machine's two cores) run beside the other
+    // tests and the smoke tests instead of after them; their output follows
+    // at the end.
+    println!(
+        "chaos: the soaks run beside the other tests, their output in {}",
+        soak_log.display()
+    );
+    let soaks = Beside::spawn(cargo_test(&["--test", CHAOS_TESTS], &[]), &soak_log)?;
+    let mut rest = cargo_test(&["--no-fail-fast"], &[]);
+    rest.args(CHAOS_MODULES.iter().flat_map(|module| ["--skip", module]));
+    let tested = tee(rest, &log, true)?;
     if interrupted(tested) {
         return Ok(ExitCode::from(130));
     }
@@ -119,6 +147,19 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
         }
     }
 
+    println!();
+    println!("chaos: the soaks (they ran beside the tests above)");
+    match soaks.wait() {
+        Ok(soaked) if interrupted(soaked) => return Ok(ExitCode::from(130)),
+        Ok(soaked) if soaked.success() => {}
+        Ok(_) => status = 1,
+        Err(error) => {
+            eprintln!("shippy-dev: {error:#}");
+            status = 1;
+        }
+    }
+    let _ = std::io::stdout().write_all(&std::fs::read(&soak_log).unwrap_or_default());
+
     if mongodb.is_none() {
         println!();
         println!(
@@ -133,7 +174,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
 
     // One closing line for the whole run, summed over every test binary.
     let mut text = String::new();
-    for path in [&log, &smoke_log] {
+    for path in [&log, &soak_log, &smoke_log] {
         text.push_str(&String::from_utf8_lossy(
             &std::fs::read(path).unwrap_or_default(),
         ));
@@ -145,6 +186,45 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
         tally.passed, tally.failed, tally.skipped
     );
     Ok(exit_code(status))
+}
+
+/// shippy-chaos's test binary (`tests/chaos`): the soaks and the checker's
+/// self-test.
+const CHAOS_TESTS: &str = "chaos";
+/// Its tests' modules, skipped by the run of all the other tests.
+const CHAOS_MODULES: [&str; 2] = ["soak::", "self_test::"];
+
+/// A command running beside the others, its output into a file, in a
+/// process group of its own: interrupted (SIGINT, as a Ctrl-C would) with
+/// all it started if it is not waited for (the run ended early).
+struct Beside {
+    child: std::process::Child,
+    waited: bool,
+}
+
+impl Beside {
+    fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Self> {
+        let child = crate::process::spawn_logged(&mut command, log)?;
+        Ok(Self {
+            child,
+            waited: false,
+        })
+    }
+
+    fn wait(mut self) -> anyhow::Result<ExitStatus> {
+        self.waited = true;
+        self.child.wait().context("cannot wait for the chaos soaks")
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        if !self.waited {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// What every step runs with: the repository as its directory, the
