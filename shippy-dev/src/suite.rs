@@ -195,8 +195,9 @@ const CHAOS_TESTS: &str = "chaos";
 const CHAOS_MODULES: [&str; 2] = ["soak::", "self_test::"];
 
 /// A command running beside the others, its output into a file, in a
-/// process group of its own: interrupted (SIGINT, as a Ctrl-C would) with
-/// all it started if it is not waited for (the run ended early).
+/// process group of its own: stopped (SIGTERM) with all it started if it is
+/// not waited for (the run ended early, or was interrupted: a Ctrl-C does
+/// not reach another group).
 struct Beside {
     child: std::process::Child,
     waited: bool,
@@ -221,7 +222,7 @@ impl Drop for Beside {
     fn drop(&mut self) {
         if !self.waited {
             let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
             let _ = self.child.wait();
         }
     }
@@ -367,6 +368,54 @@ fn leading_number(field: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_beside_answers_its_status_and_output() {
+        let dir = std::env::temp_dir().join(format!("beside-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("out.log");
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo soaked; exit 3"]);
+        let status = Beside::spawn(command, &log).unwrap().wait().unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "soaked\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_command_beside_not_waited_for_is_stopped_with_what_it_started() {
+        let dir = std::env::temp_dir().join(format!("beside-drop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("grandchild.pid");
+        let mut command = Command::new("sh");
+        // A grandchild, as cargo test's test binary is cargo's.
+        command
+            .arg("-c")
+            .arg(format!("sleep 60 & echo $! > {}; wait", pid_file.display()));
+        let beside = Beside::spawn(command, &dir.join("out.log")).unwrap();
+        let started = std::time::Instant::now();
+        let grandchild = loop {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+            {
+                break pid;
+            }
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "the grandchild never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        drop(beside);
+        let alive = || crate::process::signal(grandchild, "0");
+        let stopped = std::time::Instant::now();
+        while alive() && stopped.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!alive(), "the grandchild {grandchild} outlived the run");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_tally_sums_test_results_and_smoke_lines_as_the_old_awk_did() {
