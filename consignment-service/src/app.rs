@@ -59,7 +59,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let base = settings.serve.bind("consignment-service").await?;
         let metrics = base.metrics().clone();
-        let store = Store::open(&settings.store.database_url, STORE_TIMEOUT)
+        let store = Store::open(&settings.store.database_url, STORE_TIMEOUT, base.name())
             .await
             .map_err(StartError::service)?;
         tracing::info!(store = store.kind(), url = %settings.store.database_url, "consignment store configured");

@@ -166,6 +166,12 @@ impl ServiceBase {
         })
     }
 
+    /// The service's name, as it was bound: what it registers under, and
+    /// what its database connections are named.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// The service's metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -128,10 +128,6 @@ async fn migrate<E: DatabaseError + Display>(pool: &PgPool, migrator: &Migrator)
 /// [`Storage::prepare`] (indexes, filling in what older documents lack) is
 /// its own.
 pub trait MongoStorage: Storage {
-    /// The name its connections give MongoDB (`appName`, seen in the
-    /// server's logs and `currentOp`) unless the URL names one.
-    const APP_NAME: &'static str;
-
     /// The store in `database` (whose client may not have connected yet).
     fn in_database(database: &Database) -> Self;
 }
@@ -195,9 +191,16 @@ impl<P, M> Store<P, M> {
 impl<P: PostgresStorage, M: MongoStorage> Store<P, M> {
     /// Opens the store `url` names without waiting for the database: the
     /// first operation connects (waiting at most `timeout`), so a service
-    /// can start before its database.
-    pub async fn open(url: &SecretUrl, timeout: Duration) -> Result<Self, OpenError> {
-        Ok(match open(url, timeout, M::APP_NAME).await? {
+    /// can start before its database. Its connections are named `app_name`,
+    /// the service's name (PostgreSQL's `application_name`, seen in
+    /// `pg_stat_activity`; MongoDB's `appName`, seen in the server's log and
+    /// `currentOp`), unless the URL names them otherwise.
+    pub async fn open(
+        url: &SecretUrl,
+        timeout: Duration,
+        app_name: &str,
+    ) -> Result<Self, OpenError> {
+        Ok(match open(url, timeout, app_name).await? {
             Backend::Postgres(pool) => Self::Postgres(P::on_pool(pool)),
             Backend::Mongo(database) => Self::Mongo(M::in_database(&database)),
         })

@@ -33,7 +33,10 @@ use mongodb::{
     options::ClientOptions,
 };
 use shippy_service::settings::SecretUrl;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 /// The MongoDB database used when the URL names none.
 pub const DEFAULT_MONGO_DATABASE: &str = "shippy";
@@ -81,10 +84,11 @@ pub enum OpenError {
 
 /// Opens what `url` names. Nothing connects yet: the first operation does,
 /// waiting at most `timeout` for a connection, so a service can start before
-/// its database. `app_name` labels MongoDB connections.
+/// its database. Its connections are named `app_name` (MongoDB's `appName`,
+/// PostgreSQL's `application_name`) unless the URL names them otherwise.
 async fn open(url: &SecretUrl, timeout: Duration, app_name: &str) -> Result<Backend, OpenError> {
     match url.scheme() {
-        "postgres" | "postgresql" => open_postgres(url, timeout).map(Backend::Postgres),
+        "postgres" | "postgresql" => open_postgres(url, timeout, app_name).map(Backend::Postgres),
         "mongodb" | "mongodb+srv" => {
             let invalid = |source: mongodb::error::Error| OpenError::InvalidUrl {
                 database: "MongoDB",
@@ -107,12 +111,29 @@ async fn open(url: &SecretUrl, timeout: Duration, app_name: &str) -> Result<Back
 
 /// Opens the PostgreSQL pool `url` names, for a service that keeps its data
 /// in PostgreSQL only (user-service) and for [`Store::open`]: nothing connects yet,
-/// the first query waits at most `timeout` for a connection.
-pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenError> {
+/// the first query waits at most `timeout` for a connection. Its connections
+/// carry `application_name` = `app_name` (what `pg_stat_activity` and the
+/// server's log show) unless the URL (`?application_name=…`) or `PGAPPNAME`
+/// names one.
+pub fn open_postgres(
+    url: &SecretUrl,
+    timeout: Duration,
+    app_name: &str,
+) -> Result<PgPool, OpenError> {
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         return Err(OpenError::PostgresOnly(url.scheme().to_owned()));
     }
-    PgPoolOptions::new()
+    let mut options: PgConnectOptions =
+        url.expose()
+            .parse()
+            .map_err(|source: sqlx::Error| OpenError::InvalidUrl {
+                database: "PostgreSQL",
+                source: source.into(),
+            })?;
+    if options.get_application_name().is_none() {
+        options = options.application_name(app_name);
+    }
+    Ok(PgPoolOptions::new()
         .max_connections(10)
         .acquire_timeout(timeout)
         // No ping (a Sync round trip, sqlx's default) each time a connection
@@ -121,11 +142,7 @@ pub fn open_postgres(url: &SecretUrl, timeout: Duration) -> Result<PgPool, OpenE
         // connection the server dropped fails its next query instead, as
         // UNAVAILABLE (callers retry), and leaves the pool.
         .test_before_acquire(false)
-        .connect_lazy(url.expose())
-        .map_err(|source| OpenError::InvalidUrl {
-            database: "PostgreSQL",
-            source: source.into(),
-        })
+        .connect_lazy_with(options))
 }
 
 /// Forwards a call on a [`Store`] to the store inside, whichever it is, in
@@ -260,12 +277,63 @@ mod tests {
         address
     }
 
+    /// The first message a MongoDB client opened on `query` (`?…` or "")
+    /// with the name `app_name` sends: its handshake, naming the client.
+    async fn mongodb_handshake(query: &str, app_name: &str) -> Vec<u8> {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: SecretUrl = format!("mongodb://{}/{query}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let Backend::Mongo(database) = open(&url, Duration::from_secs(5), app_name).await.unwrap()
+        else {
+            panic!("a mongodb:// URL opens MongoDB");
+        };
+        let ping = tokio::spawn(async move {
+            let _ = database
+                .run_command(mongodb::bson::doc! { "ping": 1 })
+                .await;
+        });
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let length = socket.read_i32_le().await.unwrap();
+        let mut message = length.to_le_bytes().to_vec();
+        message.resize(usize::try_from(length).unwrap(), 0);
+        socket.read_exact(&mut message[4..]).await.unwrap();
+        ping.abort();
+        message
+    }
+
+    /// Whether `handshake` holds the client metadata
+    /// `application: { name: <name> }`.
+    fn names_the_application(handshake: &[u8], name: &str) -> bool {
+        let mut application = b"\x03application\0".to_vec();
+        mongodb::bson::doc! { "name": name }
+            .to_writer(&mut application)
+            .unwrap();
+        handshake
+            .windows(application.len())
+            .any(|window| window == application)
+    }
+
+    #[tokio::test]
+    async fn mongodb_connections_are_named_after_the_caller() {
+        let handshake = mongodb_handshake("", "vessel-service").await;
+        assert!(names_the_application(&handshake, "vessel-service"));
+    }
+
+    #[tokio::test]
+    async fn a_mongodb_url_naming_its_app_keeps_that_name() {
+        let handshake = mongodb_handshake("?appName=mine", "vessel-service").await;
+        assert!(names_the_application(&handshake, "mine"));
+        assert!(!names_the_application(&handshake, "vessel-service"));
+    }
+
     #[tokio::test]
     async fn a_server_that_hangs_up_during_the_handshake_is_unavailable() {
         let url: SecretUrl = format!("postgres://shippy:secret@{}/shippy", hangs_up().await)
             .parse()
             .unwrap();
-        let pool = open_postgres(&url, Duration::from_secs(5)).unwrap();
+        let pool = open_postgres(&url, Duration::from_secs(5), "test").unwrap();
         let error = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
         assert!(postgres_unavailable(&error), "{error:?}");
     }

@@ -83,7 +83,7 @@ impl Application {
         let base = settings.serve.bind("user-service").await?;
         let metrics = base.metrics().clone();
         // The same pool as vessel- and consignment-service open.
-        let pool = shippy_store::open_postgres(&settings.database_url, STORE_TIMEOUT)
+        let pool = shippy_store::open_postgres(&settings.database_url, STORE_TIMEOUT, base.name())
             .map_err(StartError::service)?;
         let store = UserStore::new(pool);
         tracing::info!(url = %settings.database_url, "user store configured");

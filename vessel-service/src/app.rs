@@ -49,7 +49,7 @@ impl Application {
     /// database: health answers `NOT_SERVING` until the store is ready.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let base = settings.serve.bind("vessel-service").await?;
-        let store = Store::open(&settings.store.database_url, STORE_TIMEOUT)
+        let store = Store::open(&settings.store.database_url, STORE_TIMEOUT, base.name())
             .await
             .map_err(StartError::service)?;
         tracing::info!(store = store.kind(), url = %settings.store.database_url, "vessel store configured");

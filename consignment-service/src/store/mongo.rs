@@ -155,8 +155,6 @@ pub fn listing_query(owner: &str, after: Option<&Cursor>) -> (Document, Document
 const WRITE_CONFLICT_TRIES: u32 = 5;
 
 impl MongoStorage for MongoStore {
-    const APP_NAME: &'static str = "consignment-service";
-
     fn in_database(database: &Database) -> Self {
         Self {
             database: database.clone(),

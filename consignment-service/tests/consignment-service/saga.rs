@@ -236,9 +236,13 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
 async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
     let cluster = Cluster::start().await;
     let (owner, token) = cluster.user("orphan@example.com").await;
-    let store = Store::open(&cluster.consignment_database, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let store = Store::open(
+        &cluster.consignment_database,
+        Duration::from_secs(5),
+        "consignment-service",
+    )
+    .await
+    .unwrap();
     let orphan = |id: &str, vessel_id: &str| Stored {
         id: id.into(),
         owner_id: owner.clone(),
@@ -347,9 +351,13 @@ async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
         Code::Unavailable,
         &[],
     );
-    let store = Store::open(&cluster.consignment_database, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let store = Store::open(
+        &cluster.consignment_database,
+        Duration::from_secs(5),
+        "consignment-service",
+    )
+    .await
+    .unwrap();
     let far_future = chrono::Utc::now() + chrono::Duration::days(1);
     for state in [State::Pending, State::Confirmed, State::Cancelling] {
         assert!(

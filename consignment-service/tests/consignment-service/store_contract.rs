@@ -19,6 +19,8 @@ use shippy_testkit::{
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// What the store's connections are named, as the service names them.
+const NAME: &str = "consignment-service";
 
 fn at(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(1_800_000_000_000_000 + micros).unwrap()
@@ -375,7 +377,7 @@ async fn preparing_twice_is_fine_and_ping_answers(store: impl ConsignmentStore) 
 /// The store at `url`, opened and prepared, with test logging on.
 async fn prepared(url: &SecretUrl) -> Store {
     init_test_logging();
-    let store = Store::open(url, TIMEOUT).await.unwrap();
+    let store = Store::open(url, TIMEOUT, NAME).await.unwrap();
     store.prepare().await.unwrap();
     store
 }
@@ -443,7 +445,9 @@ async fn mongodb_listing_is_answered_from_the_owner_index() {
 async fn an_unreachable_database_is_unavailable(url: SecretUrl) {
     let nowhere = shippy_testkit::ClosedPort::new();
     let url = shippy_testkit::with_socket_addr(&url, nowhere.address);
-    let store = Store::open(&url, Duration::from_millis(500)).await.unwrap();
+    let store = Store::open(&url, Duration::from_millis(500), NAME)
+        .await
+        .unwrap();
     let error = store.ping().await.unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     let error = store

@@ -79,8 +79,6 @@ fn without_reservations() -> Document {
 }
 
 impl MongoStorage for MongoStore {
-    const APP_NAME: &'static str = "vessel-service";
-
     fn in_database(database: &Database) -> Self {
         Self {
             database: database.clone(),

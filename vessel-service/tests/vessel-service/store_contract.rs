@@ -10,6 +10,8 @@ mod reservations;
 
 use std::time::Duration;
 
+use shippy_service::settings::SecretUrl;
+
 use shippy_testkit::{
     fresh_mongodb_database, fresh_postgres_database, init_test_logging, store_contract,
 };
@@ -33,6 +35,8 @@ use self::reservations::{
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// What the store's connections are named, as the service names them.
+const NAME: &str = "vessel-service";
 
 pub(crate) fn vessel(id: &str, capacity: i32, max_weight: i32) -> Vessel {
     Vessel {
@@ -264,7 +268,7 @@ async fn ping_answers(store: impl VesselStore) {
 pub(crate) async fn postgres_store() -> Store {
     init_test_logging();
     let url = fresh_postgres_database("vessel_contract").await;
-    let store = Store::open(&url, TIMEOUT).await.expect("valid URL");
+    let store = Store::open(&url, TIMEOUT, NAME).await.expect("valid URL");
     assert!(matches!(store, Store::Postgres(_)));
     store.prepare().await.expect("migrate");
     store
@@ -273,7 +277,9 @@ pub(crate) async fn postgres_store() -> Store {
 pub(crate) async fn mongo_store() -> Store {
     init_test_logging();
     let url = fresh_mongodb_database("vessel_contract");
-    let store = Store::open(&url, TIMEOUT).await.expect("valid MongoDB URL");
+    let store = Store::open(&url, TIMEOUT, NAME)
+        .await
+        .expect("valid MongoDB URL");
     assert!(matches!(store, Store::Mongo(_)));
     store.prepare().await.expect("create indexes");
     store
@@ -310,7 +316,7 @@ async fn mongodb_find_available_is_answered_from_the_size_index() {
     use vessel_service::store::mongo::{BY_SIZE_INDEX, find_available_query};
 
     let url = shippy_testkit::fresh_mongodb_database("vessel_explain");
-    let store = Store::open(&url, TIMEOUT).await.unwrap();
+    let store = Store::open(&url, TIMEOUT, NAME).await.unwrap();
     store.prepare().await.unwrap();
     for n in 1..=200 {
         store
@@ -342,7 +348,55 @@ async fn postgres_lists_in_byte_order_under_a_language_collation() {
     .await
     .unwrap();
     let url = admin.with_path(&format!("/{name}"));
-    let store = Store::open(&url, TIMEOUT).await.unwrap();
+    let store = Store::open(&url, TIMEOUT, NAME).await.unwrap();
     store.prepare().await.unwrap();
     list_pages_through_the_fleet_in_id_order(store).await;
+}
+
+/// PostgreSQL only: the names `pg_stat_activity` shows for the client
+/// connections to the database at `url` once a store opened on it has
+/// answered a ping (not for the server's own, such as an autovacuum worker
+/// visiting the new database).
+async fn postgres_connection_names(url: &SecretUrl) -> Vec<String> {
+    use sqlx::Connection as _;
+
+    let database = url
+        .expose()
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .get_database()
+        .unwrap()
+        .to_owned();
+    let store = Store::open(url, TIMEOUT, NAME).await.unwrap();
+    store.ping().await.unwrap();
+    let admin = shippy_testkit::postgres_admin_url();
+    let mut connection = sqlx::PgConnection::connect(admin.expose()).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT application_name FROM pg_stat_activity \
+         WHERE datname = $1 AND backend_type = 'client backend'",
+    )
+    .bind(database)
+    .fetch_all(&mut connection)
+    .await
+    .unwrap()
+}
+
+/// PostgreSQL only: the store's connections carry the service's name
+/// (`application_name`), so `pg_stat_activity` tells whose they are.
+#[tokio::test]
+async fn postgres_connections_are_named_after_the_service() {
+    init_test_logging();
+    let url = fresh_postgres_database("vessel_app_name").await;
+    assert_eq!(postgres_connection_names(&url).await, [NAME]);
+}
+
+/// PostgreSQL only: a URL that names its connections keeps that name.
+#[tokio::test]
+async fn a_postgres_url_naming_its_connections_keeps_that_name() {
+    init_test_logging();
+    let url = fresh_postgres_database("vessel_app_name").await;
+    let url: SecretUrl = format!("{}?application_name=mine", url.expose())
+        .parse()
+        .unwrap();
+    assert_eq!(postgres_connection_names(&url).await, ["mine"]);
 }
