@@ -34,6 +34,18 @@ pub(crate) async fn vessel_service_down(email: &str) -> (Cluster, String) {
     (cluster, token)
 }
 
+/// consignment-service's store in `cluster`, opened beside the service as
+/// the service opens it.
+async fn consignment_store(cluster: &Cluster) -> Store {
+    Store::open(
+        &cluster.consignment_database,
+        Duration::from_secs(5),
+        "consignment-service",
+    )
+    .await
+    .unwrap()
+}
+
 /// A connection to the PostgreSQL database at `url`.
 pub(crate) async fn connect(url: &SecretUrl) -> sqlx::PgConnection {
     use sqlx::Connection as _;
@@ -236,13 +248,7 @@ async fn a_consignment_service_killed_between_reserve_and_store_holds_nothing_fo
 async fn the_recovery_sweep_settles_what_a_dead_process_left_pending() {
     let cluster = Cluster::start().await;
     let (owner, token) = cluster.user("orphan@example.com").await;
-    let store = Store::open(
-        &cluster.consignment_database,
-        Duration::from_secs(5),
-        "consignment-service",
-    )
-    .await
-    .unwrap();
+    let store = consignment_store(&cluster).await;
     let orphan = |id: &str, vessel_id: &str| Stored {
         id: id.into(),
         owner_id: owner.clone(),
@@ -351,13 +357,7 @@ async fn vessel_service_down_is_unavailable_and_holds_and_stores_nothing() {
         Code::Unavailable,
         &[],
     );
-    let store = Store::open(
-        &cluster.consignment_database,
-        Duration::from_secs(5),
-        "consignment-service",
-    )
-    .await
-    .unwrap();
+    let store = consignment_store(&cluster).await;
     let far_future = chrono::Utc::now() + chrono::Duration::days(1);
     for state in [State::Pending, State::Confirmed, State::Cancelling] {
         assert!(
