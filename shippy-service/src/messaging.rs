@@ -24,7 +24,7 @@ pub use tracing;
 macro_rules! messaging_span {
     ($name:literal, $kind:literal, $operation:literal, $subject:expr, $($field:tt)*) => {
         // The subject evaluated once, though two fields show it.
-        match $subject {
+        match &$subject {
             subject => $crate::messaging::tracing::info_span!(
                 $name,
                 otel.name = %::std::format!("{} {}", subject, $operation),
