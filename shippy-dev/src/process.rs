@@ -9,7 +9,7 @@
 //! file ([`stop_pid_file`]).
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,15 +24,7 @@ pub(crate) const GRACE: Duration = Duration::from_secs(30);
 
 /// `N` distinct loopback ports free a moment ago (bound together, then let go).
 pub(crate) fn spare_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
-    let mut ports = [0; N];
-    let mut probes = Vec::with_capacity(N);
-    for port in &mut ports {
-        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .context("cannot bind a loopback port to find a spare one")?;
-        *port = probe.local_addr().context("a bound port's address")?.port();
-        probes.push(probe);
-    }
-    Ok(ports)
+    shippy_testkit::try_spare_ports().context("cannot bind a loopback port to find a spare one")
 }
 
 /// A new log file at `log` for a program's stdout and stderr.

@@ -54,7 +54,9 @@ pub use infra::{
     mongodb_admin_url, postgres_admin_url,
 };
 pub use mongo_plan::{MongoQueryPlan, mongodb_query_plan};
-pub use net::{ClosedPort, LateProxy, http_get, socket_addr_of, spare_ports, with_socket_addr};
+pub use net::{
+    ClosedPort, LateProxy, http_get, socket_addr_of, spare_ports, try_spare_ports, with_socket_addr,
+};
 pub use otlp::{CallerSpan, OtlpReceiver, ReceivedSpan, find_span};
 pub use running::Running;
 pub use service::{

@@ -141,8 +141,18 @@ pub async fn http_get(url: &str) -> std::io::Result<String> {
 /// its own (bound together, then let go: another process could still take
 /// one before the program does, so use it at once).
 pub fn spare_ports<const N: usize>() -> [u16; N] {
-    let probes: [std::net::TcpListener; N] = std::array::from_fn(|_| {
-        std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")
-    });
-    probes.map(|probe| probe.local_addr().expect("local address").port())
+    try_spare_ports().expect("bind loopback ports")
+}
+
+/// [`spare_ports`], or why no loopback port could be bound (what shippy-dev
+/// reports instead of panicking).
+pub fn try_spare_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let mut ports = [0; N];
+    let mut probes = Vec::with_capacity(N);
+    for port in &mut ports {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        *port = probe.local_addr()?.port();
+        probes.push(probe);
+    }
+    Ok(ports)
 }

@@ -9,7 +9,7 @@ use shippy_harness::{
 };
 use shippy_proto::consignment::v1::{Consignment, shipping_service_client::ShippingServiceClient};
 use shippy_testkit::{
-    CallerSpan, OtlpReceiver, ReceivedSpan, ServiceProcess, fresh_postgres_database, infra_var,
+    CallerSpan, OtlpReceiver, ReceivedSpan, ServiceProcess, fresh_database_setting, infra_var,
     init_test_logging,
     otlp::kind::{CLIENT, SERVER},
 };
@@ -53,12 +53,6 @@ fn assert_descends(
     }
 }
 
-/// `DATABASE_URL` set to a fresh PostgreSQL database named after `prefix`.
-async fn database(prefix: &str) -> (&'static str, String) {
-    let url = fresh_postgres_database(prefix).await;
-    ("DATABASE_URL", url.expose().to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_service() {
     init_test_logging();
@@ -72,7 +66,7 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
         "user-service",
         &[
             otel.clone(),
-            database("trace_users").await,
+            fresh_database_setting("trace_users").await,
             ("NATS_URL", infra_var("TEST_NATS_URL")),
             ("BCRYPT_COST", "4".into()),
             ("USER_EVENTS_STREAM", format!("USERS_{unique}")),
@@ -85,14 +79,14 @@ async fn a_create_consignment_is_one_trace_through_consignment_and_vessel_servic
     .await;
     let vessels = ServiceProcess::start(
         "vessel-service",
-        &[otel.clone(), database("trace_vessels").await],
+        &[otel.clone(), fresh_database_setting("trace_vessels").await],
     )
     .await;
     let shipping = ServiceProcess::start(
         "consignment-service",
         &[
             otel.clone(),
-            database("trace_consignments").await,
+            fresh_database_setting("trace_consignments").await,
             ("VESSEL_SERVICE_URL", vessels.url()),
             ("USER_SERVICE_URL", users.url()),
         ],
