@@ -26,6 +26,17 @@ impl ClosedPort {
         Self { socket, address }
     }
 
+    /// Holds `address`, the port of a server that just stopped, so that
+    /// nothing else takes it while a test still points there: connections
+    /// to it are refused, as to a server that is down.
+    pub fn at(address: std::net::SocketAddr) -> std::io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        // Its connections may still wait out TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        Ok(Self { socket, address })
+    }
+
     /// Starts listening on it: from now on, connections are accepted.
     pub fn listen(self) -> tokio::net::TcpListener {
         self.socket

@@ -476,7 +476,11 @@ async fn verifiers_keep_the_last_keys_while_user_service_is_down() {
     let (_, token) = keyed.gateway.user("down@example.com").await;
     assert_eq!(keyed.at_consignments(&token).await, Ok(()));
     let Keyed { gateway, user, .. } = keyed;
+    let user_addr = user.address;
     user.stop().await;
+    // Its port stays taken, so another test's user-service (with other
+    // keys) cannot turn up there.
+    let _down = shippy_testkit::ClosedPort::at(user_addr).expect("hold the stopped port");
     // Several refreshes fail meanwhile; the keys fetched before stay.
     tokio::time::sleep(REFRESH * 4).await;
     let answer = ShippingServiceClient::new(spawn::channel(gateway.services.consignment_addr))
