@@ -224,15 +224,11 @@ impl VesselStore for Store {
         ttl: Duration,
         quota: AccountQuota,
     ) -> Vec<Result<Reserved, StoreError>> {
-        match self {
-            Self::Postgres(store) => {
-                let span = tracing::info_span!("postgres.reserve_many", batch.size = wanted.len());
-                shippy_store::traced(span, store.reserve_many(wanted, ttl, quota)).await
-            }
-            // MongoDB takes a batch one by one (the trait's default), each
-            // through `reserve` here: in its own `mongodb.reserve` span.
-            Self::Mongo(_) => reserve_each(self, wanted, ttl, quota).await,
-        }
+        dispatch!(
+            self,
+            "reserve_many" { batch.size = wanted.len() },
+            store => store.reserve_many(wanted, ttl, quota)
+        )
     }
 
     async fn confirm(&self, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
@@ -243,14 +239,11 @@ impl VesselStore for Store {
         &self,
         ids: &[ReservationId],
     ) -> Vec<Result<Option<Reservation>, StoreError>> {
-        match self {
-            Self::Postgres(store) => {
-                let span = tracing::info_span!("postgres.confirm_many", batch.size = ids.len());
-                shippy_store::traced(span, store.confirm_many(ids)).await
-            }
-            // One by one, as `reserve_many`: each in its `mongodb.confirm` span.
-            Self::Mongo(_) => confirm_each(self, ids).await,
-        }
+        dispatch!(
+            self,
+            "confirm_many" { batch.size = ids.len() },
+            store => store.confirm_many(ids)
+        )
     }
 
     async fn release(
