@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
@@ -49,14 +50,13 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
         let address = url.rsplit_once('@').map_or(url, |(_, address)| address);
         println!("MongoDB: the MongoDB tests run too (against {address})");
     }
-    let cargo_test = |args: &[&str], filters: &[&str]| {
+    let cargo_test = |args: &[&str]| {
         let mut command = run.command("cargo");
         command.args(["test", "--workspace", "--locked"]).args(args);
         command.arg("--");
         if mongodb.is_some() {
             command.arg("--include-ignored");
         }
-        command.args(filters);
         command
     };
     let log = dir.join("cargo-test.log");
@@ -64,7 +64,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
     let soak_log = dir.join("cargo-test.log.chaos");
 
     // Every test but the chaos soaks' (cargo builds them all).
-    let mut rest = cargo_test(&["--no-fail-fast"], &[]);
+    let mut rest = cargo_test(&["--no-fail-fast"]);
     rest.args(CHAOS_MODULES.iter().flat_map(|module| ["--skip", module]));
     let tested = tee(rest, &log, false)?;
     if interrupted(tested) {
@@ -83,7 +83,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
         "chaos: the soaks run beside the smoke tests, their output in {}",
         soak_log.display()
     );
-    let soaks = Beside::spawn(cargo_test(&["--test", CHAOS_TESTS], &[]), &soak_log)?;
+    let soaks = Beside::spawn(cargo_test(&["--test", CHAOS_TESTS]), &soak_log)?;
 
     let shippy_dev = own_binary()?;
     let mut browser = run.command_with(&shippy_dev, ["smoke", "browser"]);
@@ -133,27 +133,15 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
     for (title, command) in steps {
         println!();
         println!("{title}");
-        match tee(command, &smoke_log, true) {
-            Ok(smoked) if interrupted(smoked) => return Ok(ExitCode::from(130)),
-            Ok(smoked) if smoked.success() => {}
-            Ok(_) => status = 1,
-            Err(error) => {
-                eprintln!("shippy-dev: {error:#}");
-                status = 1;
-            }
+        if record(tee(command, &smoke_log, true), &mut status).is_break() {
+            return Ok(ExitCode::from(130));
         }
     }
 
     println!();
     println!("chaos: the soaks (they ran beside the smoke tests above)");
-    match soaks.wait() {
-        Ok(soaked) if interrupted(soaked) => return Ok(ExitCode::from(130)),
-        Ok(soaked) if soaked.success() => {}
-        Ok(_) => status = 1,
-        Err(error) => {
-            eprintln!("shippy-dev: {error:#}");
-            status = 1;
-        }
+    if record(soaks.wait(), &mut status).is_break() {
+        return Ok(ExitCode::from(130));
     }
     let _ = std::io::stdout().write_all(&std::fs::read(&soak_log).unwrap_or_default());
 
@@ -308,6 +296,22 @@ fn own_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// A step's outcome into the run's `status` (1 if it failed or could not
+/// be run, which is reported); [`ControlFlow::Break`] if a Ctrl-C ended it,
+/// and with it the whole run.
+fn record(outcome: anyhow::Result<ExitStatus>, status: &mut i32) -> ControlFlow<()> {
+    match outcome {
+        Ok(ended) if interrupted(ended) => return ControlFlow::Break(()),
+        Ok(ended) if ended.success() => {}
+        Ok(_) => *status = 1,
+        Err(error) => {
+            eprintln!("shippy-dev: {error:#}");
+            *status = 1;
+        }
+    }
+    ControlFlow::Continue(())
+}
+
 /// Whether a step ended by a Ctrl-C (the whole run stops then, cleaning up).
 fn interrupted(status: ExitStatus) -> bool {
     status.signal() == Some(2) || status.code() == Some(130)
@@ -365,6 +369,23 @@ fn leading_number(field: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_steps_outcome_counts_in_the_runs_status() {
+        let exited = |code: i32| Ok(ExitStatus::from_raw(code << 8));
+        let mut status = 0;
+        assert!(record(exited(0), &mut status).is_continue());
+        assert_eq!(status, 0, "a step that passed changes nothing");
+        assert!(record(exited(2), &mut status).is_continue());
+        assert_eq!(status, 1, "a failed step fails the run");
+        let mut status = 0;
+        assert!(record(Err(anyhow::anyhow!("cannot run it")), &mut status).is_continue());
+        assert_eq!(status, 1, "a step that could not run fails the run");
+        assert!(
+            record(exited(130), &mut status).is_break(),
+            "a Ctrl-C ends it"
+        );
+    }
 
     #[test]
     fn a_command_beside_answers_its_status_and_output() {
